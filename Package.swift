@@ -1,0 +1,108 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "MedView",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "medview", targets: ["medview"]),
+        .library(name: "MedViewProtocol", targets: ["MedViewProtocol"]),
+        .library(name: "MedViewCore", targets: ["MedViewCore"]),
+        .library(name: "MedViewServer", targets: ["MedViewServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "MedViewProtocol",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewCore",
+            dependencies: [
+                "MedViewProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewModels",
+            dependencies: ["MedViewCore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewStore",
+            dependencies: [
+                "MedViewCore",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewServer",
+            dependencies: [
+                "MedViewProtocol",
+                "MedViewCore",
+                "MedViewModels",
+                "MedViewStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewBench",
+            dependencies: [
+                "MedViewProtocol",
+                "MedViewServer",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "medview",
+            dependencies: [
+                "MedViewServer",
+                "MedViewBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewCoreTests",
+            dependencies: ["MedViewCore", "MedViewModels", "MedViewProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewStoreTests",
+            dependencies: ["MedViewStore", "MedViewCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewServerTests",
+            dependencies: [
+                "MedViewServer",
+                "MedViewProtocol",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

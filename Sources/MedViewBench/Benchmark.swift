@@ -1,0 +1,259 @@
+import Foundation
+import HummingbirdWSClient
+import Logging
+import MedViewProtocol
+import MedViewServer
+import NIOCore
+import Synchronization
+
+/// `medview bench`: drives a live server (scripted model, zero delay) over WebSocket and prints
+/// time to first chunk, chunk latency, throughput and memory per idle connection.
+public struct Benchmark: Sendable {
+    public var executable: String
+    public var concurrentStreams: Int
+    public var rounds: Int
+    public var idleConnectionSteps: [Int]
+    public var print: @Sendable (String) -> Void
+
+    public init(executable: String, concurrentStreams: Int, rounds: Int, idleConnectionSteps: [Int], print: @escaping @Sendable (String) -> Void) {
+        self.executable = executable
+        self.concurrentStreams = concurrentStreams
+        self.rounds = rounds
+        self.idleConnectionSteps = idleConnectionSteps
+        self.print = print
+    }
+
+    public func run() async throws {
+        try await latency()
+        if !idleConnectionSteps.isEmpty { try await memory() }
+    }
+
+    // MARK: - Latency and throughput
+
+    struct StreamTiming: Sendable {
+        var firstChunk: Duration
+        var chunkArrivals: [Duration]
+        var chunks: Int
+        var chars: Int
+    }
+
+    private func latency() async throws {
+        let server = try BenchServer(executable: executable, extraArguments: [
+            "--model", "scripted:delay=0", "--max-streams-per-user", "100000", "--max-connections-per-user", "100000",
+        ])
+        defer { server.stop() }
+        let tokens = try await BenchTokens(dataDirectory: server.dataDirectory, users: concurrentStreams)
+        let url = "ws://127.0.0.1:\(server.port)/v1/ws"
+        print("medview bench: \(concurrentStreams) concurrent streams x \(rounds) rounds, scripted model at zero delay, server pid \(server.process.processIdentifier)")
+
+        // Warm up: one round, not counted.
+        _ = try await runRound(url: url, tokens: tokens, round: -1)
+        let clock = ContinuousClock()
+        var all: [StreamTiming] = []
+        let started = clock.now
+        for round in 0..<rounds {
+            all += try await runRound(url: url, tokens: tokens, round: round)
+        }
+        let elapsed = clock.now - started
+        let metrics = try await server.metrics()
+        let serverQuantiles = Self.summary(metrics, name: "medview_stream_first_chunk_seconds")
+        let firsts = all.map(\.firstChunk).sorted()
+        let arrivals = all.flatMap(\.chunkArrivals).sorted()
+        let chunks = all.reduce(0) { $0 + $1.chunks }
+        let chars = all.reduce(0) { $0 + $1.chars }
+        print("  streams completed:                     \(all.count) (\(chunks) chunks, \(chars) characters)")
+        print("  server-added time to first chunk:      p50 \(Self.ms(serverQuantiles["0.5"] ?? 0))  p99 \(Self.ms(serverQuantiles["0.99"] ?? 0))   (message in -> first chunk published, from /metrics)")
+        print("  client-observed time to first chunk:   p50 \(Self.ms(Self.pct(firsts, 0.5)))  p99 \(Self.ms(Self.pct(firsts, 0.99)))   (send -> first chunk received, loopback, same 2 cores)")
+        print("  chunk delivery latency:                p50 \(Self.ms(Self.pct(arrivals, 0.5)))  p99 \(Self.ms(Self.pct(arrivals, 0.99)))   (send -> each chunk received)")
+        print("  throughput:                            \(Int(Double(chunks) / Self.seconds(elapsed))) chunks/s, \(Int(Double(all.count) / Self.seconds(elapsed))) streams/s")
+    }
+
+    private func runRound(url: String, tokens: BenchTokens, round: Int) async throws -> [StreamTiming] {
+        try await withThrowingTaskGroup(of: StreamTiming?.self) { group in
+            for user in 0..<concurrentStreams {
+                let token = tokens.token(user)
+                group.addTask {
+                    try await Self.oneStream(url: url, token: token, id: "r\(round)-u\(user)")
+                }
+            }
+            var result: [StreamTiming] = []
+            for try await timing in group {
+                if let timing { result.append(timing) }
+            }
+            return result
+        }
+    }
+
+    private static func oneStream(url: String, token: String, id: String) async throws -> StreamTiming? {
+        var configuration = WebSocketClientConfiguration()
+        configuration.additionalHeaders[.authorization] = "Bearer \(token)"
+        configuration.maxFrameSize = 1 << 20
+        let timing = Mutex<StreamTiming?>(nil)
+        let logger = Logger(label: "bench")
+        try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
+            let clock = ContinuousClock()
+            let sent = clock.now
+            try await outbound.write(.text(String(decoding: ClientCommand.chatSend(ChatSend(id: id, text: "How can I sleep better?")).encoded(), as: UTF8.self)))
+            var first: Duration?
+            var arrivals: [Duration] = []
+            var chars = 0
+            for try await message in inbound.messages(maxSize: 1 << 20) {
+                guard case .text(let text) = message, let event = try? ServerEvent.decode(text) else { continue }
+                let now = clock.now - sent
+                switch event {
+                case .streamChunk(let chunk):
+                    if first == nil { first = now }
+                    arrivals.append(now)
+                    chars += chunk.text.count
+                case .streamEnd, .error:
+                    if let first {
+                        timing.withLock { $0 = StreamTiming(firstChunk: first, chunkArrivals: arrivals, chunks: arrivals.count, chars: chars) }
+                    }
+                    try await outbound.close(.normalClosure, reason: nil)
+                    return
+                default:
+                    continue
+                }
+            }
+        }
+        return timing.withLock { $0 }
+    }
+
+    // MARK: - Memory per idle connection
+
+    private func memory() async throws {
+        let maxConnections = idleConnectionSteps.max() ?? 0
+        let server = try BenchServer(executable: executable, extraArguments: ["--max-connections-per-user", "100000"])
+        defer { server.stop() }
+        let tokens = try await BenchTokens(dataDirectory: server.dataDirectory, users: 50)
+        let url = "ws://127.0.0.1:\(server.port)/v1/ws"
+        print("medview bench: resident memory per idle WebSocket connection (server pid \(server.process.processIdentifier))")
+        let release = Gate()
+        let opened = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Warm the server with a few connections so the baseline includes its lazily created state.
+            var open = 0
+            for i in 0..<10 {
+                group.addTask { try await Self.idleConnection(url: url, token: tokens.token(i % 50), opened: opened, release: release) }
+            }
+            open = 10
+            try await opened.wait(for: open)
+            try await Task.sleep(for: .milliseconds(500))
+            let baseline = server.residentBytes()
+            print("  baseline with \(open) connections:  \(baseline / 1024) KiB resident")
+            for step in idleConnectionSteps.sorted() {
+                while open < step {
+                    let i = open
+                    group.addTask { try await Self.idleConnection(url: url, token: tokens.token(i % 50), opened: opened, release: release) }
+                    open += 1
+                    if open % 200 == 0 { try await opened.wait(for: open) }
+                }
+                try await opened.wait(for: open)
+                try await Task.sleep(for: .seconds(1))
+                let rss = server.residentBytes()
+                let per = Double(rss - baseline) / Double(open - 10) / 1024
+                print("  \(open) idle connections:  \(rss / 1024) KiB resident, \(String(format: "%.1f", per)) KiB per connection")
+            }
+            release.open()
+            try await group.waitForAll()
+            _ = maxConnections
+        }
+    }
+
+    private static func idleConnection(url: String, token: String, opened: Counter, release: Gate) async throws {
+        var configuration = WebSocketClientConfiguration()
+        configuration.additionalHeaders[.authorization] = "Bearer \(token)"
+        configuration.autoPing = .disabled
+        try await WebSocketClient.connect(url: url, configuration: configuration, logger: Logger(label: "bench")) { inbound, outbound, _ in
+            try await outbound.write(.text(String(decoding: ClientCommand.ping(Ping(id: "p")).encoded(), as: UTF8.self)))
+            var iterator = inbound.messages(maxSize: 1 << 16).makeAsyncIterator()
+            _ = try await iterator.next()
+            opened.increment()
+            await release.wait()
+            try await outbound.close(.normalClosure, reason: nil)
+        }
+    }
+
+    // MARK: - Figures
+
+    static func pct(_ sorted: [Duration], _ q: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return seconds(sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))])
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    static func ms(_ seconds: Double) -> String {
+        String(format: "%.3f ms", seconds * 1000)
+    }
+
+    static func summary(_ metrics: String, name: String) -> [String: Double] {
+        var result: [String: Double] = [:]
+        for line in metrics.split(separator: "\n") where line.hasPrefix(name + "{quantile=\"") {
+            let rest = line.dropFirst(name.count + 11)
+            guard let quote = rest.firstIndex(of: "\"") else { continue }
+            let q = String(rest[..<quote])
+            let value = Double(line.split(separator: " ").last ?? "") ?? 0
+            result[q] = value
+        }
+        return result
+    }
+}
+
+/// Development tokens for `bench-user-N`, signed with the server's own development key.
+struct BenchTokens: Sendable {
+    let tokens: [String]
+
+    init(dataDirectory: String, users: Int) async throws {
+        let issuer = try await DevTokenIssuer.load(dataDirectory: dataDirectory)
+        var tokens: [String] = []
+        for i in 0..<users {
+            tokens.append(try await issuer.token(userId: "bench-user-\(i)", lifetime: .seconds(7200)))
+        }
+        self.tokens = tokens
+    }
+
+    func token(_ user: Int) -> String { tokens[user % tokens.count] }
+}
+
+/// Counts events and lets a task wait until a number is reached.
+final class Counter: Sendable {
+    private let value = Mutex(0)
+
+    func increment() { value.withLock { $0 += 1 } }
+
+    func wait(for target: Int, timeout: Duration = .seconds(120)) async throws {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while value.withLock({ $0 }) < target {
+            guard ContinuousClock.now < deadline else { throw BenchError("only \(value.withLock { $0 }) of \(target) connections opened") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// A one-shot gate many tasks wait on.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+}

@@ -1,0 +1,365 @@
+import Foundation
+import Logging
+import MedViewProtocol
+import Synchronization
+
+/// A failure of a chat operation, already in wire terms. Messages never contain user text.
+public struct ChatServiceError: Error, Sendable, Equatable {
+    public var code: ErrorCode
+    public var message: String
+
+    public init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Observes the stream engine for metrics. Implementations must be cheap and never block.
+public protocol ChatObserver: Sendable {
+    /// Time from `send` being called to the first chunk being published.
+    func firstChunk(after latency: Duration)
+    /// A stream ended with `status`.
+    func streamEnded(status: MessageStatus)
+}
+
+/// The result of ``ChatService/send(userId:conversationId:clientMessageId:text:)``.
+public struct SendResult: Sendable {
+    public var stream: ResponseStream
+    public var conversationId: String
+    /// `true` when the client message id was seen before and this re-attaches to its stream.
+    public var duplicate: Bool
+}
+
+/// The stream engine: takes a patient's message, stores it, asks the model and publishes the answer.
+///
+/// Invariants: the user message is stored before the model is called; every stream ends with
+/// exactly one terminal event and its assistant message is stored with status complete,
+/// cancelled or failed (with the partial text the client received); a client message id seen
+/// before never calls the model again.
+public final class ChatService: Sendable {
+    public let model: any ChatModel
+    public let store: any ConversationStore
+    public let configuration: ChatConfiguration
+    private let logger: Logger
+    private let observer: (any ChatObserver)?
+    private let contextBuilder: ContextBuilder
+
+    private final class Entry: Sendable {
+        let stream: ResponseStream
+        let textDigest: String
+        let control = Mutex(Control())
+        struct Control {
+            var cancelRequested = false
+            var modelTask: Task<RunOutcome, Never>?
+            var done = false
+        }
+        init(stream: ResponseStream, textDigest: String) {
+            self.stream = stream
+            self.textDigest = textDigest
+        }
+    }
+
+    private struct Registry {
+        var streams: [String: Entry] = [:]
+        var byClientKey: [String: String] = [:]
+        var activePerUser: [String: Int] = [:]
+        var running = 0
+        var acceptingNew = true
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let registry = Mutex(Registry())
+
+    public init(model: any ChatModel, store: any ConversationStore, configuration: ChatConfiguration, logger: Logger, observer: (any ChatObserver)? = nil) {
+        self.model = model
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.observer = observer
+        self.contextBuilder = ContextBuilder(
+            systemPrompt: configuration.systemPrompt,
+            budgetTokens: configuration.contextBudgetTokens,
+            maxOutputTokens: configuration.maxOutputTokens
+        )
+    }
+
+    private static func clientKey(_ userId: String, _ clientMessageId: String) -> String {
+        userId + "\u{0}" + clientMessageId
+    }
+
+    /// Sends a patient's message and starts (or re-attaches to) its answer.
+    public func send(userId: String, conversationId: String?, clientMessageId: String, text: String) async throws(ChatServiceError) -> SendResult {
+        let started = ContinuousClock.now
+        guard !text.allSatisfy(\.isWhitespace) else {
+            throw ChatServiceError(.emptyMessage, "The message is empty.")
+        }
+        guard text.count <= configuration.maxMessageCharacters else {
+            throw ChatServiceError(.messageTooLarge, "The message is longer than \(configuration.maxMessageCharacters) characters.")
+        }
+        let digest = Self.digest(text)
+        let key = Self.clientKey(userId, clientMessageId)
+        let streamId = Identifier.make("s")
+        let newConversation: Conversation?
+        let conversation = conversationId ?? Identifier.make("c")
+
+        // Reserve the client key, or find the stream it already has.
+        enum Reservation { case existing(Entry), reserved(Entry) }
+        let reservation: Reservation = try registry.withLock { r throws(ChatServiceError) in
+            if let existingId = r.byClientKey[key], let entry = r.streams[existingId] {
+                return .existing(entry)
+            }
+            guard r.acceptingNew else { throw ChatServiceError(.shuttingDown, "The server is restarting; try again shortly.") }
+            guard r.activePerUser[userId, default: 0] < configuration.maxActiveStreamsPerUser else {
+                throw ChatServiceError(.tooManyStreams, "Too many answers are streaming at once; wait for one to finish.")
+            }
+            let entry = Entry(stream: ResponseStream(id: streamId, userId: userId, conversationId: conversation), textDigest: digest)
+            r.streams[streamId] = entry
+            r.byClientKey[key] = streamId
+            r.activePerUser[userId, default: 0] += 1
+            r.running += 1
+            return .reserved(entry)
+        }
+        switch reservation {
+        case .existing(let entry):
+            guard entry.stream.userId == userId, entry.textDigest == digest else {
+                throw ChatServiceError(.idempotencyConflict, "This message id was already used for a different message.")
+            }
+            return SendResult(stream: entry.stream, conversationId: entry.stream.conversationId, duplicate: true)
+        case .reserved(let entry):
+            let now = Date()
+            newConversation = conversationId == nil
+                ? Conversation(id: conversation, userId: userId, title: Self.title(for: text), createdAt: now, updatedAt: now)
+                : nil
+            let turn = Turn(
+                streamId: streamId, userId: userId, conversationId: conversation, clientMessageId: clientMessageId,
+                userMessage: StoredMessage(id: Identifier.make("m"), conversationId: conversation, userId: userId, role: .user, text: text, status: .complete, streamId: streamId, createdAt: now),
+                assistantMessage: StoredMessage(id: Identifier.make("m"), conversationId: conversation, userId: userId, role: .assistant, text: "", status: .streaming, streamId: streamId, createdAt: now),
+                events: []
+            )
+            let result: BeginTurnResult
+            do {
+                result = try await store.beginTurn(turn, newConversation: newConversation)
+            } catch StoreError.conversationNotFound {
+                release(entry, key: key, evict: true)
+                throw ChatServiceError(.notFound, "No such conversation.")
+            } catch {
+                release(entry, key: key, evict: true)
+                logger.error("store.begin_turn.failed", metadata: ["stream.id": "\(streamId)", "error.type": "\(type(of: error))"])
+                throw ChatServiceError(.storageUnavailable, "The message could not be saved; try again.")
+            }
+            switch result {
+            case .duplicate(let existing):
+                release(entry, key: key, evict: true)
+                guard Self.digest(existing.userMessage.text) == digest else {
+                    throw ChatServiceError(.idempotencyConflict, "This message id was already used for a different message.")
+                }
+                let stream = try await self.stream(id: existing.streamId, userId: userId)
+                return SendResult(stream: stream, conversationId: existing.conversationId, duplicate: true)
+            case .created:
+                logger.debug("stream.created", metadata: ["stream.id": "\(streamId)", "conversation.id": "\(conversation)", "user.id": "\(userId)"])
+                Task { await self.run(entry: entry, turn: turn, key: key, started: started) }
+                return SendResult(stream: entry.stream, conversationId: conversation, duplicate: false)
+            }
+        }
+    }
+
+    /// The stream `id` if it is the user's: live, or rebuilt from the stored replay log.
+    public func stream(id: String, userId: String) async throws(ChatServiceError) -> ResponseStream {
+        if let entry = registry.withLock({ $0.streams[id] }) {
+            guard entry.stream.userId == userId else { throw ChatServiceError(.notFound, "No such stream.") }
+            return entry.stream
+        }
+        let turn: Turn?
+        do {
+            turn = try await store.turn(streamId: id, userId: userId)
+        } catch {
+            throw ChatServiceError(.storageUnavailable, "The stream could not be loaded; try again.")
+        }
+        guard let turn else { throw ChatServiceError(.notFound, "No such stream.") }
+        guard !turn.events.isEmpty else {
+            throw ChatServiceError(.notFound, "This answer was interrupted and cannot be replayed; its partial text is in the conversation.")
+        }
+        var events: [ServerEvent] = []
+        for entry in turn.events {
+            guard let event = try? ServerEvent.decode(entry.json) else {
+                throw ChatServiceError(.internalError, "The stored stream could not be read.")
+            }
+            events.append(event)
+        }
+        return ResponseStream(id: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, replaying: events)
+    }
+
+    /// Cancels the stream if it is the user's and still running. Cancelling a finished stream does nothing.
+    public func cancel(streamId: String, userId: String) async throws(ChatServiceError) {
+        guard let entry = registry.withLock({ $0.streams[streamId] }) else {
+            // Not live: answer not-found unless it is a stored stream of this user.
+            _ = try await stream(id: streamId, userId: userId)
+            return
+        }
+        guard entry.stream.userId == userId else { throw ChatServiceError(.notFound, "No such stream.") }
+        let task = entry.control.withLock { c -> Task<RunOutcome, Never>? in
+            c.cancelRequested = true
+            return c.modelTask
+        }
+        task?.cancel()
+    }
+
+    /// Stops accepting messages, lets running streams finish for up to `gracePeriod`, then cancels
+    /// the rest (they end with a retryable `shutting_down` error and their partial text stored).
+    public func drain(gracePeriod: Duration) async {
+        registry.withLock { $0.acceptingNew = false }
+        let deadline = ContinuousClock.now.advanced(by: gracePeriod)
+        while registry.withLock({ $0.running }) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let remaining = registry.withLock { r in r.streams.values.filter { !$0.control.withLock { $0.done } } }
+        for entry in remaining {
+            let task = entry.control.withLock { c -> Task<RunOutcome, Never>? in
+                c.cancelRequested = true
+                return c.modelTask
+            }
+            task?.cancel()
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = registry.withLock { r -> Bool in
+                if r.running == 0 { return true }
+                r.drainWaiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    /// How many streams are running now.
+    public var runningStreams: Int { registry.withLock { $0.running } }
+
+    // MARK: - Running a stream
+
+    enum RunOutcome: Sendable {
+        case completed(ModelStopReason?, Usage?)
+        case cancelled(Usage?)
+        case failed(ModelError, Usage?)
+    }
+
+    private func run(entry: Entry, turn: Turn, key: String, started: ContinuousClock.Instant) async {
+        let stream = entry.stream
+        stream.publish { seq in
+            .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: self.model.descriptor))
+        }
+        let pipeline = ChunkPipeline(stream: stream, configuration: configuration.chunking, observer: observer, started: started)
+        let history: [StoredMessage]
+        do {
+            history = try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
+        } catch {
+            history = []
+            logger.warning("store.history.failed", metadata: ["stream.id": "\(stream.id)"])
+        }
+        let request = contextBuilder.request(history: history, newText: turn.userMessage.text)
+        let chatModel = self.model
+        let modelTask = Task<RunOutcome, Never> {
+            var usage: Usage?
+            var stop: ModelStopReason?
+            do {
+                for try await event in chatModel.stream(request) {
+                    switch event {
+                    case .delta(let text): pipeline.feed(text)
+                    case .usage(let u): usage = u
+                    case .stop(let reason): stop = reason
+                    }
+                }
+                if Task.isCancelled { return .cancelled(usage) }
+                return .completed(stop, usage)
+            } catch let error as ModelError {
+                return Task.isCancelled ? .cancelled(usage) : .failed(error, usage)
+            } catch is CancellationError {
+                return .cancelled(usage)
+            } catch {
+                return Task.isCancelled ? .cancelled(usage) : .failed(ModelError(kind: .failed, retryable: true, detail: "\(type(of: error))"), usage)
+            }
+        }
+        let cancelledEarly = entry.control.withLock { c -> Bool in
+            c.modelTask = modelTask
+            return c.cancelRequested
+        }
+        if cancelledEarly { modelTask.cancel() }
+        let outcome = await modelTask.value
+        let shuttingDown = !registry.withLock { $0.acceptingNew }
+        let text = pipeline.finish()
+        let (status, terminal) = Self.terminal(for: outcome, shuttingDown: shuttingDown, streamId: stream.id)
+        if case .failed(let error, _) = outcome {
+            logger.warning("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(error.detail)"])
+        }
+        stream.publish(terminal)
+        let log = stream.events.map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
+        do {
+            try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: turn.userId, assistantText: text, status: status, events: log))
+        } catch {
+            logger.error("store.finish_turn.failed", metadata: ["stream.id": "\(stream.id)", "error.type": "\(type(of: error))"])
+        }
+        observer?.streamEnded(status: status)
+        logger.debug("stream.ended", metadata: ["stream.id": "\(stream.id)", "stream.status": "\(status.rawValue)", "stream.chars": "\(text.count)", "stream.events": "\(log.count)"])
+        entry.control.withLock { $0.done = true }
+        release(entry, key: key, evict: false)
+    }
+
+    /// The stored status and the terminal event (built from its seq) for a run's outcome.
+    static func terminal(for outcome: RunOutcome, shuttingDown: Bool, streamId: String) -> (MessageStatus, @Sendable (Int) -> ServerEvent) {
+        switch outcome {
+        case .completed(let stop, let usage):
+            let reason: FinishReason = stop == .maxTokens ? .length : (stop == .contentFiltered ? .safety : .complete)
+            return (.complete, { .streamEnd(StreamEnd(streamId: streamId, seq: $0, finishReason: reason, usage: usage)) })
+        case .cancelled(let usage):
+            if shuttingDown {
+                return (.failed, { .error(ErrorEvent(code: .shuttingDown, message: "The server restarted during this answer; ask again.", streamId: streamId, seq: $0)) })
+            }
+            return (.cancelled, { .streamEnd(StreamEnd(streamId: streamId, seq: $0, finishReason: .cancelled, usage: usage)) })
+        case .failed(let error, _):
+            let message = error.kind == .throttled
+                ? "The model is busy right now; try again in a moment."
+                : (error.kind == .unavailable ? "The model is unavailable right now; try again in a moment." : "The model could not finish this answer.")
+            return (.failed, { .error(ErrorEvent(code: error.errorCode, message: message, retryable: error.retryable, streamId: streamId, seq: $0)) })
+        }
+    }
+
+    /// Ends a reservation: frees the user's stream slot, and removes the entry now (`evict`) or after the replay retention.
+    private func release(_ entry: Entry, key: String, evict: Bool) {
+        let waiters = registry.withLock { r -> [CheckedContinuation<Void, Never>] in
+            let user = entry.stream.userId
+            r.activePerUser[user, default: 1] -= 1
+            if r.activePerUser[user] == 0 { r.activePerUser[user] = nil }
+            r.running -= 1
+            if evict {
+                r.streams[entry.stream.id] = nil
+                if r.byClientKey[key] == entry.stream.id { r.byClientKey[key] = nil }
+            }
+            guard r.running == 0 else { return [] }
+            defer { r.drainWaiters.removeAll() }
+            return r.drainWaiters
+        }
+        for w in waiters { w.resume() }
+        guard !evict else { return }
+        let retention = configuration.replayRetention
+        Task { [weak self] in
+            try? await Task.sleep(for: retention)
+            self?.registry.withLock { r in
+                r.streams[entry.stream.id] = nil
+                if r.byClientKey[key] == entry.stream.id { r.byClientKey[key] = nil }
+            }
+        }
+    }
+
+    static func digest(_ text: String) -> String {
+        // FNV-1a over the UTF-8 bytes plus the length: enough to tell a retry from a different message.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return "\(text.utf8.count):\(String(hash, radix: 16))"
+    }
+
+    static func title(for text: String) -> String {
+        let flat = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        guard flat.count > 60 else { return flat }
+        return String(flat.prefix(57)) + "…"
+    }
+}

@@ -1,0 +1,221 @@
+import Foundation
+import Synchronization
+
+/// A ``ConversationStore`` that keeps everything in process memory.
+///
+/// Meant for unit tests and benchmarks: nothing survives the process. It follows the same
+/// contract as the SQLite store (both run the conformance suite): every read and write is
+/// scoped to the named user, `beginTurn` is atomic and idempotent per client message id, and
+/// messages come back in the order they were written.
+public final class InMemoryConversationStore: ConversationStore {
+    private struct ClientKey: Hashable {
+        var userId: String
+        var clientMessageId: String
+    }
+
+    private struct Entry<Value> {
+        var value: Value
+        /// Insertion order; breaks ties between equal timestamps.
+        var order: Int
+    }
+
+    private struct State {
+        var conversations: [String: Entry<Conversation>] = [:]
+        /// Turns by stream id.
+        var turns: [String: Turn] = [:]
+        /// Stream ids of each conversation's turns, in the order they were begun.
+        var streamsByConversation: [String: [String]] = [:]
+        var streamByClientKey: [ClientKey: String] = [:]
+        var messageIds: Set<String> = []
+        var nextOrder = 0
+        var isClosed = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Creates an empty store.
+    public init() {}
+
+    /// Runs `body` on the state, or throws if the store was closed.
+    private func withOpenState<T: Sendable>(_ body: (inout State) throws(StoreError) -> T) throws(StoreError) -> T {
+        try state.withLock { (state: inout State) throws(StoreError) -> T in
+            guard !state.isClosed else { throw StoreError.unavailable("store is closed") }
+            return try body(&state)
+        }
+    }
+
+    /// Creates an empty conversation; throws ``StoreError/unavailable(_:)`` if its id is taken.
+    public func createConversation(_ conversation: Conversation) async throws {
+        try withOpenState { state throws(StoreError) in
+            guard state.conversations[conversation.id] == nil else {
+                throw StoreError.unavailable("conversation id already exists")
+            }
+            state.conversations[conversation.id] = Entry(value: conversation, order: state.nextOrder)
+            state.nextOrder += 1
+        }
+    }
+
+    /// The conversation if it exists and belongs to `userId`.
+    public func conversation(id: String, userId: String) async throws -> Conversation? {
+        try withOpenState { state in
+            guard let entry = state.conversations[id], entry.value.userId == userId else { return nil }
+            return entry.value
+        }
+    }
+
+    /// The user's conversations, most recently updated first (latest created first on ties).
+    public func conversations(userId: String, limit: Int) async throws -> [Conversation] {
+        try withOpenState { state in
+            guard limit > 0 else { return [] }
+            let mine = state.conversations.values.filter { $0.value.userId == userId }
+            let sorted = mine.sorted { a, b in
+                a.value.updatedAt != b.value.updatedAt ? a.value.updatedAt > b.value.updatedAt : a.order > b.order
+            }
+            return sorted.prefix(limit).map(\.value)
+        }
+    }
+
+    /// Deletes the conversation, its turns, messages and replay logs; `false` if it is not the user's.
+    public func deleteConversation(id: String, userId: String) async throws -> Bool {
+        try withOpenState { state in
+            guard let entry = state.conversations[id], entry.value.userId == userId else { return false }
+            state.conversations[id] = nil
+            for streamId in state.streamsByConversation.removeValue(forKey: id) ?? [] {
+                guard let turn = state.turns.removeValue(forKey: streamId) else { continue }
+                state.streamByClientKey[ClientKey(userId: turn.userId, clientMessageId: turn.clientMessageId)] = nil
+                state.messageIds.remove(turn.userMessage.id)
+                state.messageIds.remove(turn.assistantMessage.id)
+            }
+            return true
+        }
+    }
+
+    /// The conversation's messages in write order; empty if it is not the user's.
+    public func messages(conversationId: String, userId: String) async throws -> [StoredMessage] {
+        try withOpenState { state in
+            guard let entry = state.conversations[conversationId], entry.value.userId == userId else { return [] }
+            let streams = state.streamsByConversation[conversationId] ?? []
+            return streams.flatMap { streamId -> [StoredMessage] in
+                guard let turn = state.turns[streamId] else { return [] }
+                return [turn.userMessage, turn.assistantMessage]
+            }
+        }
+    }
+
+    /// Atomically stores a new turn (and `newConversation`), or returns the user's existing turn
+    /// with the same client message id without writing anything.
+    ///
+    /// The stored messages take their conversation, user and stream ids from `turn`; the user
+    /// message is stored `complete`, the assistant message `streaming` with empty text.
+    public func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult {
+        try withOpenState { state throws(StoreError) in
+            let key = ClientKey(userId: turn.userId, clientMessageId: turn.clientMessageId)
+            if let streamId = state.streamByClientKey[key], let existing = state.turns[streamId] {
+                return .duplicate(existing)
+            }
+            // Validate everything before the first write so that a failure writes nothing.
+            if let newConversation, state.conversations[newConversation.id] != nil {
+                throw StoreError.unavailable("conversation id already exists")
+            }
+            let owner: String?
+            if let newConversation, newConversation.id == turn.conversationId {
+                owner = newConversation.userId
+            } else {
+                owner = state.conversations[turn.conversationId]?.value.userId
+            }
+            guard owner == turn.userId else { throw StoreError.conversationNotFound }
+            guard state.turns[turn.streamId] == nil else {
+                throw StoreError.unavailable("stream id already exists")
+            }
+            guard turn.userMessage.id != turn.assistantMessage.id,
+                  !state.messageIds.contains(turn.userMessage.id),
+                  !state.messageIds.contains(turn.assistantMessage.id)
+            else {
+                throw StoreError.unavailable("message id already exists")
+            }
+
+            if let newConversation {
+                state.conversations[newConversation.id] = Entry(value: newConversation, order: state.nextOrder)
+                state.nextOrder += 1
+            }
+            let stored = Self.normalized(turn)
+            state.turns[turn.streamId] = stored
+            state.streamsByConversation[turn.conversationId, default: []].append(turn.streamId)
+            state.streamByClientKey[key] = turn.streamId
+            state.messageIds.insert(turn.userMessage.id)
+            state.messageIds.insert(turn.assistantMessage.id)
+            if var entry = state.conversations[turn.conversationId] {
+                entry.value.updatedAt = max(entry.value.updatedAt, stored.userMessage.createdAt, stored.assistantMessage.createdAt)
+                state.conversations[turn.conversationId] = entry
+            }
+            return .created
+        }
+    }
+
+    /// Stores the assistant text and status and the replay log (replacing any earlier one).
+    /// Does nothing if the stream is not the user's (for example, its conversation was deleted).
+    public func finishTurn(_ completion: TurnCompletion) async throws {
+        try withOpenState { state throws(StoreError) in
+            guard var turn = state.turns[completion.streamId], turn.userId == completion.userId else { return }
+            let events = completion.events.sorted { $0.seq < $1.seq }
+            for (previous, next) in zip(events, events.dropFirst()) where previous.seq == next.seq {
+                throw StoreError.unavailable("duplicate event sequence number")
+            }
+            turn.assistantMessage.text = completion.assistantText
+            turn.assistantMessage.status = completion.status
+            turn.events = events
+            state.turns[completion.streamId] = turn
+        }
+    }
+
+    /// The turn produced by `streamId`, if it is the user's.
+    public func turn(streamId: String, userId: String) async throws -> Turn? {
+        try withOpenState { state in
+            guard let turn = state.turns[streamId], turn.userId == userId else { return nil }
+            return turn
+        }
+    }
+
+    /// Marks every assistant message still `streaming` as `failed`; returns how many.
+    public func failInterruptedTurns() async throws -> Int {
+        try withOpenState { state in
+            var count = 0
+            for (streamId, turn) in state.turns where turn.assistantMessage.status == .streaming {
+                state.turns[streamId]?.assistantMessage.status = .failed
+                count += 1
+            }
+            return count
+        }
+    }
+
+    /// Throws ``StoreError/unavailable(_:)`` once the store is closed.
+    public func checkHealth() async throws {
+        try withOpenState { _ in }
+    }
+
+    /// Drops all data; later calls throw ``StoreError/unavailable(_:)``. Closing twice is harmless.
+    public func close() async throws {
+        state.withLock { state in
+            state = State()
+            state.isClosed = true
+        }
+    }
+
+    /// The turn as stored: ids taken from the turn, the user message complete, the assistant
+    /// message streaming and empty, no replay log yet.
+    private static func normalized(_ turn: Turn) -> Turn {
+        var stored = turn
+        for keyPath in [\Turn.userMessage, \Turn.assistantMessage] {
+            stored[keyPath: keyPath].conversationId = turn.conversationId
+            stored[keyPath: keyPath].userId = turn.userId
+            stored[keyPath: keyPath].streamId = turn.streamId
+        }
+        stored.userMessage.role = .user
+        stored.userMessage.status = .complete
+        stored.assistantMessage.role = .assistant
+        stored.assistantMessage.status = .streaming
+        stored.assistantMessage.text = ""
+        stored.events = []
+        return stored
+    }
+}

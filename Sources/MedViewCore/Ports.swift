@@ -1,0 +1,159 @@
+import Foundation
+import MedViewProtocol
+
+/// Durable storage of conversations, messages and stream replay logs.
+///
+/// Every read and write names the user: an implementation must never return or change
+/// another user's data, and answers as if it did not exist. Implementations: SQLite (the
+/// embedded default) and an in-memory store; all run `ConversationStoreConformance`.
+public protocol ConversationStore: Sendable {
+    /// Creates an empty conversation.
+    func createConversation(_ conversation: Conversation) async throws
+    /// The conversation if it exists and belongs to `userId`.
+    func conversation(id: String, userId: String) async throws -> Conversation?
+    /// The user's conversations, most recently updated first.
+    func conversations(userId: String, limit: Int) async throws -> [Conversation]
+    /// Deletes the conversation with all its messages and stream logs; `false` if it does not exist for this user.
+    func deleteConversation(id: String, userId: String) async throws -> Bool
+    /// The conversation's messages in the order they were written; empty if it is not the user's.
+    func messages(conversationId: String, userId: String) async throws -> [StoredMessage]
+
+    /// Atomically stores a new turn: the conversation (when `newConversation` is given), the user
+    /// message (status complete) and the assistant message (status streaming). If the user already
+    /// has a turn with the same client message id, writes nothing and returns it.
+    func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult
+    /// Records the end of a turn: assistant text and status, and the stream's replay log.
+    func finishTurn(_ completion: TurnCompletion) async throws
+    /// The turn produced by `streamId`, if it is the user's.
+    func turn(streamId: String, userId: String) async throws -> Turn?
+    /// Marks every turn still `streaming` as `failed` (after a crash); returns how many.
+    func failInterruptedTurns() async throws -> Int
+
+    /// Throws when the store cannot serve requests.
+    func checkHealth() async throws
+    /// Closes connections; the store is unusable afterwards.
+    func close() async throws
+}
+
+/// Errors a store reports.
+public enum StoreError: Error, Sendable, Equatable {
+    /// The conversation named by a new turn does not exist for this user.
+    case conversationNotFound
+    /// The store could not be reached or failed; the detail never contains user data.
+    case unavailable(String)
+}
+
+/// One message of the context sent to a model.
+public struct ModelMessage: Sendable, Equatable {
+    public var role: MessageRole
+    public var text: String
+
+    public init(role: MessageRole, text: String) {
+        self.role = role
+        self.text = text
+    }
+}
+
+/// What a model is asked.
+public struct ModelRequest: Sendable, Equatable {
+    public var system: String
+    /// Earlier turns, oldest first, ending with the new user message.
+    public var messages: [ModelMessage]
+    public var maxOutputTokens: Int
+    public var temperature: Double?
+
+    public init(system: String, messages: [ModelMessage], maxOutputTokens: Int, temperature: Double? = nil) {
+        self.system = system
+        self.messages = messages
+        self.maxOutputTokens = maxOutputTokens
+        self.temperature = temperature
+    }
+}
+
+/// Why a model stopped.
+public enum ModelStopReason: String, Sendable, Equatable {
+    case endTurn = "end_turn"
+    case maxTokens = "max_tokens"
+    case stopSequence = "stop_sequence"
+    case contentFiltered = "content_filtered"
+}
+
+/// One item of a model's streamed answer.
+public enum ModelEvent: Sendable, Equatable {
+    /// More answer text.
+    case delta(String)
+    /// Token counts (may come more than once; the last one wins).
+    case usage(Usage)
+    /// The model finished, and why.
+    case stop(ModelStopReason)
+}
+
+/// A typed model failure.
+public struct ModelError: Error, Sendable, Equatable {
+    /// What went wrong, in wire terms.
+    public enum Kind: Sendable, Equatable {
+        case throttled
+        case unavailable
+        case invalidRequest
+        case failed
+    }
+
+    public var kind: Kind
+    /// Whether the same request may succeed later.
+    public var retryable: Bool
+    /// Diagnostic detail for logs; never contains user text.
+    public var detail: String
+
+    public init(kind: Kind, retryable: Bool, detail: String) {
+        self.kind = kind
+        self.retryable = retryable
+        self.detail = detail
+    }
+
+    /// The wire error code for this failure.
+    public var errorCode: ErrorCode {
+        switch kind {
+        case .throttled: .modelThrottled
+        case .unavailable: .modelUnavailable
+        case .invalidRequest, .failed: .modelError
+        }
+    }
+}
+
+/// A language model that streams its answer.
+///
+/// The returned sequence yields deltas, usage and one stop reason, or throws a ``ModelError``.
+/// Cancelling the consuming task must stop the model promptly.
+public protocol ChatModel: Sendable {
+    /// What the client is told about this model.
+    var descriptor: ModelDescriptor { get }
+    /// Starts answering `request`.
+    func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error>
+}
+
+/// Turns a bearer token into an identity, or refuses it.
+public protocol TokenVerifier: Sendable {
+    /// Verifies signature, issuer, audience and expiry.
+    func verify(_ token: String) async throws(AuthError) -> VerifiedIdentity
+}
+
+/// Why a token was refused. Messages never include the token.
+public enum AuthError: Error, Sendable, Equatable {
+    case missing
+    case invalid
+    case expired
+
+    /// The wire code for this refusal.
+    public var errorCode: ErrorCode {
+        self == .expired ? .tokenExpired : .unauthorized
+    }
+
+    /// A message safe to send the client.
+    public var message: String {
+        switch self {
+        case .missing: "A bearer token is required."
+        case .invalid: "The token is not valid."
+        case .expired: "The token has expired."
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import MedViewProtocol
+import Synchronization
+
+/// One answer as a sequence of events: numbering, replay log and fan-out.
+///
+/// Invariants:
+/// - Events get `seq` 1, 2, 3, … with no gaps, in the order they are published.
+/// - The log keeps every event, so a subscriber can start at any `seq` and see each later event once.
+/// - After a terminal event (`stream.end` or a stream `error`) nothing more is published.
+/// - Publishing never waits for a subscriber. A subscriber is a cursor into the shared log, so
+///   its buffer is bounded by construction: a slow client holds no copy of the events, falls
+///   behind, and catches up from the log at its own pace (the same path a resume takes),
+///   without blocking the model or any other subscriber.
+public final class ResponseStream: Sendable {
+    public let id: String
+    public let userId: String
+    public let conversationId: String
+
+    private struct State {
+        var events: [ServerEvent] = []
+        var finished = false
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiterId: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init(id: String, userId: String, conversationId: String) {
+        self.id = id
+        self.userId = userId
+        self.conversationId = conversationId
+    }
+
+    /// Builds a finished stream from a stored replay log.
+    public init(id: String, userId: String, conversationId: String, replaying events: [ServerEvent]) {
+        self.id = id
+        self.userId = userId
+        self.conversationId = conversationId
+        state.withLock {
+            $0.events = events
+            $0.finished = true
+        }
+    }
+
+    /// The sequence number the next published event gets.
+    public var nextSeq: Int { state.withLock { $0.events.count + 1 } }
+
+    /// Whether the terminal event has been published.
+    public var isFinished: Bool { state.withLock { $0.finished } }
+
+    /// Every event published so far.
+    public var events: [ServerEvent] { state.withLock { $0.events } }
+
+    /// Publishes the event `make(seq)` builds for the next sequence number; returns it, or `nil`
+    /// when the stream has already ended.
+    @discardableResult
+    public func publish(_ make: (Int) -> ServerEvent) -> ServerEvent? {
+        let (event, waiters): (ServerEvent?, [CheckedContinuation<Void, Never>]) = state.withLock { s in
+            guard !s.finished else { return (nil, []) }
+            let event = make(s.events.count + 1)
+            s.events.append(event)
+            if event.isTerminal { s.finished = true }
+            let w = Array(s.waiters.values)
+            s.waiters.removeAll(keepingCapacity: true)
+            return (event, w)
+        }
+        for w in waiters { w.resume() }
+        return event
+    }
+
+    /// What a subscriber gets when it asks for the event after `seq`.
+    public enum Next: Sendable, Equatable {
+        case event(ServerEvent)
+        /// The stream ended and the subscriber has seen every event.
+        case finished
+        /// Nothing new arrived within the timeout (used for keep-alives).
+        case timeout
+    }
+
+    /// The first event with a sequence number greater than `seq`, waiting for it if needed.
+    ///
+    /// Returns `.finished` once everything has been seen, `.timeout` after `timeout` without news,
+    /// and `.finished` if the calling task is cancelled.
+    public func next(after seq: Int, timeout: Duration? = nil) async -> Next {
+        while true {
+            if Task.isCancelled { return .finished }
+            let immediate: Next? = state.withLock { s in
+                if seq < s.events.count { return .event(s.events[seq]) }
+                if s.finished { return .finished }
+                return nil
+            }
+            if let immediate { return immediate }
+            let woke = await waitForChange(knownCount: seq, timeout: timeout)
+            if !woke { return .timeout }
+        }
+    }
+
+    /// Events after `seq` as an async sequence that ends with the stream (or when the task is cancelled).
+    public func subscribe(after seq: Int) -> AsyncStream<ServerEvent> {
+        AsyncStream { continuation in
+            let task = Task {
+                var last = seq
+                while case .event(let event) = await self.next(after: last) {
+                    last = event.seq ?? last + 1
+                    continuation.yield(event)
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Suspends until the log grows past `knownCount` or the stream ends. Returns `false` on timeout.
+    private func waitForChange(knownCount: Int, timeout: Duration?) async -> Bool {
+        let waiterId = state.withLock { s -> UInt64 in
+            s.nextWaiterId &+= 1
+            return s.nextWaiterId
+        }
+        // The timer returns `true` when it was the one that woke the waiter.
+        let timer: Task<Bool, Never>? = timeout.map { timeout in
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled, let w = self?.state.withLock({ $0.waiters.removeValue(forKey: waiterId) }) else { return false }
+                w.resume()
+                return true
+            }
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if knownCount < s.events.count || s.finished || Task.isCancelled { return true }
+                    s.waiters[waiterId] = c
+                    return false
+                }
+                if resumeNow { c.resume() }
+            }
+        } onCancel: {
+            let w = state.withLock { $0.waiters.removeValue(forKey: waiterId) }
+            w?.resume()
+        }
+        guard let timer else { return true }
+        timer.cancel()
+        return await !timer.value
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+
+/// Limits the protocol states; servers may be configured tighter or looser, and PROTOCOL.md lists the defaults.
+public enum ProtocolLimits {
+    /// The protocol version in the path (`/v1/...`).
+    public static let version = "v1"
+    /// The WebSocket subprotocol a client offers.
+    public static let subprotocol = "medview.v1"
+    /// Prefix of the subprotocol entry that carries a browser's bearer token.
+    public static let bearerSubprotocolPrefix = "medview.bearer."
+    /// Longest client command id.
+    public static let maxCommandIdLength = 128
+}
+
+private struct TypeProbe: Decodable {
+    var type: String?
+    var id: String?
+}
+
+/// Decodes the JSON body of a command or request, mapping every failure to a typed error.
+public func decodeWireBody<T: Decodable>(_ type: T.Type, from data: Data, commandId: String? = nil) throws(CommandDecodingError) -> T {
+    do {
+        return try JSONDecoder().decode(T.self, from: data)
+    } catch let DecodingError.keyNotFound(key, _) {
+        throw CommandDecodingError(code: .invalidCommand, message: "Missing field `\(key.stringValue)`.", commandId: commandId)
+    } catch let DecodingError.typeMismatch(_, context) {
+        let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+        throw CommandDecodingError(code: .invalidCommand, message: "Field `\(field)` has the wrong type.", commandId: commandId)
+    } catch let DecodingError.valueNotFound(_, context) {
+        let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+        throw CommandDecodingError(code: .invalidCommand, message: "Field `\(field)` is null.", commandId: commandId)
+    } catch DecodingError.dataCorrupted {
+        throw CommandDecodingError(code: .malformedJSON, message: "The body is not valid JSON.", commandId: commandId)
+    } catch {
+        throw CommandDecodingError(code: .invalidCommand, message: "The command is not valid.", commandId: commandId)
+    }
+}
+
+extension ClientCommand {
+    /// Decodes one command from a UTF-8 JSON document, with a typed error for every kind of bad input.
+    public static func decode(_ data: Data) throws(CommandDecodingError) -> ClientCommand {
+        let decoder = JSONDecoder()
+        let probe: TypeProbe
+        do {
+            probe = try decoder.decode(TypeProbe.self, from: data)
+        } catch {
+            throw CommandDecodingError(code: .malformedJSON, message: "The frame is not a JSON object.")
+        }
+        guard let type = probe.type else {
+            throw CommandDecodingError(code: .invalidCommand, message: "The command has no `type`.", commandId: probe.id)
+        }
+        guard let id = probe.id, !id.isEmpty, id.count <= ProtocolLimits.maxCommandIdLength else {
+            throw CommandDecodingError(
+                code: .invalidCommand,
+                message: "The command needs an `id` of 1 to \(ProtocolLimits.maxCommandIdLength) characters."
+            )
+        }
+        switch type {
+        case "chat.send": return .chatSend(try decodeWireBody(ChatSend.self, from: data, commandId: id))
+        case "stream.resume":
+            let c = try decodeWireBody(StreamResume.self, from: data, commandId: id)
+            guard c.after >= 0 else {
+                throw CommandDecodingError(code: .invalidCommand, message: "`after` must be 0 or more.", commandId: id)
+            }
+            return .streamResume(c)
+        case "stream.cancel": return .streamCancel(try decodeWireBody(StreamCancel.self, from: data, commandId: id))
+        case "auth.refresh": return .authRefresh(try decodeWireBody(AuthRefresh.self, from: data, commandId: id))
+        case "ping": return .ping(try decodeWireBody(Ping.self, from: data, commandId: id))
+        default:
+            throw CommandDecodingError(code: .unknownType, message: "Unknown command type.", commandId: id)
+        }
+    }
+
+    /// Encodes the command as compact JSON (what clients send).
+    public func encoded() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        switch self {
+        case .chatSend(let c): return try! encoder.encode(c)
+        case .streamResume(let c): return try! encoder.encode(c)
+        case .streamCancel(let c): return try! encoder.encode(c)
+        case .authRefresh(let c): return try! encoder.encode(c)
+        case .ping(let c): return try! encoder.encode(c)
+        }
+    }
+}
+
+/// Why an event could not be decoded (client side).
+public struct EventDecodingError: Error, Sendable {
+    public var message: String
+}
+
+extension ServerEvent {
+    /// Encodes the event as compact JSON text, as it goes in a WebSocket text frame or an SSE `data:` line.
+    public func jsonString() -> String {
+        String(decoding: encoded(), as: UTF8.self)
+    }
+
+    /// Encodes the event as compact JSON.
+    public func encoded() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        // The value types contain only strings, numbers, booleans and arrays of them: encoding cannot fail.
+        switch self {
+        case .ack(let e): return try! encoder.encode(e)
+        case .streamStart(let e): return try! encoder.encode(e)
+        case .streamChunk(let e): return try! encoder.encode(e)
+        case .safetyAlert(let e): return try! encoder.encode(e)
+        case .safetyWarning(let e): return try! encoder.encode(e)
+        case .streamEnd(let e): return try! encoder.encode(e)
+        case .error(let e): return try! encoder.encode(e)
+        }
+    }
+
+    /// Decodes an event from JSON (used by clients and tests).
+    public static func decode(_ data: Data) throws -> ServerEvent {
+        let decoder = JSONDecoder()
+        guard let probe = try? decoder.decode(TypeProbe.self, from: data), let type = probe.type else {
+            throw EventDecodingError(message: "not an event object")
+        }
+        switch type {
+        case "ack": return .ack(try decoder.decode(Ack.self, from: data))
+        case "stream.start": return .streamStart(try decoder.decode(StreamStart.self, from: data))
+        case "stream.chunk": return .streamChunk(try decoder.decode(StreamChunk.self, from: data))
+        case "safety.alert": return .safetyAlert(try decoder.decode(SafetyAlert.self, from: data))
+        case "safety.warning": return .safetyWarning(try decoder.decode(SafetyWarning.self, from: data))
+        case "stream.end": return .streamEnd(try decoder.decode(StreamEnd.self, from: data))
+        case "error": return .error(try decoder.decode(ErrorEvent.self, from: data))
+        default: throw EventDecodingError(message: "unknown event type")
+        }
+    }
+
+    /// Decodes an event from a JSON string.
+    public static func decode(_ text: String) throws -> ServerEvent {
+        try decode(Data(text.utf8))
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import MedViewCore
+import MedViewProtocol
+import NIOCore
+import ServiceLifecycle
+
+/// What the application is built from: the engine and the adapters, already wired.
+public struct AppDependencies: Sendable {
+    public var chat: ChatService
+    public var verifier: any TokenVerifier
+    public var metrics: ServerMetrics
+    public var logger: Logger
+
+    public init(chat: ChatService, verifier: any TokenVerifier, metrics: ServerMetrics, logger: Logger) {
+        self.chat = chat
+        self.verifier = verifier
+        self.metrics = metrics
+        self.logger = logger
+    }
+}
+
+/// Builds the HTTP + WebSocket application. `medview serve` and the tests both call this.
+///
+/// - Parameter onServerRunning: called with the bound port once the server listens.
+public func buildApplication(
+    configuration: ServerConfiguration,
+    dependencies: AppDependencies,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    let chat = dependencies.chat
+    let metrics = dependencies.metrics
+    let limits = configuration.limits
+    let logger = dependencies.logger
+
+    let router = Router(context: AppRequestContext.self)
+    router.get("healthz") { _, _ -> Response in
+        JSONHelpers.response(["status": "ok"])
+    }
+    router.get("readyz") { _, _ -> Response in
+        do {
+            try await chat.store.checkHealth()
+        } catch {
+            return JSONHelpers.response(["status": "unavailable", "store": "unreachable"], status: .serviceUnavailable)
+        }
+        return JSONHelpers.response(["status": "ready", "store": "ok", "model": chat.model.descriptor.provider + ":" + chat.model.descriptor.id])
+    }
+    router.get("metrics") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+    let api = router.group("v1").add(middleware: AuthMiddleware(verifier: dependencies.verifier))
+    APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
+
+    let connections = ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser)
+    let wsRouter = Router(context: WSRequestContext.self)
+    wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: dependencies.verifier))
+    wsRouter.ws("v1/ws") { _, context in
+        guard let identity = context.identity else { throw APIError(.unauthorized, AuthError.missing.message) }
+        guard connections.hasRoom(for: identity.userId) else {
+            metrics.error(ErrorCode.tooManyConnections.rawValue)
+            throw APIError(.tooManyConnections, "Too many open connections for this user.")
+        }
+        return .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
+    } onUpgrade: { inbound, outbound, context in
+        guard let identity = context.requestContext.identity else { return }
+        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: dependencies.verifier, limits: limits, metrics: metrics, logger: logger)
+        guard connections.acquire(identity.userId) else {
+            await session.reject(ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
+            return
+        }
+        metrics.connectionOpened()
+        defer {
+            connections.release(identity.userId)
+            metrics.connectionClosed()
+        }
+        await session.run(inbound: inbound)
+    }
+
+    let seconds = limits.keepAliveInterval.components.seconds
+    var app = Application(
+        router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: wsRouter,
+            configuration: .init(ws: .init(
+                maxFrameSize: limits.hardFrameBytes,
+                autoPing: .enabled(timePeriod: .seconds(max(1, seconds))),
+                validateUTF8: false
+            ))
+        ),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "medview"),
+        onServerRunning: { channel in
+            await onServerRunning(channel.localAddress?.port ?? configuration.port)
+        },
+        logger: logger
+    )
+    app.addServices(StreamDrainService(chat: chat, gracePeriod: limits.shutdownGracePeriod, logger: logger))
+    return app
+}
+
+/// On graceful shutdown, lets running answers finish (then cancels the rest, storing their partial text).
+struct StreamDrainService: Service {
+    let chat: ChatService
+    let gracePeriod: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let running = chat.runningStreams
+        logger.info("shutdown.draining", metadata: ["streams.running": "\(running)"])
+        await chat.drain(gracePeriod: gracePeriod)
+        logger.info("shutdown.drained")
+    }
+}

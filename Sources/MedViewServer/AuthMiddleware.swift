@@ -1,0 +1,30 @@
+import Hummingbird
+import MedViewCore
+
+/// Authenticates `/v1` requests with `Authorization: Bearer <jwt>`; anything else is a typed 401.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let verifier: any TokenVerifier
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let token = Self.bearerToken(request.headers[.authorization]) else {
+            throw APIError(.unauthorized, AuthError.missing.message)
+        }
+        var context = context
+        do {
+            context.identity = try await verifier.verify(token)
+        } catch {
+            throw APIError(error.errorCode, error.message)
+        }
+        return try await next(request, context)
+    }
+
+    /// The token of an `Authorization: Bearer …` header value.
+    static func bearerToken(_ header: String?) -> String? {
+        guard let header else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+}

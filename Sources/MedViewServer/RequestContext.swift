@@ -1,0 +1,23 @@
+import Hummingbird
+import HummingbirdWebSocket
+import MedViewCore
+
+/// The request context of every HTTP route: Hummingbird's core storage plus the caller's identity.
+public struct AppRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// Set by ``AuthMiddleware``.
+    public var identity: VerifiedIdentity?
+
+    public init(source: Source) {
+        self.coreContext = .init(source: source)
+    }
+
+    /// Request bodies are small JSON documents.
+    public var maxUploadSize: Int { 256 * 1024 }
+
+    /// The identity, or a 401 when the route was reached without one.
+    func requireIdentity() throws -> VerifiedIdentity {
+        guard let identity else { throw APIError(.unauthorized, "A bearer token is required.") }
+        return identity
+    }
+}

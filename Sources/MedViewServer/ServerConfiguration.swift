@@ -1,0 +1,69 @@
+import Foundation
+import MedViewCore
+
+/// Everything `medview serve` needs, read once at the edge (CLI > environment > defaults).
+public struct ServerConfiguration: Sendable {
+    public var host: String
+    /// 0 picks a free port (tests).
+    public var port: Int
+    /// Where the SQLite file and the development signing key live.
+    public var dataDirectory: String
+    /// Which model answers: `scripted`, or `scripted:delay=MS`.
+    public var model: String
+    /// `development` allows dev tokens; `production` refuses to start without a real issuer.
+    public var environment: String
+    public var limits: Limits
+    public var chat: ChatConfiguration
+
+    /// Per-user and per-connection limits.
+    public struct Limits: Sendable {
+        /// Largest WebSocket message or SSE request body the protocol accepts, in bytes (typed error above it).
+        public var maxFrameBytes: Int
+        /// Hard transport limit on one WebSocket frame; above it the connection closes with 1009.
+        public var hardFrameBytes: Int
+        public var maxConnectionsPerUser: Int
+        /// A WebSocket connection with no command for this long is closed (code 4408).
+        public var idleTimeout: Duration
+        /// SSE keep-alive comment interval; also the WebSocket ping interval.
+        public var keepAliveInterval: Duration
+        /// How long graceful shutdown lets running answers finish.
+        public var shutdownGracePeriod: Duration
+
+        public init(
+            maxFrameBytes: Int = 64 * 1024,
+            hardFrameBytes: Int = 1024 * 1024,
+            maxConnectionsPerUser: Int = 8,
+            idleTimeout: Duration = .seconds(900),
+            keepAliveInterval: Duration = .seconds(15),
+            shutdownGracePeriod: Duration = .seconds(20)
+        ) {
+            self.maxFrameBytes = maxFrameBytes
+            self.hardFrameBytes = hardFrameBytes
+            self.maxConnectionsPerUser = maxConnectionsPerUser
+            self.idleTimeout = idleTimeout
+            self.keepAliveInterval = keepAliveInterval
+            self.shutdownGracePeriod = shutdownGracePeriod
+        }
+    }
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 8080,
+        dataDirectory: String = "./data",
+        model: String = "",
+        environment: String = "development",
+        limits: Limits = .init(),
+        chat: ChatConfiguration = .init()
+    ) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.model = model
+        self.environment = environment
+        self.limits = limits
+        self.chat = chat
+    }
+
+    /// Whether development tokens are accepted.
+    public var isDevelopment: Bool { environment != "production" }
+}

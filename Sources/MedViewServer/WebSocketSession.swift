@@ -1,0 +1,242 @@
+import Foundation
+import HummingbirdWebSocket
+import Logging
+import MedViewCore
+import MedViewProtocol
+import NIOCore
+import NIOWebSocket
+import Synchronization
+
+/// One client's WebSocket: reads commands, runs them, and pumps the events of each stream it follows.
+///
+/// Commands are handled one at a time in arrival order. Each followed stream has its own pump task
+/// reading the stream's log, so a stream never waits for another and a stalled socket stalls only
+/// this connection's pumps, never the model or other clients. Dropping the socket stops the pumps,
+/// not the streams: the client resumes them after reconnecting.
+final class WebSocketSession: Sendable {
+    /// Close codes this server uses beyond the standard ones.
+    enum CloseCode {
+        static let unauthorized = 4401
+        static let idle = 4408
+        static let tooManyConnections = 4429
+    }
+
+    private struct State {
+        var identity: VerifiedIdentity
+        var lastActivity: ContinuousClock.Instant
+        var pumps: [String: (token: UInt64, task: Task<Void, Never>)] = [:]
+        var nextPumpToken: UInt64 = 0
+        var closing = false
+    }
+
+    private let outbound: WebSocketOutboundWriter
+    private let chat: ChatService
+    private let verifier: any TokenVerifier
+    private let limits: ServerConfiguration.Limits
+    private let metrics: ServerMetrics
+    private let logger: Logger
+    private let state: Mutex<State>
+    let connectionId = Identifier.make("ws")
+
+    init(identity: VerifiedIdentity, outbound: WebSocketOutboundWriter, chat: ChatService, verifier: any TokenVerifier, limits: ServerConfiguration.Limits, metrics: ServerMetrics, logger: Logger) {
+        self.outbound = outbound
+        self.chat = chat
+        self.verifier = verifier
+        self.limits = limits
+        self.metrics = metrics
+        var logger = logger
+        logger[metadataKey: "user.id"] = "\(identity.userId)"
+        self.logger = logger
+        self.state = Mutex(State(identity: identity, lastActivity: .now))
+    }
+
+    var userId: String { state.withLock { $0.identity.userId } }
+
+    /// Serves the connection until the client or the server closes it.
+    func run(inbound: WebSocketInboundStream) async {
+        logger.debug("ws.open", metadata: ["ws.id": "\(connectionId)"])
+        let watchdog = Task { await self.watch() }
+        await readLoop(inbound)
+        watchdog.cancel()
+        let pumps = state.withLock { s in
+            s.closing = true
+            defer { s.pumps.removeAll() }
+            return s.pumps.values.map(\.task)
+        }
+        for task in pumps { task.cancel() }
+        logger.debug("ws.close", metadata: ["ws.id": "\(connectionId)"])
+    }
+
+    /// Sends a typed error and closes with `code`.
+    func reject(_ error: ErrorEvent, closeCode: Int) async {
+        await send(.error(error))
+        try? await outbound.close(.init(codeNumber: closeCode), reason: error.code.rawValue)
+    }
+
+    // MARK: - Reading
+
+    private func readLoop(_ inbound: WebSocketInboundStream) async {
+        var iterator = inbound.makeAsyncIterator()
+        var opcode: WebSocketDataFrame.Opcode?
+        var buffer = ByteBuffer()
+        var oversized = false
+        do {
+            while let frame = try await iterator.next() {
+                switch frame.opcode {
+                case .text, .binary:
+                    opcode = frame.opcode
+                    buffer.clear()
+                    oversized = false
+                case .continuation:
+                    guard opcode != nil else { continue }
+                }
+                if !oversized {
+                    if buffer.readableBytes + frame.data.readableBytes > limits.maxFrameBytes {
+                        oversized = true
+                        buffer = ByteBuffer()
+                    } else {
+                        var data = frame.data
+                        buffer.writeBuffer(&data)
+                    }
+                }
+                guard frame.fin else { continue }
+                let kind = opcode
+                opcode = nil
+                if oversized {
+                    await sendError(ErrorEvent(code: .frameTooLarge, message: "A message may be at most \(limits.maxFrameBytes) bytes."))
+                } else if kind == .binary {
+                    await sendError(ErrorEvent(code: .unsupportedFrame, message: "Send commands as JSON text frames."))
+                } else if String(validating: buffer.readableBytesView, as: UTF8.self) == nil {
+                    await sendError(ErrorEvent(code: .invalidUTF8, message: "The frame is not valid UTF-8."))
+                } else {
+                    await handle(Data(buffer.readableBytesView))
+                }
+                buffer.clear()
+            }
+        } catch {
+            logger.debug("ws.read.ended", metadata: ["ws.id": "\(connectionId)", "error.type": "\(type(of: error))"])
+        }
+    }
+
+    private func handle(_ data: Data) async {
+        metrics.commandReceived()
+        state.withLock { $0.lastActivity = .now }
+        let command: ClientCommand
+        do {
+            command = try ClientCommand.decode(data)
+        } catch {
+            await sendError(ErrorEvent(code: error.code, message: error.message, id: error.commandId))
+            return
+        }
+        let identity = state.withLock { $0.identity }
+        var isRefresh = false
+        if case .authRefresh = command { isRefresh = true }
+        if identity.expiresAt <= Date(), !isRefresh {
+            await reject(ErrorEvent(code: .tokenExpired, message: AuthError.expired.message, id: command.id), closeCode: CloseCode.unauthorized)
+            return
+        }
+        switch command {
+        case .chatSend(let c):
+            do {
+                let result = try await chat.send(userId: identity.userId, conversationId: c.conversationId, clientMessageId: c.id, text: c.text)
+                await send(.ack(Ack(id: c.id, streamId: result.stream.id, conversationId: result.conversationId, duplicate: result.duplicate ? true : nil)))
+                follow(result.stream, after: 0)
+            } catch {
+                await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id))
+            }
+        case .streamResume(let c):
+            do {
+                let stream = try await chat.stream(id: c.streamId, userId: identity.userId)
+                await send(.ack(Ack(id: c.id, streamId: stream.id, conversationId: stream.conversationId)))
+                follow(stream, after: c.after)
+            } catch {
+                await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id, streamId: c.streamId))
+            }
+        case .streamCancel(let c):
+            do {
+                try await chat.cancel(streamId: c.streamId, userId: identity.userId)
+                await send(.ack(Ack(id: c.id, streamId: c.streamId)))
+            } catch {
+                await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id, streamId: c.streamId))
+            }
+        case .authRefresh(let c):
+            do {
+                let fresh = try await verifier.verify(c.token)
+                guard fresh.userId == identity.userId else {
+                    await sendError(ErrorEvent(code: .unauthorized, message: "The new token names a different user.", id: c.id))
+                    return
+                }
+                state.withLock { $0.identity = fresh }
+                await send(.ack(Ack(id: c.id, expiresAt: fresh.expiresAt.timeIntervalSince1970)))
+            } catch {
+                await sendError(ErrorEvent(code: error.errorCode, message: error.message, id: c.id))
+            }
+        case .ping(let c):
+            await send(.ack(Ack(id: c.id)))
+        }
+    }
+
+    // MARK: - Writing
+
+    /// Starts (or restarts) pumping `stream` from the event after `after`.
+    private func follow(_ stream: ResponseStream, after: Int) {
+        let (token, previous) = state.withLock { s -> (UInt64, Task<Void, Never>?) in
+            s.nextPumpToken += 1
+            return (s.nextPumpToken, s.pumps[stream.id]?.task)
+        }
+        previous?.cancel()
+        let task = Task {
+            var last = after
+            while case .event(let event) = await stream.next(after: last) {
+                guard await self.send(event) else { break }
+                last = event.seq ?? last
+            }
+            self.state.withLock { s in
+                if s.pumps[stream.id]?.token == token { s.pumps[stream.id] = nil }
+            }
+        }
+        let closing = state.withLock { s -> Bool in
+            if s.closing { return true }
+            s.pumps[stream.id] = (token, task)
+            return false
+        }
+        if closing { task.cancel() }
+    }
+
+    @discardableResult
+    private func send(_ event: ServerEvent) async -> Bool {
+        do {
+            try await outbound.write(.text(event.jsonString()))
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private func sendError(_ error: ErrorEvent) async {
+        metrics.error(error.code.rawValue)
+        await send(.error(error))
+    }
+
+    // MARK: - Idle and expiry
+
+    private func watch() async {
+        let tick = min(Duration.seconds(1), limits.idleTimeout / 4)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: tick)
+            if Task.isCancelled { return }
+            let (identity, last, streaming) = state.withLock { ($0.identity, $0.lastActivity, !$0.pumps.isEmpty) }
+            if identity.expiresAt <= Date() {
+                await reject(ErrorEvent(code: .tokenExpired, message: "The token expired; refresh it with auth.refresh before it does."), closeCode: CloseCode.unauthorized)
+                return
+            }
+            if streaming {
+                state.withLock { $0.lastActivity = .now }
+            } else if ContinuousClock.now - last >= limits.idleTimeout {
+                logger.debug("ws.idle_timeout", metadata: ["ws.id": "\(connectionId)"])
+                await reject(ErrorEvent(code: .idleTimeout, message: "The connection was idle too long; reconnect to continue."), closeCode: CloseCode.idle)
+                return
+            }
+        }
+    }
+}

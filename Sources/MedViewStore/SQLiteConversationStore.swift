@@ -1,0 +1,435 @@
+import Foundation
+import Logging
+import MedViewCore
+import SQLiteNIO
+import Synchronization
+
+/// A ``ConversationStore`` in one SQLite file (WAL mode), the embedded default.
+///
+/// All work goes through a single connection; an async lock keeps each call's statements
+/// together, so two calls never interleave inside one transaction. Dates are stored as REAL
+/// seconds since 1970. Message order comes from an autoincrement column, never from timestamps.
+///
+/// Call ``close()`` before dropping the store: SQLiteNIO asserts (in debug builds) when a
+/// connection is released without being closed.
+public final class SQLiteConversationStore: ConversationStore {
+    /// `nil` once closed. Read only while holding `lock`.
+    private let connection: Mutex<SQLiteConnection?>
+    private let lock = AsyncLock()
+    private let logger: Logger
+
+    /// Per-connection settings applied on open. `secure_delete` overwrites deleted content so an
+    /// erased conversation does not linger in free pages.
+    private static let pragmas = [
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=5000",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA secure_delete=ON",
+    ]
+
+    /// Most events inserted by one statement (three binds each).
+    private static let eventsPerInsert = 200
+
+    private init(connection: SQLiteConnection, logger: Logger) {
+        self.connection = Mutex(connection)
+        self.logger = logger
+    }
+
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// Creates the parent directory if it is missing, configures the connection (WAL journal,
+    /// foreign keys, a 5 s busy timeout, `synchronous=NORMAL`) and applies any schema migration
+    /// the file does not record yet.
+    /// - Throws: ``StoreError/unavailable(_:)`` if the file cannot be opened or migrated.
+    public static func open(path: String, logger: Logger) async throws -> SQLiteConversationStore {
+        try await open(path: path, logger: logger, migrations: SQLiteMigration.all)
+    }
+
+    /// Opens the database applying only `migrations` (tests use this to build older files).
+    static func open(path: String, logger: Logger, migrations: [SQLiteMigration]) async throws -> SQLiteConversationStore {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError.unavailable("cannot create the database directory")
+        }
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        } catch {
+            throw storeError(error, operation: "open")
+        }
+        do {
+            for pragma in pragmas {
+                _ = try await connection.query(pragma, [])
+            }
+            let foreignKeys = try await connection.query("PRAGMA foreign_keys", [])
+            guard foreignKeys.first?.column("foreign_keys")?.integer == 1 else {
+                throw StoreError.unavailable("foreign keys are not supported")
+            }
+            let journal = try await connection.query("PRAGMA journal_mode", [])
+            if journal.first?.column("journal_mode")?.string?.lowercased() != "wal" {
+                logger.warning("SQLite WAL journal mode is not available; using the default journal")
+            }
+            try await SQLiteMigration.migrate(connection, to: migrations, logger: logger)
+        } catch {
+            try? await connection.close()
+            throw storeError(error, operation: "open")
+        }
+        logger.debug("conversation store opened")
+        return SQLiteConversationStore(connection: connection, logger: logger)
+    }
+
+    // MARK: - Conversations
+
+    /// Creates an empty conversation; throws ``StoreError/unavailable(_:)`` if its id is taken.
+    public func createConversation(_ conversation: Conversation) async throws {
+        try await withConnection("createConversation") { connection in
+            try await Self.insert(conversation, on: connection)
+        }
+        logger.debug("conversation created", metadata: ["conversation_id": "\(conversation.id)"])
+    }
+
+    /// The conversation if it exists and belongs to `userId`.
+    public func conversation(id: String, userId: String) async throws -> Conversation? {
+        try await withConnection("conversation") { connection in
+            let rows = try await connection.query(
+                "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?",
+                [.text(id), .text(userId)]
+            )
+            return try rows.first.map(Self.conversation(from:))
+        }
+    }
+
+    /// The user's conversations, most recently updated first (latest created first on ties).
+    public func conversations(userId: String, limit: Int) async throws -> [Conversation] {
+        guard limit > 0 else { return [] }
+        return try await withConnection("conversations") { connection in
+            let rows = try await connection.query(
+                """
+                SELECT id, user_id, title, created_at, updated_at FROM conversations
+                WHERE user_id = ? ORDER BY updated_at DESC, rowid DESC LIMIT ?
+                """,
+                [.text(userId), .integer(limit)]
+            )
+            return try rows.map(Self.conversation(from:))
+        }
+    }
+
+    /// Deletes the conversation with its turns, messages and replay logs (by cascade); `false`
+    /// if it does not exist for this user.
+    ///
+    /// After deleting, the write-ahead log is checkpointed and truncated so that the erased
+    /// content does not remain in it either.
+    public func deleteConversation(id: String, userId: String) async throws -> Bool {
+        let deleted = try await withConnection("deleteConversation") { connection in
+            let rows = try await connection.query(
+                "DELETE FROM conversations WHERE id = ? AND user_id = ? RETURNING id",
+                [.text(id), .text(userId)]
+            )
+            guard !rows.isEmpty else { return false }
+            do {
+                let result = try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)", [])
+                if result.first?.column("busy")?.integer != 0 {
+                    logger.warning("checkpoint after delete did not complete", metadata: ["conversation_id": "\(id)"])
+                }
+            } catch {
+                logger.warning("checkpoint after delete failed", metadata: ["conversation_id": "\(id)"])
+            }
+            return true
+        }
+        logger.debug("conversation deleted", metadata: ["conversation_id": "\(id)", "found": "\(deleted)"])
+        return deleted
+    }
+
+    /// The conversation's messages in the order they were written; empty if it is not the user's.
+    public func messages(conversationId: String, userId: String) async throws -> [StoredMessage] {
+        try await withConnection("messages") { connection in
+            let rows = try await connection.query(
+                """
+                SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+                WHERE conversation_id = ? AND user_id = ? ORDER BY seq
+                """,
+                [.text(conversationId), .text(userId)]
+            )
+            return try rows.map(Self.message(from:))
+        }
+    }
+
+    // MARK: - Turns
+
+    /// Atomically stores a new turn (and `newConversation`), or returns the user's existing turn
+    /// with the same client message id without writing anything.
+    ///
+    /// The stored messages take their conversation, user and stream ids from `turn`; the user
+    /// message is stored `complete`, the assistant message `streaming` with empty text. The
+    /// conversation's `updatedAt` moves forward to the newer message time.
+    /// - Throws: ``StoreError/conversationNotFound`` if the turn's conversation is not the user's.
+    public func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult {
+        let result = try await transaction("beginTurn") { connection -> BeginTurnResult in
+            if let existing = try await Self.loadTurn(
+                on: connection,
+                where: "user_id = ? AND client_message_id = ?",
+                [.text(turn.userId), .text(turn.clientMessageId)]
+            ) {
+                return .duplicate(existing)
+            }
+            if let newConversation {
+                try await Self.insert(newConversation, on: connection)
+            }
+            let owned = try await connection.query(
+                "SELECT 1 FROM conversations WHERE id = ? AND user_id = ?",
+                [.text(turn.conversationId), .text(turn.userId)]
+            )
+            guard !owned.isEmpty else { throw StoreError.conversationNotFound }
+
+            _ = try await connection.query(
+                "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES (?, ?, ?, ?)",
+                [.text(turn.streamId), .text(turn.userId), .text(turn.conversationId), .text(turn.clientMessageId)]
+            )
+            // One statement, two rows: the user message gets the lower seq.
+            let common: [SQLiteData] = [.text(turn.conversationId), .text(turn.streamId), .text(turn.userId)]
+            let user: [SQLiteData] = [.text(turn.userMessage.id)] + common + [
+                .text(MessageRole.user.rawValue), .text(turn.userMessage.text),
+                .text(MessageStatus.complete.rawValue), .float(turn.userMessage.createdAt.timeIntervalSince1970),
+            ]
+            let assistant: [SQLiteData] = [.text(turn.assistantMessage.id)] + common + [
+                .text(MessageRole.assistant.rawValue), .text(""),
+                .text(MessageStatus.streaming.rawValue), .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
+            ]
+            _ = try await connection.query(
+                """
+                INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                user + assistant
+            )
+            _ = try await connection.query(
+                "UPDATE conversations SET updated_at = MAX(updated_at, ?, ?) WHERE id = ?",
+                [
+                    .float(turn.userMessage.createdAt.timeIntervalSince1970),
+                    .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
+                    .text(turn.conversationId),
+                ]
+            )
+            return .created
+        }
+        let outcome = if case .created = result { "created" } else { "duplicate" }
+        logger.debug("turn begun", metadata: [
+            "stream_id": "\(turn.streamId)", "conversation_id": "\(turn.conversationId)", "outcome": "\(outcome)",
+        ])
+        return result
+    }
+
+    /// Stores the assistant text and status and the replay log (replacing any earlier one), in
+    /// one transaction. Does nothing if the stream is not the user's (for example, its
+    /// conversation was deleted while it streamed).
+    public func finishTurn(_ completion: TurnCompletion) async throws {
+        let found = try await transaction("finishTurn") { connection -> Bool in
+            let updated = try await connection.query(
+                """
+                UPDATE messages SET text = ?, status = ?
+                WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
+                """,
+                [
+                    .text(completion.assistantText), .text(completion.status.rawValue),
+                    .text(completion.streamId), .text(completion.userId),
+                ]
+            )
+            guard !updated.isEmpty else { return false }
+            _ = try await connection.query("DELETE FROM stream_events WHERE stream_id = ?", [.text(completion.streamId)])
+            var start = completion.events.startIndex
+            while start < completion.events.endIndex {
+                let end = min(start + Self.eventsPerInsert, completion.events.endIndex)
+                let batch = completion.events[start..<end]
+                let placeholders = Array(repeating: "(?, ?, ?)", count: batch.count).joined(separator: ", ")
+                let binds = batch.flatMap { event -> [SQLiteData] in
+                    [.text(completion.streamId), .integer(event.seq), .text(event.json)]
+                }
+                _ = try await connection.query(
+                    "INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders)", binds
+                )
+                start = end
+            }
+            return true
+        }
+        logger.debug("turn finished", metadata: [
+            "stream_id": "\(completion.streamId)", "status": "\(completion.status.rawValue)",
+            "events": "\(completion.events.count)", "found": "\(found)",
+        ])
+    }
+
+    /// The turn produced by `streamId`, with its replay log, if it is the user's.
+    public func turn(streamId: String, userId: String) async throws -> Turn? {
+        try await withConnection("turn") { connection in
+            try await Self.loadTurn(on: connection, where: "stream_id = ? AND user_id = ?", [.text(streamId), .text(userId)])
+        }
+    }
+
+    /// Marks every assistant message still `streaming` as `failed`; returns how many.
+    public func failInterruptedTurns() async throws -> Int {
+        let count = try await withConnection("failInterruptedTurns") { connection in
+            try await connection.query(
+                "UPDATE messages SET status = 'failed' WHERE status = 'streaming' AND role = 'assistant' RETURNING seq",
+                []
+            ).count
+        }
+        logger.debug("interrupted turns failed", metadata: ["count": "\(count)"])
+        return count
+    }
+
+    // MARK: - Lifecycle
+
+    /// Runs `SELECT 1`; throws ``StoreError/unavailable(_:)`` if that fails or the store is closed.
+    public func checkHealth() async throws {
+        try await withConnection("checkHealth") { connection in
+            _ = try await connection.query("SELECT 1", [])
+        }
+    }
+
+    /// Closes the connection after any running call finishes; later calls throw
+    /// ``StoreError/unavailable(_:)``. Closing twice is harmless.
+    public func close() async throws {
+        try await lock.withLock {
+            let open = connection.withLock { connection -> SQLiteConnection? in
+                defer { connection = nil }
+                return connection
+            }
+            guard let open else { return }
+            do {
+                try await open.close()
+            } catch {
+                throw Self.storeError(error, operation: "close")
+            }
+            logger.debug("conversation store closed")
+        }
+    }
+
+    // MARK: - Diagnostics
+
+    /// Runs one raw statement and returns each row as column name to text (NULL columns are left
+    /// out). For tests and diagnostics only.
+    func rawQuery(_ sql: String, _ binds: [String] = []) async throws -> [[String: String]] {
+        try await withConnection("rawQuery") { connection in
+            try await connection.query(sql, binds.map { .text($0) }).map { row in
+                var values: [String: String] = [:]
+                for column in row.columns {
+                    if let text = column.data.string { values[column.name] = text }
+                }
+                return values
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// Runs `body` with the connection while holding the lock; maps failures to ``StoreError``.
+    private func withConnection<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        do {
+            return try await lock.withLock {
+                guard let connection = self.connection.withLock({ $0 }) else {
+                    throw StoreError.unavailable("store is closed")
+                }
+                return try await body(connection)
+            }
+        } catch {
+            throw Self.storeError(error, operation: operation)
+        }
+    }
+
+    /// Runs `body` inside `BEGIN IMMEDIATE ... COMMIT`, rolling back if anything throws.
+    private func transaction<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        try await withConnection(operation) { connection in
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                let result = try await body(connection)
+                _ = try await connection.query("COMMIT", [])
+                return result
+            } catch {
+                do {
+                    _ = try await connection.query("ROLLBACK", [])
+                } catch {
+                    logger.error("rollback failed", metadata: ["operation": "\(operation)"])
+                }
+                throw error
+            }
+        }
+    }
+
+    /// The error a caller sees: typed store errors as they are, anything else as `unavailable`
+    /// naming the operation and SQLite's result code (never its message, which may quote data).
+    private static func storeError(_ error: any Error, operation: String) -> StoreError {
+        if let error = error as? StoreError { return error }
+        if let error = error as? SQLiteError { return .unavailable("\(operation) failed: \(error.reason)") }
+        return .unavailable("\(operation) failed")
+    }
+
+    private static func insert(_ conversation: Conversation, on connection: SQLiteConnection) async throws {
+        _ = try await connection.query(
+            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            [
+                .text(conversation.id), .text(conversation.userId), .text(conversation.title),
+                .float(conversation.createdAt.timeIntervalSince1970), .float(conversation.updatedAt.timeIntervalSince1970),
+            ]
+        )
+    }
+
+    /// Loads the one turn matching `condition` (on the `turns` table) with its messages and events.
+    private static func loadTurn(on connection: SQLiteConnection, where condition: String, _ binds: [SQLiteData]) async throws -> Turn? {
+        let turns = try await connection.query(
+            "SELECT stream_id, user_id, conversation_id, client_message_id FROM turns WHERE \(condition)", binds
+        )
+        guard let row = turns.first else { return nil }
+        let streamId = try row.text("stream_id")
+        let messages = try await connection.query(
+            """
+            SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+            WHERE stream_id = ? ORDER BY seq
+            """,
+            [.text(streamId)]
+        ).map(message(from:))
+        guard let user = messages.first(where: { $0.role == .user }),
+              let assistant = messages.first(where: { $0.role == .assistant })
+        else {
+            throw StoreError.unavailable("turn is missing a message")
+        }
+        let events = try await connection.query(
+            "SELECT seq, json FROM stream_events WHERE stream_id = ? ORDER BY seq", [.text(streamId)]
+        ).map { row throws(StoreError) in
+            StreamLogEntry(seq: try row.int("seq"), json: try row.text("json"))
+        }
+        return Turn(
+            streamId: streamId,
+            userId: try row.text("user_id"),
+            conversationId: try row.text("conversation_id"),
+            clientMessageId: try row.text("client_message_id"),
+            userMessage: user,
+            assistantMessage: assistant,
+            events: events
+        )
+    }
+
+    private static func conversation(from row: SQLiteRow) throws(StoreError) -> Conversation {
+        Conversation(
+            id: try row.text("id"),
+            userId: try row.text("user_id"),
+            title: try row.text("title"),
+            createdAt: try row.date("created_at"),
+            updatedAt: try row.date("updated_at")
+        )
+    }
+
+    private static func message(from row: SQLiteRow) throws(StoreError) -> StoredMessage {
+        StoredMessage(
+            id: try row.text("id"),
+            conversationId: try row.text("conversation_id"),
+            userId: try row.text("user_id"),
+            role: try row.value("role", as: MessageRole.self),
+            text: try row.text("text"),
+            status: try row.value("status", as: MessageStatus.self),
+            streamId: try row.text("stream_id"),
+            createdAt: try row.date("created_at")
+        )
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+import MedViewCore
+import SQLiteNIO
+
+extension SQLiteRow {
+    /// The column's text; throws if it is missing or not text.
+    func text(_ column: String) throws(StoreError) -> String {
+        guard case .text(let value)? = self.column(column) else { throw Self.unexpected(column) }
+        return value
+    }
+
+    /// The column's integer; throws if it is missing or not an integer.
+    func int(_ column: String) throws(StoreError) -> Int {
+        guard case .integer(let value)? = self.column(column) else { throw Self.unexpected(column) }
+        return Int(value)
+    }
+
+    /// The column as a date stored as seconds since 1970; throws if it is missing or not a number.
+    func date(_ column: String) throws(StoreError) -> Date {
+        guard let value = self.column(column), !value.isNull, let seconds = value.double else {
+            throw Self.unexpected(column)
+        }
+        return Date(timeIntervalSince1970: seconds)
+    }
+
+    /// The column decoded as a string-backed enum; throws if the value is unknown.
+    func value<T: RawRepresentable>(_ column: String, as type: T.Type) throws(StoreError) -> T where T.RawValue == String {
+        guard let value = T(rawValue: try text(column)) else { throw Self.unexpected(column) }
+        return value
+    }
+
+    private static func unexpected(_ column: String) -> StoreError {
+        .unavailable("unexpected value in column \(column)")
+    }
+}

@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MedViewBench
+import MedViewCore
+import MedViewServer
+
+@main
+struct MedView: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "medview",
+        abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
+        subcommands: [Serve.self, Token.self, Bench.self]
+    )
+}
+
+/// Prints a line straight to standard output (unbuffered, so pipes see it at once).
+@Sendable private func printLine(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Environment lookup done once, here at the edge.
+private func env(_ name: String) -> String? {
+    ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the streaming service.",
+        discussion: """
+            With no options it runs on its embedded defaults: SQLite under ./data, the development \
+            token issuer, and the scripted model. Every option can also be set by the environment \
+            variable named in its help; the command line wins.
+            """
+    )
+
+    @Option(help: "Address to listen on. [env: MEDVIEW_HOST] (default: 127.0.0.1)")
+    var host: String?
+    @Option(help: "Port to listen on; 0 picks a free one. [env: MEDVIEW_PORT] (default: 8080)")
+    var port: Int?
+    @Option(name: .customLong("data-dir"), help: "Directory for the database and the development key. [env: MEDVIEW_DATA_DIR] (default: ./data)")
+    var dataDir: String?
+    @Option(help: "Model: 'scripted' or 'scripted:delay=MS,delta=N'. [env: MEDVIEW_MODEL] (default: scripted)")
+    var model: String?
+    @Option(help: "'development' (dev tokens accepted) or 'production'. [env: MEDVIEW_ENV] (default: development)")
+    var environment: String?
+    @Option(help: "Largest chunk sent to clients, in characters. [env: MEDVIEW_CHUNK_CHARS] (default: 256)")
+    var chunkChars: Int?
+    @Option(help: "Longest wait before pending text is flushed, in ms. [env: MEDVIEW_FLUSH_MS] (default: 50)")
+    var flushMs: Int?
+    @Option(help: "SSE keep-alive and WebSocket ping interval, in seconds. [env: MEDVIEW_KEEPALIVE_SECONDS] (default: 15)")
+    var keepaliveSeconds: Int?
+    @Option(help: "Close a WebSocket with no command for this long, in seconds. [env: MEDVIEW_IDLE_TIMEOUT_SECONDS] (default: 900)")
+    var idleTimeoutSeconds: Int?
+    @Option(help: "Open WebSocket connections per user. [env: MEDVIEW_MAX_CONNECTIONS_PER_USER] (default: 8)")
+    var maxConnectionsPerUser: Int?
+    @Option(help: "Answers streaming at once per user. [env: MEDVIEW_MAX_STREAMS_PER_USER] (default: 4)")
+    var maxStreamsPerUser: Int?
+    @Option(help: "Longest message, in characters. [env: MEDVIEW_MAX_MESSAGE_CHARS] (default: 8000)")
+    var maxMessageChars: Int?
+    @Option(help: "Largest WebSocket message or request body, in bytes. [env: MEDVIEW_MAX_FRAME_BYTES] (default: 65536)")
+    var maxFrameBytes: Int?
+    @Option(help: "Context budget sent to the model, in estimated tokens. [env: MEDVIEW_CONTEXT_TOKENS] (default: 6000)")
+    var contextTokens: Int?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MEDVIEW_LOG_LEVEL] (default: info)")
+    var logLevel: String?
+
+    func validate() throws {
+        for (name, value) in [("--chunk-chars", chunkChars), ("--max-connections-per-user", maxConnectionsPerUser), ("--max-streams-per-user", maxStreamsPerUser), ("--max-message-chars", maxMessageChars), ("--max-frame-bytes", maxFrameBytes), ("--idle-timeout-seconds", idleTimeoutSeconds), ("--keepalive-seconds", keepaliveSeconds)] {
+            if let value, value < 1 { throw ValidationError("\(name) must be at least 1.") }
+        }
+        if let chunkChars, chunkChars < 8 { throw ValidationError("--chunk-chars must be at least 8.") }
+    }
+
+    func run() async throws {
+        func int(_ cli: Int?, _ name: String, _ fallback: Int) throws -> Int {
+            if let cli { return cli }
+            guard let raw = env(name) else { return fallback }
+            guard let value = Int(raw), value >= 0 else { throw ValidationError("\(name) must be a whole number.") }
+            return value
+        }
+        var limits = ServerConfiguration.Limits()
+        limits.maxFrameBytes = try int(maxFrameBytes, "MEDVIEW_MAX_FRAME_BYTES", limits.maxFrameBytes)
+        limits.maxConnectionsPerUser = try int(maxConnectionsPerUser, "MEDVIEW_MAX_CONNECTIONS_PER_USER", limits.maxConnectionsPerUser)
+        limits.idleTimeout = .seconds(try int(idleTimeoutSeconds, "MEDVIEW_IDLE_TIMEOUT_SECONDS", 900))
+        limits.keepAliveInterval = .seconds(try int(keepaliveSeconds, "MEDVIEW_KEEPALIVE_SECONDS", 15))
+        var chat = ChatConfiguration()
+        chat.chunking = .init(
+            maxCharacters: max(8, try int(chunkChars, "MEDVIEW_CHUNK_CHARS", 256)),
+            maxDelay: .milliseconds(try int(flushMs, "MEDVIEW_FLUSH_MS", 50))
+        )
+        chat.maxActiveStreamsPerUser = try int(maxStreamsPerUser, "MEDVIEW_MAX_STREAMS_PER_USER", chat.maxActiveStreamsPerUser)
+        chat.maxMessageCharacters = try int(maxMessageChars, "MEDVIEW_MAX_MESSAGE_CHARS", chat.maxMessageCharacters)
+        chat.contextBudgetTokens = try int(contextTokens, "MEDVIEW_CONTEXT_TOKENS", chat.contextBudgetTokens)
+        let configuration = ServerConfiguration(
+            host: host ?? env("MEDVIEW_HOST") ?? "127.0.0.1",
+            port: try int(port, "MEDVIEW_PORT", 8080),
+            dataDirectory: dataDir ?? env("MEDVIEW_DATA_DIR") ?? "./data",
+            model: model ?? env("MEDVIEW_MODEL") ?? "",
+            environment: environment ?? env("MEDVIEW_ENV") ?? "development",
+            limits: limits,
+            chat: chat
+        )
+        let levelName = logLevel ?? env("MEDVIEW_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("Unknown log level '\(levelName)'.") }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "medview")
+        do {
+            try await ServerRuntime.run(configuration: configuration, logger: logger, announce: printLine)
+        } catch let error as ServerRuntime.StartupError {
+            throw ValidationError(error.description)
+        } catch let error as ModelFactory.UnknownModel {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a development token for a user (accepted only by a server in development mode)."
+    )
+
+    @Option(help: "The user id (the token's subject).")
+    var user: String
+    @Option(name: .customLong("data-dir"), help: "Data directory holding the development key. [env: MEDVIEW_DATA_DIR] (default: ./data)")
+    var dataDir: String?
+    @Option(help: "Lifetime in seconds. (default: 3600)")
+    var ttl: Int = 3600
+
+    func validate() throws {
+        guard !user.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--user must not be empty.") }
+        guard ttl > 0 else { throw ValidationError("--ttl must be positive.") }
+    }
+
+    func run() async throws {
+        let issuer = try await DevTokenIssuer.load(dataDirectory: dataDir ?? env("MEDVIEW_DATA_DIR") ?? "./data")
+        print(try await issuer.token(userId: user, lifetime: .seconds(ttl)))
+    }
+}
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark a live server: time to first chunk, chunk latency, throughput, memory per idle connection.",
+        discussion: "Starts its own `medview serve` (this binary) on a free loopback port with the scripted model at zero delay. Build with -c release for figures worth comparing."
+    )
+
+    @Option(help: "Concurrent streams in the latency phase.")
+    var streams: Int = 500
+    @Option(help: "Rounds of concurrent streams (after one warm-up round).")
+    var rounds: Int = 5
+    @Option(help: "Idle connection counts to measure memory at, comma-separated; empty skips the phase.")
+    var connections: String = "1000,5000"
+
+    func run() async throws {
+        let steps = connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        let resolved = FileManager.default.isExecutableFile(atPath: executable) ? executable : (Bundle.main.executablePath ?? executable)
+        try await Benchmark(executable: resolved, concurrentStreams: streams, rounds: rounds, idleConnectionSteps: steps, print: printLine).run()
+    }
+}

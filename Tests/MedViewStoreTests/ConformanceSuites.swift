@@ -1,0 +1,18 @@
+import MedViewCore
+import Testing
+
+@Suite("InMemoryConversationStore conformance")
+struct InMemoryConversationStoreConformanceTests {
+    @Test(arguments: ConversationStoreConformance.Check.allCases)
+    func conformance(_ check: ConversationStoreConformance.Check) async throws {
+        try await check.run(Stores.inMemory)
+    }
+}
+
+@Suite("SQLiteConversationStore conformance")
+struct SQLiteConversationStoreConformanceTests {
+    @Test(arguments: ConversationStoreConformance.Check.allCases)
+    func conformance(_ check: ConversationStoreConformance.Check) async throws {
+        try await check.run(Stores.sqlite)
+    }
+}

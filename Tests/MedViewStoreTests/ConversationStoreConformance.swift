@@ -1,0 +1,470 @@
+import Foundation
+import MedViewCore
+import Testing
+
+/// The behaviour every ``ConversationStore`` must show, as reusable checks.
+///
+/// Each check takes a factory that makes a fresh, empty store, and tears the store down itself.
+/// Run them all with ``Check/allCases`` (see the per-implementation suites).
+enum ConversationStoreConformance {
+    /// One named check, so that a parameterized test reports each by name.
+    enum Check: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case createListAndRead
+        case userIsolation
+        case beginTurnRequiresConversation
+        case duplicateBeginTurn
+        case concurrentDuplicates
+        case concurrentWriters
+        case failedBeginTurnWritesNothing
+        case finishTurn
+        case messageOrder
+        case deleteErasesEverything
+        case failInterruptedTurns
+        case healthAndClose
+
+        var testDescription: String { rawValue }
+
+        func run(_ makeStore: StoreFactory) async throws {
+            switch self {
+            case .createListAndRead: try await ConversationStoreConformance.createListAndRead(makeStore)
+            case .userIsolation: try await ConversationStoreConformance.userIsolation(makeStore)
+            case .beginTurnRequiresConversation: try await ConversationStoreConformance.beginTurnRequiresConversation(makeStore)
+            case .duplicateBeginTurn: try await ConversationStoreConformance.duplicateBeginTurn(makeStore)
+            case .concurrentDuplicates: try await ConversationStoreConformance.concurrentDuplicates(makeStore)
+            case .concurrentWriters: try await ConversationStoreConformance.concurrentWriters(makeStore)
+            case .failedBeginTurnWritesNothing: try await ConversationStoreConformance.failedBeginTurnWritesNothing(makeStore)
+            case .finishTurn: try await ConversationStoreConformance.finishTurn(makeStore)
+            case .messageOrder: try await ConversationStoreConformance.messageOrder(makeStore)
+            case .deleteErasesEverything: try await ConversationStoreConformance.deleteErasesEverything(makeStore)
+            case .failInterruptedTurns: try await ConversationStoreConformance.failInterruptedTurns(makeStore)
+            case .healthAndClose: try await ConversationStoreConformance.healthAndClose(makeStore)
+            }
+        }
+    }
+
+    static let alice = "u_alice"
+    static let bob = "u_bob"
+
+    /// Conversations are listed most recently updated first, read back intact (to the
+    /// millisecond), and a new turn moves its conversation to the top.
+    static func createListAndRead(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let first = Sample.conversation(userId: alice, title: "First", at: 0)
+            let second = Sample.conversation(userId: alice, title: "Second", at: 10)
+            let third = Sample.conversation(userId: alice, title: "Third", at: 5)
+            for conversation in [first, second, third] {
+                try await store.createConversation(conversation)
+            }
+
+            #expect(try await store.conversations(userId: alice, limit: 10).rounded == [second, third, first].rounded)
+            #expect(try await store.conversations(userId: alice, limit: 2).map(\.id) == [second.id, third.id])
+            #expect(try await store.conversations(userId: alice, limit: 0).isEmpty)
+
+            let read = try #require(try await store.conversation(id: first.id, userId: alice))
+            #expect(read.rounded == first.rounded)
+            #expect(abs(read.createdAt.timeIntervalSince(first.createdAt)) < 0.001)
+            #expect(try await store.conversation(id: "c_missing", userId: alice) == nil)
+            #expect(try await store.messages(conversationId: first.id, userId: alice).isEmpty)
+
+            // A turn in the oldest conversation makes it the most recent.
+            let turn = Sample.turn(conversationId: first.id, userId: alice, at: 20)
+            #expect(try await store.beginTurn(turn, newConversation: nil) == .created)
+            let listed = try await store.conversations(userId: alice, limit: 10)
+            #expect(listed.map(\.id) == [first.id, second.id, third.id])
+            #expect(ms(listed[0].updatedAt) == ms(turn.assistantMessage.createdAt))
+            #expect(ms(listed[0].createdAt) == ms(first.createdAt))
+
+            // A turn that brings its own new conversation creates it.
+            let fresh = Sample.conversation(userId: alice, title: "Fresh", at: 30)
+            let opening = Sample.turn(conversationId: fresh.id, userId: alice, at: 30)
+            #expect(try await store.beginTurn(opening, newConversation: fresh) == .created)
+            let stored = try #require(try await store.conversation(id: fresh.id, userId: alice))
+            #expect(stored.title == "Fresh")
+            #expect(try await store.conversations(userId: alice, limit: 1).map(\.id) == [fresh.id])
+            #expect(try await store.messages(conversationId: fresh.id, userId: alice).map(\.id)
+                == [opening.userMessage.id, opening.assistantMessage.id])
+        }
+    }
+
+    /// Another user's conversation answers as if it did not exist, everywhere.
+    static func userIsolation(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            try await store.createConversation(conversation)
+            let turn = Sample.turn(conversationId: conversation.id, userId: alice)
+            _ = try await store.beginTurn(turn, newConversation: nil)
+            let messagesBefore = try await store.messages(conversationId: conversation.id, userId: alice)
+            #expect(messagesBefore.count == 2)
+
+            #expect(try await store.conversation(id: conversation.id, userId: bob) == nil)
+            #expect(try await store.conversations(userId: bob, limit: 10).isEmpty)
+            #expect(try await store.messages(conversationId: conversation.id, userId: bob).isEmpty)
+            #expect(try await store.turn(streamId: turn.streamId, userId: bob) == nil)
+            #expect(try await store.deleteConversation(id: conversation.id, userId: bob) == false)
+            #expect(try await store.conversation(id: conversation.id, userId: alice) != nil)
+
+            let intrusion = Sample.turn(conversationId: conversation.id, userId: bob)
+            await #expect(throws: StoreError.conversationNotFound) {
+                try await store.beginTurn(intrusion, newConversation: nil)
+            }
+            #expect(try await store.turn(streamId: intrusion.streamId, userId: bob) == nil)
+
+            // Bob cannot finish Alice's stream either.
+            try await store.finishTurn(TurnCompletion(
+                streamId: turn.streamId, userId: bob, assistantText: "overwritten", status: .complete, events: Sample.events(2)
+            ))
+            let untouched = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
+            #expect(untouched.assistantMessage.text == "")
+            #expect(untouched.assistantMessage.status == .streaming)
+            #expect(untouched.events.isEmpty)
+            #expect(try await store.messages(conversationId: conversation.id, userId: alice) == messagesBefore)
+
+            // The same client message id is a separate key for another user.
+            let bobs = Sample.conversation(userId: bob)
+            let bobTurn = Sample.turn(conversationId: bobs.id, userId: bob, clientMessageId: turn.clientMessageId)
+            #expect(try await store.beginTurn(bobTurn, newConversation: bobs) == .created)
+            #expect(try await store.conversations(userId: bob, limit: 10).map(\.id) == [bobs.id])
+            #expect(try await store.conversations(userId: alice, limit: 10).map(\.id) == [conversation.id])
+        }
+    }
+
+    /// A turn in a conversation that does not exist is refused and writes nothing.
+    static func beginTurnRequiresConversation(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let turn = Sample.turn(conversationId: "c_missing", userId: alice)
+            await #expect(throws: StoreError.conversationNotFound) {
+                try await store.beginTurn(turn, newConversation: nil)
+            }
+            #expect(try await store.turn(streamId: turn.streamId, userId: alice) == nil)
+            #expect(try await store.conversations(userId: alice, limit: 10).isEmpty)
+            // The client message id was not consumed.
+            let conversation = Sample.conversation(id: "c_missing", userId: alice)
+            #expect(try await store.beginTurn(turn, newConversation: conversation) == .created)
+        }
+    }
+
+    /// Beginning the same client message id again returns the stored turn and writes nothing.
+    static func duplicateBeginTurn(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            let turn = Sample.turn(conversationId: conversation.id, userId: alice)
+            #expect(try await store.beginTurn(turn, newConversation: conversation) == .created)
+
+            let again = try #require(try await store.beginTurn(turn, newConversation: nil).duplicate)
+            #expect(again.rounded == turn.rounded)
+
+            // A retry with fresh stream and message ids (and even a fresh conversation) still
+            // answers with the original turn and creates nothing.
+            let retryConversation = Sample.conversation(userId: alice, at: 50)
+            let retry = Sample.turn(conversationId: retryConversation.id, userId: alice, clientMessageId: turn.clientMessageId, at: 50)
+            let duplicate = try #require(try await store.beginTurn(retry, newConversation: retryConversation).duplicate)
+            #expect(duplicate.rounded == turn.rounded)
+            #expect(try await store.conversation(id: retryConversation.id, userId: alice) == nil)
+            #expect(try await store.turn(streamId: retry.streamId, userId: alice) == nil)
+            #expect(try await store.messages(conversationId: conversation.id, userId: alice).count == 2)
+            #expect(try await store.conversations(userId: alice, limit: 10).map(\.rounded) == [conversation.rounded.bumped(to: turn)])
+
+            // Once finished, the duplicate carries the answer and the replay log.
+            let events = Sample.events(3)
+            try await store.finishTurn(TurnCompletion(
+                streamId: turn.streamId, userId: alice, assistantText: "Drink water.", status: .complete, events: events
+            ))
+            let finished = try #require(try await store.beginTurn(turn, newConversation: nil).duplicate)
+            #expect(finished.assistantMessage.text == "Drink water.")
+            #expect(finished.assistantMessage.status == .complete)
+            #expect(finished.events == events)
+        }
+    }
+
+    /// Racing `beginTurn` calls with one client message id yield exactly one `.created`.
+    static func concurrentDuplicates(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            try await store.createConversation(conversation)
+            let attempts = (0..<8).map { _ in
+                Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: "m_same")
+            }
+            let results = try await withThrowingTaskGroup(of: BeginTurnResult.self) { group in
+                for attempt in attempts {
+                    group.addTask { try await store.beginTurn(attempt, newConversation: nil) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(results.filter(\.isCreated).count == 1)
+            let duplicates = results.compactMap(\.duplicate)
+            #expect(duplicates.count == attempts.count - 1)
+            let winner = try #require(duplicates.first?.streamId)
+            #expect(attempts.contains { $0.streamId == winner })
+            #expect(duplicates.allSatisfy { $0.streamId == winner })
+            #expect(try await store.messages(conversationId: conversation.id, userId: alice).count == 2)
+
+            // Retries that each propose a new conversation leave exactly one conversation.
+            let retries = (0..<6).map { index in
+                let proposed = Sample.conversation(userId: bob, at: Double(index))
+                return (Sample.turn(conversationId: proposed.id, userId: bob, clientMessageId: "m_new"), proposed)
+            }
+            let opened = try await withThrowingTaskGroup(of: BeginTurnResult.self) { group in
+                for (turn, proposed) in retries {
+                    group.addTask { try await store.beginTurn(turn, newConversation: proposed) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(opened.filter(\.isCreated).count == 1)
+            #expect(try await store.conversations(userId: bob, limit: 10).count == 1)
+        }
+    }
+
+    /// Many writers at once (each beginning and finishing turns in its own conversation, plus
+    /// readers) all succeed and leave consistent data.
+    static func concurrentWriters(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let writers = 12
+            let turnsPerWriter = 3
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<writers {
+                    group.addTask {
+                        let conversation = Sample.conversation(userId: alice, at: Double(writer))
+                        for index in 0..<turnsPerWriter {
+                            let turn = Sample.turn(conversationId: conversation.id, userId: alice, at: Double(index))
+                            let result = try await store.beginTurn(turn, newConversation: index == 0 ? conversation : nil)
+                            #expect(result == .created)
+                            try await store.finishTurn(TurnCompletion(
+                                streamId: turn.streamId, userId: alice, assistantText: "answer \(index)",
+                                status: .complete, events: Sample.events(4)
+                            ))
+                            _ = try await store.conversations(userId: alice, limit: 5)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let conversations = try await store.conversations(userId: alice, limit: 100)
+            #expect(conversations.count == writers)
+            for conversation in conversations {
+                let messages = try await store.messages(conversationId: conversation.id, userId: alice)
+                #expect(messages.count == 2 * turnsPerWriter)
+                #expect(messages.filter { $0.role == .assistant }.map(\.text) == (0..<turnsPerWriter).map { "answer \($0)" })
+            }
+            #expect(try await store.failInterruptedTurns() == 0)
+        }
+    }
+
+    /// A `beginTurn` that fails part-way (here: a stream id already in use) writes nothing, and
+    /// its error carries no user text.
+    static func failedBeginTurnWritesNothing(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            let turn = Sample.turn(conversationId: conversation.id, userId: alice)
+            _ = try await store.beginTurn(turn, newConversation: conversation)
+
+            let secret = "Confidential title 7Q"
+            let proposed = Sample.conversation(userId: alice, title: secret, at: 40)
+            let clash = Sample.turn(conversationId: proposed.id, userId: alice, streamId: turn.streamId, text: "secret text 9Z", at: 40)
+            do {
+                _ = try await store.beginTurn(clash, newConversation: proposed)
+                Issue.record("a turn reusing a stream id was accepted")
+            } catch {
+                #expect(error is StoreError)
+                #expect(!"\(error)".contains("7Q"))
+                #expect(!"\(error)".contains("9Z"))
+            }
+            #expect(try await store.conversation(id: proposed.id, userId: alice) == nil)
+            #expect(try await store.conversations(userId: alice, limit: 10).map(\.id) == [conversation.id])
+            #expect(try await store.messages(conversationId: conversation.id, userId: alice).count == 2)
+            // The client message id was not consumed by the failed attempt.
+            let retry = Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: clash.clientMessageId)
+            #expect(try await store.beginTurn(retry, newConversation: nil) == .created)
+        }
+    }
+
+    /// `finishTurn` stores text, status and the replay log; `turn` returns them to the owner only.
+    static func finishTurn(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            let turn = Sample.turn(conversationId: conversation.id, userId: alice)
+            _ = try await store.beginTurn(turn, newConversation: conversation)
+
+            let streaming = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
+            #expect(streaming.rounded == turn.rounded)
+            #expect(streaming.assistantMessage.status == .streaming)
+            #expect(streaming.events.isEmpty)
+
+            let events = Sample.events(5)
+            try await store.finishTurn(TurnCompletion(
+                streamId: turn.streamId, userId: alice, assistantText: "Keep a sleep diary.", status: .complete,
+                events: events.reversed()
+            ))
+            let finished = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
+            #expect(finished.assistantMessage.text == "Keep a sleep diary.")
+            #expect(finished.assistantMessage.status == .complete)
+            #expect(finished.events == events)
+            #expect(finished.userMessage.rounded == turn.userMessage.rounded)
+            #expect(finished.clientMessageId == turn.clientMessageId)
+            #expect(finished.conversationId == conversation.id)
+            #expect(try await store.turn(streamId: turn.streamId, userId: bob) == nil)
+            #expect(try await store.turn(streamId: "s_missing", userId: alice) == nil)
+
+            let messages = try await store.messages(conversationId: conversation.id, userId: alice)
+            #expect(messages.map(\.role) == [.user, .assistant])
+            #expect(messages.map(\.text) == [turn.userMessage.text, "Keep a sleep diary."])
+            #expect(messages.map(\.status) == [.complete, .complete])
+            #expect(messages.allSatisfy { $0.streamId == turn.streamId && $0.conversationId == conversation.id && $0.userId == alice })
+
+            // Finishing again replaces the outcome and the log.
+            try await store.finishTurn(TurnCompletion(
+                streamId: turn.streamId, userId: alice, assistantText: "Keep a", status: .cancelled, events: Sample.events(2)
+            ))
+            let replaced = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
+            #expect(replaced.assistantMessage.status == .cancelled)
+            #expect(replaced.assistantMessage.text == "Keep a")
+            #expect(replaced.events == Sample.events(2))
+
+            // A long replay log survives intact and in order.
+            let long = Sample.turn(conversationId: conversation.id, userId: alice, at: 5)
+            _ = try await store.beginTurn(long, newConversation: nil)
+            let manyEvents = Sample.events(450)
+            try await store.finishTurn(TurnCompletion(
+                streamId: long.streamId, userId: alice, assistantText: String(repeating: "word ", count: 2000),
+                status: .failed, events: manyEvents
+            ))
+            let longTurn = try #require(try await store.turn(streamId: long.streamId, userId: alice))
+            #expect(longTurn.events == manyEvents)
+            #expect(longTurn.assistantMessage.status == .failed)
+
+            // Finishing a stream nobody owns is a no-op, not an error.
+            try await store.finishTurn(TurnCompletion(
+                streamId: "s_missing", userId: alice, assistantText: "x", status: .complete, events: []
+            ))
+            #expect(try await store.turn(streamId: "s_missing", userId: alice) == nil)
+        }
+    }
+
+    /// Messages come back in write order (user before assistant, turns in order), whatever
+    /// their timestamps and whichever turn finished first.
+    static func messageOrder(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            let other = Sample.conversation(userId: alice)
+            try await store.createConversation(conversation)
+            try await store.createConversation(other)
+            // Timestamps run backwards and collide, so ordering by time would be wrong.
+            let turns = [100.0, 50.0, 50.0].map { Sample.turn(conversationId: conversation.id, userId: alice, at: $0) }
+            for (index, turn) in turns.enumerated() {
+                _ = try await store.beginTurn(turn, newConversation: nil)
+                _ = try await store.beginTurn(Sample.turn(conversationId: other.id, userId: alice, at: Double(index)), newConversation: nil)
+            }
+            for turn in turns.reversed() {
+                try await store.finishTurn(TurnCompletion(
+                    streamId: turn.streamId, userId: alice, assistantText: "answer", status: .complete, events: Sample.events(1)
+                ))
+            }
+            let expected = turns.flatMap { [$0.userMessage.id, $0.assistantMessage.id] }
+            let messages = try await store.messages(conversationId: conversation.id, userId: alice)
+            #expect(messages.map(\.id) == expected)
+            #expect(messages.map(\.role) == [.user, .assistant, .user, .assistant, .user, .assistant])
+            #expect(try await store.messages(conversationId: other.id, userId: alice).count == 6)
+        }
+    }
+
+    /// Deleting a conversation erases its turns, messages and replay logs, and nothing else.
+    static func deleteErasesEverything(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let doomed = Sample.conversation(userId: alice, at: 10)
+            let kept = Sample.conversation(userId: alice, at: 0)
+            try await store.createConversation(kept)
+            let doomedTurns = [1.0, 2.0].map { Sample.turn(conversationId: doomed.id, userId: alice, at: $0) }
+            _ = try await store.beginTurn(doomedTurns[0], newConversation: doomed)
+            _ = try await store.beginTurn(doomedTurns[1], newConversation: nil)
+            let keptTurn = Sample.turn(conversationId: kept.id, userId: alice, at: 3)
+            _ = try await store.beginTurn(keptTurn, newConversation: nil)
+            for turn in doomedTurns + [keptTurn] {
+                try await store.finishTurn(TurnCompletion(
+                    streamId: turn.streamId, userId: alice, assistantText: "answer", status: .complete, events: Sample.events(3)
+                ))
+            }
+
+            #expect(try await store.deleteConversation(id: doomed.id, userId: bob) == false)
+            #expect(try await store.deleteConversation(id: doomed.id, userId: alice) == true)
+
+            #expect(try await store.conversation(id: doomed.id, userId: alice) == nil)
+            #expect(try await store.conversations(userId: alice, limit: 10).map(\.id) == [kept.id])
+            #expect(try await store.messages(conversationId: doomed.id, userId: alice).isEmpty)
+            for turn in doomedTurns {
+                #expect(try await store.turn(streamId: turn.streamId, userId: alice) == nil)
+            }
+            #expect(try await store.deleteConversation(id: doomed.id, userId: alice) == false)
+
+            // The kept conversation is whole.
+            #expect(try await store.messages(conversationId: kept.id, userId: alice).count == 2)
+            #expect(try await store.turn(streamId: keptTurn.streamId, userId: alice)?.events == Sample.events(3))
+
+            // Nothing can be added to the erased conversation, and a late finish does not revive it.
+            await #expect(throws: StoreError.conversationNotFound) {
+                try await store.beginTurn(Sample.turn(conversationId: doomed.id, userId: alice), newConversation: nil)
+            }
+            try await store.finishTurn(TurnCompletion(
+                streamId: doomedTurns[0].streamId, userId: alice, assistantText: "late", status: .complete, events: Sample.events(1)
+            ))
+            #expect(try await store.turn(streamId: doomedTurns[0].streamId, userId: alice) == nil)
+
+            // Its client message ids went with it.
+            let reused = Sample.turn(conversationId: kept.id, userId: alice, clientMessageId: doomedTurns[0].clientMessageId)
+            #expect(try await store.beginTurn(reused, newConversation: nil) == .created)
+        }
+    }
+
+    /// Turns left `streaming` become `failed`; finished ones are left alone.
+    static func failInterruptedTurns(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            try await store.createConversation(conversation)
+            let turns = [1.0, 2.0, 3.0].map { Sample.turn(conversationId: conversation.id, userId: alice, at: $0) }
+            for turn in turns {
+                _ = try await store.beginTurn(turn, newConversation: nil)
+            }
+            try await store.finishTurn(TurnCompletion(
+                streamId: turns[0].streamId, userId: alice, assistantText: "done", status: .complete, events: Sample.events(1)
+            ))
+            try await store.finishTurn(TurnCompletion(
+                streamId: turns[1].streamId, userId: alice, assistantText: "half", status: .cancelled, events: Sample.events(1)
+            ))
+            let bobs = Sample.conversation(userId: bob)
+            let bobTurn = Sample.turn(conversationId: bobs.id, userId: bob)
+            _ = try await store.beginTurn(bobTurn, newConversation: bobs)
+
+            #expect(try await store.failInterruptedTurns() == 2)
+            let statuses = try await store.messages(conversationId: conversation.id, userId: alice).map(\.status)
+            #expect(statuses == [.complete, .complete, .complete, .cancelled, .complete, .failed])
+            #expect(try await store.turn(streamId: bobTurn.streamId, userId: bob)?.assistantMessage.status == .failed)
+            #expect(try await store.turn(streamId: turns[1].streamId, userId: alice)?.assistantMessage.text == "half")
+            #expect(try await store.failInterruptedTurns() == 0)
+        }
+    }
+
+    /// A healthy store passes `checkHealth`; a closed one refuses calls; closing twice is fine.
+    static func healthAndClose(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            try await store.checkHealth()
+            try await store.close()
+            do {
+                try await store.checkHealth()
+                Issue.record("a closed store reported healthy")
+            } catch {
+                #expect(error is StoreError)
+            }
+            await #expect(throws: StoreError.self) {
+                try await store.conversations(userId: alice, limit: 10)
+            }
+            try await store.close()
+        }
+    }
+}
+
+extension Conversation {
+    /// The conversation as it should read after `turn` was begun in it.
+    func bumped(to turn: Turn) -> Conversation {
+        var copy = self
+        copy.updatedAt = ms(max(updatedAt, turn.userMessage.createdAt, turn.assistantMessage.createdAt))
+        return copy
+    }
+}
