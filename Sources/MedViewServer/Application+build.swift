@@ -57,16 +57,16 @@ public func buildApplication(
     let wsRouter = Router(context: WSRequestContext.self)
     wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: dependencies.verifier))
     wsRouter.ws("v1/ws") { _, context in
-        guard let identity = context.identity else { throw APIError(.unauthorized, AuthError.missing.message) }
-        guard connections.hasRoom(for: identity.userId) else {
-            metrics.error(ErrorCode.tooManyConnections.rawValue)
-            throw APIError(.tooManyConnections, "Too many open connections for this user.")
-        }
+        // Unauthenticated requests never reach here: the middleware refused them before the upgrade
+        // (hummingbird-websocket answers every refused upgrade with an empty 400). Authenticated
+        // clients over their connection limit are upgraded and then told why (close code 4429).
+        guard context.identity != nil else { throw APIError(.unauthorized, AuthError.missing.message) }
         return .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
     } onUpgrade: { inbound, outbound, context in
         guard let identity = context.requestContext.identity else { return }
         let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: dependencies.verifier, limits: limits, metrics: metrics, logger: logger)
         guard connections.acquire(identity.userId) else {
+            metrics.error(ErrorCode.tooManyConnections.rawValue)
             await session.reject(ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
             return
         }

@@ -9,11 +9,6 @@ final class ConnectionLimiter: Sendable {
         self.maxPerUser = maxPerUser
     }
 
-    /// Whether the user could open one more connection now.
-    func hasRoom(for userId: String) -> Bool {
-        counts.withLock { $0[userId, default: 0] < maxPerUser }
-    }
-
     /// Takes a slot; `false` when the user is at the limit.
     func acquire(_ userId: String) -> Bool {
         counts.withLock { c in

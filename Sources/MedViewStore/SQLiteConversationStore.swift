@@ -47,7 +47,7 @@ public final class SQLiteConversationStore: ConversationStore {
     }
 
     /// Opens the database applying only `migrations` (tests use this to build older files).
-    static func open(path: String, logger: Logger, migrations: [SQLiteMigration]) async throws -> SQLiteConversationStore {
+    package static func open(path: String, logger: Logger, migrations: [SQLiteMigration]) async throws -> SQLiteConversationStore {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -310,7 +310,7 @@ public final class SQLiteConversationStore: ConversationStore {
 
     /// Runs one raw statement and returns each row as column name to text (NULL columns are left
     /// out). For tests and diagnostics only.
-    func rawQuery(_ sql: String, _ binds: [String] = []) async throws -> [[String: String]] {
+    package func rawQuery(_ sql: String, _ binds: [String] = []) async throws -> [[String: String]] {
         try await withConnection("rawQuery") { connection in
             try await connection.query(sql, binds.map { .text($0) }).map { row in
                 var values: [String: String] = [:]

@@ -5,14 +5,20 @@ import SQLiteNIO
 ///
 /// Each migration runs once, inside its own transaction, and is recorded in `schema_migrations`.
 /// Never edit a released migration; append a new one.
-struct SQLiteMigration: Sendable {
+package struct SQLiteMigration: Sendable {
     /// Position in the ordered list; recorded once applied.
-    var version: Int
+    package var version: Int
     /// Statements run in order (one statement per string).
-    var statements: [String]
+    package var statements: [String]
+
+    /// A migration to `version` running `statements` in order.
+    package init(version: Int, statements: [String]) {
+        self.version = version
+        self.statements = statements
+    }
 
     /// Every migration of the conversation store, oldest first.
-    static let all: [SQLiteMigration] = [
+    package static let all: [SQLiteMigration] = [
         SQLiteMigration(version: 1, statements: [
             """
             CREATE TABLE conversations (

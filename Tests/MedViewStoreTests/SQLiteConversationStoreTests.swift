@@ -1,6 +1,6 @@
 import Foundation
 import MedViewCore
-@testable import MedViewStore
+import MedViewStore
 import Testing
 
 /// Behaviour specific to the SQLite store: persistence, migrations, pragmas and erasure on disk.

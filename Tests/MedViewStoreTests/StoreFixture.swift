@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import MedViewCore
-@testable import MedViewStore
+import MedViewStore
 
 /// A store under test and how to dispose of it.
 struct StoreFixture: Sendable {

@@ -1,0 +1,89 @@
+import MedViewCore
+import MedViewProtocol
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct ResponseStreamTests {
+    func chunk(_ s: ResponseStream, _ text: String) {
+        s.publish { .streamChunk(StreamChunk(streamId: s.id, seq: $0, text: text)) }
+    }
+
+    func end(_ s: ResponseStream) {
+        s.publish { .streamEnd(StreamEnd(streamId: s.id, seq: $0, finishReason: .complete, usage: nil)) }
+    }
+
+    func collect(_ s: ResponseStream, after: Int) async -> [ServerEvent] {
+        var out: [ServerEvent] = []
+        for await e in s.subscribe(after: after) { out.append(e) }
+        return out
+    }
+
+    @Test("events are numbered 1, 2, 3 … and nothing is published after the terminal event")
+    func numbering() {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        for i in 0..<5 { chunk(s, "\(i)") }
+        end(s)
+        #expect(s.publish { .streamChunk(StreamChunk(streamId: "s1", seq: $0, text: "late")) } == nil)
+        #expect(s.events.map(\.seq) == [1, 2, 3, 4, 5, 6])
+        #expect(s.isFinished)
+    }
+
+    @Test("a subscriber that starts after seq N gets exactly the later events, then the live tail")
+    func resume() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        for i in 0..<3 { chunk(s, "\(i)") }
+        let late = Task { await collect(s, after: 2) }
+        try? await Task.sleep(for: .milliseconds(20))
+        chunk(s, "3")
+        end(s)
+        #expect(await late.value.map(\.seq) == [3, 4, 5])
+    }
+
+    @Test("two subscribers both see every event once, in order")
+    func fanOut() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        let a = Task { await collect(s, after: 0) }
+        let b = Task { await collect(s, after: 0) }
+        for i in 0..<100 { chunk(s, "\(i)") }
+        end(s)
+        let ea = await a.value
+        let eb = await b.value
+        #expect(ea.map(\.seq) == Array(1...101))
+        #expect(ea == eb)
+    }
+
+    @Test("a subscriber that never reads does not block publishing or other subscribers, and catches up later")
+    func slowSubscriber() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        let stalled = s.subscribe(after: 0)
+        let fast = Task { await collect(s, after: 0) }
+        for i in 0..<20_000 { chunk(s, "\(i)") }
+        end(s)
+        #expect(await fast.value.count == 20_001)
+        var seen = 0
+        for await _ in stalled { seen += 1 }
+        #expect(seen == 20_001)
+    }
+
+    @Test("waiting with a timeout reports the timeout, then the next event")
+    func timeout() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        #expect(await s.next(after: 0, timeout: .milliseconds(30)) == .timeout)
+        chunk(s, "x")
+        if case .event(let e) = await s.next(after: 0, timeout: .milliseconds(30)) {
+            #expect(e.seq == 1)
+        } else {
+            Issue.record("expected an event")
+        }
+        end(s)
+        #expect(await s.next(after: 2) == .finished)
+    }
+
+    @Test("a stream rebuilt from a stored log replays it and is finished")
+    func replay() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        chunk(s, "a")
+        end(s)
+        let copy = ResponseStream(id: "s1", userId: "u", conversationId: "c", replaying: s.events)
+        #expect(await collect(copy, after: 1) == Array(s.events.dropFirst()))
+    }
+}
