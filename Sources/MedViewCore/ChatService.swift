@@ -104,7 +104,20 @@ public final class ChatService: Sendable {
 
         // Reserve the client key, or find the stream it already has.
         enum Reservation { case existing(Entry), reserved(Entry) }
-        let reservation: Reservation = try registry.withLock { r throws(ChatServiceError) in
+        let reservation: Reservation
+        do {
+            reservation = try reserve()
+        } catch {
+            // A retry of a message whose stream already left memory is a re-attach, not a new
+            // answer: the limits that refused a new stream do not apply to it.
+            guard let existing = try? await store.turn(clientMessageId: clientMessageId, userId: userId) else { throw error }
+            guard Self.digest(existing.userMessage.text) == digest else {
+                throw ChatServiceError(.idempotencyConflict, "This message id was already used for a different message.")
+            }
+            return SendResult(stream: try await self.stream(id: existing.streamId, userId: userId), conversationId: existing.conversationId, duplicate: true)
+        }
+        func reserve() throws(ChatServiceError) -> Reservation {
+            try registry.withLock { r throws(ChatServiceError) in
             if let existingId = r.byClientKey[key], let entry = r.streams[existingId] {
                 return .existing(entry)
             }
@@ -118,6 +131,7 @@ public final class ChatService: Sendable {
             r.activePerUser[userId, default: 0] += 1
             r.running += 1
             return .reserved(entry)
+            }
         }
         switch reservation {
         case .existing(let entry):
@@ -177,7 +191,7 @@ public final class ChatService: Sendable {
         }
         guard let turn else { throw ChatServiceError(.notFound, "No such stream.") }
         guard !turn.events.isEmpty else {
-            throw ChatServiceError(.notFound, "This answer was interrupted and cannot be replayed; its partial text is in the conversation.")
+            throw ChatServiceError(.notFound, "This answer was interrupted by a server restart and cannot be replayed.")
         }
         var events: [ServerEvent] = []
         for entry in turn.events {
@@ -203,6 +217,35 @@ public final class ChatService: Sendable {
         }
         task?.cancel()
     }
+
+    /// Erases a conversation (the patient's right to erase): cancels its running answers, drops
+    /// their replay logs from memory at once, then deletes everything stored. `false` if the
+    /// conversation does not exist for this user.
+    public func deleteConversation(id: String, userId: String) async throws(ChatServiceError) -> Bool {
+        let entries = registry.withLock { r -> [Entry] in
+            let doomed = r.streams.values.filter { $0.stream.conversationId == id && $0.stream.userId == userId }
+            for entry in doomed {
+                r.streams[entry.stream.id] = nil
+            }
+            r.byClientKey = r.byClientKey.filter { _, streamId in !doomed.contains { $0.stream.id == streamId } }
+            return doomed
+        }
+        for entry in entries {
+            let task = entry.control.withLock { c -> Task<RunOutcome, Never>? in
+                c.cancelRequested = true
+                return c.modelTask
+            }
+            task?.cancel()
+        }
+        do {
+            return try await store.deleteConversation(id: id, userId: userId)
+        } catch {
+            throw ChatServiceError(.storageUnavailable, "The conversation could not be deleted; try again.")
+        }
+    }
+
+    /// Whether new messages are accepted (false while draining for shutdown).
+    public var isAcceptingMessages: Bool { registry.withLock { $0.acceptingNew } }
 
     /// Stops accepting messages, lets running streams finish for up to `gracePeriod`, then cancels
     /// the rest (they end with a retryable `shutting_down` error and their partial text stored).

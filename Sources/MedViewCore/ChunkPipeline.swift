@@ -33,8 +33,8 @@ final class ChunkPipeline: Sendable {
             let now = ContinuousClock.now
             var chunks = s.processor.append(delta, now: now)
             if !s.firstChunkSeen, chunks.isEmpty {
-                // The first words go out at once; later text is batched.
-                chunks = s.processor.flushIfDue(now: now.advanced(by: s.processor.configuration.maxDelay))
+                // The first whole words go out at once; later text is batched.
+                chunks = s.processor.takeWholeWords(now: now)
             }
             publish(chunks, &s)
             scheduleFlush(&s)

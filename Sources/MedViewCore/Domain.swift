@@ -31,7 +31,8 @@ public enum MessageStatus: String, Sendable, Equatable, Codable {
     case complete
     /// The client cancelled; `text` holds what was sent before the cancel.
     case cancelled
-    /// The model or the server failed; `text` holds the partial answer.
+    /// The model failed or the server shut down; `text` holds the partial answer the client
+    /// received (empty when the server stopped without a graceful shutdown).
     case failed
 }
 

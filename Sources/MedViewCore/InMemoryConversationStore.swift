@@ -176,6 +176,13 @@ public final class InMemoryConversationStore: ConversationStore {
         }
     }
 
+    /// The user's turn begun with `clientMessageId`, if any.
+    public func turn(clientMessageId: String, userId: String) async throws -> Turn? {
+        try withOpenState { state in
+            state.streamByClientKey[ClientKey(userId: userId, clientMessageId: clientMessageId)].flatMap { state.turns[$0] }
+        }
+    }
+
     /// Marks every assistant message still `streaming` as `failed`; returns how many.
     public func failInterruptedTurns() async throws -> Int {
         try withOpenState { state in

@@ -26,6 +26,8 @@ public protocol ConversationStore: Sendable {
     func finishTurn(_ completion: TurnCompletion) async throws
     /// The turn produced by `streamId`, if it is the user's.
     func turn(streamId: String, userId: String) async throws -> Turn?
+    /// The user's turn begun with `clientMessageId`, if any (the idempotency lookup).
+    func turn(clientMessageId: String, userId: String) async throws -> Turn?
     /// Marks every turn still `streaming` as `failed` (after a crash); returns how many.
     func failInterruptedTurns() async throws -> Int
 

@@ -7,8 +7,10 @@
 ///   (a combining mark, a skin-tone modifier, the second half of a flag).
 /// - Full chunks end at a sentence end when one lies in the last part of the window, else at a
 ///   word end, else at the size limit (CJK text without spaces).
-/// - Pending text older than `maxDelay` is flushed up to its last word end, so a slow model is
-///   never held back waiting for a chunk to fill.
+/// - Pending text older than `maxDelay` is flushed up to its last break opportunity (a word end,
+///   or after a CJK character), so a slow model is never held back waiting for a chunk to fill.
+///   A word with no break yet waits up to four times `maxDelay` (or until it is 24 characters
+///   long) before it is cut, so slow models do not produce "prescri" + "bed".
 ///
 /// The processor is a value with no clock of its own: callers pass the time, which keeps it
 /// deterministic in tests.
@@ -30,6 +32,19 @@ public struct StreamProcessor: Sendable {
     public let configuration: Configuration
     private var pending = ""
     private var pendingSince: ContinuousClock.Instant?
+    private var deadline: ContinuousClock.Instant?
+
+    /// Characters after which a chunk may end without splitting a word.
+    static func isBreakOpportunity(_ ch: Character) -> Bool {
+        if ch.isWhitespace || fullWidthTerminators.contains(ch) { return true }
+        guard let v = ch.unicodeScalars.first?.value else { return false }
+        // CJK ideographs, kana, Hangul and full-width forms: each character stands on its own.
+        return (0x2E80...0x9FFF).contains(v) || (0xAC00...0xD7AF).contains(v) || (0xF900...0xFAFF).contains(v)
+            || (0xFF00...0xFFEF).contains(v) || (0x20000...0x3FFFF).contains(v)
+    }
+
+    /// Pending text this long is cut even inside a word when its deadline passes.
+    static let longWord = 24
 
     public init(configuration: Configuration = .init()) {
         self.configuration = configuration
@@ -38,38 +53,61 @@ public struct StreamProcessor: Sendable {
     /// Whether text is waiting to be sent.
     public var hasPending: Bool { !pending.isEmpty }
 
-    /// When the pending text must be flushed, if any is waiting.
-    public var flushDeadline: ContinuousClock.Instant? {
-        pendingSince.map { $0.advanced(by: configuration.maxDelay) }
+    /// When pending text should next be looked at for a flush, if any is waiting.
+    public var flushDeadline: ContinuousClock.Instant? { deadline }
+
+    private mutating func restartClock(_ now: ContinuousClock.Instant) {
+        if pending.isEmpty {
+            pendingSince = nil
+            deadline = nil
+        } else {
+            pendingSince = now
+            deadline = now.advanced(by: configuration.maxDelay)
+        }
     }
 
     /// Adds a delta; returns the chunks that are ready now.
     public mutating func append(_ delta: String, now: ContinuousClock.Instant) -> [String] {
         guard !delta.isEmpty else { return [] }
-        if pending.isEmpty { pendingSince = now }
+        let wasEmpty = pending.isEmpty
         pending += delta
+        if wasEmpty || deadline == nil { restartClock(now) }
         var chunks: [String] = []
         // A UTF-8 length within the limit cannot hold more characters than the limit.
         while pending.utf8.count > configuration.maxCharacters, pending.count > configuration.maxCharacters {
             chunks.append(takeFullChunk())
         }
-        if pending.isEmpty { pendingSince = nil } else if !chunks.isEmpty { pendingSince = now }
+        if !chunks.isEmpty { restartClock(now) }
         return chunks
     }
 
-    /// Flushes pending text that has waited `maxDelay` or longer, up to its last word end
-    /// (or all but the last character when there is none).
-    public mutating func flushIfDue(now: ContinuousClock.Instant) -> [String] {
-        guard let deadline = flushDeadline, now >= deadline else { return [] }
+    /// Emits the pending text up to its last break opportunity, if it has one (never the last
+    /// character). Used for the first chunk, which is not held back for the flush delay.
+    public mutating func takeWholeWords(now: ContinuousClock.Instant) -> [String] {
         let chars = Array(pending)
-        guard chars.count > 1 else { return [] }
-        var cut = chars.count - 1
-        if let space = chars[..<cut].lastIndex(where: { $0.isWhitespace }) {
-            cut = space + 1
+        guard chars.count > 1, let cut = chars[..<(chars.count - 1)].lastIndex(where: Self.isBreakOpportunity) else { return [] }
+        let chunk = String(chars[...cut])
+        pending = String(chars[(cut + 1)...])
+        restartClock(now)
+        return [chunk]
+    }
+
+    /// Flushes pending text whose deadline has passed, up to its last break opportunity. With no
+    /// break, waits until the text is long or four times `maxDelay` old, then sends all but the
+    /// last character (which a later delta could still extend).
+    public mutating func flushIfDue(now: ContinuousClock.Instant) -> [String] {
+        guard let due = deadline, now >= due, let since = pendingSince else { return [] }
+        let words = takeWholeWords(now: now)
+        if !words.isEmpty { return words }
+        let chars = Array(pending)
+        let hardDeadline = since.advanced(by: configuration.maxDelay * 4)
+        guard chars.count > 1, chars.count >= Self.longWord || now >= hardDeadline else {
+            deadline = now >= hardDeadline ? nil : hardDeadline
+            return []
         }
-        let chunk = String(chars[..<cut])
-        pending = String(chars[cut...])
-        pendingSince = pending.isEmpty ? nil : now
+        let chunk = String(chars[..<(chars.count - 1)])
+        pending = String(chars[(chars.count - 1)...])
+        restartClock(now)
         return [chunk]
     }
 
@@ -82,6 +120,7 @@ public struct StreamProcessor: Sendable {
         if !pending.isEmpty { chunks.append(pending) }
         pending = ""
         pendingSince = nil
+        deadline = nil
         return chunks
     }
 
@@ -104,6 +143,8 @@ public struct StreamProcessor: Sendable {
                 if ch == "\n" { lastSentenceEnd = (next, count) }
             } else if Self.fullWidthTerminators.contains(ch) {
                 lastSentenceEnd = (next, count)
+            } else if Self.isBreakOpportunity(ch) {
+                lastWordEnd = (next, count)
             }
             previous = ch
             index = next

@@ -12,9 +12,21 @@ public enum ProtocolLimits {
     public static let maxCommandIdLength = 128
 }
 
+/// Reads `type` and `id` from any JSON object, tolerating wrong types so that a wrongly typed field
+/// is reported as `invalid_command` rather than as malformed JSON.
 private struct TypeProbe: Decodable {
     var type: String?
     var id: String?
+    var hasType = false
+
+    enum CodingKeys: String, CodingKey { case type, id }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        hasType = c.contains(.type)
+        type = try? c.decode(String.self, forKey: .type)
+        id = try? c.decode(String.self, forKey: .id)
+    }
 }
 
 /// Decodes the JSON body of a command or request, mapping every failure to a typed error.
@@ -47,12 +59,13 @@ extension ClientCommand {
             throw CommandDecodingError(code: .malformedJSON, message: "The frame is not a JSON object.")
         }
         guard let type = probe.type else {
-            throw CommandDecodingError(code: .invalidCommand, message: "The command has no `type`.", commandId: probe.id)
+            let message = probe.hasType ? "`type` must be a string." : "The command has no `type`."
+            throw CommandDecodingError(code: .invalidCommand, message: message, commandId: probe.id)
         }
         guard let id = probe.id, !id.isEmpty, id.count <= ProtocolLimits.maxCommandIdLength else {
             throw CommandDecodingError(
                 code: .invalidCommand,
-                message: "The command needs an `id` of 1 to \(ProtocolLimits.maxCommandIdLength) characters."
+                message: "The command needs a string `id` of 1 to \(ProtocolLimits.maxCommandIdLength) characters."
             )
         }
         switch type {

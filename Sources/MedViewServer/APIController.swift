@@ -97,9 +97,13 @@ struct APIController {
     @Sendable func delete(_ request: Request, context: AppRequestContext) async throws -> Response {
         let user = try context.requireIdentity().userId
         let id = try context.parameters.require("conversationId")
-        guard try await storeCall({ try await chat.store.deleteConversation(id: id, userId: user) }) else {
-            throw APIError(.notFound, "No such conversation.")
+        let deleted: Bool
+        do {
+            deleted = try await chat.deleteConversation(id: id, userId: user)
+        } catch {
+            throw APIError(error)
         }
+        guard deleted else { throw APIError(.notFound, "No such conversation.") }
         return Response(status: .noContent)
     }
 

@@ -40,6 +40,9 @@ public func buildApplication(
         JSONHelpers.response(["status": "ok"])
     }
     router.get("readyz") { _, _ -> Response in
+        guard chat.isAcceptingMessages else {
+            return JSONHelpers.response(["status": "draining"], status: .serviceUnavailable)
+        }
         do {
             try await chat.store.checkHealth()
         } catch {
@@ -57,19 +60,22 @@ public func buildApplication(
     let wsRouter = Router(context: WSRequestContext.self)
     wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: dependencies.verifier))
     wsRouter.ws("v1/ws") { _, context in
-        // Unauthenticated requests never reach here: the middleware refused them before the upgrade
-        // (hummingbird-websocket answers every refused upgrade with an empty 400). Authenticated
-        // clients over their connection limit are upgraded and then told why (close code 4429).
-        guard context.identity != nil else { throw APIError(.unauthorized, AuthError.missing.message) }
-        return .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
+        // Failed authentication and over-limit connections are upgraded only to be told why and
+        // closed (4401, 4429): a refused upgrade would reach clients as an empty 400.
+        .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
     } onUpgrade: { inbound, outbound, context in
-        guard let identity = context.requestContext.identity else { return }
-        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: dependencies.verifier, limits: limits, metrics: metrics, logger: logger)
-        guard connections.acquire(identity.userId) else {
-            metrics.error(ErrorCode.tooManyConnections.rawValue)
-            await session.reject(ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
+        guard let identity = context.requestContext.identity else {
+            let failure = context.requestContext.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
+            metrics.error(failure.code.rawValue)
+            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: failure, closeCode: WebSocketSession.CloseCode.unauthorized)
             return
         }
+        guard connections.acquire(identity.userId) else {
+            metrics.error(ErrorCode.tooManyConnections.rawValue)
+            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
+            return
+        }
+        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: dependencies.verifier, limits: limits, metrics: metrics, logger: logger)
         metrics.connectionOpened()
         defer {
             connections.release(identity.userId)
@@ -79,7 +85,7 @@ public func buildApplication(
     }
 
     let seconds = limits.keepAliveInterval.components.seconds
-    var app = Application(
+    return Application(
         router: router,
         server: .http1WebSocketUpgrade(
             webSocketRouter: wsRouter,
@@ -95,17 +101,23 @@ public func buildApplication(
         },
         logger: logger
     )
-    app.addServices(StreamDrainService(chat: chat, gracePeriod: limits.shutdownGracePeriod, logger: logger))
-    return app
 }
 
 /// On graceful shutdown, lets running answers finish (then cancels the rest, storing their partial text).
-struct StreamDrainService: Service {
+/// Run it after the application in one `ServiceGroup`, so it shuts down first, while clients are
+/// still connected to receive the ends of their answers.
+public struct StreamDrainService: Service {
     let chat: ChatService
     let gracePeriod: Duration
     let logger: Logger
 
-    func run() async throws {
+    public init(chat: ChatService, gracePeriod: Duration, logger: Logger) {
+        self.chat = chat
+        self.gracePeriod = gracePeriod
+        self.logger = logger
+    }
+
+    public func run() async throws {
         try? await gracefulShutdown()
         let running = chat.runningStreams
         logger.info("shutdown.draining", metadata: ["streams.running": "\(running)"])

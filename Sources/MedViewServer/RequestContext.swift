@@ -12,9 +12,6 @@ public struct AppRequestContext: RequestContext {
         self.coreContext = .init(source: source)
     }
 
-    /// Request bodies are small JSON documents.
-    public var maxUploadSize: Int { 256 * 1024 }
-
     /// The identity, or a 401 when the route was reached without one.
     func requireIdentity() throws -> VerifiedIdentity {
         guard let identity else { throw APIError(.unauthorized, "A bearer token is required.") }

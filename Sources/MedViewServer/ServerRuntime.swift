@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import MedViewCore
 import MedViewStore
+import ServiceLifecycle
 
 /// Runs `medview serve`: opens the store, picks the model and the token issuer, announces what it
 /// runs with, and serves until SIGINT or SIGTERM (then drains running answers).
@@ -47,7 +48,16 @@ public enum ServerRuntime {
                 }
                 announce("  Data: \(databasePath(dataDirectory: configuration.dataDirectory))")
             }
-            try await app.runService()
+            // The drain comes last so that it shuts down first: answers end while clients are connected.
+            let group = ServiceGroup(configuration: .init(
+                services: [
+                    .init(service: app),
+                    .init(service: StreamDrainService(chat: chat, gracePeriod: configuration.limits.shutdownGracePeriod, logger: logger)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
+            try await group.run()
         } catch {
             try? await store.close()
             throw error

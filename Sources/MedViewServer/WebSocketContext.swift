@@ -11,6 +11,8 @@ public struct WSRequestContext: RequestContext, WebSocketRequestContext {
     public var identity: VerifiedIdentity?
     /// Whether the client offered the `medview.v1` subprotocol (it is then echoed back).
     public var offeredSubprotocol = false
+    /// Why authentication failed, when it did: the socket is opened only to say so, then closed with 4401.
+    public var authFailure: ErrorEvent?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
@@ -18,11 +20,16 @@ public struct WSRequestContext: RequestContext, WebSocketRequestContext {
     }
 }
 
-/// Authenticates the upgrade request before any WebSocket exists.
+/// Authenticates the upgrade request before the WebSocket exists.
 ///
 /// Non-browser clients send `Authorization: Bearer <jwt>`. Browsers, which cannot set headers on a
 /// WebSocket, offer two subprotocols: `medview.v1` and `medview.bearer.<jwt>`; the server answers
 /// with `medview.v1` only, so the token is never echoed, and it never appears in a URL.
+///
+/// A failed check does not refuse the upgrade: hummingbird-websocket answers every refused upgrade
+/// with an empty 400, and browsers cannot read upgrade statuses at all. Instead the socket opens
+/// only to carry one typed `error` (`unauthorized` or `token_expired`) and closes with 4401; no
+/// command is ever read on it.
 struct WebSocketAuthMiddleware: RouterMiddleware {
     typealias Context = WSRequestContext
     let verifier: any TokenVerifier
@@ -36,15 +43,19 @@ struct WebSocketAuthMiddleware: RouterMiddleware {
         context.offeredSubprotocol = offered.contains(ProtocolLimits.subprotocol)
         if token == nil, let entry = offered.first(where: { $0.hasPrefix(ProtocolLimits.bearerSubprotocolPrefix) }) {
             guard context.offeredSubprotocol else {
-                throw APIError(.unauthorized, "Offer the `\(ProtocolLimits.subprotocol)` subprotocol with the bearer entry.")
+                context.authFailure = ErrorEvent(code: .unauthorized, message: "Offer the `\(ProtocolLimits.subprotocol)` subprotocol with the bearer entry.")
+                return try await next(request, context)
             }
             token = String(entry.dropFirst(ProtocolLimits.bearerSubprotocolPrefix.count))
         }
-        guard let token, !token.isEmpty else { throw APIError(.unauthorized, AuthError.missing.message) }
-        do {
-            context.identity = try await verifier.verify(token)
-        } catch {
-            throw APIError(error.errorCode, error.message)
+        if let token, !token.isEmpty {
+            do {
+                context.identity = try await verifier.verify(token)
+            } catch {
+                context.authFailure = ErrorEvent(code: error.errorCode, message: error.message)
+            }
+        } else {
+            context.authFailure = ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
         }
         return try await next(request, context)
     }

@@ -73,6 +73,24 @@ final class WebSocketSession: Sendable {
         try? await outbound.close(.init(codeNumber: closeCode), reason: error.code.rawValue)
     }
 
+    /// Refuses a socket that was just opened: waits for the client's first frame (or `grace`),
+    /// then sends one typed error and closes with `closeCode`. Writing the instant the upgrade
+    /// completes makes HummingbirdWSClient hang intermittently (see STYLE.md); a client that
+    /// speaks first is answered at once.
+    static func refuse(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, error: ErrorEvent, closeCode: Int, grace: Duration = .milliseconds(250)) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                var iterator = inbound.makeAsyncIterator()
+                _ = try? await iterator.next()
+            }
+            group.addTask { try? await Task.sleep(for: grace) }
+            await group.next()
+            group.cancelAll()
+        }
+        try? await outbound.write(.text(ServerEvent.error(error).jsonString()))
+        try? await outbound.close(.init(codeNumber: closeCode), reason: error.code.rawValue)
+    }
+
     // MARK: - Reading
 
     private func readLoop(_ inbound: WebSocketInboundStream) async {
@@ -100,6 +118,7 @@ final class WebSocketSession: Sendable {
                     }
                 }
                 guard frame.fin else { continue }
+                state.withLock { $0.lastActivity = .now }
                 let kind = opcode
                 opcode = nil
                 if oversized {
@@ -120,7 +139,6 @@ final class WebSocketSession: Sendable {
 
     private func handle(_ data: Data) async {
         metrics.commandReceived()
-        state.withLock { $0.lastActivity = .now }
         let command: ClientCommand
         do {
             command = try ClientCommand.decode(data)

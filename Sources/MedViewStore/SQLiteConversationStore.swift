@@ -267,6 +267,13 @@ public final class SQLiteConversationStore: ConversationStore {
         }
     }
 
+    /// The user's turn begun with `clientMessageId`, if any.
+    public func turn(clientMessageId: String, userId: String) async throws -> Turn? {
+        try await withConnection("turnByClientMessageId") { connection in
+            try await Self.loadTurn(on: connection, where: "user_id = ? AND client_message_id = ?", [.text(userId), .text(clientMessageId)])
+        }
+    }
+
     /// Marks every assistant message still `streaming` as `failed`; returns how many.
     public func failInterruptedTurns() async throws -> Int {
         let count = try await withConnection("failInterruptedTurns") { connection in

@@ -65,36 +65,38 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MEDVIEW_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
-    func validate() throws {
-        for (name, value) in [("--chunk-chars", chunkChars), ("--max-connections-per-user", maxConnectionsPerUser), ("--max-streams-per-user", maxStreamsPerUser), ("--max-message-chars", maxMessageChars), ("--max-frame-bytes", maxFrameBytes), ("--idle-timeout-seconds", idleTimeoutSeconds), ("--keepalive-seconds", keepaliveSeconds)] {
-            if let value, value < 1 { throw ValidationError("\(name) must be at least 1.") }
-        }
-        if let chunkChars, chunkChars < 8 { throw ValidationError("--chunk-chars must be at least 8.") }
-    }
-
     func run() async throws {
-        func int(_ cli: Int?, _ name: String, _ fallback: Int) throws -> Int {
-            if let cli { return cli }
-            guard let raw = env(name) else { return fallback }
-            guard let value = Int(raw), value >= 0 else { throw ValidationError("\(name) must be a whole number.") }
+        /// The option's value from the command line, else the environment, else the default;
+        /// the same bounds apply to all three sources.
+        func int(_ cli: Int?, _ name: String, _ fallback: Int, min: Int = 1) throws -> Int {
+            let flag = "--" + name.dropFirst("MEDVIEW_".count).lowercased().replacingOccurrences(of: "_", with: "-")
+            var value = fallback
+            if let cli {
+                value = cli
+            } else if let raw = env(name) {
+                guard let parsed = Int(raw) else { throw ValidationError("\(name) must be a whole number.") }
+                value = parsed
+            }
+            guard value >= min else { throw ValidationError("\(flag) / \(name) must be at least \(min).") }
             return value
         }
         var limits = ServerConfiguration.Limits()
-        limits.maxFrameBytes = try int(maxFrameBytes, "MEDVIEW_MAX_FRAME_BYTES", limits.maxFrameBytes)
+        limits.maxFrameBytes = try int(maxFrameBytes, "MEDVIEW_MAX_FRAME_BYTES", limits.maxFrameBytes, min: 1024)
+        limits.hardFrameBytes = max(limits.hardFrameBytes, 4 * limits.maxFrameBytes)
         limits.maxConnectionsPerUser = try int(maxConnectionsPerUser, "MEDVIEW_MAX_CONNECTIONS_PER_USER", limits.maxConnectionsPerUser)
         limits.idleTimeout = .seconds(try int(idleTimeoutSeconds, "MEDVIEW_IDLE_TIMEOUT_SECONDS", 900))
         limits.keepAliveInterval = .seconds(try int(keepaliveSeconds, "MEDVIEW_KEEPALIVE_SECONDS", 15))
         var chat = ChatConfiguration()
         chat.chunking = .init(
-            maxCharacters: max(8, try int(chunkChars, "MEDVIEW_CHUNK_CHARS", 256)),
-            maxDelay: .milliseconds(try int(flushMs, "MEDVIEW_FLUSH_MS", 50))
+            maxCharacters: try int(chunkChars, "MEDVIEW_CHUNK_CHARS", 256, min: 8),
+            maxDelay: .milliseconds(try int(flushMs, "MEDVIEW_FLUSH_MS", 50, min: 0))
         )
         chat.maxActiveStreamsPerUser = try int(maxStreamsPerUser, "MEDVIEW_MAX_STREAMS_PER_USER", chat.maxActiveStreamsPerUser)
         chat.maxMessageCharacters = try int(maxMessageChars, "MEDVIEW_MAX_MESSAGE_CHARS", chat.maxMessageCharacters)
         chat.contextBudgetTokens = try int(contextTokens, "MEDVIEW_CONTEXT_TOKENS", chat.contextBudgetTokens)
         let configuration = ServerConfiguration(
             host: host ?? env("MEDVIEW_HOST") ?? "127.0.0.1",
-            port: try int(port, "MEDVIEW_PORT", 8080),
+            port: try int(port, "MEDVIEW_PORT", 8080, min: 0),
             dataDirectory: dataDir ?? env("MEDVIEW_DATA_DIR") ?? "./data",
             model: model ?? env("MEDVIEW_MODEL") ?? "",
             environment: environment ?? env("MEDVIEW_ENV") ?? "development",

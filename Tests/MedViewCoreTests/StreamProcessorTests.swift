@@ -102,6 +102,34 @@ func scalarDeltas(_ text: String, size: Int) -> [String] {
         #expect(!p.hasPending)
     }
 
+    @Test("a word still arriving is not cut at the first deadline, only once it is long or old")
+    func noMidWordFlush() {
+        var p = StreamProcessor(configuration: .init(maxCharacters: 256, maxDelay: .milliseconds(50)))
+        #expect(p.append("prescri", now: t0).isEmpty)
+        #expect(p.flushIfDue(now: t0.advanced(by: .milliseconds(50))).isEmpty)
+        #expect(p.flushDeadline == t0.advanced(by: .milliseconds(200)))
+        #expect(p.append("bed ", now: t0.advanced(by: .milliseconds(80))).isEmpty)
+        // The trailing space is the last character, so it waits (a combining mark could follow it).
+        #expect(p.flushIfDue(now: t0.advanced(by: .milliseconds(200))) == ["prescribed"])
+        // CJK characters are break opportunities of their own.
+        #expect(p.append("薬を飲", now: t0.advanced(by: .milliseconds(300))).isEmpty)
+        #expect(p.flushIfDue(now: t0.advanced(by: .milliseconds(350))) == [" 薬を"])
+        // A very long token is cut once it passes the long-word length.
+        #expect(p.finish() == ["飲"])
+        _ = p.append(String(repeating: "x", count: 30), now: t0)
+        #expect(p.flushIfDue(now: t0.advanced(by: .milliseconds(50))) == [String(repeating: "x", count: 29)])
+    }
+
+    @Test("the first whole words can be taken at once; a lone partial word cannot")
+    func wholeWords() {
+        var p = StreamProcessor()
+        _ = p.append("Hel", now: t0)
+        #expect(p.takeWholeWords(now: t0).isEmpty)
+        _ = p.append("lo there", now: t0)
+        #expect(p.takeWholeWords(now: t0) == ["Hello "])
+        #expect(p.finish() == ["there"])
+    }
+
     @Test("a flush holds back the last character, which a later delta could still extend")
     func flushHoldsLastCharacter() {
         var p = StreamProcessor(configuration: .init(maxCharacters: 256, maxDelay: .zero))

@@ -242,27 +242,29 @@ import Testing
         }
     }
 
-    @Test("the upgrade is refused without a valid token, and browsers can authenticate with the subprotocol")
+    @Test("without a valid token the socket only carries a typed error and closes with 4401; browsers authenticate with the subprotocol")
     func upgradeAuth() async throws {
         try await LiveServer.with { server in
             let token = try await server.token("alice")
             let expired = try await server.issuer.token(userId: "alice", lifetime: .seconds(60), now: Date().addingTimeInterval(-3600))
-            let refused: [HTTPFields] = [
-                [:],
-                [.authorization: "Bearer nonsense"],
-                [.authorization: "Basic abc"],
-                [.authorization: "Bearer \(expired)"],
+            let refused: [(HTTPFields, ErrorCode)] = [
+                ([:], .unauthorized),
+                ([.authorization: "Bearer nonsense"], .unauthorized),
+                ([.authorization: "Basic abc"], .unauthorized),
+                ([.authorization: "Bearer \(expired)"], .tokenExpired),
                 // The bearer entry without the protocol name is refused too.
-                [.secWebSocketProtocol: "medview.bearer.\(token)"],
+                ([.secWebSocketProtocol: "medview.bearer.\(token)"], .unauthorized),
             ]
-            for headers in refused {
+            for (headers, code) in refused {
                 let ws = try await WSTestClient.connect(url: server.wsURL, headers: headers)
                 ws.send(.ping(Ping(id: "p")))
+                let e = try #require(errorEvent(try await ws.next()), "\(headers)")
+                #expect(e.code == code)
                 guard case .closed(let frame) = try await ws.nextItem() else {
-                    Issue.record("upgrade with \(headers) must be refused")
+                    Issue.record("a socket without valid credentials must be closed")
                     continue
                 }
-                #expect(frame == nil, "no WebSocket may exist for a refused upgrade")
+                #expect(frame?.closeCode == .unknown(4401))
             }
             // The reason is a typed 401 on any HTTP endpoint with the same token.
             let response = try await server.client.execute(uri: "/v1/conversations", method: .get, headers: [.authorization: "Bearer \(expired)"])

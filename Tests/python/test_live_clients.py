@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 #: Longest wait for any single network operation (connect, one frame, one HTTP response head).
 TIMEOUT = 15.0
@@ -462,20 +462,9 @@ def _forged(token: str, subject: str) -> str:
     return f"{header}.{forged}.{signature}"
 
 
-class WrongRefusal(AssertionError):
-    """The upgrade was refused, but not with the status and typed body the protocol specifies."""
-
-
-# The upgrade-refusal status is wrong in the current server (see the xfail reason): the refusal
-# itself is checked by a passing test, the exact 401 answer by a strict xfail that only accepts a
-# wrong status as the expected failure (anything else, such as an accepted upgrade, fails), and
-# that turns into a failure (XPASS) once the server is fixed, so the marker is removed then.
-UPGRADE_STATUS_BUG = (
-    "server bug: hummingbird-websocket answers every refused upgrade (an error thrown by the /v1/ws "
-    "auth middleware) with an empty `400 Bad Request`, so APIError(.unauthorized/.tokenExpired) never "
-    "reaches the client as a 401 with WWW-Authenticate and a JSON error code"
-)
-
+# Without valid credentials the server opens the socket only to say why: one typed `error`
+# (`unauthorized` or `token_expired`), then close code 4401; no command is ever served on it.
+# (A refused upgrade would reach clients as an empty 400, and browsers cannot read it at all.)
 REJECTIONS = {
     # case: (valid token, expired token) -> (Authorization token or None, subprotocols or None, code)
     "no-token": lambda t, x: (None, None, "unauthorized"),
@@ -495,31 +484,31 @@ def expired_token(server) -> str:
     return token
 
 
-async def _refused_upgrade(server, header_token, subprotocols):
-    """Attempts an upgrade that must be refused; returns the HTTP response that refused it."""
-    with pytest.raises(InvalidStatus) as refused:
-        ws = await ws_open(server, token=header_token, subprotocols=subprotocols)
+async def _rejected_socket(server, header_token, subprotocols):
+    """Opens a socket without valid credentials; returns the error event and the close code."""
+    ws = await ws_open(server, token=header_token, subprotocols=subprotocols)
+    try:
+        assert ws.subprotocol in (None, "medview.v1"), ws.subprotocol  # never the token
+        # Speak first, as the protocol allows; the server must not serve the command.
+        await send_cmd(ws, {"type": "ping", "id": "should-not-be-answered"})
+        error = await recv_event(ws)
+        with pytest.raises(ConnectionClosed):
+            extra = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            raise AssertionError(f"a rejected socket must close, got {extra!r}")
+        return error, ws.close_code
+    finally:
         await ws.close()
-    return refused.value.response
 
 
 @pytest.mark.parametrize("case", list(REJECTIONS))
-def test_upgrade_without_valid_credentials_is_refused(server, user, expired_token, case):
-    """No WebSocket is opened without valid credentials (no 101; a 4xx instead)."""
-    header_token, subprotocols, _ = REJECTIONS[case](server.token(user), expired_token)
-    response = run(_refused_upgrade(server, header_token, subprotocols))
-    assert 400 <= response.status_code < 500, f"{case}: refused with HTTP {response.status_code}"
-
-
-@pytest.mark.xfail(strict=True, raises=WrongRefusal, reason=UPGRADE_STATUS_BUG)
-@pytest.mark.parametrize("case", list(REJECTIONS))
-def test_upgrade_without_valid_credentials_answers_401_with_typed_error(server, user, expired_token, case):
+def test_socket_without_valid_credentials_gets_typed_error_and_close_4401(server, user, expired_token, case):
+    """No command is served without valid credentials; the client learns why (typed code, 4401)."""
     header_token, subprotocols, code = REJECTIONS[case](server.token(user), expired_token)
-    response = run(_refused_upgrade(server, header_token, subprotocols))
-    if response.status_code != 401:
-        raise WrongRefusal(f"{case}: expected HTTP 401 {code}, got {response.status_code} body={bytes(response.body)!r}")
-    assert json.loads(response.body)["error"]["code"] == code
-    assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    error, close_code = run(_rejected_socket(server, header_token, subprotocols))
+    assert error["type"] == "error", f"{case}: {error}"
+    assert error["code"] == code, f"{case}: {error}"
+    assert "seq" not in error and error.get("id") is None, error
+    assert close_code == 4401, f"{case}: closed with {close_code}"
 
 
 MAX_CONNECTIONS_PER_USER = 8  # the server's default
