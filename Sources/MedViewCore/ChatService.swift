@@ -171,7 +171,7 @@ public final class ChatService: Sendable {
                 return SendResult(stream: stream, conversationId: existing.conversationId, duplicate: true)
             case .created:
                 logger.debug("stream.created", metadata: ["stream.id": "\(streamId)", "conversation.id": "\(conversation)", "user.id": "\(userId)"])
-                Task { await self.run(entry: entry, turn: turn, key: key, started: started) }
+                Task { await self.run(entry: entry, turn: turn, key: key, started: started, isNewConversation: newConversation != nil) }
                 return SendResult(stream: entry.stream, conversationId: conversation, duplicate: false)
             }
         }
@@ -284,18 +284,19 @@ public final class ChatService: Sendable {
         case failed(ModelError, Usage?)
     }
 
-    private func run(entry: Entry, turn: Turn, key: String, started: ContinuousClock.Instant) async {
+    private func run(entry: Entry, turn: Turn, key: String, started: ContinuousClock.Instant, isNewConversation: Bool) async {
         let stream = entry.stream
         stream.publish { seq in
             .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: self.model.descriptor))
         }
         let pipeline = ChunkPipeline(stream: stream, configuration: configuration.chunking, observer: observer, started: started)
-        let history: [StoredMessage]
-        do {
-            history = try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
-        } catch {
-            history = []
-            logger.warning("store.history.failed", metadata: ["stream.id": "\(stream.id)"])
+        var history: [StoredMessage] = []
+        if !isNewConversation {
+            do {
+                history = try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
+            } catch {
+                logger.warning("store.history.failed", metadata: ["stream.id": "\(stream.id)"])
+            }
         }
         let request = contextBuilder.request(history: history, newText: turn.userMessage.text)
         let chatModel = self.model

@@ -57,6 +57,7 @@ public func buildApplication(
     APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
 
     let connections = ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser)
+    let sweeper = SessionSweeper(tick: min(.seconds(1), limits.idleTimeout / 4, limits.keepAliveInterval / 2))
     let wsRouter = Router(context: WSRequestContext.self)
     wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: dependencies.verifier))
     wsRouter.ws("v1/ws") { _, context in
@@ -77,21 +78,23 @@ public func buildApplication(
         }
         let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: dependencies.verifier, limits: limits, metrics: metrics, logger: logger)
         metrics.connectionOpened()
+        sweeper.add(session)
         defer {
+            sweeper.remove(session)
             connections.release(identity.userId)
             metrics.connectionClosed()
         }
         await session.run(inbound: inbound)
     }
 
-    let seconds = limits.keepAliveInterval.components.seconds
     return Application(
         router: router,
         server: .http1WebSocketUpgrade(
             webSocketRouter: wsRouter,
             configuration: .init(ws: .init(
                 maxFrameSize: limits.hardFrameBytes,
-                autoPing: .enabled(timePeriod: .seconds(max(1, seconds))),
+                // Pings come from the shared SessionSweeper, not a task per connection.
+                autoPing: .disabled,
                 validateUTF8: false
             ))
         ),

@@ -27,6 +27,8 @@ final class WebSocketSession: Sendable {
         var pumps: [String: (token: UInt64, task: Task<Void, Never>)] = [:]
         var nextPumpToken: UInt64 = 0
         var closing = false
+        var pingInFlight = false
+        var lastPing: ContinuousClock.Instant = .now
     }
 
     private let outbound: WebSocketOutboundWriter
@@ -55,9 +57,7 @@ final class WebSocketSession: Sendable {
     /// Serves the connection until the client or the server closes it.
     func run(inbound: WebSocketInboundStream) async {
         logger.debug("ws.open", metadata: ["ws.id": "\(connectionId)"])
-        let watchdog = Task { await self.watch() }
         await readLoop(inbound)
-        watchdog.cancel()
         let pumps = state.withLock { s in
             s.closing = true
             defer { s.pumps.removeAll() }
@@ -130,7 +130,8 @@ final class WebSocketSession: Sendable {
                 } else {
                     await handle(Data(buffer.readableBytesView))
                 }
-                buffer.clear()
+                // Keep a small buffer for the next message; give a large one back.
+                if buffer.capacity > 4096 { buffer = ByteBuffer() } else { buffer.clear() }
             }
         } catch {
             logger.debug("ws.read.ended", metadata: ["ws.id": "\(connectionId)", "error.type": "\(type(of: error))"])
@@ -236,25 +237,52 @@ final class WebSocketSession: Sendable {
         await send(.error(error))
     }
 
-    // MARK: - Idle and expiry
+    // MARK: - Idle, expiry and keep-alive (driven by the shared ``SessionSweeper``)
 
-    private func watch() async {
-        let tick = min(Duration.seconds(1), limits.idleTimeout / 4)
-        while !Task.isCancelled {
-            try? await Task.sleep(for: tick)
-            if Task.isCancelled { return }
-            let (identity, last, streaming) = state.withLock { ($0.identity, $0.lastActivity, !$0.pumps.isEmpty) }
-            if identity.expiresAt <= Date() {
-                await reject(ErrorEvent(code: .tokenExpired, message: "The token expired; refresh it with auth.refresh before it does."), closeCode: CloseCode.unauthorized)
-                return
+    /// What the sweeper should do with this session now.
+    enum Verdict {
+        case fine
+        case expired
+        case idle
+    }
+
+    /// Checks expiry and idleness; an answer streaming to the client counts as activity.
+    func verdict(now: ContinuousClock.Instant, date: Date) -> Verdict {
+        state.withLock { s in
+            if s.closing { return .fine }
+            if s.identity.expiresAt <= date { return .expired }
+            if !s.pumps.isEmpty {
+                s.lastActivity = now
+                return .fine
             }
-            if streaming {
-                state.withLock { $0.lastActivity = .now }
-            } else if ContinuousClock.now - last >= limits.idleTimeout {
-                logger.debug("ws.idle_timeout", metadata: ["ws.id": "\(connectionId)"])
-                await reject(ErrorEvent(code: .idleTimeout, message: "The connection was idle too long; reconnect to continue."), closeCode: CloseCode.idle)
-                return
-            }
+            return now - s.lastActivity >= limits.idleTimeout ? .idle : .fine
+        }
+    }
+
+    /// Closes the session for `verdict` with its typed error.
+    func enforce(_ verdict: Verdict) async {
+        switch verdict {
+        case .fine: return
+        case .expired:
+            await reject(ErrorEvent(code: .tokenExpired, message: "The token expired; refresh it with auth.refresh before it does."), closeCode: CloseCode.unauthorized)
+        case .idle:
+            logger.debug("ws.idle_timeout", metadata: ["ws.id": "\(connectionId)"])
+            await reject(ErrorEvent(code: .idleTimeout, message: "The connection was idle too long; reconnect to continue."), closeCode: CloseCode.idle)
+        }
+    }
+
+    /// Sends a WebSocket ping if the keep-alive interval has passed and none is in flight.
+    func pingIfDue(now: ContinuousClock.Instant) {
+        let due = state.withLock { s -> Bool in
+            guard !s.closing, !s.pingInFlight, now - s.lastPing >= limits.keepAliveInterval else { return false }
+            s.pingInFlight = true
+            s.lastPing = now
+            return true
+        }
+        guard due else { return }
+        Task {
+            try? await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "ka"))))
+            state.withLock { $0.pingInFlight = false }
         }
     }
 }

@@ -42,6 +42,15 @@ public final class SQLiteConversationStore: ConversationStore {
     /// foreign keys, a 5 s busy timeout, `synchronous=NORMAL`) and applies any schema migration
     /// the file does not record yet.
     /// - Throws: ``StoreError/unavailable(_:)`` if the file cannot be opened or migrated.
+    /// Writes waiting for the single writer: new turns first (they gate the first chunk), then finished turns.
+    private struct WriteQueue {
+        var begins: [PendingBegin] = []
+        var finishes: [PendingFinish] = []
+        var writing = false
+    }
+
+    private let writes = Mutex(WriteQueue())
+
     public static func open(path: String, logger: Logger) async throws -> SQLiteConversationStore {
         try await open(path: path, logger: logger, migrations: SQLiteMigration.all)
     }
@@ -166,54 +175,25 @@ public final class SQLiteConversationStore: ConversationStore {
     /// message is stored `complete`, the assistant message `streaming` with empty text. The
     /// conversation's `updatedAt` moves forward to the newer message time.
     /// - Throws: ``StoreError/conversationNotFound`` if the turn's conversation is not the user's.
+    ///
+    /// Concurrent calls are committed together (group commit): one `BEGIN IMMEDIATE … COMMIT`
+    /// for every turn waiting, so a burst of messages pays for one commit, not one each. Each
+    /// turn's typed outcome (duplicate, conversation not found) is decided before it writes
+    /// anything; an unexpected failure rolls the batch back and retries each turn on its own.
     public func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult {
-        let result = try await transaction("beginTurn") { connection -> BeginTurnResult in
-            if let existing = try await Self.loadTurn(
-                on: connection,
-                where: "user_id = ? AND client_message_id = ?",
-                [.text(turn.userId), .text(turn.clientMessageId)]
-            ) {
-                return .duplicate(existing)
+        if let newConversation, newConversation.id != turn.conversationId || newConversation.userId != turn.userId {
+            throw StoreError.conversationNotFound
+        }
+        let result: BeginTurnResult = try await withCheckedThrowingContinuation { continuation in
+            let startWriter = writes.withLock { state -> Bool in
+                state.begins.append(PendingBegin(turn: turn, newConversation: newConversation, continuation: continuation))
+                if state.writing { return false }
+                state.writing = true
+                return true
             }
-            if let newConversation {
-                try await Self.insert(newConversation, on: connection)
+            if startWriter {
+                Task { await self.runWriter() }
             }
-            let owned = try await connection.query(
-                "SELECT 1 FROM conversations WHERE id = ? AND user_id = ?",
-                [.text(turn.conversationId), .text(turn.userId)]
-            )
-            guard !owned.isEmpty else { throw StoreError.conversationNotFound }
-
-            _ = try await connection.query(
-                "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES (?, ?, ?, ?)",
-                [.text(turn.streamId), .text(turn.userId), .text(turn.conversationId), .text(turn.clientMessageId)]
-            )
-            // One statement, two rows: the user message gets the lower seq.
-            let common: [SQLiteData] = [.text(turn.conversationId), .text(turn.streamId), .text(turn.userId)]
-            let user: [SQLiteData] = [.text(turn.userMessage.id)] + common + [
-                .text(MessageRole.user.rawValue), .text(turn.userMessage.text),
-                .text(MessageStatus.complete.rawValue), .float(turn.userMessage.createdAt.timeIntervalSince1970),
-            ]
-            let assistant: [SQLiteData] = [.text(turn.assistantMessage.id)] + common + [
-                .text(MessageRole.assistant.rawValue), .text(""),
-                .text(MessageStatus.streaming.rawValue), .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
-            ]
-            _ = try await connection.query(
-                """
-                INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                user + assistant
-            )
-            _ = try await connection.query(
-                "UPDATE conversations SET updated_at = MAX(updated_at, ?, ?) WHERE id = ?",
-                [
-                    .float(turn.userMessage.createdAt.timeIntervalSince1970),
-                    .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
-                    .text(turn.conversationId),
-                ]
-            )
-            return .created
         }
         let outcome = if case .created = result { "created" } else { "duplicate" }
         logger.debug("turn begun", metadata: [
@@ -222,41 +202,242 @@ public final class SQLiteConversationStore: ConversationStore {
         return result
     }
 
+    /// A `beginTurn` waiting for the group commit.
+    struct PendingBegin: Sendable {
+        var turn: Turn
+        var newConversation: Conversation?
+        var continuation: CheckedContinuation<BeginTurnResult, any Error>
+    }
+
+    /// Commits waiting writes in batches until none are left: all waiting new turns first, then
+    /// all waiting finished turns.
+    private func runWriter() async {
+        while true {
+            let (begins, finishes) = writes.withLock { state -> ([PendingBegin], [PendingFinish]) in
+                if !state.begins.isEmpty {
+                    defer { state.begins.removeAll(keepingCapacity: true) }
+                    return (state.begins, [])
+                }
+                defer { state.finishes.removeAll(keepingCapacity: true) }
+                if state.finishes.isEmpty { state.writing = false }
+                return ([], state.finishes)
+            }
+            if !begins.isEmpty {
+                await commitBegins(begins)
+            } else if !finishes.isEmpty {
+                await commitFinishes(finishes)
+            } else {
+                return
+            }
+        }
+    }
+
+    /// Commits new turns together (see ``beginTurn(_:newConversation:)``) with a fixed number of
+    /// statements per batch: one lookup of existing client message ids, one ownership check,
+    /// multi-row inserts, and one update per conversation touched.
+    private func commitBegins(_ batch: [PendingBegin]) async {
+        do {
+            let results = try await transaction("beginTurn") { connection in
+                try await Self.beginMany(batch.map { ($0.turn, $0.newConversation) }, on: connection)
+            }
+            for (item, result) in zip(batch, results) {
+                item.continuation.resume(with: result.mapError { $0 as any Error })
+            }
+        } catch {
+            // Something unexpected failed and the batch rolled back: give each turn its own
+            // transaction so one bad turn cannot fail its neighbours.
+            for item in batch {
+                do {
+                    let result = try await transaction("beginTurn") { connection in
+                        try await Self.beginOne(item.turn, newConversation: item.newConversation, on: connection)
+                    }
+                    item.continuation.resume(returning: result)
+                } catch {
+                    item.continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// Rows per multi-row statement (SQLite allows 32,766 bound values; a message row binds 8).
+    private static let rowsPerStatement = 500
+
+    /// Writes many new turns inside an open transaction; each gets the result `beginOne` would give.
+    private static func beginMany(_ items: [(turn: Turn, newConversation: Conversation?)], on connection: SQLiteConnection) async throws -> [Result<BeginTurnResult, StoreError>] {
+        if items.count == 1 {
+            do {
+                return [.success(try await beginOne(items[0].turn, newConversation: items[0].newConversation, on: connection))]
+            } catch StoreError.conversationNotFound {
+                return [.failure(.conversationNotFound)]
+            }
+        }
+        func placeholders(_ count: Int, _ row: String) -> String {
+            Array(repeating: row, count: count).joined(separator: ", ")
+        }
+        // 1. Client message ids already stored.
+        var existing: Set<String> = []
+        for slice in items.chunked(rowsPerStatement) {
+            let rows = try await connection.query(
+                "SELECT user_id, client_message_id FROM turns WHERE (user_id, client_message_id) IN (VALUES \(placeholders(slice.count, "(?, ?)")))",
+                slice.flatMap { [SQLiteData.text($0.turn.userId), .text($0.turn.clientMessageId)] }
+            )
+            for row in rows { existing.insert(try row.text("user_id") + "\u{0}" + row.text("client_message_id")) }
+        }
+        // 2. Owners of the existing conversations named.
+        let named = Array(Set(items.filter { $0.newConversation == nil }.map(\.turn.conversationId)))
+        var owner: [String: String] = [:]
+        for slice in named.chunked(rowsPerStatement) {
+            let rows = try await connection.query(
+                "SELECT id, user_id FROM conversations WHERE id IN (\(placeholders(slice.count, "?")))", slice.map { .text($0) }
+            )
+            for row in rows { owner[try row.text("id")] = try row.text("user_id") }
+        }
+        // 3. Decide each item; the first of several with one client message id is the one created.
+        enum Decision { case create, duplicateStored, duplicateOf(Int), notFound }
+        var decisions: [Decision] = []
+        var firstIndex: [String: Int] = [:]
+        for (index, item) in items.enumerated() {
+            let key = item.turn.userId + "\u{0}" + item.turn.clientMessageId
+            if existing.contains(key) {
+                decisions.append(.duplicateStored)
+            } else if let first = firstIndex[key] {
+                decisions.append(.duplicateOf(first))
+            } else if item.newConversation == nil, owner[item.turn.conversationId] != item.turn.userId {
+                decisions.append(.notFound)
+            } else {
+                firstIndex[key] = index
+                decisions.append(.create)
+            }
+        }
+        let created = zip(items, decisions).compactMap { item, decision -> (turn: Turn, newConversation: Conversation?)? in
+            if case .create = decision { return item }
+            return nil
+        }
+        // 4. Multi-row inserts.
+        let conversations = created.compactMap(\.newConversation)
+        for slice in conversations.chunked(rowsPerStatement) {
+            _ = try await connection.query(
+                "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES \(placeholders(slice.count, "(?, ?, ?, ?, ?)"))",
+                slice.flatMap { c -> [SQLiteData] in
+                    [.text(c.id), .text(c.userId), .text(c.title), .float(c.createdAt.timeIntervalSince1970), .float(c.updatedAt.timeIntervalSince1970)]
+                }
+            )
+        }
+        for slice in created.chunked(rowsPerStatement) {
+            _ = try await connection.query(
+                "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES \(placeholders(slice.count, "(?, ?, ?, ?)"))",
+                slice.flatMap { [SQLiteData.text($0.turn.streamId), .text($0.turn.userId), .text($0.turn.conversationId), .text($0.turn.clientMessageId)] }
+            )
+            // The user message of each turn comes before its assistant message (lower seq).
+            _ = try await connection.query(
+                "INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at) VALUES \(placeholders(slice.count * 2, "(?, ?, ?, ?, ?, ?, ?, ?)"))",
+                slice.flatMap { item -> [SQLiteData] in
+                    let t = item.turn
+                    let common: [SQLiteData] = [.text(t.conversationId), .text(t.streamId), .text(t.userId)]
+                    return [.text(t.userMessage.id)] + common + [
+                        .text(MessageRole.user.rawValue), .text(t.userMessage.text),
+                        .text(MessageStatus.complete.rawValue), .float(t.userMessage.createdAt.timeIntervalSince1970),
+                    ] + [.text(t.assistantMessage.id)] + common + [
+                        .text(MessageRole.assistant.rawValue), .text(""),
+                        .text(MessageStatus.streaming.rawValue), .float(t.assistantMessage.createdAt.timeIntervalSince1970),
+                    ]
+                }
+            )
+        }
+        // 5. Existing conversations move forward to their newest message.
+        var newest: [String: Double] = [:]
+        for item in created where item.newConversation == nil {
+            let t = max(item.turn.userMessage.createdAt, item.turn.assistantMessage.createdAt).timeIntervalSince1970
+            newest[item.turn.conversationId] = max(newest[item.turn.conversationId] ?? t, t)
+        }
+        for (id, time) in newest {
+            _ = try await connection.query("UPDATE conversations SET updated_at = MAX(updated_at, ?) WHERE id = ?", [.float(time), .text(id)])
+        }
+        // 6. Results; duplicates are read back as stored.
+        var results: [Result<BeginTurnResult, StoreError>] = []
+        for (item, decision) in zip(items, decisions) {
+            switch decision {
+            case .create: results.append(.success(.created))
+            case .notFound: results.append(.failure(.conversationNotFound))
+            case .duplicateStored, .duplicateOf:
+                guard let stored = try await loadTurn(on: connection, where: "user_id = ? AND client_message_id = ?", [.text(item.turn.userId), .text(item.turn.clientMessageId)]) else {
+                    throw StoreError.unavailable("beginTurn failed: duplicate vanished")
+                }
+                results.append(.success(.duplicate(stored)))
+            }
+        }
+        return results
+    }
+
+    /// Writes one turn inside an open transaction (see ``beginTurn(_:newConversation:)``).
+    private static func beginOne(_ turn: Turn, newConversation: Conversation?, on connection: SQLiteConnection) async throws -> BeginTurnResult {
+        if let existing = try await Self.loadTurn(
+            on: connection,
+            where: "user_id = ? AND client_message_id = ?",
+            [.text(turn.userId), .text(turn.clientMessageId)]
+        ) {
+            return .duplicate(existing)
+        }
+        if let newConversation {
+            try await Self.insert(newConversation, on: connection)
+        } else {
+            let owned = try await connection.query(
+                "SELECT 1 FROM conversations WHERE id = ? AND user_id = ?",
+                [.text(turn.conversationId), .text(turn.userId)]
+            )
+            guard !owned.isEmpty else { throw StoreError.conversationNotFound }
+        }
+
+        _ = try await connection.query(
+            "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES (?, ?, ?, ?)",
+            [.text(turn.streamId), .text(turn.userId), .text(turn.conversationId), .text(turn.clientMessageId)]
+        )
+        // One statement, two rows: the user message gets the lower seq.
+        let common: [SQLiteData] = [.text(turn.conversationId), .text(turn.streamId), .text(turn.userId)]
+        let user: [SQLiteData] = [.text(turn.userMessage.id)] + common + [
+            .text(MessageRole.user.rawValue), .text(turn.userMessage.text),
+            .text(MessageStatus.complete.rawValue), .float(turn.userMessage.createdAt.timeIntervalSince1970),
+        ]
+        let assistant: [SQLiteData] = [.text(turn.assistantMessage.id)] + common + [
+            .text(MessageRole.assistant.rawValue), .text(""),
+            .text(MessageStatus.streaming.rawValue), .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
+        ]
+        _ = try await connection.query(
+            """
+            INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            user + assistant
+        )
+        _ = try await connection.query(
+            "UPDATE conversations SET updated_at = MAX(updated_at, ?, ?) WHERE id = ?",
+            [
+                .float(turn.userMessage.createdAt.timeIntervalSince1970),
+                .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
+                .text(turn.conversationId),
+            ]
+        )
+        return .created
+    }
+
     /// Stores the assistant text and status and the replay log (replacing any earlier one), in
     /// one transaction. Does nothing if the stream is not the user's (for example, its
     /// conversation was deleted while it streamed).
     public func finishTurn(_ completion: TurnCompletion) async throws {
-        let found = try await transaction("finishTurn") { connection -> Bool in
-            let updated = try await connection.query(
-                """
-                UPDATE messages SET text = ?, status = ?
-                WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
-                """,
-                [
-                    .text(completion.assistantText), .text(completion.status.rawValue),
-                    .text(completion.streamId), .text(completion.userId),
-                ]
-            )
-            guard !updated.isEmpty else { return false }
-            _ = try await connection.query("DELETE FROM stream_events WHERE stream_id = ?", [.text(completion.streamId)])
-            var start = completion.events.startIndex
-            while start < completion.events.endIndex {
-                let end = min(start + Self.eventsPerInsert, completion.events.endIndex)
-                let batch = completion.events[start..<end]
-                let placeholders = Array(repeating: "(?, ?, ?)", count: batch.count).joined(separator: ", ")
-                let binds = batch.flatMap { event -> [SQLiteData] in
-                    [.text(completion.streamId), .integer(event.seq), .text(event.json)]
-                }
-                _ = try await connection.query(
-                    "INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders)", binds
-                )
-                start = end
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let startWriter = writes.withLock { state -> Bool in
+                state.finishes.append(PendingFinish(completion: completion, continuation: continuation))
+                if state.writing { return false }
+                state.writing = true
+                return true
             }
-            return true
+            if startWriter {
+                Task { await self.runWriter() }
+            }
         }
         logger.debug("turn finished", metadata: [
             "stream_id": "\(completion.streamId)", "status": "\(completion.status.rawValue)",
-            "events": "\(completion.events.count)", "found": "\(found)",
+            "events": "\(completion.events.count)",
         ])
     }
 
@@ -325,6 +506,90 @@ public final class SQLiteConversationStore: ConversationStore {
                     if let text = column.data.string { values[column.name] = text }
                 }
                 return values
+            }
+        }
+    }
+
+    /// A `finishTurn` waiting for the group commit.
+    struct PendingFinish: Sendable {
+        var completion: TurnCompletion
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    /// Writes one finished turn inside an open transaction; `false` if the stream is not the user's.
+    private static func finishOne(_ completion: TurnCompletion, on connection: SQLiteConnection) async throws -> Bool {
+        let updated = try await connection.query(
+            """
+            UPDATE messages SET text = ?, status = ?
+            WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
+            """,
+            [
+                .text(completion.assistantText), .text(completion.status.rawValue),
+                .text(completion.streamId), .text(completion.userId),
+            ]
+        )
+        guard !updated.isEmpty else { return false }
+        _ = try await connection.query("DELETE FROM stream_events WHERE stream_id = ?", [.text(completion.streamId)])
+        var start = completion.events.startIndex
+        while start < completion.events.endIndex {
+            let end = min(start + Self.eventsPerInsert, completion.events.endIndex)
+            let batch = completion.events[start..<end]
+            let placeholders = Array(repeating: "(?, ?, ?)", count: batch.count).joined(separator: ", ")
+            let binds = batch.flatMap { event -> [SQLiteData] in
+                [.text(completion.streamId), .integer(event.seq), .text(event.json)]
+            }
+            _ = try await connection.query(
+                "INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders)", binds
+            )
+            start = end
+        }
+        return true
+    }
+
+    /// Commits finished turns together: one UPDATE per turn, one DELETE and multi-row INSERTs
+    /// for all their replay logs.
+    private func commitFinishes(_ batch: [PendingFinish]) async {
+        do {
+            try await transaction("finishTurn") { connection in
+                var found: [TurnCompletion] = []
+                for item in batch {
+                    let c = item.completion
+                    let updated = try await connection.query(
+                        """
+                        UPDATE messages SET text = ?, status = ?
+                        WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
+                        """,
+                        [.text(c.assistantText), .text(c.status.rawValue), .text(c.streamId), .text(c.userId)]
+                    )
+                    if !updated.isEmpty { found.append(c) }
+                }
+                guard !found.isEmpty else { return }
+                let ids = found.map { SQLiteData.text($0.streamId) }
+                _ = try await connection.query(
+                    "DELETE FROM stream_events WHERE stream_id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))", ids
+                )
+                let rows = found.flatMap { c in c.events.map { (c.streamId, $0) } }
+                var start = rows.startIndex
+                while start < rows.endIndex {
+                    let end = min(start + Self.eventsPerInsert, rows.endIndex)
+                    let slice = rows[start..<end]
+                    let placeholders = Array(repeating: "(?, ?, ?)", count: slice.count).joined(separator: ", ")
+                    let binds = slice.flatMap { row -> [SQLiteData] in [.text(row.0), .integer(row.1.seq), .text(row.1.json)] }
+                    _ = try await connection.query("INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders)", binds)
+                    start = end
+                }
+            }
+            for item in batch { item.continuation.resume() }
+        } catch {
+            for item in batch {
+                do {
+                    _ = try await transaction("finishTurn") { connection in
+                        try await Self.finishOne(item.completion, on: connection)
+                    }
+                    item.continuation.resume()
+                } catch {
+                    item.continuation.resume(throwing: error)
+                }
             }
         }
     }
@@ -438,5 +703,12 @@ public final class SQLiteConversationStore: ConversationStore {
             streamId: try row.text("stream_id"),
             createdAt: try row.date("created_at")
         )
+    }
+}
+
+extension Array {
+    /// The array in consecutive slices of at most `size` elements.
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }
