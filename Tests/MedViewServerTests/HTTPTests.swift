@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import HTTPTypes
 import HummingbirdTesting
+import MedViewCore
 import MedViewModels
 import MedViewProtocol
 import MedViewServer
@@ -154,6 +155,37 @@ import Testing
             #expect(try await server.request("/v1/conversations/\(mine)", .delete, user: "alice").status == .notFound)
             let after = json(try await server.request("/v1/conversations", user: "alice"))["conversations"] as? [[String: Any]]
             #expect(after?.isEmpty == true)
+        }
+    }
+
+    @Test("deleting a conversation cancels its running answer and nothing of it can be replayed")
+    func deleteWhileStreaming() async throws {
+        try await LiveServer.with { server in
+            let result = try await server.chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "[[repeat:200]][[delay:5]]")
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await server.request("/v1/conversations/\(result.conversationId)", .delete, user: "alice").status == .noContent)
+            let replay = try await server.request("/v1/streams/\(result.stream.id)", user: "alice", headers: [.accept: "text/event-stream"])
+            #expect(replay.status == .notFound)
+            var last: ServerEvent?
+            for await e in result.stream.subscribe(after: 0) { last = e }
+            guard case .streamEnd(let end) = last else { Issue.record("expected stream.end"); return }
+            #expect(end.finishReason == .cancelled)
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(try await server.request("/v1/conversations/\(result.conversationId)/messages", user: "alice").status == .notFound)
+            // The idempotency key is free again: the same id starts a new answer.
+            let again = try await server.chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "[[repeat:200]][[delay:5]]")
+            #expect(!again.duplicate)
+        }
+    }
+
+    @Test("readiness reports draining once shutdown begins")
+    func readyWhileDraining() async throws {
+        try await LiveServer.with { server in
+            #expect(try await server.request("/readyz", user: nil).status == .ok)
+            await server.chat.drain(gracePeriod: .zero)
+            let ready = try await server.request("/readyz", user: nil)
+            #expect(ready.status == .serviceUnavailable)
+            #expect(json(ready)["status"] as? String == "draining")
         }
     }
 
