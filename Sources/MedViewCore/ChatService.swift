@@ -57,6 +57,15 @@ public final class ChatService: Sendable {
             self.stream = stream
             self.textDigest = textDigest
         }
+
+        /// Asks the run to stop: cancels the model now, or as soon as the run starts it.
+        func requestCancel() {
+            let task = control.withLock { c -> Task<RunOutcome, Never>? in
+                c.cancelRequested = true
+                return c.modelTask
+            }
+            task?.cancel()
+        }
     }
 
     private struct Registry {
@@ -211,11 +220,7 @@ public final class ChatService: Sendable {
             return
         }
         guard entry.stream.userId == userId else { throw ChatServiceError(.notFound, "No such stream.") }
-        let task = entry.control.withLock { c -> Task<RunOutcome, Never>? in
-            c.cancelRequested = true
-            return c.modelTask
-        }
-        task?.cancel()
+        entry.requestCancel()
     }
 
     /// Erases a conversation (the patient's right to erase): cancels its running answers, drops
@@ -231,11 +236,7 @@ public final class ChatService: Sendable {
             return doomed
         }
         for entry in entries {
-            let task = entry.control.withLock { c -> Task<RunOutcome, Never>? in
-                c.cancelRequested = true
-                return c.modelTask
-            }
-            task?.cancel()
+            entry.requestCancel()
         }
         do {
             return try await store.deleteConversation(id: id, userId: userId)
@@ -257,11 +258,7 @@ public final class ChatService: Sendable {
         }
         let remaining = registry.withLock { r in r.streams.values.filter { !$0.control.withLock { $0.done } } }
         for entry in remaining {
-            let task = entry.control.withLock { c -> Task<RunOutcome, Never>? in
-                c.cancelRequested = true
-                return c.modelTask
-            }
-            task?.cancel()
+            entry.requestCancel()
         }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = registry.withLock { r -> Bool in

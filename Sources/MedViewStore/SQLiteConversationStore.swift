@@ -249,7 +249,7 @@ public final class SQLiteConversationStore: ConversationStore {
             for item in batch {
                 do {
                     let result = try await transaction("beginTurn") { connection in
-                        try await Self.beginOne(item.turn, newConversation: item.newConversation, on: connection)
+                        try await Self.beginMany([(item.turn, item.newConversation)], on: connection)[0].get()
                     }
                     item.continuation.resume(returning: result)
                 } catch {
@@ -262,15 +262,8 @@ public final class SQLiteConversationStore: ConversationStore {
     /// Rows per multi-row statement (SQLite allows 32,766 bound values; a message row binds 8).
     private static let rowsPerStatement = 500
 
-    /// Writes many new turns inside an open transaction; each gets the result `beginOne` would give.
+    /// Writes many new turns inside an open transaction; each gets the result a lone `beginTurn` would give.
     private static func beginMany(_ items: [(turn: Turn, newConversation: Conversation?)], on connection: SQLiteConnection) async throws -> [Result<BeginTurnResult, StoreError>] {
-        if items.count == 1 {
-            do {
-                return [.success(try await beginOne(items[0].turn, newConversation: items[0].newConversation, on: connection))]
-            } catch StoreError.conversationNotFound {
-                return [.failure(.conversationNotFound)]
-            }
-        }
         func placeholders(_ count: Int, _ row: String) -> String {
             Array(repeating: row, count: count).joined(separator: ", ")
         }
@@ -313,13 +306,20 @@ public final class SQLiteConversationStore: ConversationStore {
             if case .create = decision { return item }
             return nil
         }
-        // 4. Multi-row inserts.
+        // 4. Each conversation touched moves forward to its newest message.
+        var newest: [String: Double] = [:]
+        for item in created {
+            let t = max(item.turn.userMessage.createdAt, item.turn.assistantMessage.createdAt).timeIntervalSince1970
+            newest[item.turn.conversationId] = max(newest[item.turn.conversationId] ?? t, t)
+        }
+        // 5. Multi-row inserts (new conversations carry their newest time already).
         let conversations = created.compactMap(\.newConversation)
         for slice in conversations.chunked(rowsPerStatement) {
             _ = try await connection.query(
                 "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES \(placeholders(slice.count, "(?, ?, ?, ?, ?)"))",
                 slice.flatMap { c -> [SQLiteData] in
-                    [.text(c.id), .text(c.userId), .text(c.title), .float(c.createdAt.timeIntervalSince1970), .float(c.updatedAt.timeIntervalSince1970)]
+                    [.text(c.id), .text(c.userId), .text(c.title), .float(c.createdAt.timeIntervalSince1970),
+                     .float(max(c.updatedAt.timeIntervalSince1970, newest[c.id] ?? 0))]
                 }
             )
         }
@@ -344,13 +344,8 @@ public final class SQLiteConversationStore: ConversationStore {
                 }
             )
         }
-        // 5. Existing conversations move forward to their newest message.
-        var newest: [String: Double] = [:]
-        for item in created where item.newConversation == nil {
-            let t = max(item.turn.userMessage.createdAt, item.turn.assistantMessage.createdAt).timeIntervalSince1970
-            newest[item.turn.conversationId] = max(newest[item.turn.conversationId] ?? t, t)
-        }
-        for (id, time) in newest {
+        let newIds = Set(conversations.map(\.id))
+        for (id, time) in newest where !newIds.contains(id) {
             _ = try await connection.query("UPDATE conversations SET updated_at = MAX(updated_at, ?) WHERE id = ?", [.float(time), .text(id)])
         }
         // 6. Results; duplicates are read back as stored.
@@ -367,57 +362,6 @@ public final class SQLiteConversationStore: ConversationStore {
             }
         }
         return results
-    }
-
-    /// Writes one turn inside an open transaction (see ``beginTurn(_:newConversation:)``).
-    private static func beginOne(_ turn: Turn, newConversation: Conversation?, on connection: SQLiteConnection) async throws -> BeginTurnResult {
-        if let existing = try await Self.loadTurn(
-            on: connection,
-            where: "user_id = ? AND client_message_id = ?",
-            [.text(turn.userId), .text(turn.clientMessageId)]
-        ) {
-            return .duplicate(existing)
-        }
-        if let newConversation {
-            try await Self.insert(newConversation, on: connection)
-        } else {
-            let owned = try await connection.query(
-                "SELECT 1 FROM conversations WHERE id = ? AND user_id = ?",
-                [.text(turn.conversationId), .text(turn.userId)]
-            )
-            guard !owned.isEmpty else { throw StoreError.conversationNotFound }
-        }
-
-        _ = try await connection.query(
-            "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES (?, ?, ?, ?)",
-            [.text(turn.streamId), .text(turn.userId), .text(turn.conversationId), .text(turn.clientMessageId)]
-        )
-        // One statement, two rows: the user message gets the lower seq.
-        let common: [SQLiteData] = [.text(turn.conversationId), .text(turn.streamId), .text(turn.userId)]
-        let user: [SQLiteData] = [.text(turn.userMessage.id)] + common + [
-            .text(MessageRole.user.rawValue), .text(turn.userMessage.text),
-            .text(MessageStatus.complete.rawValue), .float(turn.userMessage.createdAt.timeIntervalSince1970),
-        ]
-        let assistant: [SQLiteData] = [.text(turn.assistantMessage.id)] + common + [
-            .text(MessageRole.assistant.rawValue), .text(""),
-            .text(MessageStatus.streaming.rawValue), .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
-        ]
-        _ = try await connection.query(
-            """
-            INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            user + assistant
-        )
-        _ = try await connection.query(
-            "UPDATE conversations SET updated_at = MAX(updated_at, ?, ?) WHERE id = ?",
-            [
-                .float(turn.userMessage.createdAt.timeIntervalSince1970),
-                .float(turn.assistantMessage.createdAt.timeIntervalSince1970),
-                .text(turn.conversationId),
-            ]
-        )
-        return .created
     }
 
     /// Stores the assistant text and status and the replay log (replacing any earlier one), in
@@ -516,34 +460,36 @@ public final class SQLiteConversationStore: ConversationStore {
         var continuation: CheckedContinuation<Void, any Error>
     }
 
-    /// Writes one finished turn inside an open transaction; `false` if the stream is not the user's.
-    private static func finishOne(_ completion: TurnCompletion, on connection: SQLiteConnection) async throws -> Bool {
-        let updated = try await connection.query(
-            """
-            UPDATE messages SET text = ?, status = ?
-            WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
-            """,
-            [
-                .text(completion.assistantText), .text(completion.status.rawValue),
-                .text(completion.streamId), .text(completion.userId),
-            ]
-        )
-        guard !updated.isEmpty else { return false }
-        _ = try await connection.query("DELETE FROM stream_events WHERE stream_id = ?", [.text(completion.streamId)])
-        var start = completion.events.startIndex
-        while start < completion.events.endIndex {
-            let end = min(start + Self.eventsPerInsert, completion.events.endIndex)
-            let batch = completion.events[start..<end]
-            let placeholders = Array(repeating: "(?, ?, ?)", count: batch.count).joined(separator: ", ")
-            let binds = batch.flatMap { event -> [SQLiteData] in
-                [.text(completion.streamId), .integer(event.seq), .text(event.json)]
-            }
-            _ = try await connection.query(
-                "INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders)", binds
+    /// Stores finished turns inside an open transaction: each assistant message's text and status,
+    /// and the replay logs (replacing earlier ones). Turns that are not the user's (for example,
+    /// their conversation was deleted meanwhile) are skipped.
+    private static func finishMany(_ completions: [TurnCompletion], on connection: SQLiteConnection) async throws {
+        var found: [TurnCompletion] = []
+        for c in completions {
+            let updated = try await connection.query(
+                """
+                UPDATE messages SET text = ?, status = ?
+                WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
+                """,
+                [.text(c.assistantText), .text(c.status.rawValue), .text(c.streamId), .text(c.userId)]
             )
+            if !updated.isEmpty { found.append(c) }
+        }
+        guard !found.isEmpty else { return }
+        let ids = found.map { SQLiteData.text($0.streamId) }
+        _ = try await connection.query(
+            "DELETE FROM stream_events WHERE stream_id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))", ids
+        )
+        let rows = found.flatMap { c in c.events.map { (c.streamId, $0) } }
+        var start = rows.startIndex
+        while start < rows.endIndex {
+            let end = min(start + Self.eventsPerInsert, rows.endIndex)
+            let slice = rows[start..<end]
+            let placeholders = Array(repeating: "(?, ?, ?)", count: slice.count).joined(separator: ", ")
+            let binds = slice.flatMap { row -> [SQLiteData] in [.text(row.0), .integer(row.1.seq), .text(row.1.json)] }
+            _ = try await connection.query("INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders)", binds)
             start = end
         }
-        return true
     }
 
     /// Commits finished turns together: one UPDATE per turn, one DELETE and multi-row INSERTs
@@ -551,40 +497,14 @@ public final class SQLiteConversationStore: ConversationStore {
     private func commitFinishes(_ batch: [PendingFinish]) async {
         do {
             try await transaction("finishTurn") { connection in
-                var found: [TurnCompletion] = []
-                for item in batch {
-                    let c = item.completion
-                    let updated = try await connection.query(
-                        """
-                        UPDATE messages SET text = ?, status = ?
-                        WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
-                        """,
-                        [.text(c.assistantText), .text(c.status.rawValue), .text(c.streamId), .text(c.userId)]
-                    )
-                    if !updated.isEmpty { found.append(c) }
-                }
-                guard !found.isEmpty else { return }
-                let ids = found.map { SQLiteData.text($0.streamId) }
-                _ = try await connection.query(
-                    "DELETE FROM stream_events WHERE stream_id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ", ")))", ids
-                )
-                let rows = found.flatMap { c in c.events.map { (c.streamId, $0) } }
-                var start = rows.startIndex
-                while start < rows.endIndex {
-                    let end = min(start + Self.eventsPerInsert, rows.endIndex)
-                    let slice = rows[start..<end]
-                    let placeholders = Array(repeating: "(?, ?, ?)", count: slice.count).joined(separator: ", ")
-                    let binds = slice.flatMap { row -> [SQLiteData] in [.text(row.0), .integer(row.1.seq), .text(row.1.json)] }
-                    _ = try await connection.query("INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders)", binds)
-                    start = end
-                }
+                try await Self.finishMany(batch.map(\.completion), on: connection)
             }
             for item in batch { item.continuation.resume() }
         } catch {
             for item in batch {
                 do {
-                    _ = try await transaction("finishTurn") { connection in
-                        try await Self.finishOne(item.completion, on: connection)
+                    try await transaction("finishTurn") { connection in
+                        try await Self.finishMany([item.completion], on: connection)
                     }
                     item.continuation.resume()
                 } catch {
