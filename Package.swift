@@ -20,12 +20,25 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .target(
             name: "MedViewProtocol",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewSafety",
+            resources: [.copy("Data")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewAWS",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -87,6 +100,16 @@ let package = Package(
         .testTarget(
             name: "MedViewCoreTests",
             dependencies: ["MedViewCore", "MedViewModels", "MedViewProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewSafetyTests",
+            dependencies: ["MedViewSafety"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewAWSTests",
+            dependencies: ["MedViewAWS"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,4 @@
+import Testing
+import MedViewAWS
+
+@Test func awsModuleLoads() { #expect(MedViewAWS.version == "0") }

@@ -1,0 +1,4 @@
+import Testing
+import MedViewSafety
+
+@Test func safetyModuleLoads() { #expect(MedViewSafety.version == "0") }
