@@ -16,8 +16,10 @@ public struct ChatServiceError: Error, Sendable, Equatable {
 
 /// Observes the stream engine for metrics. Implementations must be cheap and never block.
 public protocol ChatObserver: Sendable {
-    /// Time from `send` being called to the first chunk being published.
-    func firstChunk(after latency: Duration)
+    /// The first chunk of a stream was published. `total` runs from `send` being called;
+    /// `serverAdded` leaves out the model's own time: it is the time from `send` to the model
+    /// being called plus the time from the model delta that completed the chunk to its publication.
+    func firstChunk(total: Duration, serverAdded: Duration)
     /// A stream ended with `status`.
     func streamEnded(status: MessageStatus)
 }
@@ -296,6 +298,7 @@ public final class ChatService: Sendable {
             }
         }
         let request = contextBuilder.request(history: history, newText: turn.userMessage.text)
+        pipeline.modelCalled(after: ContinuousClock.now - started)
         let chatModel = self.model
         let modelTask = Task<RunOutcome, Never> {
             var usage: Usage?
@@ -330,6 +333,8 @@ public final class ChatService: Sendable {
         if case .failed(let error, _) = outcome {
             logger.warning("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(error.detail)"])
         }
+        // Free the slot first: a client that sees the terminal event may send its next message at once.
+        releaseSlot(entry)
         stream.publish(terminal)
         let log = stream.events.map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
         do {
@@ -340,7 +345,7 @@ public final class ChatService: Sendable {
         observer?.streamEnded(status: status)
         logger.debug("stream.ended", metadata: ["stream.id": "\(stream.id)", "stream.status": "\(status.rawValue)", "stream.chars": "\(text.count)", "stream.events": "\(log.count)"])
         entry.control.withLock { $0.done = true }
-        release(entry, key: key, evict: false)
+        release(entry, key: key, evict: false, slotReleased: true)
     }
 
     /// The stored status and the terminal event (built from its seq) for a run's outcome.
@@ -362,12 +367,23 @@ public final class ChatService: Sendable {
         }
     }
 
-    /// Ends a reservation: frees the user's stream slot, and removes the entry now (`evict`) or after the replay retention.
-    private func release(_ entry: Entry, key: String, evict: Bool) {
-        let waiters = registry.withLock { r -> [CheckedContinuation<Void, Never>] in
+    /// Frees the user's stream slot. Called once per reservation: when the terminal event is
+    /// published (so a client may send its next message as soon as it sees `stream.end`), or when
+    /// the reservation is abandoned before a stream started.
+    private func releaseSlot(_ entry: Entry) {
+        registry.withLock { r in
             let user = entry.stream.userId
             r.activePerUser[user, default: 1] -= 1
             if r.activePerUser[user] == 0 { r.activePerUser[user] = nil }
+        }
+    }
+
+    /// Ends a reservation: frees the user's slot (unless the run already did), marks the stream as
+    /// no longer running (draining waits for this, after the store write), and removes the entry
+    /// now (`evict`) or after the replay retention.
+    private func release(_ entry: Entry, key: String, evict: Bool, slotReleased: Bool = false) {
+        if !slotReleased { releaseSlot(entry) }
+        let waiters = registry.withLock { r -> [CheckedContinuation<Void, Never>] in
             r.running -= 1
             if evict {
                 r.streams[entry.stream.id] = nil
@@ -388,6 +404,7 @@ public final class ChatService: Sendable {
             }
         }
     }
+
 
     static func digest(_ text: String) -> String {
         // FNV-1a over the UTF-8 bytes plus the length: enough to tell a retry from a different message.

@@ -12,6 +12,7 @@ final class ChunkPipeline: Sendable {
         var flushTask: Task<Void, Never>?
         var firstChunkSeen = false
         var finished = false
+        var beforeModel: Duration = .zero
     }
 
     private let stream: ResponseStream
@@ -26,6 +27,11 @@ final class ChunkPipeline: Sendable {
         self.started = started
     }
 
+    /// Records how long the engine took before calling the model (store write, context).
+    func modelCalled(after duration: Duration) {
+        state.withLock { $0.beforeModel = duration }
+    }
+
     /// Adds a model delta.
     func feed(_ delta: String) {
         state.withLock { s in
@@ -36,7 +42,7 @@ final class ChunkPipeline: Sendable {
                 // The first whole words go out at once; later text is batched.
                 chunks = s.processor.takeWholeWords(now: now)
             }
-            publish(chunks, &s)
+            publish(chunks, &s, deltaArrived: now)
             scheduleFlush(&s)
         }
     }
@@ -46,7 +52,7 @@ final class ChunkPipeline: Sendable {
         state.withLock { s in
             s.flushTask?.cancel()
             s.flushTask = nil
-            publish(s.processor.finish(), &s)
+            publish(s.processor.finish(), &s, deltaArrived: .now)
             s.finished = true
             return s.sent
         }
@@ -56,7 +62,7 @@ final class ChunkPipeline: Sendable {
         state.withLock { s in
             s.flushTask = nil
             guard !s.finished else { return }
-            publish(s.processor.flushIfDue(now: .now), &s)
+            publish(s.processor.flushIfDue(now: .now), &s, deltaArrived: .now)
             scheduleFlush(&s)
         }
     }
@@ -70,14 +76,17 @@ final class ChunkPipeline: Sendable {
         }
     }
 
-    private func publish(_ chunks: [String], _ s: inout State) {
+    /// Publishes `chunks`; `deltaArrived` is when the engine got the text that completed them
+    /// (or when a flush timer fired), so the first chunk's server-added time excludes model time.
+    private func publish(_ chunks: [String], _ s: inout State, deltaArrived: ContinuousClock.Instant) {
         for chunk in chunks {
             s.sent += chunk
             stream.publish { .streamChunk(StreamChunk(streamId: stream.id, seq: $0, text: chunk)) }
         }
         if !s.firstChunkSeen, !chunks.isEmpty {
             s.firstChunkSeen = true
-            observer?.firstChunk(after: ContinuousClock.now - started)
+            let now = ContinuousClock.now
+            observer?.firstChunk(total: now - started, serverAdded: s.beforeModel + (now - deltaArrived))
         }
     }
 }

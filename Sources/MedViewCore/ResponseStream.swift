@@ -19,6 +19,8 @@ public final class ResponseStream: Sendable {
 
     private struct State {
         var events: [ServerEvent] = []
+        /// When each event was published (parallel to `events`; empty for replayed logs).
+        var publishedAt: [ContinuousClock.Instant] = []
         var finished = false
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWaiterId: UInt64 = 0
@@ -49,6 +51,11 @@ public final class ResponseStream: Sendable {
     /// Whether the terminal event has been published.
     public var isFinished: Bool { state.withLock { $0.finished } }
 
+    /// When the event with sequence number `seq` was published, if it was published live.
+    public func publishedAt(seq: Int) -> ContinuousClock.Instant? {
+        state.withLock { s in seq >= 1 && seq <= s.publishedAt.count ? s.publishedAt[seq - 1] : nil }
+    }
+
     /// Every event published so far.
     public var events: [ServerEvent] { state.withLock { $0.events } }
 
@@ -60,6 +67,7 @@ public final class ResponseStream: Sendable {
             guard !s.finished else { return (nil, []) }
             let event = make(s.events.count + 1)
             s.events.append(event)
+            s.publishedAt.append(.now)
             if event.isTerminal { s.finished = true }
             let w = Array(s.waiters.values)
             s.waiters.removeAll(keepingCapacity: true)

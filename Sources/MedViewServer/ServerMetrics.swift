@@ -5,11 +5,35 @@ import Synchronization
 /// Counters and latency figures for `/metrics` (Prometheus text format). Holds no user data:
 /// only counts, codes and durations.
 public final class ServerMetrics: ChatObserver {
+    /// Recent samples of one latency, for quantiles.
+    struct Reservoir {
+        var samples: [Double] = []
+        var next = 0
+        var count = 0
+        var sum = 0.0
+
+        mutating func add(_ seconds: Double, limit: Int) {
+            if samples.count < limit {
+                samples.append(seconds)
+            } else {
+                samples[next] = seconds
+                next = (next + 1) % limit
+            }
+            count += 1
+            sum += seconds
+        }
+
+        func quantiles(_ qs: [Double]) -> [Double] {
+            let sorted = samples.sorted()
+            guard !sorted.isEmpty else { return qs.map { _ in 0 } }
+            return qs.map { sorted[min(sorted.count - 1, Int((Double(sorted.count) * $0).rounded(.down)))] }
+        }
+    }
+
     private struct State {
-        var firstChunkSamples: [Double] = []
-        var firstChunkNext = 0
-        var firstChunkCount = 0
-        var firstChunkSum = 0.0
+        var firstChunk = Reservoir()
+        var firstChunkServer = Reservoir()
+        var delivery = Reservoir()
         var streamsEnded: [String: Int] = [:]
         var errors: [String: Int] = [:]
         var connectionsOpen = 0
@@ -25,18 +49,20 @@ public final class ServerMetrics: ChatObserver {
         self.reservoirSize = reservoirSize
     }
 
-    public func firstChunk(after latency: Duration) {
-        let seconds = Double(latency.components.seconds) + Double(latency.components.attoseconds) / 1e18
+    public func firstChunk(total: Duration, serverAdded: Duration) {
         state.withLock { s in
-            if s.firstChunkSamples.count < reservoirSize {
-                s.firstChunkSamples.append(seconds)
-            } else {
-                s.firstChunkSamples[s.firstChunkNext] = seconds
-                s.firstChunkNext = (s.firstChunkNext + 1) % reservoirSize
-            }
-            s.firstChunkCount += 1
-            s.firstChunkSum += seconds
+            s.firstChunk.add(Self.seconds(total), limit: reservoirSize)
+            s.firstChunkServer.add(Self.seconds(serverAdded), limit: reservoirSize)
         }
+    }
+
+    /// An event reached the socket `latency` after it was published.
+    func delivered(after latency: Duration) {
+        state.withLock { $0.delivery.add(Self.seconds(latency), limit: reservoirSize) }
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
     public func streamEnded(status: MessageStatus) {
@@ -48,25 +74,20 @@ public final class ServerMetrics: ChatObserver {
     func connectionClosed() { state.withLock { $0.connectionsOpen -= 1 } }
     func commandReceived() { state.withLock { $0.commands += 1 } }
 
-    /// Quantiles of the recent first-chunk latencies, in seconds.
-    public func firstChunkQuantiles(_ qs: [Double]) -> [Double] {
-        let samples = state.withLock { $0.firstChunkSamples }.sorted()
-        guard !samples.isEmpty else { return qs.map { _ in 0 } }
-        return qs.map { q in samples[min(samples.count - 1, Int((Double(samples.count) * q).rounded(.down)))] }
-    }
-
     /// The Prometheus text exposition.
     public func render() -> String {
         let s = state.withLock { $0 }
-        let q = firstChunkQuantiles([0.5, 0.9, 0.99])
         var out = ""
-        out += "# HELP medview_stream_first_chunk_seconds Server time from a message arriving to its first chunk being published.\n"
-        out += "# TYPE medview_stream_first_chunk_seconds summary\n"
-        for (quantile, value) in zip(["0.5", "0.9", "0.99"], q) {
-            out += "medview_stream_first_chunk_seconds{quantile=\"\(quantile)\"} \(value)\n"
+        func summary(_ name: String, _ help: String, _ r: Reservoir) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) summary\n"
+            for (quantile, value) in zip(["0.5", "0.9", "0.99"], r.quantiles([0.5, 0.9, 0.99])) {
+                out += "\(name){quantile=\"\(quantile)\"} \(value)\n"
+            }
+            out += "\(name)_sum \(r.sum)\n\(name)_count \(r.count)\n"
         }
-        out += "medview_stream_first_chunk_seconds_sum \(s.firstChunkSum)\n"
-        out += "medview_stream_first_chunk_seconds_count \(s.firstChunkCount)\n"
+        summary("medview_stream_first_chunk_seconds", "Time from a message arriving to its first chunk being published.", s.firstChunk)
+        summary("medview_stream_first_chunk_server_seconds", "Server-added part of that time: before the model is called, plus from the delta that completed the first chunk to its publication.", s.firstChunkServer)
+        summary("medview_chunk_delivery_seconds", "Time from a chunk being published to its being written to a WebSocket.", s.delivery)
         out += "# HELP medview_streams_ended_total Streams ended, by status.\n# TYPE medview_streams_ended_total counter\n"
         for (status, n) in s.streamsEnded.sorted(by: { $0.key < $1.key }) {
             out += "medview_streams_ended_total{status=\"\(status)\"} \(n)\n"

@@ -209,6 +209,9 @@ final class WebSocketSession: Sendable {
             while case .event(let event) = await stream.next(after: last) {
                 guard await self.send(event) else { break }
                 last = event.seq ?? last
+                if case .streamChunk = event, let published = stream.publishedAt(seq: last) {
+                    self.metrics.delivered(after: .now - published)
+                }
             }
             self.state.withLock { s in
                 if s.pumps[stream.id]?.token == token { s.pumps[stream.id] = nil }

@@ -175,6 +175,7 @@ import Testing
             // The idempotency key is free again: the same id starts a new answer.
             let again = try await server.chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "[[repeat:200]][[delay:5]]")
             #expect(!again.duplicate)
+            try await server.chat.cancel(streamId: again.stream.id, userId: "alice")
         }
     }
 
