@@ -19,10 +19,15 @@ public protocol ConversationStore: Sendable {
     func messages(conversationId: String, userId: String) async throws -> [StoredMessage]
 
     /// Atomically stores a new turn: the conversation (when `newConversation` is given), the user
-    /// message (status complete) and the assistant message (status streaming). If the user already
-    /// has a turn with the same client message id, writes nothing and returns it.
+    /// message (status complete) and the assistant message (status streaming, empty text), and
+    /// moves the conversation's `updatedAt` forward to the newer message time. If the user already
+    /// has a turn with the same client message id, writes nothing and returns it as stored (dates
+    /// round-trip to within a millisecond, so compare ids, not whole values).
+    /// - Throws: ``StoreError/conversationNotFound`` if the conversation is not the user's.
     func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult
-    /// Records the end of a turn: assistant text and status, and the stream's replay log.
+    /// Records the end of a turn: assistant text and status, and the stream's replay log (replacing
+    /// any earlier one). Does nothing if the stream is not the user's, or no longer exists (its
+    /// conversation was erased while it streamed).
     func finishTurn(_ completion: TurnCompletion) async throws
     /// The turn produced by `streamId`, if it is the user's.
     func turn(streamId: String, userId: String) async throws -> Turn?

@@ -128,7 +128,13 @@ final class WebSocketSession: Sendable {
                 } else if String(validating: buffer.readableBytesView, as: UTF8.self) == nil {
                     await sendError(ErrorEvent(code: .invalidUTF8, message: "The frame is not valid UTF-8."))
                 } else {
-                    await handle(Data(buffer.readableBytesView))
+                    // A child task per command: the async frames of handling a command grow the
+                    // running task's stack slabs, and a task keeps its slabs until it ends. Run in
+                    // the connection's long-lived task they would stay with every idle socket.
+                    let data = Data(buffer.readableBytesView)
+                    await withTaskGroup(of: Void.self) { group in
+                        group.addTask { await self.handle(data) }
+                    }
                 }
                 // Keep a small buffer for the next message; give a large one back.
                 if buffer.capacity > 4096 { buffer = ByteBuffer() } else { buffer.clear() }
