@@ -218,9 +218,15 @@ public final class SQLiteConversationStore: ConversationStore {
                     defer { state.begins.removeAll(keepingCapacity: true) }
                     return (state.begins, [])
                 }
-                defer { state.finishes.removeAll(keepingCapacity: true) }
-                if state.finishes.isEmpty { state.writing = false }
-                return ([], state.finishes)
+                if state.finishes.isEmpty {
+                    state.writing = false
+                    return ([], [])
+                }
+                // Finished turns are not latency-critical: take a bounded batch so new turns
+                // (which gate a first chunk) wait for at most one small transaction.
+                let batch = Array(state.finishes.prefix(Self.finishesPerBatch))
+                state.finishes.removeFirst(batch.count)
+                return ([], batch)
             }
             if !begins.isEmpty {
                 await commitBegins(begins)
@@ -258,6 +264,9 @@ public final class SQLiteConversationStore: ConversationStore {
             }
         }
     }
+
+    /// Finished turns written per transaction.
+    static let finishesPerBatch = 32
 
     /// Rows per multi-row statement (SQLite allows 32,766 bound values; a message row binds 8).
     private static let rowsPerStatement = 500
