@@ -53,6 +53,50 @@ public func buildApplication(
     router.get("metrics") { _, _ -> Response in
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
     }
+    // The web chat page.
+    let web = WebAssets.load()
+    router.get("/") { request, _ -> Response in
+        guard let response = web.response(for: "index.html", ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No page.") }
+        return response
+    }
+    router.get("static/**") { request, context -> Response in
+        let path = context.parameters.getCatchAll().joined(separator: "/")
+        guard let response = web.response(for: path, ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No such file.") }
+        return response
+    }
+    // What the page needs to know to sign in: development tokens, or (later) the Cognito Hosted UI.
+    let isDevelopment = configuration.isDevelopment
+    router.get("v1/client-config") { _, _ -> Response in
+        struct ClientConfig: Encodable {
+            var auth: String
+            var keepAliveSeconds: Int64
+        }
+        return JSONHelpers.response(ClientConfig(auth: isDevelopment ? "development" : "cognito", keepAliveSeconds: limits.keepAliveInterval.components.seconds))
+    }
+    // Development mode only: a token for any user name, so the page can sign in locally.
+    if isDevelopment, let devIssuer = dependencies.verifier as? DevTokenIssuer {
+        router.post("v1/dev/token") { request, context -> Response in
+            struct Body: Decodable { var user: String }
+            struct Answer: Encodable {
+                var token: String
+                var expiresAt: Double
+            }
+            let data = try await request.body.collect(upTo: 4096)
+            let body: Body
+            do {
+                body = try decodeWireBody(Body.self, from: Data(data.readableBytesView))
+            } catch let error as CommandDecodingError {
+                throw APIError(error.code, error.message)
+            }
+            let user = body.user.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !user.isEmpty, user.count <= 64, user.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {
+                throw APIError(.invalidCommand, "`user` must be 1 to 64 letters, digits or -_.@ characters.")
+            }
+            let lifetime = Duration.seconds(3600)
+            let token = try await devIssuer.token(userId: user, lifetime: lifetime)
+            return JSONHelpers.response(Answer(token: token, expiresAt: Date().addingTimeInterval(3600).timeIntervalSince1970))
+        }
+    }
     let api = router.group("v1").add(middleware: AuthMiddleware(verifier: dependencies.verifier))
     APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
 

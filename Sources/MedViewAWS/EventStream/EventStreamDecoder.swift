@@ -1,28 +1,5 @@
 import Foundation
 
-/// A decoded message together with the framing fields read from the wire.
-public struct EventStreamFrame: Sendable, Hashable {
-    /// The message.
-    public var message: EventStreamMessage
-    /// Total length from the prelude (prelude + headers + payload + message CRC).
-    public var totalLength: UInt32
-    /// Headers length from the prelude.
-    public var headersLength: UInt32
-    /// The prelude CRC32 (already checked).
-    public var preludeCRC: UInt32
-    /// The message CRC32 (already checked).
-    public var messageCRC: UInt32
-
-    /// A frame; the decoder makes these, tests compare them.
-    public init(message: EventStreamMessage, totalLength: UInt32, headersLength: UInt32, preludeCRC: UInt32, messageCRC: UInt32) {
-        self.message = message
-        self.totalLength = totalLength
-        self.headersLength = headersLength
-        self.preludeCRC = preludeCRC
-        self.messageCRC = messageCRC
-    }
-}
-
 /// An incremental `application/vnd.amazon.eventstream` decoder.
 ///
 /// Feed bytes in pieces of any size with ``append(_:)`` (one byte at a time works), then call
@@ -92,7 +69,8 @@ public struct EventStreamDecoder: Sendable {
         if let failure { throw failure }
         if start > 0 {
             if start == buffer.count {
-                buffer.removeAll(keepingCapacity: true)
+                // Keep the storage for the next messages, unless a huge one left it oversized.
+                buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
                 start = 0
             } else if start >= 4096, start * 2 >= buffer.count {
                 buffer.removeSubrange(0..<start)
@@ -218,6 +196,8 @@ public struct EventStreamDecoder: Sendable {
     /// start of the message's headers.
     static func decodeHeaders(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, to end: Int) throws(EventStreamError) -> [EventStreamHeader] {
         var headers: [EventStreamHeader] = []
+        // One allocation for typical messages (a header takes at least 2 bytes, usually 15+).
+        headers.reserveCapacity(min(16, (end - from) / 16 + 1))
         /// Names seen so far, once there are too many headers for a linear scan.
         var seen: Set<String>?
         let raw = UnsafeRawBufferPointer(bytes)
@@ -227,7 +207,7 @@ public struct EventStreamDecoder: Sendable {
             let nameLength = Int(bytes[p])
             p += 1
             guard nameLength < end - p else { throw .truncatedHeader(offset: headerOffset) }
-            guard let name = String(validating: UnsafeBufferPointer(rebasing: bytes[p..<p + nameLength]), as: UTF8.self) else {
+            guard let name = utf8String(UnsafeBufferPointer(rebasing: bytes[p..<p + nameLength])) else {
                 throw .invalidUTF8(offset: headerOffset)
             }
             p += nameLength
@@ -266,7 +246,7 @@ public struct EventStreamDecoder: Sendable {
                 if type == 6 {
                     value = .byteArray(Array(slice))
                 } else {
-                    guard let string = String(validating: slice, as: UTF8.self) else {
+                    guard let string = utf8String(slice) else {
                         throw .invalidUTF8(offset: headerOffset)
                     }
                     value = .string(string)

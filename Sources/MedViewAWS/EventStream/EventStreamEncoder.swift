@@ -31,12 +31,18 @@ public struct EventStreamEncoder: Sendable {
         guard message.payload.count <= limits.maxPayloadLength else {
             throw .payloadTooLong(length: message.payload.count, limit: limits.maxPayloadLength)
         }
-        for (index, header) in message.headers.enumerated() where message.headers[..<index].contains(where: { $0.name == header.name }) {
-            throw .duplicateHeader(name: header.name)
+        if message.headers.count > 1 {
+            var names = Set<String>(minimumCapacity: message.headers.count)
+            for header in message.headers where !names.insert(header.name).inserted {
+                throw .duplicateHeader(name: header.name)
+            }
         }
         let total = 16 + headersLength + message.payload.count
         let messageStart = out.count
-        out.reserveCapacity(messageStart + total)
+        if out.capacity < messageStart + total {
+            // Grow geometrically: an exact reserve per message would copy the buffer every time.
+            out.reserveCapacity(max(messageStart + total, 2 * out.capacity))
+        }
         out.appendBigEndian(UInt32(total))
         out.appendBigEndian(UInt32(headersLength))
         let preludeCRC = out.withUnsafeBytes { CRC32.update(0, UnsafeRawBufferPointer(rebasing: $0[messageStart..<messageStart + 8])) }
@@ -115,6 +121,6 @@ extension Array where Element == UInt8 {
     /// Appends `value` in network byte order.
     @inline(__always)
     mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
-        withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
     }
 }

@@ -1,0 +1,80 @@
+import Crypto
+import Foundation
+import Hummingbird
+import HTTPTypes
+
+/// The web chat page's static files, read once from the bundle at start-up and served from memory
+/// with validators, caching headers and a strict Content-Security-Policy (no inline script).
+struct WebAssets: Sendable {
+    struct Asset: Sendable {
+        var body: ByteBuffer
+        var contentType: String
+        var etag: String
+    }
+
+    /// Files by path relative to the `Web` folder, such as `index.html` or `js/app.js`.
+    let assets: [String: Asset]
+
+    /// The policy every page response carries: scripts, styles and connections from this origin only.
+    static let contentSecurityPolicy = [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self' ws: wss:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ].joined(separator: "; ")
+
+    /// Loads every file under the bundle's `Web` folder.
+    static func load() -> WebAssets {
+        guard let root = Bundle.module.url(forResource: "Web", withExtension: nil) else { return WebAssets(assets: [:]) }
+        var assets: [String: Asset] = [:]
+        let base = root.standardizedFileURL.path
+        if let walker = FileManager.default.enumerator(atPath: base) {
+            for case let relative as String in walker {
+                let path = base + "/" + relative
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+                      let data = FileManager.default.contents(atPath: path) else { continue }
+                let digest = SHA256.hash(data: data).prefix(12).map { String(format: "%02x", $0) }.joined()
+                assets[relative] = Asset(body: ByteBuffer(data: data), contentType: contentType(for: relative), etag: "\"\(digest)\"")
+            }
+        }
+        return WebAssets(assets: assets)
+    }
+
+    static func contentType(for path: String) -> String {
+        switch (path as NSString).pathExtension.lowercased() {
+        case "html": "text/html; charset=utf-8"
+        case "js", "mjs": "text/javascript; charset=utf-8"
+        case "css": "text/css; charset=utf-8"
+        case "json", "webmanifest": "application/json; charset=utf-8"
+        case "svg": "image/svg+xml"
+        case "png": "image/png"
+        case "ico": "image/x-icon"
+        default: "application/octet-stream"
+        }
+    }
+
+    /// The response for `path`, or `nil` when there is no such file. HTML is revalidated on every
+    /// load; other files may be cached briefly and are revalidated with their ETag.
+    func response(for path: String, ifNoneMatch: String?) -> Response? {
+        guard !path.contains(".."), let asset = assets[path] else { return nil }
+        var headers: HTTPFields = [
+            .contentType: asset.contentType,
+            .eTag: asset.etag,
+            .cacheControl: asset.contentType.hasPrefix("text/html") ? "no-cache" : "public, max-age=300, must-revalidate",
+            .contentSecurityPolicy: Self.contentSecurityPolicy,
+            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+            HTTPField.Name("Referrer-Policy")!: "no-referrer",
+        ]
+        if let ifNoneMatch, ifNoneMatch.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == asset.etag }) {
+            headers[.contentType] = nil
+            return Response(status: .notModified, headers: headers)
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: asset.body))
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-import MedViewAWS
-
-@Test func awsModuleLoads() { #expect(MedViewAWS.version == "0") }
