@@ -54,7 +54,7 @@ public func buildApplication(
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
     }
     // The web chat page.
-    let web = WebAssets.load()
+    let web = WebAssets.load(directory: configuration.webDirectory)
     router.get("/") { request, _ -> Response in
         guard let response = web.response(for: "index.html", ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No page.") }
         return response

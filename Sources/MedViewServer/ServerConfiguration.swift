@@ -14,6 +14,8 @@ public struct ServerConfiguration: Sendable {
     public var environment: String
     public var limits: Limits
     public var chat: ChatConfiguration
+    /// Serve the web page from this folder instead of the built-in copy (for working on the page).
+    public var webDirectory: String?
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {
@@ -53,8 +55,10 @@ public struct ServerConfiguration: Sendable {
         model: String = "",
         environment: String = "development",
         limits: Limits = .init(),
-        chat: ChatConfiguration = .init()
+        chat: ChatConfiguration = .init(),
+        webDirectory: String? = nil
     ) {
+        self.webDirectory = webDirectory
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory

@@ -28,9 +28,10 @@ struct WebAssets: Sendable {
         "frame-ancestors 'none'",
     ].joined(separator: "; ")
 
-    /// Loads every file under the bundle's `Web` folder.
-    static func load() -> WebAssets {
-        guard let root = Bundle.module.url(forResource: "Web", withExtension: nil) else { return WebAssets(assets: [:]) }
+    /// Loads every file under `directory`, or under the bundle's `Web` folder when it is `nil`.
+    static func load(directory: String? = nil) -> WebAssets {
+        let bundled = Bundle.module.url(forResource: "Web", withExtension: nil)
+        guard let root = directory.map({ URL(fileURLWithPath: $0) }) ?? bundled else { return WebAssets(assets: [:]) }
         var assets: [String: Asset] = [:]
         let base = root.standardizedFileURL.path
         if let walker = FileManager.default.enumerator(atPath: base) {

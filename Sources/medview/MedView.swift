@@ -62,6 +62,8 @@ struct Serve: AsyncParsableCommand {
     var maxFrameBytes: Int?
     @Option(help: "Context budget sent to the model, in estimated tokens. [env: MEDVIEW_CONTEXT_TOKENS] (default: 6000)")
     var contextTokens: Int?
+    @Option(name: .customLong("web-dir"), help: "Serve the web page from this folder instead of the built-in copy. [env: MEDVIEW_WEB_DIR]")
+    var webDir: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MEDVIEW_LOG_LEVEL] (default: info)")
     var logLevel: String?
 
@@ -101,7 +103,8 @@ struct Serve: AsyncParsableCommand {
             model: model ?? env("MEDVIEW_MODEL") ?? "",
             environment: environment ?? env("MEDVIEW_ENV") ?? "development",
             limits: limits,
-            chat: chat
+            chat: chat,
+            webDirectory: webDir ?? env("MEDVIEW_WEB_DIR")
         )
         let levelName = logLevel ?? env("MEDVIEW_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("Unknown log level '\(levelName)'.") }
