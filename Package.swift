@@ -45,6 +45,7 @@ let package = Package(
             name: "MedViewCore",
             dependencies: [
                 "MedViewProtocol",
+                "MedViewSafety",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -96,6 +97,7 @@ let package = Package(
                 "MedViewServer",
                 "MedViewBench",
                 "MedViewAWS",
+                "MedViewSafety",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -1,3 +1,5 @@
+import MedViewSafety
+
 /// Settings of the stream engine, read once at the edge and passed in.
 public struct ChatConfiguration: Sendable {
     /// The companion's role, sent as the system prompt.
@@ -12,6 +14,8 @@ public struct ChatConfiguration: Sendable {
     public var chunking: StreamProcessor.Configuration
     /// How long a finished stream's log stays in memory for fast resume (it is also stored).
     public var replayRetention: Duration
+    /// Emergency alerts, medication warnings and the output guard (see docs/SAFETY.md).
+    public var safetyEnabled: Bool
 
     public init(
         systemPrompt: String = ChatConfiguration.defaultSystemPrompt,
@@ -20,8 +24,10 @@ public struct ChatConfiguration: Sendable {
         maxMessageCharacters: Int = 8000,
         maxActiveStreamsPerUser: Int = 4,
         chunking: StreamProcessor.Configuration = .init(),
-        replayRetention: Duration = .seconds(600)
+        replayRetention: Duration = .seconds(600),
+        safetyEnabled: Bool = true
     ) {
+        self.safetyEnabled = safetyEnabled
         self.systemPrompt = systemPrompt
         self.contextBudgetTokens = contextBudgetTokens
         self.maxOutputTokens = maxOutputTokens
@@ -31,11 +37,6 @@ public struct ChatConfiguration: Sendable {
         self.replayRetention = replayRetention
     }
 
-    /// The companion's role until the safety layer supplies its own framing.
-    public static let defaultSystemPrompt = """
-        You are MedView Companion, a calm and careful health information assistant. \
-        You give general health information and support; you do not diagnose or prescribe. \
-        Encourage the person to contact a clinician for personal medical advice, and to call \
-        emergency services for anything that could be an emergency.
-        """
+    /// The companion's role: information and support, not diagnosis; when to seek care.
+    public static let defaultSystemPrompt = SafetyFraming.systemPrompt
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MedViewProtocol
+import MedViewSafety
 import Synchronization
 
 /// A failure of a chat operation, already in wire terms. Messages never contain user text.
@@ -109,6 +110,9 @@ public final class ChatService: Sendable {
         }
         let digest = Self.digest(text)
         let key = Self.clientKey(userId, clientMessageId)
+        // Emergency detection needs only the text: do it now, so the alert is ready to go out
+        // right behind `stream.start`, before anything else.
+        let emergency = configuration.safetyEnabled ? EmergencyDetector.shared.assess(text) : nil
         let streamId = Identifier.make("s")
         let newConversation: Conversation?
         let conversation = conversationId ?? Identifier.make("c")
@@ -182,7 +186,7 @@ public final class ChatService: Sendable {
                 return SendResult(stream: stream, conversationId: existing.conversationId, duplicate: true)
             case .created:
                 logger.debug("stream.created", metadata: ["stream.id": "\(streamId)", "conversation.id": "\(conversation)", "user.id": "\(userId)"])
-                Task { await self.run(entry: entry, turn: turn, key: key, started: started, isNewConversation: newConversation != nil) }
+                Task { await self.run(entry: entry, turn: turn, key: key, started: started, isNewConversation: newConversation != nil, emergency: emergency) }
                 return SendResult(stream: entry.stream, conversationId: conversation, duplicate: false)
             }
         }
@@ -247,6 +251,14 @@ public final class ChatService: Sendable {
         }
     }
 
+    /// Loads the safety layer's data now (about 0.2 s), so the first message does not wait for it.
+    public func prepareSafety() {
+        guard configuration.safetyEnabled else { return }
+        _ = EmergencyDetector.shared
+        _ = MedicationChecker.shared
+        _ = StreamGuard()
+    }
+
     /// Whether new messages are accepted (false while draining for shutdown).
     public var isAcceptingMessages: Bool { registry.withLock { $0.acceptingNew } }
 
@@ -283,10 +295,19 @@ public final class ChatService: Sendable {
         case failed(ModelError, Usage?)
     }
 
-    private func run(entry: Entry, turn: Turn, key: String, started: ContinuousClock.Instant, isNewConversation: Bool) async {
+    private func run(entry: Entry, turn: Turn, key: String, started: ContinuousClock.Instant, isNewConversation: Bool, emergency: EmergencyAssessment?) async {
         let stream = entry.stream
         stream.publish { seq in
             .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: self.model.descriptor))
+        }
+        var safetyNotes: [String] = []
+        if let emergency {
+            // Emergency guidance goes out before the model is even called.
+            stream.publish { seq in
+                .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: emergency.category, severity: emergency.severity, guidance: emergency.guidance, actions: emergency.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
+            }
+            safetyNotes.append(emergency.modelNote)
+            logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
         let pipeline = ChunkPipeline(stream: stream, configuration: configuration.chunking, observer: observer, started: started)
         var history: [StoredMessage] = []
@@ -297,24 +318,69 @@ public final class ChatService: Sendable {
                 logger.warning("store.history.failed", metadata: ["stream.id": "\(stream.id)"])
             }
         }
-        let request = contextBuilder.request(history: history, newText: turn.userMessage.text)
+        if configuration.safetyEnabled {
+            // The medicines the patient mentioned earlier in the conversation, then this message.
+            var medications = MedicationContext()
+            let checker = MedicationChecker.shared
+            for message in history where message.role == .user {
+                _ = checker.check(message.text, context: &medications)
+            }
+            let warnings = checker.check(turn.userMessage.text, context: &medications)
+            for warning in warnings {
+                stream.publish { seq in
+                    .safetyWarning(SafetyWarning(streamId: stream.id, seq: seq, kind: warning.kind, drugs: warning.drugs, severity: warning.severity, advice: warning.advice))
+                }
+                logger.info("safety.warning", metadata: ["stream.id": "\(stream.id)", "safety.interaction": "\(warning.interactionId)", "safety.severity": "\(warning.severity)"])
+            }
+            if let note = SafetyFraming.note(for: warnings) { safetyNotes.append(note) }
+        }
+        let system = safetyNotes.isEmpty ? nil : SafetyFraming.systemPrompt(notes: safetyNotes)
+        let request = contextBuilder.request(history: history, newText: turn.userMessage.text, system: system)
         pipeline.modelCalled(after: ContinuousClock.now - started)
         let chatModel = self.model
+        let guarded = configuration.safetyEnabled
+        let logger = self.logger
         let modelTask = Task<RunOutcome, Never> {
             var usage: Usage?
             var stop: ModelStopReason?
+            var outputGuard = StreamGuard()
+            /// Sends the replacement for a violation and ends the answer as stopped for safety.
+            func stopForSafety(_ violation: OutputViolation) -> RunOutcome {
+                logger.warning("safety.output.violation", metadata: ["stream.id": "\(stream.id)", "safety.rule": "\(violation.rule)"])
+                pipeline.feed((pipeline.hasSent ? "\n\n" : "") + violation.replacement)
+                return .completed(.contentFiltered, usage)
+            }
             do {
                 for try await event in chatModel.stream(request) {
                     switch event {
-                    case .delta(let text): pipeline.feed(text)
+                    case .delta(let text):
+                        guard guarded else {
+                            pipeline.feed(text)
+                            continue
+                        }
+                        // Only text the guard has cleared is chunked and sent.
+                        let out = outputGuard.append(text)
+                        pipeline.feed(out.release)
+                        if let violation = out.violation { return stopForSafety(violation) }
                     case .usage(let u): usage = u
                     case .stop(let reason): stop = reason
                     }
                 }
                 if Task.isCancelled { return .cancelled(usage) }
+                if guarded {
+                    let out = outputGuard.finish()
+                    pipeline.feed(out.release)
+                    if let violation = out.violation { return stopForSafety(violation) }
+                }
                 return .completed(stop, usage)
             } catch let error as ModelError {
-                return Task.isCancelled ? .cancelled(usage) : .failed(error, usage)
+                if Task.isCancelled { return .cancelled(usage) }
+                // Nothing more will come: what the guard still holds is complete, release it if clean.
+                if guarded {
+                    let out = outputGuard.finish()
+                    if out.violation == nil { pipeline.feed(out.release) }
+                }
+                return .failed(error, usage)
             } catch is CancellationError {
                 return .cancelled(usage)
             } catch {

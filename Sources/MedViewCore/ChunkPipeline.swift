@@ -32,6 +32,11 @@ final class ChunkPipeline: Sendable {
         state.withLock { $0.beforeModel = duration }
     }
 
+    /// Whether any text has been published or is waiting to be.
+    var hasSent: Bool {
+        state.withLock { !$0.sent.isEmpty || $0.processor.hasPending }
+    }
+
     /// Adds a model delta.
     func feed(_ delta: String) {
         state.withLock { s in

@@ -23,7 +23,9 @@ public struct ContextBuilder: Sendable {
     }
 
     /// The request for `newText`, given the conversation's earlier messages (oldest first).
-    public func request(history: [StoredMessage], newText: String) -> ModelRequest {
+    /// `system` replaces the configured system prompt for this turn (it carries safety notes).
+    public func request(history: [StoredMessage], newText: String, system: String? = nil) -> ModelRequest {
+        let systemPrompt = system ?? self.systemPrompt
         var remaining = budgetTokens - Self.estimateTokens(systemPrompt) - Self.estimateTokens(newText)
         var kept: [ModelMessage] = []
         for message in history.reversed() {

@@ -32,6 +32,7 @@ public enum ServerRuntime {
             let issuer = try await DevTokenIssuer.load(dataDirectory: configuration.dataDirectory)
             let metrics = ServerMetrics()
             let chat = ChatService(model: model, store: store, configuration: configuration.chat, logger: logger, observer: metrics)
+            chat.prepareSafety()
             let app = buildApplication(
                 configuration: configuration,
                 dependencies: AppDependencies(chat: chat, verifier: issuer, metrics: metrics, logger: logger)

@@ -77,7 +77,8 @@ import Testing
     @Test("earlier turns go to the model, within the context budget")
     func context() async throws {
         let model = RecordingModel()
-        let chat = service(model) { $0.contextBudgetTokens = 400 }
+        // Room for the system prompt and about 300 tokens of turns.
+        let chat = service(model) { $0.contextBudgetTokens = ContextBuilder.estimateTokens(ChatConfiguration.defaultSystemPrompt) + 300 }
         let first = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "First question")
         _ = await collect(first.stream)
         _ = try await finalAssistant(first.conversationId, streamId: first.stream.id)

@@ -1,0 +1,175 @@
+import Foundation
+
+/// Detects an emergency happening now in a patient's message, before the model is called.
+///
+/// One pass of a token automaton finds the signal phrases (with misspellings corrected against
+/// the key-term index), a second the context cues; then each signal is kept only if its context
+/// says it is happening now:
+/// - not negated ("no chest pain", "I'm not having trouble breathing": a negation cue up to six
+///   words before it in the same clause, or "went away" right after);
+/// - not history ("had a heart attack in 2010", "last year I overdosed"), unless the clause
+///   also says it is recent ("just", "an hour ago") or the message says it is back ("feeling that
+///   way again");
+/// - not a question for information ("what are the signs of a stroke?") or a hypothetical
+///   ("if I ever get chest pain"), unless a specific person comes between the question and
+///   the signal ("what do I do, my dad's face is drooping");
+/// - not an idiom ("this headache is killing me", "heart attack prices", "dying laughing") and,
+///   except for suicide, not in a joking clause ("lol I can't breathe").
+/// Combinations need all their parts ("hit his head" + "keeps throwing up"; "pregnant" +
+/// "bleeding"). The person having the emergency is found from the nearest person word, so
+/// "my dad's face is drooping" gets bystander guidance ("Call 911 for him now").
+///
+/// Built once from `Data/emergency.json` and `Data/language.json`; ``assess(_:)`` is pure and
+/// runs in tens of microseconds for a typical message.
+public struct EmergencyDetector: Sendable {
+    /// The detector built from the bundled data. Loading cannot fail at run time unless the
+    /// package was built without its resources, which the tests rule out.
+    public static let shared: EmergencyDetector = {
+        do {
+            return try EmergencyDetector()
+        } catch {
+            preconditionFailure("MedViewSafety: bundled emergency data failed to load: \(error)")
+        }
+    }()
+
+    private let data: EmergencyData
+    private let normalizer: TextNormalizer
+    private let signals: PhraseMatcher
+    private let cues: PhraseMatcher
+    private let people: PersonLexicon
+    private let categoryIndex: [String: Int]
+    private let priority: [String: Int]
+    private let signalIndex: [String: Int]
+
+    /// Loads the bundled data and builds the automata.
+    public init() throws(SafetyDataError) {
+        try self.init(data: SafetyData.decode(EmergencyData.self, from: "emergency.json"), language: SafetyData.language())
+    }
+
+    init(data: EmergencyData, language: LanguageData) throws(SafetyDataError) {
+        self.data = data
+        let compiler = PhraseCompiler(language: language)
+        var categoryIndex: [String: Int] = [:]
+        for (i, c) in data.categories.enumerated() { categoryIndex[c.id] = i }
+        var signalIndex: [String: Int] = [:]
+        var patterns: [(String, Int)] = []
+        for (i, s) in data.signals.enumerated() {
+            signalIndex[s.id] = i
+            if let c = s.category, categoryIndex[c] == nil { throw .unknownReference("emergency.json", "category \(c)") }
+            for p in s.patterns { patterns.append((p, i)) }
+        }
+        for (i, p) in data.idioms.enumerated() { patterns.append((p, data.signals.count + i)) }
+        for combo in data.combinations {
+            if categoryIndex[combo.category] == nil { throw .unknownReference("emergency.json", "category \(combo.category)") }
+            for id in combo.all where signalIndex[id] == nil { throw .unknownReference("emergency.json", "signal \(id)") }
+        }
+        var cuePatterns: [(String, Int)] = []
+        for (i, kind) in EmergencyCue.allCases.enumerated() {
+            for p in data.cues[kind.rawValue] ?? [] { cuePatterns.append((p, i)) }
+        }
+        for key in data.cues.keys where EmergencyCue(rawValue: key) == nil {
+            throw .unknownReference("emergency.json", "cue kind \(key)")
+        }
+        self.signals = try compiler.matcher(patterns, skipFillers: true, fuzzy: true)
+        self.cues = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
+        self.normalizer = TextNormalizer(
+            language: language,
+            knownWords: signals.vocabulary.union(cues.vocabulary).union(language.protectedWords)
+        )
+        self.people = PersonLexicon(language.people)
+        self.categoryIndex = categoryIndex
+        self.signalIndex = signalIndex
+        var priority: [String: Int] = [:]
+        for (i, c) in data.priority.enumerated() { priority[c] = i }
+        self.priority = priority
+    }
+
+    /// The words the signal patterns use, for the vocabulary audit.
+    var signalVocabulary: Set<String> { signals.vocabulary }
+
+    /// The emergency the message describes as happening now, or `nil`.
+    public func assess(_ message: String) -> EmergencyAssessment? {
+        let tokens = normalizer.tokens(message)
+        let found = signals.matches(in: tokens)
+        let signalCount = data.signals.count
+        guard found.contains(where: { $0.payload < signalCount }) else { return nil }
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        let idioms = found.filter { $0.payload >= signalCount }
+
+        // Signals whose context says "happening now".
+        var current: [(signal: Int, match: PhraseMatcher.Match)] = []
+        for m in found where m.payload < signalCount {
+            let signal = data.signals[m.payload]
+            if idioms.contains(where: { $0.first <= m.last && m.first <= $0.last }) { continue }
+            if let minimum = signal.minNumber,
+               !tokens[m.first...m.last].contains(where: { ($0.value ?? 0) >= minimum }) { continue }
+            if context.isCurrent(m, allowJest: signal.category != "suicide") {
+                current.append((m.payload, m))
+            }
+        }
+        guard !current.isEmpty else { return nil }
+
+        struct Hit { var category: String; var severity: String; var match: PhraseMatcher.Match; var variant: String? }
+        var hits: [Hit] = []
+        for (s, m) in current {
+            let signal = data.signals[s]
+            guard let c = signal.category, let ci = categoryIndex[c] else { continue }
+            hits.append(Hit(category: c, severity: signal.severity ?? data.categories[ci].severity, match: m, variant: signal.variant))
+        }
+        let present = Set(current.map(\.signal))
+        for combo in data.combinations {
+            let ids = combo.all.compactMap { signalIndex[$0] }
+            guard ids.allSatisfy(present.contains) else { continue }
+            let first = current.filter { ids.contains($0.signal) }.map(\.match).min { $0.first < $1.first }!
+            hits.append(Hit(category: combo.category, severity: combo.severity, match: first, variant: nil))
+        }
+        guard !hits.isEmpty else { return nil }
+
+        func rank(_ h: Hit) -> (Int, Int, Int) {
+            (h.severity == "emergency" ? 0 : 1, priority[h.category] ?? Int.max, h.match.first)
+        }
+        let sorted = hits.sorted { rank($0) < rank($1) }
+        let main = sorted[0]
+        let category = data.categories[categoryIndex[main.category]!]
+        var categories: [String] = []
+        for h in sorted where !categories.contains(h.category) { categories.append(h.category) }
+        let severity = sorted.contains { $0.severity == "emergency" } ? "emergency" : "urgent"
+
+        let person = context.experiencer(of: main.match)
+        let guidance: String
+        var texts = EmergencyData.Guidance(selfText: category.selfText, bystander: category.bystander)
+        if let v = main.variant, let alt = category.variants?[v] { texts = alt }
+        if let gender = person {
+            guidance = Self.fill(texts.bystander, gender)
+        } else {
+            guidance = texts.selfText
+        }
+        var actions = category.actions
+        for h in sorted where h.severity == "emergency" {
+            for a in data.categories[categoryIndex[h.category]!].actions where !actions.contains(a) { actions.append(a) }
+        }
+        let note = Self.modelNote(category: category, severity: severity, bystander: person != nil, guidance: guidance, actions: actions)
+        return EmergencyAssessment(
+            category: main.category, categories: categories, severity: severity, guidance: guidance,
+            actions: actions, isBystander: person != nil, gender: person ?? .neutral, modelNote: note
+        )
+    }
+
+    static func fill(_ template: String, _ gender: Gender) -> String {
+        template
+            .replacingOccurrences(of: "{them}", with: gender.object)
+            .replacingOccurrences(of: "{their}", with: gender.possessive)
+            .replacingOccurrences(of: "{themself}", with: gender.reflexive)
+    }
+
+    static func modelNote(category: EmergencyData.Category, severity: String, bystander: Bool, guidance: String, actions: [EmergencyAction]) -> String {
+        let who = bystander ? "to someone the patient is with" : "to the patient"
+        let links = actions.map(\.label).joined(separator: ", ")
+        return """
+            SAFETY ALERT ALREADY SHOWN: the patient's message suggests a possible \(category.name) happening now \(who) \
+            (\(severity)). The app has shown this guidance above your reply: "\(guidance)" (buttons: \(links)). \
+            Your reply must support that guidance and never contradict or soften it: begin by urging them to follow it now, \
+            keep the reply short and calm, and do not diagnose. \(category.note)
+            """
+    }
+}

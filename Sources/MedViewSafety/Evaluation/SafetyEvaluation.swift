@@ -1,0 +1,250 @@
+import Foundation
+
+/// Runs the evaluation sets in `Data/eval/` and scores the detector and the checker.
+///
+/// - `emergency.jsonl`: one message per line with `expect` (a category, or `null` for a hard
+///   negative), optional `also` (other acceptable categories) and `trap` (what the case tests).
+///   A positive is found when the detector's main category is `expect` or in `also`.
+/// - `interactions.jsonl`: one conversation per line (`messages`) with the warned pairs
+///   expected over the whole conversation (`expect`) and its `trap`. Each warning is scored
+///   once: a repeated or unexpected warning is a false positive.
+public enum SafetyEvaluation {
+    /// Recall and precision for one row of the report.
+    public struct Score: Sendable, Equatable {
+        /// Category, interaction group or trap name.
+        public var name: String
+        /// Positive cases (or expected pairs) in this row.
+        public var expected: Int
+        /// Of those, found correctly.
+        public var found: Int
+        /// Alerts or warnings given for this row that were wrong.
+        public var falsePositives: Int
+
+        /// found / expected (1 when nothing is expected).
+        public var recall: Double { expected == 0 ? 1 : Double(found) / Double(expected) }
+        /// found / (found + falsePositives) (1 when nothing was reported).
+        public var precision: Double { found + falsePositives == 0 ? 1 : Double(found) / Double(found + falsePositives) }
+    }
+
+    /// Accuracy on one kind of trap: how many cases of that kind came out right.
+    public struct TrapScore: Sendable, Equatable {
+        /// The trap's name (`negation`, `history`, `stopped`, …).
+        public var trap: String
+        /// Cases of this kind.
+        public var cases: Int
+        /// Of those, how many came out right.
+        public var correct: Int
+    }
+
+    /// The whole evaluation.
+    public struct Report: Sendable {
+        /// Emergency detection per category.
+        public var emergency: [Score]
+        /// Emergency detection overall: any alert on a positive counts as found, any alert on a
+        /// negative is a false positive.
+        public var emergencyOverall: Score
+        /// Emergency cases by trap.
+        public var emergencyTraps: [TrapScore]
+        /// Interaction warnings per interaction group.
+        public var interactions: [Score]
+        /// Interaction warnings overall, by pair.
+        public var interactionsOverall: Score
+        /// Interaction conversations by trap.
+        public var interactionTraps: [TrapScore]
+        /// Cases that came out wrong, one line each.
+        public var failures: [String]
+        /// Mean time of one ``EmergencyDetector/assess(_:)`` call over the set, in microseconds.
+        public var meanAssessMicroseconds: Double
+        /// Mean time of one ``MedicationChecker/check(_:context:)`` call, in microseconds.
+        public var meanCheckMicroseconds: Double
+
+        /// The second set (`*_holdout.jsonl`), written after the rules (its first run guided four
+        /// fixes, see docs/SAFETY.md): emergency detection, any alert counting.
+        public var heldOutEmergency: Score?
+        /// Interaction pairs of the second set.
+        public var heldOutInteractions: Score?
+        /// Cases of the second set that came out wrong.
+        public var heldOutFailures: [String]
+
+        /// Whether the aims hold: emergency recall 100% and precision ≥ 95%; interaction recall
+        /// and precision ≥ 95%.
+        public var meetsAims: Bool {
+            emergencyOverall.recall >= 1 && emergencyOverall.precision >= 0.95
+                && interactionsOverall.recall >= 0.95 && interactionsOverall.precision >= 0.95
+        }
+
+        /// The report as a plain-text table.
+        public var text: String {
+            func pct(_ x: Double) -> String { String(format: "%6.1f%%", x * 100) }
+            func row(_ s: Score) -> String {
+                s.name.padding(toLength: 28, withPad: " ", startingAt: 0)
+                    + String(format: "%5d %5d %5d  ", s.expected, s.found, s.falsePositives) + pct(s.recall) + "  " + pct(s.precision)
+            }
+            func trapRow(_ t: TrapScore) -> String {
+                t.trap.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: "%5d %5d  ", t.cases, t.correct)
+                    + pct(t.cases == 0 ? 1 : Double(t.correct) / Double(t.cases))
+            }
+            let header = "name".padding(toLength: 28, withPad: " ", startingAt: 0) + "  exp found    fp   recall  precision"
+            var lines: [String] = []
+            lines.append("Emergency detection (\(emergencyTraps.reduce(0) { $0 + $1.cases }) messages)")
+            lines.append(header)
+            lines += emergency.map(row)
+            lines.append(row(emergencyOverall))
+            lines.append("")
+            lines.append("by trap".padding(toLength: 28, withPad: " ", startingAt: 0) + "cases  right  accuracy")
+            lines += emergencyTraps.map(trapRow)
+            lines.append("")
+            lines.append("Medication interactions (\(interactionTraps.reduce(0) { $0 + $1.cases }) conversations, scored by pair)")
+            lines.append(header)
+            lines += interactions.map(row)
+            lines.append(row(interactionsOverall))
+            lines.append("")
+            lines.append("by trap".padding(toLength: 28, withPad: " ", startingAt: 0) + "cases  right  accuracy")
+            lines += interactionTraps.map(trapRow)
+            lines.append("")
+            lines.append(String(format: "assess(): %.1f µs per message; check(): %.1f µs per message (mean, this build)", meanAssessMicroseconds, meanCheckMicroseconds))
+            lines.append("Aims (emergency recall 100%, precision ≥ 95%; interactions ≥ 95%/95%): " + (meetsAims ? "met" : "NOT met"))
+            if !failures.isEmpty {
+                lines.append("")
+                lines.append("Failures:")
+                lines += failures.map { "  " + $0 }
+            }
+            if let e = heldOutEmergency, let i = heldOutInteractions {
+                lines.append("")
+                lines.append("Second set (written after the rules; its first run, 24/28 found and 1 false alert, showed 4 gaps fixed since: docs/SAFETY.md)")
+                lines.append(header)
+                lines.append(row(Score(name: "emergency (any alert)", expected: e.expected, found: e.found, falsePositives: e.falsePositives)))
+                lines.append(row(Score(name: "interaction pairs", expected: i.expected, found: i.found, falsePositives: i.falsePositives)))
+                lines += heldOutFailures.map { "  " + $0 }
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    struct EmergencyCase: Decodable {
+        var id: String
+        var text: String
+        var expect: String?
+        var also: [String]?
+        var trap: String
+    }
+
+    struct InteractionCase: Decodable {
+        var id: String
+        var messages: [String]
+        var expect: [[String]]
+        var trap: String
+    }
+
+    /// Runs both sets with the bundled detector and checker.
+    public static func run() throws(SafetyDataError) -> Report {
+        try run(detector: EmergencyDetector(), checker: MedicationChecker())
+    }
+
+    static func run(detector: EmergencyDetector, checker: MedicationChecker) throws(SafetyDataError) -> Report {
+        var report = try run(detector: detector, checker: checker, emergencyFile: "eval/emergency.jsonl", interactionFile: "eval/interactions.jsonl")
+        let held = try run(detector: detector, checker: checker, emergencyFile: "eval/emergency_holdout.jsonl", interactionFile: "eval/interactions_holdout.jsonl")
+        report.heldOutEmergency = held.emergencyOverall
+        report.heldOutInteractions = held.interactionsOverall
+        report.heldOutFailures = held.failures
+        return report
+    }
+
+    static func run(detector: EmergencyDetector, checker: MedicationChecker, emergencyFile: String, interactionFile: String) throws(SafetyDataError) -> Report {
+        let emergencyCases = try SafetyData.decodeLines(EmergencyCase.self, from: emergencyFile)
+        let interactionCases = try SafetyData.decodeLines(InteractionCase.self, from: interactionFile)
+        var failures: [String] = []
+
+        // Emergency: per category and overall.
+        var categories: [String] = []
+        for c in emergencyCases { if let e = c.expect, !categories.contains(e) { categories.append(e) } }
+        var byCategory: [String: Score] = [:]
+        for c in categories { byCategory[c] = Score(name: c, expected: 0, found: 0, falsePositives: 0) }
+        var overall = Score(name: "all categories (any alert)", expected: 0, found: 0, falsePositives: 0)
+        var traps: [String: TrapScore] = [:]
+        let clock = ContinuousClock()
+        var assessTime = Duration.zero
+        for c in emergencyCases {
+            let start = clock.now
+            let result = detector.assess(c.text)
+            assessTime += clock.now - start
+            let acceptable = c.expect.map { [$0] + (c.also ?? []) } ?? []
+            let predicted = result?.category
+            let correct = c.expect == nil ? predicted == nil : predicted.map(acceptable.contains) ?? false
+            if let e = c.expect {
+                byCategory[e]!.expected += 1
+                overall.expected += 1
+                if correct { byCategory[e]!.found += 1 }
+                if predicted != nil { overall.found += 1 }
+            } else if predicted != nil {
+                overall.falsePositives += 1
+            }
+            if let p = predicted, !acceptable.contains(p) {
+                byCategory[p, default: Score(name: p, expected: 0, found: 0, falsePositives: 0)].falsePositives += 1
+            }
+            traps[c.trap, default: TrapScore(trap: c.trap, cases: 0, correct: 0)].cases += 1
+            if correct { traps[c.trap]!.correct += 1 } else {
+                failures.append("\(c.id) [\(c.trap)] expected \(c.expect ?? "none"), got \(predicted ?? "none"): \(c.text)")
+            }
+        }
+
+        // Interactions: by pair.
+        var groups: [String: Score] = [:]
+        var pairOverall = Score(name: "all pairs", expected: 0, found: 0, falsePositives: 0)
+        var interactionTraps: [String: TrapScore] = [:]
+        var checkTime = Duration.zero
+        var checks = 0
+        func group(_ pair: [String]) -> String {
+            pair.count == 2 ? checker.interaction(pair[0], pair[1])?.group ?? "unlisted" : "unlisted"
+        }
+        for c in interactionCases {
+            var context = MedicationContext()
+            var got: [[String]] = []
+            for m in c.messages {
+                let start = clock.now
+                got += checker.check(m, context: &context).map(\.drugs)
+                checkTime += clock.now - start
+                checks += 1
+            }
+            var expected = c.expect.map { $0.sorted() }
+            var ok = true
+            for pair in expected {
+                let g = group(pair)
+                groups[g, default: Score(name: g, expected: 0, found: 0, falsePositives: 0)].expected += 1
+                pairOverall.expected += 1
+            }
+            for pair in got {
+                let g = group(pair)
+                if let i = expected.firstIndex(of: pair) {
+                    expected.remove(at: i)
+                    groups[g]!.found += 1
+                    pairOverall.found += 1
+                } else {
+                    groups[g, default: Score(name: g, expected: 0, found: 0, falsePositives: 0)].falsePositives += 1
+                    pairOverall.falsePositives += 1
+                    ok = false
+                }
+            }
+            if !expected.isEmpty { ok = false }
+            interactionTraps[c.trap, default: TrapScore(trap: c.trap, cases: 0, correct: 0)].cases += 1
+            if ok { interactionTraps[c.trap]!.correct += 1 } else {
+                failures.append("\(c.id) [\(c.trap)] expected \(c.expect), got \(got): \(c.messages.joined(separator: " | "))")
+            }
+        }
+        func micros(_ d: Duration, _ n: Int) -> Double {
+            n == 0 ? 0 : (Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12) / Double(n)
+        }
+        return Report(
+            emergency: categories.compactMap { byCategory[$0] } + byCategory.keys.filter { !categories.contains($0) }.sorted().compactMap { byCategory[$0] },
+            emergencyOverall: overall,
+            emergencyTraps: traps.values.sorted { $0.trap < $1.trap },
+            interactions: groups.values.sorted { $0.name < $1.name },
+            interactionsOverall: pairOverall,
+            interactionTraps: interactionTraps.values.sorted { $0.trap < $1.trap },
+            failures: failures,
+            meanAssessMicroseconds: micros(assessTime, emergencyCases.count),
+            meanCheckMicroseconds: micros(checkTime, checks),
+            heldOutEmergency: nil, heldOutInteractions: nil, heldOutFailures: []
+        )
+    }
+}

@@ -1,0 +1,226 @@
+/// Recognises medicines in patient messages and warns about dangerous pairs across a
+/// conversation.
+///
+/// Medicines are found by generic name, common US brand name or class ("NSAIDs", "an SSRI")
+/// with one automaton pass; misspellings are corrected against the drug vocabulary only when the
+/// correction is unambiguous and the word is not itself a real word or another drug
+/// ("Claritin" stays loratadine and never becomes clarithromycin). Each mention is then
+/// classified from its clause:
+/// - stopped: "I stopped taking warfarin", "I'm off it now", "warfarin was stopped", "I used to
+///   take Prozac", "… in 2019"; "I stopped it" applies to the medicines of the previous message;
+/// - not taken: "I don't take any blood thinners";
+/// - someone else's: "my wife takes Zoloft", "she was prescribed tramadol" (but "my mom gave me
+///   some of her Percocet" is the patient's);
+/// - otherwise the patient takes it or asks about taking it ("can I take Advil?").
+/// A new pair is one medicine from this message with one from earlier in the conversation or
+/// from this message, listed in `interactions.json`, and not warned about before.
+public struct MedicationChecker: Sendable {
+    /// The checker built from the bundled data (see ``EmergencyDetector/shared`` on loading).
+    public static let shared: MedicationChecker = {
+        do {
+            return try MedicationChecker()
+        } catch {
+            preconditionFailure("MedViewSafety: bundled medication data failed to load: \(error)")
+        }
+    }()
+
+    /// A name the lexicon recognises: a drug or a class.
+    struct Entry: Sendable {
+        /// Reported name: generic, or class label.
+        var name: String
+        /// Interaction keys: the generic name and `class:<id>` for each class it belongs to.
+        var keys: Set<String>
+    }
+
+    private let entries: [Entry]
+    private let entryByName: [String: Int]
+    private let names: PhraseMatcher
+    private let cueMatcher: PhraseMatcher
+    private let normalizer: TextNormalizer
+    private let people: PersonLexicon
+    private let interactions: [InteractionData.Interaction]
+
+    /// Loads the bundled lexicon and interaction list.
+    public init() throws(SafetyDataError) {
+        try self.init(
+            lexicon: SafetyData.decode(DrugLexiconData.self, from: "drugs.json"),
+            interactions: SafetyData.decode(InteractionData.self, from: "interactions.json"),
+            language: SafetyData.language()
+        )
+    }
+
+    init(lexicon: DrugLexiconData, interactions: InteractionData, language: LanguageData) throws(SafetyDataError) {
+        var entries: [Entry] = []
+        var patterns: [(String, Int)] = []
+        let classIds = Set(lexicon.classes.map(\.id))
+        var generics: Set<String> = []
+        for drug in lexicon.drugs {
+            for c in drug.classes where !classIds.contains(c) { throw .unknownReference("drugs.json", "class \(c)") }
+            generics.insert(drug.generic)
+            let id = entries.count
+            entries.append(Entry(name: drug.generic, keys: Set([drug.generic] + drug.classes.map { "class:" + $0 })))
+            for n in [drug.generic] + drug.names { patterns.append((Self.literal(n), id)) }
+        }
+        for c in lexicon.classes {
+            let id = entries.count
+            entries.append(Entry(name: c.label, keys: ["class:" + c.id]))
+            for n in c.names { patterns.append((Self.literal(n), id)) }
+        }
+        for i in interactions.interactions {
+            for k in i.a + i.b {
+                if k.hasPrefix("class:") {
+                    guard classIds.contains(String(k.dropFirst(6))) else { throw .unknownReference("interactions.json", k) }
+                } else if !generics.contains(k) {
+                    throw .unknownReference("interactions.json", "drug \(k)")
+                }
+            }
+        }
+        var cuePatterns: [(String, Int)] = []
+        for (i, kind) in MedicationCue.allCases.enumerated() {
+            for p in lexicon.cues[kind.rawValue] ?? [] { cuePatterns.append((p, i)) }
+        }
+        let compiler = PhraseCompiler(language: language)
+        self.names = try compiler.matcher(patterns, skipFillers: false, fuzzy: true)
+        self.cueMatcher = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
+        self.normalizer = TextNormalizer(language: language, knownWords: names.vocabulary.union(cueMatcher.vocabulary).union(language.protectedWords))
+        self.people = PersonLexicon(language.people)
+        self.entries = entries
+        var byName: [String: Int] = [:]
+        for (i, e) in entries.enumerated() where byName[e.name] == nil { byName[e.name] = i }
+        self.entryByName = byName
+        self.interactions = interactions.interactions
+    }
+
+    /// Drug names are literal text: parentheses and `$` in them are not pattern syntax.
+    private static func literal(_ name: String) -> String {
+        name.filter { !"()|$".contains($0) }
+    }
+
+    /// The words of the drug names, for the vocabulary audit.
+    var nameVocabulary: Set<String> { names.vocabulary }
+
+    /// New interaction warnings for this message; updates `context` with the medicines the
+    /// message says the patient takes or stopped.
+    public func check(_ message: String, context: inout MedicationContext) -> [InteractionWarning] {
+        let found = mentions(in: message, lastMentioned: context.lastMentioned)
+        guard !found.isEmpty else { return [] }
+        for m in found where m.status == .stopped { context.remove(m.name) }
+        var current: [String] = []
+        for m in found where m.status == .taking && !current.contains(m.name) { current.append(m.name) }
+        var warnings: [InteractionWarning] = []
+        let earlier = context.medicines
+        for (i, name) in current.enumerated() {
+            let partners = earlier.filter { !current.contains($0) } + current[..<i]
+            for other in partners where other != name {
+                guard let interaction = interaction(name, other) else { continue }
+                guard context.markWarned(name, other) else { continue }
+                warnings.append(InteractionWarning(
+                    drugs: [name, other], severity: interaction.severity, advice: interaction.advice,
+                    source: interaction.source, interactionId: interaction.id
+                ))
+            }
+        }
+        for name in current { context.add(name) }
+        let named = found.filter { $0.status == .taking || $0.status == .stopped }.map(\.name)
+        if !named.isEmpty { context.setLastMentioned(named) }
+        return warnings
+    }
+
+    /// The most severe listed interaction between two named medicines, if any.
+    func interaction(_ a: String, _ b: String) -> InteractionData.Interaction? {
+        guard let ia = entryByName[a], let ib = entryByName[b] else { return nil }
+        let ka = entries[ia].keys
+        let kb = entries[ib].keys
+        var best: InteractionData.Interaction?
+        for i in interactions {
+            let sa = Set(i.a)
+            let sb = Set(i.b)
+            let hit = (!sa.isDisjoint(with: ka) && !sb.isDisjoint(with: kb)) || (!sa.isDisjoint(with: kb) && !sb.isDisjoint(with: ka))
+            guard hit else { continue }
+            if best == nil || (best!.severity != "high" && i.severity == "high") { best = i }
+        }
+        return best
+    }
+
+    /// The medicines a message names and what it says about each, in order.
+    public func mentions(in message: String) -> [MedicationMention] {
+        mentions(in: message, lastMentioned: [])
+    }
+
+    private func mentions(in message: String, lastMentioned: [String]) -> [MedicationMention] {
+        let tokens = normalizer.tokens(message)
+        // Leftmost-longest, non-overlapping name matches.
+        let raw = names.matches(in: tokens).sorted { ($0.first, -$0.last) < ($1.first, -$1.last) }
+        var picked: [PhraseMatcher.Match] = []
+        for m in raw {
+            if let last = picked.last, m.first <= last.last { continue }
+            picked.append(m)
+        }
+        let cueMatches = cueMatcher.matches(in: tokens)
+        var byKind = Array(repeating: [PhraseMatcher.Match](), count: MedicationCue.allCases.count)
+        for c in cueMatches { byKind[c.payload].append(c) }
+        func cues(_ kind: MedicationCue) -> [PhraseMatcher.Match] { byKind[MedicationCue.allCases.firstIndex(of: kind)!] }
+        let clauses = ClauseMap(tokens: tokens, breaks: cues(.clauseBreak), people: people)
+        let nameSpans = picked
+
+        var out: [MedicationMention] = []
+        for m in picked {
+            let name = entries[m.payload].name
+            out.append(MedicationMention(name: name, status: status(of: m, tokens: tokens, clauses: clauses, cues: cues)))
+        }
+        // "I stopped it": a stop cue followed by a pronoun in a clause that names no medicine.
+        for stop in cues(.stop) {
+            let clause = clauses.clause[stop.first]
+            guard !nameSpans.contains(where: { clauses.clause[$0.first] == clause }) else { continue }
+            let pronoun = cues(.pronounAfterStop).contains { $0.first > stop.last && $0.first - stop.last <= 2 }
+            guard pronoun else { continue }
+            let earlierHere = out.filter { $0.status == .taking }.map(\.name)
+            let targets = earlierHere.isEmpty ? lastMentioned : [earlierHere.last!]
+            for t in targets {
+                out.removeAll { $0.name == t && $0.status == .taking }
+                out.append(MedicationMention(name: t, status: .stopped))
+            }
+        }
+        return out
+    }
+
+    private func status(
+        of m: PhraseMatcher.Match, tokens: [Token], clauses: ClauseMap,
+        cues: (MedicationCue) -> [PhraseMatcher.Match]
+    ) -> MedicationMention.Status {
+        let clause = clauses.clause[m.first]
+        func before(_ c: PhraseMatcher.Match) -> Bool { c.last < m.first && clauses.clause[c.last] == clause }
+        func overlaps(_ a: PhraseMatcher.Match, _ b: PhraseMatcher.Match) -> Bool { a.first <= b.last && b.first <= a.last }
+        let pseudo = cues(.pseudoNegation)
+
+        // Whose medicine: a "gave me"-type cue makes it the patient's; else the nearest person word.
+        let selfCue = cues(.selfCue).contains(where: before)
+        if !selfCue {
+            var i = m.first - 1
+            search: while i >= 0 {
+                switch people.reference(tokens[i].text) {
+                case .firstPerson?: break search
+                case .other?: return .someoneElse
+                default: i -= 1
+                }
+            }
+        }
+        // Negated: "I don't take any blood thinners".
+        for n in cues(.negation) where before(n) && !pseudo.contains(where: { overlaps($0, n) }) {
+            let gap = tokens[(n.last + 1)..<m.first].filter(\.isWordLike).count
+            if gap <= 4 { return .notTaking }
+        }
+        // Stopped: "was stopped"/"anymore" after it in the clause; else the nearest stop, start or
+        // use cue before it decides (a stop cue wins a tie: "stopped taking", "no longer on"); a
+        // past time ("in 2019", "years ago") means stopped unless the patient says they started it.
+        func after(_ c: PhraseMatcher.Match) -> Bool { c.first > m.last && clauses.clause[c.first] == clause }
+        if cues(.stopAfter).contains(where: after) { return .stopped }
+        let lastStop = cues(.stop).filter(before).map(\.last).max() ?? -1
+        let lastStart = cues(.start).filter(before).map(\.last).max() ?? -1
+        let lastUse = cues(.use).filter(before).map(\.last).max() ?? -1
+        if lastStop >= 0 && lastStop >= max(lastStart, lastUse) { return .stopped }
+        let past = cues(.pastTime).contains { after($0) || before($0) }
+        if past && lastStart < 0 { return .stopped }
+        return .taking
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import MedViewSafety
+
+/// `medview safety …`: the safety layer's evaluation and data tools.
+struct SafetyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "safety",
+        abstract: "Evaluate the clinical safety layer and audit its data.",
+        subcommands: [Eval.self, VocabularyAudit.self]
+    )
+
+    struct Eval: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "eval",
+            abstract: "Run the emergency and interaction evaluation sets and print recall and precision per category."
+        )
+
+        @Flag(help: "Exit with status 1 when the aims are not met (emergency recall 100%, precision ≥ 95%; interactions ≥ 95%/95%).")
+        var check = false
+
+        func run() async throws {
+            let report = try SafetyEvaluation.run()
+            print(report.text)
+            if check && !report.meetsAims { throw ExitCode(1) }
+        }
+    }
+
+    struct VocabularyAudit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "vocab-audit",
+            abstract: "List real words the misspelling index would correct into a key term (candidates for protectedWords).",
+            discussion: "For example: apt-get install wamerican-large; medview safety vocab-audit --dictionary /usr/share/dict/american-english-large"
+        )
+
+        @Option(help: "A word list, one word per line.")
+        var dictionary: String
+
+        func run() async throws {
+            let words = try String(contentsOfFile: dictionary, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init)
+            let collisions = try SafetyVocabularyAudit.collisions(dictionary: words)
+            for c in collisions { print("\(c.word)\t\(c.term)\t\(c.vocabulary)") }
+            FileHandle.standardError.write(Data("\(collisions.count) collisions\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import Testing
+import MedViewSafety
+
+@Suite struct EmergencyDetectorTests {
+    let detector = EmergencyDetector.shared
+
+    func category(_ text: String) -> String? { detector.assess(text)?.category }
+
+    @Test(arguments: [
+        ("I have crushing chest pain going down my left arm", "cardiac"),
+        ("my face is drooping and my speech is slurred", "stroke"),
+        ("I can't breathe", "breathing"),
+        ("it won't stop bleeding", "bleeding"),
+        ("my throat is closing up after eating peanuts", "anaphylaxis"),
+        ("my toddler drank bleach", "poisoning"),
+        ("I want to kill myself", "suicide"),
+        ("my son is having a seizure", "seizure"),
+        ("my husband collapsed and is unresponsive", "unconscious"),
+        ("he hit his head and keeps throwing up", "head_injury"),
+        ("I'm 30 weeks pregnant and bleeding heavily", "pregnancy"),
+    ])
+    func detectsEachCategory(text: String, expected: String) {
+        #expect(category(text) == expected)
+    }
+
+    @Test(arguments: [
+        "no chest pain", "I'm not having trouble breathing", "I don't have chest pain, just a cough",
+        "no trouble breathing and no swelling", "the chest pain went away", "I'm not suicidal",
+    ])
+    func negationIsNotAnEmergency(text: String) {
+        #expect(detector.assess(text) == nil)
+    }
+
+    @Test func negationEndsAtANewClause() {
+        #expect(category("I don't have a fever, I have crushing chest pain") == "cardiac")
+        #expect(category("no fever but my face is drooping") == "stroke")
+    }
+
+    @Test(arguments: [
+        "I had a heart attack in 2010", "last year I overdosed", "I had a seizure when I was a kid",
+        "I used to cut myself as a teenager", "history of anaphylaxis to peanuts",
+    ])
+    func pastHistoryIsNotAnEmergency(text: String) {
+        #expect(detector.assess(text) == nil)
+    }
+
+    @Test func recentOrReturningEventsStillCount() {
+        #expect(category("I just had a seizure") == "seizure")
+        #expect(category("I tried to kill myself last year and I'm feeling that way again") == "suicide")
+        #expect(category("I had a heart attack in 2015 and now I have the same chest pain again") == "cardiac")
+    }
+
+    @Test(arguments: [
+        "what are the signs of a stroke?", "what are the symptoms of a heart attack in women",
+        "what should I do if someone is having a seizure?", "how do I know if I'm having a heart attack?",
+        "what does anaphylaxis mean",
+    ])
+    func informationalQuestionsAreNotEmergencies(text: String) {
+        #expect(detector.assess(text) == nil)
+    }
+
+    @Test func aQuestionWithACurrentEmergencyStillCounts() {
+        #expect(category("What are the signs of a stroke? My dad's face is drooping right now") == "stroke")
+    }
+
+    @Test(arguments: [
+        "this headache is killing me", "I was dying laughing", "I'm dying to see it", "heart attack prices at the pharmacy",
+        "the bill nearly gave me a heart attack", "lol I can't breathe that video", "that was a stroke of luck",
+    ])
+    func idiomsAreNotEmergencies(text: String) {
+        #expect(detector.assess(text) == nil)
+    }
+
+    @Test func bystanderGetsBystanderWordingWithTheRightPronoun() throws {
+        let dad = try #require(detector.assess("my dad's face is drooping"))
+        #expect(dad.category == "stroke")
+        #expect(dad.isBystander)
+        #expect(dad.guidance.contains("Call 911 for him now"))
+        let wife = try #require(detector.assess("my wife can't breathe"))
+        #expect(wife.guidance.contains("for her"))
+        let kid = try #require(detector.assess("my kid swallowed a button battery"))
+        #expect(kid.guidance.contains("them"))
+        let me = try #require(detector.assess("my face is drooping"))
+        #expect(!me.isBystander)
+        #expect(!me.guidance.contains("{"))
+    }
+
+    @Test(arguments: [
+        ("chest pian wont go away", "cardiac"), ("im haveing a strok", "stroke"),
+        ("my son is having a siezure", "seizure"), ("my friend is unconcious", "unconscious"),
+    ])
+    func misspellingsAreTolerated(text: String, expected: String) {
+        let a = detector.assess(text)
+        #expect(a != nil)
+        #expect(a?.categories.contains(expected) == true)
+    }
+
+    @Test func nearCollisionsAreNotCorrected() {
+        #expect(detector.assess("I was cooking dinner") == nil)
+        #expect(detector.assess("what are you doing") == nil)
+        #expect(detector.assess("my clothes are drying") == nil)
+    }
+
+    @Test(arguments: ["heeelp i caaant breathe", "cant breath rn", "i cnt catch my breath"])
+    func textingStyleIsUnderstood(text: String) {
+        #expect(category(text) == "breathing")
+    }
+
+    @Test(arguments: [
+        "I want to go to sleep and never wake up", "everyone would be better off without me", "kms",
+        "im going to unalive myself", "thinking about sewerslide", "there's no reason for me to live anymore",
+    ])
+    func codedSuicidalLanguageIsDetected(text: String) {
+        #expect(category(text) == "suicide")
+    }
+
+    @Test func suicideActionsAre988CallAndTextAnd911() throws {
+        let a = try #require(detector.assess("I want to end my life"))
+        #expect(a.actions.map(\.href) == ["tel:988", "sms:988", "tel:911"])
+    }
+
+    @Test func poisoningActionsIncludePoisonHelp() throws {
+        let a = try #require(detector.assess("I took too many pills"))
+        #expect(a.actions.first?.href == "tel:18002221222")
+        #expect(a.actions.contains { $0.href == "tel:911" })
+    }
+
+    @Test func mixedEmergenciesMergeTheirActions() throws {
+        let a = try #require(detector.assess("I took all my pills because I want to die"))
+        #expect(a.category == "suicide")
+        #expect(a.categories.contains("poisoning"))
+        #expect(a.actions.contains { $0.href == "tel:18002221222" })
+    }
+
+    @Test func modelNoteRepeatsTheGuidanceAndAsksForSupport() throws {
+        let a = try #require(detector.assess("I think I'm having a stroke"))
+        #expect(a.modelNote.contains(a.guidance))
+        #expect(a.modelNote.contains("never contradict"))
+    }
+
+    @Test func urgentSignalsAreMarkedUrgent() throws {
+        #expect(detector.assess("I'm short of breath")?.severity == "urgent")
+        #expect(detector.assess("I can't breathe")?.severity == "emergency")
+    }
+
+    @Test func ordinaryMessagesAreNotEmergencies() {
+        #expect(detector.assess("") == nil)
+        #expect(detector.assess("I'm on warfarin, can I take ibuprofen?") == nil)
+        #expect(detector.assess("I'm pregnant, is it safe to eat sushi?") == nil)
+    }
+
+    @Test func assessIsFastEnoughForTheRequestPath() {
+        let messages = [
+            "I have crushing chest pain going down my left arm and I'm sweating",
+            "what are the signs of a stroke?",
+            String(repeating: "I have had a mild headache for two days and a runny nose. ", count: 40),
+        ]
+        _ = detector.assess(messages[0])
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            for _ in 0..<100 { for m in messages { _ = detector.assess(m) } }
+        }
+        // 300 calls, a 2,400-character message among them: well under 10 ms each even in a
+        // debug build on a shared machine.
+        #expect(elapsed / 300 < .milliseconds(5))
+    }
+}

@@ -1,0 +1,49 @@
+import Testing
+@testable import MedViewSafety
+
+@Suite struct EvaluationTests {
+    @Test func evaluationSetMeetsTheAims() throws {
+        let report = try SafetyEvaluation.run()
+        #expect(report.emergencyOverall.expected >= 100)
+        #expect(report.emergencyTraps.reduce(0) { $0 + $1.cases } >= 120)
+        #expect(report.interactionTraps.reduce(0) { $0 + $1.cases } >= 80)
+        #expect(report.emergencyOverall.recall == 1, "\(report.failures)")
+        #expect(report.emergencyOverall.precision >= 0.95, "\(report.failures)")
+        #expect(report.interactionsOverall.recall >= 0.95, "\(report.failures)")
+        #expect(report.interactionsOverall.precision >= 0.95, "\(report.failures)")
+        #expect(report.meetsAims)
+        #expect(report.text.contains("Emergency detection"))
+        #expect(report.heldOutEmergency != nil)
+    }
+
+    @Test func everyCategoryHasPositivesInTheSet() throws {
+        let report = try SafetyEvaluation.run()
+        let categories = Set(report.emergency.filter { $0.expected > 0 }.map(\.name))
+        #expect(categories == ["cardiac", "stroke", "breathing", "bleeding", "anaphylaxis", "poisoning", "suicide", "seizure", "unconscious", "head_injury", "pregnancy"])
+    }
+
+    @Test func bundledDataLoads() throws {
+        _ = try EmergencyDetector()
+        _ = try MedicationChecker()
+        _ = try OutputPolicy()
+    }
+
+    @Test func vocabularyAuditFindsCollisionsAndTheDataProtectsThem() throws {
+        let found = try SafetyVocabularyAudit.collisions(dictionary: ["cooking", "chocking", "alive", "doing", "zzzz"])
+        // Protected words are already handled; only the deliberately correctable one remains.
+        #expect(found.map(\.word) == ["chocking"])
+        let unprotected = try SafetyVocabularyAudit.collisions(dictionary: ["seizing", "breather"])
+        #expect(unprotected.isEmpty)
+    }
+
+    @Test func framingNamesTheEmergencyNumbersAndNeverDiagnoses() {
+        #expect(SafetyFraming.systemPrompt.contains("911"))
+        #expect(SafetyFraming.systemPrompt.contains("988"))
+        #expect(SafetyFraming.systemPrompt.contains("1-800-222-1222"))
+        #expect(SafetyFraming.systemPrompt.contains("do not diagnose"))
+        #expect(SafetyFraming.disclaimer.count < 140)
+        let w = InteractionWarning(drugs: ["warfarin", "ibuprofen"], severity: "high", advice: "x", source: "y", interactionId: "z")
+        #expect(SafetyFraming.note(for: [w])?.contains("ibuprofen + warfarin") == true)
+        #expect(SafetyFraming.systemPrompt(notes: ["NOTE"]).hasSuffix("NOTE"))
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+import MedViewSafety
+
+@Suite struct MedicationCheckerTests {
+    let checker = MedicationChecker.shared
+
+    /// The pairs warned about over a conversation.
+    func pairs(_ messages: [String]) -> [[String]] {
+        var context = MedicationContext()
+        return messages.flatMap { checker.check($0, context: &context).map(\.drugs) }
+    }
+
+    @Test func warnsWhenAnEarlierMedicineMeetsANewOne() throws {
+        var context = MedicationContext()
+        #expect(checker.check("I take Coumadin every day", context: &context).isEmpty)
+        let warnings = checker.check("Can I take Advil for my back?", context: &context)
+        let w = try #require(warnings.first)
+        #expect(warnings.count == 1)
+        #expect(w.kind == "medication_interaction")
+        #expect(w.drugs == ["ibuprofen", "warfarin"])
+        #expect(w.severity == "high")
+        #expect(w.advice.contains("bleeding"))
+        #expect(w.source.contains("FDA"))
+    }
+
+    @Test func warnsForAPairInOneMessage() {
+        #expect(pairs(["I use nitroglycerin. Can I try Viagra?"]) == [["nitroglycerin", "sildenafil"]])
+        #expect(pairs(["I'm on oxycodone and my doctor gave me Xanax"]) == [["alprazolam", "oxycodone"]])
+    }
+
+    @Test(arguments: [
+        (["I take Zoloft", "and Ultram"], ["sertraline", "tramadol"]),
+        (["I take Prozac", "and phenelzine"], ["fluoxetine", "phenelzine"]),
+        (["I take simvastatin", "and clarithromycin"], ["clarithromycin", "simvastatin"]),
+        (["I take lithium", "and naproxen"], ["lithium", "naproxen"]),
+        (["I take methotrexate", "and Bactrim"], ["methotrexate", "sulfamethoxazole-trimethoprim"]),
+        (["I take Plavix", "and Prilosec"], ["clopidogrel", "omeprazole"]),
+        (["I take spironolactone", "and a salt substitute"], ["potassium", "spironolactone"]),
+        (["I take NSAIDs", "and warfarin"], ["nsaids", "warfarin"]),
+    ])
+    func knownPairsUseLowercaseGenericNamesSorted(messages: [String], expected: [String]) {
+        #expect(pairs(messages) == [expected])
+    }
+
+    @Test func misspelledNamesAreRecognised() {
+        #expect(pairs(["i take warfrin", "ibuprofin ok?"]) == [["ibuprofen", "warfarin"]])
+        #expect(pairs(["i take simvastatin", "and clarithromicin"]) == [["clarithromycin", "simvastatin"]])
+    }
+
+    @Test func nearNamesDoNotCrossMatch() {
+        #expect(pairs(["I take Claritin", "and simvastatin"]).isEmpty)
+        #expect(pairs(["I take Zyrtec", "and Zoloft"]).isEmpty)
+        #expect(pairs(["I take sertraline", "and trazodone"]).isEmpty)
+        #expect(checker.mentions(in: "I take Claritin").map(\.name) == ["loratadine"])
+    }
+
+    @Test func stoppedMedicinesAreNotPaired() {
+        #expect(pairs(["I stopped taking warfarin last year", "Can I take Advil?"]).isEmpty)
+        #expect(pairs(["I take warfarin", "my doctor took me off warfarin", "can I take Advil?"]).isEmpty)
+        #expect(pairs(["I take Zoloft", "I stopped it last month", "now can I take tramadol?"]).isEmpty)
+        #expect(pairs(["I quit oxycodone months ago", "I take Xanax"]).isEmpty)
+    }
+
+    @Test func someoneElsesMedicinesAreNotPaired() {
+        #expect(pairs(["My wife takes Zoloft", "I take tramadol for my back"]).isEmpty)
+        #expect(pairs(["My husband is on nitroglycerin", "I take Viagra"]).isEmpty)
+        #expect(checker.mentions(in: "My wife takes Zoloft").first?.status == .someoneElse)
+        #expect(pairs(["My mom gave me some of her Percocet", "I already take Ativan"]) == [["lorazepam", "oxycodone"]])
+    }
+
+    @Test func safeAlternativesAreNotWarned() {
+        #expect(pairs(["I take Plavix", "my doctor switched me to pantoprazole"]).isEmpty)
+        #expect(pairs(["I'm on clopidogrel, is famotidine ok?"]).isEmpty)
+        #expect(pairs(["I take warfarin", "can I take Tylenol?"]).isEmpty)
+    }
+
+    @Test func aPairIsWarnedOnlyOncePerConversation() {
+        #expect(pairs(["I take warfarin", "can I take Advil?", "what about Motrin?", "is Advil ok?"]) == [["ibuprofen", "warfarin"]])
+    }
+
+    @Test func negatedMedicinesAreNotTaken() {
+        #expect(checker.mentions(in: "I'm not on any opioids").first?.status == .notTaking)
+        #expect(pairs(["I'm not on any opioids", "I take Xanax at night"]).isEmpty)
+    }
+
+    @Test func contextSurvivesARoundTripThroughJSON() throws {
+        var context = MedicationContext()
+        _ = checker.check("I take warfarin and Advil", context: &context)
+        let data = try JSONEncoder().encode(context)
+        var restored = try JSONDecoder().decode(MedicationContext.self, from: data)
+        #expect(restored == context)
+        #expect(restored.medicines == ["warfarin", "ibuprofen"])
+        #expect(checker.check("Advil again?", context: &restored).isEmpty)
+        #expect(checker.check("and aspirin?", context: &restored).map(\.drugs) == [["aspirin", "warfarin"]])
+    }
+}

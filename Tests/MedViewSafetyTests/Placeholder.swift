@@ -1,4 +1,0 @@
-import Testing
-import MedViewSafety
-
-@Test func safetyModuleLoads() { #expect(MedViewSafety.version == "0") }
