@@ -259,6 +259,9 @@ public final class ChatService: Sendable {
         _ = StreamGuard()
     }
 
+    /// One calm sentence for clients to show near answers (information, not diagnosis).
+    public static var disclaimer: String { SafetyFraming.disclaimer }
+
     /// Whether new messages are accepted (false while draining for shutdown).
     public var isAcceptingMessages: Bool { registry.withLock { $0.acceptingNew } }
 
@@ -397,7 +400,8 @@ public final class ChatService: Sendable {
         let text = pipeline.finish()
         let (status, terminal) = Self.terminal(for: outcome, shuttingDown: shuttingDown, streamId: stream.id)
         if case .failed(let error, _) = outcome {
-            logger.warning("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(error.detail)"])
+            // Provider error details are diagnostic text from outside: scrub identifiers before logging.
+            logger.warning("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(PHIRedactor.redact(error.detail))"])
         }
         // Free the slot first: a client that sees the terminal event may send its next message at once.
         releaseSlot(entry)

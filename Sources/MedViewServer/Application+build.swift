@@ -70,8 +70,9 @@ public func buildApplication(
         struct ClientConfig: Encodable {
             var auth: String
             var keepAliveSeconds: Int64
+            var disclaimer: String
         }
-        return JSONHelpers.response(ClientConfig(auth: isDevelopment ? "development" : "cognito", keepAliveSeconds: limits.keepAliveInterval.components.seconds))
+        return JSONHelpers.response(ClientConfig(auth: isDevelopment ? "development" : "cognito", keepAliveSeconds: limits.keepAliveInterval.components.seconds, disclaimer: ChatService.disclaimer))
     }
     // Development mode only: a token for any user name, so the page can sign in locally.
     if isDevelopment, let devIssuer = dependencies.verifier as? DevTokenIssuer {
