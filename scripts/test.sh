@@ -7,11 +7,21 @@ cd "$(dirname "$0")/.."
 echo "== installing Python test packages"
 python3 -m pip install -q --disable-pip-version-check -r Tests/python/requirements.txt
 
+echo "== installing the browser-test tools (Chromium, chromedriver, Selenium)"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check -r Tests/python/requirements-browser.txt
+python3 -m pip install -q --disable-pip-version-check --no-deps selenium==4.52.0
+
 echo "== building (debug, with tests)"
 swift build --build-tests
 
 echo "== Swift tests"
 swift test --skip-build
 
-echo "== Python real-client tests against .build/debug/medview"
+echo "== Python real-client and browser tests against .build/debug/medview"
 MEDVIEW_BIN="$(swift build --show-bin-path)/medview" python3 -m pytest -q Tests/python
