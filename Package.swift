@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -52,7 +53,12 @@ let package = Package(
         ),
         .target(
             name: "MedViewModels",
-            dependencies: ["MedViewCore"],
+            dependencies: [
+                "MedViewCore",
+                "MedViewAWS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -105,6 +111,11 @@ let package = Package(
         .testTarget(
             name: "MedViewCoreTests",
             dependencies: ["MedViewCore", "MedViewModels", "MedViewProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewModelsTests",
+            dependencies: ["MedViewModels", "MedViewCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,25 +1,63 @@
+import Foundation
+import Logging
 import MedViewCore
 import MedViewModels
 
 /// Turns the `--model` setting into a ``ChatModel``.
+///
+/// The setting is `provider` or `provider:details`; each provider parses its own details.
 public enum ModelFactory {
+    /// What a model may need beyond its setting, read once at the edge.
+    public struct Context: Sendable {
+        /// The process environment as the CLI saw it (AWS credentials, region, endpoints, API keys).
+        public var environment: [String: String]
+        /// The server's data directory (model caches live under it).
+        public var dataDirectory: String
+        public var logger: Logger
+        /// Progress lines for the operator (for example a model download).
+        public var announce: @Sendable (String) -> Void
+
+        public init(environment: [String: String] = [:], dataDirectory: String = "./data", logger: Logger = Logger(label: "medview.model"), announce: @escaping @Sendable (String) -> Void = { _ in }) {
+            self.environment = environment
+            self.dataDirectory = dataDirectory
+            self.logger = logger
+            self.announce = announce
+        }
+    }
+
     /// Why a model setting was refused.
     public struct UnknownModel: Error, CustomStringConvertible {
         public var setting: String
+        public var reason: String?
         public var description: String {
-            "Unknown model setting '\(setting)'. Supported now: 'scripted' or 'scripted:delay=MS,delta=N'."
+            let base = "Unknown model setting '\(setting)'."
+            let supported = " Supported: 'scripted' or 'scripted:delay=MS,delta=N'."
+            return base + (reason.map { " \($0)" } ?? "") + supported
+        }
+
+        public init(setting: String, reason: String? = nil) {
+            self.setting = setting
+            self.reason = reason
         }
     }
 
     /// The model for `setting`; empty means the default (the scripted model, until the embedded local model ships).
-    public static func make(_ setting: String) throws -> any ChatModel {
+    public static func make(_ setting: String, context: Context = Context()) async throws -> any ChatModel {
         let trimmed = setting.trimmingCharacters(in: .whitespaces)
-        if trimmed.isEmpty || trimmed == "scripted" {
-            return ScriptedModel()
+        let provider = trimmed.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+        let details = trimmed.count > provider.count ? String(trimmed.dropFirst(provider.count + 1)) : nil
+        switch provider {
+        case "", "scripted":
+            return try scripted(details, setting: setting)
+        default:
+            throw UnknownModel(setting: setting)
         }
-        guard trimmed.hasPrefix("scripted:") else { throw UnknownModel(setting: setting) }
+    }
+
+    static func scripted(_ details: String?, setting: String) throws -> any ChatModel {
         var configuration = ScriptedModel.Configuration()
-        for pair in trimmed.dropFirst("scripted:".count).split(separator: ",") {
+        guard let details else { return ScriptedModel(configuration: configuration) }
+        for pair in details.split(separator: ",") {
             let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
             guard kv.count == 2, let value = Int(kv[1]), value >= 0 else { throw UnknownModel(setting: setting) }
             switch kv[0] {

@@ -16,6 +16,9 @@ public struct ServerConfiguration: Sendable {
     public var chat: ChatConfiguration
     /// Serve the web page from this folder instead of the built-in copy (for working on the page).
     public var webDirectory: String?
+    /// The process environment, captured by the CLI; model providers read credentials, regions and
+    /// endpoints from it (tests pass their own).
+    public var processEnvironment: [String: String]
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {
@@ -56,9 +59,11 @@ public struct ServerConfiguration: Sendable {
         environment: String = "development",
         limits: Limits = .init(),
         chat: ChatConfiguration = .init(),
-        webDirectory: String? = nil
+        webDirectory: String? = nil,
+        processEnvironment: [String: String] = [:]
     ) {
         self.webDirectory = webDirectory
+        self.processEnvironment = processEnvironment
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory

@@ -22,7 +22,12 @@ public enum ServerRuntime {
         guard configuration.isDevelopment else {
             throw StartupError(description: "environment 'production' needs a production token issuer (Amazon Cognito), which this build does not configure yet; refusing to start rather than accept development tokens.")
         }
-        let model = try ModelFactory.make(configuration.model)
+        let model = try await ModelFactory.make(configuration.model, context: .init(
+            environment: configuration.processEnvironment,
+            dataDirectory: configuration.dataDirectory,
+            logger: logger,
+            announce: announce
+        ))
         let store = try await SQLiteConversationStore.open(path: databasePath(dataDirectory: configuration.dataDirectory), logger: logger)
         do {
             let interrupted = try await store.failInterruptedTurns()

@@ -104,7 +104,8 @@ struct Serve: AsyncParsableCommand {
             environment: environment ?? env("MEDVIEW_ENV") ?? "development",
             limits: limits,
             chat: chat,
-            webDirectory: webDir ?? env("MEDVIEW_WEB_DIR")
+            webDirectory: webDir ?? env("MEDVIEW_WEB_DIR"),
+            processEnvironment: ProcessInfo.processInfo.environment
         )
         let levelName = logLevel ?? env("MEDVIEW_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("Unknown log level '\(levelName)'.") }
