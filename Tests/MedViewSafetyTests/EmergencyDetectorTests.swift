@@ -36,6 +36,16 @@ import MedViewSafety
         #expect(category("no fever but my face is drooping") == "stroke")
     }
 
+    @Test func chestPainWithANumbArmIsCardiacButFaceOrSpeechSignsStillMeanStroke() throws {
+        let cardiac = try #require(detector.assess("crushing chest pain and my left arm is numb"))
+        #expect(cardiac.category == "cardiac")
+        #expect(cardiac.categories.contains("stroke"), "the arm sign is still listed")
+        #expect(category("my chest hurts and my left arm feels weak") == "cardiac")
+        #expect(category("my left arm is numb and my face is drooping") == "stroke")
+        #expect(category("chest pain, my left arm went numb and my speech is slurred") == "stroke")
+        #expect(category("my left arm went numb all of a sudden") == "stroke")
+    }
+
     @Test(arguments: [
         "I had a heart attack in 2010", "last year I overdosed", "I had a seizure when I was a kid",
         "I used to cut myself as a teenager", "history of anaphylaxis to peanuts",

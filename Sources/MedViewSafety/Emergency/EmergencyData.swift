@@ -41,6 +41,9 @@ struct EmergencyData: Codable, Sendable {
         var severity: String
         /// Signal ids that must all be present (each in a current context).
         var all: [String]
+        /// Signal ids this combination explains when it matches: their own category then never
+        /// becomes the main one ("crushing chest pain, left arm numb" is cardiac, not stroke).
+        var absorbs: [String]?
     }
 
     var about: String

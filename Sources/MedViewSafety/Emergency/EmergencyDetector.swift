@@ -61,7 +61,7 @@ public struct EmergencyDetector: Sendable {
         for (i, p) in data.idioms.enumerated() { patterns.append((p, data.signals.count + i)) }
         for combo in data.combinations {
             if categoryIndex[combo.category] == nil { throw .unknownReference("emergency.json", "category \(combo.category)") }
-            for id in combo.all where signalIndex[id] == nil { throw .unknownReference("emergency.json", "signal \(id)") }
+            for id in combo.all + (combo.absorbs ?? []) where signalIndex[id] == nil { throw .unknownReference("emergency.json", "signal \(id)") }
         }
         var cuePatterns: [(String, Int)] = []
         for (i, kind) in EmergencyCue.allCases.enumerated() {
@@ -109,24 +109,28 @@ public struct EmergencyDetector: Sendable {
         }
         guard !current.isEmpty else { return nil }
 
-        struct Hit { var category: String; var severity: String; var match: PhraseMatcher.Match; var variant: String? }
+        struct Hit { var category: String; var severity: String; var match: PhraseMatcher.Match; var variant: String?; var signal: Int? }
         var hits: [Hit] = []
         for (s, m) in current {
             let signal = data.signals[s]
             guard let c = signal.category, let ci = categoryIndex[c] else { continue }
-            hits.append(Hit(category: c, severity: signal.severity ?? data.categories[ci].severity, match: m, variant: signal.variant))
+            hits.append(Hit(category: c, severity: signal.severity ?? data.categories[ci].severity, match: m, variant: signal.variant, signal: s))
         }
         let present = Set(current.map(\.signal))
+        var absorbed: Set<Int> = []
         for combo in data.combinations {
             let ids = combo.all.compactMap { signalIndex[$0] }
             guard ids.allSatisfy(present.contains) else { continue }
             let first = current.filter { ids.contains($0.signal) }.map(\.match).min { $0.first < $1.first }!
-            hits.append(Hit(category: combo.category, severity: combo.severity, match: first, variant: nil))
+            hits.append(Hit(category: combo.category, severity: combo.severity, match: first, variant: nil, signal: nil))
+            for id in combo.absorbs ?? [] { if let i = signalIndex[id] { absorbed.insert(i) } }
         }
         guard !hits.isEmpty else { return nil }
 
-        func rank(_ h: Hit) -> (Int, Int, Int) {
-            (h.severity == "emergency" ? 0 : 1, priority[h.category] ?? Int.max, h.match.first)
+        // An absorbed signal still lists its category, but after every other one.
+        func rank(_ h: Hit) -> (Int, Int, Int, Int) {
+            let isAbsorbed = h.signal.map(absorbed.contains) ?? false
+            return (isAbsorbed ? 1 : 0, h.severity == "emergency" ? 0 : 1, priority[h.category] ?? Int.max, h.match.first)
         }
         let sorted = hits.sorted { rank($0) < rank($1) }
         let main = sorted[0]
