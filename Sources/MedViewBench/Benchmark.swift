@@ -35,7 +35,12 @@ public struct Benchmark: Sendable {
         var chunkArrivals: [Duration]
         var chunks: Int
         var chars: Int
+        /// From sending `chat.send` to receiving `safety.alert`, for emergency messages.
+        var alert: Duration?
     }
+
+    /// An emergency message: its answer starts with a `safety.alert`.
+    static let emergencyText = "I have crushing chest pain going down my left arm and I'm sweating"
 
     private func latency() async throws {
         print("medview bench: live server (this binary) on loopback, scripted model at zero delay; load generator on the same 2 cores")
@@ -54,6 +59,13 @@ public struct Benchmark: Sendable {
             print("  [sequential] \(all.count) streams one at a time")
             print("    server-added time to first chunk:   p50 \(Self.ms(m["0.5"] ?? 0))  p99 \(Self.ms(m["0.99"] ?? 0))")
             print("    client-observed time to first chunk: p50 \(Self.ms(Self.pct(all.map(\.firstChunk).sorted(), 0.5)))  p99 \(Self.ms(Self.pct(all.map(\.firstChunk).sorted(), 0.99)))")
+            var alerts: [Duration] = []
+            for i in 0..<100 {
+                if let a = try await Self.oneStream(url: url, token: tokens.token(0), id: "alert-\(i)", text: Self.emergencyText)?.alert { alerts.append(a) }
+            }
+            alerts.sort()
+            let published = Self.summary(try await server.metrics(), name: "medview_safety_alert_seconds")
+            print("    emergency alert, \(alerts.count) messages: server (arrival -> published) p50 \(Self.ms(published["0.5"] ?? 0))  p99 \(Self.ms(published["0.99"] ?? 0)); client (send -> received) p50 \(Self.ms(Self.pct(alerts, 0.5)))  p99 \(Self.ms(Self.pct(alerts, 0.99)))")
         }
 
         // 2. Steady state: `concurrentStreams` answers in flight at once, arrivals spread out.
@@ -78,7 +90,9 @@ public struct Benchmark: Sendable {
                         try await Task.sleep(for: .milliseconds(Int.random(in: 0..<1000)))
                         var result: [StreamTiming] = []
                         for round in 0..<rounds {
-                            if let t = try await Self.oneStream(url: url, token: token, id: "c\(round)-u\(user)", text: text) { result.append(t) }
+                            // Every tenth patient reports an emergency: its alert latency under load.
+                            let message = user % 10 == 0 ? Self.emergencyText + " [[repeat:2]][[delay:20]][[delta:12]]" : text
+                            if let t = try await Self.oneStream(url: url, token: token, id: "c\(round)-u\(user)", text: message) { result.append(t) }
                         }
                         return result
                     }
@@ -97,6 +111,9 @@ public struct Benchmark: Sendable {
             print("    chunk delivery latency:              p50 \(Self.ms(delivery["0.5"] ?? 0))  p99 \(Self.ms(delivery["0.99"] ?? 0))   (chunk published -> written to its socket)")
             print("    client-observed time to first chunk: p50 \(Self.ms(Self.pct(all.map(\.firstChunk).sorted(), 0.5)))  p99 \(Self.ms(Self.pct(all.map(\.firstChunk).sorted(), 0.99)))   (includes the model's 20 ms per delta)")
             print("    throughput:                          \(Int(Double(chunks) / Self.seconds(elapsed))) chunks/s")
+            let alerts = all.compactMap(\.alert).sorted()
+            let published = Self.summary(metrics, name: "medview_safety_alert_seconds")
+            print("    emergency alert, \(alerts.count) messages: server (arrival -> published) p50 \(Self.ms(published["0.5"] ?? 0))  p99 \(Self.ms(published["0.99"] ?? 0)); client (send -> received) p50 \(Self.ms(Self.pct(alerts, 0.5)))  p99 \(Self.ms(Self.pct(alerts, 0.99)))")
         }
 
         // 3. Burst: every client sends at the same instant, zero-delay model; throughput bound.
@@ -155,19 +172,22 @@ public struct Benchmark: Sendable {
             let sent = clock.now
             try await outbound.write(.text(String(decoding: ClientCommand.chatSend(ChatSend(id: id, text: text)).encoded(), as: UTF8.self)))
             var first: Duration?
+            var alert: Duration?
             var arrivals: [Duration] = []
             var chars = 0
             for try await message in inbound.messages(maxSize: 1 << 20) {
                 guard case .text(let text) = message, let event = try? ServerEvent.decode(text) else { continue }
                 let now = clock.now - sent
                 switch event {
+                case .safetyAlert:
+                    if alert == nil { alert = now }
                 case .streamChunk(let chunk):
                     if first == nil { first = now }
                     arrivals.append(now)
                     chars += chunk.text.count
                 case .streamEnd, .error:
                     if let first {
-                        timing.withLock { $0 = StreamTiming(firstChunk: first, chunkArrivals: arrivals, chunks: arrivals.count, chars: chars) }
+                        timing.withLock { $0 = StreamTiming(firstChunk: first, chunkArrivals: arrivals, chunks: arrivals.count, chars: chars, alert: alert) }
                     }
                     try await outbound.close(.normalClosure, reason: nil)
                     return

@@ -23,6 +23,12 @@ public protocol ChatObserver: Sendable {
     func firstChunk(total: Duration, serverAdded: Duration)
     /// A stream ended with `status`.
     func streamEnded(status: MessageStatus)
+    /// A `safety.alert` was published `after` the message reached ``ChatService/send(userId:conversationId:clientMessageId:text:)``.
+    func alertPublished(after: Duration)
+}
+
+extension ChatObserver {
+    public func alertPublished(after: Duration) {}
 }
 
 /// The result of ``ChatService/send(userId:conversationId:clientMessageId:text:)``.
@@ -310,6 +316,7 @@ public final class ChatService: Sendable {
                 .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: emergency.category, severity: emergency.severity, guidance: emergency.guidance, actions: emergency.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
             }
             safetyNotes.append(emergency.modelNote)
+            observer?.alertPublished(after: ContinuousClock.now - started)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
         let pipeline = ChunkPipeline(stream: stream, configuration: configuration.chunking, observer: observer, started: started)

@@ -34,6 +34,7 @@ public final class ServerMetrics: ChatObserver {
         var firstChunk = Reservoir()
         var firstChunkServer = Reservoir()
         var delivery = Reservoir()
+        var alert = Reservoir()
         var streamsEnded: [String: Int] = [:]
         var errors: [String: Int] = [:]
         var connectionsOpen = 0
@@ -54,6 +55,10 @@ public final class ServerMetrics: ChatObserver {
             s.firstChunk.add(Self.seconds(total), limit: reservoirSize)
             s.firstChunkServer.add(Self.seconds(serverAdded), limit: reservoirSize)
         }
+    }
+
+    public func alertPublished(after: Duration) {
+        state.withLock { $0.alert.add(Self.seconds(after), limit: reservoirSize) }
     }
 
     /// An event reached the socket `latency` after it was published.
@@ -87,6 +92,7 @@ public final class ServerMetrics: ChatObserver {
         }
         summary("medview_stream_first_chunk_seconds", "Time from a message arriving to its first chunk being published.", s.firstChunk)
         summary("medview_stream_first_chunk_server_seconds", "Server-added part of that time: before the model is called, plus from the delta that completed the first chunk to its publication.", s.firstChunkServer)
+        summary("medview_safety_alert_seconds", "Time from an emergency message arriving to its safety.alert being published (the store write of the message comes first).", s.alert)
         summary("medview_chunk_delivery_seconds", "Time from a chunk being published to its being written to a WebSocket.", s.delivery)
         out += "# HELP medview_streams_ended_total Streams ended, by status.\n# TYPE medview_streams_ended_total counter\n"
         for (status, n) in s.streamsEnded.sorted(by: { $0.key < $1.key }) {
