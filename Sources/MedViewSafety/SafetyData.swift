@@ -3,7 +3,15 @@ import Foundation
 /// Loads the curated data files shipped in the module's resource bundle (`Data/`).
 enum SafetyData {
     /// The bytes of `Data/<name>` (a path relative to the data folder, like `eval/emergency.jsonl`).
+    /// An absolute path (starting with `/`) reads that file instead.
     static func bytes(_ name: String) throws(SafetyDataError) -> Foundation.Data {
+        if name.hasPrefix("/") {
+            do {
+                return try Foundation.Data(contentsOf: URL(fileURLWithPath: name))
+            } catch {
+                throw .missingFile(name)
+            }
+        }
         guard let root = Bundle.module.resourceURL?.appendingPathComponent("Data") else {
             throw .missingFile(name)
         }

@@ -18,9 +18,18 @@ struct SafetyCommand: AsyncParsableCommand {
 
         @Flag(help: "Exit with status 1 when the aims are not met (emergency recall 100%, precision ≥ 95%; interactions ≥ 95%/95%).")
         var check = false
+        @Option(help: "Score this emergency set (JSON Lines, the layout of Data/eval/emergency.jsonl) instead of the bundled sets; needs --interactions.")
+        var emergency: String?
+        @Option(help: "Score this interaction set (JSON Lines, the layout of Data/eval/interactions.jsonl); needs --emergency.")
+        var interactions: String?
+
+        func validate() throws {
+            guard (emergency == nil) == (interactions == nil) else { throw ValidationError("--emergency and --interactions go together.") }
+        }
 
         func run() async throws {
-            let report = try SafetyEvaluation.run()
+            let absolute = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.path }
+            let report = try emergency.map { try SafetyEvaluation.run(emergencyFile: absolute($0), interactionFile: absolute(interactions!)) } ?? SafetyEvaluation.run()
             print(report.text)
             if check && !report.meetsAims { throw ExitCode(1) }
         }

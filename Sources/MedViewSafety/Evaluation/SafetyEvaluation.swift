@@ -141,6 +141,12 @@ public enum SafetyEvaluation {
         try run(detector: EmergencyDetector(), checker: MedicationChecker())
     }
 
+    /// Scores the bundled detector and checker on other sets: absolute paths to JSON Lines files in
+    /// the layout above (for example a new set, before anyone tunes the rules to it).
+    public static func run(emergencyFile: String, interactionFile: String) throws(SafetyDataError) -> Report {
+        try run(detector: EmergencyDetector(), checker: MedicationChecker(), emergencyFile: emergencyFile, interactionFile: interactionFile)
+    }
+
     static func run(detector: EmergencyDetector, checker: MedicationChecker) throws(SafetyDataError) -> Report {
         var report = try run(detector: detector, checker: checker, emergencyFile: "eval/emergency.jsonl", interactionFile: "eval/interactions.jsonl")
         let held = try run(detector: detector, checker: checker, emergencyFile: "eval/emergency_holdout.jsonl", interactionFile: "eval/interactions_holdout.jsonl")
