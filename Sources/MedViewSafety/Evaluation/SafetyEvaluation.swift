@@ -65,6 +65,13 @@ public enum SafetyEvaluation {
         public var heldOutInteractions: Score?
         /// Cases of the second set that came out wrong.
         public var heldOutFailures: [String]
+        /// The third set (`*_blind.jsonl`), written by an engineer who had not seen the rules or the
+        /// other sets (first run: docs/safety/blind-first-run.txt): emergency detection, any alert counting.
+        public var blindEmergency: Score?
+        /// Interaction pairs of the third set.
+        public var blindInteractions: Score?
+        /// Cases of the third set that came out wrong.
+        public var blindFailures: [String] = []
 
         /// Whether the aims hold: emergency recall 100% and precision ≥ 95%; interaction recall
         /// and precision ≥ 95%.
@@ -117,6 +124,14 @@ public enum SafetyEvaluation {
                 lines.append(row(Score(name: "interaction pairs", expected: i.expected, found: i.found, falsePositives: i.falsePositives)))
                 lines += heldOutFailures.map { "  " + $0 }
             }
+            if let e = blindEmergency, let i = blindInteractions {
+                lines.append("")
+                lines.append("Third set, blind (written without sight of the rules; first run 93/114 emergencies with no false alert, 61/71 pairs with 4 false warnings — docs/safety/blind-first-run.txt; rules changed since, so it is no longer unseen)")
+                lines.append(header)
+                lines.append(row(Score(name: "emergency (any alert)", expected: e.expected, found: e.found, falsePositives: e.falsePositives)))
+                lines.append(row(Score(name: "interaction pairs", expected: i.expected, found: i.found, falsePositives: i.falsePositives)))
+                lines += blindFailures.map { "  " + $0 }
+            }
             return lines.joined(separator: "\n")
         }
     }
@@ -153,6 +168,10 @@ public enum SafetyEvaluation {
         report.heldOutEmergency = held.emergencyOverall
         report.heldOutInteractions = held.interactionsOverall
         report.heldOutFailures = held.failures
+        let blind = try run(detector: detector, checker: checker, emergencyFile: "eval/emergency_blind.jsonl", interactionFile: "eval/interactions_blind.jsonl")
+        report.blindEmergency = blind.emergencyOverall
+        report.blindInteractions = blind.interactionsOverall
+        report.blindFailures = blind.failures
         return report
     }
 
