@@ -116,22 +116,17 @@ public enum SafetyEvaluation {
                 lines.append("Failures:")
                 lines += failures.map { "  " + $0 }
             }
-            if let e = heldOutEmergency, let i = heldOutInteractions {
+            func extraSet(_ title: String, _ emergency: Score?, _ interactions: Score?, _ failures: [String]) {
+                guard let e = emergency, let i = interactions else { return }
                 lines.append("")
-                lines.append("Second set (written after the rules; its first run, 24/28 found and 1 false alert, showed 4 gaps fixed since: docs/SAFETY.md)")
+                lines.append(title)
                 lines.append(header)
                 lines.append(row(Score(name: "emergency (any alert)", expected: e.expected, found: e.found, falsePositives: e.falsePositives)))
                 lines.append(row(Score(name: "interaction pairs", expected: i.expected, found: i.found, falsePositives: i.falsePositives)))
-                lines += heldOutFailures.map { "  " + $0 }
+                lines += failures.map { "  " + $0 }
             }
-            if let e = blindEmergency, let i = blindInteractions {
-                lines.append("")
-                lines.append("Third set, blind (written without sight of the rules; first run 93/114 emergencies with no false alert, 61/71 pairs with 4 false warnings — docs/safety/blind-first-run.txt; rules changed since, so it is no longer unseen)")
-                lines.append(header)
-                lines.append(row(Score(name: "emergency (any alert)", expected: e.expected, found: e.found, falsePositives: e.falsePositives)))
-                lines.append(row(Score(name: "interaction pairs", expected: i.expected, found: i.found, falsePositives: i.falsePositives)))
-                lines += blindFailures.map { "  " + $0 }
-            }
+            extraSet("Second set (written after the rules; its first run, 24/28 found and 1 false alert, showed 4 gaps fixed since: docs/SAFETY.md)", heldOutEmergency, heldOutInteractions, heldOutFailures)
+            extraSet("Third set, blind (written without sight of the rules; first run 93/114 emergencies with no false alert, 61/71 pairs with 4 false warnings — docs/safety/blind-first-run.txt; rules changed since, so it is no longer unseen)", blindEmergency, blindInteractions, blindFailures)
             return lines.joined(separator: "\n")
         }
     }
