@@ -69,6 +69,24 @@ import MedViewSafety
         #expect(pairs(["My mom gave me some of her Percocet", "I already take Ativan"]) == [["lorazepam", "oxycodone"]])
     }
 
+    @Test func aCaregiverIsWarnedAboutThePersonTheyCareFor() {
+        #expect(pairs(["my dad is on warfarin", "can I give him ibuprofen for his gout?"]) == [["ibuprofen", "warfarin"]])
+        #expect(pairs(["my mom takes oxycontin for her back", "her new doctor added ativan for sleep, is that ok for her?"]) == [["lorazepam", "oxycodone"]])
+        // Two people's medicines never pair, even when the patient cares for one of them.
+        #expect(pairs(["my dad is on warfarin", "my mom takes Advil", "can I give her more?"]).isEmpty)
+        // The patient's own medicines never pair with the person's they care for.
+        #expect(pairs(["I take warfarin", "can I give my son ibuprofen?"]).isEmpty)
+        // Mentioned in passing, without caring for them: not warned (someone else's medicine).
+        #expect(pairs(["My mom is on warfarin", "she wants to take ibuprofen"]).isEmpty)
+    }
+
+    @Test func aContextStoredBeforePeopleWereTrackedStillDecodes() throws {
+        let old = #"{"medicines":["warfarin"],"warnedPairs":[],"lastMentioned":["warfarin"]}"#
+        let context = try JSONDecoder().decode(MedicationContext.self, from: Data(old.utf8))
+        #expect(context.medicines == ["warfarin"])
+        #expect(context.others.isEmpty && context.caredFor.isEmpty)
+    }
+
     @Test func safeAlternativesAreNotWarned() {
         #expect(pairs(["I take Plavix", "my doctor switched me to pantoprazole"]).isEmpty)
         #expect(pairs(["I'm on clopidogrel, is famotidine ok?"]).isEmpty)

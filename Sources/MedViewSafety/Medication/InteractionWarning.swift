@@ -43,10 +43,14 @@ public struct MedicationMention: Sendable, Equatable {
     public var name: String
     /// What the message says about it.
     public var status: Status
+    /// For ``Status/someoneElse``: who takes it, as the person word the conversation used
+    /// ("dad", "wife"; a pronoun is resolved to the person it refers to), when known.
+    public var person: String?
 
     /// A mention of `name` with its status.
-    public init(name: String, status: Status) {
+    public init(name: String, status: Status, person: String? = nil) {
         self.name = name
         self.status = status
+        self.person = person
     }
 }

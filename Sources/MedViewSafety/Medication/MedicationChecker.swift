@@ -102,12 +102,33 @@ public struct MedicationChecker: Sendable {
     /// New interaction warnings for this message; updates `context` with the medicines the
     /// message says the patient takes or stopped.
     public func check(_ message: String, context: inout MedicationContext) -> [InteractionWarning] {
-        let found = mentions(in: message, lastMentioned: context.lastMentioned)
-        guard !found.isEmpty else { return [] }
+        let scan = mentions(in: message, lastMentioned: context.lastMentioned, lastPerson: context.lastPerson)
+        let found = scan.mentions
+        if let person = scan.lastPerson { context.setLastPerson(person) }
+        if let person = scan.caredFor { context.addCaredFor(person) }
+        var warnings: [InteractionWarning] = []
+        // Another person's medicines pair only with that person's, and are warned about only
+        // when the patient cares for them ("can I give him Advil?"), not for someone else's
+        // medicines mentioned in passing.
+        for m in found where m.status == .someoneElse {
+            if let person = m.person { context.add(m.name, for: person) }
+        }
+        for person in context.caredFor {
+            let theirs = context.others[person] ?? []
+            for (i, a) in theirs.enumerated() {
+                for b in theirs[..<i] {
+                    guard let interaction = interaction(a, b), context.markWarned(a, b, person: person) else { continue }
+                    warnings.append(InteractionWarning(
+                        drugs: [a, b], severity: interaction.severity, advice: interaction.advice,
+                        source: interaction.source, interactionId: interaction.id
+                    ))
+                }
+            }
+        }
+        guard !found.isEmpty else { return warnings }
         for m in found where m.status == .stopped { context.remove(m.name) }
         var current: [String] = []
         for m in found where m.status == .taking && !current.contains(m.name) { current.append(m.name) }
-        var warnings: [InteractionWarning] = []
         let earlier = context.medicines
         for (i, name) in current.enumerated() {
             let partners = earlier.filter { !current.contains($0) } + current[..<i]
@@ -144,11 +165,36 @@ public struct MedicationChecker: Sendable {
 
     /// The medicines a message names and what it says about each, in order.
     public func mentions(in message: String) -> [MedicationMention] {
-        mentions(in: message, lastMentioned: [])
+        mentions(in: message, lastMentioned: [], lastPerson: nil).mentions
     }
 
-    private func mentions(in message: String, lastMentioned: [String]) -> [MedicationMention] {
+    /// Pronouns that refer back to a person named before.
+    private static let pronouns: Set<String> = [
+        "he", "him", "his", "himself", "hes", "she", "her", "hers", "herself", "shes",
+        "they", "them", "their", "themselves", "themself", "theyre",
+    ]
+
+    /// The medicines of a message, the last other person it names (for pronouns in later
+    /// messages) and the person the patient is caring for in it, if it says so.
+    private func mentions(in message: String, lastMentioned: [String], lastPerson: String?) -> (mentions: [MedicationMention], lastPerson: String?, caredFor: String?) {
         let tokens = normalizer.tokens(message)
+        // Who a person word at `i` is: a noun as itself ("dads" → "dad"), a pronoun as the
+        // nearest noun before it, in this message or the conversation.
+        func noun(_ word: String) -> String? {
+            guard case .other? = people.reference(word), !Self.pronouns.contains(word) else { return nil }
+            if word.hasSuffix("s"), case .other? = people.reference(String(word.dropLast())) { return String(word.dropLast()) }
+            return word
+        }
+        func person(at i: Int) -> String? {
+            if let n = noun(tokens[i].text) { return n }
+            var j = i - 1
+            while j >= 0 {
+                if let n = noun(tokens[j].text) { return n }
+                j -= 1
+            }
+            return lastPerson
+        }
+        let messagePerson = tokens.indices.reversed().lazy.compactMap { noun(tokens[$0].text) }.first
         // Leftmost-longest, non-overlapping name matches.
         let raw = names.matches(in: tokens).sorted { ($0.first, -$0.last) < ($1.first, -$1.last) }
         var picked: [PhraseMatcher.Match] = []
@@ -166,7 +212,8 @@ public struct MedicationChecker: Sendable {
         var out: [MedicationMention] = []
         for m in picked {
             let name = entries[m.payload].name
-            out.append(MedicationMention(name: name, status: status(of: m, tokens: tokens, clauses: clauses, cues: cues)))
+            let (status, owner) = status(of: m, tokens: tokens, clauses: clauses, cues: cues)
+            out.append(MedicationMention(name: name, status: status, person: owner.flatMap(person(at:))))
         }
         // "I stopped it": a stop cue followed by a pronoun in a clause that names no medicine.
         for stop in cues(.stop) {
@@ -181,13 +228,22 @@ public struct MedicationChecker: Sendable {
                 out.append(MedicationMention(name: t, status: .stopped))
             }
         }
-        return out
+        // "Can I give him…", "is that ok for her?": the person in the cue, else the message's.
+        let caredFor = cues(.caregiver).first.flatMap { cue in
+            (cue.first...cue.last).lazy.compactMap { i -> String? in
+                guard case .other? = people.reference(tokens[i].text) else { return nil }
+                return person(at: i)
+            }.first ?? messagePerson ?? lastPerson
+        }
+        return (out, messagePerson ?? lastPerson, caredFor)
     }
 
+    /// What the message says about the medicine at `m`, and for someone else's, the index of
+    /// the person word that made it theirs.
     private func status(
         of m: PhraseMatcher.Match, tokens: [Token], clauses: ClauseMap,
         cues: (MedicationCue) -> [PhraseMatcher.Match]
-    ) -> MedicationMention.Status {
+    ) -> (MedicationMention.Status, Int?) {
         let clause = clauses.clause[m.first]
         func before(_ c: PhraseMatcher.Match) -> Bool { c.last < m.first && clauses.clause[c.last] == clause }
         func overlaps(_ a: PhraseMatcher.Match, _ b: PhraseMatcher.Match) -> Bool { a.first <= b.last && b.first <= a.last }
@@ -200,7 +256,7 @@ public struct MedicationChecker: Sendable {
             search: while i >= 0 {
                 switch people.reference(tokens[i].text) {
                 case .firstPerson?: break search
-                case .other?: return .someoneElse
+                case .other?: return (.someoneElse, i)
                 default: i -= 1
                 }
             }
@@ -208,19 +264,19 @@ public struct MedicationChecker: Sendable {
         // Negated: "I don't take any blood thinners".
         for n in cues(.negation) where before(n) && !pseudo.contains(where: { overlaps($0, n) }) {
             let gap = tokens[(n.last + 1)..<m.first].filter(\.isWordLike).count
-            if gap <= 4 { return .notTaking }
+            if gap <= 4 { return (.notTaking, nil) }
         }
         // Stopped: "was stopped"/"anymore" after it in the clause; else the nearest stop, start or
         // use cue before it decides (a stop cue wins a tie: "stopped taking", "no longer on"); a
         // past time ("in 2019", "years ago") means stopped unless the patient says they started it.
         func after(_ c: PhraseMatcher.Match) -> Bool { c.first > m.last && clauses.clause[c.first] == clause }
-        if cues(.stopAfter).contains(where: after) { return .stopped }
+        if cues(.stopAfter).contains(where: after) { return (.stopped, nil) }
         let lastStop = cues(.stop).filter(before).map(\.last).max() ?? -1
         let lastStart = cues(.start).filter(before).map(\.last).max() ?? -1
         let lastUse = cues(.use).filter(before).map(\.last).max() ?? -1
-        if lastStop >= 0 && lastStop >= max(lastStart, lastUse) { return .stopped }
+        if lastStop >= 0 && lastStop >= max(lastStart, lastUse) { return (.stopped, nil) }
         let past = cues(.pastTime).contains { after($0) || before($0) }
-        if past && lastStart < 0 { return .stopped }
-        return .taking
+        if past && lastStart < 0 { return (.stopped, nil) }
+        return (.taking, nil)
     }
 }

@@ -11,12 +11,50 @@ public struct MedicationContext: Codable, Sendable, Equatable {
     public private(set) var warnedPairs: [String]
     /// The medicines the latest message with any named, so "I stopped it" can refer to them.
     public private(set) var lastMentioned: [String]
+    /// Medicines other people take, by person word ("dad": ["warfarin"]). They never pair with
+    /// the patient's own; a pair of one person's is warned about only when the patient cares
+    /// for that person (``caredFor``).
+    public private(set) var others: [String: [String]]
+    /// The other person most recently named, so "can I give him Advil?" finds "him".
+    public private(set) var lastPerson: String?
+    /// People the patient cares for ("can I give him…", "is that ok for her?"): only their pairs are warned about.
+    public private(set) var caredFor: [String]
 
     /// An empty context, for a new conversation.
     public init() {
         medicines = []
         warnedPairs = []
         lastMentioned = []
+        others = [:]
+        lastPerson = nil
+        caredFor = []
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case medicines, warnedPairs, lastMentioned, others, lastPerson, caredFor
+    }
+
+    /// Decodes a context; those stored before `others` existed decode with it empty.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        medicines = try c.decode([String].self, forKey: .medicines)
+        warnedPairs = try c.decode([String].self, forKey: .warnedPairs)
+        lastMentioned = try c.decode([String].self, forKey: .lastMentioned)
+        others = try c.decodeIfPresent([String: [String]].self, forKey: .others) ?? [:]
+        lastPerson = try c.decodeIfPresent(String.self, forKey: .lastPerson)
+        caredFor = try c.decodeIfPresent([String].self, forKey: .caredFor) ?? []
+    }
+
+    mutating func addCaredFor(_ person: String) {
+        if !caredFor.contains(person) { caredFor.append(person) }
+    }
+
+    mutating func add(_ name: String, for person: String) {
+        if !others[person, default: []].contains(name) { others[person, default: []].append(name) }
+    }
+
+    mutating func setLastPerson(_ person: String) {
+        lastPerson = person
     }
 
     mutating func add(_ name: String) {
@@ -28,8 +66,9 @@ public struct MedicationContext: Codable, Sendable, Equatable {
     }
 
     /// Records the pair; returns `false` if it was warned about before.
-    mutating func markWarned(_ a: String, _ b: String) -> Bool {
-        let key = [a, b].sorted().joined(separator: "+")
+    /// Another person's pairs are keyed apart ("dad:a+b").
+    mutating func markWarned(_ a: String, _ b: String, person: String? = nil) -> Bool {
+        let key = (person.map { $0 + ":" } ?? "") + [a, b].sorted().joined(separator: "+")
         guard !warnedPairs.contains(key) else { return false }
         warnedPairs.append(key)
         return true

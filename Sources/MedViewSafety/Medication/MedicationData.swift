@@ -26,7 +26,7 @@ struct DrugLexiconData: Codable, Sendable {
 
 /// Kinds of context cue in `drugs.json`.
 enum MedicationCue: String, CaseIterable, Sendable {
-    case stop, stopAfter, pastTime, start, use, negation, pseudoNegation, selfCue, pronounAfterStop, clauseBreak
+    case stop, stopAfter, pastTime, start, use, negation, pseudoNegation, selfCue, pronounAfterStop, clauseBreak, caregiver
 }
 
 struct InteractionData: Codable, Sendable {
