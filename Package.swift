@@ -106,6 +106,7 @@ let package = Package(
                 "MedViewServer",
                 "MedViewBench",
                 "MedViewAWS",
+                "MedViewModels",
                 "MedViewSafety",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -10,7 +10,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, SafetyCommand.self, Bench.self, BenchEventStream.self]
+        subcommands: [Serve.self, Token.self, SafetyCommand.self, Bench.self, BenchEventStream.self, BenchSSE.self]
     )
 }
 

@@ -192,7 +192,7 @@ import Testing
     }
 
     @Test func aSilentServerTimesOutAndItsConnectionIsClosed() async throws {
-        let timeouts = ModelTimeouts(response: .seconds(5), idle: .milliseconds(300), total: .seconds(30))
+        let timeouts = ModelTimeouts(response: .seconds(5), idle: .milliseconds(500), total: .seconds(30))
         try await StandInServer.with([StandInServer.Reply(steps: [.send(Self.start + Self.delta("Hel")), .hold])]) { server in
             let started = ContinuousClock.now
             let result = await collect(model(server, retry: .none, timeouts: timeouts).stream(sampleRequest))
@@ -208,7 +208,7 @@ import Testing
     }
 
     @Test func aServerThatNeverAnswersTimesOutAndIsRetried() async throws {
-        let timeouts = ModelTimeouts(response: .milliseconds(300), idle: .seconds(5), total: .seconds(30))
+        let timeouts = ModelTimeouts(response: .seconds(1), idle: .seconds(5), total: .seconds(30))
         let slow = StandInServer.Reply(delayBeforeHead: .seconds(20), steps: [.send(Self.answer)])
         try await StandInServer.with([slow, .events(Self.answer)]) { server in
             let result = await collect(model(server, timeouts: timeouts).stream(sampleRequest))

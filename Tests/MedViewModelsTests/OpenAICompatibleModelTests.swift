@@ -205,7 +205,7 @@ import Testing
     }
 
     @Test func aSlowLocalServerTimesOutBetweenChunksAndTheConnectionIsClosed() async throws {
-        let timeouts = ModelTimeouts(response: .seconds(5), idle: .milliseconds(300), total: .seconds(30))
+        let timeouts = ModelTimeouts(response: .seconds(5), idle: .milliseconds(500), total: .seconds(30))
         try await StandInServer.with([StandInServer.Reply(steps: [.send(Self.chunk(content: "", role: true)), .hold]), .events(Self.answer)]) { server in
             // No text had been sent yet, so the timeout is retried and the second attempt succeeds.
             let result = await collect(model(server, timeouts: timeouts).stream(sampleRequest))

@@ -11,6 +11,7 @@ import MedViewProtocol
 /// the stop reason is known is an error (the answer was cut short).
 struct AnthropicStreamDecoder: ServerSentEventDecoder {
     private(set) var isComplete = false
+    private let json = JSONDecoder()
     private var stopReason: ModelStopReason?
     private var usage = Usage(inputTokens: 0, outputTokens: 0)
 
@@ -41,7 +42,7 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
         if isComplete { return [] }
         let decoded: Event
         do {
-            decoded = try JSONDecoder().decode(Event.self, from: Data(event.data.utf8))
+            decoded = try json.decode(Event.self, from: Data(event.data.utf8))
         } catch {
             throw ModelError(kind: .failed, retryable: false, detail: "anthropic: malformed stream event '\(ModelError.sanitizedToken(event.type) ?? "?")' (\(event.data.utf8.count) bytes)")
         }

@@ -12,6 +12,7 @@ import MedViewProtocol
 /// object inside the stream (nested, or vLLM's top-level `"object": "error"`) is a typed error.
 struct OpenAIStreamDecoder: ServerSentEventDecoder {
     private(set) var isComplete = false
+    private let json = JSONDecoder()
     private var finishReason: ModelStopReason?
 
     struct Failure: Decodable {
@@ -41,14 +42,14 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
 
     mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         if isComplete { return [] }
-        let data = event.data.trimmingCharacters(in: .whitespaces)
-        if data == "[DONE]" {
+        let data = event.data
+        if data.utf8.count <= 16 && data.trimmingCharacters(in: .whitespaces) == "[DONE]" {
             isComplete = true
             return [.stop(finishReason ?? .endTurn)]
         }
         let chunk: Chunk
         do {
-            chunk = try JSONDecoder().decode(Chunk.self, from: Data(data.utf8))
+            chunk = try json.decode(Chunk.self, from: Data(data.utf8))
         } catch {
             throw ModelError(kind: .failed, retryable: false, detail: "openai: malformed stream chunk (\(data.utf8.count) bytes)")
         }
