@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .target(
@@ -58,6 +59,8 @@ let package = Package(
                 "MedViewAWS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -103,6 +106,7 @@ let package = Package(
                 "MedViewServer",
                 "MedViewBench",
                 "MedViewAWS",
+                "MedViewModels",
                 "MedViewSafety",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -115,7 +119,15 @@ let package = Package(
         ),
         .testTarget(
             name: "MedViewModelsTests",
-            dependencies: ["MedViewModels", "MedViewCore"],
+            dependencies: [
+                "MedViewModels",
+                "MedViewCore",
+                "MedViewProtocol",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -7,6 +7,8 @@ public struct ChatConfiguration: Sendable {
     /// Context budget (system prompt plus turns), in estimated tokens.
     public var contextBudgetTokens: Int
     public var maxOutputTokens: Int
+    /// Sampling temperature sent to the model; `nil` leaves the model's default.
+    public var temperature: Double?
     /// Longest patient message, in characters.
     public var maxMessageCharacters: Int
     /// Streams one user may have running at once.

@@ -97,7 +97,8 @@ public final class ChatService: Sendable {
         self.contextBuilder = ContextBuilder(
             systemPrompt: configuration.systemPrompt,
             budgetTokens: configuration.contextBudgetTokens,
-            maxOutputTokens: configuration.maxOutputTokens
+            maxOutputTokens: configuration.maxOutputTokens,
+            temperature: configuration.temperature
         )
     }
 

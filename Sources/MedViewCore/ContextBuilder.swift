@@ -10,11 +10,14 @@ public struct ContextBuilder: Sendable {
     /// Budget for system prompt plus messages, in estimated tokens.
     public var budgetTokens: Int
     public var maxOutputTokens: Int
+    /// Sampling temperature for every request; `nil` leaves the model's default.
+    public var temperature: Double?
 
-    public init(systemPrompt: String, budgetTokens: Int, maxOutputTokens: Int) {
+    public init(systemPrompt: String, budgetTokens: Int, maxOutputTokens: Int, temperature: Double? = nil) {
         self.systemPrompt = systemPrompt
         self.budgetTokens = budgetTokens
         self.maxOutputTokens = maxOutputTokens
+        self.temperature = temperature
     }
 
     /// A cheap, conservative token estimate (about four bytes of UTF-8 a token).
@@ -38,6 +41,6 @@ public struct ContextBuilder: Sendable {
         kept.reverse()
         while let first = kept.first, first.role != .user { kept.removeFirst() }
         kept.append(ModelMessage(role: .user, text: newText))
-        return ModelRequest(system: systemPrompt, messages: kept, maxOutputTokens: maxOutputTokens)
+        return ModelRequest(system: systemPrompt, messages: kept, maxOutputTokens: maxOutputTokens, temperature: temperature)
     }
 }

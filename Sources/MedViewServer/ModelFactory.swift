@@ -30,8 +30,8 @@ public enum ModelFactory {
         public var setting: String
         public var reason: String?
         public var description: String {
-            let base = "Unknown model setting '\(setting)'."
-            let supported = " Supported: 'scripted' or 'scripted:delay=MS,delta=N'."
+            let base = reason == nil ? "Unknown model setting '\(setting)'." : "Model setting '\(setting)' cannot be used."
+            let supported = " Supported: 'scripted' or 'scripted:delay=MS,delta=N', 'anthropic:MODEL_ID' (with ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL'."
             return base + (reason.map { " \($0)" } ?? "") + supported
         }
 
@@ -49,6 +49,10 @@ public enum ModelFactory {
         switch provider {
         case "", "scripted":
             return try scripted(details, setting: setting)
+        case "anthropic":
+            return try anthropic(details, setting: setting, context: context)
+        case "openai":
+            return try openAI(details, setting: setting, context: context)
         default:
             throw UnknownModel(setting: setting)
         }

@@ -10,7 +10,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, SafetyCommand.self, Bench.self, BenchEventStream.self]
+        subcommands: [Serve.self, Token.self, SafetyCommand.self, Bench.self, BenchEventStream.self, BenchSSE.self]
     )
 }
 
@@ -40,7 +40,7 @@ struct Serve: AsyncParsableCommand {
     var port: Int?
     @Option(name: .customLong("data-dir"), help: "Directory for the database and the development key. [env: MEDVIEW_DATA_DIR] (default: ./data)")
     var dataDir: String?
-    @Option(help: "Model: 'scripted' or 'scripted:delay=MS,delta=N'. [env: MEDVIEW_MODEL] (default: scripted)")
+    @Option(help: "Model: 'scripted' or 'scripted:delay=MS,delta=N', 'anthropic:MODEL_ID' (ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL' (OPENAI_API_KEY optional). [env: MEDVIEW_MODEL] (default: scripted)")
     var model: String?
     @Option(help: "'development' (dev tokens accepted) or 'production'. [env: MEDVIEW_ENV] (default: development)")
     var environment: String?
@@ -62,6 +62,10 @@ struct Serve: AsyncParsableCommand {
     var maxFrameBytes: Int?
     @Option(help: "Context budget sent to the model, in estimated tokens. [env: MEDVIEW_CONTEXT_TOKENS] (default: 6000)")
     var contextTokens: Int?
+    @Option(name: .customLong("max-output-tokens"), help: "Longest answer the model may write, in tokens. [env: MEDVIEW_MAX_OUTPUT_TOKENS] (default: 1024)")
+    var maxOutputTokens: Int?
+    @Option(help: "Sampling temperature, 0 to 2 (Anthropic accepts 0 to 1). [env: MEDVIEW_TEMPERATURE] (default: the model's own)")
+    var temperature: Double?
     @Option(name: .customLong("web-dir"), help: "Serve the web page from this folder instead of the built-in copy. [env: MEDVIEW_WEB_DIR]")
     var webDir: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MEDVIEW_LOG_LEVEL] (default: info)")
@@ -96,6 +100,13 @@ struct Serve: AsyncParsableCommand {
         chat.maxActiveStreamsPerUser = try int(maxStreamsPerUser, "MEDVIEW_MAX_STREAMS_PER_USER", chat.maxActiveStreamsPerUser)
         chat.maxMessageCharacters = try int(maxMessageChars, "MEDVIEW_MAX_MESSAGE_CHARS", chat.maxMessageCharacters)
         chat.contextBudgetTokens = try int(contextTokens, "MEDVIEW_CONTEXT_TOKENS", chat.contextBudgetTokens)
+        chat.maxOutputTokens = try int(maxOutputTokens, "MEDVIEW_MAX_OUTPUT_TOKENS", chat.maxOutputTokens)
+        if let raw = temperature.map({ String($0) }) ?? env("MEDVIEW_TEMPERATURE") {
+            guard let value = Double(raw), value.isFinite, (0...2).contains(value) else {
+                throw ValidationError("--temperature / MEDVIEW_TEMPERATURE must be a number from 0 to 2.")
+            }
+            chat.temperature = value
+        }
         let configuration = ServerConfiguration(
             host: host ?? env("MEDVIEW_HOST") ?? "127.0.0.1",
             port: try int(port, "MEDVIEW_PORT", 8080, min: 0),

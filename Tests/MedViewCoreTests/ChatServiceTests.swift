@@ -74,6 +74,25 @@ import Testing
         #expect(model.calls == 1)
     }
 
+    @Test("the configured output-token limit and temperature reach the model")
+    func inferenceParameters() async throws {
+        let model = RecordingModel()
+        let chat = service(model) {
+            $0.maxOutputTokens = 77
+            $0.temperature = 0.4
+        }
+        let sent = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "Hi")
+        _ = await collect(sent.stream)
+        let request = try #require(model.requests.last)
+        #expect(request.maxOutputTokens == 77)
+        #expect(request.temperature == 0.4)
+        let defaultModel = RecordingModel()
+        let defaults = service(defaultModel)
+        _ = await collect(try await defaults.send(userId: "alice", conversationId: nil, clientMessageId: "m2", text: "Hi").stream)
+        #expect(defaultModel.requests.last?.temperature == nil)
+        #expect(defaultModel.requests.last?.maxOutputTokens == ChatConfiguration().maxOutputTokens)
+    }
+
     @Test("earlier turns go to the model, within the context budget")
     func context() async throws {
         let model = RecordingModel()

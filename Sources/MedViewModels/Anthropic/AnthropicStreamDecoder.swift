@@ -1,0 +1,141 @@
+import Foundation
+import MedViewCore
+import MedViewProtocol
+
+/// Decodes the Anthropic Messages API stream (`message_start`, `content_block_delta`,
+/// `message_delta`, `message_stop`, `ping`, `error`) into ``ModelEvent``s.
+///
+/// Text comes from `text_delta` deltas; other content (thinking, tool input) is ignored. Usage is
+/// yielded when `message_start` and `message_delta` report it, the stop reason at `message_stop`.
+/// Unknown event types are skipped, as the API's versioning policy asks. A body that ends before
+/// the stop reason is known is an error (the answer was cut short).
+struct AnthropicStreamDecoder: ServerSentEventDecoder {
+    private(set) var isComplete = false
+    private let json = JSONDecoder()
+    private var stopReason: ModelStopReason?
+    private var usage = Usage(inputTokens: 0, outputTokens: 0)
+
+    private struct Event: Decodable {
+        struct Message: Decodable { var usage: TokenUsage? }
+        struct Delta: Decodable {
+            var type: String?
+            var text: String?
+            var stop_reason: String?
+        }
+        struct TokenUsage: Decodable {
+            var input_tokens: Int?
+            var output_tokens: Int?
+            var cache_creation_input_tokens: Int?
+            var cache_read_input_tokens: Int?
+        }
+        struct Failure: Decodable {
+            var type: String?
+        }
+        var type: String?
+        var message: Message?
+        var delta: Delta?
+        var usage: TokenUsage?
+        var error: Failure?
+    }
+
+    mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
+        if isComplete { return [] }
+        let decoded: Event
+        do {
+            decoded = try json.decode(Event.self, from: Data(event.data.utf8))
+        } catch {
+            throw ModelError(kind: .failed, retryable: false, detail: "anthropic: malformed stream event '\(ModelError.sanitizedToken(event.type) ?? "?")' (\(event.data.utf8.count) bytes)")
+        }
+        switch decoded.type ?? event.type {
+        case "message_start":
+            guard let reported = decoded.message?.usage else { return [] }
+            apply(reported)
+            return [.usage(usage)]
+        case "content_block_delta":
+            guard decoded.delta?.type == "text_delta", let text = decoded.delta?.text, !text.isEmpty else { return [] }
+            return [.delta(text)]
+        case "message_delta":
+            if let reason = decoded.delta?.stop_reason { stopReason = Self.stopReason(reason) }
+            guard let reported = decoded.usage else { return [] }
+            apply(reported)
+            return [.usage(usage)]
+        case "message_stop":
+            isComplete = true
+            return [.stop(stopReason ?? .endTurn)]
+        case "error":
+            throw AnthropicErrors.streamError(type: decoded.error?.type)
+        default:
+            // ping, content_block_start, content_block_stop, and event types added later.
+            return []
+        }
+    }
+
+    mutating func finish() throws(ModelError) -> [ModelEvent] {
+        if isComplete { return [] }
+        if let stopReason {
+            // The stop reason came in message_delta; only the closing message_stop is missing.
+            isComplete = true
+            return [.stop(stopReason)]
+        }
+        throw ModelError(kind: .failed, retryable: true, detail: "anthropic: the stream ended before the answer was complete")
+    }
+
+    private mutating func apply(_ reported: Event.TokenUsage) {
+        if let input = reported.input_tokens {
+            usage.inputTokens = input + (reported.cache_creation_input_tokens ?? 0) + (reported.cache_read_input_tokens ?? 0)
+        }
+        if let output = reported.output_tokens { usage.outputTokens = output }
+    }
+
+    /// The model's stop reason in our terms; `refusal` means the model declined for safety.
+    static func stopReason(_ raw: String) -> ModelStopReason {
+        switch raw {
+        case "max_tokens", "model_context_window_exceeded": .maxTokens
+        case "stop_sequence": .stopSequence
+        case "refusal": .contentFiltered
+        default: .endTurn // end_turn, and tool_use / pause_turn, which this service never asks for
+        }
+    }
+}
+
+/// How the Anthropic API's errors map to ``ModelError``.
+///
+/// | HTTP status / error type | kind | retryable |
+/// |---|---|---|
+/// | 429 `rate_limit_error` | throttled | yes |
+/// | 529 `overloaded_error`, 500 `api_error`, 504 `timeout_error`, other 5xx, 408 | unavailable | yes |
+/// | 400 `invalid_request_error`, 404 `not_found_error`, 413 `request_too_large`, other 4xx | invalidRequest | no |
+/// | 401 `authentication_error`, 403 `permission_error` | failed (detail says authentication) | no |
+///
+/// Details carry the status, the error type and the request id, never the provider's message
+/// (it may quote the request) and never the key.
+enum AnthropicErrors {
+    static func http(status: Int, body: [UInt8], requestId: String?) -> ModelError {
+        struct Body: Decodable {
+            struct Failure: Decodable { var type: String? }
+            var error: Failure?
+        }
+        let type = ModelError.sanitizedToken((try? JSONDecoder().decode(Body.self, from: Data(body)))?.error?.type)
+        var detail = "anthropic: HTTP \(status)"
+        if let type { detail += " \(type)" }
+        if status == 401 || status == 403 { detail += " (authentication or permission refused; check ANTHROPIC_API_KEY)" }
+        if let id = ModelError.sanitizedToken(requestId) { detail += " request \(id)" }
+        if let (kind, retryable) = ModelError.classify(status: status) {
+            return ModelError(kind: kind, retryable: retryable, detail: detail)
+        }
+        // A 2xx that is not an event stream (a proxy or a server that ignored `stream: true`).
+        return ModelError(kind: .failed, retryable: false, detail: detail + " without an event stream")
+    }
+
+    static func streamError(type raw: String?) -> ModelError {
+        let type = ModelError.sanitizedToken(raw) ?? "unknown"
+        let detail = "anthropic: stream error \(type)"
+        switch type {
+        case "rate_limit_error": return ModelError(kind: .throttled, retryable: true, detail: detail)
+        case "overloaded_error", "api_error", "timeout_error": return ModelError(kind: .unavailable, retryable: true, detail: detail)
+        case "invalid_request_error", "not_found_error", "request_too_large": return ModelError(kind: .invalidRequest, retryable: false, detail: detail)
+        case "authentication_error", "permission_error", "billing_error": return ModelError(kind: .failed, retryable: false, detail: detail)
+        default: return ModelError(kind: .failed, retryable: true, detail: detail)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import MedViewCore
+import MedViewProtocol
+
+/// Decodes an OpenAI-compatible Chat Completions stream (`data: {chunk}` … `data: [DONE]`) into
+/// ``ModelEvent``s, as OpenAI, vLLM, Ollama and llama.cpp servers send it.
+///
+/// Text comes from `choices[0].delta.content`; role-only, empty and `null` deltas are skipped. The
+/// finish reason may come in any chunk; usage comes in its own chunk (`stream_options.include_usage`)
+/// or with the last choice, or not at all. `[DONE]` ends the answer; a body that ends after a finish
+/// reason but without `[DONE]` is accepted, one that ends before is an error. An `{"error": …}`
+/// object inside the stream (nested, or vLLM's top-level `"object": "error"`) is a typed error.
+struct OpenAIStreamDecoder: ServerSentEventDecoder {
+    private(set) var isComplete = false
+    private let json = JSONDecoder()
+    private var finishReason: ModelStopReason?
+
+    struct Failure: Decodable {
+        var type: String?
+        var code: LooseString?
+    }
+
+    private struct Chunk: Decodable {
+        struct Choice: Decodable {
+            struct Delta: Decodable { var content: String? }
+            var index: Int?
+            var delta: Delta?
+            var finish_reason: String?
+        }
+        struct TokenUsage: Decodable {
+            var prompt_tokens: Int?
+            var completion_tokens: Int?
+        }
+        var object: String?
+        var choices: [Choice]?
+        var usage: TokenUsage?
+        var error: Failure?
+        // vLLM's top-level error object.
+        var type: String?
+        var code: LooseString?
+    }
+
+    mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
+        if isComplete { return [] }
+        let data = event.data
+        if data.utf8.count <= 16 && data.trimmingCharacters(in: .whitespaces) == "[DONE]" {
+            isComplete = true
+            return [.stop(finishReason ?? .endTurn)]
+        }
+        let chunk: Chunk
+        do {
+            chunk = try json.decode(Chunk.self, from: Data(data.utf8))
+        } catch {
+            throw ModelError(kind: .failed, retryable: false, detail: "openai: malformed stream chunk (\(data.utf8.count) bytes)")
+        }
+        if let failure = chunk.error {
+            throw OpenAIErrors.streamError(type: failure.type, code: failure.code?.value)
+        }
+        if chunk.object == "error" || event.type == "error" {
+            throw OpenAIErrors.streamError(type: chunk.type, code: chunk.code?.value)
+        }
+        var events: [ModelEvent] = []
+        if let choice = chunk.choices?.first(where: { ($0.index ?? 0) == 0 }) {
+            if let text = choice.delta?.content, !text.isEmpty { events.append(.delta(text)) }
+            if let reason = choice.finish_reason { finishReason = Self.stopReason(reason) }
+        }
+        if let usage = chunk.usage, usage.prompt_tokens != nil || usage.completion_tokens != nil {
+            events.append(.usage(Usage(inputTokens: usage.prompt_tokens ?? 0, outputTokens: usage.completion_tokens ?? 0)))
+        }
+        return events
+    }
+
+    mutating func finish() throws(ModelError) -> [ModelEvent] {
+        if isComplete { return [] }
+        if let finishReason {
+            isComplete = true
+            return [.stop(finishReason)]
+        }
+        throw ModelError(kind: .failed, retryable: true, detail: "openai: the stream ended before the answer was complete")
+    }
+
+    /// The finish reason in our terms.
+    static func stopReason(_ raw: String) -> ModelStopReason {
+        switch raw {
+        case "length": .maxTokens
+        case "content_filter": .contentFiltered
+        default: .endTurn // stop, eos, tool_calls, function_call
+        }
+    }
+}
+
+/// How OpenAI-compatible servers' errors map to ``ModelError``.
+///
+/// | HTTP status / error | kind | retryable |
+/// |---|---|---|
+/// | 429 (rate limit) | throttled | yes |
+/// | 429 with code `insufficient_quota` | failed | no |
+/// | 5xx, 408 | unavailable | yes |
+/// | 401, 403 | failed (detail says authentication) | no |
+/// | 400, 404, 413, 422, other 4xx | invalidRequest | no |
+/// | in the stream: type/code naming a rate limit | throttled | yes |
+/// | in the stream: invalid request / bad request / 4xx code | invalidRequest | no |
+/// | in the stream: anything else (server error, overload) | unavailable | yes |
+///
+/// Error bodies are `{"error": {"message", "type", "code"}}` (OpenAI, Ollama, llama.cpp) or vLLM's
+/// top-level `{"object": "error", "type", "code"}`. Details carry status, type and code, never the
+/// server's message (it may quote the request) and never the key.
+enum OpenAIErrors {
+    static func http(status: Int, body: [UInt8], requestId: String?) -> ModelError {
+        struct Body: Decodable {
+            var error: OpenAIStreamDecoder.Failure?
+            var type: String?
+            var code: LooseString?
+        }
+        let parsed = try? JSONDecoder().decode(Body.self, from: Data(body))
+        let type = ModelError.sanitizedToken(parsed?.error?.type ?? parsed?.type)
+        let code = ModelError.sanitizedToken(parsed?.error?.code?.value ?? parsed?.code?.value)
+        var detail = "openai: HTTP \(status)"
+        if let type { detail += " \(type)" }
+        if let code { detail += " code \(code)" }
+        if status == 401 || status == 403 { detail += " (authentication or permission refused; check OPENAI_API_KEY)" }
+        if let id = ModelError.sanitizedToken(requestId) { detail += " request \(id)" }
+        if status == 429 && code == "insufficient_quota" {
+            return ModelError(kind: .failed, retryable: false, detail: detail)
+        }
+        if let (kind, retryable) = ModelError.classify(status: status) {
+            return ModelError(kind: kind, retryable: retryable, detail: detail)
+        }
+        return ModelError(kind: .failed, retryable: false, detail: detail + " without an event stream")
+    }
+
+    static func streamError(type rawType: String?, code rawCode: String?) -> ModelError {
+        let type = ModelError.sanitizedToken(rawType)
+        let code = ModelError.sanitizedToken(rawCode)
+        var detail = "openai: stream error"
+        if let type { detail += " \(type)" }
+        if let code { detail += " code \(code)" }
+        let words = [type, code].compactMap { $0?.lowercased() }
+        if words.contains(where: { $0.contains("rate_limit") || $0.contains("ratelimit") || $0 == "429" }) {
+            return ModelError(kind: .throttled, retryable: true, detail: detail)
+        }
+        if words.contains(where: { $0.contains("invalid_request") || $0.contains("badrequest") || $0.contains("bad_request") || $0 == "400" || $0 == "404" || $0 == "422" }) {
+            return ModelError(kind: .invalidRequest, retryable: false, detail: detail)
+        }
+        return ModelError(kind: .unavailable, retryable: true, detail: detail)
+    }
+}

@@ -1,0 +1,190 @@
+/// One event of a Server-Sent Events stream, as dispatched by ``ServerSentEventParser``.
+public struct ServerSentEvent: Sendable, Equatable {
+    /// The `event:` name; `message` when the event named none.
+    public var type: String
+    /// The `data:` lines joined with `\n` (no trailing newline).
+    public var data: String
+    /// The last `id:` seen in the stream so far, if any.
+    public var lastEventId: String?
+
+    public init(type: String = "message", data: String, lastEventId: String? = nil) {
+        self.type = type
+        self.data = data
+        self.lastEventId = lastEventId
+    }
+}
+
+/// Why a Server-Sent Events stream was refused.
+public enum ServerSentEventError: Error, Sendable, Equatable {
+    /// A line (without its terminator) is longer than the parser's limit, in bytes.
+    case lineTooLong(limit: Int)
+    /// The data of one event is larger than the parser's limit, in bytes.
+    case eventTooLarge(limit: Int)
+}
+
+/// An incremental parser of `text/event-stream` bodies (the WHATWG HTML "event stream" rules).
+///
+/// Feed it the body's bytes in pieces of any size; it returns the events completed by each piece.
+/// Lines end with CRLF, LF or CR (a CR at the end of one piece and an LF at the start of the next
+/// are one terminator). A leading UTF-8 byte order mark is skipped. Lines starting with `:` are
+/// comments and are ignored; fields other than `event`, `data`, `id` and `retry` are ignored; a
+/// field without a colon has an empty value; one space after the colon is removed. An empty line
+/// dispatches the event if it has data. Invalid UTF-8 is replaced with U+FFFD. An event the body
+/// ends in the middle of (no blank line after it) is not dispatched, as the specification says;
+/// ``hasPendingEvent`` tells whether that happened.
+///
+/// Invariant: memory is bounded by `maxLineBytes + maxEventBytes`; longer input is refused with
+/// ``ServerSentEventError`` rather than buffered.
+public struct ServerSentEventParser: Sendable {
+    /// The longest line accepted, in bytes.
+    public let maxLineBytes: Int
+    /// The largest event data accepted, in bytes.
+    public let maxEventBytes: Int
+    /// The reconnection time the stream asked for with `retry:`, in milliseconds.
+    public private(set) var retryMilliseconds: Int?
+
+    private var line: [UInt8] = []
+    private var data: [UInt8] = []
+    private var hasData = false
+    private var eventType: String?
+    private var lastEventId: String?
+    private var sawFieldInEvent = false
+    /// The previous piece ended with CR: an LF starting the next piece belongs to it.
+    private var skipLeadingLineFeed = false
+    /// Bytes of the stream start still to check against the byte order mark.
+    private var bomState = 0
+    private var started = false
+
+    public init(maxLineBytes: Int = 1 << 20, maxEventBytes: Int = 4 << 20) {
+        self.maxLineBytes = max(1, maxLineBytes)
+        self.maxEventBytes = max(1, maxEventBytes)
+    }
+
+    /// Whether the bytes fed so far hold fields of an event not yet ended by a blank line (or a partial line).
+    public var hasPendingEvent: Bool { sawFieldInEvent || !line.isEmpty }
+
+    /// Parses the next piece of the body and returns the events it completes, in order.
+    /// - Throws: ``ServerSentEventError`` when a line or an event exceeds the limits; the parser is unusable afterwards.
+    public mutating func feed(_ bytes: some Collection<UInt8>) throws(ServerSentEventError) -> [ServerSentEvent] {
+        var events: [ServerSentEvent] = []
+        var failure: ServerSentEventError?
+        let handled: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            do throws(ServerSentEventError) { try feed(buffer, into: &events) } catch { failure = error }
+        }
+        if handled == nil {
+            [UInt8](bytes).withUnsafeBufferPointer { buffer in
+                do throws(ServerSentEventError) { try feed(buffer, into: &events) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        return events
+    }
+
+    private mutating func feed(_ buffer: UnsafeBufferPointer<UInt8>, into events: inout [ServerSentEvent]) throws(ServerSentEventError) {
+        var index = 0
+        let count = buffer.count
+        if !started {
+            // Skip a UTF-8 byte order mark (EF BB BF), which may itself arrive split.
+            let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+            while index < count && bomState < 3 {
+                if buffer[index] == bom[bomState] {
+                    bomState += 1
+                    index += 1
+                } else {
+                    // Not a BOM after all: the bytes matched so far are ordinary line bytes.
+                    line.append(contentsOf: bom[0..<bomState])
+                    bomState = 3
+                }
+            }
+            if bomState == 3 { started = true }
+            if index == count { return }
+        }
+        if skipLeadingLineFeed && index < count {
+            skipLeadingLineFeed = false
+            if buffer[index] == UInt8(ascii: "\n") { index += 1 }
+        }
+        while index < count {
+            // Find the end of the current line in this piece.
+            var end = index
+            while end < count {
+                let byte = buffer[end]
+                if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") { break }
+                end += 1
+            }
+            let length = end - index
+            if line.count + length > maxLineBytes { throw .lineTooLong(limit: maxLineBytes) }
+            if end == count {
+                line.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[index..<end]))
+                return
+            }
+            if line.isEmpty {
+                try processLine(UnsafeBufferPointer(rebasing: buffer[index..<end]), into: &events)
+            } else {
+                line.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[index..<end]))
+                let whole = line
+                line.removeAll(keepingCapacity: true)
+                try whole.withUnsafeBufferPointer { (pointer) throws(ServerSentEventError) in
+                    try processLine(pointer, into: &events)
+                }
+            }
+            // Consume the terminator: CR, LF, or CR LF (possibly split across pieces).
+            if buffer[end] == UInt8(ascii: "\r") {
+                if end + 1 < count {
+                    index = buffer[end + 1] == UInt8(ascii: "\n") ? end + 2 : end + 1
+                } else {
+                    skipLeadingLineFeed = true
+                    index = end + 1
+                }
+            } else {
+                index = end + 1
+            }
+        }
+    }
+
+    private mutating func processLine(_ bytes: UnsafeBufferPointer<UInt8>, into events: inout [ServerSentEvent]) throws(ServerSentEventError) {
+        if bytes.isEmpty {
+            dispatch(into: &events)
+            return
+        }
+        if bytes[0] == UInt8(ascii: ":") { return }
+        let colon = bytes.firstIndex(of: UInt8(ascii: ":"))
+        let nameEnd = colon ?? bytes.count
+        var valueStart = colon.map { $0 + 1 } ?? bytes.count
+        if valueStart < bytes.count && bytes[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
+        let name = UnsafeBufferPointer(rebasing: bytes[0..<nameEnd])
+        let value = UnsafeBufferPointer(rebasing: bytes[valueStart..<bytes.count])
+        switch name.count {
+        case 4 where name.elementsEqual("data".utf8):
+            sawFieldInEvent = true
+            if hasData { data.append(UInt8(ascii: "\n")) }
+            if data.count + value.count > maxEventBytes { throw .eventTooLarge(limit: maxEventBytes) }
+            data.append(contentsOf: value)
+            hasData = true
+        case 5 where name.elementsEqual("event".utf8):
+            sawFieldInEvent = true
+            eventType = String(decoding: value, as: UTF8.self)
+        case 2 where name.elementsEqual("id".utf8):
+            sawFieldInEvent = true
+            if !value.contains(0) { lastEventId = String(decoding: value, as: UTF8.self) }
+        case 5 where name.elementsEqual("retry".utf8):
+            sawFieldInEvent = true
+            if !value.isEmpty, value.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), value.count <= 18 {
+                retryMilliseconds = Int(String(decoding: value, as: UTF8.self))
+            }
+        default:
+            break
+        }
+    }
+
+    private mutating func dispatch(into events: inout [ServerSentEvent]) {
+        defer {
+            data.removeAll(keepingCapacity: true)
+            hasData = false
+            eventType = nil
+            sawFieldInEvent = false
+        }
+        guard hasData else { return }
+        let type = eventType.flatMap { $0.isEmpty ? nil : $0 } ?? "message"
+        events.append(ServerSentEvent(type: type, data: String(decoding: data, as: UTF8.self), lastEventId: lastEventId))
+    }
+}

@@ -1,0 +1,55 @@
+import MedViewCore
+import MedViewModels
+import MedViewProtocol
+
+/// What a model stream produced: its events, and the error it ended with (if any).
+struct Collected {
+    var events: [ModelEvent]
+    var error: (any Error)?
+
+    var text: String {
+        events.reduce(into: "") { if case .delta(let t) = $1 { $0 += t } }
+    }
+
+    var deltas: [String] {
+        events.compactMap { if case .delta(let t) = $0 { t } else { nil } }
+    }
+
+    var modelError: ModelError? { error as? ModelError }
+
+    var stop: ModelStopReason? {
+        events.lazy.compactMap { if case .stop(let r) = $0 { r } else { nil } }.last
+    }
+
+    var usage: Usage? {
+        events.lazy.compactMap { if case .usage(let u) = $0 { u } else { nil } }.last
+    }
+}
+
+func collect(_ stream: AsyncThrowingStream<ModelEvent, any Error>) async -> Collected {
+    var events: [ModelEvent] = []
+    do {
+        for try await event in stream { events.append(event) }
+        return Collected(events: events, error: nil)
+    } catch {
+        return Collected(events: events, error: error)
+    }
+}
+
+/// A patient question with a recognisable phrase, so tests can check it never reaches error details.
+let patientText = "I take warfarin and my name is Jane Example"
+
+let sampleRequest = ModelRequest(
+    system: "You are a careful health companion.",
+    messages: [
+        ModelMessage(role: .user, text: "Hello"),
+        ModelMessage(role: .assistant, text: "Hi, how can I help?"),
+        ModelMessage(role: .user, text: patientText),
+    ],
+    maxOutputTokens: 321,
+    temperature: 0.25
+)
+
+/// Short timeouts and instant retries, so failure tests take milliseconds.
+let fastTimeouts = ModelTimeouts(response: .seconds(5), idle: .seconds(5), total: .seconds(30))
+let fastRetry = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))

@@ -1,0 +1,220 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A scripted HTTP/1.1 server on 127.0.0.1 that stands in for a model API in tests.
+///
+/// Each request gets the next ``Reply`` (the last one repeats): a status, headers and body steps
+/// written as they come (text pieces, pauses, holding the connection open, cutting it). The
+/// server records every request and notices when the client closes a connection it was still
+/// serving, so tests can assert that a cancelled or timed-out request really closed its connection.
+final class StandInServer: Sendable {
+    /// One step of a response body.
+    enum Step: Sendable {
+        /// Writes these bytes (UTF-8) as one piece and flushes.
+        case send(String)
+        /// Writes these bytes as one piece (pieces may split multi-byte characters).
+        case raw([UInt8])
+        /// Waits before the next step.
+        case pause(Duration)
+        /// Keeps the connection open, sending nothing, until the client closes it (at most 30 s).
+        case hold
+        /// Closes the connection without ending the body (a truncated response).
+        case cut
+    }
+
+    /// The answer to one request.
+    struct Reply: Sendable {
+        var status: Int = 200
+        var headers: [(String, String)] = [("content-type", "text/event-stream")]
+        /// Waits this long before sending the response head.
+        var delayBeforeHead: Duration = .zero
+        var steps: [Step] = []
+
+        /// A complete SSE reply whose body is `body`, cut into pieces of `piece` bytes (0 = one piece).
+        static func events(_ body: String, piece: Int = 0) -> Reply {
+            guard piece > 0 else { return Reply(steps: [.send(body)]) }
+            let bytes = Array(body.utf8)
+            let steps = stride(from: 0, to: bytes.count, by: piece).map { Step.raw(Array(bytes[$0..<min($0 + piece, bytes.count)])) }
+            return Reply(steps: steps)
+        }
+
+        /// A JSON error reply.
+        static func error(_ status: Int, _ json: String, headers: [(String, String)] = []) -> Reply {
+            Reply(status: status, headers: [("content-type", "application/json")] + headers, steps: [.send(json)])
+        }
+    }
+
+    /// What the server received.
+    struct Request: Sendable {
+        var method: String
+        var uri: String
+        var headers: [(String, String)]
+        var body: [UInt8]
+
+        func header(_ name: String) -> String? {
+            headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        }
+
+        var json: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        }
+    }
+
+    private struct State {
+        var requests: [Request] = []
+        var clientClosures: [ContinuousClock.Instant] = []
+    }
+
+    let port: Int
+    private let replies: [Reply]
+    private let state = Mutex(State())
+    private let channel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+
+    private init(replies: [Reply], channel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>) {
+        self.replies = replies
+        self.channel = channel
+        self.port = channel.channel.localAddress?.port ?? 0
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`.
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// Requests received so far.
+    var requests: [Request] { state.withLock { $0.requests } }
+
+    /// When the client closed connections the server was still serving (mid-body or while holding).
+    var clientClosures: [ContinuousClock.Instant] { state.withLock { $0.clientClosures } }
+
+    /// Waits up to `timeout` for the client to have closed `count` connections; returns whether it did.
+    func waitForClientClosures(_ count: Int = 1, timeout: Duration = .seconds(5)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if clientClosures.count >= count { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return clientClosures.count >= count
+    }
+
+    /// Starts a server answering with `replies`, runs `body`, and always shuts the server down.
+    static func with<T: Sendable>(_ replies: [Reply], _ body: (StandInServer) async throws -> T) async throws -> T {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: "127.0.0.1", port: 0) { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.configureHTTPServerPipeline()
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: child)
+                }
+            }
+        let server = StandInServer(replies: replies, channel: channel)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await server.acceptLoop() }
+            do {
+                let result = try await body(server)
+                group.cancelAll()
+                try? await channel.channel.close()
+                return result
+            } catch {
+                group.cancelAll()
+                try? await channel.channel.close()
+                throw error
+            }
+        }
+    }
+
+    private func acceptLoop() async {
+        await withDiscardingTaskGroup { group in
+            do {
+                try await channel.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            } catch {
+                // The server channel closed: the test is over.
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        let raw = connection.channel
+        await withTaskCancellationHandler {
+            do {
+                try await connection.executeThenClose { inbound, outbound in
+                    var head: HTTPRequestHead?
+                    var body: [UInt8] = []
+                    reading: for try await part in inbound {
+                        switch part {
+                        case .head(let h): head = h
+                        case .body(let buffer): body.append(contentsOf: buffer.readableBytesView)
+                        case .end: break reading
+                        }
+                    }
+                    guard let head else { return }
+                    let reply = state.withLock { state -> Reply in
+                        state.requests.append(Request(method: "\(head.method)", uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body))
+                        return replies[min(state.requests.count - 1, replies.count - 1)]
+                    }
+                    if reply.delayBeforeHead > .zero {
+                        if await clientCloses(raw, within: reply.delayBeforeHead) { return }
+                    }
+                    var headers = HTTPHeaders(reply.headers)
+                    headers.add(name: "connection", value: "close")
+                    do {
+                        try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: reply.status), headers: headers)))
+                        for step in reply.steps {
+                            switch step {
+                            case .send(let text):
+                                try await outbound.write(.body(.byteBuffer(ByteBuffer(string: text))))
+                            case .raw(let bytes):
+                                try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes))))
+                            case .pause(let duration):
+                                if await clientCloses(raw, within: duration) { return }
+                            case .hold:
+                                _ = await clientCloses(raw, within: .seconds(30))
+                                return
+                            case .cut:
+                                return
+                            }
+                        }
+                        try await outbound.write(.end(nil))
+                    } catch {
+                        recordClosure()
+                    }
+                }
+            } catch {
+                // The connection failed; the test asserts on what the client saw.
+            }
+        } onCancel: {
+            raw.close(promise: nil)
+        }
+    }
+
+    /// Waits up to `duration` for the client to close the connection; records and returns `true` if it did.
+    private func clientCloses(_ channel: any Channel, within duration: Duration) async -> Bool {
+        let outcome: Bool = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: duration)
+                return false
+            }
+            group.addTask {
+                // Polls: a future's wait cannot be cancelled, a sleep can.
+                while channel.isActive {
+                    do { try await Task.sleep(for: .milliseconds(5)) } catch { return false }
+                }
+                return true
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if outcome { recordClosure() }
+        return outcome
+    }
+
+    private func recordClosure() {
+        state.withLock { $0.clientClosures.append(.now) }
+    }
+}
