@@ -259,7 +259,8 @@ import Testing
         for await e in result.stream.subscribe(after: 0) {
             if case .streamChunk(let c) = e {
                 #expect(c.text == "Hello ")
-                #expect(clock.now - start < .seconds(2))
+                // Without the early flush this chunk waits for the 10 s flush; 8 s leaves room for a loaded machine.
+                #expect(clock.now - start < .seconds(8))
                 break
             }
         }

@@ -202,7 +202,7 @@ import Testing
             #expect(error.kind == .unavailable)
             #expect(error.retryable)
             #expect(error.detail.contains("silent"))
-            #expect(elapsed < .seconds(3))
+            #expect(elapsed < .seconds(4))  // the 500 ms idle limit, not the 5 s response limit, ended it
             #expect(await server.waitForClientClosures(1))
         }
     }
@@ -234,9 +234,9 @@ import Testing
             await iterator.next()
             let cancelled = ContinuousClock.now
             consumer.cancel()
-            #expect(await server.waitForClientClosures(1, timeout: .seconds(2)))
+            #expect(await server.waitForClientClosures(1, timeout: .seconds(5)))
             let closed = try #require(server.clientClosures.first)
-            #expect(closed - cancelled < .seconds(1))
+            #expect(closed - cancelled < .seconds(5))  // the answer would run 10 s more if the request stayed open
             #expect(server.requests.count == 1)
         }
     }

@@ -231,9 +231,9 @@ import Testing
             await iterator.next()
             let cancelled = ContinuousClock.now
             consumer.cancel()
-            #expect(await server.waitForClientClosures(1, timeout: .seconds(2)))
+            #expect(await server.waitForClientClosures(1, timeout: .seconds(5)))
             let closed = try #require(server.clientClosures.first)
-            #expect(closed - cancelled < .seconds(1))
+            #expect(closed - cancelled < .seconds(5))  // the answer would run 10 s more if the request stayed open
         }
     }
 }
