@@ -45,8 +45,9 @@ def test_browser_pkce_challenge_settings_and_token_expiry(driver, web_server):
         const settings = pkce.cognitoSettings({domain: 'auth.example.com', clientId: 'abc', redirectUri: 'https://app.example.com/'});
         const insecure = pkce.cognitoSettings({domain: 'http://auth.example.com', clientId: 'abc', redirectUri: 'x'});
         const missing = pkce.cognitoSettings({domain: 'auth.example.com'});
+        const loopback = pkce.cognitoSettings({domain: 'http://127.0.0.1:9000', clientId: 'abc'});
         const payload = btoa(JSON.stringify({sub: 'u', exp: 1900000000})).replace(/=+$/, '');
-        return {challenges, settings, insecure, missing, exp: pkce.jwtExpiry('h.' + payload + '.s'),
+        return {challenges, settings, insecure, missing, loopback, origin: location.origin, exp: pkce.jwtExpiry('h.' + payload + '.s'),
                 bad: pkce.jwtExpiry('not a jwt'), logout: pkce.signOutUrl(settings)};
         """.replace("VERIFIERS", json.dumps(verifiers)),
     )
@@ -58,6 +59,9 @@ def test_browser_pkce_challenge_settings_and_token_expiry(driver, web_server):
         "scopes": "openid", "tokenUse": "access",
     }
     assert value["insecure"] is None and value["missing"] is None
+    # Plain http only for a Hosted UI on this machine; without a redirect URI, back to this page.
+    assert value["loopback"]["domain"] == "http://127.0.0.1:9000"
+    assert value["loopback"]["redirectUri"] == value["origin"] + "/"
     assert value["exp"] == 1900000000 and value["bad"] is None
     assert value["logout"] == "https://auth.example.com/logout?client_id=abc&logout_uri=https%3A%2F%2Fapp.example.com%2F"
 
