@@ -169,3 +169,36 @@ def test_browser_signs_out_after_inactivity_and_ends_the_hosted_ui_session(drive
     assert len(stand_in.recorded("token")) == tokens_before
     assert driver.find_element("id", "signin").is_displayed()
     assert driver.execute_script("return Boolean(window.__medview)") is False
+
+
+def _metric(base_url: str, name: str) -> float:
+    for line in httpx.get(base_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def test_browser_development_mode_idle_logoff_clears_the_screen_and_does_not_reconnect(driver, tmp_path_factory):
+    # Development sign-in, no Hosted UI: the same idle logoff, checked from the server's side too.
+    web_dir = os.environ.get("MEDVIEW_WEB_DIR", "").strip()
+    served = serve(tmp_path_factory.mktemp("medview-idle-dev"), "--port", "0", "--idle-timeout-seconds", "3",
+                   *(["--web-dir", web_dir] if web_dir else []))
+    try:
+        page = ChatPage(driver, served.http_url)
+        page.open()
+        page.sign_in("walked-away")
+        page.type_and_send("Private question [[delay:0]]")
+        page.wait_status("complete")
+        assert _metric(served.http_url, "medview_websocket_connections") == 1
+        page.wait.until(lambda d: d.find_elements("css selector", "#signin[data-signed-out=idle]:not([hidden])"), "no idle logoff")
+        assert "without activity" in driver.find_element("id", "signin-error").text
+        assert driver.find_element("id", "dev-user").get_attribute("value") == "", "the last user's name stays on screen"
+        assert "Private question" not in driver.find_element("tag name", "body").text
+        assert _session(driver) is None
+        page.wait.until(lambda d: _metric(served.http_url, "medview_websocket_connections") == 0, "the socket stayed open")
+        opened = _metric(served.http_url, "medview_websocket_connections_total")
+        deadline = time.monotonic() + 3
+        page.wait.until(lambda d: time.monotonic() > deadline, "clock")
+        assert _metric(served.http_url, "medview_websocket_connections_total") == opened, "the page reconnected on its own"
+    finally:
+        served.stop()

@@ -161,6 +161,8 @@ let signInWired = false;
 
 function showSignIn(auth, message = "", reason = "") {
   $("signin").dataset.signedOut = reason;
+  // After idle logoff the next person at this computer should not see who was here.
+  if (reason === "idle") /** @type {HTMLInputElement} */ ($("dev-user")).value = "";
   show("app", false);
   show("account", false);
   show("reconnect-now", false);
