@@ -135,3 +135,26 @@ def test_browser_token_lives_in_session_storage_only(driver, web_server):
     page.wait.until(lambda d: d.find_element("id", "dev-user").is_displayed(), "no sign-in form after signing out")
     assert driver.execute_script("return sessionStorage.getItem('medview.session')") is None
     assert page.state() == "offline"
+
+
+def test_browser_markdown_holds_back_a_bullet_that_has_no_text_yet(driver, web_server):
+    _blank_page(driver, web_server)
+    value = _run(
+        driver,
+        """
+        const {renderMarkdownInto} = await import('/static/js/markdown.js');
+        const items = (text) => {
+          const box = document.createElement('div');
+          renderMarkdownInto(box, text);
+          return [...box.querySelectorAll('li')].map((li) => li.textContent);
+        };
+        return {streaming: items('Tips:\\n\\n- Sleep well\\n- '), next: items('Tips:\\n\\n- Sleep well\\n- Walk'),
+                middle: items('1. a\\n2. \\n3. c'), only: items('- ')};
+        """,
+    )
+    # The item being written appears with its first word, not as an empty dot before it.
+    assert value["streaming"] == ["Sleep well"]
+    assert value["next"] == ["Sleep well", "Walk"]
+    # Only the last item is held back, so numbering never shifts.
+    assert value["middle"] == ["a", "", "c"]
+    assert value["only"] == []

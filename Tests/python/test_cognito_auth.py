@@ -206,7 +206,7 @@ def test_production_without_cognito_refuses_to_start(tmp_path):
     )
     assert result.returncode != 0
     assert "cognito-issuer" in result.stderr
-    # Half a configuration is refused too, and so is an http issuer.
+    # Half a configuration is refused too.
     half = subprocess.run(
         [str(medview_binary()), "serve", "--port", "0", "--data-dir", str(tmp_path), "--environment", "production",
          "--cognito-issuer", "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_x"],
@@ -214,3 +214,10 @@ def test_production_without_cognito_refuses_to_start(tmp_path):
         env={k: v for k, v in os.environ.items() if not k.startswith("MEDVIEW_")},
     )
     assert half.returncode != 0 and "cognito-client-id" in half.stderr
+    # A misspelt environment is refused rather than quietly meaning development.
+    typo = subprocess.run(
+        [str(medview_binary()), "serve", "--port", "0", "--data-dir", str(tmp_path), "--environment", "prod"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MEDVIEW_")},
+    )
+    assert typo.returncode != 0 and "'development' or 'production'" in typo.stderr
