@@ -54,7 +54,9 @@ public func buildApplication(
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
     }
     // The web chat page.
-    let web = WebAssets.load(directory: configuration.webDirectory)
+    // In production the page talks to the Cognito Hosted UI's token endpoint: the policy allows it.
+    let cognito = configuration.isDevelopment ? nil : configuration.cognito
+    let web = WebAssets.load(directory: configuration.webDirectory, connectSources: cognito?.domainOrigin.map { [$0] } ?? [])
     router.get("/") { request, _ -> Response in
         guard let response = web.response(for: "index.html", ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No page.") }
         return response
@@ -64,15 +66,31 @@ public func buildApplication(
         guard let response = web.response(for: path, ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No such file.") }
         return response
     }
-    // What the page needs to know to sign in: development tokens, or (later) the Cognito Hosted UI.
+    // What the page needs to know to sign in: development tokens, or the Cognito Hosted UI.
     let isDevelopment = configuration.isDevelopment
     router.get("v1/client-config") { _, _ -> Response in
+        struct CognitoConfig: Encodable {
+            var domain: String?
+            var clientId: String
+            var redirectUri: String?
+            var scopes: String
+            var tokenUse: String
+        }
         struct ClientConfig: Encodable {
             var auth: String
             var keepAliveSeconds: Int64
+            /// The patient is signed out after this long without activity (docs/WEB.md).
+            var idleTimeoutSeconds: Int64
             var disclaimer: String
+            var cognito: CognitoConfig?
         }
-        return JSONHelpers.response(ClientConfig(auth: isDevelopment ? "development" : "cognito", keepAliveSeconds: limits.keepAliveInterval.components.seconds, disclaimer: ChatService.disclaimer))
+        return JSONHelpers.response(ClientConfig(
+            auth: isDevelopment ? "development" : "cognito",
+            keepAliveSeconds: limits.keepAliveInterval.components.seconds,
+            idleTimeoutSeconds: max(1, limits.idleTimeout.components.seconds),
+            disclaimer: ChatService.disclaimer,
+            cognito: cognito.map { CognitoConfig(domain: $0.domain, clientId: $0.clientId, redirectUri: $0.redirectURI, scopes: $0.scopes, tokenUse: $0.pageTokenUse) }
+        ))
     }
     // Development mode only: a token for any user name, so the page can sign in locally.
     if isDevelopment, let devIssuer = dependencies.verifier as? DevTokenIssuer {

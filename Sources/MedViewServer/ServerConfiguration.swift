@@ -12,6 +12,8 @@ public struct ServerConfiguration: Sendable {
     public var model: String
     /// `development` allows dev tokens; `production` refuses to start without a real issuer.
     public var environment: String
+    /// Amazon Cognito: the token issuer in production (required there), and the page's Hosted UI.
+    public var cognito: CognitoSettings?
     public var limits: Limits
     public var chat: ChatConfiguration
     /// Serve the web page from this folder instead of the built-in copy (for working on the page).
@@ -27,7 +29,10 @@ public struct ServerConfiguration: Sendable {
         /// Hard transport limit on one WebSocket frame; above it the connection closes with 1009.
         public var hardFrameBytes: Int
         public var maxConnectionsPerUser: Int
-        /// A WebSocket connection with no command for this long is closed (code 4408).
+        /// A WebSocket connection with no user command (`chat.send`, `stream.resume`,
+        /// `stream.cancel`) and no answer streaming for this long is closed (code 4408). Keep-alive
+        /// `ping`s and `auth.refresh` do not count: a tab left open must still sign out. The page
+        /// applies the same limit to the patient's own activity (docs/WEB.md).
         public var idleTimeout: Duration
         /// SSE keep-alive comment interval; also the WebSocket ping interval.
         public var keepAliveInterval: Duration
@@ -60,8 +65,10 @@ public struct ServerConfiguration: Sendable {
         limits: Limits = .init(),
         chat: ChatConfiguration = .init(),
         webDirectory: String? = nil,
-        processEnvironment: [String: String] = [:]
+        processEnvironment: [String: String] = [:],
+        cognito: CognitoSettings? = nil
     ) {
+        self.cognito = cognito
         self.webDirectory = webDirectory
         self.processEnvironment = processEnvironment
         self.host = host

@@ -19,8 +19,8 @@ public enum ServerRuntime {
     }
 
     public static func run(configuration: ServerConfiguration, logger: Logger, announce: @escaping @Sendable (String) -> Void) async throws {
-        guard configuration.isDevelopment else {
-            throw StartupError(description: "environment 'production' needs a production token issuer (Amazon Cognito), which this build does not configure yet; refusing to start rather than accept development tokens.")
+        if !configuration.isDevelopment, configuration.cognito == nil {
+            throw StartupError(description: "environment 'production' needs Amazon Cognito: set --cognito-issuer and --cognito-client-id (or MEDVIEW_COGNITO_ISSUER and MEDVIEW_COGNITO_CLIENT_ID); refusing to start rather than accept development tokens.")
         }
         let model = try await ModelFactory.make(configuration.model, context: .init(
             environment: configuration.processEnvironment,
@@ -34,18 +34,33 @@ public enum ServerRuntime {
             if interrupted > 0 {
                 logger.warning("startup.interrupted_streams", metadata: ["streams.count": "\(interrupted)"])
             }
-            let issuer = try await DevTokenIssuer.load(dataDirectory: configuration.dataDirectory)
+            // Development tokens in development mode only; production trusts Cognito alone.
+            let devIssuer = configuration.isDevelopment ? try await DevTokenIssuer.load(dataDirectory: configuration.dataDirectory) : nil
+            let verifier: any TokenVerifier
+            if let devIssuer {
+                verifier = devIssuer
+            } else {
+                verifier = try await cognitoVerifier(configuration: configuration, logger: logger, announce: announce)
+            }
             let metrics = ServerMetrics()
             let chat = ChatService(model: model, store: store, configuration: configuration.chat, logger: logger, observer: metrics)
             chat.prepareSafety()
             let app = buildApplication(
                 configuration: configuration,
-                dependencies: AppDependencies(chat: chat, verifier: issuer, metrics: metrics, logger: logger)
+                dependencies: AppDependencies(chat: chat, verifier: verifier, metrics: metrics, logger: logger)
             ) { port in
                 announce("MedView Companion listening on http://\(configuration.host):\(port)")
                 announce("  WebSocket: ws://\(configuration.host):\(port)/v1/ws   SSE: POST http://\(configuration.host):\(port)/v1/conversations/{id}/messages")
-                announce("  DEV MODE: development tokens are accepted (key: \(issuer.keyPath)). Not for production.")
-                announce("  Get a token: medview token --user alice --data-dir \(configuration.dataDirectory)")
+                if let devIssuer {
+                    announce("  DEV MODE: development tokens are accepted (key: \(devIssuer.keyPath)). Not for production.")
+                    announce("  Get a token: medview token --user alice --data-dir \(configuration.dataDirectory)")
+                    if configuration.cognito != nil {
+                        announce("  Cognito settings are ignored in development mode (use --environment production).")
+                    }
+                } else if let cognito = configuration.cognito {
+                    announce("  PRODUCTION: Amazon Cognito tokens only (issuer \(cognito.issuer), app client \(cognito.clientId)); no development tokens.")
+                    announce("  Page sign-in: \(cognito.domain.map { "Hosted UI at \($0)" } ?? "no Hosted UI domain set (--cognito-domain); the page cannot sign in")")
+                }
                 let d = model.descriptor
                 if d.provider == "scripted" {
                     announce("  Model: scripted (a deterministic test model, not medical advice; the embedded local model will replace it as the default).")
@@ -69,5 +84,21 @@ public enum ServerRuntime {
             throw error
         }
         try await store.close()
+    }
+
+    /// The Cognito verifier for production, with its keys fetched now. A key set that cannot be
+    /// fetched at start-up is reported, not fatal: it is fetched again when the first token arrives.
+    static func cognitoVerifier(configuration: ServerConfiguration, logger: Logger, announce: @Sendable (String) -> Void) async throws -> CognitoTokenVerifier {
+        guard let settings = configuration.cognito else {
+            throw StartupError(description: "Amazon Cognito is not configured.")
+        }
+        let verifier = CognitoTokenVerifier(settings: settings, logger: logger)
+        do {
+            let count = try await verifier.prefetch()
+            logger.info("auth.cognito.ready", metadata: ["jwks.keys": "\(count)"])
+        } catch {
+            announce("  WARNING: could not fetch the Cognito signing keys from \(settings.jwksURL) yet; sign-ins fail until it answers.")
+        }
+        return verifier
     }
 }

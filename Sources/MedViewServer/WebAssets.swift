@@ -14,24 +14,30 @@ struct WebAssets: Sendable {
 
     /// Files by path relative to the `Web` folder, such as `index.html` or `js/app.js`.
     let assets: [String: Asset]
+    /// The Content-Security-Policy of every response.
+    let contentSecurityPolicy: String
 
-    /// The policy every page response carries: scripts, styles and connections from this origin only.
-    static let contentSecurityPolicy = [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self' ws: wss:",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ].joined(separator: "; ")
+    /// The policy every page response carries: scripts, styles and connections from this origin
+    /// only, plus `connectSources` (the Cognito Hosted UI, whose token endpoint the page calls).
+    static func contentSecurityPolicy(connectSources: [String] = []) -> String {
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            (["connect-src 'self' ws: wss:"] + connectSources).joined(separator: " "),
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ].joined(separator: "; ")
+    }
 
     /// Loads every file under `directory`, or under the bundle's `Web` folder when it is `nil`.
-    static func load(directory: String? = nil) -> WebAssets {
+    static func load(directory: String? = nil, connectSources: [String] = []) -> WebAssets {
+        let policy = contentSecurityPolicy(connectSources: connectSources)
         let bundled = Bundle.module.url(forResource: "Web", withExtension: nil)
-        guard let root = directory.map({ URL(fileURLWithPath: $0) }) ?? bundled else { return WebAssets(assets: [:]) }
+        guard let root = directory.map({ URL(fileURLWithPath: $0) }) ?? bundled else { return WebAssets(assets: [:], contentSecurityPolicy: policy) }
         var assets: [String: Asset] = [:]
         let base = root.standardizedFileURL.path
         if let walker = FileManager.default.enumerator(atPath: base) {
@@ -44,7 +50,7 @@ struct WebAssets: Sendable {
                 assets[relative] = Asset(body: ByteBuffer(data: data), contentType: contentType(for: relative), etag: "\"\(digest)\"")
             }
         }
-        return WebAssets(assets: assets)
+        return WebAssets(assets: assets, contentSecurityPolicy: policy)
     }
 
     static func contentType(for path: String) -> String {
@@ -68,7 +74,7 @@ struct WebAssets: Sendable {
             .contentType: asset.contentType,
             .eTag: asset.etag,
             .cacheControl: asset.contentType.hasPrefix("text/html") ? "no-cache" : "public, max-age=300, must-revalidate",
-            .contentSecurityPolicy: Self.contentSecurityPolicy,
+            .contentSecurityPolicy: contentSecurityPolicy,
             HTTPField.Name("X-Content-Type-Options")!: "nosniff",
             HTTPField.Name("Referrer-Policy")!: "no-referrer",
         ]

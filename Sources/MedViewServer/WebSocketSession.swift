@@ -118,7 +118,6 @@ final class WebSocketSession: Sendable {
                     }
                 }
                 guard frame.fin else { continue }
-                state.withLock { $0.lastActivity = .now }
                 let kind = opcode
                 opcode = nil
                 if oversized {
@@ -153,7 +152,12 @@ final class WebSocketSession: Sendable {
             await sendError(ErrorEvent(code: error.code, message: error.message, id: error.commandId))
             return
         }
-        let identity = state.withLock { $0.identity }
+        // Idle logoff counts what the patient does, not what the page does on its own: keep-alive
+        // pings and token refreshes leave the idle clock running (docs/PROTOCOL.md).
+        let identity = state.withLock { s in
+            if command.isUserActivity { s.lastActivity = .now }
+            return s.identity
+        }
         var isRefresh = false
         if case .authRefresh = command { isRefresh = true }
         if identity.expiresAt <= Date(), !isRefresh {
@@ -255,7 +259,8 @@ final class WebSocketSession: Sendable {
         case idle
     }
 
-    /// Checks expiry and idleness; an answer streaming to the client counts as activity.
+    /// Checks expiry and idleness. User commands (``ClientCommand/isUserActivity``) and an answer
+    /// streaming to the client count as activity; pings and token refreshes do not.
     func verdict(now: ContinuousClock.Instant, date: Date) -> Verdict {
         state.withLock { s in
             if s.closing { return .fine }
@@ -292,6 +297,18 @@ final class WebSocketSession: Sendable {
         Task {
             try? await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "ka"))))
             state.withLock { $0.pingInFlight = false }
+        }
+    }
+}
+
+extension ClientCommand {
+    /// Whether this command is something the patient did (send, resume, cancel), as opposed to
+    /// housekeeping the client does by itself (`ping`, `auth.refresh`). Only the former keeps an
+    /// idle connection open.
+    var isUserActivity: Bool {
+        switch self {
+        case .chatSend, .streamResume, .streamCancel: true
+        case .ping, .authRefresh: false
         }
     }
 }

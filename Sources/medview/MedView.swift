@@ -70,6 +70,20 @@ struct Serve: AsyncParsableCommand {
     var webDir: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MEDVIEW_LOG_LEVEL] (default: info)")
     var logLevel: String?
+    @Option(name: .customLong("cognito-issuer"), help: "Production: the Cognito user pool issuer, https://cognito-idp.REGION.amazonaws.com/POOL_ID. [env: MEDVIEW_COGNITO_ISSUER]")
+    var cognitoIssuer: String?
+    @Option(name: .customLong("cognito-jwks-url"), help: "Where the pool's signing keys are. [env: MEDVIEW_COGNITO_JWKS_URL] (default: issuer + /.well-known/jwks.json)")
+    var cognitoJwksUrl: String?
+    @Option(name: .customLong("cognito-client-id"), help: "The app client id tokens must be for. [env: MEDVIEW_COGNITO_CLIENT_ID]")
+    var cognitoClientId: String?
+    @Option(name: .customLong("cognito-domain"), help: "The Hosted UI base URL the page signs in at, e.g. https://auth.example.com. [env: MEDVIEW_COGNITO_DOMAIN]")
+    var cognitoDomain: String?
+    @Option(name: .customLong("cognito-redirect-uri"), help: "The page URL registered as callback and sign-out URL. [env: MEDVIEW_COGNITO_REDIRECT_URI] (default: the page's own origin + /)")
+    var cognitoRedirectUri: String?
+    @Option(name: .customLong("cognito-scopes"), help: "OAuth scopes the page asks for. [env: MEDVIEW_COGNITO_SCOPES] (default: openid email)")
+    var cognitoScopes: String?
+    @Option(name: .customLong("cognito-token-use"), help: "Which token the page sends: access or id. [env: MEDVIEW_COGNITO_TOKEN_USE] (default: access)")
+    var cognitoTokenUse: String?
 
     func run() async throws {
         /// The option's value from the command line, else the environment, else the default;
@@ -107,16 +121,42 @@ struct Serve: AsyncParsableCommand {
             }
             chat.temperature = value
         }
+        let environmentName = environment ?? env("MEDVIEW_ENV") ?? "development"
+        guard environmentName == "development" || environmentName == "production" else {
+            throw ValidationError("--environment / MEDVIEW_ENV must be 'development' or 'production'.")
+        }
+        var cognito: CognitoSettings?
+        let issuer = cognitoIssuer ?? env("MEDVIEW_COGNITO_ISSUER")
+        let clientId = cognitoClientId ?? env("MEDVIEW_COGNITO_CLIENT_ID")
+        if issuer != nil || clientId != nil {
+            guard let issuer, let clientId else {
+                throw ValidationError("Cognito needs both --cognito-issuer and --cognito-client-id (MEDVIEW_COGNITO_ISSUER, MEDVIEW_COGNITO_CLIENT_ID).")
+            }
+            do {
+                cognito = try CognitoSettings(
+                    issuer: issuer,
+                    jwksURL: cognitoJwksUrl ?? env("MEDVIEW_COGNITO_JWKS_URL"),
+                    clientId: clientId,
+                    domain: cognitoDomain ?? env("MEDVIEW_COGNITO_DOMAIN"),
+                    redirectURI: cognitoRedirectUri ?? env("MEDVIEW_COGNITO_REDIRECT_URI"),
+                    scopes: cognitoScopes ?? env("MEDVIEW_COGNITO_SCOPES") ?? "openid email",
+                    pageTokenUse: cognitoTokenUse ?? env("MEDVIEW_COGNITO_TOKEN_USE") ?? "access"
+                )
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
         let configuration = ServerConfiguration(
             host: host ?? env("MEDVIEW_HOST") ?? "127.0.0.1",
             port: try int(port, "MEDVIEW_PORT", 8080, min: 0),
             dataDirectory: dataDir ?? env("MEDVIEW_DATA_DIR") ?? "./data",
             model: model ?? env("MEDVIEW_MODEL") ?? "",
-            environment: environment ?? env("MEDVIEW_ENV") ?? "development",
+            environment: environmentName,
             limits: limits,
             chat: chat,
             webDirectory: webDir ?? env("MEDVIEW_WEB_DIR"),
-            processEnvironment: ProcessInfo.processInfo.environment
+            processEnvironment: ProcessInfo.processInfo.environment,
+            cognito: cognito
         )
         let levelName = logLevel ?? env("MEDVIEW_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("Unknown log level '\(levelName)'.") }

@@ -328,6 +328,54 @@ import Testing
         }
     }
 
+    @Test("keep-alive pings and token refreshes do not hold off idle logoff")
+    func pingsDoNotCountAsActivity() async throws {
+        try await LiveServer.with(configure: { $0.limits.idleTimeout = .milliseconds(800) }) { server in
+            let ws = try await server.connect("alice")
+            defer { ws.close() }
+            let opened = ContinuousClock.now
+            var closedBy: ErrorEvent?
+            // A page left open: a ping (or a refresh) every 150 ms, far more often than the timeout.
+            for i in 0..<40 where closedBy == nil {
+                if i % 2 == 0 {
+                    ws.send(.ping(Ping(id: "p\(i)")))
+                } else {
+                    ws.send(.authRefresh(AuthRefresh(id: "r\(i)", token: try await server.token("alice"))))
+                }
+                let answer = try await ws.next(timeout: .seconds(5))
+                if let e = errorEvent(answer) {
+                    closedBy = e
+                } else {
+                    try await Task.sleep(for: .milliseconds(150))
+                }
+            }
+            #expect(closedBy?.code == .idleTimeout)
+            #expect(ContinuousClock.now - opened < .seconds(4))
+        }
+    }
+
+    @Test("a patient command (chat.send) restarts the idle clock")
+    func userCommandsCountAsActivity() async throws {
+        try await LiveServer.with(configure: { $0.limits.idleTimeout = .milliseconds(1500) }) { server in
+            let ws = try await server.connect("alice")
+            defer { ws.close() }
+            // Send at 1 s: without it the connection would close at 1.5 s (plus one sweep).
+            try await Task.sleep(for: .milliseconds(1000))
+            let sent = ContinuousClock.now
+            ws.send(.chatSend(ChatSend(id: "m1", text: "hello")))
+            var ended = false
+            while !ended {
+                let event = try await ws.next(timeout: .seconds(5))
+                if errorEvent(event)?.code == .idleTimeout { Issue.record("closed while answering"); return }
+                if case .streamEnd = event { ended = true }
+            }
+            // The close comes a full idle timeout after the message, not 0.5 s after it.
+            let e = try #require(errorEvent(try await ws.next(timeout: .seconds(10))))
+            #expect(e.code == .idleTimeout)
+            #expect(ContinuousClock.now - sent >= .milliseconds(1500))
+        }
+    }
+
     @Test("connections beyond the per-user limit get too_many_connections and close 4429; other users are unaffected")
     func connectionLimit() async throws {
         try await LiveServer.with(configure: { $0.limits.maxConnectionsPerUser = 2 }) { server in

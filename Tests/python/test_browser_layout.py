@@ -117,6 +117,8 @@ def test_browser_screenshots_at_desktop_and_phone_width(driver, web_server):
     page.screenshot("phone.png")
     layout = driver.execute_script(OVERFLOW)
     assert layout["scrollWidth"] <= 375 and not layout["wide"], layout
+    # Only the transcript scrolls: the page itself must not (hidden headings once made it taller).
+    assert driver.execute_script("return document.documentElement.scrollHeight - innerHeight") <= 0
     send = driver.find_element("id", "send")
     assert send.is_displayed() and send.rect["x"] + send.rect["width"] <= 375
     banner = driver.find_element("css selector", "#turns [role=alert]")

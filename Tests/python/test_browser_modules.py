@@ -45,8 +45,9 @@ def test_browser_pkce_challenge_settings_and_token_expiry(driver, web_server):
         const settings = pkce.cognitoSettings({domain: 'auth.example.com', clientId: 'abc', redirectUri: 'https://app.example.com/'});
         const insecure = pkce.cognitoSettings({domain: 'http://auth.example.com', clientId: 'abc', redirectUri: 'x'});
         const missing = pkce.cognitoSettings({domain: 'auth.example.com'});
+        const loopback = pkce.cognitoSettings({domain: 'http://127.0.0.1:9000', clientId: 'abc'});
         const payload = btoa(JSON.stringify({sub: 'u', exp: 1900000000})).replace(/=+$/, '');
-        return {challenges, settings, insecure, missing, exp: pkce.jwtExpiry('h.' + payload + '.s'),
+        return {challenges, settings, insecure, missing, loopback, origin: location.origin, exp: pkce.jwtExpiry('h.' + payload + '.s'),
                 bad: pkce.jwtExpiry('not a jwt'), logout: pkce.signOutUrl(settings)};
         """.replace("VERIFIERS", json.dumps(verifiers)),
     )
@@ -58,6 +59,9 @@ def test_browser_pkce_challenge_settings_and_token_expiry(driver, web_server):
         "scopes": "openid", "tokenUse": "access",
     }
     assert value["insecure"] is None and value["missing"] is None
+    # Plain http only for a Hosted UI on this machine; without a redirect URI, back to this page.
+    assert value["loopback"]["domain"] == "http://127.0.0.1:9000"
+    assert value["loopback"]["redirectUri"] == value["origin"] + "/"
     assert value["exp"] == 1900000000 and value["bad"] is None
     assert value["logout"] == "https://auth.example.com/logout?client_id=abc&logout_uri=https%3A%2F%2Fapp.example.com%2F"
 
@@ -131,3 +135,26 @@ def test_browser_token_lives_in_session_storage_only(driver, web_server):
     page.wait.until(lambda d: d.find_element("id", "dev-user").is_displayed(), "no sign-in form after signing out")
     assert driver.execute_script("return sessionStorage.getItem('medview.session')") is None
     assert page.state() == "offline"
+
+
+def test_browser_markdown_holds_back_a_bullet_that_has_no_text_yet(driver, web_server):
+    _blank_page(driver, web_server)
+    value = _run(
+        driver,
+        """
+        const {renderMarkdownInto} = await import('/static/js/markdown.js');
+        const items = (text) => {
+          const box = document.createElement('div');
+          renderMarkdownInto(box, text);
+          return [...box.querySelectorAll('li')].map((li) => li.textContent);
+        };
+        return {streaming: items('Tips:\\n\\n- Sleep well\\n- '), next: items('Tips:\\n\\n- Sleep well\\n- Walk'),
+                middle: items('1. a\\n2. \\n3. c'), only: items('- ')};
+        """,
+    )
+    # The item being written appears with its first word, not as an empty dot before it.
+    assert value["streaming"] == ["Sleep well"]
+    assert value["next"] == ["Sleep well", "Walk"]
+    # Only the last item is held back, so numbering never shifts.
+    assert value["middle"] == ["a", "", "c"]
+    assert value["only"] == []

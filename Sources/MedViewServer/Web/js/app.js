@@ -89,8 +89,11 @@ function tuning() {
   return options;
 }
 
+/** /v1/client-config, once loaded. */
+let config = {};
+
 async function main() {
-  const config = await loadConfig();
+  config = await loadConfig();
   const auth = new Auth(config);
   show("boot", false);
   if (typeof config.disclaimer === "string" && config.disclaimer.trim()) $("disclaimer").textContent = config.disclaimer;
@@ -107,15 +110,59 @@ async function main() {
     stopChat?.();
     showSignIn(auth, reason);
   });
+  const notice = auth.takeNotice();
   if (auth.session || auth.restore()) startChat(auth, config);
-  else showSignIn(auth, signInError);
+  else showSignIn(auth, signInError || notice, notice ? "idle" : "");
+}
+
+// ------------------------------------------------------------------------------------ idle logoff
+
+/** How often the inactivity clock is checked (it compares times, so a late check is still right). */
+const IDLE_CHECK_MS = 2000;
+
+/** "15 minutes", "30 seconds". */
+function duration(seconds) {
+  if (seconds >= 120 && seconds % 60 === 0) return `${seconds / 60} minutes`;
+  if (seconds === 60) return "1 minute";
+  return `${seconds} seconds`;
+}
+
+/**
+ * Idle logoff (a patient walks away from a shared computer): after `idleTimeoutSeconds` of
+ * client-config with no key press, click, touch, scroll or message from the patient, `onIdle`
+ * runs. Keep-alive pings and token refreshes are not activity. Returns a stop function.
+ */
+function watchInactivity(idleSeconds, onIdle) {
+  if (!(idleSeconds > 0)) return () => {};
+  let last = Date.now();
+  const touch = () => {
+    last = Date.now();
+  };
+  const check = () => {
+    if (Date.now() - last >= idleSeconds * 1000) onIdle();
+  };
+  const onVisible = () => {
+    if (document.visibilityState === "visible") check(); // timers sleep with the phone
+  };
+  const events = ["keydown", "pointerdown", "touchstart", "wheel", "scroll"];
+  for (const name of events) document.addEventListener(name, touch, { capture: true, passive: true });
+  document.addEventListener("visibilitychange", onVisible);
+  const timer = setInterval(check, Math.min(IDLE_CHECK_MS, idleSeconds * 250));
+  return () => {
+    clearInterval(timer);
+    for (const name of events) document.removeEventListener(name, touch, { capture: true });
+    document.removeEventListener("visibilitychange", onVisible);
+  };
 }
 
 // ------------------------------------------------------------------------------------ sign-in
 
 let signInWired = false;
 
-function showSignIn(auth, message = "") {
+function showSignIn(auth, message = "", reason = "") {
+  $("signin").dataset.signedOut = reason;
+  // After idle logoff the next person at this computer should not see who was here.
+  if (reason === "idle") /** @type {HTMLInputElement} */ ($("dev-user")).value = "";
   show("app", false);
   show("account", false);
   show("reconnect-now", false);
@@ -148,7 +195,7 @@ function showSignIn(auth, message = "") {
       button.disabled = true;
       try {
         await auth.signInDevelopment(user);
-        startChat(auth);
+        startChat(auth, config);
       } catch (failure) {
         error.textContent = failure instanceof TypeError ? "Cannot reach MedView. Check your connection and try again." : failure.message;
         error.hidden = false;
@@ -182,7 +229,7 @@ function setConnectionView(state, manual, text) {
   note.hidden = !note.textContent;
 }
 
-function startChat(auth) {
+function startChat(auth, config) {
   stopChat?.();
   show("signin", false);
   show("app", true);
@@ -283,6 +330,7 @@ function startChat(auth) {
           : "The service is busy; your message will be sent in a moment.", "waiting");
       },
       onConversationCreated: (item) => conversationCreated(item.conversation),
+      onIdle: () => signOutForInactivity(),
       onStreamLost: (streamId) => {
         const turn = view.byStream.get(streamId);
         if (!turn || !(turn.status === "streaming" || turn.status === "pending")) return;
@@ -447,6 +495,15 @@ function startChat(auth) {
   const onEscape = (event) => {
     if (event.key === "Escape" && $("app").classList.contains("sidebar-open")) closeSidebar(true);
   };
+  const idleSeconds = Number(config?.idleTimeoutSeconds) || 0;
+  /** Idle logoff: clear the screen and the tokens; nothing reconnects until someone signs in. */
+  function signOutForInactivity() {
+    if (!stopChat) return;
+    const notice = `You were signed out after ${duration(idleSeconds || 900)} without activity, to keep your conversations private. Sign in to continue.`;
+    stopChat();
+    if (!auth.signOut(notice)) showSignIn(auth, auth.takeNotice(), "idle");
+  }
+  const stopIdleWatch = watchInactivity(idleSeconds, signOutForInactivity);
   const onSignOut = () => {
     if (manager.hasUnsent() && !window.confirm("Some messages have not been sent yet. Sign out anyway?")) return;
     stopChat?.();
@@ -465,6 +522,7 @@ function startChat(auth) {
   window.addEventListener("beforeunload", onBeforeUnload);
 
   stopChat = () => {
+    stopIdleWatch();
     manager.stop();
     form.removeEventListener("submit", onSubmit);
     textarea.removeEventListener("keydown", onKeyDown);

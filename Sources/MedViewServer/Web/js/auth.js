@@ -1,13 +1,19 @@
 // Who the patient is, and a fresh bearer token for every request.
 //
-// The token lives in memory and, so a reload of the same tab does not sign the patient out, in
-// sessionStorage (cleared when the tab closes). Never localStorage, never a cookie, never a URL.
-// A timer renews it ahead of expiry; listeners (the connection manager) then pass the new token
-// to the open WebSocket with `auth.refresh`.
+// The tokens (and, with Cognito, the refresh token) live in memory and in sessionStorage, so that
+// a reload of the tab, or the Hosted UI's redirect back to it, does not sign the patient out.
+// sessionStorage belongs to this tab only and is emptied when the tab closes; sign-out and idle
+// logoff empty it at once. Never localStorage (shared by every tab, kept for ever), never a cookie
+// (sent with requests we do not make, so CSRF), never a URL. What guards it is the page's strict
+// Content-Security-Policy: scripts from this origin only, no inline script, no eval.
+// A timer renews the token ahead of expiry; listeners (the connection manager) then pass the new
+// token to the open WebSocket with `auth.refresh`.
 
 import * as pkce from "./pkce.js";
 
 const SESSION_KEY = "medview.session";
+/** Why the last session ended, shown on the sign-in screen (survives the Hosted UI logout redirect). */
+const NOTICE_KEY = "medview.signedOut";
 
 /** Renew this long before expiry (or a quarter of the lifetime, if shorter). */
 const RENEW_LEAD_MS = 120_000;
@@ -137,10 +143,11 @@ export class Auth {
     return this.session ? this.session.expiresAt - Date.now() / 1000 : 0;
   }
 
-  /** The current token, renewed first if it expires within a minute. */
+  /** The current token, renewed first if it expires soon (within a minute, or a quarter of its lifetime). */
   async bearer() {
     if (!this.session) throw new AuthError("Not signed in.");
-    if (this.remainingSeconds() < 60) await this.renew();
+    const lifetime = Math.max(0, this.session.expiresAt - this.session.issuedAt / 1000);
+    if (this.remainingSeconds() < Math.min(60, lifetime / 4)) await this.renew();
     if (!this.session) throw new AuthError("Not signed in.");
     return this.session.token;
   }
@@ -220,11 +227,36 @@ export class Auth {
     this.save();
   }
 
-  /** Signs out; with Cognito also ends the Hosted UI session. */
-  signOut() {
+  /**
+   * Signs out; with Cognito also ends the Hosted UI session (its cookie would otherwise sign the
+   * next person at this computer straight back in). `notice` is shown on the sign-in screen,
+   * also after the Hosted UI's logout redirect brings the browser back.
+   * Returns true when the browser is leaving for the Hosted UI.
+   */
+  signOut(notice = "") {
     const wasCognito = this.session?.mode === "cognito" && this.cognito;
     this.clear();
-    if (wasCognito) location.assign(pkce.signOutUrl(this.cognito));
+    try {
+      if (notice) sessionStorage.setItem(NOTICE_KEY, notice);
+    } catch {
+      // storage disabled: the notice is shown only if we stay on this page
+    }
+    if (wasCognito) {
+      location.assign(pkce.signOutUrl(this.cognito));
+      return true;
+    }
+    return false;
+  }
+
+  /** The notice a previous sign-out left for the sign-in screen, once. */
+  takeNotice() {
+    try {
+      const notice = sessionStorage.getItem(NOTICE_KEY) || "";
+      sessionStorage.removeItem(NOTICE_KEY);
+      return notice;
+    } catch {
+      return "";
+    }
   }
 }
 

@@ -74,6 +74,7 @@ const RETRY_LATER = new Set(["too_many_streams", "storage_unavailable", "shuttin
  * @property {(item: Outgoing, error: any) => void} onSendDelayed  refused for now; will retry
  * @property {(item: Outgoing) => void} onConversationCreated      SSE path created it
  * @property {(streamId: string, error: any) => void} onStreamLost  cannot be resumed
+ * @property {() => void} [onIdle]   the server closed the socket for inactivity (4408)
  */
 
 export class ConnectionManager {
@@ -395,6 +396,13 @@ export class ConnectionManager {
     if (this.mode === "sse") {
       // A background retry of the WebSocket from fallback did not work out; try again later.
       this.scheduleWsRetry();
+      return;
+    }
+    if (code === 4408) {
+      // Idle logoff: nobody used this page for the server's idle timeout. Reconnecting on our
+      // own would undo it; the app signs the patient out instead (docs/WEB.md).
+      this.stop();
+      this.handlers.onIdle?.();
       return;
     }
     if (code === 4401) {

@@ -171,7 +171,10 @@ export function buildBlock(block) {
     default: {
       const list = document.createElement(block.kind);
       if (block.kind === "ol" && block.start !== 1) list.start = block.start;
-      for (const text of block.items) {
+      // A last item with no text yet is a bullet the model is still writing: an empty dot
+      // flashing under a streaming answer helps nobody, so it waits for its first word.
+      const items = block.items.length > 0 && !block.items[block.items.length - 1].trim() ? block.items.slice(0, -1) : block.items;
+      for (const text of items) {
         const li = document.createElement("li");
         appendInline(li, text, 0, true);
         list.append(li);

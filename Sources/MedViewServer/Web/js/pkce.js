@@ -1,10 +1,10 @@
 // Amazon Cognito Hosted UI sign-in: OAuth 2.0 authorization code flow with PKCE (RFC 7636),
 // for a public client (no client secret in the page).
 //
-// UNTESTED END TO END: the server does not publish Cognito settings yet. The page reads them
-// from /v1/client-config when present:
+// The server publishes the settings in /v1/client-config when it runs in production:
 //   {"auth": "cognito", "cognito": {"domain": "https://auth.example.com", "clientId": "…",
 //    "redirectUri": "https://app.example.com/", "scopes": "openid email", "tokenUse": "access"}}
+// Tested end to end in Chromium against a Hosted UI stand-in (Tests/python/test_browser_cognito.py).
 // See docs/WEB.md.
 
 const PENDING_KEY = "medview.pkce";
@@ -38,15 +38,18 @@ export async function challengeFor(verifier) {
 /** @param {any} raw @returns {CognitoSettings | null} */
 export function cognitoSettings(raw) {
   if (!raw || typeof raw !== "object") return null;
-  const { domain, clientId, redirectUri } = raw;
-  if (typeof domain !== "string" || typeof clientId !== "string" || typeof redirectUri !== "string") return null;
+  const { domain, clientId } = raw;
+  if (typeof domain !== "string" || typeof clientId !== "string" || !clientId) return null;
+  // Without a configured redirect URI, come back to this page's own address.
+  const redirectUri = typeof raw.redirectUri === "string" && raw.redirectUri ? raw.redirectUri : location.origin + "/";
   let base;
   try {
     base = new URL(domain.includes("://") ? domain : "https://" + domain);
   } catch {
     return null;
   }
-  if (base.protocol !== "https:") return null;
+  // Tokens never travel in clear text, except to a Hosted UI on this machine (tests, local stand-ins).
+  if (base.protocol !== "https:" && !(base.protocol === "http:" && isLoopback(base.hostname))) return null;
   return {
     domain: base.origin,
     clientId,
@@ -54,6 +57,10 @@ export function cognitoSettings(raw) {
     scopes: typeof raw.scopes === "string" && raw.scopes ? raw.scopes : "openid",
     tokenUse: raw.tokenUse === "id" ? "id" : "access",
   };
+}
+
+function isLoopback(hostname) {
+  return hostname === "127.0.0.1" || hostname === "localhost" || hostname === "[::1]";
 }
 
 /** Sends the browser to the Hosted UI. The verifier and state wait in sessionStorage. */
