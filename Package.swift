@@ -39,6 +39,7 @@ let package = Package(
             name: "MedViewAWS",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -57,6 +58,17 @@ let package = Package(
                 "MedViewCore",
                 "MedViewAWS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewStandIns",
+            dependencies: [
+                "MedViewAWS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -104,6 +116,7 @@ let package = Package(
                 "MedViewBench",
                 "MedViewAWS",
                 "MedViewSafety",
+                "MedViewStandIns",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -115,7 +128,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MedViewModelsTests",
-            dependencies: ["MedViewModels", "MedViewCore"],
+            dependencies: ["MedViewModels", "MedViewCore", "MedViewAWS", "MedViewStandIns"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -125,7 +138,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MedViewAWSTests",
-            dependencies: ["MedViewAWS"],
+            dependencies: [
+                "MedViewAWS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -31,7 +31,7 @@ public enum ModelFactory {
         public var reason: String?
         public var description: String {
             let base = "Unknown model setting '\(setting)'."
-            let supported = " Supported: 'scripted' or 'scripted:delay=MS,delta=N'."
+            let supported = " Supported: 'scripted', 'scripted:delay=MS,delta=N', 'bedrock:MODEL_ID[?options]' or 'bedrock-invoke:MODEL_ID[?options]' (see docs/AWS.md)."
             return base + (reason.map { " \($0)" } ?? "") + supported
         }
 
@@ -49,8 +49,19 @@ public enum ModelFactory {
         switch provider {
         case "", "scripted":
             return try scripted(details, setting: setting)
+        case "bedrock", "bedrock-invoke":
+            return try bedrock(details ?? "", api: provider == "bedrock" ? .converse : .invoke, setting: setting, context: context)
         default:
             throw UnknownModel(setting: setting)
+        }
+    }
+
+    static func bedrock(_ details: String, api: BedrockConfiguration.API, setting: String, context: Context) throws -> any ChatModel {
+        do {
+            let configuration = try BedrockConfiguration.parse(details, api: api, environment: context.environment)
+            return BedrockModel(configuration: configuration, logger: context.logger)
+        } catch {
+            throw UnknownModel(setting: setting, reason: String(describing: error))
         }
     }
 
