@@ -144,6 +144,9 @@ def test_websocket_client_gets_the_whole_bedrock_answer_and_it_is_stored(bedrock
             messages = await get_messages(client, token, ack["conversationId"])
         assert [m["role"] for m in messages] == ["user", "assistant"]
         assert messages[1]["status"] == "complete" and messages[1]["text"] == answer
+        # Logs carry sizes and timings, never the question or the answer.
+        log = server.stderr_path.read_text(errors="replace")
+        assert "sleep better" not in log and "sleep diary" not in log
 
     run(scenario())
 
@@ -231,18 +234,23 @@ def _boto3_client(standin, secret: str | None = None):
         region_name="us-east-1",
         aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=secret or settings["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=15),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=15),
     )
 
 
-def _converse(client, text: str, model_id: str = MODEL_ID) -> list[dict]:
+def _converse_events(client, text: str, model_id: str = MODEL_ID):
+    """The event iterator of a converse_stream call (exceptions in the stream raise while iterating)."""
     response = client.converse_stream(
         modelId=model_id,
         system=[{"text": "You are a careful health companion."}],
         messages=[{"role": "user", "content": [{"text": text}]}],
         inferenceConfig={"maxTokens": 256, "temperature": 0.2, "topP": 0.9},
     )
-    return list(response["stream"])
+    return response["stream"]
+
+
+def _converse(client, text: str, model_id: str = MODEL_ID) -> list[dict]:
+    return list(_converse_events(client, text, model_id))
 
 
 def test_boto3_converse_stream_sees_every_event(standin):
@@ -259,13 +267,32 @@ def test_boto3_converse_stream_sees_every_event(standin):
     assert usage["outputTokens"] == kinds.count("contentBlockDelta") and usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
 
 
+def test_boto3_retries_the_stand_ins_throttling_and_succeeds(standin):
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+
+    settings = standin["settings"]
+    client = boto3.client(
+        "bedrock-runtime", endpoint_url=standin["endpoint"], region_name="us-east-1",
+        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"], aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"total_max_attempts": 3, "mode": "standard"}),
+    )
+    response = client.converse_stream(
+        modelId=MODEL_ID, messages=[{"role": "user", "content": [{"text": "[[throttle:2]][[say:third time lucky]]"}]}],
+    )
+    # botocore read ThrottlingException from x-amzn-ErrorType, treated it as retryable, and retried twice.
+    assert response["ResponseMetadata"]["RetryAttempts"] == 2
+    text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in response["stream"] if "contentBlockDelta" in e)
+    assert text == "third time lucky"
+
+
 def test_boto3_sees_the_stream_exception_after_the_deltas(standin):
     from botocore.exceptions import EventStreamError
 
     client = _boto3_client(standin)
     seen = []
     with pytest.raises(EventStreamError) as raised:
-        for event in _converse(client, "[[say:abcdefghijkl]][[delta:4]][[fail-after:2]]"):
+        for event in _converse_events(client, "[[say:abcdefghijkl]][[delta:4]][[fail-after:2]]"):
             seen.append(event)
     assert raised.value.response["Error"]["Code"] == "modelStreamErrorException"
     assert "".join(e["contentBlockDelta"]["delta"]["text"] for e in seen if "contentBlockDelta" in e) == "abcdefgh"
