@@ -215,6 +215,22 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
         }
     }
 
+    @Test func profileWithRoleAndTokenFileAssumesTheRoleThroughSTS() async throws {
+        let dir = TempDir()
+        let tokenFile = dir.write("jwt", "profile-jwt")
+        try await LoopbackHTTPServer.with({ request in
+            request.body.contains("WebIdentityToken=profile-jwt") && request.body.contains("RoleSessionName=from-profile")
+                ? .init(200, "<R><Credentials><AccessKeyId>ASIAPROF</AccessKeyId><SecretAccessKey>\(secret)</SecretAccessKey><SessionToken>t</SessionToken></Credentials></R>")
+                : .init(400, "<Error><Code>InvalidIdentityToken</Code></Error>")
+        }) { url, _ async throws -> Void in
+            let config = dir.write("config", "[profile irsa]\nrole_arn = arn:aws:iam::1:role/app\nweb_identity_token_file = \(tokenFile)\nrole_session_name = from-profile\n")
+            let env = ["AWS_CONFIG_FILE": config, "HOME": dir.path, "AWS_PROFILE": "irsa", "AWS_ENDPOINT_URL_STS": url]
+            let identity = try await ProfileCredentialProvider(environment: env).resolve()
+            #expect(identity?.credentials.accessKeyID == "ASIAPROF")
+            #expect(identity?.source == "profile irsa web identity")
+        }
+    }
+
     @Test func stsEndpointOrder() {
         #expect(WebIdentityCredentialProvider.stsEndpoint(environment: ["AWS_ENDPOINT_URL_STS": "http://a", "AWS_ENDPOINT_URL": "http://b"]) == "http://a")
         #expect(WebIdentityCredentialProvider.stsEndpoint(environment: ["AWS_ENDPOINT_URL": "http://b", "AWS_REGION": "eu-west-3"]) == "http://b")

@@ -23,7 +23,7 @@ public struct AWSCredentialChain: AWSCredentialProvider {
         AWSCredentialChain([
             EnvironmentCredentialProvider(environment: environment),
             WebIdentityCredentialProvider(environment: environment, httpClient: httpClient),
-            ProfileCredentialProvider(environment: environment),
+            ProfileCredentialProvider(environment: environment, httpClient: httpClient),
             ContainerCredentialProvider(environment: environment, httpClient: httpClient),
             InstanceMetadataCredentialProvider(environment: environment, httpClient: httpClient),
         ])

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 
 /// The shared `credentials` and `config` files of the AWS CLI and SDKs, for one profile.
@@ -80,15 +81,19 @@ public struct AWSSharedConfig: Sendable, Hashable {
 
 /// Credentials from the shared `credentials`/`config` files (`aws_access_key_id`,
 /// `aws_secret_access_key`, `aws_session_token`) of the selected profile (see ``AWSSharedConfig``).
+/// A profile with `role_arn` and `web_identity_token_file` (and optional `role_session_name`)
+/// instead assumes the role through STS, like ``WebIdentityCredentialProvider``.
 public struct ProfileCredentialProvider: AWSCredentialProvider {
     public var name: String { "profile" }
     let environment: [String: String]
     let profile: String?
+    let httpClient: HTTPClient
 
     /// A provider for `profile`, or the one the environment selects.
-    public init(environment: [String: String], profile: String? = nil) {
+    public init(environment: [String: String], profile: String? = nil, httpClient: HTTPClient = .shared) {
         self.environment = environment
         self.profile = profile
+        self.httpClient = httpClient
     }
 
     public func resolve() async throws(AWSCredentialError) -> AWSCredentialIdentity? {
@@ -98,6 +103,15 @@ public struct ProfileCredentialProvider: AWSCredentialProvider {
         let source = "profile \(config.profile)"
         switch (id, secret) {
         case (nil, nil):
+            if let tokenFile = config.values.nonEmpty("web_identity_token_file"), let role = config.values.nonEmpty("role_arn") {
+                var settings = environment
+                settings["AWS_WEB_IDENTITY_TOKEN_FILE"] = tokenFile
+                settings["AWS_ROLE_ARN"] = role
+                settings["AWS_ROLE_SESSION_NAME"] = config.values.nonEmpty("role_session_name") ?? environment.nonEmpty("AWS_ROLE_SESSION_NAME")
+                guard var identity = try await WebIdentityCredentialProvider(environment: settings, httpClient: httpClient).resolve() else { return nil }
+                identity.source = "\(source) web identity"
+                return identity
+            }
             // An explicitly chosen profile that does not exist is a mistake worth saying.
             if !config.profileExists, profile != nil || environment.nonEmpty("AWS_PROFILE") != nil {
                 throw .invalid(source: source, reason: "the profile is in neither the credentials nor the config file")
