@@ -59,6 +59,8 @@ public enum ModelFactory {
     static func bedrock(_ details: String, api: BedrockConfiguration.API, setting: String, context: Context) throws -> any ChatModel {
         do {
             let configuration = try BedrockConfiguration.parse(details, api: api, environment: context.environment)
+            let auth = if case .bearer = configuration.authentication { "Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)" } else { "SigV4, AWS credential chain" }
+            context.announce("  Bedrock: \(configuration.api == .converse ? "ConverseStream" : "InvokeModelWithResponseStream") in \(configuration.region) at \(configuration.endpoint); auth: \(auth)")
             return BedrockModel(configuration: configuration, logger: context.logger)
         } catch {
             throw UnknownModel(setting: setting, reason: String(describing: error))

@@ -118,6 +118,9 @@ def bedrock_server(standin, tmp_path_factory):
     )
     try:
         assert any(f"Model: bedrock:{MODEL_ID}" in line for line in lines), lines
+        expected = f"Bedrock: ConverseStream in us-east-1 at {standin['endpoint']}; auth: SigV4, AWS credential chain"
+        assert any(expected in line for line in lines), lines
+        assert not any(standin["settings"]["AWS_SECRET_ACCESS_KEY"] in line for line in lines)
         yield LiveServer(binary, data_dir, match.group("host"), int(match.group("port")), process, lines, stderr_path)
     finally:
         _stop(process, reader, log)
