@@ -6,8 +6,15 @@ import MedViewAWS
 public struct SigV4Verifier: Sendable {
     /// Why a request was refused, with the AWS error code and message to answer with (403).
     public struct Failure: Error, Sendable, Equatable {
+        /// The AWS error code (`InvalidSignatureException`…), sent in `x-amzn-ErrorType`.
         public var code: String
+        /// AWS's message for it.
         public var message: String
+
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
     }
 
     /// The keys the verifier knows.

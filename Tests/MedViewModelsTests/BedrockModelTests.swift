@@ -295,3 +295,44 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
         #expect(!mapper.stopped)
     }
 }
+
+@Suite struct StandInSignatureTests {
+    let verifier = SigV4Verifier(credentials: BedrockStandIn.testCredentials, service: "bedrock")
+    let now = Date(timeIntervalSince1970: 1_790_000_000)
+
+    func signed(body: [UInt8], path: String = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream") throws -> [(name: String, value: String)] {
+        let request = SigV4Request(method: "POST", path: path, headers: [.init("Host", "127.0.0.1:9"), .init("Content-Type", "application/json")], payload: .bytes(body))
+        let result = try SigV4Signer(service: "bedrock", region: "us-west-2").sign(request, credentials: BedrockStandIn.testCredentials, date: now)
+        return result.request.headers.map { ($0.name, $0.value) }
+    }
+
+    @Test func aCorrectSignatureIsAcceptedAndItsRegionReported() throws {
+        let body = Array(#"{"messages":[]}"#.utf8)
+        let region = try verifier.verify(method: "POST", path: "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream", query: nil, headers: try signed(body: body), body: body, now: now)
+        #expect(region == "us-west-2")
+    }
+
+    @Test func tamperedBodyPathOrStaleDateIsRefused() throws {
+        let body = Array(#"{"messages":[]}"#.utf8)
+        let headers = try signed(body: body)
+        let path = "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse-stream"
+        #expect(throws: SigV4Verifier.Failure.self) {
+            try verifier.verify(method: "POST", path: path, query: nil, headers: headers, body: Array(#"{"messages":[1]}"#.utf8), now: now)
+        }
+        do {
+            _ = try verifier.verify(method: "POST", path: "/model/anthropic.claude-3-5-haiku-20241022-v1:0/converse-stream", query: nil, headers: headers, body: body, now: now)
+            Issue.record("a path encoded differently from the signed one was accepted")
+        } catch {
+            #expect(error.code == "InvalidSignatureException")
+        }
+        do {
+            _ = try verifier.verify(method: "POST", path: path, query: nil, headers: headers, body: body, now: now.addingTimeInterval(16 * 60))
+            Issue.record("a request signed 16 minutes ago was accepted")
+        } catch {
+            #expect(error.code == "InvalidSignatureException" && error.message.hasPrefix("Signature expired"))
+        }
+        #expect(throws: SigV4Verifier.Failure(code: "MissingAuthenticationTokenException", message: "Missing Authentication Token")) {
+            try verifier.verify(method: "POST", path: path, query: nil, headers: headers.filter { $0.name != "Authorization" }, body: body, now: now)
+        }
+    }
+}
