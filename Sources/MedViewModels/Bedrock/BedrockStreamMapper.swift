@@ -56,7 +56,13 @@ public struct BedrockStreamMapper: Sendable {
     private mutating func mapConverse(_ type: String, _ payload: [UInt8], emit: (ModelEvent) -> Void) throws(ModelError) {
         switch type {
         case "contentBlockDelta":
-            if let text = try decode(ContentBlockDelta.self, payload, type).delta?.text, !text.isEmpty { emit(.delta(text)) }
+            let text: String?
+            if let fields = DeltaJSONScanner.scan(payload, top: [], nestedKey: "delta", nestedFields: ["text"]) {
+                text = fields.nested["text"]
+            } else {
+                text = try decode(ContentBlockDelta.self, payload, type).delta?.text
+            }
+            if let text, !text.isEmpty { emit(.delta(text)) }
         case "messageStop":
             stopped = true
             emit(.stop(Self.stopReason(try decode(MessageStop.self, payload, type).stopReason)))
@@ -85,11 +91,23 @@ public struct BedrockStreamMapper: Sendable {
 
     private mutating func mapInvoke(_ type: String, _ payload: [UInt8], emit: (ModelEvent) -> Void) throws(ModelError) {
         guard type == "chunk" else { return }
-        let chunk = try decode(Chunk.self, payload, type)
-        guard let bytes = Data(base64Encoded: chunk.bytes) else {
+        let encoded: String
+        if let fast = DeltaJSONScanner.scan(payload, top: ["bytes"], nestedKey: "", nestedFields: [])?.top["bytes"] {
+            encoded = fast
+        } else {
+            encoded = try decode(Chunk.self, payload, type).bytes
+        }
+        guard let data = Data(base64Encoded: encoded) else {
             throw ModelError(kind: .failed, retryable: false, detail: "bedrock stream: chunk bytes are not base64")
         }
-        let event = try decode(AnthropicEvent.self, Array(bytes), "chunk")
+        let bytes = Array(data)
+        // Fast path for the per-delta event; everything else goes through the decoder.
+        if let fields = DeltaJSONScanner.scan(bytes, top: ["type"], nestedKey: "delta", nestedFields: ["type", "text"]),
+           fields.top["type"] == "content_block_delta" {
+            if fields.nested["type"] == "text_delta", let text = fields.nested["text"], !text.isEmpty { emit(.delta(text)) }
+            return
+        }
+        let event = try decode(AnthropicEvent.self, bytes, "chunk")
         switch event.type {
         case "message_start":
             inputTokens = event.message?.usage?.input_tokens ?? 0
