@@ -40,6 +40,7 @@ let package = Package(
             name: "MedViewAWS",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -61,6 +62,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MedViewStandIns",
+            dependencies: [
+                "MedViewAWS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -109,6 +121,7 @@ let package = Package(
                 "MedViewAWS",
                 "MedViewModels",
                 "MedViewSafety",
+                "MedViewStandIns",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -124,6 +137,8 @@ let package = Package(
                 "MedViewModels",
                 "MedViewCore",
                 "MedViewProtocol",
+                "MedViewAWS",
+                "MedViewStandIns",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -138,7 +153,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MedViewAWSTests",
-            dependencies: ["MedViewAWS"],
+            dependencies: [
+                "MedViewAWS",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

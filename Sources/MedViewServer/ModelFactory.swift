@@ -31,7 +31,7 @@ public enum ModelFactory {
         public var reason: String?
         public var description: String {
             let base = reason == nil ? "Unknown model setting '\(setting)'." : "Model setting '\(setting)' cannot be used."
-            let supported = " Supported: 'scripted' or 'scripted:delay=MS,delta=N', 'anthropic:MODEL_ID' (with ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL'."
+            let supported = " Supported: 'scripted' or 'scripted:delay=MS,delta=N', 'bedrock:MODEL_ID[?options]' or 'bedrock-invoke:MODEL_ID[?options]' (docs/AWS.md), 'anthropic:MODEL_ID' (with ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL'."
             return base + (reason.map { " \($0)" } ?? "") + supported
         }
 
@@ -53,8 +53,21 @@ public enum ModelFactory {
             return try anthropic(details, setting: setting, context: context)
         case "openai":
             return try openAI(details, setting: setting, context: context)
+        case "bedrock", "bedrock-invoke":
+            return try bedrock(details ?? "", api: provider == "bedrock" ? .converse : .invoke, setting: setting, context: context)
         default:
             throw UnknownModel(setting: setting)
+        }
+    }
+
+    static func bedrock(_ details: String, api: BedrockConfiguration.API, setting: String, context: Context) throws -> any ChatModel {
+        do {
+            let configuration = try BedrockConfiguration.parse(details, api: api, environment: context.environment)
+            let auth = if case .bearer = configuration.authentication { "Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)" } else { "SigV4, AWS credential chain" }
+            context.announce("  Bedrock: \(configuration.api == .converse ? "ConverseStream" : "InvokeModelWithResponseStream") in \(configuration.region) at \(configuration.endpoint); auth: \(auth)")
+            return BedrockModel(configuration: configuration, logger: context.logger)
+        } catch {
+            throw UnknownModel(setting: setting, reason: String(describing: error))
         }
     }
 

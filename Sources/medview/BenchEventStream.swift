@@ -4,6 +4,7 @@
 // `MedView` in MedView.swift, and delete the `#if` line below and the `#endif` at the end.
 import ArgumentParser
 import MedViewAWS
+import MedViewModels
 
 struct BenchEventStream: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,5 +34,32 @@ struct BenchEventStream: AsyncParsableCommand {
     func run() async throws {
         let report = try EventStreamBenchmark.run(messages: messages, pieceSize: pieceSize, iterations: iterations)
         print(report.description)
+    }
+}
+
+struct BenchBedrock: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-bedrock",
+        abstract: "Benchmark the per-delta overhead of the Bedrock provider (event-stream decode + JSON + mapping).",
+        discussion: "Build with -c release for figures worth comparing."
+    )
+
+    @Option(help: "Deltas in the stream.")
+    var deltas: Int = 50_000
+    @Option(name: .customLong("piece-size"), help: "Bytes fed to the decoder at a time.")
+    var pieceSize: Int = 1024
+    @Option(help: "Passes; the fastest is reported.")
+    var iterations: Int = 5
+
+    func validate() throws {
+        guard deltas > 0, pieceSize > 0, iterations > 0 else {
+            throw ValidationError("--deltas, --piece-size and --iterations must be positive.")
+        }
+    }
+
+    func run() async throws {
+        for api in [BedrockConfiguration.API.converse, .invoke] {
+            print(try BedrockBenchmark.run(api: api, deltas: deltas, pieceSize: pieceSize, iterations: iterations).description)
+        }
     }
 }

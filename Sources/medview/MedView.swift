@@ -10,7 +10,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, SafetyCommand.self, Bench.self, BenchEventStream.self, BenchSSE.self]
+        subcommands: [Serve.self, Token.self, SafetyCommand.self, Bench.self, BenchEventStream.self, BenchBedrock.self, BenchSSE.self, Dev.self]
     )
 }
 
@@ -40,7 +40,7 @@ struct Serve: AsyncParsableCommand {
     var port: Int?
     @Option(name: .customLong("data-dir"), help: "Directory for the database and the development key. [env: MEDVIEW_DATA_DIR] (default: ./data)")
     var dataDir: String?
-    @Option(help: "Model: 'scripted' or 'scripted:delay=MS,delta=N', 'anthropic:MODEL_ID' (ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL' (OPENAI_API_KEY optional). [env: MEDVIEW_MODEL] (default: scripted)")
+    @Option(help: "Model: 'scripted' or 'scripted:delay=MS,delta=N', 'bedrock:MODEL_ID[?options]' or 'bedrock-invoke:MODEL_ID[?options]' (docs/AWS.md), 'anthropic:MODEL_ID' (ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL' (OPENAI_API_KEY optional). [env: MEDVIEW_MODEL] (default: scripted)")
     var model: String?
     @Option(help: "'development' (dev tokens accepted) or 'production'. [env: MEDVIEW_ENV] (default: development)")
     var environment: String?

@@ -1,0 +1,214 @@
+/// Reads the few string fields a streaming delta needs from a JSON object without building a
+/// tree: top-level string fields, and string fields of one nested object (`delta`).
+///
+/// It is the fast path of ``BedrockStreamMapper`` for the events that come once per delta
+/// (`contentBlockDelta`, Anthropic `content_block_delta`, and the InvokeModel `chunk` wrapper).
+/// Anything it does not fully understand — malformed JSON, invalid UTF-8, lone surrogates — gives
+/// `nil`, and the caller falls back to `JSONDecoder`, so it never accepts what the decoder would
+/// refuse in a way that changes the result.
+struct DeltaJSONScanner {
+    /// The string fields found: top-level ones by name, and the nested object's by name.
+    struct Fields {
+        var top: [String: String] = [:]
+        var nested: [String: String] = [:]
+        var hasNested = false
+    }
+
+    /// Scans `bytes` (one JSON object), keeping top-level string fields named in `top` and the
+    /// string fields named in `nestedFields` of the object at top-level key `nestedKey`.
+    static func scan(_ bytes: [UInt8], top: Set<String>, nestedKey: String, nestedFields: Set<String>) -> Fields? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var scanner = Cursor(bytes: buffer)
+            var fields = Fields()
+            guard scanner.object({ key, cursor in
+                if key == nestedKey {
+                    cursor.skipWhitespace()
+                    guard cursor.peek == UInt8(ascii: "{") else { return cursor.skipValue() }
+                    fields.hasNested = true
+                    return cursor.object { inner, cursor in
+                        if nestedFields.contains(inner) {
+                            cursor.skipWhitespace()
+                            if cursor.peek == UInt8(ascii: "\"") {
+                                guard let value = cursor.string() else { return false }
+                                fields.nested[inner] = value
+                                return true
+                            }
+                        }
+                        return cursor.skipValue()
+                    }
+                }
+                if top.contains(key) {
+                    cursor.skipWhitespace()
+                    if cursor.peek == UInt8(ascii: "\"") {
+                        guard let value = cursor.string() else { return false }
+                        fields.top[key] = value
+                        return true
+                    }
+                }
+                return cursor.skipValue()
+            }) else { return nil }
+            scanner.skipWhitespace()
+            return scanner.atEnd ? fields : nil
+        }
+    }
+
+    struct Cursor {
+        let bytes: UnsafeBufferPointer<UInt8>
+        var index = 0
+
+        var atEnd: Bool { index >= bytes.count }
+        var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+        mutating func skipWhitespace() {
+            while index < bytes.count {
+                switch bytes[index] {
+                case 0x20, 0x09, 0x0A, 0x0D: index += 1
+                default: return
+                }
+            }
+        }
+
+        mutating func expect(_ byte: UInt8) -> Bool {
+            skipWhitespace()
+            guard peek == byte else { return false }
+            index += 1
+            return true
+        }
+
+        /// Walks an object, calling `member` with each key and the cursor before its value;
+        /// `member` must consume the value and return `false` on malformed input.
+        mutating func object(_ member: (String, inout Cursor) -> Bool) -> Bool {
+            guard expect(UInt8(ascii: "{")) else { return false }
+            skipWhitespace()
+            if peek == UInt8(ascii: "}") { index += 1; return true }
+            while true {
+                skipWhitespace()
+                guard peek == UInt8(ascii: "\""), let key = string(), expect(UInt8(ascii: ":")) else { return false }
+                guard member(key, &self) else { return false }
+                skipWhitespace()
+                guard let next = peek else { return false }
+                index += 1
+                if next == UInt8(ascii: "}") { return true }
+                guard next == UInt8(ascii: ",") else { return false }
+            }
+        }
+
+        /// Reads a string at the cursor (which is on its opening quote), decoding escapes.
+        mutating func string() -> String? {
+            guard peek == UInt8(ascii: "\"") else { return nil }
+            index += 1
+            let start = index
+            // Fast path: no escapes.
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\"") {
+                    let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
+                    index += 1
+                    return String(validating: slice, as: UTF8.self)
+                }
+                if byte == UInt8(ascii: "\\") { break }
+                if byte < 0x20 { return nil }
+                index += 1
+            }
+            guard index < bytes.count else { return nil }
+            var out: [UInt8] = Array(bytes[start..<index])
+            while index < bytes.count {
+                let byte = bytes[index]
+                index += 1
+                switch byte {
+                case UInt8(ascii: "\""):
+                    return String(validating: out, as: UTF8.self)
+                case UInt8(ascii: "\\"):
+                    guard let escape = peek else { return nil }
+                    index += 1
+                    switch escape {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escape)
+                    case UInt8(ascii: "b"): out.append(0x08)
+                    case UInt8(ascii: "f"): out.append(0x0C)
+                    case UInt8(ascii: "n"): out.append(0x0A)
+                    case UInt8(ascii: "r"): out.append(0x0D)
+                    case UInt8(ascii: "t"): out.append(0x09)
+                    case UInt8(ascii: "u"):
+                        guard var code = hex4() else { return nil }
+                        if (0xD800...0xDBFF).contains(code) {
+                            guard peek == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u") else { return nil }
+                            index += 2
+                            guard let low = hex4(), (0xDC00...0xDFFF).contains(low) else { return nil }
+                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        } else if (0xDC00...0xDFFF).contains(code) {
+                            return nil
+                        }
+                        guard let scalar = Unicode.Scalar(code) else { return nil }
+                        out.append(contentsOf: UTF8.encode(scalar)!)
+                    default:
+                        return nil
+                    }
+                default:
+                    if byte < 0x20 { return nil }
+                    out.append(byte)
+                }
+            }
+            return nil
+        }
+
+        mutating func hex4() -> UInt32? {
+            guard index + 4 <= bytes.count else { return nil }
+            var value: UInt32 = 0
+            for _ in 0..<4 {
+                let byte = bytes[index]
+                index += 1
+                let digit: UInt8
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+                default: return nil
+                }
+                value = value << 4 | UInt32(digit)
+            }
+            return value
+        }
+
+        /// Skips one value of any kind; `false` if it is malformed.
+        mutating func skipValue() -> Bool {
+            skipWhitespace()
+            guard let first = peek else { return false }
+            switch first {
+            case UInt8(ascii: "\""):
+                return string() != nil
+            case UInt8(ascii: "{"):
+                return object { _, cursor in cursor.skipValue() }
+            case UInt8(ascii: "["):
+                index += 1
+                skipWhitespace()
+                if peek == UInt8(ascii: "]") { index += 1; return true }
+                while true {
+                    guard skipValue() else { return false }
+                    skipWhitespace()
+                    guard let next = peek else { return false }
+                    index += 1
+                    if next == UInt8(ascii: "]") { return true }
+                    guard next == UInt8(ascii: ",") else { return false }
+                }
+            default:
+                // A number, true, false or null: the JSON decoder would check it; here only its
+                // characters are accepted, and anything odd falls back to the decoder.
+                let start = index
+                let isWord = first >= UInt8(ascii: "a") && first <= UInt8(ascii: "z")
+                guard isWord || first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) else { return false }
+                while let byte = peek, byte != UInt8(ascii: ","), byte != UInt8(ascii: "}"), byte != UInt8(ascii: "]"),
+                      byte != 0x20, byte != 0x09, byte != 0x0A, byte != 0x0D {
+                    switch byte {
+                    case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."),
+                         UInt8(ascii: "e"), UInt8(ascii: "E"), UInt8(ascii: "a")...UInt8(ascii: "z"):
+                        index += 1
+                    default:
+                        return false
+                    }
+                }
+                let literal = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                return isWord ? (literal == "true" || literal == "false" || literal == "null") : Double(literal) != nil
+            }
+        }
+    }
+}

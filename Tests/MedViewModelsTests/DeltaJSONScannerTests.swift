@@ -1,0 +1,105 @@
+import Foundation
+@testable import MedViewModels
+import Testing
+
+/// The delta fast path must read exactly what `JSONSerialization` reads, and give up (so the
+/// mapper falls back to `JSONDecoder`) on anything that is not valid JSON.
+@Suite struct DeltaJSONScannerTests {
+    struct SeededGenerator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let pieces: [String] = ["a", "Z", " ", "\"", "\\", "/", "\n", "\t", "\u{01}", "\u{1F}", "é", "€", "😀", "👩🏽‍⚕️", "e\u{301}", "\u{7F}", "mg/dL", "{", "}", "[", "]", ",", ":"]
+
+    func randomText(_ rng: inout SeededGenerator) -> String {
+        (0..<Int.random(in: 0...12, using: &rng)).map { _ in Self.pieces.randomElement(using: &rng)! }.joined()
+    }
+
+    /// A JSON text for `text`, with a random choice of escapes the encoder would not use (`\u00e9`, `\/`, surrogate pairs).
+    func jsonString(_ text: String, _ rng: inout SeededGenerator) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            let style = Int.random(in: 0..<3, using: &rng)
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += style == 0 ? "\\u000a" : "\\n"
+            case "\t": out += "\\t"
+            case "/": out += style == 0 ? "\\/" : "/"
+            default:
+                if scalar.value < 0x20 {
+                    out += String(format: "\\u%04X", scalar.value)
+                } else if style == 0 && scalar.value > 0x7F {
+                    for unit in String(scalar).utf16 { out += String(format: "\\u%04x", unit) }
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    func randomValue(_ rng: inout SeededGenerator, depth: Int = 0) -> String {
+        switch Int.random(in: 0..<(depth > 2 ? 4 : 6), using: &rng) {
+        case 0: return ["0", "-1", "3.25", "1e5", "-0.5E-3", "12345678901234"].randomElement(using: &rng)!
+        case 1: return ["true", "false", "null"].randomElement(using: &rng)!
+        case 2, 3: return jsonString(randomText(&rng), &rng)
+        case 4: return "[" + (0..<Int.random(in: 0...3, using: &rng)).map { _ in randomValue(&rng, depth: depth + 1) }.joined(separator: " , ") + "]"
+        default: return "{" + (0..<Int.random(in: 0...3, using: &rng)).map { i in "\"k\(i)\":" + randomValue(&rng, depth: depth + 1) }.joined(separator: ",") + "}"
+        }
+    }
+
+    func payload(_ rng: inout SeededGenerator) -> String {
+        var members = ["\"contentBlockIndex\":\(Int.random(in: 0...3, using: &rng))", "\"p\":" + randomValue(&rng)]
+        var delta = ["\"other\":" + randomValue(&rng)]
+        if Int.random(in: 0..<8, using: &rng) > 0 { delta.append("\"text\" : " + jsonString(randomText(&rng), &rng)) }
+        delta.shuffle(using: &rng)
+        if Int.random(in: 0..<10, using: &rng) > 0 { members.append("\"delta\":{" + delta.joined(separator: ",") + "}") }
+        members.shuffle(using: &rng)
+        let spacing = [" ", "", "\n", "\t "].randomElement(using: &rng)!
+        return spacing + "{" + members.joined(separator: "," + spacing) + "}" + spacing
+    }
+
+    @Test func readsTheSameTextAsJSONSerializationOn5000Payloads() throws {
+        var rng = SeededGenerator(state: 42)
+        for _ in 0..<5000 {
+            let text = payload(&rng)
+            let bytes = Array(text.utf8)
+            let reference = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], "\(text)")
+            let fields = try #require(DeltaJSONScanner.scan(bytes, top: [], nestedKey: "delta", nestedFields: ["text"]), "\(text)")
+            let delta = reference["delta"] as? [String: Any]
+            #expect(fields.hasNested == (delta != nil), "\(text)")
+            #expect(fields.nested["text"] == delta?["text"] as? String, "\(text)")
+        }
+    }
+
+    @Test func givesUpOnEveryTruncationAndOnInvalidJSON() {
+        var rng = SeededGenerator(state: 7)
+        for _ in 0..<300 {
+            let bytes = Array(payload(&rng).utf8)
+            let trimmedEnd = bytes.lastIndex(of: UInt8(ascii: "}"))!
+            for cut in 0..<trimmedEnd {
+                #expect(DeltaJSONScanner.scan(Array(bytes[..<cut]), top: [], nestedKey: "delta", nestedFields: ["text"]) == nil)
+            }
+        }
+        let invalid = [
+            #"{"delta":{"text":"a\qb"}}"#, #"{"delta":{"text":"\ud83d"}}"#, #"{"delta":{"text":"\udc00x"}}"#,
+            "{\"delta\":{\"text\":\"tab\tinside\"}}", #"{"p":nan,"delta":{"text":"a"}}"#,
+            #"{"p":+1,"delta":{"text":"a"}}"#, #"{"delta":{"text":"a"}} x"#, #"{"delta" {"text":"a"}}"#,
+        ]
+        for text in invalid {
+            #expect(DeltaJSONScanner.scan(Array(text.utf8), top: [], nestedKey: "delta", nestedFields: ["text"]) == nil, "\(text)")
+            #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8))) == nil, "the reference accepts \(text)")
+        }
+        // Foundation's parser accepts a trailing comma; the scanner does not, so the decoder decides.
+        #expect(DeltaJSONScanner.scan(Array(#"{"delta":{"text":"a"},}"#.utf8), top: [], nestedKey: "delta", nestedFields: ["text"]) == nil)
+        #expect(DeltaJSONScanner.scan([0x7B, 0x22, 0x64, 0xFF, 0x22, 0x3A, 0x31, 0x7D], top: [], nestedKey: "delta", nestedFields: []) == nil)
+    }
+}
