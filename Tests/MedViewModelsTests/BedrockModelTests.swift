@@ -9,33 +9,6 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
-/// What a model stream produced: the events before the end, and the error it ended with.
-struct Collected: Sendable {
-    var text = ""
-    var deltas = 0
-    var usage: Usage?
-    var stop: ModelStopReason?
-    var error: ModelError?
-}
-
-func collect(_ stream: AsyncThrowingStream<ModelEvent, any Error>) async -> Collected {
-    var result = Collected()
-    do {
-        for try await event in stream {
-            switch event {
-            case .delta(let text): result.text += text; result.deltas += 1
-            case .usage(let usage): result.usage = usage
-            case .stop(let reason): result.stop = reason
-            }
-        }
-    } catch let error as ModelError {
-        result.error = error
-    } catch {
-        result.error = ModelError(kind: .failed, retryable: false, detail: "unexpected \(type(of: error))")
-    }
-    return result
-}
-
 let haiku = "anthropic.claude-3-5-haiku-20241022-v1:0"
 
 func bedrockModel(
@@ -67,9 +40,9 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
             let result = await collect(bedrockModel(standIn.endpoint, api: api).stream(ask("How do I sleep better?")))
             #expect(result.error == nil)
             #expect(result.text == StandInScript.defaultText)
-            #expect(result.deltas == StandInScript(message: "").deltas.count)
+            #expect(result.deltas.count == StandInScript(message: "").deltas.count)
             #expect(result.stop == .endTurn)
-            #expect(result.usage?.outputTokens == result.deltas)
+            #expect(result.usage?.outputTokens == result.deltas.count)
             #expect((result.usage?.inputTokens ?? 0) > 0)
             #expect(standIn.statistics.streamsCompleted == 1)
         }
@@ -97,10 +70,10 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
         try await BedrockStandIn.withRunning { standIn in
             let wrong = SigV4Credentials(accessKeyID: BedrockStandIn.testCredentials.accessKeyID, secretAccessKey: "not-the-secret")
             let result = await collect(bedrockModel(standIn.endpoint, credentials: wrong).stream(ask("hello")))
-            #expect(result.error == ModelError(kind: .failed, retryable: false, detail: "bedrock HTTP 403 InvalidSignatureException"))
+            #expect(result.modelError == ModelError(kind: .failed, retryable: false, detail: "bedrock HTTP 403 InvalidSignatureException"))
             #expect(standIn.statistics.requests == 0)
             let unknown = SigV4Credentials(accessKeyID: "AKIDUNKNOWN", secretAccessKey: "x")
-            #expect(await collect(bedrockModel(standIn.endpoint, credentials: unknown).stream(ask("hello"))).error?.detail == "bedrock HTTP 403 UnrecognizedClientException")
+            #expect(await collect(bedrockModel(standIn.endpoint, credentials: unknown).stream(ask("hello"))).modelError?.detail == "bedrock HTTP 403 UnrecognizedClientException")
         }
     }
 
@@ -109,7 +82,7 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
             let ok = await collect(bedrockModel(standIn.endpoint, bearer: BedrockStandIn.testBearerToken).stream(ask("[[say:hi there]]")))
             #expect(ok.text == "hi there")
             let bad = await collect(bedrockModel(standIn.endpoint, bearer: "wrong").stream(ask("hello")))
-            #expect(bad.error?.detail == "bedrock HTTP 403 UnrecognizedClientException")
+            #expect(bad.modelError?.detail == "bedrock HTTP 403 UnrecognizedClientException")
         }
     }
 
@@ -119,7 +92,7 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
             #expect(result.error == nil)
             #expect(result.text == "after retry")
             let exhausted = await collect(bedrockModel(standIn.endpoint, attempts: 3).stream(ask("[[throttle:5]]")))
-            #expect(exhausted.error == ModelError(kind: .throttled, retryable: true, detail: "bedrock HTTP 429 ThrottlingException"))
+            #expect(exhausted.modelError == ModelError(kind: .throttled, retryable: true, detail: "bedrock HTTP 429 ThrottlingException"))
         }
     }
 
@@ -135,7 +108,7 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
         try await BedrockStandIn.withRunning { standIn in
             let result = await collect(bedrockModel(standIn.endpoint).stream(ask("[[fail-after:3]][[delta:4]][[say:abcdefghijklmnop]]")))
             #expect(result.text == "abcdefghijkl")
-            #expect(result.error == ModelError(kind: .failed, retryable: true, detail: "bedrock stream exception modelStreamErrorException"))
+            #expect(result.modelError == ModelError(kind: .failed, retryable: true, detail: "bedrock stream exception modelStreamErrorException"))
             #expect(standIn.statistics.requests == 1)
         }
     }
@@ -152,7 +125,7 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
                 ("[[http:403:AccessDeniedException]]", ModelError(kind: .failed, retryable: false, detail: "bedrock HTTP 403 AccessDeniedException")),
             ]
             for (message, expected) in cases {
-                #expect(await collect(model.stream(ask(message))).error == expected, "\(message)")
+                #expect(await collect(model.stream(ask(message))).modelError == expected, "\(message)")
             }
         }
     }
@@ -161,9 +134,9 @@ func ask(_ text: String, system: String = "You are a careful health companion.")
         try await BedrockStandIn.withRunning { standIn in
             let start = ContinuousClock.now
             let result = await collect(bedrockModel(standIn.endpoint, timeout: .milliseconds(300), attempts: 1).stream(ask("[[delay:3000]]")))
-            #expect(result.error?.kind == .unavailable)
-            #expect(result.error?.retryable == true)
-            #expect(result.error?.detail.contains("timed out") == true)
+            #expect(result.modelError?.kind == .unavailable)
+            #expect(result.modelError?.retryable == true)
+            #expect(result.modelError?.detail.contains("timed out") == true)
             #expect(ContinuousClock.now - start < .seconds(2))
         }
     }
