@@ -36,7 +36,6 @@ public struct OpenAICompatibleModel: ChatModel {
     public let descriptor: ModelDescriptor
     private let transport: StreamingHTTPTransport
     private let sleep: RetryingModelStream.Sleeper
-    private let logger: Logger
 
     /// - Parameters:
     ///   - sleep: waits between retries; tests pass a no-op.
@@ -48,7 +47,6 @@ public struct OpenAICompatibleModel: ChatModel {
     ) {
         self.configuration = configuration
         self.descriptor = ModelDescriptor(provider: "openai", id: configuration.model, demo: false)
-        self.logger = logger
         self.sleep = sleep
         self.transport = StreamingHTTPTransport(
             provider: "openai",
@@ -61,22 +59,7 @@ public struct OpenAICompatibleModel: ChatModel {
     }
 
     public func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
-        let http: StreamingHTTPRequest
-        do {
-            http = try httpRequest(for: request)
-        } catch {
-            return AsyncThrowingStream { $0.finish(throwing: error) }
-        }
-        let transport = self.transport
-        let logger = self.logger
-        return RetryingModelStream.make(
-            policy: configuration.retry,
-            sleep: sleep,
-            onRetry: { next, error in
-                logger.info("model.retry", metadata: ["model.provider": "openai", "model.attempt": "\(next)", "model.error.detail": "\(error.detail)"])
-            },
-            attempt: { number in transport.stream(http, decoder: OpenAIStreamDecoder(), attempt: number) }
-        )
+        transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) }, policy: configuration.retry, sleep: sleep) { OpenAIStreamDecoder() }
     }
 
     /// The HTTP request for `request` (exposed to tests).

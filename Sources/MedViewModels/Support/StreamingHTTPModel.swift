@@ -70,6 +70,32 @@ struct StreamingHTTPTransport: Sendable {
     /// The largest error body read.
     static let errorBodyLimit = 64 * 1024
 
+    /// The model's answer to `request`: each attempt streams through a fresh decoder, and
+    /// retryable failures before the first delta are retried under `policy`. A request that could
+    /// not be built fails the stream at once.
+    func answer<Decoder: ServerSentEventDecoder>(
+        _ request: Result<StreamingHTTPRequest, ModelError>,
+        policy: RetryPolicy,
+        sleep: @escaping RetryingModelStream.Sleeper,
+        decoder: @escaping @Sendable () -> Decoder
+    ) -> AsyncThrowingStream<ModelEvent, any Error> {
+        let http: StreamingHTTPRequest
+        switch request {
+        case .success(let value): http = value
+        case .failure(let error): return AsyncThrowingStream { $0.finish(throwing: error) }
+        }
+        let logger = self.logger
+        let provider = self.provider
+        return RetryingModelStream.make(
+            policy: policy,
+            sleep: sleep,
+            onRetry: { next, error in
+                logger.info("model.retry", metadata: ["model.provider": "\(provider)", "model.attempt": "\(next)", "model.error.detail": "\(error.detail)"])
+            },
+            attempt: { number in self.stream(http, decoder: decoder(), attempt: number) }
+        )
+    }
+
     /// Sends `request` and streams the decoded events; cancelling the consumer cancels the request.
     func stream(_ request: StreamingHTTPRequest, decoder: some ServerSentEventDecoder, attempt: Int) -> AsyncThrowingStream<ModelEvent, any Error> {
         AsyncThrowingStream { continuation in
