@@ -30,10 +30,11 @@ public struct ModelFetcher: Sendable {
     /// Where the built-in model lives once fetched.
     public var modelPath: String { (cacheDirectory as NSString).appendingPathComponent(Self.fileName) }
 
-    /// Whether the cached file exists with the pinned size (the checksum is verified at fetch time).
+    /// Whether the cached file (or the file a symbolic link there points to) exists with the pinned
+    /// size (the checksum is verified at fetch time).
     public var isCached: Bool {
-        let size = (try? FileManager.default.attributesOfItem(atPath: modelPath)[.size] as? Int) ?? nil
-        return size == Self.byteCount
+        var info = stat()
+        return stat(modelPath, &info) == 0 && Int(info.st_size) == Self.byteCount
     }
 
     /// The SHA-256 of a file, hex.
