@@ -166,8 +166,18 @@ public final class InferenceSession {
                 if let scratch {
                     for r in lower..<upper {
                         matrix.dequantizeRow(r, into: scratch)
-                        for t in 0..<n {
+                        var t = 0
+                        while t + 4 <= n {
+                            let d = dotFloat4(scratch, input + t * columns, stride: columns, count: columns)
+                            out[t * rows + r] = d[0]
+                            out[(t + 1) * rows + r] = d[1]
+                            out[(t + 2) * rows + r] = d[2]
+                            out[(t + 3) * rows + r] = d[3]
+                            t += 4
+                        }
+                        while t < n {
                             out[t * rows + r] = dotFloat(scratch, input + t * columns, count: columns)
+                            t += 1
                         }
                     }
                 } else {

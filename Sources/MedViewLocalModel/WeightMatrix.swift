@@ -166,6 +166,26 @@ func dotFloat(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) 
     return sum
 }
 
+/// Four dot products of `w` with four vectors `stride` apart (one pass over `w`); `count` must be
+/// a multiple of 16.
+@inline(__always)
+func dotFloat4(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, stride: Int, count: Int) -> SIMD4<Float> {
+    var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+    let rw = UnsafeRawPointer(w)
+    let r0 = UnsafeRawPointer(x), r1 = UnsafeRawPointer(x + stride), r2 = UnsafeRawPointer(x + 2 * stride), r3 = UnsafeRawPointer(x + 3 * stride)
+    var offset = 0
+    let end = count * 4
+    while offset < end {
+        let wv = rw.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        a0 += wv * r0.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        a1 += wv * r1.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        a2 += wv * r2.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        a3 += wv * r3.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        offset += 64
+    }
+    return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+}
+
 /// Sums of each 32-value block of `x` (`count` must be a multiple of 32).
 @inline(__always)
 func blockSums(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
