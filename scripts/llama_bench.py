@@ -7,6 +7,7 @@ import argparse
 import json
 import time
 
+import llama_cpp
 import numpy as np
 from llama_cpp import Llama
 
@@ -30,6 +31,12 @@ def rss_mib():
     return 0.0
 
 
+def last_logits(llm):
+    """The logits after the last evaluated token, straight from the context (no copy into llm.scores)."""
+    pointer = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
@@ -41,13 +48,13 @@ def main():
     start = time.perf_counter()
     llm.eval(tokens)
     prompt_done = time.perf_counter()
-    token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    token = int(np.argmax(last_logits(llm)))
     first = time.perf_counter()
     produced = [token]
     gen_start = time.perf_counter()
     for _ in range(1, max(2, args.tokens)):
         llm.eval([token])
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        token = int(np.argmax(last_logits(llm)))
         produced.append(token)
     gen_end = time.perf_counter()
     print(json.dumps({

@@ -42,6 +42,7 @@ public final class InferenceSession {
     }
 
     deinit {
+        parallel.shutdown()
         for p in [keys, values, x, xn, q, k, v, attention, gate, up, sums, logits] {
             p.deallocate()
         }

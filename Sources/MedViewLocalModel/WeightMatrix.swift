@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 /// IEEE half → single precision for every one of the 65,536 bit patterns (256 KiB, built once).
 /// Written once when first used, then only read.
@@ -195,26 +196,88 @@ func blockSums(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePoi
     }
 }
 
-/// Splits row ranges across threads.
-struct Parallel: Sendable {
-    /// Worker count (2 here: the machine's cores).
+/// Splits row ranges across a fixed set of threads: the caller plus `threads - 1` workers that
+/// spin briefly between jobs (a token needs a few hundred short products, too short for a
+/// dispatch round trip each) and then park on a condition variable.
+final class Parallel: @unchecked Sendable {
+    /// Worker count including the calling thread.
     let threads: Int
+    private let generation = Atomic<Int>(0)
+    private let remaining = Atomic<Int>(0)
+    private let condition = NSCondition()
+    private var job: UncheckedBox<(Range<Int>) -> Void>?
+    private var count = 0
+    private var parts = 1
+    private var stopping = false
 
-    /// Runs `body(range)` for `threads` contiguous slices of `0..<count`, in parallel.
+    init(threads: Int) {
+        self.threads = max(1, threads)
+        for index in 1..<self.threads {
+            let thread = Thread { self.work(index) }  // the worker keeps the pool alive until shutdown()
+            thread.name = "medview.local-model.worker"
+            thread.start()
+        }
+    }
+
+    /// Stops the workers; each releases the pool as it exits.
+    func shutdown() {
+        condition.lock()
+        stopping = true
+        generation.add(1, ordering: .releasing)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Runs `body(range)` for contiguous slices of `0..<count`, one per thread, and returns when all are done.
     func forEachSlice(_ count: Int, _ body: (Range<Int>) -> Void) {
         let n = min(threads, count)
         if n <= 1 {
             body(0..<count)
             return
         }
-        // The slices touch disjoint rows of buffers the caller owns until this returns.
         withoutActuallyEscaping(body) { body in
-            let box = UncheckedBox(body)
-            DispatchQueue.concurrentPerform(iterations: n) { i in
-                let lower = count * i / n
-                let upper = count * (i + 1) / n
-                box.value(lower..<upper)
+            condition.lock()
+            job = UncheckedBox(body)
+            self.count = count
+            parts = n
+            remaining.store(n - 1, ordering: .relaxed)
+            generation.add(1, ordering: .releasing)
+            condition.broadcast()
+            condition.unlock()
+            body(0..<(count / n))
+            while remaining.load(ordering: .acquiring) > 0 {}
+            condition.lock()
+            job = nil
+            condition.unlock()
+        }
+    }
+
+    private func work(_ index: Int) {
+        var seen = 0
+        while true {
+            var spins = 0
+            while generation.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins > 50_000 {
+                    condition.lock()
+                    while generation.load(ordering: .acquiring) == seen { condition.wait() }
+                    condition.unlock()
+                }
             }
+            condition.lock()
+            seen = generation.load(ordering: .acquiring)
+            let stop = stopping
+            var job = self.job
+            let count = self.count, parts = self.parts
+            condition.unlock()
+            if stop { return }
+            let mine = job != nil && index < parts
+            if mine {
+                job!.value((count * index / parts)..<(count * (index + 1) / parts))
+            }
+            // Drop the reference before reporting done: the caller's closure must not outlive its call.
+            job = nil
+            if mine { remaining.subtract(1, ordering: .releasing) }
         }
     }
 }
