@@ -258,7 +258,7 @@ final class Parallel: @unchecked Sendable {
             var spins = 0
             while generation.load(ordering: .acquiring) == seen {
                 spins += 1
-                if spins > 50_000 {
+                if spins > 4_000 {
                     condition.lock()
                     while generation.load(ordering: .acquiring) == seen { condition.wait() }
                     condition.unlock()
