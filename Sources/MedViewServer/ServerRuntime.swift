@@ -63,9 +63,12 @@ public enum ServerRuntime {
                 }
                 let d = model.descriptor
                 if d.provider == "scripted" {
-                    announce("  Model: scripted (a deterministic test model, not medical advice; the embedded local model will replace it as the default).")
+                    announce("  Model: scripted (a deterministic test model, not medical advice).")
                 } else {
                     announce("  Model: \(d.provider):\(d.id)\(d.demo ? " (demo model, not medical-grade)" : "")")
+                    if d.provider == "local" {
+                        announce("  The local model is a small demo model running in-process: its answers are not medical advice. Configure a cloud model with --model for real use.")
+                    }
                 }
                 announce("  Data: \(databasePath(dataDirectory: configuration.dataDirectory))")
             }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MedViewBench
 import MedViewCore
+import MedViewLocalModel
 import MedViewServer
 
 @main
@@ -10,7 +11,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, SafetyCommand.self, Bench.self, BenchEventStream.self, BenchBedrock.self, BenchSSE.self, Dev.self]
+        subcommands: [Serve.self, Token.self, SafetyCommand.self, ModelCommand.self, Bench.self, BenchEventStream.self, BenchBedrock.self, BenchSSE.self, Dev.self]
     )
 }
 
@@ -29,7 +30,8 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the streaming service.",
         discussion: """
             With no options it runs on its embedded defaults: SQLite under ./data, the development \
-            token issuer, and the scripted model. Every option can also be set by the environment \
+            token issuer, and the embedded local model (a small demo model, fetched with pip on \
+            first run). Every option can also be set by the environment \
             variable named in its help; the command line wins.
             """
     )
@@ -40,7 +42,7 @@ struct Serve: AsyncParsableCommand {
     var port: Int?
     @Option(name: .customLong("data-dir"), help: "Directory for the database and the development key. [env: MEDVIEW_DATA_DIR] (default: ./data)")
     var dataDir: String?
-    @Option(help: "Model: 'scripted' or 'scripted:delay=MS,delta=N', 'bedrock:MODEL_ID[?options]' or 'bedrock-invoke:MODEL_ID[?options]' (docs/AWS.md), 'anthropic:MODEL_ID' (ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL' (OPENAI_API_KEY optional). [env: MEDVIEW_MODEL] (default: scripted)")
+    @Option(help: "Model: 'local' (built-in demo model), 'local:/path/model.gguf', 'scripted' or 'scripted:delay=MS,delta=N', 'bedrock:MODEL_ID[?options]' or 'bedrock-invoke:MODEL_ID[?options]' (docs/AWS.md), 'anthropic:MODEL_ID' (ANTHROPIC_API_KEY), 'openai:BASE_URL#MODEL' or 'openai:MODEL' (OPENAI_API_KEY optional). [env: MEDVIEW_MODEL] (default: local)")
     var model: String?
     @Option(help: "'development' (dev tokens accepted) or 'production'. [env: MEDVIEW_ENV] (default: development)")
     var environment: String?
@@ -171,6 +173,8 @@ struct Serve: AsyncParsableCommand {
         } catch let error as ServerRuntime.StartupError {
             throw ValidationError(error.description)
         } catch let error as ModelFactory.UnknownModel {
+            throw ValidationError(error.description)
+        } catch let error as LocalModelError {
             throw ValidationError(error.description)
         }
     }

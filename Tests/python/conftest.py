@@ -115,6 +115,8 @@ def server(tmp_path_factory) -> LiveServer:
             "--port", "0",
             "--data-dir", str(data_dir),
             "--keepalive-seconds", str(KEEPALIVE_SECONDS),
+            # The scripted model: deterministic, and never downloads the local model.
+            "--model", "scripted",
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

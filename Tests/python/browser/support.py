@@ -126,7 +126,7 @@ def start_web_server(binary: Path, data_dir: Path, web_dir: str) -> WebServer:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDVIEW_")}
     log = open(data_dir.parent / f"{data_dir.name}-web-server.log", "w")
     process = subprocess.Popen(
-        [str(binary), "serve", "--port", "0", "--data-dir", str(data_dir), "--keepalive-seconds", "1", "--web-dir", web_dir],
+        [str(binary), "serve", "--port", "0", "--data-dir", str(data_dir), "--keepalive-seconds", "1", "--web-dir", web_dir, "--model", "scripted"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=env,
     )
     lines: queue.Queue = queue.Queue()

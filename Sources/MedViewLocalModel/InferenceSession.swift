@@ -1,0 +1,285 @@
+import Foundation
+
+/// One sequence being evaluated by a ``LlamaModel``: the key/value cache and scratch buffers.
+///
+/// Not thread-safe: one generation uses a session at a time (``LocalModel`` serialises them).
+/// The matrix products inside one evaluation run on `threads` threads.
+public final class InferenceSession {
+    public let model: LlamaModel
+    /// Largest number of positions the cache holds.
+    public let contextLength: Int
+    /// Tokens evaluated in one pass over the weights during prompt processing.
+    public let batchSize: Int
+    /// Positions already in the cache.
+    public private(set) var position = 0
+
+    let parallel: Parallel
+    private let keys: UnsafeMutablePointer<Float>
+    private let values: UnsafeMutablePointer<Float>
+    private let x, xn, q, k, v, attention, gate, up, sums, logits: UnsafeMutablePointer<Float>
+
+    /// Creates a session holding up to `contextLength` positions, computing on `threads` threads.
+    public init(model: LlamaModel, contextLength: Int = 2048, threads: Int = 2, batchSize: Int = 64) {
+        let h = model.hyperparameters
+        self.model = model
+        self.contextLength = max(1, contextLength)
+        self.batchSize = max(1, batchSize)
+        parallel = Parallel(threads: max(1, threads))
+        let cache = h.layerCount * self.contextLength * h.kvDimension
+        keys = .allocate(capacity: cache)
+        values = .allocate(capacity: cache)
+        let n = self.batchSize
+        x = .allocate(capacity: n * h.embeddingLength)
+        xn = .allocate(capacity: n * h.embeddingLength)
+        q = .allocate(capacity: n * h.embeddingLength)
+        k = .allocate(capacity: n * h.kvDimension)
+        v = .allocate(capacity: n * h.kvDimension)
+        attention = .allocate(capacity: n * h.embeddingLength)
+        gate = .allocate(capacity: n * h.feedForwardLength)
+        up = .allocate(capacity: n * h.feedForwardLength)
+        sums = .allocate(capacity: n * max(h.feedForwardLength, h.embeddingLength) / 32)
+        logits = .allocate(capacity: n * h.vocabularySize)
+    }
+
+    deinit {
+        parallel.shutdown()
+        for p in [keys, values, x, xn, q, k, v, attention, gate, up, sums, logits] {
+            p.deallocate()
+        }
+    }
+
+    /// Forgets every cached position.
+    public func reset() { position = 0 }
+
+    /// Drops cached positions from `newPosition` on (to reuse a shared prefix).
+    public func rewind(to newPosition: Int) { position = max(0, min(position, newPosition)) }
+
+    /// Evaluates `tokens` at the next positions and returns the logits after the last token
+    /// (or after every token, `tokens.count` × vocabulary, with `allLogits`).
+    /// - Precondition: the tokens fit: `position + tokens.count <= contextLength`, ids in range.
+    public func evaluate(_ tokens: [Int32], allLogits: Bool = false) -> [Float] {
+        precondition(position + tokens.count <= contextLength, "context full")
+        let vocabulary = model.hyperparameters.vocabularySize
+        var result: [Float] = []
+        result.reserveCapacity(allLogits ? tokens.count * vocabulary : vocabulary)
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + batchSize)
+            let isLast = end == tokens.count
+            forward(Array(tokens[start..<end]), logitsFor: allLogits ? .all : (isLast ? .last : .none))
+            let n = end - start
+            if allLogits {
+                result.append(contentsOf: UnsafeBufferPointer(start: logits, count: n * vocabulary))
+            } else if isLast {
+                result.append(contentsOf: UnsafeBufferPointer(start: logits, count: vocabulary))
+            }
+            start = end
+        }
+        return result
+    }
+
+    private enum LogitsWanted { case none, last, all }
+
+    private func forward(_ tokens: [Int32], logitsFor wanted: LogitsWanted) {
+        let h = model.hyperparameters
+        let n = tokens.count
+        let dim = h.embeddingLength
+        let kvDim = h.kvDimension
+        let ffn = h.feedForwardLength
+        let p0 = position
+        for (t, token) in tokens.enumerated() {
+            let id = Int(token)
+            precondition(id >= 0 && id < h.vocabularySize, "token id out of range")
+            model.tokenEmbedding.dequantizeRow(id, into: x + t * dim)
+        }
+        for (index, layer) in model.layers.enumerated() {
+            // Attention.
+            for t in 0..<n {
+                rmsNorm(x + t * dim, weight: layer.attentionNorm, out: xn + t * dim, count: dim, epsilon: h.rmsEpsilon)
+                blockSums(xn + t * dim, count: dim, into: sums + t * dim / 32)
+            }
+            multiply([(layer.wq, q), (layer.wk, k), (layer.wv, v)], input: xn, sums: sums, n: n)
+            for t in 0..<n {
+                rope(q + t * dim, heads: h.headCount, position: p0 + t)
+                rope(k + t * kvDim, heads: h.kvHeadCount, position: p0 + t)
+                let slot = (index * contextLength + p0 + t) * kvDim
+                (keys + slot).update(from: k + t * kvDim, count: kvDim)
+                (values + slot).update(from: v + t * kvDim, count: kvDim)
+            }
+            attend(layer: index, n: n, start: p0)
+            for t in 0..<n {
+                blockSums(attention + t * dim, count: dim, into: sums + t * dim / 32)
+            }
+            multiply([(layer.wo, xn)], input: attention, sums: sums, n: n)
+            add(xn, into: x, count: n * dim)
+            // Feed-forward (SwiGLU).
+            for t in 0..<n {
+                rmsNorm(x + t * dim, weight: layer.ffnNorm, out: xn + t * dim, count: dim, epsilon: h.rmsEpsilon)
+                blockSums(xn + t * dim, count: dim, into: sums + t * dim / 32)
+            }
+            multiply([(layer.gate, gate), (layer.up, up)], input: xn, sums: sums, n: n)
+            for i in 0..<(n * ffn) {
+                let g = gate[i]
+                gate[i] = g / (1 + exp(-g)) * up[i]
+            }
+            for t in 0..<n {
+                blockSums(gate + t * ffn, count: ffn, into: sums + t * ffn / 32)
+            }
+            multiply([(layer.down, xn)], input: gate, sums: sums, n: n)
+            add(xn, into: x, count: n * dim)
+        }
+        position += n
+        switch wanted {
+        case .none:
+            return
+        case .last:
+            rmsNorm(x + (n - 1) * dim, weight: model.outputNorm, out: xn, count: dim, epsilon: h.rmsEpsilon)
+            blockSums(xn, count: dim, into: sums)
+            multiply([(model.output, logits)], input: xn, sums: sums, n: 1)
+        case .all:
+            for t in 0..<n {
+                rmsNorm(x + t * dim, weight: model.outputNorm, out: xn + t * dim, count: dim, epsilon: h.rmsEpsilon)
+                blockSums(xn + t * dim, count: dim, into: sums + t * dim / 32)
+            }
+            multiply([(model.output, logits)], input: xn, sums: sums, n: n)
+        }
+    }
+
+    /// `outputs[j][t] = matrices[j] · input[t]` for `n` inputs, all matrices' rows split across threads.
+    /// `sums` holds each input's 32-value block sums.
+    private func multiply(_ jobs: [(WeightMatrix, UnsafeMutablePointer<Float>)], input: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>, n: Int) {
+        let total = jobs.reduce(0) { $0 + $1.0.rows }
+        let columns = jobs[0].0.columns
+        let input = UnsafePointer(input)
+        let sums = UnsafePointer(sums)
+        let blocks = columns / 32
+        parallel.forEachSlice(total) { range in
+            var scratch: UnsafeMutablePointer<Float>? = nil
+            if n > 1 { scratch = .allocate(capacity: columns) }
+            defer { scratch?.deallocate() }
+            var base = 0
+            for (matrix, out) in jobs {
+                let lower = max(range.lowerBound, base) - base
+                let upper = min(range.upperBound, base + matrix.rows) - base
+                base += matrix.rows
+                guard lower < upper else { continue }
+                let rows = matrix.rows
+                if let scratch {
+                    for r in lower..<upper {
+                        matrix.dequantizeRow(r, into: scratch)
+                        var t = 0
+                        while t + 4 <= n {
+                            let d = dotFloat4(scratch, input + t * columns, stride: columns, count: columns)
+                            out[t * rows + r] = d[0]
+                            out[(t + 1) * rows + r] = d[1]
+                            out[(t + 2) * rows + r] = d[2]
+                            out[(t + 3) * rows + r] = d[3]
+                            t += 4
+                        }
+                        while t < n {
+                            out[t * rows + r] = dotFloat(scratch, input + t * columns, count: columns)
+                            t += 1
+                        }
+                    }
+                } else {
+                    for r in lower..<upper {
+                        out[r] = matrix.dot(row: r, input, blockSums: sums)
+                    }
+                    _ = blocks
+                }
+            }
+        }
+    }
+
+    /// Rotates each head's leading `ropeDimensions` values in adjacent pairs (GGUF's permuted
+    /// Q/K layout, llama.cpp's "normal" RoPE).
+    private func rope(_ vector: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let headDimension = model.hyperparameters.headDimension
+        let frequencies = model.inverseFrequencies
+        let p = Float(position)
+        for i in 0..<frequencies.count {
+            let angle = p * frequencies[i]
+            let c = cos(angle), s = sin(angle)
+            for head in 0..<heads {
+                let v = vector + head * headDimension + 2 * i
+                let a = v[0], b = v[1]
+                v[0] = a * c - b * s
+                v[1] = a * s + b * c
+            }
+        }
+    }
+
+    /// Causal attention for `n` new tokens starting at position `start`, writing `attention`.
+    private func attend(layer: Int, n: Int, start: Int) {
+        let h = model.hyperparameters
+        let headDimension = h.headDimension
+        let kvDim = h.kvDimension
+        let dim = h.embeddingLength
+        let group = h.headCount / h.kvHeadCount
+        let scale = 1 / Float(headDimension).squareRoot()
+        let keys = UnsafePointer(self.keys + layer * contextLength * kvDim)
+        let values = UnsafePointer(self.values + layer * contextLength * kvDim)
+        let q = UnsafePointer(self.q)
+        let attention = self.attention
+        let capacity = start + n
+        parallel.forEachSlice(n * h.headCount) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+            defer { scores.deallocate() }
+            for job in range {
+                let t = job / h.headCount
+                let head = job % h.headCount
+                let kvHead = head / group
+                let query = q + t * dim + head * headDimension
+                let length = start + t + 1
+                var maximum = -Float.infinity
+                for j in 0..<length {
+                    let s = dotFloat(query, keys + j * kvDim + kvHead * headDimension, count: headDimension) * scale
+                    scores[j] = s
+                    maximum = max(maximum, s)
+                }
+                var total: Float = 0
+                for j in 0..<length {
+                    let e = exp(scores[j] - maximum)
+                    scores[j] = e
+                    total += e
+                }
+                let out = attention + t * dim + head * headDimension
+                out.update(repeating: 0, count: headDimension)
+                let inverse = 1 / total
+                for j in 0..<length {
+                    let w = scores[j] * inverse
+                    let value = values + j * kvDim + kvHead * headDimension
+                    var d = 0
+                    while d + 16 <= headDimension {
+                        let o = UnsafeMutableRawPointer(out + d)
+                        let acc = o.loadUnaligned(as: SIMD16<Float>.self) + UnsafeRawPointer(value + d).loadUnaligned(as: SIMD16<Float>.self) * w
+                        o.storeBytes(of: acc, as: SIMD16<Float>.self)
+                        d += 16
+                    }
+                    while d < headDimension {
+                        out[d] += value[d] * w
+                        d += 1
+                    }
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+func rmsNorm(_ x: UnsafeMutablePointer<Float>, weight: [Float], out: UnsafeMutablePointer<Float>, count: Int, epsilon: Float) {
+    let meanSquare = dotFloat(x, x, count: count) / Float(count)
+    let scale = 1 / (meanSquare + epsilon).squareRoot()
+    weight.withUnsafeBufferPointer { w in
+        for i in 0..<count {
+            out[i] = x[i] * scale * w[i]
+        }
+    }
+}
+
+@inline(__always)
+func add(_ source: UnsafeMutablePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count {
+        target[i] += source[i]
+    }
+}
