@@ -78,7 +78,8 @@ def serve(data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     log = open(log_path, "w")
     process = subprocess.Popen(
-        [str(binary), "serve", "--data-dir", str(data_dir), *args],
+        # The scripted model unless the test names one (the default, the local model, is slow and fetched).
+        [str(binary), "serve", "--data-dir", str(data_dir), *([] if "--model" in args else ["--model", "scripted"]), *args],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1, env=child_env,
     )
     lines: queue.Queue = queue.Queue()
