@@ -1,3 +1,4 @@
+import Testing
 import MedViewCore
 import MedViewModels
 import MedViewProtocol
@@ -53,3 +54,22 @@ let sampleRequest = ModelRequest(
 /// Short timeouts and instant retries, so failure tests take milliseconds.
 let fastTimeouts = ModelTimeouts(response: .seconds(5), idle: .seconds(5), total: .seconds(30))
 let fastRetry = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
+
+/// Starts `model` answering, cancels the consumer after its first delta, and checks that `server`
+/// saw the HTTP connection closed promptly (the scripted answer would otherwise run 10 s more).
+func expectCancellingClosesTheConnection(_ model: any ChatModel, server: StandInServer) async throws {
+    let firstDelta = AsyncStream<Void>.makeStream()
+    let consumer = Task {
+        for try await event in model.stream(sampleRequest) {
+            if case .delta = event { firstDelta.continuation.yield() }
+        }
+    }
+    var iterator = firstDelta.stream.makeAsyncIterator()
+    await iterator.next()
+    let cancelled = ContinuousClock.now
+    consumer.cancel()
+    #expect(await server.waitForClientClosures(1, timeout: .seconds(5)))
+    let closed = try #require(server.clientClosures.first)
+    #expect(closed - cancelled < .seconds(5))
+    #expect(server.requests.count == 1)
+}
