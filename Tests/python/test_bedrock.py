@@ -97,9 +97,8 @@ def standin(tmp_path_factory):
         _stop(process, reader, log)
 
 
-@pytest.fixture(scope="module")
-def bedrock_server(standin, tmp_path_factory):
-    """`medview serve --model bedrock:<id>` with the Bedrock endpoint pointed at the stand-in."""
+def _serve_bedrock(standin, tmp_path_factory, setting: str):
+    """Starts `medview serve --model <setting>` with the Bedrock endpoint pointed at the stand-in."""
     binary = medview_binary()
     data_dir = tmp_path_factory.mktemp("medview-bedrock")
     env = {k: v for k, v in _child_environment().items() if not k.startswith("AWS_")}
@@ -113,17 +112,51 @@ def bedrock_server(standin, tmp_path_factory):
     })
     stderr_path = data_dir.parent / f"{data_dir.name}-server.log"
     process, lines, match, reader, log = _start(
-        [str(binary), "serve", "--port", "0", "--data-dir", str(data_dir), "--model", f"bedrock:{MODEL_ID}"],
+        [str(binary), "serve", "--port", "0", "--data-dir", str(data_dir), "--model", setting],
         env, LISTENING, stderr_path,
     )
+    server = LiveServer(binary, data_dir, match.group("host"), int(match.group("port")), process, lines, stderr_path)
+    return server, lambda: _stop(process, reader, log)
+
+
+@pytest.fixture(scope="module")
+def bedrock_server(standin, tmp_path_factory):
+    """`medview serve --model bedrock:<id>` with the Bedrock endpoint pointed at the stand-in."""
+    server, stop = _serve_bedrock(standin, tmp_path_factory, f"bedrock:{MODEL_ID}")
     try:
+        lines = server.stdout_lines
         assert any(f"Model: bedrock:{MODEL_ID}" in line for line in lines), lines
         expected = f"Bedrock: ConverseStream in us-east-1 at {standin['endpoint']}; auth: SigV4, AWS credential chain"
         assert any(expected in line for line in lines), lines
         assert not any(standin["settings"]["AWS_SECRET_ACCESS_KEY"] in line for line in lines)
-        yield LiveServer(binary, data_dir, match.group("host"), int(match.group("port")), process, lines, stderr_path)
+        yield server
     finally:
-        _stop(process, reader, log)
+        stop()
+
+
+def test_bedrock_invoke_setting_streams_through_invoke_model_with_response_stream(standin, tmp_path_factory, user):
+    server, stop = _serve_bedrock(standin, tmp_path_factory, f"bedrock-invoke:{MODEL_ID}")
+    try:
+        assert any("Bedrock: InvokeModelWithResponseStream in us-east-1" in line for line in server.stdout_lines), server.stdout_lines
+        token = server.token(user)
+        answer = "Anthropic events arrive base64-encoded inside chunk events."
+
+        async def scenario():
+            async with http_client(server) as client:
+                created = await client.post("/v1/conversations", headers=bearer(token), json={"title": "invoke"})
+                conversation_id = created.json()["id"]
+                _, events, _ = await sse_request(
+                    client, "POST", f"/v1/conversations/{conversation_id}/messages",
+                    token=token, json_body={"id": new_id("sse"), "text": f"[[say:{answer}]][[delta:6]]"},
+                )
+                stream = [e.json() for e in events][1:]
+                assert_complete_stream(stream)
+                assert chunk_text(stream) == answer
+                assert stream[-1]["usage"]["outputTokens"] == len(range(0, len(answer), 6))
+
+        run(scenario())
+    finally:
+        stop()
 
 
 def test_websocket_client_gets_the_whole_bedrock_answer_and_it_is_stored(bedrock_server, user):
