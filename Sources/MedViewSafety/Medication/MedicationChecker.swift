@@ -110,18 +110,18 @@ public struct MedicationChecker: Sendable {
         // Another person's medicines pair only with that person's, and are warned about only
         // when the patient cares for them ("can I give him Advil?"), not for someone else's
         // medicines mentioned in passing.
+        // Only people whose medicines or care changed in this message can have a new pair.
+        var touched = Set(scan.caredFor.map { [$0] } ?? [])
         for m in found where m.status == .someoneElse {
-            if let person = m.person { context.add(m.name, for: person) }
+            guard let person = m.person else { continue }
+            context.add(m.name, for: person)
+            touched.insert(person)
         }
-        for person in context.caredFor {
+        for person in context.caredFor where touched.contains(person) {
             let theirs = context.others[person] ?? []
             for (i, a) in theirs.enumerated() {
                 for b in theirs[..<i] {
-                    guard let interaction = interaction(a, b), context.markWarned(a, b, person: person) else { continue }
-                    warnings.append(InteractionWarning(
-                        drugs: [a, b], severity: interaction.severity, advice: interaction.advice,
-                        source: interaction.source, interactionId: interaction.id
-                    ))
+                    if let warning = newWarning(a, b, person: person, context: &context) { warnings.append(warning) }
                 }
             }
         }
@@ -133,18 +133,23 @@ public struct MedicationChecker: Sendable {
         for (i, name) in current.enumerated() {
             let partners = earlier.filter { !current.contains($0) } + current[..<i]
             for other in partners where other != name {
-                guard let interaction = interaction(name, other) else { continue }
-                guard context.markWarned(name, other) else { continue }
-                warnings.append(InteractionWarning(
-                    drugs: [name, other], severity: interaction.severity, advice: interaction.advice,
-                    source: interaction.source, interactionId: interaction.id
-                ))
+                if let warning = newWarning(name, other, person: nil, context: &context) { warnings.append(warning) }
             }
         }
         for name in current { context.add(name) }
         let named = found.filter { $0.status == .taking || $0.status == .stopped }.map(\.name)
         if !named.isEmpty { context.setLastMentioned(named) }
         return warnings
+    }
+
+    /// A warning for `a` with `b` if they interact and the pair (for `person`, or the patient) was
+    /// not warned about before in this conversation; records it as warned.
+    private func newWarning(_ a: String, _ b: String, person: String?, context: inout MedicationContext) -> InteractionWarning? {
+        guard let interaction = interaction(a, b), context.markWarned(a, b, person: person) else { return nil }
+        return InteractionWarning(
+            drugs: [a, b], severity: interaction.severity, advice: interaction.advice,
+            source: interaction.source, interactionId: interaction.id
+        )
     }
 
     /// The most severe listed interaction between two named medicines, if any.
