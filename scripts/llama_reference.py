@@ -11,6 +11,16 @@ Fixtures (Tests/MedViewLocalModelTests/Fixtures/):
   tokenizer.json       token ids for a corpus of varied strings (parse_special off and on)
   teacher_forced.json  a token sequence and llama.cpp's top-1 next token at every position
   greedy.json          chat prompts and llama.cpp's greedy continuation (32 tokens, or up to end of turn)
+
+llama.cpp computes the same logits along two paths: a whole prompt in one batch, or one token at a
+time (as it does while generating). The two round differently (int8 activations, f16 keys, values
+and attention weights, different summation orders), so they do not always agree with each other.
+Both are recorded: `top1` / `continuation` from the batched path (the reference), and
+`top1_one_by_one` / `continuation_one_by_one` from the token-by-token path, which shows how far
+llama.cpp agrees with itself: the noise floor any other implementation is measured against.
+
+    --compare DIR   also prints how this llama.cpp build agrees with fixtures written by another
+                    build (for example one compiled for AVX2 only) in DIR.
 """
 import argparse
 import json
@@ -18,6 +28,7 @@ import os
 import sys
 
 import numpy as np
+import llama_cpp
 from llama_cpp import Llama
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "Tests", "MedViewLocalModelTests", "Fixtures")
@@ -120,10 +131,14 @@ def main():
     parser.add_argument("--out", default=FIXTURES)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--greedy-tokens", type=int, default=32)
+    parser.add_argument("--compare", help="fixtures from another llama.cpp build to compare with")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
     llm = Llama(model_path=args.model, n_ctx=2048, n_threads=args.threads, n_batch=512, logits_all=True, verbose=False)
+    # The token-by-token path: every evaluation is a batch of one.
+    single = Llama(model_path=args.model, n_ctx=2048, n_threads=args.threads, n_batch=1, n_ubatch=1, logits_all=True, verbose=False)
+    build = {"llama_cpp_python": llama_cpp.__version__, "system_info": llama_cpp.llama_print_system_info().decode().strip()}
     eog = {llm.token_eos()}
     for text in ("<|im_end|>", "<|endoftext|>"):
         ids = llm.tokenize(text.encode(), add_bos=False, special=True)
@@ -143,25 +158,59 @@ def main():
     tokens = llm.tokenize(TEACHER_TEXT.encode("utf-8"), add_bos=False, special=True)
     llm.reset()
     llm.eval(tokens)
-    scores = np.array(llm.scores[: len(tokens)])
-    top1 = [int(i) for i in scores.argmax(axis=1)]
-    write(args.out, "teacher_forced.json", {"source": "llama.cpp via llama-cpp-python", "tokens": tokens, "top1": top1})
+    top1 = [int(i) for i in np.array(llm.scores[: len(tokens)]).argmax(axis=1)]
+    single.reset()
+    top1_one_by_one = []
+    for token in tokens:
+        single.eval([token])
+        top1_one_by_one.append(int(np.argmax(single.scores[single.n_tokens - 1])))
+    write(args.out, "teacher_forced.json", {"source": "llama.cpp via llama-cpp-python", "build": build, "tokens": tokens,
+                                            "top1": top1, "top1_one_by_one": top1_one_by_one})
+    same = sum(a == b for a, b in zip(top1, top1_one_by_one))
+    print(f"llama.cpp batched vs token by token, teacher-forced top-1: {same}/{len(tokens)} = {100 * same / len(tokens):.2f}%", file=sys.stderr)
+
+    def continuation(model, prompt, batched):
+        model.reset()
+        if batched:
+            model.eval(prompt)
+        else:
+            for token in prompt:
+                model.eval([token])
+        out = []
+        for _ in range(args.greedy_tokens):
+            token = int(np.argmax(model.scores[model.n_tokens - 1]))
+            out.append(token)
+            if token in eog:
+                break
+            model.eval([token])
+        return out
 
     greedy = []
     for system, user in CHAT_PROMPTS:
         prompt = llm.tokenize(chatml(system, user).encode("utf-8"), add_bos=False, special=True)
-        llm.reset()
-        llm.eval(prompt)
-        out = []
-        for _ in range(args.greedy_tokens):
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-            out.append(token)
-            if token in eog:
-                break
-            llm.eval([token])
-        greedy.append({"system": system, "user": user, "prompt_ids": prompt, "continuation": out})
-    write(args.out, "greedy.json", {"source": "llama.cpp via llama-cpp-python", "cases": greedy})
+        greedy.append({"system": system, "user": user, "prompt_ids": prompt, "continuation": continuation(llm, prompt, True),
+                       "continuation_one_by_one": continuation(single, prompt, False)})
+    write(args.out, "greedy.json", {"source": "llama.cpp via llama-cpp-python", "build": build, "cases": greedy})
+    same = sum(c["continuation"] == c["continuation_one_by_one"] for c in greedy)
+    print(f"llama.cpp batched vs token by token, identical greedy continuations: {same}/{len(greedy)}", file=sys.stderr)
     print(f"wrote {len(cases)} tokenizer cases, {len(tokens)} teacher-forced positions, {len(greedy)} greedy prompts to {args.out}", file=sys.stderr)
+    if args.compare:
+        compare(args.out, args.compare)
+
+
+def compare(ours_dir, other_dir):
+    """Prints how the fixtures in two directories (two llama.cpp builds) agree."""
+    def load(directory, name):
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            return json.load(f)
+    a, b = load(ours_dir, "teacher_forced.json"), load(other_dir, "teacher_forced.json")
+    for key in ("top1", "top1_one_by_one"):
+        same = sum(x == y for x, y in zip(a[key], b[key]))
+        print(f"this build vs {other_dir}, teacher-forced {key}: {same}/{len(a[key])} = {100 * same / len(a[key]):.2f}%", file=sys.stderr)
+    a, b = load(ours_dir, "greedy.json"), load(other_dir, "greedy.json")
+    for key in ("continuation", "continuation_one_by_one"):
+        same = sum(x[key] == y[key] for x, y in zip(a["cases"], b["cases"]))
+        print(f"this build vs {other_dir}, identical greedy {key}: {same}/{len(a['cases'])}", file=sys.stderr)
 
 
 def write(directory, name, value):
