@@ -6,15 +6,20 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
-/// Like llama.cpp's default native build: when the building machine has AVX2, FMA and F16C, the
-/// inference target is compiled for them (about twice as fast). MEDVIEW_PORTABLE=1 turns it off
-/// for binaries that must run on older x86-64 CPUs.
+/// Like llama.cpp's default native build: when the building machine has AVX2, FMA and F16C (and
+/// AVX-512), the inference target is compiled for them (about twice as fast; AVX-512 adds about a
+/// fifth to generation). MEDVIEW_PORTABLE=1 turns it off for binaries that must run on other
+/// x86-64 CPUs.
 let nativeInferenceFlags: [String] = {
     #if os(Linux) && arch(x86_64)
     guard ProcessInfo.processInfo.environment["MEDVIEW_PORTABLE"] == nil,
           let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
           ["avx2", "fma", "f16c"].allSatisfy({ cpu.contains(" \($0)") }) else { return [] }
-    return ["-target-cpu", "haswell"]
+    // AVX-512 (with BW/DQ/VL) doubles the width of every vector operation in the products.
+    if ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"].allSatisfy({ cpu.contains(" \($0)") }) {
+        return ["-target-cpu", "skylake-avx512", "-D", "MEDVIEW_FMA"]
+    }
+    return ["-target-cpu", "haswell", "-D", "MEDVIEW_FMA"]
     #else
     return []
     #endif

@@ -43,6 +43,8 @@ public struct WeightMatrix: @unchecked Sendable {
     public let columns: Int
     let base: UnsafeRawPointer
     let rowBytes: Int
+    /// ``halfToFloatTable``, read once here rather than through the global's accessor on every row.
+    let halfTable: UnsafePointer<Float>
 
     /// Wraps raw tensor bytes; `bytes` must hold `rows` × `columns` values of `type`.
     public init(type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) throws(LocalModelError) {
@@ -50,9 +52,7 @@ public struct WeightMatrix: @unchecked Sendable {
         guard rows > 0, columns > 0, columns % type.blockSize == 0 else { throw .shapeMismatch("weight matrix \(rows)x\(columns)") }
         let rowBytes = columns / type.blockSize * type.blockBytes
         guard bytes.count >= rowBytes * rows, let base = bytes.baseAddress else { throw .shapeMismatch("weight matrix data size") }
-        if type != .f32 {
-            _ = halfToFloatTable
-        }
+        halfTable = UnsafePointer(halfToFloatTable)
         self.type = type
         self.rows = rows
         self.columns = columns
@@ -63,7 +63,7 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Writes row `row`, dequantised, into `out` (`columns` floats).
     public func dequantizeRow(_ row: Int, into out: UnsafeMutablePointer<Float>) {
         let p = base + row * rowBytes
-        let h = halfToFloatTable
+        let h = halfTable
         switch type {
         case .f32:
             out.update(from: p.assumingMemoryBound(to: Float.self), count: columns)
@@ -103,7 +103,7 @@ public struct WeightMatrix: @unchecked Sendable {
     @inline(__always)
     public func dot(row: Int, _ x: UnsafePointer<Float>, blockSums: UnsafePointer<Float>) -> Float {
         let p = base + row * rowBytes
-        let h = halfToFloatTable
+        let h = halfTable
         switch type {
         case .q4_1:
             var acc = SIMD16<Float>()
@@ -116,25 +116,25 @@ public struct WeightMatrix: @unchecked Sendable {
                 let xb = UnsafeRawPointer(x + b * 32)
                 let x0 = xb.loadUnaligned(as: SIMD16<Float>.self)
                 let x1 = xb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-                let s = floats(q & 0x0F) * x0 + floats(q &>> 4) * x1
-                acc += s * d
+                let s = multiplyAdd(floats(q & 0x0F) * x0, floats(q &>> 4), x1)
+                acc = multiplyAdd(acc, s, SIMD16(repeating: d))
                 minimum += m * blockSums[b]
             }
-            return acc.sum() + minimum
+            return horizontalSum(acc) + minimum
         case .q8_0:
-            var acc = SIMD16<Float>()
+            // Eight lanes at a time: the conversions then compile to single widening instructions.
+            var acc = SIMD8<Float>()
             for b in 0..<(columns / 32) {
                 let block = p + b * 34
                 let d = h[Int(block.loadUnaligned(as: UInt16.self))]
-                let q0 = block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self)
-                let q1 = block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)
                 let xb = UnsafeRawPointer(x + b * 32)
-                let x0 = xb.loadUnaligned(as: SIMD16<Float>.self)
-                let x1 = xb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-                let s = floats(q0) * x0 + floats(q1) * x1
-                acc += s * d
+                var s = floats(block.loadUnaligned(fromByteOffset: 2, as: SIMD8<Int8>.self)) * xb.loadUnaligned(as: SIMD8<Float>.self)
+                s = multiplyAdd(s, floats(block.loadUnaligned(fromByteOffset: 10, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
+                s = multiplyAdd(s, floats(block.loadUnaligned(fromByteOffset: 18, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self))
+                s = multiplyAdd(s, floats(block.loadUnaligned(fromByteOffset: 26, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
+                acc = multiplyAdd(acc, s, SIMD8(repeating: d))
             }
-            return acc.sum()
+            return horizontalSum(acc)
         case .f32:
             return dotFloat(p.assumingMemoryBound(to: Float.self), x, count: columns)
         case .f16:
@@ -149,6 +149,41 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 }
 
+/// `a + b·c` lane by lane: one fused instruction where the build targets FMA hardware
+/// (`MEDVIEW_FMA`, set by Package.swift with the native CPU flags), a multiply and an add otherwise
+/// (a fused multiply-add without the hardware would be a library call per lane).
+@inline(__always)
+func multiplyAdd(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: SIMD16<Float>) -> SIMD16<Float> {
+    #if MEDVIEW_FMA
+    a.addingProduct(b, c)
+    #else
+    a + b * c
+    #endif
+}
+
+@inline(__always)
+func multiplyAdd(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) -> SIMD8<Float> {
+    #if MEDVIEW_FMA
+    a.addingProduct(b, c)
+    #else
+    a + b * c
+    #endif
+}
+
+/// The sum of the lanes, added pairwise (halves first) rather than one lane after another: a
+/// shorter chain of dependent additions than `sum()`, which keeps the order strictly sequential.
+@inline(__always)
+func horizontalSum(_ v: SIMD16<Float>) -> Float {
+    horizontalSum(v.lowHalf + v.highHalf)
+}
+
+@inline(__always)
+func horizontalSum(_ v: SIMD8<Float>) -> Float {
+    let four = v.lowHalf + v.highHalf
+    let two = four.lowHalf + four.highHalf
+    return two.x + two.y
+}
+
 /// Dot product of two float vectors.
 @inline(__always)
 func dotFloat(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
@@ -159,7 +194,7 @@ func dotFloat(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) 
         acc += ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) * rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
         i += 16
     }
-    var sum = acc.sum()
+    var sum = horizontalSum(acc)
     while i < count {
         sum += a[i] * b[i]
         i += 1
@@ -184,7 +219,7 @@ func dotFloat4(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, stride: Int
         a3 += wv * r3.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
         offset += 64
     }
-    return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    return SIMD4(horizontalSum(a0), horizontalSum(a1), horizontalSum(a2), horizontalSum(a3))
 }
 
 /// Sums of each 32-value block of `x` (`count` must be a multiple of 32).
@@ -302,6 +337,13 @@ func floats(_ v: SIMD16<UInt8>) -> SIMD16<Float> {
 func floats(_ v: SIMD16<Int8>) -> SIMD16<Float> {
     var r = SIMD16<Float>()
     for i in 0..<16 { r[i] = Float(v[i]) }
+    return r
+}
+
+@inline(__always)
+func floats(_ v: SIMD8<Int8>) -> SIMD8<Float> {
+    var r = SIMD8<Float>()
+    for i in 0..<8 { r[i] = Float(v[i]) }
     return r
 }
 
