@@ -17,7 +17,7 @@ let nativeInferenceFlags: [String] = {
           ["avx2", "fma", "f16c"].allSatisfy({ cpu.contains(" \($0)") }) else { return [] }
     // AVX-512 (with BW/DQ/VL) doubles the width of every vector operation in the products.
     if ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"].allSatisfy({ cpu.contains(" \($0)") }) {
-        return ["-target-cpu", "skylake-avx512", "-D", "MEDVIEW_FMA"]
+        return ["-target-cpu", "skylake-avx512", "-D", "MEDVIEW_FMA", "-D", "MEDVIEW_AVX512"]
     }
     return ["-target-cpu", "haswell", "-D", "MEDVIEW_FMA"]
     #else

@@ -122,7 +122,21 @@ public struct WeightMatrix: @unchecked Sendable {
             }
             return horizontalSum(acc) + minimum
         case .q8_0:
-            // Eight lanes at a time: the conversions then compile to single widening instructions.
+            #if MEDVIEW_AVX512
+            // Sixteen lanes: one 512-bit widening, conversion and multiply-add per half block.
+            var acc = SIMD16<Float>()
+            for b in 0..<(columns / 32) {
+                let block = p + b * 34
+                let d = h[Int(block.loadUnaligned(as: UInt16.self))]
+                let xb = UnsafeRawPointer(x + b * 32)
+                var s = floats(block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self)) * xb.loadUnaligned(as: SIMD16<Float>.self)
+                s = multiplyAdd(s, floats(block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)), xb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+                acc = multiplyAdd(acc, s, SIMD16(repeating: d))
+            }
+            return horizontalSum(acc)
+            #else
+            // Eight lanes at a time: the conversions then compile to single widening instructions
+            // (sixteen-lane conversions of signed bytes are scalarised for AVX2).
             var acc = SIMD8<Float>()
             for b in 0..<(columns / 32) {
                 let block = p + b * 34
@@ -135,6 +149,7 @@ public struct WeightMatrix: @unchecked Sendable {
                 acc = multiplyAdd(acc, s, SIMD8(repeating: d))
             }
             return horizontalSum(acc)
+            #endif
         case .f32:
             return dotFloat(p.assumingMemoryBound(to: Float.self), x, count: columns)
         case .f16:
