@@ -13,6 +13,9 @@ public enum LocalModelBenchmark {
         public var residentMegabytes: Double
         /// The greedy tokens produced (so two engines can be checked to do the same work).
         public var tokens: [Int32]
+        /// Time to choose one token with the product's default sampling (temperature, top-k, top-p,
+        /// repetition penalty) from a full vocabulary of logits; the greedy figures above leave it out.
+        public var samplingMicroseconds: Double?
     }
 
     /// The default benchmark prompt (ChatML, about 100 tokens).
@@ -44,6 +47,13 @@ public enum LocalModelBenchmark {
         }
         let generationEnd = ContinuousClock.now
         func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+        var sampler = Sampler(SamplingParameters())
+        let samplingRounds = 200
+        let samplingStart = ContinuousClock.now
+        for _ in 0..<samplingRounds {
+            token = sampler.sample(logits, history: produced)
+        }
+        let samplingTime = seconds(ContinuousClock.now - samplingStart) / Double(samplingRounds)
         return Result(
             promptTokens: tokens.count,
             promptTokensPerSecond: Double(tokens.count) / seconds(promptDone - start),
@@ -51,7 +61,8 @@ public enum LocalModelBenchmark {
             generatedTokens: produced.count - 1,
             generationTokensPerSecond: Double(produced.count - 1) / seconds(generationEnd - generationStart),
             residentMegabytes: residentMegabytes(),
-            tokens: produced
+            tokens: produced,
+            samplingMicroseconds: samplingTime * 1e6
         )
     }
 

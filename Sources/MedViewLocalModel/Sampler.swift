@@ -64,6 +64,48 @@ public struct Sampler: Sendable {
         return Int32(best)
     }
 
+    /// The `count` largest logits with their ids, largest first (on ties, the lower id first).
+    ///
+    /// Selects with a bounded min-heap in one pass (O(n log count)) instead of sorting the whole
+    /// vocabulary on every token: with top-k 40 over 49,152 logits that is the difference between
+    /// a few microseconds and a few milliseconds per token.
+    static func mostLikely(_ logits: [Float], count: Int) -> [(id: Int32, logit: Float)] {
+        let k = min(max(1, count), logits.count)
+        // Orders candidates from least to most likely: the heap's root is the one to drop next.
+        func below(_ a: (id: Int32, logit: Float), _ b: (id: Int32, logit: Float)) -> Bool {
+            a.logit < b.logit || (a.logit == b.logit && a.id > b.id)
+        }
+        var heap: [(id: Int32, logit: Float)] = []
+        heap.reserveCapacity(k)
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < heap.count, below(heap[l], heap[m]) { m = l }
+                if r < heap.count, below(heap[r], heap[m]) { m = r }
+                if m == i { return }
+                heap.swapAt(i, m)
+                i = m
+            }
+        }
+        for (i, logit) in logits.enumerated() {
+            let candidate = (id: Int32(i), logit: logit)
+            if heap.count < k {
+                heap.append(candidate)
+                var c = heap.count - 1
+                while c > 0, below(heap[c], heap[(c - 1) / 2]) {
+                    heap.swapAt(c, (c - 1) / 2)
+                    c = (c - 1) / 2
+                }
+            } else if below(heap[0], candidate) {
+                heap[0] = candidate
+                siftDown(0)
+            }
+        }
+        return heap.sorted { below($1, $0) }
+    }
+
     /// Chooses the next token given the logits and the tokens produced so far (prompt included).
     public mutating func sample(_ logits: [Float], history: [Int32]) -> Int32 {
         var logits = logits
@@ -75,9 +117,7 @@ public struct Sampler: Sendable {
             }
         }
         if p.temperature <= 0 { return Self.argmax(logits) }
-        var candidates = logits.indices.map { (id: Int32($0), logit: logits[$0]) }
-        candidates.sort { $0.logit > $1.logit }
-        if p.topK > 0, p.topK < candidates.count { candidates.removeSubrange(p.topK...) }
+        let candidates = Self.mostLikely(logits, count: p.topK > 0 ? p.topK : logits.count)
         let maximum = candidates[0].logit
         var probabilities = candidates.map { exp(($0.logit - maximum) / p.temperature) }
         var total = probabilities.reduce(0, +)

@@ -88,6 +88,9 @@ struct ModelCommand: AsyncParsableCommand {
             print(row("time to first token (ms)", f(ours.timeToFirstTokenMilliseconds), reference.map { f($0.timeToFirstTokenMilliseconds) }))
             print(row("generation (tok/s)", f(ours.generationTokensPerSecond), reference.map { f($0.generationTokensPerSecond) }))
             print(row("resident memory (MiB)", f(ours.residentMegabytes), reference.map { f($0.residentMegabytes) }))
+            if let sampling = ours.samplingMicroseconds {
+                print(row("sampling per token (µs)", f(sampling), nil))
+            }
             if let reference {
                 print(row("generation speed ratio", f(ours.generationTokensPerSecond / reference.generationTokensPerSecond) + "x", nil))
                 let same = zip(ours.tokens, reference.tokens).prefix { $0 == $1 }.count

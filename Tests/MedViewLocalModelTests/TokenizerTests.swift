@@ -137,6 +137,17 @@ import Testing
         #expect(Set((0..<50).map { _ in p.sample(logits, history: []) }) == [1])
     }
 
+    @Test func mostLikelySelectsTheTopLogitsInOrderWithTiesByLowerId() {
+        var generator = SplitMix64(seed: 3)
+        let values: [Float] = (0..<5_000).map { _ in Float(generator.next() % 200) / 10 }  // many ties
+        let expected = values.indices.map { (id: Int32($0), logit: values[$0]) }
+            .sorted { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
+        for k in [1, 2, 40, 4_999, 5_000, 9_000] {
+            let top = Sampler.mostLikely(values, count: k)
+            #expect(top.map(\.id) == expected.prefix(k).map(\.id), "k = \(k)")
+        }
+    }
+
     @Test func repetitionPenaltyDemotesRecentTokens() {
         var s = Sampler(SamplingParameters(temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1.2, seed: 1))
         #expect(s.sample(logits, history: [1]) == 2)
