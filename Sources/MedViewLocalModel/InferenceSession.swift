@@ -152,10 +152,11 @@ public final class InferenceSession {
         let columns = jobs[0].0.columns
         let input = UnsafePointer(input)
         let sums = UnsafePointer(sums)
-        let blocks = columns / 32
         parallel.forEachSlice(total) { range in
+            // Several inputs: dequantize two weight rows at a time and use them against four
+            // inputs at a time (each loaded value then feeds several products).
             var scratch: UnsafeMutablePointer<Float>? = nil
-            if n > 1 { scratch = .allocate(capacity: columns) }
+            if n > 1 { scratch = .allocate(capacity: 2 * columns) }
             defer { scratch?.deallocate() }
             var base = 0
             for (matrix, out) in jobs {
@@ -165,27 +166,39 @@ public final class InferenceSession {
                 guard lower < upper else { continue }
                 let rows = matrix.rows
                 if let scratch {
-                    for r in lower..<upper {
+                    var r = lower
+                    while r < upper {
+                        let pair = r + 1 < upper
                         matrix.dequantizeRow(r, into: scratch)
+                        if pair { matrix.dequantizeRow(r + 1, into: scratch + columns) }
                         var t = 0
-                        while t + 4 <= n {
-                            let d = dotFloat4(scratch, input + t * columns, stride: columns, count: columns)
-                            out[t * rows + r] = d[0]
-                            out[(t + 1) * rows + r] = d[1]
-                            out[(t + 2) * rows + r] = d[2]
-                            out[(t + 3) * rows + r] = d[3]
-                            t += 4
+                        if pair {
+                            while t + 4 <= n {
+                                let (a, b) = dotFloat2x4(scratch, scratch + columns, input + t * columns, stride: columns, count: columns)
+                                for i in 0..<4 {
+                                    out[(t + i) * rows + r] = a[i]
+                                    out[(t + i) * rows + r + 1] = b[i]
+                                }
+                                t += 4
+                            }
+                        } else {
+                            while t + 4 <= n {
+                                let d = dotFloat4(scratch, input + t * columns, stride: columns, count: columns)
+                                for i in 0..<4 { out[(t + i) * rows + r] = d[i] }
+                                t += 4
+                            }
                         }
                         while t < n {
                             out[t * rows + r] = dotFloat(scratch, input + t * columns, count: columns)
+                            if pair { out[t * rows + r + 1] = dotFloat(scratch + columns, input + t * columns, count: columns) }
                             t += 1
                         }
+                        r += pair ? 2 : 1
                     }
                 } else {
                     for r in lower..<upper {
                         out[r] = matrix.dot(row: r, input, blockSums: sums)
                     }
-                    _ = blocks
                 }
             }
         }

@@ -217,6 +217,37 @@ func dotFloat(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) 
     return sum
 }
 
+/// Eight dot products: each of `w0` and `w1` with four vectors `stride` apart, in one pass over
+/// all six (each load feeds two or four products); `count` must be a multiple of 16.
+@inline(__always)
+func dotFloat2x4(_ w0: UnsafePointer<Float>, _ w1: UnsafePointer<Float>, _ x: UnsafePointer<Float>, stride: Int, count: Int) -> (SIMD4<Float>, SIMD4<Float>) {
+    var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+    var b0 = SIMD16<Float>(), b1 = SIMD16<Float>(), b2 = SIMD16<Float>(), b3 = SIMD16<Float>()
+    let rw0 = UnsafeRawPointer(w0), rw1 = UnsafeRawPointer(w1)
+    let r0 = UnsafeRawPointer(x), r1 = UnsafeRawPointer(x + stride), r2 = UnsafeRawPointer(x + 2 * stride), r3 = UnsafeRawPointer(x + 3 * stride)
+    var offset = 0
+    let end = count * 4
+    while offset < end {
+        let u = rw0.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        let v = rw1.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        let x0 = r0.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        let x1 = r1.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        let x2 = r2.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        let x3 = r3.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        a0 = multiplyAdd(a0, u, x0)
+        a1 = multiplyAdd(a1, u, x1)
+        a2 = multiplyAdd(a2, u, x2)
+        a3 = multiplyAdd(a3, u, x3)
+        b0 = multiplyAdd(b0, v, x0)
+        b1 = multiplyAdd(b1, v, x1)
+        b2 = multiplyAdd(b2, v, x2)
+        b3 = multiplyAdd(b3, v, x3)
+        offset += 64
+    }
+    return (SIMD4(horizontalSum(a0), horizontalSum(a1), horizontalSum(a2), horizontalSum(a3)),
+            SIMD4(horizontalSum(b0), horizontalSum(b1), horizontalSum(b2), horizontalSum(b3)))
+}
+
 /// Four dot products of `w` with four vectors `stride` apart (one pass over `w`); `count` must be
 /// a multiple of 16.
 @inline(__always)
@@ -228,10 +259,10 @@ func dotFloat4(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, stride: Int
     let end = count * 4
     while offset < end {
         let wv = rw.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
-        a0 += wv * r0.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
-        a1 += wv * r1.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
-        a2 += wv * r2.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
-        a3 += wv * r3.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self)
+        a0 = multiplyAdd(a0, wv, r0.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self))
+        a1 = multiplyAdd(a1, wv, r1.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self))
+        a2 = multiplyAdd(a2, wv, r2.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self))
+        a3 = multiplyAdd(a3, wv, r3.loadUnaligned(fromByteOffset: offset, as: SIMD16<Float>.self))
         offset += 64
     }
     return SIMD4(horizontalSum(a0), horizontalSum(a1), horizontalSum(a2), horizontalSum(a3))
