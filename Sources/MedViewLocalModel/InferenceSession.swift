@@ -17,6 +17,9 @@ public final class InferenceSession {
     private let keys: UnsafeMutablePointer<Float>
     private let values: UnsafeMutablePointer<Float>
     private let x, xn, q, k, v, attention, gate, up, sums, logits: UnsafeMutablePointer<Float>
+    /// Per-thread partial results of single-token attention: for each head, the running maximum,
+    /// the sum of weights and the weighted sum of values.
+    private let partials: UnsafeMutablePointer<Float>
 
     /// Creates a session holding up to `contextLength` positions, computing on `threads` threads.
     public init(model: LlamaModel, contextLength: Int = 2048, threads: Int = 2, batchSize: Int = 64) {
@@ -39,11 +42,12 @@ public final class InferenceSession {
         up = .allocate(capacity: n * h.feedForwardLength)
         sums = .allocate(capacity: n * max(h.feedForwardLength, h.embeddingLength) / 32)
         logits = .allocate(capacity: n * h.vocabularySize)
+        partials = .allocate(capacity: parallel.threads * h.headCount * (h.headDimension + 2))
     }
 
     deinit {
         parallel.shutdown()
-        for p in [keys, values, x, xn, q, k, v, attention, gate, up, sums, logits] {
+        for p in [keys, values, x, xn, q, k, v, attention, gate, up, sums, logits, partials] {
             p.deallocate()
         }
     }
@@ -106,7 +110,11 @@ public final class InferenceSession {
                 (keys + slot).update(from: k + t * kvDim, count: kvDim)
                 (values + slot).update(from: v + t * kvDim, count: kvDim)
             }
-            attend(layer: index, n: n, start: p0)
+            if n == 1 {
+                attendOne(layer: index, position: p0)
+            } else {
+                attend(layer: index, n: n, start: p0)
+            }
             for t in 0..<n {
                 blockSums(attention + t * dim, count: dim, into: sums + t * dim / 32)
             }
@@ -222,6 +230,70 @@ public final class InferenceSession {
         }
     }
 
+    /// Attention for one new token at `position` (generation): the cached positions are split
+    /// between the threads, each computes every head over its share with its own running maximum
+    /// (weights relative to it, their sum and the weighted values), and the shares are merged by
+    /// rescaling to the overall maximum. Splitting positions rather than heads keeps both threads
+    /// equally busy (nine heads do not split evenly in two).
+    private func attendOne(layer: Int, position: Int) {
+        let h = model.hyperparameters
+        let headDimension = h.headDimension
+        let kvDim = h.kvDimension
+        let heads = h.headCount
+        let group = heads / h.kvHeadCount
+        let scale = 1 / Float(headDimension).squareRoot()
+        let keys = UnsafePointer(self.keys + layer * contextLength * kvDim)
+        let values = UnsafePointer(self.values + layer * contextLength * kvDim)
+        let q = UnsafePointer(self.q)
+        let length = position + 1
+        let chunks = min(parallel.threads, length)
+        let stride = headDimension + 2
+        let partials = self.partials
+        parallel.forEachSlice(chunks) { range in
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: length)
+            defer { scores.deallocate() }
+            for chunk in range {
+                let lower = length * chunk / chunks, upper = length * (chunk + 1) / chunks
+                for head in 0..<heads {
+                    let kvOffset = (head / group) * headDimension
+                    let query = q + head * headDimension
+                    var maximum = -Float.infinity
+                    for j in lower..<upper {
+                        let s = dotFloat(query, keys + j * kvDim + kvOffset, count: headDimension) * scale
+                        scores[j] = s
+                        maximum = max(maximum, s)
+                    }
+                    let slot = partials + (chunk * heads + head) * stride
+                    let out = slot + 2
+                    out.update(repeating: 0, count: headDimension)
+                    var total: Float = 0
+                    for j in lower..<upper {
+                        let w = exp(scores[j] - maximum)
+                        total += w
+                        accumulate(values + j * kvDim + kvOffset, weight: w, into: out, count: headDimension)
+                    }
+                    slot[0] = maximum
+                    slot[1] = total
+                }
+            }
+        }
+        for head in 0..<heads {
+            var maximum = -Float.infinity
+            for chunk in 0..<chunks { maximum = max(maximum, partials[(chunk * heads + head) * stride]) }
+            let out = attention + head * headDimension
+            out.update(repeating: 0, count: headDimension)
+            var total: Float = 0
+            for chunk in 0..<chunks {
+                let slot = partials + (chunk * heads + head) * stride
+                let factor = exp(slot[0] - maximum)
+                total += slot[1] * factor
+                accumulate(slot + 2, weight: factor, into: out, count: headDimension)
+            }
+            let inverse = 1 / total
+            for d in 0..<headDimension { out[d] *= inverse }
+        }
+    }
+
     /// Causal attention for `n` new tokens starting at position `start`, writing `attention`.
     private func attend(layer: Int, n: Int, start: Int) {
         let h = model.hyperparameters
@@ -287,6 +359,22 @@ func rmsNorm(_ x: UnsafeMutablePointer<Float>, weight: [Float], out: UnsafeMutab
         for i in 0..<count {
             out[i] = x[i] * scale * w[i]
         }
+    }
+}
+
+/// `out += weight · value` over `count` floats.
+@inline(__always)
+func accumulate(_ value: UnsafePointer<Float>, weight: Float, into out: UnsafeMutablePointer<Float>, count: Int) {
+    var d = 0
+    while d + 16 <= count {
+        let o = UnsafeMutableRawPointer(out + d)
+        let acc = multiplyAdd(o.loadUnaligned(as: SIMD16<Float>.self), UnsafeRawPointer(value + d).loadUnaligned(as: SIMD16<Float>.self), SIMD16(repeating: weight))
+        o.storeBytes(of: acc, as: SIMD16<Float>.self)
+        d += 16
+    }
+    while d < count {
+        out[d] += value[d] * weight
+        d += 1
     }
 }
 
