@@ -126,10 +126,7 @@ public final class InferenceSession {
                 blockSums(xn + t * dim, count: dim, into: sums + t * dim / 32)
             }
             multiply([(layer.gate, gate), (layer.up, up)], input: xn, sums: sums, n: n)
-            for i in 0..<(n * ffn) {
-                let g = gate[i]
-                gate[i] = g / (1 + exp(-g)) * up[i]
-            }
+            swiGLU(gate, up, count: n * ffn)
             for t in 0..<n {
                 blockSums(gate + t * ffn, count: ffn, into: sums + t * ffn / 32)
             }
@@ -266,11 +263,9 @@ public final class InferenceSession {
                     let slot = partials + (chunk * heads + head) * stride
                     let out = slot + 2
                     out.update(repeating: 0, count: headDimension)
-                    var total: Float = 0
+                    let total = exponentiate(scores + lower, count: upper - lower, minus: maximum)
                     for j in lower..<upper {
-                        let w = exp(scores[j] - maximum)
-                        total += w
-                        accumulate(values + j * kvDim + kvOffset, weight: w, into: out, count: headDimension)
+                        accumulate(values + j * kvDim + kvOffset, weight: scores[j], into: out, count: headDimension)
                     }
                     slot[0] = maximum
                     slot[1] = total
@@ -322,12 +317,7 @@ public final class InferenceSession {
                     scores[j] = s
                     maximum = max(maximum, s)
                 }
-                var total: Float = 0
-                for j in 0..<length {
-                    let e = exp(scores[j] - maximum)
-                    scores[j] = e
-                    total += e
-                }
+                let total = exponentiate(scores, count: length, minus: maximum)
                 let out = attention + t * dim + head * headDimension
                 out.update(repeating: 0, count: headDimension)
                 let inverse = 1 / total
@@ -360,6 +350,45 @@ func rmsNorm(_ x: UnsafeMutablePointer<Float>, weight: [Float], out: UnsafeMutab
             out[i] = x[i] * scale * w[i]
         }
     }
+}
+
+/// `gate[i] = silu(gate[i]) · up[i]` (silu(g) = g / (1 + e⁻ᵍ)), sixteen lanes at a time.
+@inline(__always)
+func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+    var i = 0
+    let g = UnsafeMutableRawPointer(gate), u = UnsafeRawPointer(up)
+    while i + 16 <= count {
+        let x = g.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+        let y = x / (1 + exponential(-x)) * u.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+        g.storeBytes(of: y, toByteOffset: 4 * i, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count {
+        gate[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
+        i += 1
+    }
+}
+
+/// Replaces each of `count` values by e^(value − `maximum`) and returns their sum (a softmax's
+/// numerators and denominator).
+@inline(__always)
+func exponentiate(_ values: UnsafeMutablePointer<Float>, count: Int, minus maximum: Float) -> Float {
+    var i = 0
+    let raw = UnsafeMutableRawPointer(values)
+    var sums = SIMD16<Float>()
+    while i + 16 <= count {
+        let e = exponential(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - maximum)
+        raw.storeBytes(of: e, toByteOffset: 4 * i, as: SIMD16<Float>.self)
+        sums += e
+        i += 16
+    }
+    var total = horizontalSum(sums)
+    while i < count {
+        values[i] = exp(values[i] - maximum)
+        total += values[i]
+        i += 1
+    }
+    return total
 }
 
 /// `out += weight · value` over `count` floats.

@@ -87,6 +87,27 @@ import Testing
         #expect(halfToFloatTable[0x3C00] == 1)
     }
 
+    @Test func vectorExponentialMatchesTheCLibrary() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 87.9 {
+            let lanes = SIMD16<Float>((0..<16).map { x + Float($0) * 0.0007 })
+            let e = exponential(lanes)
+            for i in 0..<16 {
+                let reference = Foundation.exp(Double(lanes[i]))
+                worst = max(worst, Float(abs(Double(e[i]) - reference) / reference))
+            }
+            x += 0.0131
+        }
+        #expect(worst < 5e-7, "largest relative error \(worst)")
+        // Softmax and SiLU extremes: far below zero is (nearly) zero, far above stays finite.
+        let extremes = exponential(SIMD16<Float>(repeating: -1_000))
+        #expect(extremes.max() < 1e-37 && extremes.min() >= 0)
+        let large = exponential(SIMD16<Float>(repeating: 1_000))
+        #expect(large.min() > 1e38 && large.max().isFinite)
+        #expect(exponential(SIMD16<Float>(repeating: 0)) == SIMD16<Float>(repeating: 1))
+    }
+
     @Test func unsupportedFormatsAndShortDataAreRefused() {
         let bytes = [UInt8](repeating: 0, count: 1024)
         bytes.withUnsafeBytes { raw in
