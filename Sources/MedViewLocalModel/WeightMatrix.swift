@@ -188,8 +188,8 @@ func multiplyAdd(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) -> SIM
 /// eˣ for sixteen lanes, within a few units in the last place of the C library's `expf`:
 /// x = n·ln 2 + r with |r| ≤ ln 2 / 2 (ln 2 split in two parts so that r is exact), eʳ by its
 /// Taylor series to r⁷ (truncation error below 1e-8 relative on that interval), and 2ⁿ written
-/// into the exponent bits. Inputs are clamped to [-87.3, 88]: the results there are below 2⁻¹²⁶
-/// and above 1.6e38, which is all a softmax or SiLU needs (they do not overflow to infinity).
+/// into the exponent bits. Inputs are clamped to [-87.3, 88], so results lie between about 1.2e-38
+/// and 1.65e38 (never 0 or infinity), which is all a softmax or SiLU needs.
 @inline(__always)
 func exponential(_ x: SIMD16<Float>) -> SIMD16<Float> {
     var v = x
