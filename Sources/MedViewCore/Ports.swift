@@ -110,11 +110,14 @@ public struct ModelError: Error, Sendable, Equatable {
     public var retryable: Bool
     /// Diagnostic detail for logs; never contains user text.
     public var detail: String
+    /// How long the provider asked us to wait before trying again (its `Retry-After`), if it said.
+    public var retryAfter: Duration?
 
-    public init(kind: Kind, retryable: Bool, detail: String) {
+    public init(kind: Kind, retryable: Bool, detail: String, retryAfter: Duration? = nil) {
         self.kind = kind
         self.retryable = retryable
         self.detail = detail
+        self.retryAfter = retryAfter
     }
 
     /// The wire error code for this failure.

@@ -206,7 +206,7 @@ func exponential(_ x: SIMD16<Float>) -> SIMD16<Float> {
     p = p * r + 0.5
     p = p * r + 1
     p = p * r + 1
-    let exponent = (unsafeBitCast(t, to: SIMD16<Int32>.self) &- unsafeBitCast(shifter, to: Int32.self) &+ 127) &<< 23
+    let exponent = (unsafeBitCast(t, to: SIMD16<Int32>.self) &- Int32(bitPattern: shifter.bitPattern) &+ 127) &<< 23
     return p * unsafeBitCast(exponent, to: SIMD16<Float>.self)
 }
 

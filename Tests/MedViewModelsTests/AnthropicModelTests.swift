@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import MedViewCore
 import MedViewModels
@@ -92,6 +93,30 @@ import Testing
             #expect(result.error == nil)
             #expect(result.text == "Drink water 💧 often.")
             #expect(server.requests.count == 2)
+        }
+    }
+
+    @Test func theRetryAfterOfARateLimitIsWaitedAndAnAskTooLongIsReportedAtOnce() async throws {
+        let waits = Mutex<[Duration]>([])
+        func recording(_ server: StandInServer) -> AnthropicModel {
+            AnthropicModel(
+                configuration: .init(model: "claude-test", apiKey: APIKey(Self.key), baseURL: server.baseURL, timeouts: fastTimeouts, retry: fastRetry),
+                sleep: { d in waits.withLock { $0.append(d) } }
+            )
+        }
+        let limited = StandInServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, headers: [("retry-after", "2")])
+        try await StandInServer.with([limited, .events(Self.answer)]) { server in
+            let result = await collect(recording(server).stream(sampleRequest))
+            #expect(result.error == nil)
+            #expect(server.requests.count == 2)
+            #expect(waits.withLock { $0 } == [.seconds(2)])
+        }
+        let minutes = StandInServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, headers: [("retry-after", "600")])
+        try await StandInServer.with([minutes, .events(Self.answer)]) { server in
+            let result = await collect(recording(server).stream(sampleRequest))
+            let error = try #require(result.modelError)
+            #expect(error.kind == .throttled && error.retryAfter == .seconds(600))
+            #expect(server.requests.count == 1)
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import MedViewCore
 import MedViewModels
 import Synchronization
@@ -68,6 +69,40 @@ import Testing
         let (_, last) = await collect(RetryingModelStream.make(policy: .init(maxAttempts: 3), sleep: { _ in }, attempt: alwaysThrottled.run))
         #expect(last as? ModelError == Self.throttled)
         #expect(alwaysThrottled.count.withLock { $0 } == 3)
+    }
+
+    @Test func aProvidersRetryAfterIsWaitedAndAnAskTooLongIsNotRetried() async {
+        var asked = Self.throttled
+        asked.retryAfter = .seconds(3)
+        let waits = Mutex<[Duration]>([])
+        let attempts = Attempts([[.failure(asked)], [.success(.delta("Hi")), .success(.stop(.endTurn))]])
+        let policy = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(100), maxDelay: .milliseconds(500), maxRetryAfter: .seconds(20))
+        let (events, error) = await collect(RetryingModelStream.make(policy: policy, sleep: { d in waits.withLock { $0.append(d) } }, attempt: attempts.run))
+        #expect(error == nil && events.count == 2)
+        #expect(waits.withLock { $0 } == [.seconds(3)], "the backoff (≤ 0.1 s) is raised to the 3 s asked for")
+
+        var tooLong = Self.throttled
+        tooLong.retryAfter = .seconds(120)
+        let patient = Attempts([[.failure(tooLong)], [.success(.delta("late"))]])
+        let (none, failure) = await collect(RetryingModelStream.make(policy: policy, sleep: { d in waits.withLock { $0.append(d) } }, attempt: patient.run))
+        #expect(none.isEmpty)
+        #expect(failure as? ModelError == tooLong)
+        #expect(patient.count.withLock { $0 } == 1, "not retried: the patient hears at once")
+        #expect(waits.withLock { $0.count } == 1)
+    }
+
+    @Test func retryAfterHeadersAreReadAsSecondsMillisecondsOrAnHTTPDate() {
+        let now = Date(timeIntervalSince1970: 784_111_777)  // Sun, 06 Nov 1994 08:49:37 GMT
+        #expect(RetryAfter.parse(milliseconds: nil, retryAfter: "3", now: now) == .seconds(3))
+        #expect(RetryAfter.parse(milliseconds: nil, retryAfter: " 1.5 ", now: now) == .milliseconds(1500))
+        #expect(RetryAfter.parse(milliseconds: "250", retryAfter: "3", now: now) == .milliseconds(250))
+        #expect(RetryAfter.parse(milliseconds: "soon", retryAfter: "2", now: now) == .seconds(2))
+        #expect(RetryAfter.parse(milliseconds: nil, retryAfter: "Sun, 06 Nov 1994 08:49:47 GMT", now: now) == .seconds(10))
+        #expect(RetryAfter.parse(milliseconds: nil, retryAfter: "Sun, 06 Nov 1994 08:49:00 GMT", now: now) == nil, "in the past")
+        for junk in ["", "-1", "soon", "1e400", "nan", "Tomorrow", "86400"] {
+            #expect(RetryAfter.parse(milliseconds: nil, retryAfter: junk, now: now) == nil, "\(junk)")
+        }
+        #expect(RetryAfter.parse(milliseconds: nil, retryAfter: nil, now: now) == nil)
     }
 
     @Test func waitsGrowExponentiallyWithFullJitterUnderTheCap() {

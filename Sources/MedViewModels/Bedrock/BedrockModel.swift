@@ -199,7 +199,11 @@ public struct BedrockModel: ChatModel {
         if code == nil, let body, let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] {
             code = (object["__type"] as? String) ?? (object["code"] as? String)
         }
-        return BedrockErrors.error(code: code, status: status, inStream: false)
+        var error = BedrockErrors.error(code: code, status: status, inStream: false)
+        if error.retryable {
+            error.retryAfter = RetryAfter.parse(milliseconds: nil, retryAfter: headers.first(name: "retry-after"))
+        }
+        return error
     }
 
     static func transportError(_ error: any Error) -> ModelError {

@@ -1,22 +1,28 @@
+import Foundation
 import MedViewCore
 
 /// When and how long to wait before trying a model request again.
 ///
 /// Exponential backoff with full jitter: before retry `n` (1-based) the wait is uniform in
-/// `0 ... min(maxDelay, baseDelay × 2^(n-1))`. Only failures before the first delta are retried
+/// `0 ... min(maxDelay, baseDelay × 2^(n-1))`, and at least the provider's `Retry-After` when it
+/// sent one (up to ``maxRetryAfter``; longer asks are not retried). Only failures before the first delta are retried
 /// (see ``RetryingModelStream``): once text has reached the patient, a retry would repeat it.
 public struct RetryPolicy: Sendable, Equatable {
     /// Attempts in all, the first included; 1 means never retry.
     public var maxAttempts: Int
     /// The cap of the first wait.
     public var baseDelay: Duration
-    /// No wait is longer than this.
+    /// No backoff wait is longer than this.
     public var maxDelay: Duration
+    /// The longest `Retry-After` we honour. A provider asking for more is not retried: the error
+    /// goes to the patient at once (a health question should not hang for minutes in silence).
+    public var maxRetryAfter: Duration
 
-    public init(maxAttempts: Int = 3, baseDelay: Duration = .milliseconds(200), maxDelay: Duration = .seconds(5)) {
+    public init(maxAttempts: Int = 3, baseDelay: Duration = .milliseconds(200), maxDelay: Duration = .seconds(5), maxRetryAfter: Duration = .seconds(20)) {
         self.maxAttempts = max(1, maxAttempts)
         self.baseDelay = baseDelay
         self.maxDelay = maxDelay
+        self.maxRetryAfter = maxRetryAfter
     }
 
     /// Never retries.
@@ -35,6 +41,15 @@ public struct RetryPolicy: Sendable, Equatable {
         let nanos = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000
         guard nanos > 0 else { return .zero }
         return .nanoseconds(Int64.random(in: 0 ... nanos, using: &generator))
+    }
+
+    /// The wait before retry `retry` after `error`: the backoff, but never less than the
+    /// provider's `Retry-After`; nil when the provider asks for longer than ``maxRetryAfter``.
+    public func delay(beforeRetry retry: Int, after error: ModelError, using generator: inout some RandomNumberGenerator) -> Duration? {
+        let backoff = delay(beforeRetry: retry, using: &generator)
+        guard let asked = error.retryAfter else { return backoff }
+        guard asked <= maxRetryAfter else { return nil }
+        return max(backoff, asked)
     }
 }
 
@@ -70,10 +85,14 @@ public enum RetryingModelStream {
                         continuation.finish()
                         return
                     } catch let error as ModelError where error.retryable && !sawDelta && number < policy.maxAttempts && !Task.isCancelled {
+                        guard let wait = policy.delay(beforeRetry: number, after: error, using: &generator) else {
+                            continuation.finish(throwing: error)
+                            return
+                        }
                         number += 1
                         onRetry(number, error)
                         do {
-                            try await sleep(policy.delay(beforeRetry: number - 1, using: &generator))
+                            try await sleep(wait)
                         } catch {
                             continuation.finish(throwing: CancellationError())
                             return
@@ -87,4 +106,33 @@ public enum RetryingModelStream {
             continuation.onTermination = { _ in task.cancel() }
         }
     }
+}
+
+/// Reads how long a provider asks us to wait from its response headers: `retry-after-ms`
+/// (milliseconds, as OpenAI and Azure send), else `Retry-After` as delay-seconds or an HTTP-date
+/// (RFC 9110 §10.2.3). Anything unreadable, negative or in the past is ignored.
+public enum RetryAfter {
+    public static func parse(milliseconds: String?, retryAfter: String?, now: Date = Date()) -> Duration? {
+        if let text = milliseconds?.trimmingCharacters(in: .whitespaces), let ms = Double(text), ms.isFinite, ms >= 0, ms < 86_400_000 {
+            return .milliseconds(Int64(ms.rounded(.up)))
+        }
+        guard let text = retryAfter?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        if let seconds = Double(text) {
+            guard seconds.isFinite, seconds >= 0, seconds < 86_400 else { return nil }
+            return .milliseconds(Int64((seconds * 1000).rounded(.up)))
+        }
+        guard let date = httpDate.date(from: text) else { return nil }
+        let seconds = date.timeIntervalSince(now)
+        guard seconds > 0, seconds < 86_400 else { return nil }
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
+    }
+
+    /// IMF-fixdate, the form servers must send: `Sun, 06 Nov 1994 08:49:37 GMT`.
+    private static let httpDate: DateFormatter = {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter
+    }()
 }

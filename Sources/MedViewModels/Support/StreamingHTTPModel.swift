@@ -183,7 +183,11 @@ struct StreamingHTTPTransport: Sendable {
                 body.append(contentsOf: piece.readableBytesView.prefix(Self.errorBodyLimit - body.count))
                 if body.count >= Self.errorBodyLimit { break }
             }
-            throw mapHTTPError(status, body, requestId)
+            var error = mapHTTPError(status, body, requestId)
+            if error.retryable {
+                error.retryAfter = RetryAfter.parse(milliseconds: response.headers.first(name: "retry-after-ms"), retryAfter: response.headers.first(name: "retry-after"))
+            }
+            throw error
         }
         var parser = ServerSentEventParser()
         var decoder = initial
