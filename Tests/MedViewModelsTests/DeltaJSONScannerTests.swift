@@ -103,3 +103,102 @@ import Testing
         #expect(DeltaJSONScanner.scan([0x7B, 0x22, 0x64, 0xFF, 0x22, 0x3A, 0x31, 0x7D], top: [], nestedKey: "delta", nestedFields: []) == nil)
     }
 }
+
+/// The OpenAI and Anthropic decoders read ordinary delta events with the scanner; on every
+/// variant — including odd types, errors, usage and truncations — they must give exactly what the
+/// full `JSONDecoder` path gives (events, thrown error, and the finish reason remembered).
+@Suite struct StreamDecoderFastPathTests {
+    typealias Rng = DeltaJSONScannerTests.SeededGenerator
+
+    func outcome<D: ServerSentEventDecoder>(_ decoder: D, _ event: ServerSentEvent) -> String {
+        var decoder = decoder
+        var out: String
+        do {
+            out = "events \(try decoder.decode(event))"
+        } catch {
+            out = "error \(error)"
+        }
+        do {
+            out += " / finish \(try decoder.finish())"
+        } catch {
+            out += " / finish error \(error)"
+        }
+        return out
+    }
+
+    func pick(_ options: [String], _ rng: inout Rng) -> String { options.randomElement(using: &rng)! }
+
+    func openAIChunk(_ rng: inout Rng) -> String {
+        let scanner = DeltaJSONScannerTests()
+        var choices: [String] = []
+        for _ in 0..<pick(["0", "1", "1", "1", "2", "3"], &rng).count {
+            var members: [String] = []
+            if Int.random(in: 0..<6, using: &rng) > 0 { members.append("\"index\":" + pick(["0", "0", "0", "1", "2", "0.0", "-1", "\"0\"", "null", "007"], &rng)) }
+            var delta: [String] = []
+            if Int.random(in: 0..<4, using: &rng) > 0 {
+                delta.append("\"content\":" + pick(["TEXT", "TEXT", "TEXT", "null", "\"\"", "5", "[]"], &rng).replacingOccurrences(of: "TEXT", with: scanner.jsonString(scanner.randomText(&rng), &rng)))
+            }
+            if Int.random(in: 0..<3, using: &rng) == 0 { delta.append("\"role\":\"assistant\"") }
+            if Int.random(in: 0..<4, using: &rng) == 0 { delta.append("\"extra\":" + scanner.randomValue(&rng)) }
+            delta.shuffle(using: &rng)
+            if Int.random(in: 0..<8, using: &rng) > 0 { members.append("\"delta\":" + pick(["{" + delta.joined(separator: ",") + "}", "{" + delta.joined(separator: ",") + "}", "null", "\"x\""], &rng)) }
+            if Int.random(in: 0..<3, using: &rng) > 0 { members.append("\"finish_reason\":" + pick(["null", "null", "\"stop\"", "\"length\"", "\"content_filter\"", "7"], &rng)) }
+            if Int.random(in: 0..<4, using: &rng) == 0 { members.append("\"logprobs\":" + scanner.randomValue(&rng)) }
+            members.shuffle(using: &rng)
+            choices.append("{" + members.joined(separator: ",") + "}")
+        }
+        var top: [String] = []
+        if Int.random(in: 0..<10, using: &rng) > 0 { top.append("\"choices\":" + pick(["[" + choices.joined(separator: ",") + "]", "[" + choices.joined(separator: ",") + "]", "null", "{}"], &rng)) }
+        top.append("\"id\":\"chatcmpl-1\"")
+        if Int.random(in: 0..<2, using: &rng) == 0 { top.append("\"object\":" + pick(["\"chat.completion.chunk\"", "\"error\"", "5", "null"], &rng)) }
+        if Int.random(in: 0..<5, using: &rng) == 0 { top.append("\"usage\":" + pick(["null", "{\"prompt_tokens\":3,\"completion_tokens\":4}", "{}"], &rng)) }
+        if Int.random(in: 0..<8, using: &rng) == 0 { top.append("\"error\":" + pick(["null", "{\"type\":\"rate_limit_error\",\"code\":\"429\"}", "{\"message\":\"x\"}"], &rng)) }
+        if Int.random(in: 0..<10, using: &rng) == 0 { top.append("\"type\":" + pick(["\"BadRequestError\"", "null", "3"], &rng)) }
+        if Int.random(in: 0..<10, using: &rng) == 0 { top.append("\"code\":" + pick(["400", "\"x\"", "null"], &rng)) }
+        if Int.random(in: 0..<4, using: &rng) == 0 { top.append("\"system_fingerprint\":" + scanner.randomValue(&rng)) }
+        top.shuffle(using: &rng)
+        return pick(["", " ", "\n"], &rng) + "{" + top.joined(separator: pick([",", ", "], &rng)) + "}"
+    }
+
+    @Test func openAIChunksGiveTheSameEventsAndErrorsOnBothPaths() {
+        var rng = Rng(state: 11)
+        var fast = 0
+        for i in 0..<4000 {
+            var text = openAIChunk(&rng)
+            if i % 10 == 9 { text = String(text.prefix(Int.random(in: 0..<text.count, using: &rng))) }  // truncated
+            let type = i % 50 == 0 ? "error" : "message"
+            let event = ServerSentEvent(type: type, data: text)
+            var off = OpenAIStreamDecoder()
+            off.fastPath = false
+            #expect(outcome(OpenAIStreamDecoder(), event) == outcome(off, event), "\(text)")
+            if type == "message", DeltaJSONScanner.openAIChunk(Array(text.utf8)) != nil { fast += 1 }
+        }
+        #expect(fast > 500, "the fast path should take the ordinary chunks (took \(fast))")
+        let typical = #"{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":" water \u00e9"},"logprobs":null,"finish_reason":null}]}"#
+        #expect(DeltaJSONScanner.openAIChunk(Array(typical.utf8)) == .init(text: " water é", finishReason: nil))
+    }
+
+    @Test func anthropicDeltasGiveTheSameEventsAndErrorsOnBothPaths() {
+        var rng = Rng(state: 12)
+        let scanner = DeltaJSONScannerTests()
+        var fast = 0
+        for i in 0..<3000 {
+            var delta: [String] = []
+            if Int.random(in: 0..<6, using: &rng) > 0 { delta.append("\"type\":" + pick(["\"text_delta\"", "\"text_delta\"", "\"thinking_delta\"", "\"input_json_delta\"", "5"], &rng)) }
+            if Int.random(in: 0..<6, using: &rng) > 0 { delta.append("\"text\":" + pick(["T", "T", "\"\"", "null", "1"], &rng).replacingOccurrences(of: "T", with: scanner.jsonString(scanner.randomText(&rng), &rng))) }
+            delta.shuffle(using: &rng)
+            var top = ["\"index\":0"]
+            if Int.random(in: 0..<8, using: &rng) > 0 { top.append("\"type\":" + pick(["\"content_block_delta\"", "\"content_block_delta\"", "\"message_delta\"", "\"ping\""], &rng)) }
+            if Int.random(in: 0..<10, using: &rng) > 0 { top.append("\"delta\":" + pick(["{" + delta.joined(separator: ",") + "}", "null"], &rng)) }
+            top.shuffle(using: &rng)
+            var text = "{" + top.joined(separator: ",") + "}"
+            if i % 10 == 9 { text = String(text.prefix(Int.random(in: 0..<text.count, using: &rng))) }
+            let event = ServerSentEvent(type: "content_block_delta", data: text)
+            var off = AnthropicStreamDecoder()
+            off.fastPath = false
+            #expect(outcome(AnthropicStreamDecoder(), event) == outcome(off, event), "\(text)")
+            if DeltaJSONScanner.anthropicContentDelta(Array(text.utf8)) != nil { fast += 1 }
+        }
+        #expect(fast > 1000, "the fast path should take the ordinary deltas (took \(fast))")
+    }
+}

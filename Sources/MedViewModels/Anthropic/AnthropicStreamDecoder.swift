@@ -38,8 +38,16 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
         var error: Failure?
     }
 
+    /// Whether the once-per-delta event is read by ``DeltaJSONScanner`` (off only in tests that
+    /// check both paths give the same events).
+    var fastPath = true
+
     mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         if isComplete { return [] }
+        if fastPath, event.type == "content_block_delta", let delta = DeltaJSONScanner.anthropicContentDelta(Array(event.data.utf8)) {
+            if case .text(let text) = delta { return [.delta(text)] }
+            return []
+        }
         let decoded: Event
         do {
             decoded = try json.decode(Event.self, from: Data(event.data.utf8))

@@ -102,9 +102,8 @@ public struct BedrockStreamMapper: Sendable {
         }
         let bytes = Array(data)
         // Fast path for the per-delta event; everything else goes through the decoder.
-        if let fields = DeltaJSONScanner.scan(bytes, top: ["type"], nestedKey: "delta", nestedFields: ["type", "text"]),
-           fields.top["type"] == "content_block_delta" {
-            if fields.nested["type"] == "text_delta", let text = fields.nested["text"], !text.isEmpty { emit(.delta(text)) }
+        if let delta = DeltaJSONScanner.anthropicContentDelta(bytes) {
+            if case .text(let text) = delta { emit(.delta(text)) }
             return
         }
         let event = try decode(AnthropicEvent.self, bytes, "chunk")

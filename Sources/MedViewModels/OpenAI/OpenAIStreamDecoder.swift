@@ -14,6 +14,9 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
     private(set) var isComplete = false
     private let json = JSONDecoder()
     private var finishReason: ModelStopReason?
+    /// Whether ordinary chunks are read by ``DeltaJSONScanner`` (off only in tests that check both
+    /// paths give the same events).
+    var fastPath = true
 
     struct Failure: Decodable {
         var type: String?
@@ -46,6 +49,11 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
         if data.utf8.count <= 16 && data.trimmingCharacters(in: .whitespaces) == "[DONE]" {
             isComplete = true
             return [.stop(finishReason ?? .endTurn)]
+        }
+        if fastPath, event.type != "error", let chunk = DeltaJSONScanner.openAIChunk(Array(data.utf8)) {
+            if let reason = chunk.finishReason { finishReason = Self.stopReason(reason) }
+            if let text = chunk.text, !text.isEmpty { return [.delta(text)] }
+            return []
         }
         let chunk: Chunk
         do {

@@ -1,8 +1,9 @@
 /// Reads the few string fields a streaming delta needs from a JSON object without building a
 /// tree: top-level string fields, and string fields of one nested object (`delta`).
 ///
-/// It is the fast path of ``BedrockStreamMapper`` for the events that come once per delta
-/// (`contentBlockDelta`, Anthropic `content_block_delta`, and the InvokeModel `chunk` wrapper).
+/// It is the fast path for the events that come once per delta: Bedrock's `contentBlockDelta` and
+/// InvokeModel `chunk` wrapper, Anthropic's `content_block_delta` (over Bedrock and over SSE), and
+/// OpenAI-compatible `chat.completion.chunk`s.
 /// Anything it does not fully understand — malformed JSON, invalid UTF-8, lone surrogates — gives
 /// `nil`, and the caller falls back to `JSONDecoder`, so it never accepts what the decoder would
 /// refuse in a way that changes the result.
@@ -49,6 +50,124 @@ struct DeltaJSONScanner {
             }) else { return nil }
             scanner.skipWhitespace()
             return scanner.atEnd ? fields : nil
+        }
+    }
+
+    /// What an Anthropic `content_block_delta` event says.
+    enum AnthropicDelta: Equatable {
+        /// A `text_delta` with non-empty text.
+        case text(String)
+        /// A delta that carries no text for the patient (empty text, thinking, tool input).
+        case nothing
+    }
+
+    /// Reads an Anthropic `content_block_delta` event (`{"type":"content_block_delta","index":0,
+    /// "delta":{"type":"text_delta","text":"…"}}`); nil for any other event or anything not fully
+    /// understood (the caller then decodes it properly).
+    /// Field types are checked as strictly as the decoder checks them: a number where a string
+    /// belongs gives nil, not a quietly skipped field.
+    static func anthropicContentDelta(_ bytes: [UInt8]) -> AnthropicDelta? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var cursor = Cursor(bytes: buffer)
+            var type: String?
+            var deltaType: String?
+            var text: String?
+            guard cursor.object({ key, cursor in
+                switch key {
+                case "type":
+                    return cursor.optionalString(into: &type)
+                case "delta":
+                    cursor.skipWhitespace()
+                    if cursor.literal("null") { return true }
+                    return cursor.object { key, cursor in
+                        switch key {
+                        case "type": return cursor.optionalString(into: &deltaType)
+                        case "text": return cursor.optionalString(into: &text)
+                        default: return cursor.skipValue()
+                        }
+                    }
+                case "message", "usage", "error":
+                    // Not part of a content delta; anything but null goes to the decoder.
+                    cursor.skipWhitespace()
+                    return cursor.literal("null")
+                default:
+                    return cursor.skipValue()
+                }
+            }) else { return nil }
+            cursor.skipWhitespace()
+            guard cursor.atEnd, type == "content_block_delta" else { return nil }
+            if deltaType == "text_delta", let text, !text.isEmpty { return .text(text) }
+            return .nothing
+        }
+    }
+
+    /// What an ordinary OpenAI-compatible stream chunk says: the text of choice 0 and its finish
+    /// reason (either may be absent).
+    struct OpenAIChunk: Equatable {
+        var text: String?
+        var finishReason: String?
+    }
+
+    /// Reads a `chat.completion.chunk` (`{"id":…,"choices":[{"index":0,"delta":{"content":"…"},
+    /// "finish_reason":null}]}`): the first choice with index 0 (or none), its `delta.content` and
+    /// `finish_reason`. Nil when the chunk carries anything else that matters — an `error`, a
+    /// non-null `usage`, `"object":"error"`, a field of an unexpected type — or is not valid JSON:
+    /// the caller decodes those properly.
+    static func openAIChunk(_ bytes: [UInt8]) -> OpenAIChunk? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var cursor = Cursor(bytes: buffer)
+            var result = OpenAIChunk()
+            var chosen = false
+            guard cursor.object({ key, cursor in
+                switch key {
+                case "choices":
+                    cursor.skipWhitespace()
+                    if cursor.literal("null") { return true }
+                    return cursor.array { cursor in
+                        var index = 0
+                        var choice = OpenAIChunk()
+                        guard cursor.object({ key, cursor in
+                            switch key {
+                            case "index":
+                                guard let value = cursor.integer() else { return false }
+                                index = value
+                                return true
+                            case "delta":
+                                cursor.skipWhitespace()
+                                if cursor.literal("null") { return true }
+                                return cursor.object { key, cursor in
+                                    guard key == "content" else { return cursor.skipValue() }
+                                    return cursor.optionalString(into: &choice.text)
+                                }
+                            case "finish_reason":
+                                return cursor.optionalString(into: &choice.finishReason)
+                            default:
+                                return cursor.skipValue()
+                            }
+                        }) else { return false }
+                        if index == 0, !chosen {
+                            result = choice
+                            chosen = true
+                        }
+                        return true
+                    }
+                case "type":
+                    var type: String?
+                    return cursor.optionalString(into: &type)
+                case "error", "usage", "code":
+                    // Only an explicit null is ordinary; anything else goes to the decoder.
+                    cursor.skipWhitespace()
+                    return cursor.literal("null")
+                case "object":
+                    var object: String?
+                    guard cursor.optionalString(into: &object) else { return false }
+                    return object != "error"
+                default:
+                    return cursor.skipValue()
+                }
+            }) else { return nil }
+            cursor.skipWhitespace()
+            return cursor.atEnd ? result : nil
         }
     }
 
@@ -167,6 +286,72 @@ struct DeltaJSONScanner {
                 value = value << 4 | UInt32(digit)
             }
             return value
+        }
+
+        /// Consumes `word` (a literal such as `null`) if it is next, followed by a delimiter.
+        mutating func literal(_ word: StaticString) -> Bool {
+            skipWhitespace()
+            let count = word.utf8CodeUnitCount
+            guard index + count <= bytes.count else { return false }
+            let text = UnsafeBufferPointer(start: word.utf8Start, count: count)
+            for i in 0..<count where bytes[index + i] != text[i] { return false }
+            if index + count < bytes.count {
+                switch bytes[index + count] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D: break
+                default: return false
+                }
+            }
+            index += count
+            return true
+        }
+
+        /// A string value, or `null` (leaving `value` nil); `false` for anything else.
+        mutating func optionalString(into value: inout String?) -> Bool {
+            skipWhitespace()
+            if literal("null") {
+                value = nil
+                return true
+            }
+            guard peek == UInt8(ascii: "\""), let text = string() else { return false }
+            value = text
+            return true
+        }
+
+        /// A non-negative integer without sign, fraction or exponent (what an index is); nil otherwise.
+        mutating func integer() -> Int? {
+            skipWhitespace()
+            let start = index
+            var value = 0
+            while let byte = peek, byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") {
+                guard index - start < 9 else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+                index += 1
+            }
+            guard index > start else { return nil }
+            if index - start > 1, bytes[start] == UInt8(ascii: "0") { return nil }
+            if let byte = peek {
+                switch byte {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D: break
+                default: return nil
+                }
+            }
+            return value
+        }
+
+        /// Walks an array, calling `element` with the cursor before each element; `element` must
+        /// consume it and return `false` on malformed input.
+        mutating func array(_ element: (inout Cursor) -> Bool) -> Bool {
+            guard expect(UInt8(ascii: "[")) else { return false }
+            skipWhitespace()
+            if peek == UInt8(ascii: "]") { index += 1; return true }
+            while true {
+                guard element(&self) else { return false }
+                skipWhitespace()
+                guard let next = peek else { return false }
+                index += 1
+                if next == UInt8(ascii: "]") { return true }
+                guard next == UInt8(ascii: ",") else { return false }
+            }
         }
 
         /// Skips one value of any kind; `false` if it is malformed.
