@@ -14,8 +14,10 @@ public final class InferenceSession {
     public private(set) var position = 0
 
     let parallel: Parallel
-    private let keys: UnsafeMutablePointer<Float>
-    private let values: UnsafeMutablePointer<Float>
+    /// The key/value cache in half precision (as llama.cpp keeps it): half the memory and half
+    /// the bytes attention reads per cached position.
+    private let keys: UnsafeMutablePointer<Float16>
+    private let values: UnsafeMutablePointer<Float16>
     private let x, xn, q, k, v, attention, gate, up, sums, logits: UnsafeMutablePointer<Float>
     /// Per-thread partial results of single-token attention: for each head, the running maximum,
     /// the sum of weights and the weighted sum of values.
@@ -47,7 +49,9 @@ public final class InferenceSession {
 
     deinit {
         parallel.shutdown()
-        for p in [keys, values, x, xn, q, k, v, attention, gate, up, sums, logits, partials] {
+        keys.deallocate()
+        values.deallocate()
+        for p in [x, xn, q, k, v, attention, gate, up, sums, logits, partials] {
             p.deallocate()
         }
     }
@@ -107,8 +111,8 @@ public final class InferenceSession {
                 rope(q + t * dim, heads: h.headCount, position: p0 + t)
                 rope(k + t * kvDim, heads: h.kvHeadCount, position: p0 + t)
                 let slot = (index * contextLength + p0 + t) * kvDim
-                (keys + slot).update(from: k + t * kvDim, count: kvDim)
-                (values + slot).update(from: v + t * kvDim, count: kvDim)
+                toHalf(k + t * kvDim, into: keys + slot, count: kvDim)
+                toHalf(v + t * kvDim, into: values + slot, count: kvDim)
             }
             if n == 1 {
                 attendOne(layer: index, position: p0)
@@ -256,7 +260,7 @@ public final class InferenceSession {
                     let query = q + head * headDimension
                     var maximum = -Float.infinity
                     for j in lower..<upper {
-                        let s = dotFloat(query, keys + j * kvDim + kvOffset, count: headDimension) * scale
+                        let s = dotHalf(query, keys + j * kvDim + kvOffset, count: headDimension) * scale
                         scores[j] = s
                         maximum = max(maximum, s)
                     }
@@ -313,7 +317,7 @@ public final class InferenceSession {
                 let length = start + t + 1
                 var maximum = -Float.infinity
                 for j in 0..<length {
-                    let s = dotFloat(query, keys + j * kvDim + kvHead * headDimension, count: headDimension) * scale
+                    let s = dotHalf(query, keys + j * kvDim + kvHead * headDimension, count: headDimension) * scale
                     scores[j] = s
                     maximum = max(maximum, s)
                 }
@@ -323,18 +327,7 @@ public final class InferenceSession {
                 let inverse = 1 / total
                 for j in 0..<length {
                     let w = scores[j] * inverse
-                    let value = values + j * kvDim + kvHead * headDimension
-                    var d = 0
-                    while d + 16 <= headDimension {
-                        let o = UnsafeMutableRawPointer(out + d)
-                        let acc = o.loadUnaligned(as: SIMD16<Float>.self) + UnsafeRawPointer(value + d).loadUnaligned(as: SIMD16<Float>.self) * w
-                        o.storeBytes(of: acc, as: SIMD16<Float>.self)
-                        d += 16
-                    }
-                    while d < headDimension {
-                        out[d] += value[d] * w
-                        d += 1
-                    }
+                    accumulate(values + j * kvDim + kvHead * headDimension, weight: w, into: out, count: headDimension)
                 }
             }
         }
@@ -389,6 +382,46 @@ func exponentiate(_ values: UnsafeMutablePointer<Float>, count: Int, minus maxim
         i += 1
     }
     return total
+}
+
+/// `out += weight · value` over `count` values (half precision, widened as they are read).
+@inline(__always)
+func accumulate(_ value: UnsafePointer<Float16>, weight: Float, into out: UnsafeMutablePointer<Float>, count: Int) {
+    var d = 0
+    while d + 16 <= count {
+        let o = UnsafeMutableRawPointer(out + d)
+        let v = floats(UnsafeRawPointer(value + d).loadUnaligned(as: SIMD16<Float16>.self))
+        o.storeBytes(of: multiplyAdd(o.loadUnaligned(as: SIMD16<Float>.self), v, SIMD16(repeating: weight)), as: SIMD16<Float>.self)
+        d += 16
+    }
+    while d < count {
+        out[d] += Float(value[d]) * weight
+        d += 1
+    }
+}
+
+/// Dot product of floats with half-precision values, accumulated in single precision.
+@inline(__always)
+func dotHalf(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float16>, count: Int) -> Float {
+    var acc = SIMD16<Float>()
+    var i = 0
+    while i + 16 <= count {
+        let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self)
+        acc = multiplyAdd(acc, x, floats(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float16>.self)))
+        i += 16
+    }
+    var sum = horizontalSum(acc)
+    while i < count {
+        sum += a[i] * Float(b[i])
+        i += 1
+    }
+    return sum
+}
+
+/// Rounds `count` floats to half precision (to nearest, ties to even).
+@inline(__always)
+func toHalf(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float16>, count: Int) {
+    for i in 0..<count { target[i] = Float16(source[i]) }
 }
 
 /// `out += weight · value` over `count` floats.
