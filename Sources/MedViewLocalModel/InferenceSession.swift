@@ -16,8 +16,8 @@ public final class InferenceSession {
     let parallel: Parallel
     /// The key/value cache in half precision (as llama.cpp keeps it): half the memory and half
     /// the bytes attention reads per cached position.
-    private let keys: UnsafeMutablePointer<Float16>
-    private let values: UnsafeMutablePointer<Float16>
+    private let keys: UnsafeMutablePointer<CacheScalar>
+    private let values: UnsafeMutablePointer<CacheScalar>
     private let x, xn, q, k, v, attention, gate, up, sums, logits: UnsafeMutablePointer<Float>
     /// Per-thread partial results of single-token attention: for each head, the running maximum,
     /// the sum of weights and the weighted sum of values.
@@ -384,13 +384,23 @@ func exponentiate(_ values: UnsafeMutablePointer<Float>, count: Int, minus maxim
     return total
 }
 
+/// What the KV cache holds: half precision, except on Intel Macs, whose Swift has no `Float16`
+/// (there the cache stays in single precision).
+#if os(macOS) && arch(x86_64)
+typealias CacheScalar = Float
+@inline(__always)
+func floats(_ v: SIMD16<Float>) -> SIMD16<Float> { v }
+#else
+typealias CacheScalar = Float16
+#endif
+
 /// `out += weight · value` over `count` values (half precision, widened as they are read).
 @inline(__always)
-func accumulate(_ value: UnsafePointer<Float16>, weight: Float, into out: UnsafeMutablePointer<Float>, count: Int) {
+func accumulate(_ value: UnsafePointer<CacheScalar>, weight: Float, into out: UnsafeMutablePointer<Float>, count: Int) {
     var d = 0
     while d + 16 <= count {
         let o = UnsafeMutableRawPointer(out + d)
-        let v = floats(UnsafeRawPointer(value + d).loadUnaligned(as: SIMD16<Float16>.self))
+        let v = floats(UnsafeRawPointer(value + d).loadUnaligned(as: SIMD16<CacheScalar>.self))
         o.storeBytes(of: multiplyAdd(o.loadUnaligned(as: SIMD16<Float>.self), v, SIMD16(repeating: weight)), as: SIMD16<Float>.self)
         d += 16
     }
@@ -402,12 +412,12 @@ func accumulate(_ value: UnsafePointer<Float16>, weight: Float, into out: Unsafe
 
 /// Dot product of floats with half-precision values, accumulated in single precision.
 @inline(__always)
-func dotHalf(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float16>, count: Int) -> Float {
+func dotHalf(_ a: UnsafePointer<Float>, _ b: UnsafePointer<CacheScalar>, count: Int) -> Float {
     var acc = SIMD16<Float>()
     var i = 0
     while i + 16 <= count {
         let x = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self)
-        acc = multiplyAdd(acc, x, floats(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float16>.self)))
+        acc = multiplyAdd(acc, x, floats(UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<CacheScalar>.self)))
         i += 16
     }
     var sum = horizontalSum(acc)
@@ -420,8 +430,8 @@ func dotHalf(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float16>, count: Int)
 
 /// Rounds `count` floats to half precision (to nearest, ties to even).
 @inline(__always)
-func toHalf(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float16>, count: Int) {
-    for i in 0..<count { target[i] = Float16(source[i]) }
+func toHalf(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<CacheScalar>, count: Int) {
+    for i in 0..<count { target[i] = CacheScalar(source[i]) }
 }
 
 /// `out += weight · value` over `count` floats.

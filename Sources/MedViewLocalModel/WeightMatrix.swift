@@ -418,12 +418,14 @@ func floats(_ v: SIMD8<Int8>) -> SIMD8<Float> {
     return r
 }
 
+#if !(os(macOS) && arch(x86_64))
 @inline(__always)
 func floats(_ v: SIMD16<Float16>) -> SIMD16<Float> {
     var r = SIMD16<Float>()
     for i in 0..<16 { r[i] = Float(v[i]) }
     return r
 }
+#endif
 
 @inline(__always)
 func floats(_ v: SIMD16<Int16>) -> SIMD16<Float> {
