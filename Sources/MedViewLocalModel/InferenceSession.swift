@@ -14,6 +14,7 @@ public final class InferenceSession {
     public private(set) var position = 0
 
     let parallel: Parallel
+    private let ownsParallel: Bool
     /// The key/value cache in half precision (as llama.cpp keeps it): half the memory and half
     /// the bytes attention reads per cached position.
     private let keys: UnsafeMutablePointer<CacheScalar>
@@ -24,12 +25,19 @@ public final class InferenceSession {
     private let partials: UnsafeMutablePointer<Float>
 
     /// Creates a session holding up to `contextLength` positions, computing on `threads` threads.
-    public init(model: LlamaModel, contextLength: Int = 2048, threads: Int = 2, batchSize: Int = 64) {
+    public convenience init(model: LlamaModel, contextLength: Int = 2048, threads: Int = 2, batchSize: Int = 64) {
+        self.init(model: model, contextLength: contextLength, batchSize: batchSize, parallel: Parallel(threads: max(1, threads)), ownsParallel: true)
+    }
+
+    /// A session computing on `parallel`, which several sessions may share as long as only one of
+    /// them evaluates at a time (the local model's engine steps its sessions one after another).
+    init(model: LlamaModel, contextLength: Int, batchSize: Int = 64, parallel: Parallel, ownsParallel: Bool = false) {
         let h = model.hyperparameters
         self.model = model
         self.contextLength = max(1, contextLength)
         self.batchSize = max(1, batchSize)
-        parallel = Parallel(threads: max(1, threads))
+        self.parallel = parallel
+        self.ownsParallel = ownsParallel
         let cache = h.layerCount * self.contextLength * h.kvDimension
         keys = .allocate(capacity: cache)
         values = .allocate(capacity: cache)
@@ -48,7 +56,7 @@ public final class InferenceSession {
     }
 
     deinit {
-        parallel.shutdown()
+        if ownsParallel { parallel.shutdown() }
         keys.deallocate()
         values.deallocate()
         for p in [x, xn, q, k, v, attention, gate, up, sums, logits, partials] {

@@ -7,9 +7,10 @@ import MedViewProtocol
 /// The embedded model: a GGUF Llama-architecture model run in-process, in pure Swift.
 ///
 /// Generation runs on a dedicated serial dispatch queue, never on the Swift concurrency pool;
-/// its matrix products use `threads` threads. One answer is generated at a time and the others
-/// wait their turn (fine for the 135M demo model, whose answers take seconds). Tokens are streamed
-/// as deltas as they are produced; cancelling the consumer stops generation before the next token.
+/// its matrix products use `threads` threads. Up to ``Configuration/concurrentAnswers`` answers
+/// advance together a token at a time (so a second patient need not wait for the first answer to
+/// end); more wait their turn. Tokens are streamed as deltas as they are produced; cancelling the
+/// consumer stops generation before the next token.
 public struct LocalModel: ChatModel {
     /// Settings of the embedded model.
     public struct Configuration: Sendable, Equatable {
@@ -20,12 +21,15 @@ public struct LocalModel: ChatModel {
         public var sampling: SamplingParameters
         /// Text that ends an answer (besides the end-of-turn tokens).
         public var stopStrings: [String]
+        /// Answers generated together, each with its own KV cache (23 KB per token of context).
+        public var concurrentAnswers: Int
 
-        public init(contextLength: Int = 2048, threads: Int = 2, sampling: SamplingParameters = .init(), stopStrings: [String] = ["<|im_end|>", "<|im_start|>", "<|endoftext|>"]) {
+        public init(contextLength: Int = 2048, threads: Int = 2, sampling: SamplingParameters = .init(), stopStrings: [String] = ["<|im_end|>", "<|im_start|>", "<|endoftext|>"], concurrentAnswers: Int = 4) {
             self.contextLength = contextLength
             self.threads = threads
             self.sampling = sampling
             self.stopStrings = stopStrings
+            self.concurrentAnswers = max(1, concurrentAnswers)
         }
     }
 
@@ -97,85 +101,229 @@ final class CancellationFlag: @unchecked Sendable {
 }
 
 extension LocalModel {
-    /// Owns the inference session; every use of it happens on `queue`.
+    /// Runs the answers. Several answers advance together, one token each in turn (a prompt in
+    /// chunks of up to 64 tokens), so a second patient's answer starts at once instead of waiting
+    /// for the first one to finish; each has its own KV cache ("slot"), kept after the answer so
+    /// that the next message of the same conversation reuses its prefix. Beyond
+    /// ``Configuration/concurrentAnswers`` answers, the rest wait in order.
+    ///
+    /// All model work happens on one dispatch queue (never the Swift concurrency pool), one step at
+    /// a time, and the slots share one pool of threads for their matrix products.
     final class Engine: @unchecked Sendable {
         let model: LlamaModel
         let configuration: Configuration
         let logger: Logger
         private let queue = DispatchQueue(label: "medview.local-model.generate", qos: .userInitiated)
-        private var session: InferenceSession?
-        private var cachedTokens: [Int32] = []
+        private let parallel: Parallel
+        private let lock = NSLock()
+        /// Requests not yet seen by the loop (guarded by `lock`).
+        private var incoming: [Generation] = []
+        /// Whether the loop is running or scheduled (guarded by `lock`).
+        private var looping = false
+        // Touched only on `queue`.
+        private var slots: [Slot] = []
         private var requestCount: UInt64 = 0
+
+        /// A KV cache and the tokens it holds.
+        final class Slot {
+            let session: InferenceSession
+            var cachedTokens: [Int32] = []
+            var busy = false
+            var lastUsed: UInt64 = 0
+            init(session: InferenceSession) { self.session = session }
+        }
+
+        /// One answer in progress.
+        final class Generation {
+            let request: ModelRequest
+            let cancelled: CancellationFlag
+            let continuation: AsyncThrowingStream<ModelEvent, any Error>.Continuation
+            var slot: Slot?
+            var prompt: [Int32] = []
+            var shared = 0
+            var promptCursor = 0
+            var logits: [Float]?
+            var sampler = Sampler(.greedy)
+            var assembler = TextAssembler(stopStrings: [])
+            var history: [Int32] = []
+            var produced = 0
+            var maxOutput = 1
+            var reason = ModelStopReason.maxTokens
+            var started = ContinuousClock.now
+            var promptTime: Duration = .zero
+            var finished = false
+
+            init(request: ModelRequest, cancelled: CancellationFlag, continuation: AsyncThrowingStream<ModelEvent, any Error>.Continuation) {
+                self.request = request
+                self.cancelled = cancelled
+                self.continuation = continuation
+            }
+        }
 
         init(model: LlamaModel, configuration: Configuration, logger: Logger) {
             self.model = model
             self.configuration = configuration
             self.logger = logger
+            parallel = Parallel(threads: max(1, configuration.threads))
         }
+
+        deinit { parallel.shutdown() }
 
         func enqueue(_ request: ModelRequest, cancelled: CancellationFlag, continuation: AsyncThrowingStream<ModelEvent, any Error>.Continuation) {
-            queue.async {
-                self.generate(request, cancelled: cancelled, continuation: continuation)
+            let generation = Generation(request: request, cancelled: cancelled, continuation: continuation)
+            let start = lock.withLock {
+                incoming.append(generation)
+                if looping { return false }
+                looping = true
+                return true
+            }
+            if start { queue.async { self.loop() } }
+        }
+
+        /// Steps every running answer once per round until none is left and none is waiting.
+        private func loop() {
+            var running: [Generation] = []
+            var waiting: [Generation] = []
+            while true {
+                let arrived: [Generation]? = lock.withLock {
+                    let arrived = incoming
+                    incoming = []
+                    if arrived.isEmpty, running.isEmpty, waiting.isEmpty {
+                        looping = false
+                        return nil
+                    }
+                    return arrived
+                }
+                guard let arrived else { return }
+                waiting += arrived
+                waiting.removeAll { generation in
+                    guard generation.cancelled.isCancelled else { return false }
+                    generation.continuation.finish()
+                    return true
+                }
+                while let next = waiting.first, let slot = slot(for: next) {
+                    waiting.removeFirst()
+                    begin(next, in: slot)
+                    running.append(next)
+                }
+                for generation in running {
+                    step(generation)
+                }
+                running.removeAll { generation in
+                    guard generation.finished else { return false }
+                    generation.slot?.busy = false
+                    return true
+                }
             }
         }
 
-        private func generate(_ request: ModelRequest, cancelled: CancellationFlag, continuation: AsyncThrowingStream<ModelEvent, any Error>.Continuation) {
-            guard !cancelled.isCancelled else {
-                continuation.finish()
-                return
+        /// A free slot for `generation`: the one whose cache shares the longest prefix with its
+        /// prompt (the same conversation), else a new one while under the limit, else the least
+        /// recently used free one; nil when all are busy.
+        private func slot(for generation: Generation) -> Slot? {
+            let free = slots.filter { !$0.busy }
+            if generation.prompt.isEmpty {
+                generation.prompt = prompt(for: generation.request, contextLength: configuration.contextLength)
             }
-            let session = self.session ?? InferenceSession(model: model, contextLength: configuration.contextLength, threads: configuration.threads)
-            self.session = session
-            requestCount += 1
-            let tokenizer = model.tokenizer
-            let context = session.contextLength
+            let prompt = generation.prompt
+            func sharedPrefix(_ slot: Slot) -> Int {
+                var n = 0
+                while n < min(prompt.count, slot.cachedTokens.count), prompt[n] == slot.cachedTokens[n] { n += 1 }
+                return n
+            }
+            if let best = free.max(by: { sharedPrefix($0) < sharedPrefix($1) }), sharedPrefix(best) > 0 { return best }
+            if slots.count < max(1, configuration.concurrentAnswers) {
+                let slot = Slot(session: InferenceSession(model: model, contextLength: configuration.contextLength, parallel: parallel))
+                slots.append(slot)
+                return slot
+            }
+            return free.min { $0.lastUsed < $1.lastUsed }
+        }
+
+        private func prompt(for request: ModelRequest, contextLength: Int) -> [Int32] {
             let maxOutput = max(1, request.maxOutputTokens)
-            let prompt = LocalModel.promptTokens(for: request, tokenizer: tokenizer, contextLength: context, reserve: min(maxOutput, context / 2))
+            return LocalModel.promptTokens(for: request, tokenizer: model.tokenizer, contextLength: contextLength, reserve: min(maxOutput, contextLength / 2))
+        }
+
+        private func begin(_ generation: Generation, in slot: Slot) {
+            requestCount += 1
+            slot.busy = true
+            slot.lastUsed = requestCount
+            generation.slot = slot
+            generation.maxOutput = max(1, generation.request.maxOutputTokens)
+            let prompt = generation.prompt
             // Reuse the cached prefix (the system prompt and earlier turns) when it matches.
             var shared = 0
-            while shared < min(prompt.count, cachedTokens.count), prompt[shared] == cachedTokens[shared] { shared += 1 }
+            while shared < min(prompt.count, slot.cachedTokens.count), prompt[shared] == slot.cachedTokens[shared] { shared += 1 }
             shared = min(shared, prompt.count - 1)
-            session.rewind(to: shared)
-            let started = ContinuousClock.now
-            var logits = session.evaluate(Array(prompt[shared...]))
-            cachedTokens = prompt
-            let promptTime = ContinuousClock.now - started
+            slot.session.rewind(to: shared)
+            slot.cachedTokens = Array(prompt[..<shared])
+            generation.shared = shared
+            generation.promptCursor = shared
             var sampling = configuration.sampling
-            if let t = request.temperature { sampling.temperature = Float(t) }
+            if let t = generation.request.temperature { sampling.temperature = Float(t) }
             sampling.seed = sampling.seed &+ requestCount
-            var sampler = Sampler(sampling)
-            var assembler = TextAssembler(stopStrings: configuration.stopStrings)
-            var history = prompt
-            var produced = 0
-            var reason = ModelStopReason.maxTokens
-            while produced < maxOutput {
-                if cancelled.isCancelled { break }
-                let token = sampler.sample(logits, history: history)
-                if tokenizer.endOfGenerationIds.contains(token) {
-                    reason = .endTurn
-                    break
-                }
-                produced += 1
-                history.append(token)
-                let text = assembler.append(tokenizer.bytes(of: token))
-                if !text.isEmpty { continuation.yield(.delta(text)) }
-                if assembler.stopped {
-                    reason = .stopSequence
-                    break
-                }
-                guard session.position < context, produced < maxOutput else { break }
-                logits = session.evaluate([token])
-                cachedTokens.append(token)
+            generation.sampler = Sampler(sampling)
+            generation.assembler = TextAssembler(stopStrings: configuration.stopStrings)
+            generation.history = prompt
+            generation.started = ContinuousClock.now
+        }
+
+        /// One step: the next chunk of the prompt, or one token of the answer.
+        private func step(_ g: Generation) {
+            guard let slot = g.slot, !g.finished else { return }
+            let session = slot.session
+            if g.cancelled.isCancelled {
+                end(g)
+                return
             }
-            let tail = assembler.finish()
-            if !tail.isEmpty { continuation.yield(.delta(tail)) }
+            if g.logits == nil {
+                let end = min(g.prompt.count, g.promptCursor + session.batchSize)
+                let chunk = Array(g.prompt[g.promptCursor..<end])
+                let logits = session.evaluate(chunk)
+                slot.cachedTokens += chunk
+                g.promptCursor = end
+                if end == g.prompt.count {
+                    g.logits = logits
+                    g.promptTime = ContinuousClock.now - g.started
+                }
+                return
+            }
+            let tokenizer = model.tokenizer
+            let token = g.sampler.sample(g.logits!, history: g.history)
+            if tokenizer.endOfGenerationIds.contains(token) {
+                g.reason = .endTurn
+                end(g)
+                return
+            }
+            g.produced += 1
+            g.history.append(token)
+            let text = g.assembler.append(tokenizer.bytes(of: token))
+            if !text.isEmpty { g.continuation.yield(.delta(text)) }
+            if g.assembler.stopped {
+                g.reason = .stopSequence
+                end(g)
+                return
+            }
+            guard session.position < session.contextLength, g.produced < g.maxOutput else {
+                end(g)
+                return
+            }
+            g.logits = session.evaluate([token])
+            slot.cachedTokens.append(token)
+        }
+
+        private func end(_ g: Generation) {
+            g.finished = true
+            let tail = g.assembler.finish()
+            if !tail.isEmpty { g.continuation.yield(.delta(tail)) }
             logger.debug("local_model.generated", metadata: [
-                "tokens.input": "\(prompt.count)", "tokens.cached": "\(shared)", "tokens.output": "\(produced)",
-                "prompt.ms": "\(promptTime.components.seconds * 1000 + promptTime.components.attoseconds / 1_000_000_000_000_000)",
+                "tokens.input": "\(g.prompt.count)", "tokens.cached": "\(g.shared)", "tokens.output": "\(g.produced)",
+                "prompt.ms": "\(g.promptTime.components.seconds * 1000 + g.promptTime.components.attoseconds / 1_000_000_000_000_000)",
             ])
-            continuation.yield(.usage(Usage(inputTokens: prompt.count, outputTokens: produced)))
-            if !cancelled.isCancelled { continuation.yield(.stop(reason)) }
-            continuation.finish()
+            g.continuation.yield(.usage(Usage(inputTokens: g.prompt.count, outputTokens: g.produced)))
+            if !g.cancelled.isCancelled { g.continuation.yield(.stop(g.reason)) }
+            g.continuation.finish()
         }
     }
 }

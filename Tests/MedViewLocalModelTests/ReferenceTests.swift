@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import MedViewCore
 import MedViewProtocol
@@ -177,6 +178,39 @@ struct LocalModelTests {
         }
         #expect(stop != nil)
         #expect(ContinuousClock.now - started < .seconds(20))
+    }
+
+    @Test func aSecondAnswerStartsWhileTheFirstIsStillStreamingAndGivesTheSameText() async throws {
+        let short = ModelRequest(system: "You are a helpful assistant.", messages: [.init(role: .user, text: "What is the capital of France?")], maxOutputTokens: 12)
+        let long = ModelRequest(system: "You are a helpful assistant.", messages: [.init(role: .user, text: "Write a long story about a cat.")], maxOutputTokens: 120)
+        func text(_ stream: AsyncThrowingStream<ModelEvent, any Error>) async throws -> String {
+            var text = ""
+            for try await event in stream { if case let .delta(d) = event { text += d } }
+            return text
+        }
+        let alone = try await text(model().stream(short))
+
+        let m = try model()
+        let order = Mutex<[String]>([])
+        let longStream = m.stream(long)
+        var iterator = longStream.makeAsyncIterator()
+        // Wait until the long answer is streaming.
+        while let event = try await iterator.next() {
+            if case .delta = event { break }
+        }
+        async let shortText: String = {
+            let t = try await text(m.stream(short))
+            order.withLock { $0.append("short") }
+            return t
+        }()
+        var longDeltas = 0
+        while let event = try await iterator.next() {
+            if case .delta = event { longDeltas += 1 }
+        }
+        order.withLock { $0.append("long") }
+        #expect(try await shortText == alone, "the same answer as when it ran alone")
+        #expect(order.withLock { $0 } == ["short", "long"], "the short answer finished while the long one was still streaming")
+        #expect(longDeltas > 20)
     }
 
     @Test func oldTurnsAreDroppedToFitTheContext() throws {
