@@ -34,12 +34,14 @@ struct ReferenceTests {
     /// greedy continuations (two part at the first token). The bars (99%, all identical) lie
     /// beyond what llama.cpp reproduces of itself; this engine is held to the floor instead: it must
     /// agree with llama.cpp at least as often as llama.cpp agrees with itself.
-    @Test func teacherForcedTopOneAgreesWithLlamaCppAtLeastAsOftenAsLlamaCppAgreesWithItself() throws {
+    @Test func teacherForcedTopOneAgreesWithLlamaCppAtLeastAsOftenAsLlamaCppAgreesWithItself() async throws {
         let model = try RealModel.load()
         let f = try fixture("teacher_forced", as: TeacherForced.self)
         #expect(f.tokens.count >= 300 && f.top1.count == f.tokens.count && f.top1_one_by_one.count == f.tokens.count)
-        let session = InferenceSession(model: model, contextLength: f.tokens.count)
-        let logits = session.evaluate(f.tokens, allLogits: true)
+        let tokens = f.tokens
+        let logits = try await offThePool {
+            InferenceSession(model: model, contextLength: tokens.count).evaluate(tokens, allLogits: true)
+        }
         let vocabulary = model.hyperparameters.vocabularySize
         var agree = 0
         var maxGap: Float = 0
@@ -62,55 +64,71 @@ struct ReferenceTests {
         #expect(maxGap < 0.25, "a disagreement that is not a near tie")
     }
 
-    @Test func greedyContinuationsMatchLlamaCppAtLeastAsOftenAsLlamaCppMatchesItself() throws {
+    @Test func greedyContinuationsMatchLlamaCppAtLeastAsOftenAsLlamaCppMatchesItself() async throws {
         let model = try RealModel.load()
         let f = try fixture("greedy", as: Greedy.self)
         #expect(f.cases.count >= 5)
-        let session = InferenceSession(model: model, contextLength: 512)
-        var identical = 0
-        for c in f.cases {
-            // The prompt is built by our chat template: it must give llama.cpp's prompt ids.
-            let request = ModelRequest(system: c.system, messages: [.init(role: .user, text: c.user)], maxOutputTokens: 32)
-            let prompt = LocalModel.promptTokens(for: request, tokenizer: model.tokenizer, contextLength: 512, reserve: 32)
-            #expect(prompt == c.prompt_ids)
-            session.reset()
-            var logits = session.evaluate(prompt)
-            var out: [Int32] = []
-            var diverged = false
-            while out.count < c.continuation.count {
-                let token = Sampler.argmax(logits)
-                let expected = c.continuation[out.count]
-                if token != expected {
-                    // Where we part from llama.cpp, its token must be a near tie with ours.
-                    let gap = logits[Int(token)] - logits[Int(expected)]
-                    print("prompt \(c.user.debugDescription): diverges at token \(out.count), logit gap \(gap)")
-                    #expect(gap < 0.25, "divergence that is not a near tie at token \(out.count)")
-                    diverged = true
-                    break
+        /// What our engine did on one prompt: its prompt ids, the tokens it agreed on, and where
+        /// (if anywhere) it parted from llama.cpp with the logit gap there.
+        struct Run: Sendable {
+            var prompt: [Int32]
+            var agreed: [Int32]
+            var parting: (index: Int, gap: Float)?
+        }
+        let cases = f.cases
+        let runs = try await offThePool { () -> [Run] in
+            let session = InferenceSession(model: model, contextLength: 512)
+            return cases.map { c in
+                // The prompt is built by our chat template: it must give llama.cpp's prompt ids.
+                let request = ModelRequest(system: c.system, messages: [.init(role: .user, text: c.user)], maxOutputTokens: 32)
+                let prompt = LocalModel.promptTokens(for: request, tokenizer: model.tokenizer, contextLength: 512, reserve: 32)
+                session.reset()
+                var logits = session.evaluate(prompt)
+                var out: [Int32] = []
+                while out.count < c.continuation.count {
+                    let token = Sampler.argmax(logits)
+                    let expected = c.continuation[out.count]
+                    if token != expected {
+                        return Run(prompt: prompt, agreed: out, parting: (out.count, logits[Int(token)] - logits[Int(expected)]))
+                    }
+                    out.append(token)
+                    if model.tokenizer.endOfGenerationIds.contains(token) { break }
+                    logits = session.evaluate([token])
                 }
-                out.append(token)
-                if model.tokenizer.endOfGenerationIds.contains(token) { break }
-                logits = session.evaluate([token])
+                return Run(prompt: prompt, agreed: out, parting: nil)
             }
-            if !diverged, out == c.continuation { identical += 1 }
+        }
+        var identical = 0
+        for (c, run) in zip(f.cases, runs) {
+            #expect(run.prompt == c.prompt_ids)
+            if let parting = run.parting {
+                // Where we part from llama.cpp, its token must be a near tie with ours.
+                print("prompt \(c.user.debugDescription): diverges at token \(parting.index), logit gap \(parting.gap)")
+                #expect(parting.gap < 0.25, "divergence that is not a near tie at token \(parting.index)")
+            } else if run.agreed == c.continuation {
+                identical += 1
+            }
         }
         let floor = f.cases.filter { $0.continuation == $0.continuation_one_by_one }.count
         print("greedy continuations identical to llama.cpp: ours \(identical)/\(f.cases.count); llama.cpp with itself \(floor)/\(f.cases.count)")
         #expect(identical >= floor, "matches llama.cpp less often than llama.cpp matches itself")
     }
 
-    @Test func batchedAndOneByOneEvaluationAgree() throws {
+    @Test func batchedAndOneByOneEvaluationAgree() async throws {
         let model = try RealModel.load()
         let tokens = model.tokenizer.encode("The heart pumps blood through the body, and the lungs bring in oxygen.")
-        let batched = InferenceSession(model: model, contextLength: 64)
-        let all = batched.evaluate(tokens, allLogits: true)
-        let single = InferenceSession(model: model, contextLength: 64, batchSize: 1)
-        let vocabulary = model.hyperparameters.vocabularySize
-        for (i, token) in tokens.enumerated() {
-            let logits = single.evaluate([token])
-            let reference = Array(all[(i * vocabulary)..<((i + 1) * vocabulary)])
-            let maxDifference = zip(logits, reference).map { abs($0 - $1) }.max() ?? 0
-            #expect(maxDifference < 1e-2, "position \(i)")
+        let differences = try await offThePool { () -> [Float] in
+            let all = InferenceSession(model: model, contextLength: 64).evaluate(tokens, allLogits: true)
+            let single = InferenceSession(model: model, contextLength: 64, batchSize: 1)
+            let vocabulary = model.hyperparameters.vocabularySize
+            return tokens.enumerated().map { i, token in
+                let logits = single.evaluate([token])
+                return zip(logits, all[(i * vocabulary)..<((i + 1) * vocabulary)]).map { abs($0 - $1) }.max() ?? 0
+            }
+        }
+        #expect(differences.count == tokens.count)
+        for (i, difference) in differences.enumerated() {
+            #expect(difference < 1e-2, "position \(i)")
         }
     }
 }

@@ -97,3 +97,15 @@ func halfBits(_ value: Float) -> UInt16 {
     let mantissa = UInt16((bits >> 13) & 0x3FF)
     return sign | UInt16(exponent) << 10 | mantissa
 }
+
+/// Runs heavy synchronous model work on a thread of its own and awaits the result, so that the
+/// Swift concurrency pool (two threads on a 2-core machine) stays free for the timing-sensitive
+/// tests that run alongside (timeouts of the HTTP models, the server's keep-alives). Expectations
+/// belong after the await, in the test's own task.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}
