@@ -195,6 +195,9 @@ extension LocalModel {
                     return arrived
                 }
                 guard let arrived else { return }
+                for generation in arrived {
+                    generation.prompt = prompt(for: generation.request)
+                }
                 waiting += arrived
                 waiting.removeAll { generation in
                     guard generation.cancelled.isCancelled else { return false }
@@ -222,16 +225,11 @@ extension LocalModel {
         /// recently used free one; nil when all are busy.
         private func slot(for generation: Generation) -> Slot? {
             let free = slots.filter { !$0.busy }
-            if generation.prompt.isEmpty {
-                generation.prompt = prompt(for: generation.request, contextLength: configuration.contextLength)
-            }
             let prompt = generation.prompt
-            func sharedPrefix(_ slot: Slot) -> Int {
-                var n = 0
-                while n < min(prompt.count, slot.cachedTokens.count), prompt[n] == slot.cachedTokens[n] { n += 1 }
-                return n
+            if let best = free.map({ (slot: $0, shared: Self.sharedPrefix(prompt, $0.cachedTokens)) }).max(by: { $0.shared < $1.shared }),
+               best.shared > 0 {
+                return best.slot
             }
-            if let best = free.max(by: { sharedPrefix($0) < sharedPrefix($1) }), sharedPrefix(best) > 0 { return best }
             if slots.count < max(1, configuration.concurrentAnswers) {
                 let slot = Slot(session: InferenceSession(model: model, contextLength: configuration.contextLength, parallel: parallel))
                 slots.append(slot)
@@ -240,9 +238,17 @@ extension LocalModel {
             return free.min { $0.lastUsed < $1.lastUsed }
         }
 
-        private func prompt(for request: ModelRequest, contextLength: Int) -> [Int32] {
+        private func prompt(for request: ModelRequest) -> [Int32] {
+            let context = configuration.contextLength
             let maxOutput = max(1, request.maxOutputTokens)
-            return LocalModel.promptTokens(for: request, tokenizer: model.tokenizer, contextLength: contextLength, reserve: min(maxOutput, contextLength / 2))
+            return LocalModel.promptTokens(for: request, tokenizer: model.tokenizer, contextLength: context, reserve: min(maxOutput, context / 2))
+        }
+
+        /// How many leading tokens `a` and `b` have in common.
+        static func sharedPrefix(_ a: [Int32], _ b: [Int32]) -> Int {
+            var n = 0
+            while n < min(a.count, b.count), a[n] == b[n] { n += 1 }
+            return n
         }
 
         private func begin(_ generation: Generation, in slot: Slot) {
@@ -253,9 +259,8 @@ extension LocalModel {
             generation.maxOutput = max(1, generation.request.maxOutputTokens)
             let prompt = generation.prompt
             // Reuse the cached prefix (the system prompt and earlier turns) when it matches.
-            var shared = 0
-            while shared < min(prompt.count, slot.cachedTokens.count), prompt[shared] == slot.cachedTokens[shared] { shared += 1 }
-            shared = min(shared, prompt.count - 1)
+            // At least the last prompt token is evaluated: its logits choose the first answer token.
+            let shared = min(Self.sharedPrefix(prompt, slot.cachedTokens), prompt.count - 1)
             slot.session.rewind(to: shared)
             slot.cachedTokens = Array(prompt[..<shared])
             generation.shared = shared
