@@ -16,8 +16,6 @@ public struct ChatConfiguration: Sendable {
     public var chunking: StreamProcessor.Configuration
     /// How long a finished stream's log stays in memory for fast resume (it is also stored).
     public var replayRetention: Duration
-    /// Emergency alerts, medication warnings and the output guard (see docs/SAFETY.md).
-    public var safetyEnabled: Bool
 
     public init(
         systemPrompt: String = ChatConfiguration.defaultSystemPrompt,
@@ -26,10 +24,8 @@ public struct ChatConfiguration: Sendable {
         maxMessageCharacters: Int = 8000,
         maxActiveStreamsPerUser: Int = 4,
         chunking: StreamProcessor.Configuration = .init(),
-        replayRetention: Duration = .seconds(600),
-        safetyEnabled: Bool = true
+        replayRetention: Duration = .seconds(600)
     ) {
-        self.safetyEnabled = safetyEnabled
         self.systemPrompt = systemPrompt
         self.contextBudgetTokens = contextBudgetTokens
         self.maxOutputTokens = maxOutputTokens

@@ -1,13 +1,19 @@
 import MedViewProtocol
+import MedViewSafety
 import Synchronization
 
-/// Feeds model deltas through a ``StreamProcessor`` into a ``ResponseStream``, flushing pending
-/// text when its deadline passes even if the model sends nothing more.
+/// Feeds model deltas through the output guard and a ``StreamProcessor`` into a
+/// ``ResponseStream``, flushing pending text when its deadline passes even if the model sends
+/// nothing more.
 ///
+/// Only text the guard has cleared reaches the chunker. When the guard stops the answer, its
+/// replacement text is sent in place of what it held and nothing more is accepted.
 /// Chunks are published under the pipeline's lock, so their order is the order of the text.
 final class ChunkPipeline: Sendable {
     private struct State {
         var processor: StreamProcessor
+        var outputGuard: StreamGuard?
+        var violation: OutputViolation?
         var sent = ""
         var flushTask: Task<Void, Never>?
         var firstChunkSeen = false
@@ -20,9 +26,9 @@ final class ChunkPipeline: Sendable {
     private let observer: (any ChatObserver)?
     private let started: ContinuousClock.Instant
 
-    init(stream: ResponseStream, configuration: StreamProcessor.Configuration, observer: (any ChatObserver)?, started: ContinuousClock.Instant) {
+    init(stream: ResponseStream, configuration: StreamProcessor.Configuration, outputGuard: StreamGuard?, observer: (any ChatObserver)?, started: ContinuousClock.Instant) {
         self.stream = stream
-        self.state = Mutex(State(processor: StreamProcessor(configuration: configuration)))
+        self.state = Mutex(State(processor: StreamProcessor(configuration: configuration), outputGuard: outputGuard))
         self.observer = observer
         self.started = started
     }
@@ -32,24 +38,59 @@ final class ChunkPipeline: Sendable {
         state.withLock { $0.beforeModel = duration }
     }
 
-    /// Whether any text has been published or is waiting to be.
-    var hasSent: Bool {
-        state.withLock { !$0.sent.isEmpty || $0.processor.hasPending }
+    /// Adds a model delta. Returns the guard's violation when this delta made it stop the answer
+    /// (its replacement is already queued); later deltas are then ignored.
+    @discardableResult
+    func feed(_ delta: String) -> OutputViolation? {
+        state.withLock { s in
+            guard !s.finished, s.violation == nil else { return nil }
+            guard var outputGuard = s.outputGuard else {
+                chunk(delta, &s)
+                return nil
+            }
+            let out = outputGuard.append(delta)
+            s.outputGuard = outputGuard
+            return cleared(out, &s)
+        }
     }
 
-    /// Adds a model delta.
-    func feed(_ delta: String) {
+    /// The model has said everything: releases what the guard still holds, if it is clean.
+    /// Returns the violation if the held text broke a rule. `complete` is false when the model
+    /// failed or was cancelled: then held text is released only when clean, and no replacement
+    /// is sent.
+    @discardableResult
+    func endOfModelText(complete: Bool) -> OutputViolation? {
         state.withLock { s in
-            guard !s.finished else { return }
-            let now = ContinuousClock.now
-            var chunks = s.processor.append(delta, now: now)
-            if !s.firstChunkSeen, chunks.isEmpty {
-                // The first whole words go out at once; later text is batched.
-                chunks = s.processor.takeWholeWords(now: now)
+            guard !s.finished, s.violation == nil, var outputGuard = s.outputGuard else { return nil }
+            let out = outputGuard.finish()
+            s.outputGuard = outputGuard
+            guard complete else {
+                if out.violation == nil { chunk(out.release, &s) }
+                return nil
             }
-            publish(chunks, &s, deltaArrived: now)
-            scheduleFlush(&s)
+            return cleared(out, &s)
         }
+    }
+
+    private func cleared(_ out: GuardOutput, _ s: inout State) -> OutputViolation? {
+        chunk(out.release, &s)
+        guard let violation = out.violation else { return nil }
+        s.violation = violation
+        let hasSent = !s.sent.isEmpty || s.processor.hasPending
+        chunk((hasSent ? "\n\n" : "") + violation.replacement, &s)
+        return violation
+    }
+
+    private func chunk(_ delta: String, _ s: inout State) {
+        guard !delta.isEmpty else { return }
+        let now = ContinuousClock.now
+        var chunks = s.processor.append(delta, now: now)
+        if !s.firstChunkSeen, chunks.isEmpty {
+            // The first whole words go out at once; later text is batched.
+            chunks = s.processor.takeWholeWords(now: now)
+        }
+        publish(chunks, &s, deltaArrived: now)
+        scheduleFlush(&s)
     }
 
     /// Publishes everything pending; returns the whole text sent as chunks.

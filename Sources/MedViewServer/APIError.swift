@@ -13,7 +13,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         self.message = message
     }
 
-    init(_ error: ChatServiceError) {
+    init(_ error: ChatError) {
         self.init(error.code, error.message)
     }
 

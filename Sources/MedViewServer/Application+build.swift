@@ -1,193 +1,200 @@
 import Foundation
-import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import MedViewCore
 import MedViewProtocol
-import NIOCore
+import MedViewSafety
+import MedViewStore
 import ServiceLifecycle
+import UnixSignals
 
-/// What the application is built from: the engine and the adapters, already wired.
+/// What tests and tools may supply instead of what the configuration names. Anything left `nil`
+/// is built from the configuration, as `medview serve` does.
 public struct AppDependencies: Sendable {
-    public var chat: ChatService
-    public var verifier: any TokenVerifier
-    public var metrics: ServerMetrics
+    /// The model (default: ``ModelFactory`` from `configuration.model`).
+    public var model: (any ChatModel)?
+    /// The conversation store (default: the SQLite file in the data directory). A store passed in
+    /// is still closed when the application stops.
+    public var store: (any ConversationStore)?
+    /// The token verifier (default: the development issuer in development mode, Cognito in production).
+    public var verifier: (any TokenVerifier)?
+    /// The clinical checks (default: the bundled ``ClinicalSafetyPolicy``).
+    public var safety: (any SafetyPolicy)?
     public var logger: Logger
+    /// Where start-up lines for a person go (the executable prints them).
+    public var announce: @Sendable (String) -> Void
 
-    public init(chat: ChatService, verifier: any TokenVerifier, metrics: ServerMetrics, logger: Logger) {
-        self.chat = chat
+    public init(model: (any ChatModel)? = nil, store: (any ConversationStore)? = nil, verifier: (any TokenVerifier)? = nil, safety: (any SafetyPolicy)? = nil, logger: Logger = Logger(label: "medview"), announce: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.model = model
+        self.store = store
         self.verifier = verifier
-        self.metrics = metrics
+        self.safety = safety
         self.logger = logger
+        self.announce = announce
     }
 }
 
-/// Builds the HTTP + WebSocket application. `medview serve` and the tests both call this.
+/// Why the server refused to start.
+public struct StartupError: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// The whole service as one `Service`: the store, the model engine, the session sweeper, the
+/// HTTP/WebSocket server and the stream registry, run by one `ServiceGroup`.
+///
+/// Start-up runs in that order; graceful shutdown (SIGTERM, SIGINT) runs in reverse: the
+/// registry stops taking new answers and drains running ones while clients are still connected
+/// (they get the rest, or a typed `shutting_down` error, and every ending is stored), then the
+/// server stops and closes its connections, then the sweeper and the model engine stop, and the
+/// store flushes and closes last.
+public struct MedViewApplication: Service {
+    /// The engine (tests reach the store and the registry through it).
+    public let chat: ChatService
+    /// The token verifier in use (the development issuer in development mode).
+    public let verifier: any TokenVerifier
+    public let metrics: ServerMetrics
+    let services: [any Service]
+    let logger: Logger
+
+    public func run() async throws {
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
+        try await group.run()
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    public func runService(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        let group = ServiceGroup(configuration: .init(services: [.init(service: self)], gracefulShutdownSignals: gracefulShutdownSignals, logger: logger))
+        try await group.run()
+    }
+}
+
+/// Builds the service from its configuration. `medview serve` and the tests both call this.
+///
+/// Opens the store and loads the model now (so a bad setting is refused before anything
+/// listens); one-time work that needs them, such as failing answers a crash interrupted, runs
+/// just before the server starts listening.
 ///
 /// - Parameter onServerRunning: called with the bound port once the server listens.
 public func buildApplication(
     configuration: ServerConfiguration,
-    dependencies: AppDependencies,
+    dependencies: AppDependencies = .init(),
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-) -> some ApplicationProtocol {
-    let chat = dependencies.chat
-    let metrics = dependencies.metrics
-    let limits = configuration.limits
+) async throws -> MedViewApplication {
     let logger = dependencies.logger
-
-    let router = Router(context: AppRequestContext.self)
-    router.get("healthz") { _, _ -> Response in
-        JSONHelpers.response(["status": "ok"])
+    let announce = dependencies.announce
+    if !configuration.isDevelopment, configuration.cognito == nil, dependencies.verifier == nil {
+        throw StartupError(description: "environment 'production' needs Amazon Cognito: set --cognito-issuer and --cognito-client-id (or MEDVIEW_COGNITO_ISSUER and MEDVIEW_COGNITO_CLIENT_ID); refusing to start rather than accept development tokens.")
     }
-    router.get("readyz") { _, _ -> Response in
-        guard chat.isAcceptingMessages else {
-            return JSONHelpers.response(["status": "draining"], status: .serviceUnavailable)
-        }
-        do {
-            try await chat.store.checkHealth()
-        } catch {
-            return JSONHelpers.response(["status": "unavailable", "store": "unreachable"], status: .serviceUnavailable)
-        }
-        return JSONHelpers.response(["status": "ready", "store": "ok", "model": chat.model.descriptor.provider + ":" + chat.model.descriptor.id])
+    let model: any ChatModel
+    if let given = dependencies.model {
+        model = given
+    } else {
+        model = try await ModelFactory.make(configuration.model, context: .init(environment: configuration.processEnvironment, dataDirectory: configuration.dataDirectory, logger: logger, announce: announce))
     }
-    router.get("metrics") { _, _ -> Response in
-        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    let store: any ConversationStore
+    if let given = dependencies.store {
+        store = given
+    } else {
+        store = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
     }
-    // The web chat page.
-    // In production the page talks to the Cognito Hosted UI's token endpoint: the policy allows it.
-    let cognito = configuration.isDevelopment ? nil : configuration.cognito
-    let web = WebAssets.load(directory: configuration.webDirectory, connectSources: cognito?.domainOrigin.map { [$0] } ?? [])
-    router.get("/") { request, _ -> Response in
-        guard let response = web.response(for: "index.html", ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No page.") }
-        return response
+    let verifier: any TokenVerifier
+    do {
+        if let given = dependencies.verifier {
+            verifier = given
+        } else if configuration.isDevelopment {
+            // Development tokens in development mode only; production trusts Cognito alone.
+            verifier = try await DevTokenIssuer.load(dataDirectory: configuration.dataDirectory)
+        } else {
+            verifier = try await cognitoVerifier(configuration: configuration, logger: logger, announce: announce)
+        }
+    } catch {
+        try? await store.close()
+        throw error
     }
-    router.get("static/**") { request, context -> Response in
-        let path = context.parameters.getCatchAll().joined(separator: "/")
-        guard let response = web.response(for: path, ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No such file.") }
-        return response
-    }
-    // What the page needs to know to sign in: development tokens, or the Cognito Hosted UI.
-    let isDevelopment = configuration.isDevelopment
-    router.get("v1/client-config") { _, _ -> Response in
-        struct CognitoConfig: Encodable {
-            var domain: String?
-            var clientId: String
-            var redirectUri: String?
-            var scopes: String
-            var tokenUse: String
-        }
-        struct ClientConfig: Encodable {
-            var auth: String
-            var keepAliveSeconds: Int64
-            /// The patient is signed out after this long without activity (docs/WEB.md).
-            var idleTimeoutSeconds: Int64
-            var disclaimer: String
-            var cognito: CognitoConfig?
-        }
-        return JSONHelpers.response(ClientConfig(
-            auth: isDevelopment ? "development" : "cognito",
-            keepAliveSeconds: limits.keepAliveInterval.components.seconds,
-            idleTimeoutSeconds: max(1, limits.idleTimeout.components.seconds),
-            disclaimer: ChatService.disclaimer,
-            cognito: cognito.map { CognitoConfig(domain: $0.domain, clientId: $0.clientId, redirectUri: $0.redirectURI, scopes: $0.scopes, tokenUse: $0.pageTokenUse) }
-        ))
-    }
-    // Development mode only: a token for any user name, so the page can sign in locally.
-    if isDevelopment, let devIssuer = dependencies.verifier as? DevTokenIssuer {
-        router.post("v1/dev/token") { request, context -> Response in
-            struct Body: Decodable { var user: String }
-            struct Answer: Encodable {
-                var token: String
-                var expiresAt: Double
-            }
-            let data = try await request.body.collect(upTo: 4096)
-            let body: Body
-            do {
-                body = try decodeWireBody(Body.self, from: Data(data.readableBytesView))
-            } catch let error as CommandDecodingError {
-                throw APIError(error.code, error.message)
-            }
-            let user = body.user.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !user.isEmpty, user.count <= 64, user.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {
-                throw APIError(.invalidCommand, "`user` must be 1 to 64 letters, digits or -_.@ characters.")
-            }
-            let lifetime = Duration.seconds(3600)
-            let token = try await devIssuer.token(userId: user, lifetime: lifetime)
-            return JSONHelpers.response(Answer(token: token, expiresAt: Date().addingTimeInterval(3600).timeIntervalSince1970))
-        }
-    }
-    let api = router.group("v1").add(middleware: AuthMiddleware(verifier: dependencies.verifier))
-    APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
-
-    let connections = ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser)
-    let sweeper = SessionSweeper(tick: min(.seconds(1), limits.idleTimeout / 4, limits.keepAliveInterval / 2))
-    let wsRouter = Router(context: WSRequestContext.self)
-    wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: dependencies.verifier))
-    wsRouter.ws("v1/ws") { _, context in
-        // Failed authentication and over-limit connections are upgraded only to be told why and
-        // closed (4401, 4429): a refused upgrade would reach clients as an empty 400.
-        .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
-    } onUpgrade: { inbound, outbound, context in
-        guard let identity = context.requestContext.identity else {
-            let failure = context.requestContext.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
-            metrics.error(failure.code.rawValue)
-            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: failure, closeCode: WebSocketSession.CloseCode.unauthorized)
-            return
-        }
-        guard connections.acquire(identity.userId) else {
-            metrics.error(ErrorCode.tooManyConnections.rawValue)
-            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
-            return
-        }
-        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: dependencies.verifier, limits: limits, metrics: metrics, logger: logger)
-        metrics.connectionOpened()
-        sweeper.add(session)
-        defer {
-            sweeper.remove(session)
-            connections.release(identity.userId)
-            metrics.connectionClosed()
-        }
-        await session.run(inbound: inbound)
-    }
-
-    return Application(
-        router: router,
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: wsRouter,
-            configuration: .init(ws: .init(
-                maxFrameSize: limits.hardFrameBytes,
-                // Pings come from the shared SessionSweeper, not a task per connection.
-                autoPing: .disabled,
-                validateUTF8: false
-            ))
-        ),
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "medview"),
-        onServerRunning: { channel in
-            await onServerRunning(channel.localAddress?.port ?? configuration.port)
-        },
+    let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared)
+    let metrics = ServerMetrics()
+    let registry = StreamRegistry(
+        maxActiveStreamsPerUser: configuration.chat.maxActiveStreamsPerUser,
+        retention: configuration.chat.replayRetention,
+        gracePeriod: configuration.limits.shutdownGracePeriod,
         logger: logger
     )
+    let chat = ChatService(model: model, store: store, configuration: configuration.chat, safety: safety, logger: logger, observer: metrics, registry: registry)
+    chat.prepareSafety()
+    let limits = configuration.limits
+    let sweeper = SessionSweeper(tick: min(.seconds(1), limits.idleTimeout / 4, limits.keepAliveInterval / 2))
+    let server = makeHTTPServer(
+        configuration: configuration,
+        chat: chat,
+        verifier: verifier,
+        metrics: metrics,
+        sweeper: sweeper,
+        logger: logger,
+        beforeServerStarts: {
+            let interrupted = try await store.failInterruptedTurns()
+            if interrupted > 0 {
+                logger.warning("startup.interrupted_streams", metadata: ["streams.count": "\(interrupted)"])
+            }
+        },
+        onServerRunning: { port in
+            announceStartup(configuration: configuration, port: port, verifier: verifier, model: model.descriptor, announce: announce)
+            await onServerRunning(port)
+        }
+    )
+    var services: [any Service] = [StoreService(store: store)]
+    if let engine = model as? any Service { services.append(engine) }
+    services += [sweeper, server, registry]
+    return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, services: services, logger: logger)
 }
 
-/// On graceful shutdown, lets running answers finish (then cancels the rest, storing their partial text).
-/// Run it after the application in one `ServiceGroup`, so it shuts down first, while clients are
-/// still connected to receive the ends of their answers.
-public struct StreamDrainService: Service {
-    let chat: ChatService
-    let gracePeriod: Duration
-    let logger: Logger
+/// Closes the store on graceful shutdown, after every other service has stopped.
+struct StoreService: Service {
+    let store: any ConversationStore
 
-    public init(chat: ChatService, gracePeriod: Duration, logger: Logger) {
-        self.chat = chat
-        self.gracePeriod = gracePeriod
-        self.logger = logger
-    }
-
-    public func run() async throws {
+    func run() async throws {
         try? await gracefulShutdown()
-        let running = chat.runningStreams
-        logger.info("shutdown.draining", metadata: ["streams.running": "\(running)"])
-        await chat.drain(gracePeriod: gracePeriod)
-        logger.info("shutdown.drained")
+        try await store.close()
     }
+}
+
+/// What a person starting the server needs to know: where it listens, which identity and model
+/// it trusts, where its data is.
+func announceStartup(configuration: ServerConfiguration, port: Int, verifier: any TokenVerifier, model d: ModelDescriptor, announce: @Sendable (String) -> Void) {
+    announce("MedView Companion listening on http://\(configuration.host):\(port)")
+    announce("  WebSocket: ws://\(configuration.host):\(port)/v1/ws   SSE: POST http://\(configuration.host):\(port)/v1/conversations/{id}/messages")
+    if let devIssuer = verifier as? DevTokenIssuer {
+        announce("  DEV MODE: development tokens are accepted (key: \(devIssuer.keyPath)). Not for production.")
+        announce("  Get a token: medview token --user alice --data-dir \(configuration.dataDirectory)")
+        if configuration.cognito != nil {
+            announce("  Cognito settings are ignored in development mode (use --environment production).")
+        }
+    } else if let cognito = configuration.cognito {
+        announce("  PRODUCTION: Amazon Cognito tokens only (issuer \(cognito.issuer), app client \(cognito.clientId)); no development tokens.")
+        announce("  Page sign-in: \(cognito.domain.map { "Hosted UI at \($0)" } ?? "no Hosted UI domain set (--cognito-domain); the page cannot sign in")")
+    }
+    if d.provider == "scripted" {
+        announce("  Model: scripted (a deterministic test model, not medical advice).")
+    } else {
+        announce("  Model: \(d.provider):\(d.id)\(d.demo ? " (demo model, not medical-grade)" : "")")
+        if d.provider == "local" {
+            announce("  The local model is a small demo model running in-process: its answers are not medical advice. Configure a cloud model with --model for real use.")
+        }
+    }
+    announce("  Data: \(configuration.databasePath)")
+}
+
+/// The Cognito verifier for production, with its keys fetched now. A key set that cannot be
+/// fetched at start-up is reported, not fatal: it is fetched again when the first token arrives.
+func cognitoVerifier(configuration: ServerConfiguration, logger: Logger, announce: @Sendable (String) -> Void) async throws -> CognitoTokenVerifier {
+    guard let settings = configuration.cognito else {
+        throw StartupError(description: "Amazon Cognito is not configured.")
+    }
+    let verifier = CognitoTokenVerifier(settings: settings, logger: logger)
+    do {
+        let count = try await verifier.prefetch()
+        logger.info("auth.cognito.ready", metadata: ["jwks.keys": "\(count)"])
+    } catch {
+        announce("  WARNING: could not fetch the Cognito signing keys from \(settings.jwksURL) yet; sign-ins fail until it answers.")
+    }
+    return verifier
 }

@@ -1,7 +1,9 @@
 import Foundation
+import Logging
 import MedViewCore
 
-/// Everything `medview serve` needs, read once at the edge (CLI > environment > defaults).
+/// Everything `medview serve` needs, read once at the edge (CLI > environment > defaults) by
+/// ``resolve(arguments:environment:)``.
 public struct ServerConfiguration: Sendable {
     public var host: String
     /// 0 picks a free port (tests).
@@ -21,6 +23,8 @@ public struct ServerConfiguration: Sendable {
     /// The process environment, captured by the CLI; model providers read credentials, regions and
     /// endpoints from it (tests pass their own).
     public var processEnvironment: [String: String]
+    /// The lowest level logged.
+    public var logLevel: Logger.Level = .info
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

@@ -88,89 +88,48 @@ struct Serve: AsyncParsableCommand {
     var cognitoTokenUse: String?
 
     func run() async throws {
-        /// The option's value from the command line, else the environment, else the default;
-        /// the same bounds apply to all three sources.
-        func int(_ cli: Int?, _ name: String, _ fallback: Int, min: Int = 1) throws -> Int {
-            let flag = "--" + name.dropFirst("MEDVIEW_".count).lowercased().replacingOccurrences(of: "_", with: "-")
-            var value = fallback
-            if let cli {
-                value = cli
-            } else if let raw = env(name) {
-                guard let parsed = Int(raw) else { throw ValidationError("\(name) must be a whole number.") }
-                value = parsed
-            }
-            guard value >= min else { throw ValidationError("\(flag) / \(name) must be at least \(min).") }
-            return value
+        var arguments = ServeArguments()
+        arguments.host = host
+        arguments.port = port
+        arguments.dataDirectory = dataDir
+        arguments.model = model
+        arguments.environment = environment
+        arguments.chunkChars = chunkChars
+        arguments.flushMs = flushMs
+        arguments.keepaliveSeconds = keepaliveSeconds
+        arguments.idleTimeoutSeconds = idleTimeoutSeconds
+        arguments.maxConnectionsPerUser = maxConnectionsPerUser
+        arguments.maxStreamsPerUser = maxStreamsPerUser
+        arguments.maxMessageChars = maxMessageChars
+        arguments.maxFrameBytes = maxFrameBytes
+        arguments.contextTokens = contextTokens
+        arguments.maxOutputTokens = maxOutputTokens
+        arguments.temperature = temperature
+        arguments.webDirectory = webDir
+        arguments.logLevel = logLevel
+        arguments.cognitoIssuer = cognitoIssuer
+        arguments.cognitoJwksUrl = cognitoJwksUrl
+        arguments.cognitoClientId = cognitoClientId
+        arguments.cognitoDomain = cognitoDomain
+        arguments.cognitoRedirectUri = cognitoRedirectUri
+        arguments.cognitoScopes = cognitoScopes
+        arguments.cognitoTokenUse = cognitoTokenUse
+        let configuration: ServerConfiguration
+        do {
+            configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ValidationError(error.description)
         }
-        var limits = ServerConfiguration.Limits()
-        limits.maxFrameBytes = try int(maxFrameBytes, "MEDVIEW_MAX_FRAME_BYTES", limits.maxFrameBytes, min: 1024)
-        limits.hardFrameBytes = max(limits.hardFrameBytes, 4 * limits.maxFrameBytes)
-        limits.maxConnectionsPerUser = try int(maxConnectionsPerUser, "MEDVIEW_MAX_CONNECTIONS_PER_USER", limits.maxConnectionsPerUser)
-        limits.idleTimeout = .seconds(try int(idleTimeoutSeconds, "MEDVIEW_IDLE_TIMEOUT_SECONDS", 900))
-        limits.keepAliveInterval = .seconds(try int(keepaliveSeconds, "MEDVIEW_KEEPALIVE_SECONDS", 15))
-        var chat = ChatConfiguration()
-        chat.chunking = .init(
-            maxCharacters: try int(chunkChars, "MEDVIEW_CHUNK_CHARS", 256, min: 8),
-            maxDelay: .milliseconds(try int(flushMs, "MEDVIEW_FLUSH_MS", 50, min: 0))
-        )
-        chat.maxActiveStreamsPerUser = try int(maxStreamsPerUser, "MEDVIEW_MAX_STREAMS_PER_USER", chat.maxActiveStreamsPerUser)
-        chat.maxMessageCharacters = try int(maxMessageChars, "MEDVIEW_MAX_MESSAGE_CHARS", chat.maxMessageCharacters)
-        chat.contextBudgetTokens = try int(contextTokens, "MEDVIEW_CONTEXT_TOKENS", chat.contextBudgetTokens)
-        chat.maxOutputTokens = try int(maxOutputTokens, "MEDVIEW_MAX_OUTPUT_TOKENS", chat.maxOutputTokens)
-        if let raw = temperature.map({ String($0) }) ?? env("MEDVIEW_TEMPERATURE") {
-            guard let value = Double(raw), value.isFinite, (0...2).contains(value) else {
-                throw ValidationError("--temperature / MEDVIEW_TEMPERATURE must be a number from 0 to 2.")
-            }
-            chat.temperature = value
-        }
-        let environmentName = environment ?? env("MEDVIEW_ENV") ?? "development"
-        guard environmentName == "development" || environmentName == "production" else {
-            throw ValidationError("--environment / MEDVIEW_ENV must be 'development' or 'production'.")
-        }
-        var cognito: CognitoSettings?
-        let issuer = cognitoIssuer ?? env("MEDVIEW_COGNITO_ISSUER")
-        let clientId = cognitoClientId ?? env("MEDVIEW_COGNITO_CLIENT_ID")
-        if issuer != nil || clientId != nil {
-            guard let issuer, let clientId else {
-                throw ValidationError("Cognito needs both --cognito-issuer and --cognito-client-id (MEDVIEW_COGNITO_ISSUER, MEDVIEW_COGNITO_CLIENT_ID).")
-            }
-            do {
-                cognito = try CognitoSettings(
-                    issuer: issuer,
-                    jwksURL: cognitoJwksUrl ?? env("MEDVIEW_COGNITO_JWKS_URL"),
-                    clientId: clientId,
-                    domain: cognitoDomain ?? env("MEDVIEW_COGNITO_DOMAIN"),
-                    redirectURI: cognitoRedirectUri ?? env("MEDVIEW_COGNITO_REDIRECT_URI"),
-                    scopes: cognitoScopes ?? env("MEDVIEW_COGNITO_SCOPES") ?? "openid email",
-                    pageTokenUse: cognitoTokenUse ?? env("MEDVIEW_COGNITO_TOKEN_USE") ?? "access"
-                )
-            } catch {
-                throw ValidationError(error.description)
-            }
-        }
-        let configuration = ServerConfiguration(
-            host: host ?? env("MEDVIEW_HOST") ?? "127.0.0.1",
-            port: try int(port, "MEDVIEW_PORT", 8080, min: 0),
-            dataDirectory: dataDir ?? env("MEDVIEW_DATA_DIR") ?? "./data",
-            model: model ?? env("MEDVIEW_MODEL") ?? "",
-            environment: environmentName,
-            limits: limits,
-            chat: chat,
-            webDirectory: webDir ?? env("MEDVIEW_WEB_DIR"),
-            processEnvironment: ProcessInfo.processInfo.environment,
-            cognito: cognito
-        )
-        let levelName = logLevel ?? env("MEDVIEW_LOG_LEVEL") ?? "info"
-        guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("Unknown log level '\(levelName)'.") }
+        let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        let logger = Logger(label: "medview")
         do {
-            try await ServerRuntime.run(configuration: configuration, logger: logger, announce: printLine)
-        } catch let error as ServerRuntime.StartupError {
+            let app = try await buildApplication(configuration: configuration, dependencies: .init(logger: Logger(label: "medview"), announce: printLine))
+            try await app.runService()
+        } catch let error as StartupError {
             throw ValidationError(error.description)
         } catch let error as ModelFactory.UnknownModel {
             throw ValidationError(error.description)

@@ -10,7 +10,7 @@ import Testing
     func service(_ model: any ChatModel, _ tweak: (inout ChatConfiguration) -> Void = { _ in }) -> ChatService {
         var configuration = ChatConfiguration()
         tweak(&configuration)
-        return ChatService(model: model, store: store, configuration: configuration, logger: Logger(label: "test"))
+        return ChatService(model: model, store: store, configuration: configuration, safety: clinicalSafety, logger: Logger(label: "test"))
     }
 
     func stored(_ conversationId: String, user: String = "alice") async throws -> [StoredMessage] {
@@ -55,9 +55,11 @@ import Testing
         #expect(await collect(second.stream) == (await collect(first.stream)))
         #expect(model.calls == 1)
         #expect(try await stored(first.conversationId).count == 2)
-        await #expect(throws: ChatServiceError(.idempotencyConflict, "This message id was already used for a different message.")) {
+        await #expect(throws: ChatError.idempotencyConflict) {
             _ = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "Something else")
         }
+        #expect(ChatError.idempotencyConflict.code == .idempotencyConflict)
+        #expect(ChatError.idempotencyConflict.message == "This message id was already used for a different message.")
     }
 
     @Test("a retry after the stream left memory is answered from the stored log")
@@ -185,8 +187,8 @@ import Testing
         let chat = service(ScriptedModel(configuration: .init(deltaDelay: .zero)))
         let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "Hi")
         _ = await collect(result.stream)
-        await #expect(throws: ChatServiceError.self) { _ = try await chat.stream(id: result.stream.id, userId: "mallory") }
-        await #expect(throws: ChatServiceError.self) { try await chat.cancel(streamId: result.stream.id, userId: "mallory") }
+        await #expect(throws: ChatError.self) { _ = try await chat.stream(id: result.stream.id, userId: "mallory") }
+        await #expect(throws: ChatError.self) { try await chat.cancel(streamId: result.stream.id, userId: "mallory") }
         do {
             _ = try await chat.send(userId: "mallory", conversationId: result.conversationId, clientMessageId: "x", text: "Hi")
             Issue.record("sending into another user's conversation must fail")
@@ -205,9 +207,11 @@ import Testing
             $0.maxMessageCharacters = 100
             $0.maxActiveStreamsPerUser = 1
         }
-        await #expect(throws: ChatServiceError(.emptyMessage, "The message is empty.")) {
+        await #expect(throws: ChatError.emptyMessage) {
             _ = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "a", text: "  \n ")
         }
+        #expect(ChatError.emptyMessage.code == .emptyMessage)
+        #expect(ChatError.emptyMessage.message == "The message is empty.")
         do {
             _ = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "b", text: String(repeating: "x", count: 101))
             Issue.record("expected message_too_large")

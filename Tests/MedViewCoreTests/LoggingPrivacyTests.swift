@@ -43,7 +43,7 @@ struct LeakyFailingModel: ChatModel {
     func noPHIInLogs() async throws {
         let logs = CapturedLogs()
         let logger = Logger(label: "test", factory: logs.handler)
-        let chat = ChatService(model: LeakyFailingModel(), store: InMemoryConversationStore(), configuration: ChatConfiguration(), logger: logger)
+        let chat = ChatService(model: LeakyFailingModel(), store: InMemoryConversationStore(), configuration: ChatConfiguration(), safety: clinicalSafety, logger: logger)
         let secret = "my ssn is 123-45-6789 and I feel dizzy"
         let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: secret)
         _ = await collect(result.stream)

@@ -1,4 +1,5 @@
 import MedViewCore
+import MedViewSafety
 import MedViewModels
 import MedViewProtocol
 import Synchronization
@@ -64,3 +65,6 @@ func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
     }
     return false
 }
+
+/// The clinical checks every deployment runs, from the bundled data.
+let clinicalSafety: any SafetyPolicy = ClinicalSafetyPolicy(detector: .shared, checker: .shared)

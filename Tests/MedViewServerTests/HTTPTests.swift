@@ -18,7 +18,7 @@ import Testing
         return try #require(json(response)["id"] as? String)
     }
 
-    func sse(_ server: LiveServer, conversation: String, user: String, id: String, text: String) async throws -> TestResponse {
+    func sse(_ server: LiveServer, conversation: String, user: String, id: String, text: String) async throws -> LiveResponse {
         let body = String(decoding: try JSONSerialization.data(withJSONObject: ["id": id, "text": text]), as: UTF8.self)
         return try await server.request("/v1/conversations/\(conversation)/messages", .post, user: user, headers: [.accept: "text/event-stream", .contentType: "application/json"], body: body)
     }
@@ -107,7 +107,7 @@ import Testing
     func sseErrors() async throws {
         try await LiveServer.with(configure: { $0.limits.maxFrameBytes = 1024 }) { server in
             let conversation = try await createConversation(server, user: "alice")
-            func code(_ r: TestResponse) -> String? { (json(r)["error"] as? [String: Any])?["code"] as? String }
+            func code(_ r: LiveResponse) -> String? { (json(r)["error"] as? [String: Any])?["code"] as? String }
             let noAccept = try await server.request("/v1/conversations/\(conversation)/messages", .post, user: "alice", body: #"{"id":"a","text":"hi"}"#)
             #expect(noAccept.status == .notAcceptable && code(noAccept) == "not_acceptable")
             let headers: HTTPFields = [.accept: "text/event-stream"]

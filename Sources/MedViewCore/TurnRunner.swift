@@ -1,0 +1,130 @@
+import Logging
+import MedViewProtocol
+import MedViewSafety
+
+/// Runs one answer from start to stored ending: `stream.start`, the emergency alert (decided
+/// before anything was stored), interaction warnings, the model call through the chunk pipeline
+/// (output guard included), the terminal event, and the stored assistant message.
+///
+/// Invariants: exactly one terminal event is published; the slot is freed just before it, so a
+/// client that sees it may send again at once; the registry's reservation is released only after
+/// the store has the ending, so a drain that sees no running answer knows every ending is stored.
+struct TurnRunner: Sendable {
+    let model: any ChatModel
+    let store: any ConversationStore
+    let safety: any SafetyPolicy
+    let contextBuilder: ContextBuilder
+    let chunking: StreamProcessor.Configuration
+    let registry: StreamRegistry
+    let observer: (any ChatObserver)?
+    let logger: Logger
+
+    /// One answer to run.
+    struct Job: Sendable {
+        var entry: StreamRegistry.Entry
+        var turn: Turn
+        var started: ContinuousClock.Instant
+        var isNewConversation: Bool
+        var emergency: EmergencyAssessment?
+    }
+
+    func run(_ job: Job) async {
+        let stream = job.entry.stream
+        let turn = job.turn
+        stream.publish { seq in
+            .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: model.descriptor))
+        }
+        var safetyNotes: [String] = []
+        if let emergency = job.emergency {
+            // Emergency guidance goes out before the model is even called.
+            stream.publish { seq in
+                .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: emergency.category, severity: emergency.severity, guidance: emergency.guidance, actions: emergency.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
+            }
+            safetyNotes.append(emergency.modelNote)
+            observer?.alertPublished(after: ContinuousClock.now - job.started)
+            logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
+        }
+        let history = await loadHistory(turn, isNewConversation: job.isNewConversation)
+        let warnings = safety.checkMedications(history: history.filter { $0.role == .user }.map(\.text), text: turn.userMessage.text)
+        for warning in warnings {
+            stream.publish { seq in
+                .safetyWarning(SafetyWarning(streamId: stream.id, seq: seq, kind: warning.kind, drugs: warning.drugs, severity: warning.severity, advice: warning.advice))
+            }
+            logger.info("safety.warning", metadata: ["stream.id": "\(stream.id)", "safety.interaction": "\(warning.interactionId)", "safety.severity": "\(warning.severity)"])
+        }
+        if let note = SafetyFraming.note(for: warnings) { safetyNotes.append(note) }
+
+        let system = safetyNotes.isEmpty ? nil : SafetyFraming.systemPrompt(notes: safetyNotes)
+        let request = contextBuilder.request(history: history, newText: turn.userMessage.text, system: system)
+        let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started)
+        pipeline.modelCalled(after: ContinuousClock.now - job.started)
+        let modelTask = Task { await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger) }
+        job.entry.attach(modelTask)
+        var outcome = await modelTask.value
+        if case .cancelled = outcome, !registry.isAcceptingNew { outcome = .interruptedByShutdown }
+        await end(job, outcome: outcome, text: pipeline.finish())
+    }
+
+    /// The conversation's earlier messages (none for a new conversation).
+    private func loadHistory(_ turn: Turn, isNewConversation: Bool) async -> [StoredMessage] {
+        guard !isNewConversation else { return [] }
+        do {
+            return try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
+        } catch {
+            logger.warning("store.history.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
+            return []
+        }
+    }
+
+    /// Streams the model's text into the pipeline and says how it ended.
+    private static func answer(model: any ChatModel, request: ModelRequest, pipeline: ChunkPipeline, streamId: String, logger: Logger) async -> TurnOutcome {
+        var usage: Usage?
+        var stop: ModelStopReason?
+        func stopped(_ violation: OutputViolation) -> TurnOutcome {
+            logger.warning("safety.output.violation", metadata: ["stream.id": "\(streamId)", "safety.rule": "\(violation.rule)"])
+            return .completed(.contentFiltered, usage)
+        }
+        do {
+            for try await event in model.stream(request) {
+                switch event {
+                case .delta(let text):
+                    if let violation = pipeline.feed(text) { return stopped(violation) }
+                case .usage(let u): usage = u
+                case .stop(let reason): stop = reason
+                }
+            }
+            if Task.isCancelled { return .cancelled(usage) }
+            if let violation = pipeline.endOfModelText(complete: true) { return stopped(violation) }
+            return .completed(stop, usage)
+        } catch is CancellationError {
+            return .cancelled(usage)
+        } catch {
+            if Task.isCancelled { return .cancelled(usage) }
+            // Nothing more will come: what the guard still holds is complete; release it if clean.
+            pipeline.endOfModelText(complete: false)
+            let modelError = error as? ModelError ?? ModelError(kind: .failed, retryable: true, detail: "\(type(of: error))")
+            return .failed(modelError, usage)
+        }
+    }
+
+    /// Publishes the terminal event, stores the ending and releases the reservation.
+    private func end(_ job: Job, outcome: TurnOutcome, text: String) async {
+        let stream = job.entry.stream
+        let (status, terminal) = WireMapping.terminal(for: outcome, streamId: stream.id)
+        if case .failed(let error, _) = outcome {
+            // Provider error details are diagnostic text from outside: scrub identifiers before logging.
+            logger.warning("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(PHIRedactor.redact(error.detail))"])
+        }
+        registry.releaseSlot(job.entry)
+        stream.publish(terminal)
+        let log = stream.events.map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
+        do {
+            try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log))
+        } catch {
+            logger.warning("store.finish_turn.failed", metadata: ["stream.id": "\(stream.id)", "error.type": "\(type(of: error))"])
+        }
+        observer?.streamEnded(status: status)
+        logger.debug("stream.ended", metadata: ["stream.id": "\(stream.id)", "stream.status": "\(status.rawValue)", "stream.chars": "\(text.count)", "stream.events": "\(log.count)"])
+        registry.release(job.entry, evict: false)
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import MedViewCore
+import MedViewProtocol
+import NIOCore
+
+/// The HTTP + WebSocket server: routes, authentication, the web page. Built by
+/// ``buildApplication(configuration:dependencies:onServerRunning:)``, which runs it beside the
+/// engine's other services.
+func makeHTTPServer(
+    configuration: ServerConfiguration,
+    chat: ChatService,
+    verifier: any TokenVerifier,
+    metrics: ServerMetrics,
+    sweeper: SessionSweeper,
+    logger: Logger,
+    beforeServerStarts: @escaping @Sendable () async throws -> Void,
+    onServerRunning: @escaping @Sendable (Int) async -> Void
+) -> some ApplicationProtocol {
+    let limits = configuration.limits
+    let router = Router(context: AppRequestContext.self)
+    router.get("healthz") { _, _ -> Response in
+        JSONHelpers.response(["status": "ok"])
+    }
+    router.get("readyz") { _, _ -> Response in
+        guard chat.isAcceptingMessages else {
+            return JSONHelpers.response(["status": "draining"], status: .serviceUnavailable)
+        }
+        do {
+            try await chat.store.checkHealth()
+        } catch {
+            return JSONHelpers.response(["status": "unavailable", "store": "unreachable"], status: .serviceUnavailable)
+        }
+        return JSONHelpers.response(["status": "ready", "store": "ok", "model": chat.model.descriptor.provider + ":" + chat.model.descriptor.id])
+    }
+    router.get("metrics") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+    // The web chat page.
+    // In production the page talks to the Cognito Hosted UI's token endpoint: the policy allows it.
+    let cognito = configuration.isDevelopment ? nil : configuration.cognito
+    let web = WebAssets.load(directory: configuration.webDirectory, connectSources: cognito?.domainOrigin.map { [$0] } ?? [])
+    router.get("/") { request, _ -> Response in
+        guard let response = web.response(for: "index.html", ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No page.") }
+        return response
+    }
+    router.get("static/**") { request, context -> Response in
+        let path = context.parameters.getCatchAll().joined(separator: "/")
+        guard let response = web.response(for: path, ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No such file.") }
+        return response
+    }
+    // What the page needs to know to sign in: development tokens, or the Cognito Hosted UI.
+    let isDevelopment = configuration.isDevelopment
+    router.get("v1/client-config") { _, _ -> Response in
+        struct CognitoConfig: Encodable {
+            var domain: String?
+            var clientId: String
+            var redirectUri: String?
+            var scopes: String
+            var tokenUse: String
+        }
+        struct ClientConfig: Encodable {
+            var auth: String
+            var keepAliveSeconds: Int64
+            /// The patient is signed out after this long without activity (docs/WEB.md).
+            var idleTimeoutSeconds: Int64
+            var disclaimer: String
+            var cognito: CognitoConfig?
+        }
+        return JSONHelpers.response(ClientConfig(
+            auth: isDevelopment ? "development" : "cognito",
+            keepAliveSeconds: limits.keepAliveInterval.components.seconds,
+            idleTimeoutSeconds: max(1, limits.idleTimeout.components.seconds),
+            disclaimer: ChatService.disclaimer,
+            cognito: cognito.map { CognitoConfig(domain: $0.domain, clientId: $0.clientId, redirectUri: $0.redirectURI, scopes: $0.scopes, tokenUse: $0.pageTokenUse) }
+        ))
+    }
+    // Development mode only: a token for any user name, so the page can sign in locally.
+    if isDevelopment, let devIssuer = verifier as? DevTokenIssuer {
+        router.post("v1/dev/token") { request, context -> Response in
+            struct Body: Decodable { var user: String }
+            struct Answer: Encodable {
+                var token: String
+                var expiresAt: Double
+            }
+            let data = try await request.body.collect(upTo: 4096)
+            let body: Body
+            do {
+                body = try decodeWireBody(Body.self, from: Data(data.readableBytesView))
+            } catch let error as CommandDecodingError {
+                throw APIError(error.code, error.message)
+            }
+            let user = body.user.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !user.isEmpty, user.count <= 64, user.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }) else {
+                throw APIError(.invalidCommand, "`user` must be 1 to 64 letters, digits or -_.@ characters.")
+            }
+            let lifetime = Duration.seconds(3600)
+            let token = try await devIssuer.token(userId: user, lifetime: lifetime)
+            return JSONHelpers.response(Answer(token: token, expiresAt: Date().addingTimeInterval(3600).timeIntervalSince1970))
+        }
+    }
+    let api = router.group("v1").add(middleware: AuthMiddleware(verifier: verifier))
+    APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
+
+    let connections = ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser)
+    let wsRouter = Router(context: WSRequestContext.self)
+    wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: verifier))
+    wsRouter.ws("v1/ws") { _, context in
+        // Failed authentication and over-limit connections are upgraded only to be told why and
+        // closed (4401, 4429): a refused upgrade would reach clients as an empty 400.
+        .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
+    } onUpgrade: { inbound, outbound, context in
+        guard let identity = context.requestContext.identity else {
+            let failure = context.requestContext.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
+            metrics.error(failure.code.rawValue)
+            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: failure, closeCode: WebSocketSession.CloseCode.unauthorized)
+            return
+        }
+        guard connections.acquire(identity.userId) else {
+            metrics.error(ErrorCode.tooManyConnections.rawValue)
+            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
+            return
+        }
+        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, logger: logger)
+        metrics.connectionOpened()
+        sweeper.add(session)
+        defer {
+            sweeper.remove(session)
+            connections.release(identity.userId)
+            metrics.connectionClosed()
+        }
+        await session.run(inbound: inbound)
+    }
+
+    var app = Application(
+        router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: wsRouter,
+            configuration: .init(ws: .init(
+                maxFrameSize: limits.hardFrameBytes,
+                // Pings come from the shared SessionSweeper, not a task per connection.
+                autoPing: .disabled,
+                validateUTF8: false
+            ))
+        ),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "medview"),
+        onServerRunning: { channel in
+            await onServerRunning(channel.localAddress?.port ?? configuration.port)
+        },
+        logger: logger
+    )
+    app.beforeServerStarts(perform: beforeServerStarts)
+    return app
+}
+
