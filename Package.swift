@@ -153,6 +153,10 @@ let package = Package(
             dependencies: [
                 "MedViewProtocol",
                 "MedViewServer",
+                "MedViewAWS",
+                "MedViewModels",
+                "MedViewLocalModel",
+                "MedViewSafety",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -11,12 +11,12 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, SafetyCommand.self, ModelCommand.self, Bench.self, BenchEventStream.self, BenchBedrock.self, BenchSSE.self, Dev.self]
+        subcommands: [Serve.self, Token.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
     )
 }
 
 /// Prints a line straight to standard output (unbuffered, so pipes see it at once).
-@Sendable private func printLine(_ line: String) {
+@Sendable func printLine(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
@@ -159,26 +159,5 @@ struct Token: AsyncParsableCommand {
     func run() async throws {
         let issuer = try await DevTokenIssuer.load(dataDirectory: dataDir ?? env("MEDVIEW_DATA_DIR") ?? "./data")
         print(try await issuer.token(userId: user, lifetime: .seconds(ttl)))
-    }
-}
-
-struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Benchmark a live server: time to first chunk, chunk latency, throughput, memory per idle connection.",
-        discussion: "Starts its own `medview serve` (this binary) on a free loopback port with the scripted model at zero delay. Build with -c release for figures worth comparing."
-    )
-
-    @Option(help: "Concurrent streams in the latency phase.")
-    var streams: Int = 500
-    @Option(help: "Rounds of concurrent streams (after one warm-up round).")
-    var rounds: Int = 5
-    @Option(help: "Idle connection counts to measure memory at, comma-separated; empty skips the phase.")
-    var connections: String = "1000,5000"
-
-    func run() async throws {
-        let steps = connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
-        let resolved = FileManager.default.isExecutableFile(atPath: executable) ? executable : (Bundle.main.executablePath ?? executable)
-        try await Benchmark(executable: resolved, concurrentStreams: streams, rounds: rounds, idleConnectionSteps: steps, print: printLine).run()
     }
 }

@@ -1,0 +1,148 @@
+import ArgumentParser
+import Foundation
+import MedViewBench
+import MedViewLocalModel
+
+/// `medview bench <target>`: every benchmark of the project, one command group. The code lives
+/// in MedViewBench; these commands only parse options. Build with `swift build -c release
+/// --product medview` for figures worth comparing.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks: the live server (default), the event-stream decoder, the Bedrock and SSE providers, the local model, the safety pass.",
+        subcommands: [Server.self, EventStream.self, Bedrock.self, SSE.self, LocalModel.self, Safety.self],
+        defaultSubcommand: Server.self
+    )
+
+    struct Server: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Benchmark a live server: time to first chunk, chunk latency, throughput, memory per idle connection.",
+            discussion: "Starts its own `medview serve` (this binary) on a free loopback port with the scripted model at zero delay."
+        )
+
+        @Option(help: "Concurrent streams in the latency phase.")
+        var streams: Int = 500
+        @Option(help: "Rounds of concurrent streams (after one warm-up round).")
+        var rounds: Int = 5
+        @Option(help: "Idle connection counts to measure memory at, comma-separated; empty skips the phase.")
+        var connections: String = "1000,5000"
+
+        func run() async throws {
+            let steps = connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+            let resolved = FileManager.default.isExecutableFile(atPath: executable) ? executable : (Bundle.main.executablePath ?? executable)
+            try await Benchmark(executable: resolved, concurrentStreams: streams, rounds: rounds, idleConnectionSteps: steps, print: printLine).run()
+        }
+    }
+
+    struct EventStream: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "eventstream",
+            abstract: "The event-stream decoder on a ConverseStream-like stream.",
+            discussion: """
+                Encodes MESSAGES contentBlockDelta events (:event-type, :content-type and :message-type \
+                headers, small JSON payloads), then decodes them fed in PIECE-SIZE-byte pieces, ITERATIONS \
+                times, and prints the fastest pass: MB/s (10^6 bytes), messages/s and ns per message.
+                """
+        )
+
+        @Option(help: "Messages in the stream.")
+        var messages: Int = 100_000
+        @Option(name: .customLong("piece-size"), help: "Bytes fed to the decoder at a time.")
+        var pieceSize: Int = 8192
+        @Option(help: "Decode passes; the fastest is reported.")
+        var iterations: Int = 7
+
+        func validate() throws {
+            guard messages > 0, pieceSize > 0, iterations > 0 else {
+                throw ValidationError("--messages, --piece-size and --iterations must be positive.")
+            }
+        }
+
+        func run() async throws {
+            try ComponentBenchmarks.eventStream(messages: messages, pieceSize: pieceSize, iterations: iterations, print: printLine)
+        }
+    }
+
+    struct Bedrock: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The per-delta overhead of the Bedrock provider (event-stream decode + JSON + mapping)."
+        )
+
+        @Option(help: "Deltas in the stream.")
+        var deltas: Int = 50_000
+        @Option(name: .customLong("piece-size"), help: "Bytes fed to the decoder at a time.")
+        var pieceSize: Int = 1024
+        @Option(help: "Passes; the fastest is reported.")
+        var iterations: Int = 5
+
+        func validate() throws {
+            guard deltas > 0, pieceSize > 0, iterations > 0 else {
+                throw ValidationError("--deltas, --piece-size and --iterations must be positive.")
+            }
+        }
+
+        func run() async throws {
+            try ComponentBenchmarks.bedrock(deltas: deltas, pieceSize: pieceSize, iterations: iterations, print: printLine)
+        }
+    }
+
+    struct SSE: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sse",
+            abstract: "The SSE parser (MB/s) and the per-delta cost of the Anthropic and OpenAI-compatible stream decoders.",
+            discussion: "No network: realistic streams are built in memory and fed in 4 KiB pieces."
+        )
+
+        @Option(help: "Text deltas per stream.")
+        var deltas = 50_000
+        @Option(help: "Rounds; the best one is printed.")
+        var rounds = 5
+
+        func run() async throws {
+            try ComponentBenchmarks.serverSentEvents(deltas: deltas, rounds: rounds, print: printLine)
+        }
+    }
+
+    struct LocalModel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "local-model",
+            abstract: "The local model: prompt processing and generation tokens/s, time to first token, resident memory.",
+            discussion: "With --llama-python, runs scripts/llama_bench.py with that interpreter (which needs llama-cpp-python) on the same file, prompt and thread count, and prints both side by side."
+        )
+
+        @Option(help: "GGUF file (default: the built-in model in <data-dir>/models).")
+        var model: String?
+        @Option(name: .customLong("data-dir"), help: "Data directory holding the model cache. (default: ./data)")
+        var dataDir: String = "./data"
+        @Option(help: "Tokens to generate.")
+        var tokens: Int = 128
+        @Option(help: "Threads.")
+        var threads: Int = 2
+        @Option(name: .customLong("llama-python"), help: "A Python with llama-cpp-python, to measure llama.cpp side by side.")
+        var llamaPython: String?
+        @Option(name: .customLong("llama-script"), help: "The llama.cpp benchmark script.")
+        var llamaScript: String = "scripts/llama_bench.py"
+
+        func run() async throws {
+            do {
+                try ComponentBenchmarks.localModel(path: model ?? ModelFetcher(dataDirectory: dataDir).modelPath, tokens: tokens, threads: threads, llamaPython: llamaPython, llamaScript: llamaScript, print: printLine)
+            } catch let failure as ComponentBenchmarks.Failure {
+                throw ValidationError(failure.description)
+            }
+        }
+    }
+
+    struct Safety: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The safety pass: the output guard per 256-character chunk and the checks per message."
+        )
+
+        @Option(help: "Chunks to scan.")
+        var chunks = 20_000
+
+        func run() async throws {
+            try ComponentBenchmarks.safety(chunks: chunks, print: printLine)
+        }
+    }
+}
