@@ -110,6 +110,7 @@ let package = Package(
                 "MedViewProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             // Inference is unusable unoptimised (generic SIMD code is not specialised at -Onone),
             // so this one root target is always built with optimisation, debug builds included.
@@ -202,7 +203,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MedViewLocalModelTests",
-            dependencies: ["MedViewLocalModel", "MedViewCore", "MedViewProtocol"],
+            dependencies: ["MedViewLocalModel", "MedViewCore", "MedViewProtocol", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import MedViewCore
 import MedViewProtocol
 
@@ -91,6 +92,16 @@ public struct LocalModel: ChatModel {
     }
 }
 
+/// The model's threads are a `Service`: on graceful shutdown (after the stream registry has
+/// drained every answer) it refuses new answers, lets the generation loop finish, and stops its
+/// worker threads.
+extension LocalModel: Service {
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await engine.close()
+    }
+}
+
 /// Set once when the consumer goes away; read by the generation loop between tokens.
 final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
@@ -120,6 +131,8 @@ extension LocalModel {
         private var incoming: [Generation] = []
         /// Whether the loop is running or scheduled (guarded by `lock`).
         private var looping = false
+        /// Set by ``close()``: new answers are refused (guarded by `lock`).
+        private var closed = false
         // Touched only on `queue`.
         private var slots: [Slot] = []
         private var requestCount: UInt64 = 0
@@ -171,13 +184,29 @@ extension LocalModel {
 
         func enqueue(_ request: ModelRequest, cancelled: CancellationFlag, continuation: AsyncThrowingStream<ModelEvent, any Error>.Continuation) {
             let generation = Generation(request: request, cancelled: cancelled, continuation: continuation)
-            let start = lock.withLock {
+            let start = lock.withLock { () -> Bool? in
+                if closed { return nil }
                 incoming.append(generation)
                 if looping { return false }
                 looping = true
                 return true
             }
+            guard let start else {
+                continuation.finish(throwing: ModelError(kind: .unavailable, retryable: true, detail: "the local model is shutting down"))
+                return
+            }
             if start { queue.async { self.loop() } }
+        }
+
+        /// Refuses new answers, waits for the generation loop to finish the ones it has (on
+        /// shutdown they have been cancelled), then stops the worker threads.
+        func close() async {
+            lock.withLock { closed = true }
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                // The loop runs on this serial queue until no answer is left, so this runs after it.
+                queue.async { done.resume() }
+            }
+            parallel.shutdown()
         }
 
         /// Steps every running answer once per round until none is left and none is waiting.

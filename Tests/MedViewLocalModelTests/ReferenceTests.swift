@@ -1,3 +1,5 @@
+import ServiceLifecycle
+import Logging
 import Synchronization
 import Foundation
 import MedViewCore
@@ -165,6 +167,30 @@ struct LocalModelTests {
         #expect(counts.outputTokens > 0 && counts.outputTokens <= 40)
         #expect(stop == .endTurn || stop == .maxTokens)
         #expect(!text.contains("<|im_end|>"))
+    }
+
+    @Test("as a Service, graceful shutdown lets a running answer finish, then refuses new ones with a retryable error and stops its threads")
+    func serviceShutdown() async throws {
+        let m = try model()
+        let group = ServiceGroup(configuration: .init(services: [m], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        let request = ModelRequest(system: "You are a helpful assistant.", messages: [.init(role: .user, text: "What is the capital of France?")], maxOutputTokens: 8)
+        let answer = Task {
+            var events = 0
+            for try await _ in m.stream(request) { events += 1 }
+            return events
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(try await answer.value > 0)
+        do {
+            for try await _ in m.stream(request) {}
+            Issue.record("a request after shutdown was answered")
+        } catch let error as ModelError {
+            #expect(error.kind == .unavailable)
+            #expect(error.retryable)
+        }
     }
 
     @Test func maxOutputTokensIsHonoured() async throws {
