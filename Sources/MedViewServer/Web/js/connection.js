@@ -1,25 +1,35 @@
-// The connection manager (the plan's "useWebSocket hook"): one object that keeps the patient
-// connected and delivers every event of every answer exactly once, whatever the network does.
+// The connection manager (the plan's "useWebSocket hook"): keeps the patient connected and
+// delivers every event of every answer exactly once, whatever the network does. It decides
+// which transport is used and what happens when one fails; the work itself is done by:
 //
-// - WebSocket first (`/v1/ws`, token in the `medview.bearer.` subprotocol). A socket counts as
-//   live once a `ping` command is acknowledged, which also proves the token was accepted.
-// - Lost sockets are reopened with exponential backoff and full jitter (Backoff).
-// - Messages go through an outbox, one at a time and in order; each keeps its idempotency id
-//   until the server acknowledges it, so a resend after a drop re-attaches instead of asking
-//   twice. Messages typed while offline simply wait in the outbox.
-// - Each answer is followed by (streamId, lastSeq). Events with seq <= lastSeq are dropped, so a
-//   replayed or resumed stream shows each chunk once. After a reconnect every unfinished stream
-//   is resumed from its lastSeq (`stream.resume`, or `GET /v1/streams/{id}?after=` on SSE).
-// - When the WebSocket cannot connect (but plain HTTP can) or keeps dropping, the manager falls
-//   back to Server-Sent Events over fetch(), and tries the WebSocket again later.
+// - socket.js        the WebSocket's lifecycle: open with the token, live after an acked ping,
+//                    heartbeat, commands with ack timeouts, `auth.refresh`.
+// - outbox.js        patient messages, one at a time and in order, each keeping its idempotency
+//                    id until the server acknowledges it (acks.js matches acks to commands).
+// - streams.js       (streamId, lastSeq) of every answer followed; duplicates are dropped.
+// - sse-fallback.js  messages and resumes over Server-Sent Events when the WebSocket does not work.
+//
+// The rules it follows (docs/WEB.md, "The connection manager"):
+// - WebSocket first. Lost sockets are reopened with exponential backoff and full jitter
+//   (backoff.js); `fetch("/v1/client-config")` tells "WebSocket blocked" from "network down".
+// - When the WebSocket cannot connect (but plain HTTP can) or keeps dropping, fall back to SSE,
+//   and try the WebSocket again later.
+// - After any reconnect, every unfinished answer is resumed from its lastSeq, and the outbox
+//   sends its first message again (same id).
 //
 // The connection state is one of: connecting, live, reconnecting, offline, fallback.
 
 import { Backoff } from "./backoff.js";
-import { readEventStream } from "./sse.js";
-import { errorFrom, reachable } from "./api.js";
+import { reachable } from "./api.js";
 import { AuthError } from "./auth.js";
 import { newId } from "./ids.js";
+import { Acks } from "./acks.js";
+import { SocketLink } from "./socket.js";
+import { Outbox } from "./outbox.js";
+import { Streams } from "./streams.js";
+import { SseTransport } from "./sse-fallback.js";
+
+export { titleFrom } from "./sse-fallback.js";
 
 export const ConnectionState = Object.freeze({
   CONNECTING: "connecting",
@@ -48,24 +58,8 @@ export const DEFAULT_OPTIONS = Object.freeze({
   ackTimeoutMs: 10_000,
 });
 
-const TERMINAL = (event) => event.type === "stream.end" || (event.type === "error" && typeof event.seq === "number");
-
-/** Error codes (without seq) after which the same command may be sent again later. */
-const RETRY_LATER = new Set(["too_many_streams", "storage_unavailable", "shutting_down", "token_expired", "internal"]);
-
 /**
- * @typedef {object} Outgoing       a patient message on its way
- * @property {string} id            idempotency key (crypto.randomUUID(), see ids.js)
- * @property {string} text
- * @property {{id: string | null}} conversation  shared by the messages of one conversation, so
- *           a message queued behind the one that creates a conversation is sent into it
- * @property {"queued"|"sent"} phase
- * @property {number} tries
- *
- * @typedef {object} StreamRecord
- * @property {number} lastSeq
- * @property {boolean} done
- * @property {AbortController | null} sse   an open SSE response for this stream
+ * @typedef {import("./outbox.js").Outgoing} Outgoing
  *
  * @typedef {object} Handlers
  * @property {(state: string, info: {manual: boolean}) => void} onState
@@ -89,17 +83,42 @@ export class ConnectionManager {
     this.state = ConnectionState.CONNECTING;
     /** "ws" or "sse": the transport new messages use. */
     this.mode = "ws";
-    /** @type {WebSocket | null} */
-    this.ws = null;
-    this.wsLive = false;
-    /** @type {Outgoing[]} */
-    this.outbox = [];
-    /** @type {Outgoing | null} */
-    this.inFlight = null;
-    /** @type {Map<string, StreamRecord>} */
-    this.streams = new Map();
-    /** Commands waiting for their ack: id → callbacks. */
-    this.pending = new Map();
+    /** Counters for docs, debugging and the browser tests (exposed only with ?test=1). */
+    this.stats = {
+      wsAttempts: 0, wsLive: 0, drops: 0, fallbacks: 0, chatSends: 0, resumes: 0,
+      sseSends: 0, sseResumes: 0, duplicatesDropped: 0, authRefreshes: 0, lastRefreshExpiresAt: 0,
+    };
+    this.acks = new Acks();
+    this.streams = new Streams(this.stats);
+    this.socket = new SocketLink({
+      options: this.options,
+      acks: this.acks,
+      stats: this.stats,
+      onLive: () => this.onLive(),
+      onEvent: (event) => this.dispatch(event),
+      onClosed: (code, wasLive) => this.onWsClosed(code, wasLive),
+    });
+    this.outbox = new Outbox({
+      sender: () => this.sender(),
+      onAccepted: (item, ack) => {
+        if (typeof ack.streamId === "string") this.streams.ensure(ack.streamId);
+        this.handlers.onEvent(ack);
+      },
+      onDelayed: (item, error) => this.handlers.onSendDelayed(item, error),
+      onFailed: (item, error) => this.handlers.onSendFailed(item, error),
+    });
+    this.sse = new SseTransport({
+      api,
+      acks: this.acks,
+      streams: this.streams,
+      outbox: this.outbox,
+      stats: this.stats,
+      dispatch: (event) => this.dispatch(event),
+      resume: (streamId) => this.resume(streamId),
+      lost: (streamId, error) => this.lost(streamId, error),
+      conversationCreated: (item) => this.handlers.onConversationCreated(item),
+      trouble: () => this.sseTrouble(),
+    });
     /** Streams whose cancel could not be delivered yet. */
     this.pendingCancels = new Set();
     this.backoff = new Backoff({
@@ -110,8 +129,6 @@ export class ConnectionManager {
     this.retryTimer = 0;
     this.wsRetryTimer = 0;
     this.wsRetryDelay = this.options.wsRetryMs;
-    this.heartbeatTimer = 0;
-    this.sendRetryTimer = 0;
     this.wsFailures = 0;
     /** Sockets refused with 4401 in a row. */
     this.refusals = 0;
@@ -121,20 +138,14 @@ export class ConnectionManager {
     this.manualOnly = false;
     this.reportedManual = false;
     this.stopped = true;
-    this.commandCounter = 0;
-    /** Counters for docs, debugging and the browser tests (exposed only with ?test=1). */
-    this.stats = {
-      wsAttempts: 0, wsLive: 0, drops: 0, fallbacks: 0, chatSends: 0, resumes: 0,
-      sseSends: 0, sseResumes: 0, duplicatesDropped: 0, authRefreshes: 0, lastRefreshExpiresAt: 0,
-    };
 
     this.onOnline = () => this.wake();
-    this.onOffline = () => this.checkSocket(3000);
+    this.onOffline = () => this.socket.check(3000);
     this.onVisible = () => {
       if (document.visibilityState === "visible") this.wake();
     };
     auth.onRenewed((token) => {
-      this.refreshSocketToken(token).catch(() => {});
+      this.socket.refreshToken(token).catch(() => {});
     });
   }
 
@@ -158,20 +169,10 @@ export class ConnectionManager {
     document.removeEventListener("visibilitychange", this.onVisible);
     clearTimeout(this.retryTimer);
     clearTimeout(this.wsRetryTimer);
-    clearTimeout(this.sendRetryTimer);
-    clearInterval(this.heartbeatTimer);
-    const ws = this.ws;
-    this.ws = null;
-    this.wsLive = false;
-    if (ws) {
-      detach(ws);
-      ws.close(1000);
-    }
-    for (const record of this.streams.values()) record.sse?.abort();
+    this.socket.close();
     this.streams.clear();
-    this.failPending({ code: "closed" });
-    this.outbox = [];
-    this.inFlight = null;
+    this.acks.failSocketCommands({ code: "closed" });
+    this.outbox.clear();
   }
 
   /**
@@ -179,20 +180,15 @@ export class ConnectionManager {
    * @param {{id?: string, text: string, conversation: {id: string | null}}} message
    */
   send({ id = newId(), text, conversation }) {
-    /** @type {Outgoing} */
-    const item = { id, text, conversation, phase: "queued", tries: 0 };
-    this.outbox.push(item);
-    this.pump();
+    this.outbox.add({ id, text, conversation, phase: "queued", tries: 0 });
+    this.outbox.pump();
     if (this.manualOnly) this.reconnectNow();
-    return item.id;
+    return id;
   }
 
   /** Removes a message that has not been sent yet. True if it was still waiting. */
   unqueue(id) {
-    const index = this.outbox.findIndex((item) => item.id === id);
-    if (index < 0 || this.outbox[index] === this.inFlight) return false;
-    this.outbox.splice(index, 1);
-    return true;
+    return this.outbox.remove(id);
   }
 
   hasUnsent() {
@@ -201,8 +197,8 @@ export class ConnectionManager {
 
   /** Asks the server to stop an answer. Delivered later if the connection is down now. */
   cancel(streamId) {
-    if (this.mode === "ws" && this.wsLive) {
-      this.command({ type: "stream.cancel", streamId }).catch((error) => {
+    if (this.mode === "ws" && this.socket.live) {
+      this.socket.command({ type: "stream.cancel", streamId }).catch((error) => {
         if (error?.code === "closed" || error?.code === "timeout") this.pendingCancels.add(streamId);
       });
       return;
@@ -216,23 +212,18 @@ export class ConnectionManager {
   follow(streamId, after = 0) {
     const existing = this.streams.get(streamId);
     if (existing && !existing.done) return;
-    this.streams.set(streamId, { lastSeq: after, done: false, sse: null });
+    this.streams.follow(streamId, after);
     this.resume(streamId);
   }
 
   /** Stops caring about a stream (its conversation was closed or deleted). */
   release(streamId) {
-    const record = this.streams.get(streamId);
-    if (!record) return;
-    record.sse?.abort();
-    this.streams.delete(streamId);
+    this.streams.release(streamId);
   }
 
   /** Feeds recorded events through the same path as network events (test hook). */
   inject(event) {
-    if (typeof event?.streamId === "string" && !this.streams.has(event.streamId)) {
-      this.streams.set(event.streamId, { lastSeq: 0, done: false, sse: null });
-    }
+    if (typeof event?.streamId === "string") this.streams.ensure(event.streamId);
     this.dispatch(event);
   }
 
@@ -243,7 +234,7 @@ export class ConnectionManager {
     clearTimeout(this.retryTimer);
     if (this.stopped) return;
     if (this.mode === "ws") {
-      if (!this.ws) {
+      if (!this.socket.ws) {
         this.setState(ConnectionState.RECONNECTING);
         this.connectWs();
       }
@@ -254,11 +245,11 @@ export class ConnectionManager {
 
   /** Test hook: closes the socket from the client side, as a dropped network would. */
   debugDropSocket() {
-    const ws = this.ws;
-    if (ws) this.abandon(ws, 4000);
+    const ws = this.socket.ws;
+    if (ws) this.socket.abandon(ws, 4000);
   }
 
-  // ---------------------------------------------------------------- state
+  // ---------------------------------------------------------------- state and routing
 
   setState(state) {
     if (this.state === state && this.reportedManual === this.manualOnly) return;
@@ -267,10 +258,61 @@ export class ConnectionManager {
     this.handlers.onState(state, { manual: this.manualOnly });
   }
 
+  /** Every event from either transport: acks settle commands, stream events go out once each. */
+  dispatch(event) {
+    if (!event || typeof event !== "object" || typeof event.type !== "string") return;
+    if (this.acks.settle(event)) return;
+    if (this.streams.accept(event)) this.handlers.onEvent(event);
+  }
+
+  /** The outbox's transport right now, or null while no transport can send. */
+  sender() {
+    if (this.stopped) return null;
+    if (this.mode === "ws") return this.socket.live ? (item) => this.sendWs(item) : null;
+    return this.state === ConnectionState.FALLBACK ? (item) => this.sse.send(item) : null;
+  }
+
+  sendWs(item) {
+    this.stats.chatSends += 1;
+    const command = { type: "chat.send", id: item.id, text: item.text };
+    if (item.conversation.id) command.conversationId = item.conversation.id;
+    const ws = this.socket.ws;
+    this.socket.command(command, ws).then(
+      (ack) => this.outbox.accepted(item, ack),
+      (error) => {
+        if (error?.code === "timeout") this.socket.abandon(ws, 4000);
+        this.outbox.failed(item, error);
+      },
+    );
+  }
+
+  /** Resumes an unfinished answer from its lastSeq on the transport in use. */
+  resume(streamId) {
+    const record = this.streams.get(streamId);
+    if (!record || record.done || this.stopped) return;
+    if (this.mode === "ws") {
+      if (!this.socket.live) return; // resumed when the socket is live again
+      this.stats.resumes += 1;
+      const ws = this.socket.ws;
+      this.socket.command({ type: "stream.resume", streamId, after: record.lastSeq }, ws).catch((error) => {
+        if (error?.code === "not_found") this.lost(streamId, error);
+        else if (error?.code === "timeout") this.socket.abandon(ws, 4000);
+        else if (error?.retryable) setTimeout(() => this.resume(streamId), 2000);
+      });
+    } else if (this.state === ConnectionState.FALLBACK && !record.sse) {
+      this.sse.resume(streamId);
+    }
+  }
+
+  lost(streamId, error) {
+    this.streams.end(streamId);
+    this.handlers.onStreamLost(streamId, error);
+  }
+
   // ---------------------------------------------------------------- WebSocket
 
   async connectWs() {
-    if (this.stopped || this.ws) return;
+    if (this.stopped || this.socket.ws) return;
     clearTimeout(this.retryTimer);
     let token;
     try {
@@ -280,55 +322,13 @@ export class ConnectionManager {
       this.wsAttemptFailed();
       return;
     }
-    if (this.stopped || this.ws) return;
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    let ws;
-    this.stats.wsAttempts += 1;
-    try {
-      ws = new WebSocket(`${scheme}//${location.host}/v1/ws`, ["medview.v1", "medview.bearer." + token]);
-    } catch {
-      this.wsAttemptFailed();
-      return;
-    }
-    this.ws = ws;
-    this.lastConnectionError = null;
-    // A socket that neither opens nor closes in time (a black-holed network) is given up.
-    const opening = setTimeout(() => {
-      if (this.ws === ws && !this.wsLive) this.abandon(ws, 4000);
-    }, this.options.ackTimeoutMs);
-    ws.onopen = () => {
-      if (this.ws !== ws) return;
-      // The server serves commands only on authenticated sockets; the ack proves it.
-      this.command({ type: "ping" }, ws).then(
-        () => {
-          clearTimeout(opening);
-          if (this.ws === ws) this.onLive();
-        },
-        () => {}, // the close handler decides what happens next
-      );
-    };
-    ws.onmessage = (message) => {
-      if (this.ws !== ws || typeof message.data !== "string") return;
-      let event;
-      try {
-        event = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      this.dispatch(event);
-    };
-    ws.onclose = (close) => {
-      clearTimeout(opening);
-      if (this.ws !== ws) return;
-      this.onWsClosed(close.code);
-    };
-    ws.onerror = () => {}; // a close event always follows
+    if (this.stopped || this.socket.ws) return;
+    if (!this.socket.open(token)) this.wsAttemptFailed();
   }
 
+  /** The socket is live: back to the WebSocket, and catch up on everything that waited. */
   onLive() {
-    this.wsLive = true;
     this.refusals = 0;
-    this.stats.wsLive += 1;
     this.backoff.reset();
     this.wsFailures = 0;
     this.manualOnly = false;
@@ -337,16 +337,14 @@ export class ConnectionManager {
     clearTimeout(this.wsRetryTimer);
     this.wsRetryDelay = this.options.wsRetryMs;
     this.setState(ConnectionState.LIVE);
-    clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = setInterval(() => this.checkSocket(this.options.ackTimeoutMs), this.options.heartbeatMs);
-    for (const streamId of this.pendingCancels) this.cancelLater(streamId);
+    for (const streamId of this.pendingCancels) this.socket.command({ type: "stream.cancel", streamId }).catch(() => {});
     this.pendingCancels.clear();
-    for (const [streamId, record] of this.streams) {
+    for (const [streamId, record] of this.streams.unfinished()) {
       // Streams still read over an SSE response (from fallback) finish there.
-      if (!record.done && !record.sse) this.resume(streamId);
+      if (!record.sse) this.resume(streamId);
     }
-    if (wasFallback && this.inFlight) return; // an SSE send is in progress; pump continues after it
-    this.pump();
+    if (wasFallback && this.outbox.inFlight) return; // an SSE send is in progress; pump continues after it
+    this.outbox.pump();
   }
 
   /** A WebSocket attempt failed before a socket existed (no token, bad URL). */
@@ -355,44 +353,8 @@ export class ConnectionManager {
     else this.afterWsFailure(null, false);
   }
 
-  cancelLater(streamId) {
-    this.command({ type: "stream.cancel", streamId }).catch(() => {});
-  }
-
-  /** Sends an application ping; a socket that does not answer in time is dropped. */
-  checkSocket(timeoutMs) {
-    const ws = this.ws;
-    if (!ws || !this.wsLive || this.pinging) return;
-    this.pinging = true;
-    this.command({ type: "ping" }, ws, timeoutMs)
-      .catch((error) => {
-        if (error?.code === "timeout" && this.ws === ws) this.abandon(ws, 4000);
-      })
-      .finally(() => {
-        this.pinging = false;
-      });
-  }
-
-  /** Gives up on a socket at once, without waiting for a close handshake a dead network never finishes. */
-  abandon(ws, code) {
-    if (this.ws !== ws) return;
-    detach(ws);
-    try {
-      ws.close(code === 1000 ? 1000 : 4000);
-    } catch {
-      // already closed
-    }
-    this.onWsClosed(code);
-  }
-
-  async onWsClosed(code) {
-    const wasLive = this.wsLive;
-    this.ws = null;
-    this.wsLive = false;
-    clearInterval(this.heartbeatTimer);
-    this.failPending({ code: "closed" });
+  async onWsClosed(code, wasLive) {
     if (this.stopped) return;
-
     if (this.mode === "sse") {
       // A background retry of the WebSocket from fallback did not work out; try again later.
       this.scheduleWsRetry();
@@ -430,7 +392,7 @@ export class ConnectionManager {
     if (this.stopped || this.mode !== "ws") return;
     this.setState(navigator.onLine === false ? ConnectionState.OFFLINE : ConnectionState.RECONNECTING);
     const httpWorks = navigator.onLine !== false && (await reachable());
-    if (this.stopped || this.ws || this.mode !== "ws") return;
+    if (this.stopped || this.socket.ws || this.mode !== "ws") return;
     if (!httpWorks) {
       this.setState(ConnectionState.OFFLINE);
       this.scheduleReconnect();
@@ -469,193 +431,15 @@ export class ConnectionManager {
     this.retryTimer = setTimeout(() => this.connectWs(), delay);
   }
 
+  /** The network came back or the tab became visible: check the socket, or reconnect now. */
   wake() {
     if (this.stopped) return;
     if (this.mode === "ws") {
-      if (this.ws && this.wsLive) this.checkSocket(3000);
-      else if (!this.ws) this.reconnectNow();
+      if (this.socket.ws && this.socket.live) this.socket.check(3000);
+      else if (!this.socket.ws) this.reconnectNow();
     } else if (this.state === ConnectionState.OFFLINE) {
       this.recoverFallback();
     }
-  }
-
-  /**
-   * Sends a command on the socket and resolves with its ack; rejects with the error event, or
-   * {code: "timeout"} / {code: "closed"}.
-   */
-  command(body, ws = this.ws, timeoutMs = this.options.ackTimeoutMs) {
-    return new Promise((resolve, reject) => {
-      if (!ws || ws.readyState !== WebSocket.OPEN) {
-        reject({ code: "closed" });
-        return;
-      }
-      const id = body.id ?? `c${++this.commandCounter}-${Date.now().toString(36)}`;
-      const timer = setTimeout(() => {
-        if (this.pending.get(id)?.timer === timer) this.pending.delete(id);
-        reject({ code: "timeout" });
-      }, timeoutMs);
-      this.pending.set(id, { timer, ws, onAck: resolve, onError: reject });
-      try {
-        ws.send(JSON.stringify({ ...body, id }));
-      } catch {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject({ code: "closed" });
-      }
-    });
-  }
-
-  failPending(reason) {
-    for (const [id, entry] of this.pending) {
-      if (entry.ws === undefined) continue; // SSE sends are settled by their own response
-      clearTimeout(entry.timer);
-      this.pending.delete(id);
-      entry.onError(reason);
-    }
-  }
-
-  /** Passes a renewed token to the open socket (`auth.refresh`). */
-  async refreshSocketToken(token) {
-    const ws = this.ws;
-    if (!ws || !this.wsLive) return null;
-    try {
-      const ack = await this.command({ type: "auth.refresh", token }, ws);
-      this.stats.authRefreshes += 1;
-      this.stats.lastRefreshExpiresAt = ack.expiresAt ?? 0;
-      return ack;
-    } catch (error) {
-      if (error?.code === "unauthorized" && this.ws === ws) this.abandon(ws, 4000); // reconnects with the new token
-      throw error;
-    }
-  }
-
-  // ---------------------------------------------------------------- events
-
-  dispatch(event) {
-    if (!event || typeof event !== "object" || typeof event.type !== "string") return;
-    if (event.type === "ack") {
-      const entry = typeof event.id === "string" ? this.pending.get(event.id) : undefined;
-      if (entry) {
-        this.pending.delete(event.id);
-        clearTimeout(entry.timer);
-        entry.onAck(event);
-      }
-      return;
-    }
-    if (event.type === "error" && typeof event.seq !== "number") {
-      const entry = typeof event.id === "string" ? this.pending.get(event.id) : undefined;
-      if (entry) {
-        this.pending.delete(event.id);
-        clearTimeout(entry.timer);
-        entry.onError(event);
-      } else {
-        this.lastConnectionError = event; // e.g. token_expired or idle_timeout before a close
-      }
-      return;
-    }
-    if (typeof event.streamId !== "string" || typeof event.seq !== "number") return;
-    const record = this.streams.get(event.streamId);
-    if (!record) return; // a stream nobody follows any more
-    if (event.seq <= record.lastSeq) {
-      this.stats.duplicatesDropped += 1;
-      return;
-    }
-    record.lastSeq = event.seq;
-    if (TERMINAL(event)) record.done = true;
-    this.handlers.onEvent(event);
-  }
-
-  // ---------------------------------------------------------------- outbox
-
-  pump() {
-    if (this.stopped || this.inFlight) return;
-    const item = this.outbox[0];
-    if (!item) return;
-    if (this.mode === "ws") {
-      if (!this.wsLive) return;
-      this.inFlight = item;
-      this.sendWs(item);
-    } else if (this.state === ConnectionState.FALLBACK) {
-      this.inFlight = item;
-      this.sendSse(item);
-    }
-  }
-
-  sendWs(item) {
-    item.phase = "sent";
-    item.tries += 1;
-    this.stats.chatSends += 1;
-    const command = { type: "chat.send", id: item.id, text: item.text };
-    if (item.conversation.id) command.conversationId = item.conversation.id;
-    const ws = this.ws;
-    this.command(command, ws).then(
-      (ack) => this.accepted(item, ack),
-      (error) => {
-        if (error?.code === "timeout" && this.ws === ws) this.abandon(ws, 4000);
-        this.sendFailed(item, error);
-      },
-    );
-  }
-
-  /** The server stored the message: it leaves the outbox, its stream is followed. */
-  accepted(item, ack) {
-    const index = this.outbox.indexOf(item);
-    if (index >= 0) this.outbox.splice(index, 1);
-    if (this.inFlight === item) this.inFlight = null;
-    if (!item.conversation.id && typeof ack.conversationId === "string") item.conversation.id = ack.conversationId;
-    if (typeof ack.streamId === "string" && !this.streams.has(ack.streamId)) {
-      this.streams.set(ack.streamId, { lastSeq: 0, done: false, sse: null });
-    }
-    this.handlers.onEvent(ack);
-    this.pump();
-  }
-
-  sendFailed(item, error) {
-    if (this.inFlight === item) this.inFlight = null;
-    item.phase = "queued";
-    const code = error?.code;
-    if (code === "closed" || code === "timeout" || code === "network") {
-      // The connection went away: the message stays first in line and is sent again, with
-      // the same id, when the connection is back.
-      return;
-    }
-    if (error?.retryable || RETRY_LATER.has(code)) {
-      this.handlers.onSendDelayed(item, error);
-      clearTimeout(this.sendRetryTimer);
-      const delay = Math.min(15_000, 1000 * 2 ** Math.min(item.tries, 4));
-      this.sendRetryTimer = setTimeout(() => this.pump(), delay);
-      return;
-    }
-    const index = this.outbox.indexOf(item);
-    if (index >= 0) this.outbox.splice(index, 1);
-    this.handlers.onSendFailed(item, error);
-    this.pump();
-  }
-
-  resume(streamId) {
-    const record = this.streams.get(streamId);
-    if (!record || record.done || this.stopped) return;
-    if (this.mode === "ws") {
-      if (!this.wsLive) return; // resumed when the socket is live again
-      this.stats.resumes += 1;
-      const ws = this.ws;
-      this.command({ type: "stream.resume", streamId, after: record.lastSeq }, ws).catch((error) => {
-        if (error?.code === "not_found") this.lost(streamId, error);
-        else if (error?.code === "timeout" && this.ws === ws) this.abandon(ws, 4000);
-        else if (error?.retryable) setTimeout(() => this.resume(streamId), 2000);
-      });
-    } else if (this.state === ConnectionState.FALLBACK && !record.sse) {
-      this.resumeSse(streamId);
-    }
-  }
-
-  lost(streamId, error) {
-    const record = this.streams.get(streamId);
-    if (record) {
-      record.done = true;
-      record.sse?.abort();
-    }
-    this.handlers.onStreamLost(streamId, error);
   }
 
   // ---------------------------------------------------------------- SSE fallback
@@ -668,114 +452,21 @@ export class ConnectionManager {
     this.setState(ConnectionState.FALLBACK);
     for (const streamId of this.pendingCancels) this.api.cancelStream(streamId).catch(() => {});
     this.pendingCancels.clear();
-    for (const [streamId, record] of this.streams) {
-      if (!record.done) this.resume(streamId);
-    }
-    this.pump();
+    for (const [streamId] of this.streams.unfinished()) this.resume(streamId);
+    this.outbox.pump();
     this.scheduleWsRetry();
   }
 
+  /** In fallback, tries the WebSocket again after about wsRetryMs (jittered, doubling to 10 minutes). */
   scheduleWsRetry() {
     clearTimeout(this.wsRetryTimer);
     if (this.stopped) return;
     const delay = this.wsRetryDelay * (0.5 + Math.random() * 0.5);
     this.wsRetryDelay = Math.min(this.wsRetryDelay * 2, 600_000);
     this.wsRetryTimer = setTimeout(() => {
-      if (this.mode === "sse" && !this.ws && this.state === ConnectionState.FALLBACK) this.connectWs();
+      if (this.mode === "sse" && !this.socket.ws && this.state === ConnectionState.FALLBACK) this.connectWs();
       else if (this.mode === "sse") this.scheduleWsRetry();
     }, delay);
-  }
-
-  async sendSse(item) {
-    item.phase = "sent";
-    item.tries += 1;
-    this.stats.sseSends += 1;
-    let record = null;
-    const controller = new AbortController();
-    try {
-      if (!item.conversation.id) {
-        const created = await this.api.createConversation(titleFrom(item.text));
-        if (!item.conversation.id) {
-          item.conversation.id = created.id;
-          this.handlers.onConversationCreated(item);
-        }
-      }
-      let acked = false;
-      this.pending.set(item.id, {
-        timer: 0,
-        onAck: (ack) => {
-          acked = true;
-          this.accepted(item, ack);
-        },
-        onError: () => {},
-      });
-      const response = await this.api.request(`/v1/conversations/${encodeURIComponent(item.conversation.id)}/messages`, {
-        method: "POST",
-        headers: { Accept: "text/event-stream", "Content-Type": "application/json" },
-        body: JSON.stringify({ id: item.id, text: item.text }),
-        signal: controller.signal,
-      });
-      if (!response.ok) {
-        this.pending.delete(item.id);
-        const error = await errorFrom(response);
-        this.sendFailed(item, { type: "error", code: error.code, message: error.message, retryable: error.retryable });
-        return;
-      }
-      const streamId = response.headers.get("X-Stream-Id");
-      if (streamId) {
-        record = this.streams.get(streamId) ?? { lastSeq: 0, done: false, sse: null };
-        this.streams.set(streamId, record);
-        record.sse = controller;
-      }
-      await readEventStream(response, (event) => this.dispatch(event));
-      this.pending.delete(item.id);
-      if (record) record.sse = null;
-      if (!acked) {
-        this.sendFailed(item, { code: "network" });
-        this.sseTrouble();
-      } else if (record && !record.done && streamId) {
-        this.resume(streamId); // the response ended early: pick up where it stopped
-      }
-    } catch (error) {
-      this.pending.delete(item.id);
-      if (record) record.sse = null;
-      if (controller.signal.aborted) return;
-      if (error?.name === "ApiError" && !error.retryable) {
-        this.sendFailed(item, { type: "error", code: error.code, message: error.message, retryable: false });
-        return;
-      }
-      if (error instanceof AuthError || error?.name === "AuthError") return;
-      if (this.inFlight === item) this.sendFailed(item, { code: "network" });
-      this.sseTrouble();
-    }
-  }
-
-  async resumeSse(streamId) {
-    const record = this.streams.get(streamId);
-    if (!record || record.done || record.sse) return;
-    const controller = new AbortController();
-    record.sse = controller;
-    this.stats.sseResumes += 1;
-    try {
-      const response = await this.api.request(`/v1/streams/${encodeURIComponent(streamId)}?after=${record.lastSeq}`, {
-        headers: { Accept: "text/event-stream", "Last-Event-ID": String(record.lastSeq) },
-        signal: controller.signal,
-      });
-      if (!response.ok) {
-        record.sse = null;
-        const error = await errorFrom(response);
-        if (error.code === "not_found") this.lost(streamId, error);
-        else setTimeout(() => this.resume(streamId), 2000);
-        return;
-      }
-      await readEventStream(response, (event) => this.dispatch(event));
-      record.sse = null;
-      if (!record.done) this.resume(streamId);
-    } catch {
-      record.sse = null;
-      if (controller.signal.aborted || record.done) return;
-      this.sseTrouble();
-    }
   }
 
   /** An SSE request failed at the network level: find out whether we are offline. */
@@ -812,25 +503,11 @@ export class ConnectionManager {
     this.manualOnly = false;
     this.backoff.reset();
     this.setState(ConnectionState.FALLBACK);
-    for (const [streamId, record] of this.streams) {
-      if (!record.done && !record.sse) this.resume(streamId);
+    for (const [streamId, record] of this.streams.unfinished()) {
+      if (!record.sse) this.resume(streamId);
     }
-    this.pump();
+    this.outbox.pump();
     // Back from offline, the network may have changed: the WebSocket may work now.
-    if (wasOffline && !this.ws) this.connectWs();
+    if (wasOffline && !this.socket.ws) this.connectWs();
   }
-}
-
-function detach(ws) {
-  ws.onopen = null;
-  ws.onmessage = null;
-  ws.onclose = null;
-  ws.onerror = null;
-}
-
-/** A conversation title like the server's: whitespace collapsed, at most 60 characters. */
-export function titleFrom(text) {
-  const collapsed = text.replace(/\s+/g, " ").trim();
-  const characters = Array.from(collapsed);
-  return characters.length <= 60 ? collapsed : characters.slice(0, 59).join("") + "…";
 }
