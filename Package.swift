@@ -181,9 +181,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Support shared by the test targets (not a product): the recording model, the loopback HTTP server.
+        .target(
+            name: "MedViewTestSupport",
+            dependencies: ["MedViewCore", "MedViewModels", "MedViewProtocol"],
+            path: "Tests/MedViewTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MedViewCoreTests",
-            dependencies: ["MedViewCore", "MedViewModels", "MedViewProtocol", "MedViewSafety", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MedViewCore", "MedViewModels", "MedViewProtocol", "MedViewSafety", "MedViewTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -239,6 +246,7 @@ let package = Package(
                 "MedViewCore",
                 "MedViewModels",
                 "MedViewStore",
+                "MedViewTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

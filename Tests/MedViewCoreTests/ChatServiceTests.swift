@@ -2,6 +2,7 @@ import Logging
 import MedViewCore
 import MedViewModels
 import MedViewProtocol
+import MedViewTestSupport
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct ChatServiceTests {

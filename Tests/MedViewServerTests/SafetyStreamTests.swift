@@ -3,25 +3,13 @@ import MedViewCore
 import MedViewModels
 import MedViewProtocol
 import Synchronization
+import MedViewTestSupport
 import Testing
-
-/// Records the system prompt of every request, around the scripted model.
-final class SystemPromptRecorder: ChatModel {
-    let inner = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(1)))
-    private let prompts = Mutex<[String]>([])
-    var descriptor: ModelDescriptor { inner.descriptor }
-    var systemPrompts: [String] { prompts.withLock { $0 } }
-
-    func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
-        prompts.withLock { $0.append(request.system) }
-        return inner.stream(request)
-    }
-}
 
 @Suite(.timeLimit(.minutes(2))) struct SafetyStreamTests {
     @Test("an emergency message gets its alert right after stream.start, before any answer text, and the model is told")
     func emergencyAlertFirst() async throws {
-        let model = SystemPromptRecorder()
+        let model = RecordingModel(ScriptedModel(configuration: .init(deltaDelay: .milliseconds(1))))
         try await LiveServer.with(model: model) { server in
             let ws = try await server.connect("alice")
             defer { ws.close() }
