@@ -18,6 +18,7 @@ public struct RetryPolicy: Sendable, Equatable {
     /// goes to the patient at once (a health question should not hang for minutes in silence).
     public var maxRetryAfter: Duration
 
+    /// A policy; `maxAttempts` below 1 counts as 1.
     public init(maxAttempts: Int = 3, baseDelay: Duration = .milliseconds(200), maxDelay: Duration = .seconds(5), maxRetryAfter: Duration = .seconds(20)) {
         self.maxAttempts = max(1, maxAttempts)
         self.baseDelay = baseDelay
@@ -112,6 +113,7 @@ public enum RetryingModelStream {
 /// (milliseconds, as OpenAI and Azure send), else `Retry-After` as delay-seconds or an HTTP-date
 /// (RFC 9110 §10.2.3). Anything unreadable, negative or in the past is ignored.
 public enum RetryAfter {
+    /// The wait the headers ask for: `retry-after-ms` if readable, else `Retry-After`; nil when neither says.
     public static func parse(milliseconds: String?, retryAfter: String?, now: Date = Date()) -> Duration? {
         if let text = milliseconds?.trimmingCharacters(in: .whitespaces), let ms = Double(text), ms.isFinite, ms >= 0, ms < 86_400_000 {
             return .milliseconds(Int64(ms.rounded(.up)))

@@ -7,6 +7,7 @@ public struct ServerSentEvent: Sendable, Equatable {
     /// The last `id:` seen in the stream so far, if any.
     public var lastEventId: String?
 
+    /// An event of `type` carrying `data`.
     public init(type: String = "message", data: String, lastEventId: String? = nil) {
         self.type = type
         self.data = data
@@ -55,6 +56,7 @@ public struct ServerSentEventParser: Sendable {
     private var bomState = 0
     private var started = false
 
+    /// A parser refusing lines longer than `maxLineBytes` and events larger than `maxEventBytes`.
     public init(maxLineBytes: Int = 1 << 20, maxEventBytes: Int = 4 << 20) {
         self.maxLineBytes = max(1, maxLineBytes)
         self.maxEventBytes = max(1, maxEventBytes)
