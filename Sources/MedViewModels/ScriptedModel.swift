@@ -21,11 +21,14 @@ import MedViewProtocol
 public struct ScriptedModel: ChatModel {
     /// Defaults for every answer; directives override them per message.
     public struct Configuration: Sendable, Equatable {
+        /// The pause before each delta.
         public var deltaDelay: Duration
+        /// Unicode scalars per delta.
         public var scalarsPerDelta: Int
         /// Fixed answer text; `nil` uses the built-in paragraphs.
         public var reply: String?
 
+        /// A configuration; the defaults give a lively demo pace.
         public init(deltaDelay: Duration = .milliseconds(15), scalarsPerDelta: Int = 6, reply: String? = nil) {
             self.deltaDelay = deltaDelay
             self.scalarsPerDelta = max(1, scalarsPerDelta)
@@ -33,9 +36,12 @@ public struct ScriptedModel: ChatModel {
         }
     }
 
+    /// Pace and reply.
     public let configuration: Configuration
+    /// `scripted`, a demo model.
     public let descriptor = ModelDescriptor(provider: "scripted", id: "scripted-v1", demo: true)
 
+    /// A model answering as `configuration` says.
     public init(configuration: Configuration = .init()) {
         self.configuration = configuration
     }
@@ -88,6 +94,7 @@ public struct ScriptedModel: ChatModel {
         return script
     }
 
+    /// Streams the scripted answer to `request`.
     public func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
         let script = script(for: request)
         return AsyncThrowingStream { continuation in

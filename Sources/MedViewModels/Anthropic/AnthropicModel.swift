@@ -1,13 +1,12 @@
 import AsyncHTTPClient
-import Foundation
 import Logging
 import MedViewCore
 import MedViewProtocol
-import NIOHTTP1
 
 /// Claude through the Anthropic Messages API (`POST {base}/v1/messages`, streamed over SSE).
 ///
-/// Retryable failures before the first delta (429, 529, 5xx, timeouts, connection errors) are
+/// A ``StreamingHTTPTransport`` with the key in `x-api-key` and ``AnthropicStreamDecoder`` over
+/// SSE. Retryable failures before the first delta (429, 529, 5xx, timeouts, connection errors) are
 /// retried with ``RetryPolicy``; error mapping is documented on ``AnthropicErrors``. Cancelling
 /// the consumer cancels the HTTP request.
 public struct AnthropicModel: ChatModel {
@@ -15,14 +14,18 @@ public struct AnthropicModel: ChatModel {
     public struct Configuration: Sendable {
         /// The model id, for example `claude-3-5-haiku-latest`.
         public var model: String
+        /// The key sent in `x-api-key`.
         public var apiKey: APIKey
         /// The API's base URL without `/v1` (`https://api.anthropic.com`); tests point it at a stand-in.
         public var baseURL: String
         /// The `anthropic-version` header.
         public var apiVersion: String
+        /// How long the API may stay silent.
         public var timeouts: ModelTimeouts
+        /// Retries before the first delta.
         public var retry: RetryPolicy
 
+        /// A configuration for `model` with `apiKey`; the rest defaults to the public API.
         public init(
             model: String,
             apiKey: APIKey,
@@ -43,11 +46,13 @@ public struct AnthropicModel: ChatModel {
     /// The public API's address.
     public static let defaultBaseURL = "https://api.anthropic.com"
 
+    /// Where and how the API is called.
     public let configuration: Configuration
+    /// `anthropic` and the model id.
     public let descriptor: ModelDescriptor
-    private let transport: StreamingHTTPTransport
-    private let sleep: RetryingModelStream.Sleeper
+    private let transport: StreamingHTTPTransport<ServerSentEventBody<AnthropicStreamDecoder>>
 
+    /// A model calling the API through `client`.
     /// - Parameters:
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
@@ -58,31 +63,31 @@ public struct AnthropicModel: ChatModel {
     ) {
         self.configuration = configuration
         self.descriptor = ModelDescriptor(provider: "anthropic", id: configuration.model, demo: false)
-        self.sleep = sleep
         self.transport = StreamingHTTPTransport(
             provider: "anthropic",
             client: client,
             timeouts: configuration.timeouts,
+            retry: configuration.retry,
+            sleep: sleep,
             logger: logger,
             requestIdHeader: "request-id",
+            signer: HeaderSigner([("x-api-key", configuration.apiKey.value)]),
+            makeBody: { ServerSentEventBody(provider: "anthropic", decoder: AnthropicStreamDecoder()) },
             mapHTTPError: AnthropicErrors.http
         )
     }
 
+    /// Streams the answer to `request`.
     public func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
-        transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) }, policy: configuration.retry, sleep: sleep) { AnthropicStreamDecoder() }
+        transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) })
     }
 
-    /// The HTTP request for `request` (exposed to tests).
+    /// The HTTP request for `request`, before the key is added.
     func httpRequest(for request: ModelRequest) throws(ModelError) -> StreamingHTTPRequest {
-        struct Message: Encodable {
-            var role: String
-            var content: String
-        }
         struct Body: Encodable {
             var model: String
             var system: String?
-            var messages: [Message]
+            var messages: [ChatMessageJSON]
             var max_tokens: Int
             var temperature: Double?
             var stream = true
@@ -90,23 +95,12 @@ public struct AnthropicModel: ChatModel {
         let body = Body(
             model: configuration.model,
             system: request.system.isEmpty ? nil : request.system,
-            messages: request.messages.map { Message(role: $0.role == .assistant ? "assistant" : "user", content: $0.text) },
+            messages: request.messages.map(ChatMessageJSON.init),
             max_tokens: max(1, request.maxOutputTokens),
             temperature: request.temperature
         )
-        let bytes: [UInt8]
-        do {
-            bytes = Array(try JSONEncoder().encode(body))
-        } catch {
-            throw ModelError(kind: .invalidRequest, retryable: false, detail: "anthropic: the request could not be encoded")
-        }
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "accept", value: "text/event-stream")
-        headers.add(name: "x-api-key", value: configuration.apiKey.value)
-        headers.add(name: "anthropic-version", value: configuration.apiVersion)
-        var base = configuration.baseURL
-        while base.hasSuffix("/") { base.removeLast() }
-        return StreamingHTTPRequest(url: base + "/v1/messages", headers: headers, body: bytes)
+        var http = try StreamingHTTPRequest.json(body, base: configuration.baseURL, path: "/v1/messages", accept: "text/event-stream", provider: "anthropic")
+        http.headers.add(name: "anthropic-version", value: configuration.apiVersion)
+        return http
     }
 }

@@ -8,14 +8,18 @@ import MedViewCore
 public enum BedrockBenchmark {
     /// The figures of one run.
     public struct Report: Sendable, CustomStringConvertible {
+        /// The operation whose stream was measured.
         public var api: BedrockConfiguration.API
+        /// Text deltas in the stream.
         public var deltas: Int
+        /// The size of the stream.
         public var bytes: Int
         /// Best pass, whole path (decode + JSON + mapping), per delta.
         public var microsecondsPerDelta: Double
         /// Best pass, event-stream decoding only, per delta.
         public var decodeMicrosecondsPerDelta: Double
 
+        /// The figures on one line.
         public var description: String {
             "bedrock \(api.rawValue) stream: \(deltas) deltas, \(bytes) bytes; per delta "
                 + String(format: "%.3f", microsecondsPerDelta) + " µs (decode + JSON + mapping), of which event-stream decode "

@@ -22,8 +22,11 @@ public struct BedrockConfiguration: Sendable {
 
     /// An optional guardrail applied by Bedrock.
     public struct Guardrail: Sendable, Equatable {
+        /// The guardrail id or ARN.
         public var identifier: String
+        /// The guardrail version (`DRAFT` or a number).
         public var version: String
+        /// A guardrail by id and version.
         public init(identifier: String, version: String) {
             self.identifier = identifier
             self.version = version
@@ -32,10 +35,13 @@ public struct BedrockConfiguration: Sendable {
 
     /// The model id or ARN, as given (not encoded).
     public var modelID: String
+    /// Which operation answers.
     public var api: API
+    /// The AWS region, for the endpoint and the signature.
     public var region: String
     /// The endpoint, without a trailing slash (`https://bedrock-runtime.{region}.amazonaws.com`).
     public var endpoint: String
+    /// How requests are authenticated.
     public var authentication: Authentication
     /// Overrides the request's temperature.
     public var temperature: Double?
@@ -43,12 +49,14 @@ public struct BedrockConfiguration: Sendable {
     public var topP: Double?
     /// Overrides the request's `maxOutputTokens`.
     public var maxTokens: Int?
+    /// The guardrail Bedrock applies, if any.
     public var guardrail: Guardrail?
     /// The longest the service may stay silent: before the response starts, or between two pieces of it.
     public var requestTimeout: Duration
     /// Retries of throttling and 5xx before the first delta.
     public var retryPolicy: RetryPolicy
 
+    /// A configuration; `endpoint` defaults to the regional one and loses trailing slashes.
     public init(
         modelID: String, api: API = .converse, region: String, endpoint: String? = nil, authentication: Authentication,
         temperature: Double? = nil, topP: Double? = nil, maxTokens: Int? = nil, guardrail: Guardrail? = nil,
@@ -71,7 +79,9 @@ public struct BedrockConfiguration: Sendable {
 
     /// Why a Bedrock setting was refused.
     public struct SettingError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// What is wrong, for the operator.
         public var reason: String
+        /// The reason, prefixed with what was refused.
         public var description: String { "Bedrock model setting: \(reason)" }
     }
 

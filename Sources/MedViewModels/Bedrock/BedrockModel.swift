@@ -6,26 +6,29 @@ import MedViewCore
 import MedViewProtocol
 import NIOCore
 import NIOHTTP1
-import Synchronization
 
 /// Claude (or any Bedrock model) through Bedrock Runtime's ConverseStream, or
 /// InvokeModelWithResponseStream for Anthropic models, on AsyncHTTPClient.
 ///
-/// Each attempt signs a `POST {endpoint}/model/{id}/converse-stream` (SigV4 service `bedrock`,
-/// or a bearer API key), decodes the `application/vnd.amazon.eventstream` answer as it arrives and
-/// maps it with ``BedrockStreamMapper``. Errors before the stream (HTTP status with
-/// `x-amzn-ErrorType`) and exceptions inside it become ``ModelError``s; retryable ones are
-/// retried by ``RetryingModelStream`` before the first delta only. Cancelling the consumer
-/// cancels the HTTP request. Logs carry sizes, statuses and timings, never text.
+/// A ``StreamingHTTPTransport`` whose attempts are `POST {endpoint}/model/{id}/converse-stream`
+/// (or `/invoke-with-response-stream`) signed with SigV4 (service `bedrock`) or a bearer API key,
+/// and whose `application/vnd.amazon.eventstream` answer is mapped by ``BedrockStreamMapper``.
+/// Errors before the stream (HTTP status with `x-amzn-ErrorType`) and exceptions inside it become
+/// ``ModelError``s (``BedrockErrors``); retryable ones are retried by ``RetryingModelStream``
+/// before the first delta only. ``BedrockConfiguration/requestTimeout`` limits both the wait for
+/// the response and every silence inside it. Cancelling the consumer cancels the HTTP request.
+/// Logs carry sizes, statuses and timings, never text.
 public struct BedrockModel: ChatModel {
+    /// The model, endpoint, credentials and limits.
     public let configuration: BedrockConfiguration
+    /// `bedrock` and the model id.
     public let descriptor: ModelDescriptor
-    let client: HTTPClient
-    let logger: Logger
-    let now: @Sendable () -> Date
-    let sleep: RetryingModelStream.Sleeper
+    private let transport: StreamingHTTPTransport<EventStreamBody<BedrockStreamMapper>>
 
     /// A model using `client` (``HTTPClient/shared`` by default).
+    /// - Parameters:
+    ///   - now: the SigV4 signing time.
+    ///   - sleep: waits between retries; tests pass a no-op.
     public init(
         configuration: BedrockConfiguration, client: HTTPClient = .shared, logger: Logger = Logger(label: "medview.bedrock"),
         now: @escaping @Sendable () -> Date = { Date() },
@@ -33,69 +36,39 @@ public struct BedrockModel: ChatModel {
     ) {
         self.configuration = configuration
         self.descriptor = ModelDescriptor(provider: "bedrock", id: configuration.modelID, demo: false)
-        self.client = client
-        self.logger = logger
-        self.now = now
-        self.sleep = sleep
+        let signer: any RequestSigner = switch configuration.authentication {
+        case .bearer(let token): HeaderSigner([("Authorization", "Bearer \(token)")])
+        case .sigV4(let cache): SigV4RequestSigner(service: "bedrock", region: configuration.region, credentials: cache, now: now)
+        }
+        let api = configuration.api
+        self.transport = StreamingHTTPTransport(
+            provider: "bedrock",
+            client: client,
+            timeouts: ModelTimeouts(response: configuration.requestTimeout, idle: configuration.requestTimeout, total: .seconds(3600)),
+            retry: configuration.retryPolicy,
+            sleep: sleep,
+            logger: logger,
+            requestIdHeader: "x-amzn-RequestId",
+            signer: signer,
+            makeBody: { EventStreamBody(provider: "bedrock", mapper: BedrockStreamMapper(api: api)) },
+            mapHTTPError: { response in
+                BedrockModel.httpError(status: response.status, headers: response.headers, body: ByteBuffer(bytes: response.body))
+            }
+        )
     }
 
+    /// Streams the answer to `request`, retrying before the first delta.
     public func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
-        let logger = self.logger
-        return RetryingModelStream.make(
-            policy: configuration.retryPolicy, sleep: sleep,
-            onRetry: { attempt, error in
-                logger.info("bedrock.retry", metadata: ["attempt": "\(attempt)", "error.detail": "\(error.detail)"])
-            },
-            attempt: { _ in self.attempt(request) }
-        )
+        transport.answer(Result { () throws(ModelError) in try unsignedRequest(request) })
     }
 
     /// One request, without retries.
     public func attempt(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
-        AsyncThrowingStream { continuation in
-            let task = Task {
-                do {
-                    try await self.withTimeout { activity in
-                        try await self.exchange(request, activity: activity) { continuation.yield($0) }
-                    }
-                    continuation.finish()
-                } catch let error as ModelError {
-                    continuation.finish(throwing: error)
-                } catch {
-                    continuation.finish(throwing: Task.isCancelled ? CancellationError() : Self.transportError(error))
-                }
-            }
-            continuation.onTermination = { _ in task.cancel() }
+        do {
+            return transport.attempt(try unsignedRequest(request), number: 1)
+        } catch {
+            return AsyncThrowingStream { $0.finish(throwing: error) }
         }
-    }
-
-    /// Runs `body`, failing it with a retryable timeout when ``BedrockConfiguration/requestTimeout``
-    /// passes without `activity.touch()`.
-    func withTimeout(_ body: @escaping @Sendable (Activity) async throws -> Void) async throws {
-        let activity = Activity()
-        let timeout = configuration.requestTimeout
-        let nanos = UInt64(timeout.components.seconds) * 1_000_000_000 + UInt64(timeout.components.attoseconds / 1_000_000_000)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await body(activity) }
-            group.addTask {
-                while true {
-                    let idle = DispatchTime.now().uptimeNanoseconds &- activity.last
-                    if idle >= nanos {
-                        throw ModelError(kind: .unavailable, retryable: true, detail: "bedrock request timed out after \(timeout)")
-                    }
-                    try await Task.sleep(nanoseconds: min(nanos - idle, 250_000_000) + 1_000_000)
-                }
-            }
-            _ = try await group.next()
-            group.cancelAll()
-        }
-    }
-
-    /// The last time the service was heard from.
-    final class Activity: Sendable {
-        private let stamp = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
-        var last: UInt64 { stamp.load(ordering: .relaxed) }
-        func touch() { stamp.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
     }
 
     /// The JSON body for `request` (ConverseStream or Anthropic Messages, by ``BedrockConfiguration/api``).
@@ -107,89 +80,28 @@ public struct BedrockModel: ChatModel {
         }
     }
 
-    /// The signed HTTP request for `request`.
+    /// The signed HTTP request for `request`, as an attempt sends it.
     public func httpRequest(_ request: ModelRequest) async throws -> HTTPClientRequest {
-        let body = try requestBody(request)
-        let urlString = configuration.endpoint + configuration.path
-        guard let url = URL(string: urlString) else { throw ModelError(kind: .invalidRequest, retryable: false, detail: "bedrock endpoint is not a URL") }
-        var headers: [SigV4Request.Header] = [
-            .init("Content-Type", "application/json"),
-            .init("Accept", "application/vnd.amazon.eventstream"),
-        ]
-        if configuration.api == .invoke {
-            headers[1] = .init("Accept", "application/json")
-            if let guardrail = configuration.guardrail {
-                headers.append(.init("X-Amzn-Bedrock-GuardrailIdentifier", guardrail.identifier))
-                headers.append(.init("X-Amzn-Bedrock-GuardrailVersion", guardrail.version))
-            }
-        }
-        var outgoing = HTTPClientRequest(url: urlString)
-        outgoing.method = .POST
-        outgoing.body = .bytes(ByteBuffer(bytes: body))
-        switch configuration.authentication {
-        case .bearer(let token):
-            headers.append(.init("Authorization", "Bearer \(token)"))
-            for header in headers { outgoing.headers.add(name: header.name, value: header.value) }
-        case .sigV4(let cache):
-            let identity: AWSCredentialIdentity
-            do throws(AWSCredentialError) {
-                identity = try await cache.credentials()
-            } catch {
-                switch error {
-                case .unreachable, .httpStatus: throw ModelError(kind: .unavailable, retryable: true, detail: error.description)
-                default: throw ModelError(kind: .failed, retryable: false, detail: error.description)
-                }
-            }
-            let signer = SigV4Signer(service: "bedrock", region: configuration.region)
-            let signed = try signer.sign(SigV4Request(method: "POST", url: url, headers: headers, payload: .bytes(body)), credentials: identity.credentials, date: now())
-            for header in signed.request.headers { outgoing.headers.add(name: header.name, value: header.value) }
-        }
-        return outgoing
+        try await transport.signer.sign(unsignedRequest(request)).clientRequest
     }
 
-    func exchange(_ request: ModelRequest, activity: Activity, emit: @escaping @Sendable (ModelEvent) -> Void) async throws {
-        let outgoing = try await httpRequest(request)
-        let started = ContinuousClock.now
-        let response = try await client.execute(outgoing, timeout: .seconds(3600), logger: logger)
-        activity.touch()
-        let status = Int(response.status.code)
-        guard status == 200 else {
-            let body = try? await response.body.collect(upTo: 64 * 1024)
-            let error = Self.httpError(status: status, headers: response.headers, body: body)
-            logger.info("bedrock.http_error", metadata: ["http.response.status_code": "\(status)", "error.detail": "\(error.detail)"])
-            throw error
-        }
-        var decoder = EventStreamDecoder()
-        var mapper = BedrockStreamMapper(api: configuration.api)
-        var bytes = 0
-        var deltas = 0
-        for try await buffer in response.body {
-            activity.touch()
-            bytes += buffer.readableBytes
-            do {
-                try decoder.append(buffer.readableBytesView)
-                while let message = try decoder.next() {
-                    try mapper.map(message) { event in
-                        if case .delta = event { deltas += 1 }
-                        emit(event)
-                    }
-                }
-            } catch let error as EventStreamError {
-                throw ModelError(kind: .failed, retryable: true, detail: "bedrock event stream: \(error)")
+    /// The request for `request` before signing: body, content headers and guardrail headers.
+    func unsignedRequest(_ request: ModelRequest) throws(ModelError) -> StreamingHTTPRequest {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        switch configuration.api {
+        case .converse:
+            headers.add(name: "Accept", value: "application/vnd.amazon.eventstream")
+        case .invoke:
+            headers.add(name: "Accept", value: "application/json")
+            if let guardrail = configuration.guardrail {
+                headers.add(name: "X-Amzn-Bedrock-GuardrailIdentifier", value: guardrail.identifier)
+                headers.add(name: "X-Amzn-Bedrock-GuardrailVersion", value: guardrail.version)
             }
         }
-        do {
-            try decoder.finish()
-        } catch {
-            throw ModelError(kind: .failed, retryable: true, detail: "bedrock event stream: \(error)")
-        }
-        guard mapper.stopped else {
-            throw ModelError(kind: .failed, retryable: true, detail: "bedrock stream ended without a stop reason")
-        }
-        logger.debug("bedrock.stream_end", metadata: [
-            "response.bytes": "\(bytes)", "response.deltas": "\(deltas)",
-            "duration.ms": "\((ContinuousClock.now - started).components.seconds * 1000 + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)",
-        ])
+        let url = configuration.endpoint + configuration.path
+        guard URL(string: url) != nil else { throw ModelError(kind: .invalidRequest, retryable: false, detail: "bedrock endpoint is not a URL") }
+        return StreamingHTTPRequest(url: url, headers: headers, body: try requestBody(request))
     }
 
     /// The error for a non-200 answer: the code from `x-amzn-ErrorType`, else the JSON body's
@@ -204,13 +116,5 @@ public struct BedrockModel: ChatModel {
             error.retryAfter = RetryAfter.parse(milliseconds: nil, retryAfter: headers.first(name: "retry-after"))
         }
         return error
-    }
-
-    static func transportError(_ error: any Error) -> ModelError {
-        if let error = error as? SigV4Error { return ModelError(kind: .invalidRequest, retryable: false, detail: "bedrock signing: \(error)") }
-        if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
-            return ModelError(kind: .unavailable, retryable: true, detail: "bedrock request timed out")
-        }
-        return ModelError(kind: .unavailable, retryable: true, detail: "bedrock connection failed (\(type(of: error)))")
     }
 }

@@ -12,13 +12,15 @@ import MedViewProtocol
 /// stream event: `content_block_delta` `text_delta` → `.delta`, `message_start` and
 /// `message_delta` usage → `.usage`, `message_delta` `stop_reason` → `.stop`.
 /// `:message-type` `exception` (and `error`) messages become ``ModelError``s via ``BedrockErrors``.
-public struct BedrockStreamMapper: Sendable {
+public struct BedrockStreamMapper: Sendable, EventStreamMessageMapper {
+    /// Which operation's events are mapped.
     public let api: BedrockConfiguration.API
     /// Whether a stop reason was seen (a stream that ends without one was cut short).
     public private(set) var stopped = false
     private var inputTokens = 0
     private let decoder = JSONDecoder()
 
+    /// A mapper for the events of `api`.
     public init(api: BedrockConfiguration.API) {
         self.api = api
     }

@@ -1,16 +1,15 @@
 import AsyncHTTPClient
-import Foundation
 import Logging
 import MedViewCore
 import MedViewProtocol
-import NIOHTTP1
 
 /// A model behind an OpenAI-compatible Chat Completions API (`POST {baseURL}/chat/completions`,
 /// streamed over SSE): OpenAI itself, or a local Ollama, vLLM or llama.cpp server.
 ///
-/// The system prompt goes first as a `system` message. Retryable failures before the first delta
-/// are retried with ``RetryPolicy``; error mapping is documented on ``OpenAIErrors``. Cancelling
-/// the consumer cancels the HTTP request.
+/// A ``StreamingHTTPTransport`` with the key (if any) as a bearer token and ``OpenAIStreamDecoder``
+/// over SSE. The system prompt goes first as a `system` message. Retryable failures before the
+/// first delta are retried with ``RetryPolicy``; error mapping is documented on ``OpenAIErrors``.
+/// Cancelling the consumer cancels the HTTP request.
 public struct OpenAICompatibleModel: ChatModel {
     /// Where and how to call the server.
     public struct Configuration: Sendable {
@@ -20,9 +19,12 @@ public struct OpenAICompatibleModel: ChatModel {
         public var model: String
         /// Sent as `Authorization: Bearer …` when present; local servers usually need none.
         public var apiKey: APIKey?
+        /// How long the server may stay silent.
         public var timeouts: ModelTimeouts
+        /// Retries before the first delta.
         public var retry: RetryPolicy
 
+        /// A configuration for `model` at `baseURL`.
         public init(baseURL: String, model: String, apiKey: APIKey? = nil, timeouts: ModelTimeouts = .init(), retry: RetryPolicy = .init()) {
             self.baseURL = baseURL
             self.model = model
@@ -32,11 +34,13 @@ public struct OpenAICompatibleModel: ChatModel {
         }
     }
 
+    /// Where and how the server is called.
     public let configuration: Configuration
+    /// `openai` and the model name.
     public let descriptor: ModelDescriptor
-    private let transport: StreamingHTTPTransport
-    private let sleep: RetryingModelStream.Sleeper
+    private let transport: StreamingHTTPTransport<ServerSentEventBody<OpenAIStreamDecoder>>
 
+    /// A model calling the server through `client`.
     /// - Parameters:
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
@@ -47,52 +51,40 @@ public struct OpenAICompatibleModel: ChatModel {
     ) {
         self.configuration = configuration
         self.descriptor = ModelDescriptor(provider: "openai", id: configuration.model, demo: false)
-        self.sleep = sleep
         self.transport = StreamingHTTPTransport(
             provider: "openai",
             client: client,
             timeouts: configuration.timeouts,
+            retry: configuration.retry,
+            sleep: sleep,
             logger: logger,
             requestIdHeader: "x-request-id",
+            signer: configuration.apiKey.map { HeaderSigner.bearer($0.value) } ?? HeaderSigner(),
+            makeBody: { ServerSentEventBody(provider: "openai", decoder: OpenAIStreamDecoder()) },
             mapHTTPError: OpenAIErrors.http
         )
     }
 
+    /// Streams the answer to `request`.
     public func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
-        transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) }, policy: configuration.retry, sleep: sleep) { OpenAIStreamDecoder() }
+        transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) })
     }
 
-    /// The HTTP request for `request` (exposed to tests).
+    /// The HTTP request for `request`, before the key is added.
     func httpRequest(for request: ModelRequest) throws(ModelError) -> StreamingHTTPRequest {
-        struct Message: Encodable {
-            var role: String
-            var content: String
-        }
         struct StreamOptions: Encodable { var include_usage = true }
         struct Body: Encodable {
             var model: String
-            var messages: [Message]
+            var messages: [ChatMessageJSON]
             var max_tokens: Int
             var temperature: Double?
             var stream = true
             var stream_options = StreamOptions()
         }
-        var messages: [Message] = []
-        if !request.system.isEmpty { messages.append(Message(role: "system", content: request.system)) }
-        messages += request.messages.map { Message(role: $0.role == .assistant ? "assistant" : "user", content: $0.text) }
+        var messages: [ChatMessageJSON] = []
+        if !request.system.isEmpty { messages.append(ChatMessageJSON(role: "system", content: request.system)) }
+        messages += request.messages.map(ChatMessageJSON.init)
         let body = Body(model: configuration.model, messages: messages, max_tokens: max(1, request.maxOutputTokens), temperature: request.temperature)
-        let bytes: [UInt8]
-        do {
-            bytes = Array(try JSONEncoder().encode(body))
-        } catch {
-            throw ModelError(kind: .invalidRequest, retryable: false, detail: "openai: the request could not be encoded")
-        }
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "accept", value: "text/event-stream")
-        if let key = configuration.apiKey { headers.add(name: "authorization", value: "Bearer \(key.value)") }
-        var base = configuration.baseURL
-        while base.hasSuffix("/") { base.removeLast() }
-        return StreamingHTTPRequest(url: base + "/chat/completions", headers: headers, body: bytes)
+        return try StreamingHTTPRequest.json(body, base: configuration.baseURL, path: "/chat/completions", accept: "text/event-stream", provider: "openai")
     }
 }

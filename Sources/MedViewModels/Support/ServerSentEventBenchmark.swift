@@ -9,9 +9,13 @@ import MedViewCore
 public enum ServerSentEventBenchmark {
     /// One measurement.
     public struct Figure: Sendable {
+        /// What was measured.
         public var name: String
+        /// The size of the stream.
         public var bytes: Int
+        /// Text deltas in the stream.
         public var deltas: Int
+        /// The best round, in seconds.
         public var seconds: Double
 
         /// Megabytes (10^6 bytes) per second.

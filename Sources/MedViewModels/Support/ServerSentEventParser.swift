@@ -1,19 +1,3 @@
-/// One event of a Server-Sent Events stream, as dispatched by ``ServerSentEventParser``.
-public struct ServerSentEvent: Sendable, Equatable {
-    /// The `event:` name; `message` when the event named none.
-    public var type: String
-    /// The `data:` lines joined with `\n` (no trailing newline).
-    public var data: String
-    /// The last `id:` seen in the stream so far, if any.
-    public var lastEventId: String?
-
-    public init(type: String = "message", data: String, lastEventId: String? = nil) {
-        self.type = type
-        self.data = data
-        self.lastEventId = lastEventId
-    }
-}
-
 /// Why a Server-Sent Events stream was refused.
 public enum ServerSentEventError: Error, Sendable, Equatable {
     /// A line (without its terminator) is longer than the parser's limit, in bytes.
@@ -55,6 +39,7 @@ public struct ServerSentEventParser: Sendable {
     private var bomState = 0
     private var started = false
 
+    /// A parser refusing lines longer than `maxLineBytes` and events larger than `maxEventBytes`.
     public init(maxLineBytes: Int = 1 << 20, maxEventBytes: Int = 4 << 20) {
         self.maxLineBytes = max(1, maxLineBytes)
         self.maxEventBytes = max(1, maxEventBytes)

@@ -1,0 +1,185 @@
+import AsyncHTTPClient
+import Logging
+import MedViewCore
+import NIOCore
+import NIOHTTP1
+
+/// Runs a provider's streaming model requests over AsyncHTTPClient; every HTTP model (Bedrock,
+/// Anthropic, OpenAI-compatible) is this transport with its own parts:
+///
+/// - a ``RequestSigner`` that adds the credentials to each attempt (SigV4, an API key header, a
+///   bearer token, or nothing);
+/// - a ``StreamBodyDecoder`` made fresh for each attempt (SSE plus the provider's event decoder,
+///   or the AWS event stream plus a message mapper);
+/// - the mapping of a response that carries no stream (an HTTP error) to a ``ModelError``.
+///
+/// The transport owns what is common: the response and idle timeouts (``SilenceWatchdog``) and the
+/// total one, the bounded read of error bodies and their `Retry-After`, the mapping of transport
+/// failures and cancellation, retries before the first delta (``RetryingModelStream``), and the
+/// logs (sizes, statuses and timings, never text; at info or below: the caller handles failures).
+struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
+    /// Who is called (`bedrock`, `anthropic`, `openai`), for error details and logs.
+    var provider: String
+    var client: HTTPClient
+    var timeouts: ModelTimeouts
+    var retry: RetryPolicy
+    var sleep: RetryingModelStream.Sleeper
+    var logger: Logger
+    /// The header carrying the provider's request id, logged for support cases.
+    var requestIdHeader: String
+    var signer: any RequestSigner
+    /// A decoder for one attempt's body.
+    var makeBody: @Sendable () -> Body
+    /// Maps a response that carries no stream to a typed error.
+    var mapHTTPError: @Sendable (HTTPErrorResponse) -> ModelError
+
+    /// The largest error body read.
+    static var errorBodyLimit: Int { 64 * 1024 }
+
+    /// The model's answer to `request`: each attempt is signed and streams through a fresh body
+    /// decoder, and retryable failures before the first delta are retried under ``retry``. A request
+    /// that could not be built fails the stream at once.
+    func answer(_ request: Result<StreamingHTTPRequest, ModelError>) -> AsyncThrowingStream<ModelEvent, any Error> {
+        let http: StreamingHTTPRequest
+        switch request {
+        case .success(let value): http = value
+        case .failure(let error): return AsyncThrowingStream { $0.finish(throwing: error) }
+        }
+        let logger = self.logger
+        let provider = self.provider
+        return RetryingModelStream.make(
+            policy: retry,
+            sleep: sleep,
+            onRetry: { next, error in
+                logger.info("model.retry", metadata: ["model.provider": "\(provider)", "model.attempt": "\(next)", "model.error.detail": "\(error.detail)"])
+            },
+            attempt: { number in self.attempt(http, number: number) }
+        )
+    }
+
+    /// One attempt at `request`, without retries; cancelling the consumer cancels the request.
+    func attempt(_ request: StreamingHTTPRequest, number: Int) -> AsyncThrowingStream<ModelEvent, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    try await run(request, attempt: number) { continuation.yield($0) }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    private func run(_ request: StreamingHTTPRequest, attempt: Int, yield: @escaping @Sendable (ModelEvent) -> Void) async throws {
+        let started = ContinuousClock.now
+        let watchdog = SilenceWatchdog(first: timeouts.response, tick: min(timeouts.response, timeouts.idle) / 4)
+        let provider = self.provider
+        let timeouts = self.timeouts
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await exchange(request, watchdog: watchdog, attempt: attempt, started: started, yield: yield)
+                }
+                group.addTask {
+                    try await watchdog.waitForSilence()
+                    throw ModelError(
+                        kind: .unavailable, retryable: true,
+                        detail: watchdog.phase == .response
+                            ? "\(provider): request timed out: no response within \(timeouts.response)"
+                            : "\(provider): request timed out: the stream was silent for \(timeouts.idle)"
+                    )
+                }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch let error as ModelError {
+            logger.info("model.request.failed", metadata: [
+                "model.provider": "\(provider)", "model.attempt": "\(attempt)",
+                "model.error.kind": "\(error.kind)", "model.error.retryable": "\(error.retryable)",
+                "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
+            ])
+            throw error
+        } catch {
+            if Task.isCancelled || error is CancellationError { throw CancellationError() }
+            if let clientError = error as? HTTPClientError, clientError == .cancelled { throw CancellationError() }
+            logger.info("model.request.failed", metadata: [
+                "model.provider": "\(provider)", "model.attempt": "\(attempt)",
+                "model.error.kind": "transport", "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
+            ])
+            throw Self.transportError(error, provider: provider)
+        }
+    }
+
+    private func exchange(
+        _ request: StreamingHTTPRequest,
+        watchdog: SilenceWatchdog,
+        attempt: Int,
+        started: ContinuousClock.Instant,
+        yield: @escaping @Sendable (ModelEvent) -> Void
+    ) async throws {
+        let signed = try await signer.sign(request)
+        let response = try await client.execute(signed.clientRequest, timeout: .nanoseconds(timeouts.total.nanoseconds), logger: logger)
+        watchdog.heard(next: timeouts.idle)
+        let requestId = response.headers.first(name: requestIdHeader)
+        let status = Int(response.status.code)
+        logger.debug("model.response.head", metadata: [
+            "model.provider": "\(provider)", "model.attempt": "\(attempt)",
+            "http.response.status_code": "\(status)", "model.request_id": "\(requestId ?? "-")",
+            "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
+        ])
+        var body = makeBody()
+        let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
+        guard body.carriesStream(status: status, contentType: contentType) else {
+            var bytes: [UInt8] = []
+            for try await piece in response.body {
+                watchdog.heard(next: timeouts.idle)
+                bytes.append(contentsOf: piece.readableBytesView.prefix(Self.errorBodyLimit - bytes.count))
+                if bytes.count >= Self.errorBodyLimit { break }
+            }
+            var error = mapHTTPError(HTTPErrorResponse(status: status, headers: response.headers, body: bytes, requestId: requestId))
+            if error.retryable, error.retryAfter == nil {
+                error.retryAfter = RetryAfter.parse(milliseconds: response.headers.first(name: "retry-after-ms"), retryAfter: response.headers.first(name: "retry-after"))
+            }
+            throw error
+        }
+        var bytes = 0
+        var deltas = 0
+        var firstDelta: Duration?
+        let emit = { (event: ModelEvent) in
+            if case .delta = event {
+                deltas += 1
+                if firstDelta == nil { firstDelta = ContinuousClock.now - started }
+            }
+            yield(event)
+        }
+        for try await piece in response.body {
+            watchdog.heard(next: timeouts.idle)
+            bytes += piece.readableBytes
+            try body.decode(piece.readableBytesView, emit: emit)
+            if body.isComplete { break }
+        }
+        try body.finish(emit: emit)
+        logger.debug("model.response.complete", metadata: [
+            "model.provider": "\(provider)", "model.attempt": "\(attempt)", "model.request_id": "\(requestId ?? "-")",
+            "model.response.bytes": "\(bytes)", "model.deltas": "\(deltas)", "first_delta.ms": "\(firstDelta?.milliseconds ?? -1)",
+            "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
+        ])
+    }
+
+    /// A failure below HTTP (connecting, a timeout of the client, a cut connection) as a retryable
+    /// `unavailable` error whose detail names only the error's type.
+    static func transportError(_ error: any Error, provider: String) -> ModelError {
+        if let clientError = error as? HTTPClientError, clientError == .deadlineExceeded || clientError == .readTimeout || clientError == .connectTimeout {
+            return ModelError(kind: .unavailable, retryable: true, detail: "\(provider): request timed out (\(clientError))")
+        }
+        return ModelError(kind: .unavailable, retryable: true, detail: "\(provider): transport error \(describe(error))")
+    }
+
+    /// A short, text-free description of a transport failure.
+    static func describe(_ error: any Error) -> String {
+        if let clientError = error as? HTTPClientError { return "\(clientError)" }
+        return String(describing: type(of: error))
+    }
+}
