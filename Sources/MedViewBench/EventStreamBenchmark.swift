@@ -1,4 +1,7 @@
-/// A decoder throughput benchmark on a ConverseStream-like stream, for `medview bench-eventstream`.
+import Foundation
+import MedViewAWS
+
+/// A decoder throughput benchmark on a ConverseStream-like stream, for `medview bench eventstream`.
 ///
 /// The stream is `messages` `contentBlockDelta` events (`:event-type`, `:content-type`,
 /// `:message-type` headers; a small JSON payload with a `p` padding field, as Bedrock sends),
