@@ -113,6 +113,7 @@ let package = Package(
                 "MedViewCore",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -201,7 +202,12 @@ let package = Package(
         ),
         .testTarget(
             name: "MedViewStoreTests",
-            dependencies: ["MedViewStore", "MedViewCore"],
+            dependencies: [
+                "MedViewStore",
+                "MedViewCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
