@@ -111,4 +111,44 @@ struct StoreWriterServiceTests {
         }
         try await reopened.close()
     }
+
+    @Test func closeDuringABurstLosesNoAcknowledgedWrite() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("store.sqlite")
+        let conversation = Sample.conversation(userId: alice)
+        let store = try await SQLiteConversationStore.open(path: path, logger: testLogger)
+        try await store.createConversation(conversation)
+        let turns = (0..<60).map { Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: "m\($0)") }
+        // Each write either is acknowledged or fails as unavailable; close waits for the accepted ones.
+        let acknowledged = await withTaskGroup(of: String?.self) { tasks in
+            for (index, turn) in turns.enumerated() {
+                tasks.addTask {
+                    do {
+                        _ = try await store.beginTurn(turn, newConversation: nil)
+                        return turn.streamId
+                    } catch {
+                        #expect(error as? StoreError == .unavailable("store is closed"))
+                        return nil
+                    }
+                }
+                if index == 30 { tasks.addTask { try? await store.close(); return nil } }
+            }
+            var ids: [String] = []
+            for await id in tasks { if let id { ids.append(id) } }
+            return ids
+        }
+        try await store.close()
+
+        let reopened = try await SQLiteConversationStore.open(path: path, logger: testLogger)
+        do {
+            for streamId in acknowledged {
+                #expect(try await reopened.turn(streamId: streamId, userId: alice) != nil)
+            }
+        } catch {
+            try? await reopened.close()
+            throw error
+        }
+        try await reopened.close()
+    }
 }
