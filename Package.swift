@@ -122,6 +122,7 @@ let package = Package(
                 "MedViewCore",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -235,7 +236,12 @@ let package = Package(
         ),
         .testTarget(
             name: "MedViewStoreTests",
-            dependencies: ["MedViewStore", "MedViewCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "MedViewStore",
+                "MedViewCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -141,13 +141,15 @@ public func buildApplication(
             await onServerRunning(port)
         }
     )
-    var services: [any Service] = [StoreService(store: store)]
+    // The store comes first so that it stops last: its writer commits what it accepted, then closes.
+    var services: [any Service] = [(store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
     if let engine = model as? any Service { services.append(engine) }
     services += [sweeper, server, registry]
     return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, services: services, logger: logger)
 }
 
-/// Closes the store on graceful shutdown, after every other service has stopped.
+/// Closes a store that has no writer Service of its own on graceful shutdown, after every other
+/// service has stopped.
 struct StoreService: Service {
     let store: any ConversationStore
 

@@ -94,7 +94,7 @@ package struct SQLiteMigration: Sendable {
                         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
                         [.integer(migration.version)]
                     )
-                    logger.debug("applied schema migration", metadata: ["version": "\(migration.version)"])
+                    logger.debug("store.migration.applied", metadata: ["migration.version": "\(migration.version)"])
                 }
                 _ = try await connection.query("COMMIT", [])
             } catch {
@@ -103,7 +103,7 @@ package struct SQLiteMigration: Sendable {
             }
         }
         if let newest = applied.max(), let known = migrations.map(\.version).max(), newest > known {
-            logger.warning("database schema is newer than this build", metadata: ["version": "\(newest)", "known": "\(known)"])
+            logger.info("store.schema.newer", metadata: ["migration.version": "\(newest)", "migration.known": "\(known)"])
         }
     }
 }

@@ -33,3 +33,32 @@ extension SQLiteRow {
         .unavailable("unexpected value in column \(column)")
     }
 }
+
+extension Conversation {
+    /// The conversation in a row of `id, user_id, title, created_at, updated_at`.
+    init(row: SQLiteRow) throws(StoreError) {
+        self.init(
+            id: try row.text("id"),
+            userId: try row.text("user_id"),
+            title: try row.text("title"),
+            createdAt: try row.date("created_at"),
+            updatedAt: try row.date("updated_at")
+        )
+    }
+}
+
+extension StoredMessage {
+    /// The message in a row of `id, conversation_id, user_id, role, text, status, stream_id, created_at`.
+    init(row: SQLiteRow) throws(StoreError) {
+        self.init(
+            id: try row.text("id"),
+            conversationId: try row.text("conversation_id"),
+            userId: try row.text("user_id"),
+            role: try row.value("role", as: MessageRole.self),
+            text: try row.text("text"),
+            status: try row.value("status", as: MessageStatus.self),
+            streamId: try row.text("stream_id"),
+            createdAt: try row.date("created_at")
+        )
+    }
+}

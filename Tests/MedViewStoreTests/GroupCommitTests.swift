@@ -3,7 +3,7 @@ import Testing
 
 @Suite("Group commit of concurrent turns", .timeLimit(.minutes(1)))
 struct GroupCommitTests {
-    @Test("a burst mixing new turns, duplicates and foreign conversations gives each caller its own answer", arguments: [Stores.inMemory, Stores.sqlite])
+    @Test("a burst mixing new turns, duplicates and foreign conversations gives each caller its own answer", arguments: [Stores.inMemory, Stores.sqlite, Stores.sqliteInServiceGroup])
     func mixedBurst(_ makeStore: StoreFactory) async throws {
         try await withStore(makeStore) { store in
             let mine = Sample.conversation(userId: "alice")

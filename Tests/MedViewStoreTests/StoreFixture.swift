@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MedViewCore
 import MedViewStore
+import ServiceLifecycle
 
 /// A store under test and how to dispose of it.
 struct StoreFixture: Sendable {
@@ -41,6 +42,26 @@ enum Stores {
             return StoreFixture(store: store, tearDown: {
                 defer { directory.remove() }
                 try await store.close()
+            })
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    /// The SQLite store with its writer running as a `Service` in a `ServiceGroup`, committing in
+    /// the background as in the application; tear-down is the group's graceful shutdown.
+    static let sqliteInServiceGroup: StoreFactory = {
+        let directory = try TemporaryDirectory()
+        do {
+            let store = try await SQLiteConversationStore.open(path: directory.path("store.sqlite"), logger: testLogger)
+            let group = ServiceGroup(services: [store.writer], logger: testLogger)
+            let running = Task { try await group.run() }
+            while !store.writer.isRunningAsService { try await Task.sleep(for: .milliseconds(1)) }
+            return StoreFixture(store: store, tearDown: {
+                defer { directory.remove() }
+                await group.triggerGracefulShutdown()
+                try await running.value
             })
         } catch {
             directory.remove()

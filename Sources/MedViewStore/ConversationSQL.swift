@@ -1,0 +1,78 @@
+import MedViewCore
+import SQLiteNIO
+
+/// The SQL of each conversation operation, run on a connection the caller holds.
+///
+/// Pure data access: no locking, no logging, no error mapping (``StoreConnection`` does those).
+/// Dates are REAL seconds since 1970; message order comes from the `seq` autoincrement column,
+/// never from timestamps.
+enum ConversationSQL {
+    /// How a delete went.
+    enum DeleteOutcome: Equatable {
+        /// No conversation with that id belongs to the user.
+        case notFound
+        /// Deleted; `walTruncated` is `false` if the write-ahead log could not be checkpointed
+        /// and truncated at once (the erased content may stay in it until the next checkpoint).
+        case deleted(walTruncated: Bool)
+    }
+
+    /// Inserts an empty conversation; fails if its id is taken.
+    static func insert(_ conversation: Conversation, on connection: SQLiteConnection) async throws {
+        _ = try await connection.query(
+            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            [
+                .text(conversation.id), .text(conversation.userId), .text(conversation.title),
+                .float(conversation.createdAt.timeIntervalSince1970), .float(conversation.updatedAt.timeIntervalSince1970),
+            ]
+        )
+    }
+
+    /// The conversation if it exists and belongs to `userId`.
+    static func conversation(id: String, userId: String, on connection: SQLiteConnection) async throws -> Conversation? {
+        let rows = try await connection.query(
+            "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?",
+            [.text(id), .text(userId)]
+        )
+        return try rows.first.map(Conversation.init(row:))
+    }
+
+    /// The user's conversations, most recently updated first (latest created first on ties).
+    static func conversations(userId: String, limit: Int, on connection: SQLiteConnection) async throws -> [Conversation] {
+        let rows = try await connection.query(
+            """
+            SELECT id, user_id, title, created_at, updated_at FROM conversations
+            WHERE user_id = ? ORDER BY updated_at DESC, rowid DESC LIMIT ?
+            """,
+            [.text(userId), .integer(limit)]
+        )
+        return try rows.map(Conversation.init(row:))
+    }
+
+    /// Deletes the user's conversation (its turns, messages and replay logs go by cascade), then
+    /// checkpoints and truncates the write-ahead log so the erased content does not remain there.
+    static func delete(id: String, userId: String, on connection: SQLiteConnection) async throws -> DeleteOutcome {
+        let rows = try await connection.query(
+            "DELETE FROM conversations WHERE id = ? AND user_id = ? RETURNING id",
+            [.text(id), .text(userId)]
+        )
+        guard !rows.isEmpty else { return .notFound }
+        do {
+            let result = try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)", [])
+            return .deleted(walTruncated: result.first?.column("busy")?.integer == 0)
+        } catch {
+            return .deleted(walTruncated: false)
+        }
+    }
+
+    /// The conversation's messages in the order they were written; empty if it is not the user's.
+    static func messages(conversationId: String, userId: String, on connection: SQLiteConnection) async throws -> [StoredMessage] {
+        let rows = try await connection.query(
+            """
+            SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+            WHERE conversation_id = ? AND user_id = ? ORDER BY seq
+            """,
+            [.text(conversationId), .text(userId)]
+        )
+        return try rows.map(StoredMessage.init(row:))
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import MedViewCore
+import SQLiteNIO
+import Synchronization
+
+/// The store's one SQLite connection, and the lock that keeps each call's statements together.
+///
+/// Invariants: every statement runs while holding `lock`, so two calls never interleave inside
+/// one transaction; once ``close()`` has run, the connection is `nil` and every call throws
+/// ``StoreError/unavailable(_:)``. Failures leave here as ``StoreError`` only, naming the
+/// operation and SQLite's result code, never SQLite's message (which may quote data).
+final class StoreConnection: Sendable {
+    /// `nil` once closed. Read only while holding `lock`.
+    private let connection: Mutex<SQLiteConnection?>
+    private let lock = AsyncLock()
+    private let logger: Logger
+
+    /// Per-connection settings applied on open. `secure_delete` overwrites deleted content so an
+    /// erased conversation does not linger in free pages.
+    private static let pragmas = [
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=5000",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA secure_delete=ON",
+    ]
+
+    private init(connection: SQLiteConnection, logger: Logger) {
+        self.connection = Mutex(connection)
+        self.logger = logger
+    }
+
+    /// Opens (creating it and its parent directory if needed) the database at `path`, configures
+    /// the connection and applies the `migrations` the file does not record yet.
+    /// - Throws: ``StoreError/unavailable(_:)`` if the file cannot be opened or migrated.
+    static func open(path: String, logger: Logger, migrations: [SQLiteMigration]) async throws -> StoreConnection {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError.unavailable("cannot create the database directory")
+        }
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        } catch {
+            throw storeError(error, operation: "open")
+        }
+        do {
+            for pragma in pragmas {
+                _ = try await connection.query(pragma, [])
+            }
+            let foreignKeys = try await connection.query("PRAGMA foreign_keys", [])
+            guard foreignKeys.first?.column("foreign_keys")?.integer == 1 else {
+                throw StoreError.unavailable("foreign keys are not supported")
+            }
+            let journal = try await connection.query("PRAGMA journal_mode", [])
+            if journal.first?.column("journal_mode")?.string?.lowercased() != "wal" {
+                logger.info("store.journal.not_wal")
+            }
+            try await SQLiteMigration.migrate(connection, to: migrations, logger: logger)
+        } catch {
+            try? await connection.close()
+            throw storeError(error, operation: "open")
+        }
+        return StoreConnection(connection: connection, logger: logger)
+    }
+
+    /// Runs `body` with the connection while holding the lock.
+    func withConnection<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        do {
+            return try await lock.withLock {
+                guard let connection = self.connection.withLock({ $0 }) else {
+                    throw StoreError.unavailable("store is closed")
+                }
+                return try await body(connection)
+            }
+        } catch {
+            throw Self.storeError(error, operation: operation)
+        }
+    }
+
+    /// Runs `body` inside `BEGIN IMMEDIATE ... COMMIT`, rolling back if anything throws.
+    func transaction<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        try await withConnection(operation) { connection in
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                let result = try await body(connection)
+                _ = try await connection.query("COMMIT", [])
+                return result
+            } catch {
+                do {
+                    _ = try await connection.query("ROLLBACK", [])
+                } catch {
+                    // The caller gets the original failure; the failed rollback is context only.
+                    logger.info("store.rollback.failed", metadata: ["store.operation": "\(operation)"])
+                }
+                throw error
+            }
+        }
+    }
+
+    /// Closes the connection after any running call finishes; later calls throw
+    /// ``StoreError/unavailable(_:)``. Closing twice is harmless.
+    func close() async throws {
+        try await lock.withLock {
+            let open = connection.withLock { connection -> SQLiteConnection? in
+                defer { connection = nil }
+                return connection
+            }
+            guard let open else { return }
+            do {
+                try await open.close()
+            } catch {
+                throw Self.storeError(error, operation: "close")
+            }
+            logger.debug("store.closed")
+        }
+    }
+
+    /// The error a caller sees: typed store errors as they are, anything else as `unavailable`
+    /// naming the operation and SQLite's result code (never its message, which may quote data).
+    static func storeError(_ error: any Error, operation: String) -> StoreError {
+        if let error = error as? StoreError { return error }
+        if let error = error as? SQLiteError { return .unavailable("\(operation) failed: \(error.reason)") }
+        return .unavailable("\(operation) failed")
+    }
+}
