@@ -185,7 +185,14 @@ let package = Package(
         // Support shared by the test targets (not a product): the recording model, the loopback HTTP server.
         .target(
             name: "MedViewTestSupport",
-            dependencies: ["MedViewCore", "MedViewModels", "MedViewProtocol"],
+            dependencies: [
+                "MedViewCore",
+                "MedViewModels",
+                "MedViewProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "Tests/MedViewTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -202,6 +209,7 @@ let package = Package(
                 "MedViewProtocol",
                 "MedViewAWS",
                 "MedViewStandIns",
+                "MedViewTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -224,6 +232,7 @@ let package = Package(
             name: "MedViewAWSTests",
             dependencies: [
                 "MedViewAWS",
+                "MedViewTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

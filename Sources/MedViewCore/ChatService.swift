@@ -116,7 +116,7 @@ public final class ChatService: Sendable {
             throw .conversationNotFound
         } catch {
             registry.abandon(entry)
-            logger.warning("store.begin_turn.failed", metadata: ["stream.id": "\(streamId)", "error.type": "\(type(of: error))"])
+            logger.info("store.begin_turn.failed", metadata: ["stream.id": "\(streamId)", "error.type": "\(type(of: error))"])
             throw .storageUnavailable(.saveMessage)
         }
         switch result {

@@ -71,7 +71,7 @@ struct TurnRunner: Sendable {
         do {
             return try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
         } catch {
-            logger.warning("store.history.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
+            logger.info("store.history.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
             return []
         }
     }
@@ -81,7 +81,7 @@ struct TurnRunner: Sendable {
         var usage: Usage?
         var stop: ModelStopReason?
         func stopped(_ violation: OutputViolation) -> TurnOutcome {
-            logger.warning("safety.output.violation", metadata: ["stream.id": "\(streamId)", "safety.rule": "\(violation.rule)"])
+            logger.info("safety.output.violation", metadata: ["stream.id": "\(streamId)", "safety.rule": "\(violation.rule)"])
             return .completed(.contentFiltered, usage)
         }
         do {
@@ -113,7 +113,7 @@ struct TurnRunner: Sendable {
         let (status, terminal) = WireMapping.terminal(for: outcome, streamId: stream.id)
         if case .failed(let error, _) = outcome {
             // Provider error details are diagnostic text from outside: scrub identifiers before logging.
-            logger.warning("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(PHIRedactor.redact(error.detail))"])
+            logger.info("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(PHIRedactor.redact(error.detail))"])
         }
         registry.releaseSlot(job.entry)
         stream.publish(terminal)

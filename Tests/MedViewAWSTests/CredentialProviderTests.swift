@@ -1,6 +1,7 @@
 import Foundation
 import MedViewAWS
 import Synchronization
+import MedViewTestSupport
 import Testing
 
 /// A temporary directory removed when the test ends.
@@ -104,10 +105,12 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
 
 @Suite(.timeLimit(.minutes(1))) struct EndpointCredentialTests {
     @Test func containerRelativeURIWithAuthorizationToken() async throws {
-        try await LoopbackHTTPServer.with({ request in
-            request.path == "/v2/credentials/abc" && request.headers["authorization"] == "ecs-token"
+        try await LoopbackHTTPServer.with(respond: { request in
+            request.path == "/v2/credentials/abc" && request.header("authorization") == "ecs-token"
                 ? .init(200, credentialsJSON("ASIAECS")) : .init(403)
-        }) { url, requests async throws -> Void in
+        }) { server async throws -> Void in
+            let url = server.baseURL
+            let requests = { server.requests }
             let provider = ContainerCredentialProvider(environment: [
                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/abc", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "ecs-token",
             ], relativeBase: url)
@@ -121,9 +124,10 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
     @Test func containerFullURIReadsTheTokenFileAndRejectsRemotePlainHTTP() async throws {
         let dir = TempDir()
         let tokenFile = dir.write("token", "file-token\n")
-        try await LoopbackHTTPServer.with({ request in
-            request.headers["authorization"] == "file-token" ? .init(200, credentialsJSON("ASIAEKS")) : .init(401)
-        }) { url, _ async throws -> Void in
+        try await LoopbackHTTPServer.with(respond: { request in
+            request.header("authorization") == "file-token" ? .init(200, credentialsJSON("ASIAEKS")) : .init(401)
+        }) { server async throws -> Void in
+            let url = server.baseURL
             let provider = ContainerCredentialProvider(environment: [
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI": url + "/creds",
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile, "AWS_CONTAINER_AUTHORIZATION_TOKEN": "ignored",
@@ -138,25 +142,28 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
     }
 
     @Test func containerAnswerWithoutSecretIsInvalid() async throws {
-        try await LoopbackHTTPServer.with({ _ in .init(200, #"{"AccessKeyId":"ASIA"}"#) }) { url, _ async throws -> Void in
+        try await LoopbackHTTPServer.with(respond: { _ in .init(200, #"{"AccessKeyId":"ASIA"}"#) }) { server async throws -> Void in
+            let url = server.baseURL
             let provider = ContainerCredentialProvider(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url + "/"])
             await #expect(throws: AWSCredentialError.invalid(source: "container", reason: "the answer lacks AccessKeyId or SecretAccessKey")) { try await provider.resolve() }
         }
     }
 
     @Test func instanceMetadataUsesIMDSv2TokenForRoleAndKeys() async throws {
-        try await LoopbackHTTPServer.with({ request in
+        try await LoopbackHTTPServer.with(respond: { request in
             switch (request.method, request.path) {
             case ("PUT", "/latest/api/token"):
-                return request.headers["x-aws-ec2-metadata-token-ttl-seconds"] == "21600" ? .init(200, "imds-token") : .init(400)
+                return request.header("x-aws-ec2-metadata-token-ttl-seconds") == "21600" ? .init(200, "imds-token") : .init(400)
             case ("GET", "/latest/meta-data/iam/security-credentials/"):
-                return request.headers["x-aws-ec2-metadata-token"] == "imds-token" ? .init(200, "web-role\n") : .init(401)
+                return request.header("x-aws-ec2-metadata-token") == "imds-token" ? .init(200, "web-role\n") : .init(401)
             case ("GET", "/latest/meta-data/iam/security-credentials/web-role"):
-                return request.headers["x-aws-ec2-metadata-token"] == "imds-token" ? .init(200, credentialsJSON("ASIAEC2")) : .init(401)
+                return request.header("x-aws-ec2-metadata-token") == "imds-token" ? .init(200, credentialsJSON("ASIAEC2")) : .init(401)
             default:
                 return .init(404)
             }
-        }) { url, requests async throws -> Void in
+        }) { server async throws -> Void in
+            let url = server.baseURL
+            let requests = { server.requests }
             let identity = try await InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": url + "/"]).resolve()
             #expect(identity?.credentials.accessKeyID == "ASIAEC2")
             #expect(identity?.source == "instance metadata")
@@ -168,7 +175,8 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
     }
 
     @Test func instanceMetadataWithoutARoleIsAnErrorAndUnreachableIsNotConfigured() async throws {
-        try await LoopbackHTTPServer.with({ request in request.method == "PUT" ? .init(200, "t") : .init(404) }) { url, _ async throws -> Void in
+        try await LoopbackHTTPServer.with(respond: { request in request.method == "PUT" ? .init(200, "t") : .init(404) }) { server async throws -> Void in
+            let url = server.baseURL
             await #expect(throws: AWSCredentialError.invalid(source: "instance metadata", reason: "the instance has no IAM role")) {
                 try await InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": url]).resolve()
             }
@@ -180,8 +188,8 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
     @Test func webIdentityPostsTheTokenToSTSAndParsesTheXML() async throws {
         let dir = TempDir()
         let tokenFile = dir.write("jwt", "eyJhbGciOiJSUzI1NiJ9.payload.sig\n")
-        try await LoopbackHTTPServer.with({ request in
-            let form = Dictionary(uniqueKeysWithValues: request.body.split(separator: "&").map {
+        try await LoopbackHTTPServer.with(respond: { request in
+            let form = Dictionary(uniqueKeysWithValues: request.text.split(separator: "&").map {
                 let kv = $0.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? "" }
                 return (kv[0], kv.count > 1 ? kv[1] : "")
             })
@@ -202,7 +210,8 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
                   </AssumeRoleWithWebIdentityResult>
                 </AssumeRoleWithWebIdentityResponse>
                 """)
-        }) { url, _ async throws -> Void in
+        }) { server async throws -> Void in
+            let url = server.baseURL
             var env = ["AWS_WEB_IDENTITY_TOKEN_FILE": tokenFile, "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/app",
                        "AWS_ROLE_SESSION_NAME": "pod-1", "AWS_ENDPOINT_URL_STS": url, "AWS_ENDPOINT_URL": "http://127.0.0.1:1"]
             let identity = try await WebIdentityCredentialProvider(environment: env).resolve()
@@ -218,11 +227,12 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
     @Test func profileWithRoleAndTokenFileAssumesTheRoleThroughSTS() async throws {
         let dir = TempDir()
         let tokenFile = dir.write("jwt", "profile-jwt")
-        try await LoopbackHTTPServer.with({ request in
-            request.body.contains("WebIdentityToken=profile-jwt") && request.body.contains("RoleSessionName=from-profile")
+        try await LoopbackHTTPServer.with(respond: { request in
+            request.text.contains("WebIdentityToken=profile-jwt") && request.text.contains("RoleSessionName=from-profile")
                 ? .init(200, "<R><Credentials><AccessKeyId>ASIAPROF</AccessKeyId><SecretAccessKey>\(secret)</SecretAccessKey><SessionToken>t</SessionToken></Credentials></R>")
                 : .init(400, "<Error><Code>InvalidIdentityToken</Code></Error>")
-        }) { url, _ async throws -> Void in
+        }) { server async throws -> Void in
+            let url = server.baseURL
             let config = dir.write("config", "[profile irsa]\nrole_arn = arn:aws:iam::1:role/app\nweb_identity_token_file = \(tokenFile)\nrole_session_name = from-profile\n")
             let env = ["AWS_CONFIG_FILE": config, "HOME": dir.path, "AWS_PROFILE": "irsa", "AWS_ENDPOINT_URL_STS": url]
             let identity = try await ProfileCredentialProvider(environment: env).resolve()

@@ -3,6 +3,7 @@ import Foundation
 import MedViewCore
 import MedViewModels
 import MedViewProtocol
+import MedViewTestSupport
 import Testing
 
 /// The Anthropic Messages API model against a loopback stand-in that answers like the real API.
@@ -24,7 +25,7 @@ import Testing
     }
     static let answer = start + blockStart + ping + delta("Drink ") + delta("water 💧") + delta(" often.") + end()
 
-    func model(_ server: StandInServer, retry: RetryPolicy = fastRetry, timeouts: ModelTimeouts = fastTimeouts) -> AnthropicModel {
+    func model(_ server: LoopbackHTTPServer, retry: RetryPolicy = fastRetry, timeouts: ModelTimeouts = fastTimeouts) -> AnthropicModel {
         AnthropicModel(
             configuration: .init(model: "claude-test", apiKey: APIKey(Self.key), baseURL: server.baseURL, timeouts: timeouts, retry: retry),
             sleep: { _ in }
@@ -33,7 +34,7 @@ import Testing
 
     @Test func streamsTheAnswerWithUsageAndStopFromBytesSplitAnywhere() async throws {
         for piece in [0, 1, 7, 64] {
-            try await StandInServer.with([.events(Self.answer, piece: piece)]) { server in
+            try await LoopbackHTTPServer.with([.events(Self.answer, piece: piece)]) { server in
                 let result = await collect(model(server).stream(sampleRequest))
                 #expect(result.error == nil, "piece \(piece)")
                 #expect(result.deltas == ["Drink ", "water 💧", " often."])
@@ -44,7 +45,7 @@ import Testing
     }
 
     @Test func sendsTheMessagesRequestTheAPIExpects() async throws {
-        try await StandInServer.with([.events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([.events(Self.answer)]) { server in
             let model = model(server)
             #expect(model.descriptor == ModelDescriptor(provider: "anthropic", id: "claude-test", demo: false))
             _ = await collect(model.stream(sampleRequest))
@@ -67,7 +68,7 @@ import Testing
     }
 
     @Test func omitsTemperatureWhenTheRequestHasNone() async throws {
-        try await StandInServer.with([.events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([.events(Self.answer)]) { server in
             var request = sampleRequest
             request.temperature = nil
             _ = await collect(model(server).stream(request))
@@ -79,7 +80,7 @@ import Testing
     @Test func mapsStopReasons() async throws {
         let cases: [(String, ModelStopReason)] = [("max_tokens", .maxTokens), ("stop_sequence", .stopSequence), ("refusal", .contentFiltered), ("end_turn", .endTurn)]
         for (raw, expected) in cases {
-            try await StandInServer.with([.events(Self.start + Self.delta("x") + Self.end(raw))]) { server in
+            try await LoopbackHTTPServer.with([.events(Self.start + Self.delta("x") + Self.end(raw))]) { server in
                 let result = await collect(model(server).stream(sampleRequest))
                 #expect(result.stop == expected, "\(raw)")
             }
@@ -87,8 +88,8 @@ import Testing
     }
 
     @Test func aRateLimitedRequestSucceedsAfterRetry() async throws {
-        let limited = StandInServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#, headers: [("retry-after", "1")])
-        try await StandInServer.with([limited, .events(Self.answer)]) { server in
+        let limited = LoopbackHTTPServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#, headers: [("retry-after", "1")])
+        try await LoopbackHTTPServer.with([limited, .events(Self.answer)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.error == nil)
             #expect(result.text == "Drink water 💧 often.")
@@ -98,21 +99,21 @@ import Testing
 
     @Test func theRetryAfterOfARateLimitIsWaitedAndAnAskTooLongIsReportedAtOnce() async throws {
         let waits = Mutex<[Duration]>([])
-        func recording(_ server: StandInServer) -> AnthropicModel {
+        func recording(_ server: LoopbackHTTPServer) -> AnthropicModel {
             AnthropicModel(
                 configuration: .init(model: "claude-test", apiKey: APIKey(Self.key), baseURL: server.baseURL, timeouts: fastTimeouts, retry: fastRetry),
                 sleep: { d in waits.withLock { $0.append(d) } }
             )
         }
-        let limited = StandInServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, headers: [("retry-after", "2")])
-        try await StandInServer.with([limited, .events(Self.answer)]) { server in
+        let limited = LoopbackHTTPServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, headers: [("retry-after", "2")])
+        try await LoopbackHTTPServer.with([limited, .events(Self.answer)]) { server in
             let result = await collect(recording(server).stream(sampleRequest))
             #expect(result.error == nil)
             #expect(server.requests.count == 2)
             #expect(waits.withLock { $0 } == [.seconds(2)])
         }
-        let minutes = StandInServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, headers: [("retry-after", "600")])
-        try await StandInServer.with([minutes, .events(Self.answer)]) { server in
+        let minutes = LoopbackHTTPServer.Reply.error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#, headers: [("retry-after", "600")])
+        try await LoopbackHTTPServer.with([minutes, .events(Self.answer)]) { server in
             let result = await collect(recording(server).stream(sampleRequest))
             let error = try #require(result.modelError)
             #expect(error.kind == .throttled && error.retryAfter == .seconds(600))
@@ -121,8 +122,8 @@ import Testing
     }
 
     @Test func overloadedAndServerErrorsAreRetriedThenReportedAsUnavailable() async throws {
-        let overloaded = StandInServer.Reply.error(529, #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, headers: [("request-id", "req_011CSHoEeqs5C35K2UUqR7Fy")])
-        try await StandInServer.with([overloaded]) { server in
+        let overloaded = LoopbackHTTPServer.Reply.error(529, #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, headers: [("request-id", "req_011CSHoEeqs5C35K2UUqR7Fy")])
+        try await LoopbackHTTPServer.with([overloaded]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.events.isEmpty)
             let error = try #require(result.modelError)
@@ -131,7 +132,7 @@ import Testing
             #expect(error.detail.contains("529") && error.detail.contains("overloaded_error") && error.detail.contains("req_011CSHoEeqs5C35K2UUqR7Fy"))
             #expect(server.requests.count == 3)
         }
-        try await StandInServer.with([.error(500, #"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#), .events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([.error(500, #"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#), .events(Self.answer)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.error == nil)
             #expect(server.requests.count == 2)
@@ -141,7 +142,7 @@ import Testing
     @Test func authenticationFailuresAreNotRetriedAndNeverShowTheKey() async throws {
         for status in [401, 403] {
             let type = status == 401 ? "authentication_error" : "permission_error"
-            try await StandInServer.with([.error(status, #"{"type":"error","error":{"type":"\#(type)","message":"invalid x-api-key \#(Self.key)"}}"#)]) { server in
+            try await LoopbackHTTPServer.with([.error(status, #"{"type":"error","error":{"type":"\#(type)","message":"invalid x-api-key \#(Self.key)"}}"#)]) { server in
                 let result = await collect(model(server).stream(sampleRequest))
                 let error = try #require(result.modelError)
                 #expect(error.kind == .failed)
@@ -157,7 +158,7 @@ import Testing
     @Test func anInvalidRequestIsNotRetriedAndItsMessageIsNotCopied() async throws {
         // The API's message may quote the request; the detail must not carry patient text.
         let body = #"{"type":"error","error":{"type":"invalid_request_error","message":"messages.2.content: \#(patientText) is too long"}}"#
-        try await StandInServer.with([.error(400, body)]) { server in
+        try await LoopbackHTTPServer.with([.error(400, body)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             let error = try #require(result.modelError)
             #expect(error.kind == .invalidRequest)
@@ -170,7 +171,7 @@ import Testing
 
     @Test func anErrorEventMidStreamEndsTheAnswerWithAPartialTextAndARetryableErrorWithoutRetrying() async throws {
         let body = Self.start + Self.delta("Partial ") + Self.sse("error", #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
-        try await StandInServer.with([.events(body), .events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([.events(body), .events(Self.answer)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.text == "Partial ")
             let error = try #require(result.modelError)
@@ -182,7 +183,7 @@ import Testing
 
     @Test func anErrorEventBeforeTheFirstDeltaIsRetried() async throws {
         let body = Self.start + Self.sse("error", #"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#)
-        try await StandInServer.with([.events(body), .events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([.events(body), .events(Self.answer)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.error == nil)
             #expect(result.text == "Drink water 💧 often.")
@@ -192,7 +193,7 @@ import Testing
 
     @Test func aMalformedEventIsATypedFailure() async throws {
         let body = Self.start + Self.delta("Hi") + "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\n\n"
-        try await StandInServer.with([.events(body)]) { server in
+        try await LoopbackHTTPServer.with([.events(body)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.text == "Hi")
             let error = try #require(result.modelError)
@@ -204,8 +205,8 @@ import Testing
 
     @Test func aStreamThatEndsWithoutAStopIsAnErrorNotACompleteAnswer() async throws {
         // Once as a clean end of body, once as a connection cut in the middle of the chunked body.
-        for reply in [StandInServer.Reply.events(Self.start + Self.delta("Half an ans")), StandInServer.Reply(steps: [.send(Self.start + Self.delta("Half an ans")), .cut])] {
-            try await StandInServer.with([reply]) { server in
+        for reply in [LoopbackHTTPServer.Reply.events(Self.start + Self.delta("Half an ans")), LoopbackHTTPServer.Reply(steps: [.send(Self.start + Self.delta("Half an ans")), .cut])] {
+            try await LoopbackHTTPServer.with([reply]) { server in
                 let result = await collect(model(server).stream(sampleRequest))
                 #expect(result.text == "Half an ans")
                 #expect(result.stop == nil)
@@ -218,7 +219,7 @@ import Testing
 
     @Test func aSilentServerTimesOutAndItsConnectionIsClosed() async throws {
         let timeouts = ModelTimeouts(response: .seconds(5), idle: .milliseconds(500), total: .seconds(30))
-        try await StandInServer.with([StandInServer.Reply(steps: [.send(Self.start + Self.delta("Hel")), .hold])]) { server in
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: [.send(Self.start + Self.delta("Hel")), .hold])]) { server in
             let started = ContinuousClock.now
             let result = await collect(model(server, retry: .none, timeouts: timeouts).stream(sampleRequest))
             let elapsed = ContinuousClock.now - started
@@ -234,8 +235,8 @@ import Testing
 
     @Test func aServerThatNeverAnswersTimesOutAndIsRetried() async throws {
         let timeouts = ModelTimeouts(response: .seconds(1), idle: .seconds(5), total: .seconds(30))
-        let slow = StandInServer.Reply(delayBeforeHead: .seconds(20), steps: [.send(Self.answer)])
-        try await StandInServer.with([slow, .events(Self.answer)]) { server in
+        let slow = LoopbackHTTPServer.Reply(delayBeforeHead: .seconds(20), steps: [.send(Self.answer)])
+        try await LoopbackHTTPServer.with([slow, .events(Self.answer)]) { server in
             let result = await collect(model(server, timeouts: timeouts).stream(sampleRequest))
             #expect(result.error == nil)
             #expect(result.text == "Drink water 💧 often.")
@@ -245,9 +246,9 @@ import Testing
     }
 
     @Test func cancellingTheConsumerClosesTheConnectionPromptly() async throws {
-        var steps: [StandInServer.Step] = [.send(Self.start + Self.delta("First"))]
+        var steps: [LoopbackHTTPServer.Step] = [.send(Self.start + Self.delta("First"))]
         for _ in 0..<100 { steps += [.pause(.milliseconds(100)), .send(Self.delta(" more"))] }
-        try await StandInServer.with([StandInServer.Reply(steps: steps)]) { server in
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
             try await expectCancellingClosesTheConnection(model(server), server: server)
         }
     }
@@ -255,7 +256,7 @@ import Testing
     @Test func anUnreachableServerIsAnUnavailableRetryableError() async throws {
         // Bind and release a port so nothing listens there. AsyncHTTPClient keeps trying to connect
         // until its connect timeout, so the response timeout is what ends the wait.
-        let port = try await StandInServer.with([]) { $0.port }
+        let port = try await LoopbackHTTPServer.with([]) { $0.port }
         let timeouts = ModelTimeouts(response: .milliseconds(500), idle: .seconds(5), total: .seconds(30))
         let model = AnthropicModel(configuration: .init(model: "m", apiKey: APIKey("k"), baseURL: "http://127.0.0.1:\(port)", timeouts: timeouts, retry: .none))
         let result = await collect(model.stream(sampleRequest))

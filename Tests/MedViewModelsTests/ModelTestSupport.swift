@@ -1,3 +1,4 @@
+import MedViewTestSupport
 import Testing
 import MedViewCore
 import MedViewModels
@@ -57,7 +58,7 @@ let fastRetry = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDela
 
 /// Starts `model` answering, cancels the consumer after its first delta, and checks that `server`
 /// saw the HTTP connection closed promptly (the scripted answer would otherwise run 10 s more).
-func expectCancellingClosesTheConnection(_ model: any ChatModel, server: StandInServer) async throws {
+func expectCancellingClosesTheConnection(_ model: any ChatModel, server: LoopbackHTTPServer) async throws {
     let firstDelta = AsyncStream<Void>.makeStream()
     let consumer = Task {
         for try await event in model.stream(sampleRequest) {

@@ -2,6 +2,7 @@ import Foundation
 import MedViewCore
 import MedViewModels
 import MedViewProtocol
+import MedViewTestSupport
 import Testing
 
 /// The OpenAI-compatible Chat Completions model against loopback stand-ins that answer the way
@@ -24,7 +25,7 @@ import Testing
     /// OpenAI's shape: role-only first delta, an empty delta, text, finish reason, usage chunk, [DONE].
     static let answer = chunk(content: "", role: true) + chunk(content: "Rest ") + chunk(content: "") + chunk(content: "and 🍵 fluids.") + chunk(content: nil, finish: "stop") + usage + done
 
-    func model(_ server: StandInServer, key: String? = nil, retry: RetryPolicy = fastRetry, timeouts: ModelTimeouts = fastTimeouts) -> OpenAICompatibleModel {
+    func model(_ server: LoopbackHTTPServer, key: String? = nil, retry: RetryPolicy = fastRetry, timeouts: ModelTimeouts = fastTimeouts) -> OpenAICompatibleModel {
         OpenAICompatibleModel(
             configuration: .init(baseURL: server.baseURL + "/v1", model: "test-model", apiKey: key.map(APIKey.init), timeouts: timeouts, retry: retry),
             sleep: { _ in }
@@ -33,7 +34,7 @@ import Testing
 
     @Test func streamsTheAnswerSkippingRoleOnlyAndEmptyDeltasFromBytesSplitAnywhere() async throws {
         for piece in [0, 1, 5, 100] {
-            try await StandInServer.with([.events(Self.answer, piece: piece)]) { server in
+            try await LoopbackHTTPServer.with([.events(Self.answer, piece: piece)]) { server in
                 let result = await collect(model(server).stream(sampleRequest))
                 #expect(result.error == nil, "piece \(piece)")
                 #expect(result.deltas == ["Rest ", "and 🍵 fluids."])
@@ -44,7 +45,7 @@ import Testing
     }
 
     @Test func sendsTheChatCompletionsRequestWithTheSystemPromptFirst() async throws {
-        try await StandInServer.with([.events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([.events(Self.answer)]) { server in
             let model = model(server, key: Self.key)
             #expect(model.descriptor == ModelDescriptor(provider: "openai", id: "test-model", demo: false))
             _ = await collect(model.stream(sampleRequest))
@@ -66,7 +67,7 @@ import Testing
     }
 
     @Test func sendsNoAuthorizationHeaderWithoutAKey() async throws {
-        try await StandInServer.with([.events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([.events(Self.answer)]) { server in
             _ = await collect(model(server).stream(sampleRequest))
             #expect(server.requests.first?.header("authorization") == nil)
         }
@@ -76,7 +77,7 @@ import Testing
         // llama.cpp / Ollama style: no separate usage chunk; and a server with no usage at all.
         let withUsageInLast = Self.chunk(content: "Hi") + Self.data(#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#) + Self.done
         let withoutUsage = Self.chunk(content: "Hi") + Self.chunk(content: nil, finish: "stop") + Self.done
-        try await StandInServer.with([.events(withUsageInLast), .events(withoutUsage)]) { server in
+        try await LoopbackHTTPServer.with([.events(withUsageInLast), .events(withoutUsage)]) { server in
             let first = await collect(model(server).stream(sampleRequest))
             #expect(first.error == nil)
             #expect(first.usage == Usage(inputTokens: 3, outputTokens: 1))
@@ -91,20 +92,20 @@ import Testing
     @Test func mapsFinishReasons() async throws {
         let cases: [(String, ModelStopReason)] = [("length", .maxTokens), ("content_filter", .contentFiltered), ("stop", .endTurn)]
         for (raw, expected) in cases {
-            try await StandInServer.with([.events(Self.chunk(content: "x") + Self.chunk(content: nil, finish: raw) + Self.done)]) { server in
+            try await LoopbackHTTPServer.with([.events(Self.chunk(content: "x") + Self.chunk(content: nil, finish: raw) + Self.done)]) { server in
                 #expect(await collect(model(server).stream(sampleRequest)).stop == expected, "\(raw)")
             }
         }
     }
 
     @Test func aFinishReasonWithoutDoneCompletesButNeitherIsATruncatedStream() async throws {
-        try await StandInServer.with([.events(Self.chunk(content: "All") + Self.chunk(content: nil, finish: "stop"))]) { server in
+        try await LoopbackHTTPServer.with([.events(Self.chunk(content: "All") + Self.chunk(content: nil, finish: "stop"))]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.error == nil)
             #expect(result.stop == .endTurn)
         }
-        for reply in [StandInServer.Reply.events(Self.chunk(content: "Hal")), StandInServer.Reply(steps: [.send(Self.chunk(content: "Hal")), .cut])] {
-            try await StandInServer.with([reply]) { server in
+        for reply in [LoopbackHTTPServer.Reply.events(Self.chunk(content: "Hal")), LoopbackHTTPServer.Reply(steps: [.send(Self.chunk(content: "Hal")), .cut])] {
+            try await LoopbackHTTPServer.with([reply]) { server in
                 let result = await collect(model(server).stream(sampleRequest))
                 #expect(result.text == "Hal")
                 #expect(result.stop == nil)
@@ -119,7 +120,7 @@ import Testing
         // OpenAI / Ollama nest it; vLLM sends a top-level error object.
         let nested = Self.chunk(content: "Part") + Self.data(#"{"error":{"message":"The server had an error while processing your request about \#(patientText)","type":"server_error","param":null,"code":null}}"#)
         let vllm = Self.chunk(content: "Part") + Self.data(#"{"object":"error","message":"rate limited","type":"RateLimitError","param":null,"code":429}"#)
-        try await StandInServer.with([.events(nested), .events(vllm)]) { server in
+        try await LoopbackHTTPServer.with([.events(nested), .events(vllm)]) { server in
             let first = await collect(model(server).stream(sampleRequest))
             #expect(first.text == "Part")
             let error = try #require(first.modelError)
@@ -134,15 +135,15 @@ import Testing
     }
 
     @Test func aRateLimitedRequestSucceedsAfterRetryButExhaustedQuotaIsNotRetried() async throws {
-        let limited = StandInServer.Reply.error(429, #"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#, headers: [("x-request-id", "req_abc123")])
-        try await StandInServer.with([limited, .events(Self.answer)]) { server in
+        let limited = LoopbackHTTPServer.Reply.error(429, #"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#, headers: [("x-request-id", "req_abc123")])
+        try await LoopbackHTTPServer.with([limited, .events(Self.answer)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.error == nil)
             #expect(result.text == "Rest and 🍵 fluids.")
             #expect(server.requests.count == 2)
         }
-        let quota = StandInServer.Reply.error(429, #"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#)
-        try await StandInServer.with([quota, .events(Self.answer)]) { server in
+        let quota = LoopbackHTTPServer.Reply.error(429, #"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#)
+        try await LoopbackHTTPServer.with([quota, .events(Self.answer)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             let error = try #require(result.modelError)
             #expect(error.kind == .failed)
@@ -152,7 +153,7 @@ import Testing
     }
 
     @Test func httpErrorsMapToTypedErrors() async throws {
-        let cases: [(StandInServer.Reply, ModelError.Kind, Bool, Int)] = [
+        let cases: [(LoopbackHTTPServer.Reply, ModelError.Kind, Bool, Int)] = [
             // Ollama: unknown model.
             (.error(404, #"{"error":{"message":"model \"nope\" not found, try pulling it first","type":"api_error","param":null,"code":null}}"#), .invalidRequest, false, 1),
             // vLLM: top-level error object.
@@ -160,10 +161,10 @@ import Testing
             (.error(401, #"{"error":{"message":"Incorrect API key provided: \#(Self.key)","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#), .failed, false, 1),
             // llama.cpp busy, and a proxy's non-JSON 502: retried to the limit.
             (.error(503, #"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#), .unavailable, true, 3),
-            (StandInServer.Reply(status: 502, headers: [("content-type", "text/html")], steps: [.send("<html>Bad gateway</html>")]), .unavailable, true, 3),
+            (LoopbackHTTPServer.Reply(status: 502, headers: [("content-type", "text/html")], steps: [.send("<html>Bad gateway</html>")]), .unavailable, true, 3),
         ]
         for (reply, kind, retryable, attempts) in cases {
-            try await StandInServer.with([reply]) { server in
+            try await LoopbackHTTPServer.with([reply]) { server in
                 let result = await collect(model(server, key: Self.key).stream(sampleRequest))
                 let error = try #require(result.modelError)
                 #expect(error.kind == kind, "\(error.detail)")
@@ -175,8 +176,8 @@ import Testing
     }
 
     @Test func aServerThatAnswersJSONInsteadOfAStreamIsAFailure() async throws {
-        let plain = StandInServer.Reply.error(200, #"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#)
-        try await StandInServer.with([plain]) { server in
+        let plain = LoopbackHTTPServer.Reply.error(200, #"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#)
+        try await LoopbackHTTPServer.with([plain]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             let error = try #require(result.modelError)
             #expect(error.kind == .failed)
@@ -185,7 +186,7 @@ import Testing
     }
 
     @Test func aMalformedChunkIsATypedFailure() async throws {
-        try await StandInServer.with([.events(Self.chunk(content: "Hi") + "data: {\"choices\":[{\"delta\":\n\n" + Self.done)]) { server in
+        try await LoopbackHTTPServer.with([.events(Self.chunk(content: "Hi") + "data: {\"choices\":[{\"delta\":\n\n" + Self.done)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             #expect(result.text == "Hi")
             let error = try #require(result.modelError)
@@ -196,7 +197,7 @@ import Testing
 
     @Test func anOversizeLineIsATypedFailureNotUnboundedMemory() async throws {
         let huge = "data: " + String(repeating: "x", count: (1 << 20) + 10) + "\n\n"
-        try await StandInServer.with([.events(Self.chunk(content: "Hi") + huge, piece: 64 * 1024)]) { server in
+        try await LoopbackHTTPServer.with([.events(Self.chunk(content: "Hi") + huge, piece: 64 * 1024)]) { server in
             let result = await collect(model(server).stream(sampleRequest))
             let error = try #require(result.modelError)
             #expect(error.kind == .failed)
@@ -206,7 +207,7 @@ import Testing
 
     @Test func aSlowLocalServerTimesOutBetweenChunksAndTheConnectionIsClosed() async throws {
         let timeouts = ModelTimeouts(response: .seconds(5), idle: .milliseconds(500), total: .seconds(30))
-        try await StandInServer.with([StandInServer.Reply(steps: [.send(Self.chunk(content: "", role: true)), .hold]), .events(Self.answer)]) { server in
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: [.send(Self.chunk(content: "", role: true)), .hold]), .events(Self.answer)]) { server in
             // No text had been sent yet, so the timeout is retried and the second attempt succeeds.
             let result = await collect(model(server, timeouts: timeouts).stream(sampleRequest))
             #expect(result.error == nil)
@@ -217,9 +218,9 @@ import Testing
     }
 
     @Test func cancellingTheConsumerClosesTheConnectionPromptly() async throws {
-        var steps: [StandInServer.Step] = [.send(Self.chunk(content: "First"))]
+        var steps: [LoopbackHTTPServer.Step] = [.send(Self.chunk(content: "First"))]
         for _ in 0..<100 { steps += [.pause(.milliseconds(100)), .send(Self.chunk(content: " more"))] }
-        try await StandInServer.with([StandInServer.Reply(steps: steps)]) { server in
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
             try await expectCancellingClosesTheConnection(model(server), server: server)
         }
     }

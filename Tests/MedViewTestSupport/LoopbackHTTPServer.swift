@@ -1,18 +1,23 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// A scripted HTTP/1.1 server on 127.0.0.1 that stands in for a model API in tests.
+/// The one loopback HTTP/1.1 server of the test suites: it stands in for model APIs, credential
+/// endpoints and anything else a test needs to answer over HTTP on 127.0.0.1.
 ///
-/// Each request gets the next ``Reply`` (the last one repeats): a status, headers and body steps
+/// Each request gets a ``Reply`` — the next of a script (the last one repeats), or one computed
+/// from the request by a closure: a status, headers and body steps
 /// written as they come (text pieces, pauses, holding the connection open, cutting it). The
 /// server records every request and notices when the client closes a connection it was still
 /// serving, so tests can assert that a cancelled or timed-out request really closed its connection.
-final class StandInServer: Sendable {
+public final class LoopbackHTTPServer: Sendable {
     /// One step of a response body.
-    enum Step: Sendable {
+    public enum Step: Sendable {
         /// Writes these bytes (UTF-8) as one piece and flushes.
         case send(String)
         /// Writes these bytes as one piece (pieces may split multi-byte characters).
@@ -26,15 +31,27 @@ final class StandInServer: Sendable {
     }
 
     /// The answer to one request.
-    struct Reply: Sendable {
-        var status: Int = 200
-        var headers: [(String, String)] = [("content-type", "text/event-stream")]
+    public struct Reply: Sendable {
+        public var status: Int
+        public var headers: [(String, String)]
         /// Waits this long before sending the response head.
-        var delayBeforeHead: Duration = .zero
-        var steps: [Step] = []
+        public var delayBeforeHead: Duration
+        public var steps: [Step]
+
+        public init(status: Int = 200, headers: [(String, String)] = [("content-type", "text/event-stream")], delayBeforeHead: Duration = .zero, steps: [Step] = []) {
+            self.status = status
+            self.headers = headers
+            self.delayBeforeHead = delayBeforeHead
+            self.steps = steps
+        }
+
+        /// A plain-text reply (`status`, then `body` in one piece).
+        public init(_ status: Int, _ body: String = "") {
+            self.init(status: status, headers: [("content-type", "text/plain")], steps: body.isEmpty ? [] : [.send(body)])
+        }
 
         /// A complete SSE reply whose body is `body`, cut into pieces of `piece` bytes (0 = one piece).
-        static func events(_ body: String, piece: Int = 0) -> Reply {
+        public static func events(_ body: String, piece: Int = 0) -> Reply {
             guard piece > 0 else { return Reply(steps: [.send(body)]) }
             let bytes = Array(body.utf8)
             let steps = stride(from: 0, to: bytes.count, by: piece).map { Step.raw(Array(bytes[$0..<min($0 + piece, bytes.count)])) }
@@ -42,54 +59,63 @@ final class StandInServer: Sendable {
         }
 
         /// A JSON error reply.
-        static func error(_ status: Int, _ json: String, headers: [(String, String)] = []) -> Reply {
+        public static func error(_ status: Int, _ json: String, headers: [(String, String)] = []) -> Reply {
             Reply(status: status, headers: [("content-type", "application/json")] + headers, steps: [.send(json)])
         }
     }
 
     /// What the server received.
-    struct Request: Sendable {
-        var method: String
-        var uri: String
-        var headers: [(String, String)]
-        var body: [UInt8]
+    public struct Request: Sendable {
+        public var method: String
+        public var uri: String
+        public var headers: [(String, String)]
+        public var body: [UInt8]
 
-        func header(_ name: String) -> String? {
+        /// The path, without the query.
+        public var path: String { String(uri.prefix { $0 != "?" }) }
+
+        /// The body as UTF-8 text.
+        public var text: String { String(decoding: body, as: UTF8.self) }
+
+        /// The first value of header `name` (any case).
+        public func header(_ name: String) -> String? {
             headers.first { $0.0.lowercased() == name.lowercased() }?.1
         }
 
-        var json: [String: Any]? {
+        /// The body as a JSON object, if it is one.
+        public var json: [String: Any]? {
             (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
         }
     }
 
     private struct State {
-        var requests: [Request] = []
-        var clientClosures: [ContinuousClock.Instant] = []
+        public var requests: [Request] = []
+        public var clientClosures: [ContinuousClock.Instant] = []
     }
 
-    let port: Int
-    private let replies: [Reply]
+    public let port: Int
+    /// The reply to a request, given how many requests came before it.
+    private let respond: @Sendable (Request, Int) -> Reply
     private let state = Mutex(State())
     private let channel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
 
-    private init(replies: [Reply], channel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>) {
-        self.replies = replies
+    private init(respond: @escaping @Sendable (Request, Int) -> Reply, channel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>) {
+        self.respond = respond
         self.channel = channel
         self.port = channel.channel.localAddress?.port ?? 0
     }
 
     /// The base URL, `http://127.0.0.1:PORT`.
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Requests received so far.
-    var requests: [Request] { state.withLock { $0.requests } }
+    public var requests: [Request] { state.withLock { $0.requests } }
 
     /// When the client closed connections the server was still serving (mid-body or while holding).
-    var clientClosures: [ContinuousClock.Instant] { state.withLock { $0.clientClosures } }
+    public var clientClosures: [ContinuousClock.Instant] { state.withLock { $0.clientClosures } }
 
     /// Waits up to `timeout` for the client to have closed `count` connections; returns whether it did.
-    func waitForClientClosures(_ count: Int = 1, timeout: Duration = .seconds(5)) async -> Bool {
+    public func waitForClientClosures(_ count: Int = 1, timeout: Duration = .seconds(5)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if clientClosures.count >= count { return true }
@@ -98,8 +124,19 @@ final class StandInServer: Sendable {
         return clientClosures.count >= count
     }
 
-    /// Starts a server answering with `replies`, runs `body`, and always shuts the server down.
-    static func with<T: Sendable>(_ replies: [Reply], _ body: (StandInServer) async throws -> T) async throws -> T {
+    /// Starts a server answering with `replies` in turn (the last one repeats; none scripted
+    /// answers 500), runs `body`, and always shuts the server down.
+    public static func with<T: Sendable>(_ replies: [Reply], _ body: (LoopbackHTTPServer) async throws -> T) async throws -> T {
+        try await with(respond: { _, index in replies.isEmpty ? Reply(500, "no reply scripted") : replies[min(index, replies.count - 1)] }, body)
+    }
+
+    /// Starts a server answering each request with `respond(request)`, runs `body`, and always
+    /// shuts the server down.
+    public static func with<T: Sendable>(respond: @escaping @Sendable (Request) -> Reply, _ body: (LoopbackHTTPServer) async throws -> T) async throws -> T {
+        try await with(respond: { request, _ in respond(request) }, body)
+    }
+
+    private static func with<T: Sendable>(respond: @escaping @Sendable (Request, Int) -> Reply, _ body: (LoopbackHTTPServer) async throws -> T) async throws -> T {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: "127.0.0.1", port: 0) { child in
@@ -108,7 +145,7 @@ final class StandInServer: Sendable {
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: child)
                 }
             }
-        let server = StandInServer(replies: replies, channel: channel)
+        let server = LoopbackHTTPServer(respond: respond, channel: channel)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await server.acceptLoop() }
             do {
@@ -153,10 +190,12 @@ final class StandInServer: Sendable {
                         }
                     }
                     guard let head else { return }
-                    let reply = state.withLock { state -> Reply in
-                        state.requests.append(Request(method: "\(head.method)", uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body))
-                        return replies[min(state.requests.count - 1, replies.count - 1)]
+                    let request = Request(method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
+                    let index = state.withLock { state -> Int in
+                        state.requests.append(request)
+                        return state.requests.count - 1
                     }
+                    let reply = respond(request, index)
                     if reply.delayBeforeHead > .zero {
                         if await clientCloses(raw, within: reply.delayBeforeHead) { return }
                     }
@@ -217,4 +256,18 @@ final class StandInServer: Sendable {
     private func recordClosure() {
         state.withLock { $0.clientClosures.append(.now) }
     }
+}
+
+/// A port on loopback with nothing listening (bound then closed).
+public func closedLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
