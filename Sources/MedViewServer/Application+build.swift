@@ -39,14 +39,14 @@ public struct StartupError: Error, CustomStringConvertible {
     public init(description: String) { self.description = description }
 }
 
-/// The whole service as one `Service`: the store, the model engine, the session sweeper, the
-/// HTTP/WebSocket server and the stream registry, run by one `ServiceGroup`.
+/// The whole service as one `Service`: the store, the model engine, the HTTP/WebSocket server,
+/// the session sweeper and the stream registry, run by one `ServiceGroup`.
 ///
 /// Start-up runs in that order; graceful shutdown (SIGTERM, SIGINT) runs in reverse: the
 /// registry stops taking new answers and drains running ones while clients are still connected
-/// (they get the rest, or a typed `shutting_down` error, and every ending is stored), then the
-/// server stops and closes its connections, then the sweeper and the model engine stop, and the
-/// store flushes and closes last.
+/// (they get the rest, or a typed `shutting_down` error, and every ending is stored), the
+/// sweeper lets each WebSocket write out those last events, then the server stops and closes
+/// its connections, the model engine stops, and the store flushes and closes last.
 public struct MedViewApplication: Service {
     /// The engine (tests reach the store and the registry through it).
     public let chat: ChatService
@@ -144,7 +144,9 @@ public func buildApplication(
     // The store comes first so that it stops last: its writer commits what it accepted, then closes.
     var services: [any Service] = [(store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
     if let engine = model as? any Service { services.append(engine) }
-    services += [sweeper, server, registry]
+    // Shut down in reverse: the registry drains the answers, the sweeper lets sessions write out
+    // their last events, the server closes the sockets, then the model engine and the store stop.
+    services += [server, sweeper, registry]
     return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, services: services, logger: logger)
 }
 

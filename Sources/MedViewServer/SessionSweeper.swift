@@ -5,13 +5,18 @@ import Synchronization
 /// One loop for all WebSocket sessions: closes idle ones and ones whose token expired, and sends
 /// keep-alive pings. A task per connection would cost memory on every idle socket.
 ///
-/// A `Service`: it ticks from start-up until graceful shutdown.
+/// A `Service`: it ticks from start-up until graceful shutdown; then it gives every session up
+/// to `deliveryGrace` to write out what its streams still hold (the drain, which shuts down
+/// before it, has ended every stream), so the server closes sockets only after the terminal
+/// events went out.
 final class SessionSweeper: Service, Sendable {
     private let tick: Duration
+    private let deliveryGrace: Duration
     private let sessions = Mutex([String: WebSocketSession]())
 
-    init(tick: Duration) {
+    init(tick: Duration, deliveryGrace: Duration = .seconds(2)) {
         self.tick = tick
+        self.deliveryGrace = deliveryGrace
     }
 
     func add(_ session: WebSocketSession) {
@@ -27,6 +32,13 @@ final class SessionSweeper: Service, Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: self.tick)
                 self.sweep()
+            }
+        }
+        let current = sessions.withLock { Array($0.values) }
+        let grace = deliveryGrace
+        await withTaskGroup(of: Void.self) { group in
+            for session in current {
+                group.addTask { await session.finishDelivery(within: grace) }
             }
         }
     }

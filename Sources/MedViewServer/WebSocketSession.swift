@@ -235,6 +235,22 @@ final class WebSocketSession: Sendable {
         if closing { task.cancel() }
     }
 
+    /// Waits, for at most `timeout`, until every stream this connection follows has been written
+    /// out to its last event (on shutdown, after the drain has ended every stream, so that the
+    /// terminal events reach the client before the socket closes).
+    func finishDelivery(within timeout: Duration) async {
+        let pumps = state.withLock { s in s.pumps.values.map(\.task) }
+        guard !pumps.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for pump in pumps { await pump.value }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
     @discardableResult
     private func send(_ event: ServerEvent) async -> Bool {
         do {
