@@ -1,0 +1,117 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The audit trail's writer: edges ``record(_:)`` events without waiting (a bounded buffer in
+/// memory), and the writer, a `Service`, chains and appends them to the ``AuditStore`` in
+/// batches. On graceful shutdown it writes what it holds, then closes the store. Put it first in
+/// the service group so that it stops last, after every service that records.
+///
+/// If the store fails, the batch stays buffered and is retried; if the buffer is full, the event
+/// is counted as dropped and logged (never the event's contents).
+public final class AuditWriter: AuditSink, Service, Sendable {
+    private struct State {
+        var pending: [AuditEvent] = []
+        var dropped = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var closed = false
+    }
+
+    private let store: any AuditStore
+    private let capacity: Int
+    private let retryDelay: Duration
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    /// - Parameter capacity: events held in memory at most while the store is slow or down.
+    public init(store: any AuditStore, capacity: Int = 100_000, retryDelay: Duration = .milliseconds(500), logger: Logger) {
+        self.store = store
+        self.capacity = capacity
+        self.retryDelay = retryDelay
+        self.logger = logger
+    }
+
+    /// Events dropped because the buffer was full.
+    public var dropped: Int { state.withLock { $0.dropped } }
+
+    public func record(_ event: AuditEvent) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard !s.closed, s.pending.count < capacity else {
+                s.dropped += 1
+                return nil
+            }
+            s.pending.append(event)
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Writes buffered events until graceful shutdown, then writes the rest and closes the store.
+    public func run() async throws {
+        let start = try await store.last()
+        var last = await cancelWhenGracefulShutdown { () async -> (seq: Int64, hash: String)? in
+            var last = start
+            while !Task.isCancelled {
+                await self.waitForEvents()
+                if Task.isCancelled { break }
+                last = await self.writeBuffered(after: last)
+            }
+            return last
+        }
+        state.withLock { $0.closed = true }
+        var attempts = 0
+        while state.withLock({ !$0.pending.isEmpty }), attempts < 5 {
+            last = await writeBuffered(after: last)
+            attempts += 1
+        }
+        let lost = state.withLock { $0.pending.count + $0.dropped }
+        if lost > 0 {
+            logger.warning("audit.unwritten", metadata: ["audit.events": "\(lost)"])
+        }
+        try await store.close()
+    }
+
+    private func waitForEvents() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { s -> Bool in
+                    if !s.pending.isEmpty || Task.isCancelled { return true }
+                    s.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { s -> CheckedContinuation<Void, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }?.resume()
+        }
+    }
+
+    /// Chains and appends what is buffered; on failure keeps it buffered and waits a little.
+    private func writeBuffered(after last: (seq: Int64, hash: String)?) async -> (seq: Int64, hash: String)? {
+        let batch = state.withLock { s in Array(s.pending.prefix(1000)) }
+        guard !batch.isEmpty else { return last }
+        var previous = last
+        var entries: [AuditEntry] = []
+        entries.reserveCapacity(batch.count)
+        for event in batch {
+            let entry = AuditChain.entry(after: previous, event: event)
+            entries.append(entry)
+            previous = (entry.seq, entry.hash)
+        }
+        do {
+            try await store.append(entries)
+            state.withLock { $0.pending.removeFirst(batch.count) }
+            return previous
+        } catch {
+            // Interrupted by shutdown: the final flush writes it.
+            if Task.isCancelled { return last }
+            logger.info("audit.append.failed", metadata: ["audit.events": "\(batch.count)", "error.type": "\(type(of: error))"])
+            try? await Task.sleep(for: retryDelay)
+            return last
+        }
+    }
+}
