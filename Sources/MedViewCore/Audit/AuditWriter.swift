@@ -48,20 +48,22 @@ public final class AuditWriter: AuditSink, Service, Sendable {
     }
 
     /// Writes buffered events until graceful shutdown, then writes the rest and closes the store.
+    /// Appends are never cancelled half-way: shutdown only ends the wait for more events.
     public func run() async throws {
-        let start = try await store.last()
-        var last = await cancelWhenGracefulShutdown { () async -> (seq: Int64, hash: String)? in
-            var last = start
-            while !Task.isCancelled {
-                await self.waitForEvents()
-                if Task.isCancelled { break }
+        var last = try await store.last()
+        try await withGracefulShutdownHandler {
+            while !Task.isCancelled, await self.waitForEvents() {
                 last = await self.writeBuffered(after: last)
             }
-            return last
+        } onGracefulShutdown: {
+            self.state.withLock { s -> CheckedContinuation<Void, Never>? in
+                s.closed = true
+                defer { s.waiter = nil }
+                return s.waiter
+            }?.resume()
         }
-        state.withLock { $0.closed = true }
         var attempts = 0
-        while state.withLock({ !$0.pending.isEmpty }), attempts < 5 {
+        while !Task.isCancelled, state.withLock({ !$0.pending.isEmpty }), attempts < 5 {
             last = await writeBuffered(after: last)
             attempts += 1
         }
@@ -72,11 +74,12 @@ public final class AuditWriter: AuditSink, Service, Sendable {
         try await store.close()
     }
 
-    private func waitForEvents() async {
+    /// Waits for buffered events; `false` once shutdown has begun.
+    private func waitForEvents() async -> Bool {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let ready = state.withLock { s -> Bool in
-                    if !s.pending.isEmpty || Task.isCancelled { return true }
+                    if !s.pending.isEmpty || s.closed || Task.isCancelled { return true }
                     s.waiter = continuation
                     return false
                 }
@@ -88,6 +91,7 @@ public final class AuditWriter: AuditSink, Service, Sendable {
                 return s.waiter
             }?.resume()
         }
+        return state.withLock { !$0.closed } && !Task.isCancelled
     }
 
     /// Chains and appends what is buffered; on failure keeps it buffered and waits a little.
@@ -107,8 +111,6 @@ public final class AuditWriter: AuditSink, Service, Sendable {
             state.withLock { $0.pending.removeFirst(batch.count) }
             return previous
         } catch {
-            // Interrupted by shutdown: the final flush writes it.
-            if Task.isCancelled { return last }
             logger.info("audit.append.failed", metadata: ["audit.events": "\(batch.count)", "error.type": "\(type(of: error))"])
             try? await Task.sleep(for: retryDelay)
             return last
