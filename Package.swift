@@ -177,6 +177,7 @@ let package = Package(
                 "MedViewStandIns",
                 "MedViewLocalModel",
                 "MedViewCore",
+                "MedViewStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

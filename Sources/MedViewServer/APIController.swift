@@ -78,7 +78,9 @@ struct APIController {
         let now = Date()
         let conversation = Conversation(id: Identifier.make("c"), userId: user, title: title, createdAt: now, updatedAt: now)
         try await storeCall { try await chat.store.createConversation(conversation) }
-        return JSONHelpers.response(ConversationView(conversation), status: .created)
+        var response = JSONHelpers.response(ConversationView(conversation), status: .created)
+        response.headers[.location] = "/v1/conversations/\(conversation.id)"
+        return response
     }
 
     @Sendable func messages(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -19,12 +19,16 @@ public struct AppDependencies: Sendable {
     public var verifier: (any TokenVerifier)?
     /// The clinical checks (default: the bundled ``ClinicalSafetyPolicy``).
     public var safety: (any SafetyPolicy)?
+    /// The audit log's storage (default: `audit.sqlite` in the data directory). It is closed when
+    /// the application stops.
+    public var auditStore: (any AuditStore)?
     public var logger: Logger
     /// Where start-up lines for a person go (the executable prints them).
     public var announce: @Sendable (String) -> Void
 
-    public init(model: (any ChatModel)? = nil, store: (any ConversationStore)? = nil, verifier: (any TokenVerifier)? = nil, safety: (any SafetyPolicy)? = nil, logger: Logger = Logger(label: "medview"), announce: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(model: (any ChatModel)? = nil, store: (any ConversationStore)? = nil, verifier: (any TokenVerifier)? = nil, safety: (any SafetyPolicy)? = nil, auditStore: (any AuditStore)? = nil, logger: Logger = Logger(label: "medview"), announce: @escaping @Sendable (String) -> Void = { _ in }) {
         self.model = model
+        self.auditStore = auditStore
         self.store = store
         self.verifier = verifier
         self.safety = safety
@@ -53,6 +57,8 @@ public struct MedViewApplication: Service {
     /// The token verifier in use (the development issuer in development mode).
     public let verifier: any TokenVerifier
     public let metrics: ServerMetrics
+    /// Where the edges record who did what (``AuditWriter``).
+    public let audit: AuditWriter
     let services: [any Service]
     let logger: Logger
 
@@ -111,6 +117,18 @@ public func buildApplication(
         try? await store.close()
         throw error
     }
+    let auditStore: any AuditStore
+    do {
+        if let given = dependencies.auditStore {
+            auditStore = given
+        } else {
+            auditStore = try await SQLiteAuditStore.open(path: SQLiteAuditStore.path(dataDirectory: configuration.dataDirectory), logger: logger)
+        }
+    } catch {
+        try? await store.close()
+        throw error
+    }
+    let audit = AuditWriter(store: auditStore, logger: logger)
     let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared)
     let metrics = ServerMetrics()
     let registry = StreamRegistry(
@@ -128,6 +146,7 @@ public func buildApplication(
         chat: chat,
         verifier: verifier,
         metrics: metrics,
+        audit: audit,
         sweeper: sweeper,
         logger: logger,
         beforeServerStarts: {
@@ -141,13 +160,14 @@ public func buildApplication(
             await onServerRunning(port)
         }
     )
-    // The store comes first so that it stops last: its writer commits what it accepted, then closes.
-    var services: [any Service] = [(store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
+    // The audit writer and the store come first so that they stop last: the writer appends what
+    // it was given, the store commits what it accepted, then each closes.
+    var services: [any Service] = [audit, (store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
     if let engine = model as? any Service { services.append(engine) }
     // Shut down in reverse: the registry drains the answers, the sweeper lets sessions write out
     // their last events, the server closes the sockets, then the model engine and the store stop.
     services += [server, sweeper, registry]
-    return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, services: services, logger: logger)
+    return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, audit: audit, services: services, logger: logger)
 }
 
 /// Closes a store that has no writer Service of its own on graceful shutdown, after every other

@@ -1,22 +1,30 @@
 import Hummingbird
 import MedViewCore
+import MedViewProtocol
 
 /// Authenticates `/v1` requests with `Authorization: Bearer <jwt>`; anything else is a typed 401.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let verifier: any TokenVerifier
+    let audit: any AuditSink
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token = Self.bearerToken(request.headers[.authorization]) else {
+            refused(.unauthorized, context)
             throw APIError(.unauthorized, AuthError.missing.message)
         }
         var context = context
         do {
             context.identity = try await verifier.verify(token)
         } catch {
+            refused(error.errorCode, context)
             throw APIError(error.errorCode, error.message)
         }
         return try await next(request, context)
+    }
+
+    private func refused(_ code: ErrorCode, _ context: Context) {
+        audit.record(AuditEvent(action: .signInRefused, channelId: context.id, sourceAddress: context.sourceAddress, outcome: .refused, reason: code.rawValue))
     }
 
     /// The token of an `Authorization: Bearer …` header value.

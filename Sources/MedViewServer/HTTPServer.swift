@@ -14,6 +14,7 @@ func makeHTTPServer(
     chat: ChatService,
     verifier: any TokenVerifier,
     metrics: ServerMetrics,
+    audit: any AuditSink,
     sweeper: SessionSweeper,
     logger: Logger,
     beforeServerStarts: @escaping @Sendable () async throws -> Void,
@@ -101,7 +102,9 @@ func makeHTTPServer(
             return JSONHelpers.response(Answer(token: token, expiresAt: Date().addingTimeInterval(3600).timeIntervalSince1970))
         }
     }
-    let api = router.group("v1").add(middleware: AuthMiddleware(verifier: verifier))
+    let api = router.group("v1")
+        .add(middleware: AuthMiddleware(verifier: verifier, audit: audit))
+        .add(middleware: AuditMiddleware(audit: audit))
     APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
 
     let connections = ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser)
@@ -112,24 +115,29 @@ func makeHTTPServer(
         // closed (4401, 4429): a refused upgrade would reach clients as an empty 400.
         .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
     } onUpgrade: { inbound, outbound, context in
+        let source = context.requestContext.sourceAddress
         guard let identity = context.requestContext.identity else {
             let failure = context.requestContext.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
             metrics.error(failure.code.rawValue)
+            audit.record(AuditEvent(action: .signInRefused, sourceAddress: source, outcome: .refused, reason: failure.code.rawValue))
             await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: failure, closeCode: WebSocketSession.CloseCode.unauthorized)
             return
         }
         guard connections.acquire(identity.userId) else {
             metrics.error(ErrorCode.tooManyConnections.rawValue)
+            audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, sourceAddress: source, outcome: .refused, reason: ErrorCode.tooManyConnections.rawValue))
             await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
             return
         }
-        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, logger: logger)
+        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger)
         metrics.connectionOpened()
+        audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
         sweeper.add(session)
         defer {
             sweeper.remove(session)
             connections.release(identity.userId)
             metrics.connectionClosed()
+            audit.record(AuditEvent(action: .connectionClosed, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
         }
         await session.run(inbound: inbound)
     }

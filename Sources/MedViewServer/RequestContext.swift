@@ -7,9 +7,12 @@ public struct AppRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by ``AuthMiddleware``.
     public var identity: VerifiedIdentity?
+    /// The client's address as this server saw it (for the audit trail).
+    public let sourceAddress: String?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
+        self.sourceAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// The identity, or a 401 when the route was reached without one.

@@ -13,10 +13,13 @@ public struct WSRequestContext: RequestContext, WebSocketRequestContext {
     public var offeredSubprotocol = false
     /// Why authentication failed, when it did: the socket is opened only to say so, then closed with 4401.
     public var authFailure: ErrorEvent?
+    /// The client's address as this server saw it (for the audit trail).
+    public let sourceAddress: String?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
+        self.sourceAddress = source.channel.remoteAddress?.ipAddress
     }
 }
 

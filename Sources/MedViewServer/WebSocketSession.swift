@@ -36,12 +36,16 @@ final class WebSocketSession: Sendable {
     private let verifier: any TokenVerifier
     private let limits: ServerConfiguration.Limits
     private let metrics: ServerMetrics
+    private let audit: any AuditSink
+    private let sourceAddress: String?
     private let logger: Logger
     private let state: Mutex<State>
     let connectionId = Identifier.make("ws")
 
-    init(identity: VerifiedIdentity, outbound: WebSocketOutboundWriter, chat: ChatService, verifier: any TokenVerifier, limits: ServerConfiguration.Limits, metrics: ServerMetrics, logger: Logger) {
+    init(identity: VerifiedIdentity, outbound: WebSocketOutboundWriter, chat: ChatService, verifier: any TokenVerifier, limits: ServerConfiguration.Limits, metrics: ServerMetrics, audit: any AuditSink, sourceAddress: String?, logger: Logger) {
         self.outbound = outbound
+        self.audit = audit
+        self.sourceAddress = sourceAddress
         self.chat = chat
         self.verifier = verifier
         self.limits = limits
@@ -168,24 +172,31 @@ final class WebSocketSession: Sendable {
         case .chatSend(let c):
             do {
                 let result = try await chat.send(userId: identity.userId, conversationId: c.conversationId, clientMessageId: c.id, text: c.text)
+                if c.conversationId == nil, !result.duplicate { record(.conversationCreated, result.conversationId) }
+                record(.messageSent, result.conversationId)
                 await send(.ack(Ack(id: c.id, streamId: result.stream.id, conversationId: result.conversationId, duplicate: result.duplicate ? true : nil)))
                 follow(result.stream, after: 0)
             } catch {
+                record(.messageSent, c.conversationId, refusal: error.code)
                 await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id))
             }
         case .streamResume(let c):
             do {
                 let stream = try await chat.stream(id: c.streamId, userId: identity.userId)
+                record(.streamResumed, stream.id)
                 await send(.ack(Ack(id: c.id, streamId: stream.id, conversationId: stream.conversationId)))
                 follow(stream, after: c.after)
             } catch {
+                record(.streamResumed, c.streamId, refusal: error.code)
                 await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id, streamId: c.streamId))
             }
         case .streamCancel(let c):
             do {
                 try await chat.cancel(streamId: c.streamId, userId: identity.userId)
+                record(.streamCancelled, c.streamId)
                 await send(.ack(Ack(id: c.id, streamId: c.streamId)))
             } catch {
+                record(.streamCancelled, c.streamId, refusal: error.code)
                 await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id, streamId: c.streamId))
             }
         case .authRefresh(let c):
@@ -203,6 +214,12 @@ final class WebSocketSession: Sendable {
         case .ping(let c):
             await send(.ack(Ack(id: c.id)))
         }
+    }
+
+    /// Adds what this connection's user did to `record` to the audit trail.
+    private func record(_ action: AuditEvent.Action, _ record: String?, refusal: ErrorCode? = nil) {
+        let outcome: AuditEvent.Outcome = refusal.map { $0.httpStatus >= 500 ? .failed : .refused } ?? .success
+        audit.record(AuditEvent(action: action, userId: userId, channelId: connectionId, sourceAddress: sourceAddress, record: record, outcome: outcome, reason: refusal?.rawValue))
     }
 
     // MARK: - Writing
