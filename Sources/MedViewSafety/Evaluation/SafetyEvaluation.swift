@@ -131,19 +131,51 @@ public enum SafetyEvaluation {
         }
     }
 
+    /// One emergency case. Fields other than these (`source`, notes) are ignored; `also` may be
+    /// one category or a list, and `trap` may be missing.
     struct EmergencyCase: Decodable {
         var id: String
         var text: String
         var expect: String?
         var also: [String]?
         var trap: String
+
+        enum CodingKeys: String, CodingKey { case id, text, expect, also, trap }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            text = try c.decode(String.self, forKey: .text)
+            expect = try c.decodeIfPresent(String.self, forKey: .expect)
+            if let list = try? c.decodeIfPresent([String].self, forKey: .also) {
+                also = list
+            } else if let one = try? c.decodeIfPresent(String.self, forKey: .also) {
+                also = [one]
+            }
+            trap = (try? c.decodeIfPresent(String.self, forKey: .trap)) ?? (expect == nil ? "negative" : "positive")
+        }
     }
 
+    /// One interaction conversation. `also` lists pairs that may be warned about without counting
+    /// as found or as false (a warning a pharmacist would accept but the case does not require);
+    /// other fields (`source`, notes) are ignored.
     struct InteractionCase: Decodable {
         var id: String
         var messages: [String]
         var expect: [[String]]
+        var also: [[String]]
         var trap: String
+
+        enum CodingKeys: String, CodingKey { case id, messages, expect, also, trap }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            messages = try c.decode([String].self, forKey: .messages)
+            expect = try c.decodeIfPresent([[String]].self, forKey: .expect) ?? []
+            also = ((try? c.decodeIfPresent([[String]].self, forKey: .also)) ?? nil)?.map { $0.map { $0.lowercased() }.sorted() } ?? []
+            trap = (try? c.decodeIfPresent(String.self, forKey: .trap)) ?? (expect.isEmpty ? "negative" : "positive")
+        }
     }
 
     /// Runs both sets with the bundled detector and checker.
@@ -226,7 +258,7 @@ public enum SafetyEvaluation {
                 checkTime += clock.now - start
                 checks += 1
             }
-            var expected = c.expect.map { $0.sorted() }
+            var expected = c.expect.map { $0.map { $0.lowercased() }.sorted() }
             var ok = true
             for pair in expected {
                 let g = group(pair)
@@ -239,6 +271,8 @@ public enum SafetyEvaluation {
                     expected.remove(at: i)
                     groups[g]!.found += 1
                     pairOverall.found += 1
+                } else if c.also.contains(pair) {
+                    continue
                 } else {
                     groups[g, default: Score(name: g, expected: 0, found: 0, falsePositives: 0)].falsePositives += 1
                     pairOverall.falsePositives += 1
