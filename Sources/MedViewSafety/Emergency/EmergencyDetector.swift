@@ -159,6 +159,29 @@ public struct EmergencyDetector: Sendable {
         )
     }
 
+    /// The alert the detector shows for `category` (`cardiac`, `sepsis`, …): its guidance worded
+    /// for the writer (`bystander` `nil`) or for someone with them, its actions and model note.
+    /// `nil` for a category the data does not define. Used by ``ModelTriage`` and the findings
+    /// rules, so every alert carries the product's own guidance.
+    public func assessment(category id: String, bystander gender: Gender?, severity: String? = nil, also: [String] = []) -> EmergencyAssessment? {
+        guard let ci = categoryIndex[id] else { return nil }
+        let category = data.categories[ci]
+        let severity = severity ?? category.severity
+        let guidance = gender.map { Self.fill(category.bystander, $0) } ?? category.selfText
+        var actions = category.actions
+        for other in also {
+            guard let oi = categoryIndex[other] else { continue }
+            for a in data.categories[oi].actions where !actions.contains(a) { actions.append(a) }
+        }
+        let note = Self.modelNote(category: category, severity: severity, bystander: gender != nil, guidance: guidance, actions: actions)
+        var categories = [id]
+        for c in also where !categories.contains(c) && categoryIndex[c] != nil { categories.append(c) }
+        return EmergencyAssessment(
+            category: id, categories: categories, severity: severity, guidance: guidance,
+            actions: actions, isBystander: gender != nil, gender: gender ?? .neutral, modelNote: note
+        )
+    }
+
     static func fill(_ template: String, _ gender: Gender) -> String {
         template
             .replacingOccurrences(of: "{them}", with: gender.object)

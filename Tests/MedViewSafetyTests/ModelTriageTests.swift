@@ -1,0 +1,80 @@
+import Testing
+@testable import MedViewSafety
+
+@Suite struct ModelTriageTests {
+    @Test func modelNamingAMissedEmergencyGivesTheProductsOwnGuidance() async {
+        let triage = ModelTriage { _, _ in "sepsis" }
+        let outcome = await triage.triage("I've had a UTI and now I'm confused and shaking", deterministic: nil)
+        guard case .alert(let a) = outcome else { Issue.record("expected an alert, got \(outcome)"); return }
+        #expect(a.category == "sepsis")
+        #expect(a.guidance.contains("911"))
+        #expect(triage.counters.count("alert") == 1)
+    }
+
+    @Test func theDetectorsAlertStandsAndTheModelIsNotAsked() async {
+        let asked = ModelTriage.Counters()
+        let triage = ModelTriage(counters: asked) { _, _ in
+            Issue.record("the model must not be asked when the detector alerted")
+            return "none"
+        }
+        let alert = EmergencyDetector.shared.assess("I have crushing chest pain going down my left arm")
+        #expect(alert != nil)
+        #expect(await triage.triage("I have crushing chest pain going down my left arm", deterministic: alert) == .skipped)
+        #expect(asked.count("skipped") == 1)
+    }
+
+    @Test func aSlowModelShowsNothingAndIsCountedWithinTheBudget() async {
+        let triage = ModelTriage(budget: .milliseconds(100)) { _, _ in
+            // Ignores cancellation on purpose: the budget must hold anyway.
+            let clock = ContinuousClock()
+            let end = clock.now + .seconds(3)
+            while clock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
+            return "cardiac"
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let outcome = await triage.triage("my chest feels odd", deterministic: nil)
+        #expect(outcome == .timedOut)
+        #expect(clock.now - start < .seconds(1))
+        #expect(triage.counters.count("timed_out") == 1)
+    }
+
+    @Test func aFailingOrRamblingModelShowsNothing() async {
+        struct Down: Error {}
+        let failing = ModelTriage { _, _ in throw Down() }
+        #expect(await failing.triage("hello", deterministic: nil) == .failed)
+        let rambling = ModelTriage { _, _ in "I think this might be cardiac but I'm not sure" }
+        #expect(await rambling.triage("hello", deterministic: nil) == .unparsable)
+        let clear = ModelTriage { _, _ in " None.\n" }
+        #expect(await clear.triage("how much water should I drink", deterministic: nil) == .clear)
+    }
+
+    @Test func theTriageModelIsGivenTheRulesAndTheMessage() async {
+        let seen = ModelTriage.Counters()
+        let triage = ModelTriage(counters: seen) { system, message in
+            #expect(system.contains("BE-FAST"))
+            #expect(system.contains("exactly one word"))
+            #expect(message == "my baby is floppy")
+            return "pediatric"
+        }
+        guard case .alert(let a) = await triage.triage("my baby is floppy", deterministic: nil) else { Issue.record("no alert"); return }
+        #expect(a.category == "pediatric")
+    }
+
+    @Test func everyTriageCategoryHasGuidance() {
+        for c in SafetyPrompt.triageCategories where c != "none" {
+            let a = EmergencyDetector.shared.assessment(category: c, bystander: nil)
+            #expect(a != nil, "no guidance for \(c)")
+            #expect(a.map { $0.actions.contains { $0.href.hasPrefix("tel:") } } ?? false)
+        }
+    }
+
+    @Test func theSystemPromptStatesEmergencyAndMedicationRules() {
+        let p = SafetyPrompt.systemPrompt
+        #expect(p.hasPrefix(SafetyFraming.systemPrompt))
+        for needle in ["911", "988", "1-800-222-1222", "transient", "sepsis", "serotonergic", "CYP3A4", "simvastatin", "MAO inhibitor"] {
+            #expect(p.contains(needle), "system prompt lacks \(needle)")
+        }
+        #expect(SafetyPrompt.systemPrompt(notes: ["NOTE"]).hasSuffix("\n\nNOTE"))
+    }
+}
