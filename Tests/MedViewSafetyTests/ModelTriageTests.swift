@@ -27,7 +27,7 @@ import Testing
         let triage = ModelTriage(budget: .milliseconds(100)) { _, _ in
             // Ignores cancellation on purpose: the budget must hold anyway.
             let clock = ContinuousClock()
-            let end = clock.now + .seconds(3)
+            let end = clock.now + .seconds(30)
             while clock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
             return "cardiac"
         }
@@ -35,7 +35,8 @@ import Testing
         let start = clock.now
         let outcome = await triage.triage("my chest feels odd", deterministic: nil)
         #expect(outcome == .timedOut)
-        #expect(clock.now - start < .seconds(1))
+        // Well under the classifier's 30 s even when parallel suites starve the pool.
+        #expect(clock.now - start < .seconds(15))
         #expect(triage.counters.count("timed_out") == 1)
     }
 

@@ -41,7 +41,10 @@ extension EmergencyDetector {
         }
 
         /// Whether the signal at `m` describes something happening now.
-        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool) -> Bool {
+        ///
+        /// With `resolvedCounts`, a symptom that has just gone away still counts ("it lasted ten
+        /// minutes and went away": for stroke, a transient attack is still an emergency).
+        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool, resolvedCounts: Bool = false) -> Bool {
             let clause = clauses.clause[m.first]
             func inClause(_ x: PhraseMatcher.Match) -> Bool {
                 clauses.clause[x.first] == clause || clauses.clause[x.last] == clause
@@ -53,7 +56,7 @@ extension EmergencyDetector {
             for n in cues(.negation) where n.last < m.first && clauses.clause[n.last] == clause && !cancelled(n) {
                 if words(between: n.last, m.first) <= Self.negationReach { return false }
             }
-            for p in cues(.postNegation) where p.first > m.last && clauses.clause[p.first] == clause {
+            for p in cues(.postNegation) where !resolvedCounts && p.first > m.last && clauses.clause[p.first] == clause {
                 if words(between: m.last, p.first) <= 3 { return false }
             }
             let recent = cues(.recent).contains { inClause($0) && !overlaps($0, m) }
@@ -64,7 +67,11 @@ extension EmergencyDetector {
                         && !tokens[($0.last + 1)..<m.first].contains { Self.scopeEnders.contains($0.text) }
                 }
                 let historyTime = cues(.historyTime).contains { inClause($0) }
-                if historyVerb || historyTime {
+                // "after my heart attack", "recovering from a stroke": a past event named as such.
+                let pastEvent = cues(.pastEvent).contains {
+                    $0.last < m.first && clauses.clause[$0.last] == clause && words(between: $0.last, m.first) <= Self.historyVerbReach
+                }
+                if historyVerb || historyTime || pastEvent {
                     // "…and I'm feeling that way again": the past is back.
                     let back = cues(.recurrence).contains { $0.first > m.last }
                     if !back { return false }

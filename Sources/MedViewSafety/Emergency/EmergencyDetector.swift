@@ -40,15 +40,21 @@ public struct EmergencyDetector: Sendable {
     private let categoryIndex: [String: Int]
     private let priority: [String: Int]
     private let signalIndex: [String: Int]
+    private let findings: ClinicalFindings
 
     /// Loads the bundled data and builds the automata.
     public init() throws(SafetyDataError) {
-        try self.init(data: SafetyData.decode(EmergencyData.self, from: "emergency.json"), language: SafetyData.language())
+        try self.init(
+            data: SafetyData.decode(EmergencyData.self, from: "emergency.json"),
+            findings: SafetyData.decode(FindingsData.self, from: "findings.json"),
+            language: SafetyData.language()
+        )
     }
 
-    init(data: EmergencyData, language: LanguageData) throws(SafetyDataError) {
+    init(data: EmergencyData, findings: FindingsData, language: LanguageData) throws(SafetyDataError) {
         self.data = data
         let compiler = PhraseCompiler(language: language)
+        self.findings = try ClinicalFindings(data: findings, compiler: compiler)
         var categoryIndex: [String: Int] = [:]
         for (i, c) in data.categories.enumerated() { categoryIndex[c.id] = i }
         var signalIndex: [String: Int] = [:]
@@ -74,7 +80,7 @@ public struct EmergencyDetector: Sendable {
         self.cues = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
         self.normalizer = TextNormalizer(
             language: language,
-            knownWords: signals.vocabulary.union(cues.vocabulary).union(language.protectedWords)
+            knownWords: signals.vocabulary.union(cues.vocabulary).union(self.findings.vocabulary).union(language.protectedWords)
         )
         self.people = PersonLexicon(language.people)
         self.categoryIndex = categoryIndex
@@ -82,18 +88,42 @@ public struct EmergencyDetector: Sendable {
         var priority: [String: Int] = [:]
         for (i, c) in data.priority.enumerated() { priority[c] = i }
         self.priority = priority
+        for r in findings.rules where categoryIndex[r.category] == nil {
+            throw .unknownReference("findings.json", "category \(r.category)")
+        }
     }
 
     /// The words the signal patterns use, for the vocabulary audit.
     var signalVocabulary: Set<String> { signals.vocabulary }
 
     /// The emergency the message describes as happening now, or `nil`.
+    ///
+    /// Two readings of one token list: the signal phrases (a single phrase that is enough on
+    /// its own, like "I can't breathe"), then the clinical findings and the red-flag rules that
+    /// combine them (``ClinicalFindings``). A message framed as fiction, an exam question or role
+    /// play gets no alert, except the writer's own suicidal thoughts.
     public func assess(_ message: String) -> EmergencyAssessment? {
         let tokens = normalizer.tokens(message)
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        let read = findings.findings(in: tokens, clauses: context.clauses)
+        let result = assessSignals(tokens: tokens, context: context) ?? assessFindings(read, context: context)
+        if let result, findings.isFiction(read), !(result.category == "suicide" && !result.isBystander) {
+            return nil
+        }
+        return result
+    }
+
+    /// The red-flag rules over the message's findings.
+    private func assessFindings(_ read: [ClinicalFindings.Finding], context: Context) -> EmergencyAssessment? {
+        guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1) }) else { return nil }
+        return assessment(category: hit.rule.category, bystander: context.experiencer(of: hit.anchor.match), severity: hit.rule.severity)
+    }
+
+    /// The signal phrases.
+    private func assessSignals(tokens: [Token], context: Context) -> EmergencyAssessment? {
         let found = signals.matches(in: tokens)
         let signalCount = data.signals.count
         guard found.contains(where: { $0.payload < signalCount }) else { return nil }
-        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let idioms = found.filter { $0.payload >= signalCount }
 
         // Signals whose context says "happening now".

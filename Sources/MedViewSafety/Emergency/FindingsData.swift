@@ -1,0 +1,48 @@
+/// The contents of `Data/findings.json`: the clinical vocabulary a message is read into, and
+/// the red-flag rules that combine findings (see ``ClinicalFindings``).
+struct FindingsData: Codable, Sendable {
+    /// A finding made of several concepts close together in one clause ("pain … in my chest").
+    struct Composite: Codable, Sendable {
+        var id: String
+        /// Concepts that must all occur.
+        var all: [String]
+        /// Most words from the first part to the last.
+        var window: Int
+    }
+
+    /// A finding read from a number: next to a concept (`near`: "sugar is 45") or inside its
+    /// match (`inside`: "6 weeks old"), within [`atLeast`, `below`).
+    struct Measure: Codable, Sendable {
+        var id: String
+        var near: String?
+        var inside: String?
+        var atLeast: Double?
+        var below: Double?
+    }
+
+    /// A red-flag rule: every id of `all`, at least `minAny` (default 1) of `any`, and at least
+    /// one of `also` when given; ids are findings or groups.
+    struct Rule: Codable, Sendable {
+        var id: String
+        var category: String
+        var severity: String?
+        var all: [String]?
+        var any: [String]?
+        var minAny: Int?
+        var also: [String]?
+        /// Whether a finding that has just resolved still counts ("it went away after ten
+        /// minutes": a transient ischemic attack is still an emergency).
+        var transient: Bool?
+        /// The published criterion the rule states.
+        var source: String
+    }
+
+    var about: String
+    /// Concept id → patterns (PatternExpander notation).
+    var concepts: [String: [String]]
+    var composites: [Composite]
+    var measures: [Measure]
+    /// Group id → finding ids (any of them).
+    var groups: [String: [String]]
+    var rules: [Rule]
+}
