@@ -35,6 +35,11 @@ struct ClinicalFindings: Sendable {
     private let rules: [(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int])]
     /// The concept that marks fiction, exam questions and role play.
     private let fiction: Int?
+    /// Findings that count even when told in the past (``FindingsData/background``).
+    private let background: Set<Int>
+    /// Concepts written as one word the phrase matcher skips as filler ("suddenly"): found by a
+    /// plain token scan instead.
+    private let fillerConcepts: [String: [Int]]
 
     init(data: FindingsData, compiler: PhraseCompiler) throws(SafetyDataError) {
         var names = data.concepts.keys.sorted()
@@ -54,18 +59,18 @@ struct ClinicalFindings: Sendable {
             guard let i = index[name] else { throw .unknownReference("findings.json", "\(what) \(name)") }
             return i
         }
-        var composites: [(id: Int, parts: [Int], window: Int)] = []
-        for c in data.composites {
-            var parts: [Int] = []
-            for p in c.all { parts.append(try known(p, "concept")) }
-            composites.append((id(c.id), parts, c.window))
-        }
         var measures: [(id: Int, near: Int?, inside: Int?, low: Double, high: Double)] = []
         for m in data.measures {
             let near = try m.near.map { (n: String) throws(SafetyDataError) in try known(n, "concept") }
             let inside = try m.inside.map { (n: String) throws(SafetyDataError) in try known(n, "concept") }
             guard (near == nil) != (inside == nil) else { throw .unknownReference("findings.json", "measure \(m.id) needs near or inside") }
             measures.append((id(m.id), near, inside, m.atLeast ?? -.infinity, m.below ?? .infinity))
+        }
+        var composites: [(id: Int, parts: [Int], window: Int)] = []
+        for c in data.composites {
+            var parts: [Int] = []
+            for p in c.all { parts.append(try known(p, "concept or measure")) }
+            composites.append((id(c.id), parts, c.window))
         }
         // Groups may name findings or other groups.
         var groups: [String: Set<Int>] = [:]
@@ -88,6 +93,17 @@ struct ClinicalFindings: Sendable {
             for a in r.also ?? [] { also.formUnion(try expand(a)) }
             rules.append((r, all, any.sorted(), r.any == nil ? 0 : (r.minAny ?? 1), also.sorted()))
         }
+        var fillerConcepts: [String: [Int]] = [:]
+        let fillers = Set(compiler.language.fillers)
+        for (pattern, concept) in patterns {
+            for words in try compiler.phrases(pattern) where words.count == 1 && fillers.contains(words[0]) {
+                fillerConcepts[words[0], default: []].append(concept)
+            }
+        }
+        self.fillerConcepts = fillerConcepts
+        var background: Set<Int> = []
+        for b in data.background ?? [] { background.insert(try known(b, "background concept")) }
+        self.background = background
         self.matcher = try compiler.matcher(patterns, skipFillers: true, fuzzy: true)
         self.names = names
         self.index = index
@@ -106,12 +122,42 @@ struct ClinicalFindings: Sendable {
     /// Every finding in the message, before any context rule.
     func findings(in tokens: [Token], clauses: ClauseMap) -> [Finding] {
         var out = matcher.matches(in: tokens).map { Finding(id: $0.payload, first: $0.first, last: $0.last) }
+        if !fillerConcepts.isEmpty {
+            for (i, t) in tokens.enumerated() {
+                for c in fillerConcepts[t.text] ?? [] { out.append(Finding(id: c, first: i, last: i)) }
+            }
+        }
         var byConcept: [Int: [Finding]] = [:]
         for f in out { byConcept[f.id, default: []].append(f) }
         func wordsBetween(_ a: Int, _ b: Int) -> Int {
             guard b > a + 1 else { return 0 }
             return tokens[(a + 1)..<b].reduce(0) { $0 + ($1.isWordLike ? 1 : 0) }
         }
+        let conceptCount = out.count
+        for m in measures {
+            if let inside = m.inside {
+                for f in byConcept[inside] ?? [] {
+                    if let v = tokens[f.first...f.last].lazy.compactMap(\.value).first, v >= m.low, v < m.high {
+                        out.append(Finding(id: m.id, first: f.first, last: f.last))
+                    }
+                }
+            } else if let near = m.near {
+                for f in byConcept[near] ?? [] {
+                    let clause = clauses.clause[f.first]
+                    let lo = max(0, f.first - 4)
+                    let hi = min(tokens.count - 1, f.last + 5)
+                    guard lo <= hi else { continue }
+                    for i in lo...hi where tokens[i].kind == .number && clauses.clause[i] == clause {
+                        if let v = tokens[i].value, v >= m.low, v < m.high {
+                            out.append(Finding(id: m.id, first: min(i, f.first), last: max(i, f.last)))
+                            break
+                        }
+                    }
+                }
+            }
+        }
+        // Composites may use measures ("swallowed 20 pills").
+        for f in out[conceptCount...] { byConcept[f.id, default: []].append(f) }
         for c in composites {
             guard let starts = byConcept[c.parts[0]] else { continue }
             for s in starts {
@@ -136,28 +182,6 @@ struct ClinicalFindings: Sendable {
                 }
             }
         }
-        for m in measures {
-            if let inside = m.inside {
-                for f in byConcept[inside] ?? [] {
-                    if let v = tokens[f.first...f.last].lazy.compactMap(\.value).first, v >= m.low, v < m.high {
-                        out.append(Finding(id: m.id, first: f.first, last: f.last))
-                    }
-                }
-            } else if let near = m.near {
-                for f in byConcept[near] ?? [] {
-                    let clause = clauses.clause[f.first]
-                    let lo = max(0, f.first - 4)
-                    let hi = min(tokens.count - 1, f.last + 5)
-                    guard lo <= hi else { continue }
-                    for i in lo...hi where tokens[i].kind == .number && clauses.clause[i] == clause {
-                        if let v = tokens[i].value, v >= m.low, v < m.high {
-                            out.append(Finding(id: m.id, first: min(i, f.first), last: max(i, f.last)))
-                            break
-                        }
-                    }
-                }
-            }
-        }
         return out
     }
 
@@ -168,13 +192,17 @@ struct ClinicalFindings: Sendable {
     }
 
     /// The first rule whose findings are all happening now, in data order.
-    func evaluate(_ found: [Finding], isCurrent: (PhraseMatcher.Match, Bool) -> Bool) -> Hit? {
+    ///
+    /// `isCurrent(match, resolvedCounts, historyCounts)` is the detector's context rule.
+    func evaluate(_ found: [Finding], isCurrent: (PhraseMatcher.Match, Bool, Bool) -> Bool) -> Hit? {
         guard !found.isEmpty else { return nil }
-        var strict: [Int: Finding] = [:]
-        var loose: [Int: Finding] = [:]
+        // Current findings by id, each span once.
+        var strict: [Int: [Finding]] = [:]
+        var loose: [Int: [Finding]] = [:]
         for f in found {
-            if loose[f.id] == nil, isCurrent(f.match, true) { loose[f.id] = f }
-            if strict[f.id] == nil, isCurrent(f.match, false) { strict[f.id] = f }
+            let past = background.contains(f.id)
+            if isCurrent(f.match, true, past), !(loose[f.id] ?? []).contains(where: { $0.first == f.first }) { loose[f.id, default: []].append(f) }
+            if isCurrent(f.match, false, past), !(strict[f.id] ?? []).contains(where: { $0.first == f.first }) { strict[f.id, default: []].append(f) }
         }
         for r in rules {
             let present = r.rule.transient == true ? loose : strict
@@ -182,16 +210,16 @@ struct ClinicalFindings: Sendable {
             func note(_ f: Finding) { if anchor == nil || f.first < anchor!.first { anchor = f } }
             var ok = true
             for set in r.all {
-                guard let f = set.lazy.compactMap({ present[$0] }).first else { ok = false; break }
+                guard let f = set.lazy.compactMap({ present[$0]?.first }).first else { ok = false; break }
                 note(f)
             }
             guard ok else { continue }
-            let anyHits = r.any.compactMap { present[$0] }
+            // `minAny` counts separate findings: two farewell phrases are two signs.
+            let anyHits = r.any.flatMap { present[$0] ?? [] }
             guard anyHits.count >= r.minAny else { continue }
             anyHits.forEach(note)
             if !r.also.isEmpty {
-                let alsoHits = r.also.compactMap { present[$0] }
-                guard !alsoHits.isEmpty else { continue }
+                guard r.also.contains(where: { present[$0] != nil }) else { continue }
             }
             if let anchor { return Hit(rule: r.rule, anchor: anchor) }
         }

@@ -44,7 +44,10 @@ extension EmergencyDetector {
         ///
         /// With `resolvedCounts`, a symptom that has just gone away still counts ("it lasted ten
         /// minutes and went away": for stroke, a transient attack is still an emergency).
-        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool, resolvedCounts: Bool = false) -> Bool {
+        ///
+        /// With `historyCounts`, a past telling still counts (background such as "had a UTI for
+        /// a few days").
+        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool, resolvedCounts: Bool = false, historyCounts: Bool = false) -> Bool {
             let clause = clauses.clause[m.first]
             func inClause(_ x: PhraseMatcher.Match) -> Bool {
                 clauses.clause[x.first] == clause || clauses.clause[x.last] == clause
@@ -71,7 +74,7 @@ extension EmergencyDetector {
                 let pastEvent = cues(.pastEvent).contains {
                     $0.last < m.first && clauses.clause[$0.last] == clause && words(between: $0.last, m.first) <= Self.historyVerbReach
                 }
-                if historyVerb || historyTime || pastEvent {
+                if !historyCounts && (historyVerb || historyTime || pastEvent) {
                     // "…and I'm feeling that way again": the past is back.
                     let back = cues(.recurrence).contains { $0.first > m.last }
                     if !back { return false }
@@ -88,6 +91,8 @@ extension EmergencyDetector {
                 if cues(.habitual).contains(where: inClause) { return false }
             }
             if allowJest && cues(.jest).contains(where: inClause) { return false }
+            // "my chest hurts when I cough", "sore from the gym": a benign cause named with it.
+            if cues(.benignCause).contains(where: inClause) { return false }
             return true
         }
 

@@ -115,7 +115,7 @@ public struct EmergencyDetector: Sendable {
 
     /// The red-flag rules over the message's findings.
     private func assessFindings(_ read: [ClinicalFindings.Finding], context: Context) -> EmergencyAssessment? {
-        guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1) }) else { return nil }
+        guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, historyCounts: $2) }) else { return nil }
         return assessment(category: hit.rule.category, bystander: context.experiencer(of: hit.anchor.match), severity: hit.rule.severity)
     }
 

@@ -40,6 +40,11 @@ struct FindingsData: Codable, Sendable {
     var about: String
     /// Concept id → patterns (PatternExpander notation).
     var concepts: [String: [String]]
+    /// Concepts that set the scene rather than describe a symptom (an infection, diabetes, a
+    /// pregnancy, a child, an allergen, a head injury): they count even when told in the past
+    /// ("had a UTI for a few days", "gave birth a week ago"), though not when negated,
+    /// hypothetical or asked about in general.
+    var background: [String]?
     var composites: [Composite]
     var measures: [Measure]
     /// Group id → finding ids (any of them).

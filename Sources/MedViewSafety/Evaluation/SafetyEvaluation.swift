@@ -246,8 +246,30 @@ public enum SafetyEvaluation {
         var interactionTraps: [String: TrapScore] = [:]
         var checkTime = Duration.zero
         var checks = 0
+        // An expected name is matched through the lexicon, so a set may write "potassium
+        // chloride", "St. John's wort" or "sulfamethoxazole/trimethoprim" for the generic the
+        // checker reports; a combination stands for each of its ingredients.
+        var canonicalCache: [String: Set<String>] = [:]
+        func canonical(_ name: String) -> Set<String> {
+            if let c = canonicalCache[name] { return c }
+            var out: Set<String> = [name]
+            for m in checker.mentions(in: name) { out.insert(m.name) }
+            canonicalCache[name] = out
+            return out
+        }
+        func same(_ warned: [String], _ expected: [String]) -> Bool {
+            guard warned.count == 2, expected.count == 2 else { return warned == expected }
+            let a = canonical(expected[0]), b = canonical(expected[1])
+            return (a.contains(warned[0]) && b.contains(warned[1])) || (a.contains(warned[1]) && b.contains(warned[0]))
+        }
         func group(_ pair: [String]) -> String {
-            pair.count == 2 ? checker.interaction(pair[0], pair[1])?.group ?? "unlisted" : "unlisted"
+            guard pair.count == 2 else { return "unlisted" }
+            for x in canonical(pair[0]).sorted() {
+                for y in canonical(pair[1]).sorted() {
+                    if let g = checker.interaction(x, y)?.group { return g }
+                }
+            }
+            return "unlisted"
         }
         for c in interactionCases {
             var context = MedicationContext()
@@ -267,11 +289,11 @@ public enum SafetyEvaluation {
             }
             for pair in got {
                 let g = group(pair)
-                if let i = expected.firstIndex(of: pair) {
+                if let i = expected.firstIndex(where: { same(pair, $0) }) {
                     expected.remove(at: i)
                     groups[g]!.found += 1
                     pairOverall.found += 1
-                } else if c.also.contains(pair) {
+                } else if c.also.contains(where: { same(pair, $0) }) {
                     continue
                 } else {
                     groups[g, default: Score(name: g, expected: 0, found: 0, falsePositives: 0)].falsePositives += 1

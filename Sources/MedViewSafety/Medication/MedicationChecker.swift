@@ -288,6 +288,13 @@ public struct MedicationChecker: Sendable {
         return (out, messagePerson ?? lastPerson, caredFor)
     }
 
+    /// Words after a bare number that make it something other than a dose in mg.
+    private static let bareNumberBlockers: Set<String> = [
+        "year", "years", "yr", "yrs", "month", "months", "week", "weeks", "day", "days", "hour", "hours", "hr", "hrs",
+        "minute", "minutes", "min", "mins", "times", "time", "x", "tablet", "tablets", "tab", "tabs", "pill", "pills",
+        "capsule", "capsules", "puff", "puffs", "unit", "units", "ml", "mcg", "percent", "drops", "drop", "iu",
+    ]
+
     /// Units read as milligrams.
     private static let milligrams: Set<String> = ["mg", "mgs", "milligram", "milligrams", "mgm"]
 
@@ -305,6 +312,13 @@ public struct MedicationChecker: Sendable {
         while i < tokens.count && i <= m.last + 3 && tokens[i].isWordLike {
             if let v = read(i) { return v }
             i += 1
+        }
+        // "zocor 20", "simvastatin 40 at night": a bare number right after the name, unless a
+        // unit of time or count follows it ("for 20 years", "2 tablets").
+        let j = m.last + 1
+        if j < tokens.count, tokens[j].kind == .number, let v = tokens[j].value, v >= 0.5, v <= 2000 {
+            let next = j + 1 < tokens.count ? tokens[j + 1].text : ""
+            if !bareNumberBlockers.contains(next) { return v }
         }
         for j in [m.first - 2, m.first - 3] where j >= 0 {
             if let v = read(j), tokens[(j + 2)..<m.first].allSatisfy({ $0.text == "of" || $0.kind == .word && milligrams.contains($0.text) }) { return v }
