@@ -23,6 +23,12 @@ struct ClinicalFindings: Sendable {
     struct Hit: Sendable {
         var rule: FindingsData.Rule
         var anchor: Finding
+        /// Whether the rule rests on a finding about a child or baby (the writer is then a
+        /// bystander even with no person word: "my 8 month old has…").
+        var aboutChild: Bool
+        /// The signal-phrase categories this hit replaces (``FindingsData/Rule/overrides``,
+        /// unless one of its `overridesUnless` findings is present).
+        var overrides: [String]
     }
 
     private let matcher: PhraseMatcher
@@ -30,11 +36,13 @@ struct ClinicalFindings: Sendable {
     /// an id; they share its index).
     private let names: [String]
     private let index: [String: Int]
-    private let composites: [(id: Int, parts: [Int], window: Int)]
+    private let composites: [(id: Int, parts: [Int], window: Int, sentence: Bool)]
     private let measures: [(id: Int, near: Int?, inside: Int?, low: Double, high: Double)]
-    private let rules: [(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int])]
+    private let rules: [(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int], unless: [Int])]
     /// The concept that marks fiction, exam questions and role play.
     private let fiction: Int?
+    /// Findings that name a child or baby (`person_…`).
+    private let childFindings: Set<Int>
     /// Findings that count even when told in the past (``FindingsData/background``).
     private let background: Set<Int>
     /// Concepts written as one word the phrase matcher skips as filler ("suddenly"): found by a
@@ -66,11 +74,11 @@ struct ClinicalFindings: Sendable {
             guard (near == nil) != (inside == nil) else { throw .unknownReference("findings.json", "measure \(m.id) needs near or inside") }
             measures.append((id(m.id), near, inside, m.atLeast ?? -.infinity, m.below ?? .infinity))
         }
-        var composites: [(id: Int, parts: [Int], window: Int)] = []
+        var composites: [(id: Int, parts: [Int], window: Int, sentence: Bool)] = []
         for c in data.composites {
             var parts: [Int] = []
             for p in c.all { parts.append(try known(p, "concept or measure")) }
-            composites.append((id(c.id), parts, c.window))
+            composites.append((id(c.id), parts, c.window, c.scope == "sentence"))
         }
         // Groups may name findings or other groups.
         var groups: [String: Set<Int>] = [:]
@@ -83,7 +91,7 @@ struct ClinicalFindings: Sendable {
             groups[name] = out
             return out
         }
-        var rules: [(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int])] = []
+        var rules: [(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int], unless: [Int])] = []
         for r in data.rules {
             var all: [Set<Int>] = []
             for a in r.all ?? [] { all.append(try expand(a)) }
@@ -91,7 +99,9 @@ struct ClinicalFindings: Sendable {
             for a in r.any ?? [] { any.formUnion(try expand(a)) }
             var also: Set<Int> = []
             for a in r.also ?? [] { also.formUnion(try expand(a)) }
-            rules.append((r, all, any.sorted(), r.any == nil ? 0 : (r.minAny ?? 1), also.sorted()))
+            var unless: Set<Int> = []
+            for a in r.overridesUnless ?? [] { unless.formUnion(try expand(a)) }
+            rules.append((r, all, any.sorted(), r.any == nil ? 0 : (r.minAny ?? 1), also.sorted(), unless.sorted()))
         }
         var fillerConcepts: [String: [Int]] = [:]
         let fillers = Set(compiler.language.fillers)
@@ -111,6 +121,7 @@ struct ClinicalFindings: Sendable {
         self.measures = measures
         self.rules = rules
         self.fiction = index["frame_fiction"]
+        self.childFindings = Set(names.indices.filter { names[$0].hasPrefix("person_") })
     }
 
     /// The words of the concept phrases (for the normalizer's known words and the audit).
@@ -161,14 +172,15 @@ struct ClinicalFindings: Sendable {
         for c in composites {
             guard let starts = byConcept[c.parts[0]] else { continue }
             for s in starts {
-                let clause = clauses.clause[s.first]
+                let scope = c.sentence ? clauses.sentence : clauses.clause
+                let clause = scope[s.first]
                 var first = s.first
                 var last = s.last
                 var complete = true
                 for p in c.parts.dropFirst() {
                     // The nearest match of this part in the same clause, not the same words.
                     let candidates = (byConcept[p] ?? []).filter {
-                        clauses.clause[$0.first] == clause && ($0.last < s.first || $0.first > s.last)
+                        scope[$0.first] == clause && ($0.last < s.first || $0.first > s.last)
                     }
                     guard let best = candidates.min(by: { abs($0.first - s.first) < abs($1.first - s.first) }) else {
                         complete = false
@@ -193,19 +205,25 @@ struct ClinicalFindings: Sendable {
 
     /// The first rule whose findings are all happening now, in data order.
     ///
-    /// `isCurrent(match, resolvedCounts, historyCounts)` is the detector's context rule.
-    func evaluate(_ found: [Finding], isCurrent: (PhraseMatcher.Match, Bool, Bool) -> Bool) -> Hit? {
+    /// `isCurrent(match, resolvedCounts, history)` is the detector's context rule.
+    func evaluate(_ found: [Finding], isCurrent: (PhraseMatcher.Match, Bool, EmergencyDetector.HistoryMode) -> Bool) -> Hit? {
         guard !found.isEmpty else { return nil }
-        // Current findings by id, each span once.
+        // Current findings by id, each span once, read three ways.
         var strict: [Int: [Finding]] = [:]
         var loose: [Int: [Finding]] = [:]
+        var pastVerb: [Int: [Finding]] = [:]
+        let needsPastVerb = rules.contains { $0.rule.pastVerbCounts == true }
+        func add(_ f: Finding, to table: inout [Int: [Finding]]) {
+            if !(table[f.id] ?? []).contains(where: { $0.first == f.first }) { table[f.id, default: []].append(f) }
+        }
         for f in found {
-            let past = background.contains(f.id)
-            if isCurrent(f.match, true, past), !(loose[f.id] ?? []).contains(where: { $0.first == f.first }) { loose[f.id, default: []].append(f) }
-            if isCurrent(f.match, false, past), !(strict[f.id] ?? []).contains(where: { $0.first == f.first }) { strict[f.id, default: []].append(f) }
+            let mode: EmergencyDetector.HistoryMode = background.contains(f.id) ? .counts : .strict
+            if isCurrent(f.match, true, mode) { add(f, to: &loose) }
+            if isCurrent(f.match, false, mode) { add(f, to: &strict) }
+            if needsPastVerb, isCurrent(f.match, false, mode == .counts ? .counts : .verbCounts) { add(f, to: &pastVerb) }
         }
         for r in rules {
-            let present = r.rule.transient == true ? loose : strict
+            let present = r.rule.transient == true ? loose : r.rule.pastVerbCounts == true ? pastVerb : strict
             var anchor: Finding?
             func note(_ f: Finding) { if anchor == nil || f.first < anchor!.first { anchor = f } }
             var ok = true
@@ -221,7 +239,12 @@ struct ClinicalFindings: Sendable {
             if !r.also.isEmpty {
                 guard r.also.contains(where: { present[$0] != nil }) else { continue }
             }
-            if let anchor { return Hit(rule: r.rule, anchor: anchor) }
+            if let anchor {
+                let ids = r.all.flatMap { $0 } + r.any + r.also
+                let aboutChild = ids.contains { present[$0] != nil && childFindings.contains($0) }
+                let cancelled = r.unless.contains { strict[$0] != nil || loose[$0] != nil }
+                return Hit(rule: r.rule, anchor: anchor, aboutChild: aboutChild, overrides: cancelled ? [] : r.rule.overrides ?? [])
+            }
         }
         return nil
     }

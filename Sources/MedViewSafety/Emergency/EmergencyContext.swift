@@ -1,4 +1,15 @@
 extension EmergencyDetector {
+    /// How a past telling counts for a finding.
+    enum HistoryMode: Sendable {
+        /// History ("had", "in 2019", "after my …") means not now.
+        case strict
+        /// A past-tense verb alone still counts ("my 2-year-old had a seizure"); a date or "years
+        /// ago" does not.
+        case verbCounts
+        /// History counts (background: "had a UTI for a few days", "gave birth last week").
+        case counts
+    }
+
     /// The context rules for one message: which signals are happening now, and to whom.
     struct Context {
         let tokens: [Token]
@@ -45,9 +56,8 @@ extension EmergencyDetector {
         /// With `resolvedCounts`, a symptom that has just gone away still counts ("it lasted ten
         /// minutes and went away": for stroke, a transient attack is still an emergency).
         ///
-        /// With `historyCounts`, a past telling still counts (background such as "had a UTI for
-        /// a few days").
-        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool, resolvedCounts: Bool = false, historyCounts: Bool = false) -> Bool {
+        /// `history` says how a past telling counts (``HistoryMode``).
+        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool, resolvedCounts: Bool = false, history: HistoryMode = .strict) -> Bool {
             let clause = clauses.clause[m.first]
             func inClause(_ x: PhraseMatcher.Match) -> Bool {
                 clauses.clause[x.first] == clause || clauses.clause[x.last] == clause
@@ -74,7 +84,13 @@ extension EmergencyDetector {
                 let pastEvent = cues(.pastEvent).contains {
                     $0.last < m.first && clauses.clause[$0.last] == clause && words(between: $0.last, m.first) <= Self.historyVerbReach
                 }
-                if !historyCounts && (historyVerb || historyTime || pastEvent) {
+                let past: Bool
+                switch history {
+                case .strict: past = historyVerb || historyTime || pastEvent
+                case .verbCounts: past = historyTime || pastEvent
+                case .counts: past = false
+                }
+                if past {
                     // "…and I'm feeling that way again": the past is back.
                     let back = cues(.recurrence).contains { $0.first > m.last }
                     if !back { return false }

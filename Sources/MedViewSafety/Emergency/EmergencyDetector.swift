@@ -95,6 +95,8 @@ public struct EmergencyDetector: Sendable {
 
     /// The words the signal patterns use, for the vocabulary audit.
     var signalVocabulary: Set<String> { signals.vocabulary }
+    /// The words of the finding concepts, for the vocabulary audit.
+    var findingsVocabulary: Set<String> { findings.vocabulary }
 
     /// The emergency the message describes as happening now, or `nil`.
     ///
@@ -105,18 +107,51 @@ public struct EmergencyDetector: Sendable {
     public func assess(_ message: String) -> EmergencyAssessment? {
         let tokens = normalizer.tokens(message)
         let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
-        let read = findings.findings(in: tokens, clauses: context.clauses)
-        let result = assessSignals(tokens: tokens, context: context) ?? assessFindings(read, context: context)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), tokens: tokens)
+        let signals = assessSignals(tokens: tokens, context: context)
+        let byRules = assessFindings(read, context: context)
+        var result = signals ?? byRules?.assessment
+        // A rule that explains the signal better wins ("chest pressure, left arm tingling").
+        if let s = signals, let f = byRules, f.overrides.contains(s.category) {
+            result = f.assessment
+        }
         if let result, findings.isFiction(read), !(result.category == "suicide" && !result.isBystander) {
             return nil
         }
         return result
     }
 
+    /// What each reading gives on its own, before fiction and overrides (for the evaluation's
+    /// per-layer figures): the signal phrases' category and the findings rule's id.
+    func layers(_ message: String) -> (signals: String?, rule: String?) {
+        let tokens = normalizer.tokens(message)
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), tokens: tokens)
+        let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) })
+        return (assessSignals(tokens: tokens, context: context)?.category, hit?.rule.id)
+    }
+
+    /// The names of the findings read in a message, for debugging the vocabulary.
+    func findingNames(_ message: String) -> [String] {
+        let tokens = normalizer.tokens(message)
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        return findings.findings(in: tokens, clauses: context.clauses).map { findings.name($0.id) + "[\($0.first)-\($0.last)]" }
+    }
+
+    /// Findings that sit inside an idiom ("this exam is killing me", "dying of laughter") are dropped.
+    private func withoutIdioms(_ read: [ClinicalFindings.Finding], tokens: [Token]) -> [ClinicalFindings.Finding] {
+        let signalCount = data.signals.count
+        let idioms = signals.matches(in: tokens).filter { $0.payload >= signalCount }
+        guard !idioms.isEmpty else { return read }
+        return read.filter { f in !idioms.contains { $0.first <= f.last && f.first <= $0.last } }
+    }
+
     /// The red-flag rules over the message's findings.
-    private func assessFindings(_ read: [ClinicalFindings.Finding], context: Context) -> EmergencyAssessment? {
-        guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, historyCounts: $2) }) else { return nil }
-        return assessment(category: hit.rule.category, bystander: context.experiencer(of: hit.anchor.match), severity: hit.rule.severity)
+    private func assessFindings(_ read: [ClinicalFindings.Finding], context: Context) -> (assessment: EmergencyAssessment, overrides: [String])? {
+        guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) }),
+              let a = assessment(category: hit.rule.category, bystander: context.experiencer(of: hit.anchor.match) ?? (hit.aboutChild ? .neutral : nil), severity: hit.rule.severity)
+        else { return nil }
+        return (a, hit.overrides)
     }
 
     /// The signal phrases.

@@ -8,6 +8,9 @@ struct FindingsData: Codable, Sendable {
         var all: [String]
         /// Most words from the first part to the last.
         var window: Int
+        /// `sentence` lets the parts sit in different clauses of one sentence ("I took my
+        /// sleeping pills and then my pain pills, way too many"); by default one clause.
+        var scope: String?
     }
 
     /// A finding read from a number: next to a concept (`near`: "sugar is 45") or inside its
@@ -33,6 +36,16 @@ struct FindingsData: Codable, Sendable {
         /// Whether a finding that has just resolved still counts ("it went away after ten
         /// minutes": a transient ischemic attack is still an emergency).
         var transient: Bool?
+        /// Categories of the signal phrases this rule explains better: when both fire, this
+        /// rule's category is the alert ("pressure in my chest, left arm tingling" is a heart
+        /// attack, not a stroke).
+        var overrides: [String]?
+        /// Findings or groups that cancel ``overrides`` when present (a slurred speech keeps a
+        /// stroke a stroke, asthma keeps breathing trouble a breathing emergency).
+        var overridesUnless: [String]?
+        /// Whether "had a seizure" (a past-tense verb, not a date) still counts: for a young
+        /// child it happened just now.
+        var pastVerbCounts: Bool?
         /// The published criterion the rule states.
         var source: String
     }
