@@ -34,6 +34,8 @@ public struct MedicationChecker: Sendable {
 
     private let entries: [Entry]
     private let groups: [[Int]]
+    /// Every name the lexicon knows (lowercased) and the medicines (or class) it stands for.
+    let nameTable: [String: Set<String>]
     private let entryByName: [String: Int]
     private let names: PhraseMatcher
     private let cueMatcher: PhraseMatcher
@@ -116,12 +118,13 @@ public struct MedicationChecker: Sendable {
             for p in lexicon.cues[kind.rawValue] ?? [] { cuePatterns.append((p, i)) }
         }
         let compiler = PhraseCompiler(language: language)
-        self.names = try compiler.matcher(patterns, skipFillers: false, fuzzy: true)
+        self.names = try compiler.matcher(patterns, skipFillers: false, fuzzy: true, soundKeys: true)
         self.cueMatcher = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
         self.normalizer = TextNormalizer(language: language, knownWords: names.vocabulary.union(cueMatcher.vocabulary).union(language.protectedWords))
         self.people = PersonLexicon(language.people)
         self.entries = entries
         self.groups = groups
+        self.nameTable = groupOfName.mapValues { Set(groups[$0].map { entries[$0].name }) }
         var byName: [String: Int] = [:]
         for (i, e) in entries.enumerated() where byName[e.name] == nil { byName[e.name] = i }
         self.entryByName = byName
