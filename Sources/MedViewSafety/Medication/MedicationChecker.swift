@@ -219,6 +219,16 @@ public struct MedicationChecker: Sendable {
         mentions(in: message, lastMentioned: [], lastPerson: nil).mentions
     }
 
+    /// Words for the same person, so "my mother" and "mom" are one ("mother" → "mom").
+    static let samePerson: [String: String] = [
+        "mother": "mom", "mum": "mom", "mommy": "mom", "mama": "mom", "momma": "mom", "father": "dad", "daddy": "dad",
+        "papa": "grandpa", "grandfather": "grandpa", "granddad": "grandpa", "grandmother": "grandma", "granny": "grandma",
+        "nana": "grandma", "stepmother": "stepmom", "stepfather": "stepdad", "kid": "child", "toddler": "child",
+    ]
+
+    /// The person a pronoun refers to when no person word came before it.
+    static let unnamedPerson = "someone"
+
     /// Pronouns that refer back to a person named before.
     private static let pronouns: Set<String> = [
         "he", "him", "his", "himself", "hes", "she", "her", "hers", "herself", "shes",
@@ -233,17 +243,32 @@ public struct MedicationChecker: Sendable {
         // nearest noun before it, in this message or the conversation.
         func noun(_ word: String) -> String? {
             guard case .other? = people.reference(word), !Self.pronouns.contains(word) else { return nil }
-            if word.hasSuffix("s"), case .other? = people.reference(String(word.dropLast())) { return String(word.dropLast()) }
-            return word
+            if word.hasSuffix("s"), case .other? = people.reference(String(word.dropLast())) {
+                let base = String(word.dropLast())
+                return Self.samePerson[base] ?? base
+            }
+            return Self.samePerson[word] ?? word
+        }
+        func gender(_ word: String) -> Gender? {
+            if case .other(let g)? = people.reference(word) { return g }
+            return nil
         }
         func person(at i: Int) -> String? {
             if let n = noun(tokens[i].text) { return n }
+            // A gendered pronoun refers to the nearest person word of its gender ("my dad takes
+            // warfarin and my mom wants to give him aspirin": him is dad).
+            let wanted = gender(tokens[i].text).flatMap { $0 == .neutral ? nil : $0 }
             var j = i - 1
             while j >= 0 {
-                if let n = noun(tokens[j].text) { return n }
+                if let n = noun(tokens[j].text) {
+                    let g = gender(tokens[j].text)
+                    if wanted == nil || g == wanted || g == .neutral { return n }
+                }
                 j -= 1
             }
-            return lastPerson
+            // "My 6 year old takes…, can I give him…": a pronoun with no noun before it is one
+            // unnamed other person, not nobody.
+            return lastPerson ?? Self.unnamedPerson
         }
         let messagePerson = tokens.indices.reversed().lazy.compactMap { noun(tokens[$0].text) }.first
         // Leftmost-longest, non-overlapping name matches.
@@ -282,11 +307,26 @@ public struct MedicationChecker: Sendable {
             }
         }
         // "Can I give him…", "is that ok for her?": the person in the cue, else the message's.
-        let caredFor = cues(.caregiver).first.flatMap { cue in
+        // Without a person in the cue ("is that safe?"), the person whose medicines the message names.
+        let medicinesPerson = out.last { $0.status == .someoneElse && $0.person != nil }?.person
+        // Or a caring verb and a word for someone's medicines in one clause ("I handle all of my
+        // mom's medications", "I fill her pill organizer every Sunday").
+        // A cue that names the person ("give him") first; else any.
+        let careCues = cues(.caregiver)
+        var careCue = careCues.first { c in (c.first...c.last).contains { if case .other? = people.reference(tokens[$0].text) { return true }; return false } } ?? careCues.first
+        if careCue == nil {
+            for v in cues(.careVerb) {
+                if let n = cues(.medicinesNoun).first(where: { clauses.clause[$0.first] == clauses.clause[v.first] && $0.first > v.last }) {
+                    careCue = PhraseMatcher.Match(payload: v.payload, first: v.first, last: n.last)
+                    break
+                }
+            }
+        }
+        let caredFor = careCue.flatMap { cue in
             (cue.first...cue.last).lazy.compactMap { i -> String? in
                 guard case .other? = people.reference(tokens[i].text) else { return nil }
                 return person(at: i)
-            }.first ?? messagePerson ?? lastPerson
+            }.first ?? medicinesPerson ?? messagePerson ?? lastPerson
         }
         return (out, messagePerson ?? lastPerson, caredFor)
     }

@@ -27,6 +27,9 @@ struct DrugLexiconData: Codable, Sendable {
 /// Kinds of context cue in `drugs.json`.
 enum MedicationCue: String, CaseIterable, Sendable {
     case stop, stopAfter, pastTime, start, use, negation, pseudoNegation, selfCue, pronounAfterStop, clauseBreak, caregiver
+    /// A caring verb ("manage", "fill", "sort out") and a word for someone's medicines in the
+    /// same clause make the patient a caregiver.
+    case careVerb, medicinesNoun
 }
 
 struct InteractionData: Codable, Sendable {

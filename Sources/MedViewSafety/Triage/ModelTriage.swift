@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 /// A second opinion on a patient's message from a language model, run in parallel with the
@@ -107,14 +108,15 @@ public struct ModelTriage: Sendable {
                     return Raw.failed
                 }
             }
-            let timer = Task {
-                try? await Task.sleep(for: budget)
+            // The budget is kept by a Dispatch timer, not a task: it fires on time even when the
+            // Swift concurrency pool is busy.
+            let nanoseconds = UInt64(max(0, budget.components.seconds)) * 1_000_000_000 + UInt64(max(0, budget.components.attoseconds / 1_000_000_000))
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(min(nanoseconds, UInt64(Int.max))))) {
                 once.resume(.timedOut)
                 work.cancel()
             }
             Task {
                 once.resume(await work.value)
-                timer.cancel()
             }
         }
         switch raw {
