@@ -3,7 +3,8 @@ import Testing
 
 @Suite struct ModelTriageTests {
     @Test func modelNamingAMissedEmergencyGivesTheProductsOwnGuidance() async {
-        let triage = ModelTriage { _, _ in "sepsis" }
+        // A generous budget: the model answers at once, and a loaded CI machine must not time it out.
+        let triage = ModelTriage(budget: .seconds(60)) { _, _ in "sepsis" }
         let outcome = await triage.triage("I've had a UTI and now I'm confused and shaking", deterministic: nil)
         guard case .alert(let a) = outcome else { Issue.record("expected an alert, got \(outcome)"); return }
         #expect(a.category == "sepsis")
@@ -42,17 +43,17 @@ import Testing
 
     @Test func aFailingOrRamblingModelShowsNothing() async {
         struct Down: Error {}
-        let failing = ModelTriage { _, _ in throw Down() }
+        let failing = ModelTriage(budget: .seconds(60)) { _, _ in throw Down() }
         #expect(await failing.triage("hello", deterministic: nil) == .failed)
-        let rambling = ModelTriage { _, _ in "I think this might be cardiac but I'm not sure" }
+        let rambling = ModelTriage(budget: .seconds(60)) { _, _ in "I think this might be cardiac but I'm not sure" }
         #expect(await rambling.triage("hello", deterministic: nil) == .unparsable)
-        let clear = ModelTriage { _, _ in " None.\n" }
+        let clear = ModelTriage(budget: .seconds(60)) { _, _ in " None.\n" }
         #expect(await clear.triage("how much water should I drink", deterministic: nil) == .clear)
     }
 
     @Test func theTriageModelIsGivenTheRulesAndTheMessage() async {
         let seen = ModelTriage.Counters()
-        let triage = ModelTriage(counters: seen) { system, message in
+        let triage = ModelTriage(budget: .seconds(60), counters: seen) { system, message in
             #expect(system.contains("BE-FAST"))
             #expect(system.contains("exactly one word"))
             #expect(message == "my baby is floppy")
