@@ -208,21 +208,32 @@ struct ClinicalFindings: Sendable {
     /// `isCurrent(match, resolvedCounts, history)` is the detector's context rule.
     func evaluate(_ found: [Finding], isCurrent: (PhraseMatcher.Match, Bool, EmergencyDetector.HistoryMode) -> Bool) -> Hit? {
         guard !found.isEmpty else { return nil }
+        // Most messages satisfy no rule even before context: stop there (the hot path).
+        let raw = Set(found.map(\.id))
+        func satisfiable(_ r: (rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int], unless: [Int])) -> Bool {
+            r.all.allSatisfy { !$0.isDisjoint(with: raw) }
+                && (r.minAny == 0 || r.any.contains(where: raw.contains))
+                && (r.also.isEmpty || r.also.contains(where: raw.contains))
+        }
+        let candidates = rules.filter(satisfiable)
+        guard !candidates.isEmpty else { return nil }
+        var wanted: Set<Int> = []
+        for r in candidates { r.all.forEach { wanted.formUnion($0) }; wanted.formUnion(r.any); wanted.formUnion(r.also); wanted.formUnion(r.unless) }
         // Current findings by id, each span once, read three ways.
         var strict: [Int: [Finding]] = [:]
         var loose: [Int: [Finding]] = [:]
         var pastVerb: [Int: [Finding]] = [:]
-        let needsPastVerb = rules.contains { $0.rule.pastVerbCounts == true }
+        let needsPastVerb = candidates.contains { $0.rule.pastVerbCounts == true }
         func add(_ f: Finding, to table: inout [Int: [Finding]]) {
             if !(table[f.id] ?? []).contains(where: { $0.first == f.first }) { table[f.id, default: []].append(f) }
         }
-        for f in found {
+        for f in found where wanted.contains(f.id) {
             let mode: EmergencyDetector.HistoryMode = background.contains(f.id) ? .counts : .strict
             if isCurrent(f.match, true, mode) { add(f, to: &loose) }
             if isCurrent(f.match, false, mode) { add(f, to: &strict) }
             if needsPastVerb, isCurrent(f.match, false, mode == .counts ? .counts : .verbCounts) { add(f, to: &pastVerb) }
         }
-        for r in rules {
+        for r in candidates {
             let present = r.rule.transient == true ? loose : r.rule.pastVerbCounts == true ? pastVerb : strict
             var anchor: Finding?
             func note(_ f: Finding) { if anchor == nil || f.first < anchor!.first { anchor = f } }

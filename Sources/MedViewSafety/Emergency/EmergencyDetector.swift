@@ -107,8 +107,9 @@ public struct EmergencyDetector: Sendable {
     public func assess(_ message: String) -> EmergencyAssessment? {
         let tokens = normalizer.tokens(message)
         let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
-        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), tokens: tokens)
-        let signals = assessSignals(tokens: tokens, context: context)
+        let found = signals.matches(in: tokens)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        let signals = assessSignals(tokens: tokens, found: found, context: context)
         let byRules = assessFindings(read, context: context)
         var result = signals ?? byRules?.assessment
         // A rule that explains the signal better wins ("chest pressure, left arm tingling").
@@ -126,9 +127,10 @@ public struct EmergencyDetector: Sendable {
     func layers(_ message: String) -> (signals: String?, rule: String?) {
         let tokens = normalizer.tokens(message)
         let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
-        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), tokens: tokens)
+        let found = signals.matches(in: tokens)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
         let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) })
-        return (assessSignals(tokens: tokens, context: context)?.category, hit?.rule.id)
+        return (assessSignals(tokens: tokens, found: found, context: context)?.category, hit?.rule.id)
     }
 
     /// The names of the findings read in a message, for debugging the vocabulary.
@@ -139,9 +141,9 @@ public struct EmergencyDetector: Sendable {
     }
 
     /// Findings that sit inside an idiom ("this exam is killing me", "dying of laughter") are dropped.
-    private func withoutIdioms(_ read: [ClinicalFindings.Finding], tokens: [Token]) -> [ClinicalFindings.Finding] {
+    private func withoutIdioms(_ read: [ClinicalFindings.Finding], found: [PhraseMatcher.Match]) -> [ClinicalFindings.Finding] {
         let signalCount = data.signals.count
-        let idioms = signals.matches(in: tokens).filter { $0.payload >= signalCount }
+        let idioms = found.filter { $0.payload >= signalCount }
         guard !idioms.isEmpty else { return read }
         return read.filter { f in !idioms.contains { $0.first <= f.last && f.first <= $0.last } }
     }
@@ -155,8 +157,7 @@ public struct EmergencyDetector: Sendable {
     }
 
     /// The signal phrases.
-    private func assessSignals(tokens: [Token], context: Context) -> EmergencyAssessment? {
-        let found = signals.matches(in: tokens)
+    private func assessSignals(tokens: [Token], found: [PhraseMatcher.Match], context: Context) -> EmergencyAssessment? {
         let signalCount = data.signals.count
         guard found.contains(where: { $0.payload < signalCount }) else { return nil }
         let idioms = found.filter { $0.payload >= signalCount }

@@ -73,10 +73,19 @@ public enum SafetyEvaluation {
         /// Cases of the third set that came out wrong.
         public var blindFailures: [String] = []
 
-        /// Whether the aims hold: emergency recall 100% and precision ≥ 95%; interaction recall
-        /// and precision ≥ 95%.
+        /// Set A (`fresh_a_*.jsonl`), written by an independent writer; its first run on the
+        /// unchanged system is docs/safety/fresh-a-first-run.md, and it has been a training set
+        /// since: emergency detection, any alert counting.
+        public var freshAEmergency: Score?
+        /// Interaction pairs of set A.
+        public var freshAInteractions: Score?
+        /// Cases of set A that came out wrong.
+        public var freshAFailures: [String] = []
+
+        /// Whether the aims of issue 13 hold: emergency recall ≥ 98% and precision ≥ 95%;
+        /// interaction recall and precision ≥ 95%.
         public var meetsAims: Bool {
-            emergencyOverall.recall >= 1 && emergencyOverall.precision >= 0.95
+            emergencyOverall.recall >= 0.98 && emergencyOverall.precision >= 0.95
                 && interactionsOverall.recall >= 0.95 && interactionsOverall.precision >= 0.95
         }
 
@@ -110,7 +119,7 @@ public enum SafetyEvaluation {
             lines += interactionTraps.map(trapRow)
             lines.append("")
             lines.append(String(format: "assess(): %.1f µs per message; check(): %.1f µs per message (mean, this build)", meanAssessMicroseconds, meanCheckMicroseconds))
-            lines.append("Aims (emergency recall 100%, precision ≥ 95%; interactions ≥ 95%/95%): " + (meetsAims ? "met" : "NOT met"))
+            lines.append("Aims (emergency recall ≥ 98%, precision ≥ 95%; interactions ≥ 95%/95%): " + (meetsAims ? "met" : "NOT met"))
             if !failures.isEmpty {
                 lines.append("")
                 lines.append("Failures:")
@@ -126,6 +135,7 @@ public enum SafetyEvaluation {
                 lines += failures.map { "  " + $0 }
             }
             extraSet("Second set (written after the rules; its first run, 24/28 found and 1 false alert, showed 4 gaps fixed since: docs/SAFETY.md)", heldOutEmergency, heldOutInteractions, heldOutFailures)
+            extraSet("Set A, fresh (independent writer; first run on the unchanged system 123/235 emergencies with 23 false alerts, 73/173 pairs with 22 false warnings — docs/safety/fresh-a-first-run.md; a TRAINING set since)", freshAEmergency, freshAInteractions, freshAFailures)
             extraSet("Third set, blind (written without sight of the rules; first run 93/114 emergencies with no false alert, 61/71 pairs with 4 false warnings — docs/safety/blind-first-run.txt; rules changed since, so it is no longer unseen)", blindEmergency, blindInteractions, blindFailures)
             return lines.joined(separator: "\n")
         }
@@ -199,6 +209,10 @@ public enum SafetyEvaluation {
         report.blindEmergency = blind.emergencyOverall
         report.blindInteractions = blind.interactionsOverall
         report.blindFailures = blind.failures
+        let freshA = try run(detector: detector, checker: checker, emergencyFile: "eval/fresh_a_emergency.jsonl", interactionFile: "eval/fresh_a_interactions.jsonl")
+        report.freshAEmergency = freshA.emergencyOverall
+        report.freshAInteractions = freshA.interactionsOverall
+        report.freshAFailures = freshA.failures
         return report
     }
 
