@@ -1,10 +1,12 @@
+import Dispatch
 import Testing
 @testable import MedViewSafety
 
 @Suite struct ModelTriageTests {
     @Test func modelNamingAMissedEmergencyGivesTheProductsOwnGuidance() async {
-        // A generous budget: the model answers at once, and a loaded CI machine must not time it out.
-        let triage = ModelTriage(budget: .seconds(60)) { _, _ in "sepsis" }
+        // A generous budget: the model answers at once, and a loaded CI machine (other suites keep
+        // the concurrency pool busy for a minute or more) must not time it out.
+        let triage = ModelTriage(budget: .seconds(900)) { _, _ in "sepsis" }
         let outcome = await triage.triage("I've had a UTI and now I'm confused and shaking", deterministic: nil)
         guard case .alert(let a) = outcome else { Issue.record("expected an alert, got \(outcome)"); return }
         #expect(a.category == "sepsis")
@@ -27,33 +29,33 @@ import Testing
     @Test func aSlowModelShowsNothingAndIsCountedWithinTheBudget() async {
         let triage = ModelTriage(budget: .milliseconds(100)) { _, _ in
             // Ignores cancellation on purpose: the budget must hold anyway.
-            let clock = ContinuousClock()
-            let end = clock.now + .seconds(30)
-            while clock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().asyncAfter(deadline: .now() + 600) { c.resume() }
+            }
             return "cardiac"
         }
         let clock = ContinuousClock()
         let start = clock.now
         let outcome = await triage.triage("my chest feels odd", deterministic: nil)
         #expect(outcome == .timedOut)
-        // Well under the classifier's 30 s even when parallel suites starve the pool.
-        #expect(clock.now - start < .seconds(15))
+        // Long before the classifier's 600 s, however busy the pool is.
+        #expect(clock.now - start < .seconds(300))
         #expect(triage.counters.count("timed_out") == 1)
     }
 
     @Test func aFailingOrRamblingModelShowsNothing() async {
         struct Down: Error {}
-        let failing = ModelTriage(budget: .seconds(60)) { _, _ in throw Down() }
+        let failing = ModelTriage(budget: .seconds(900)) { _, _ in throw Down() }
         #expect(await failing.triage("hello", deterministic: nil) == .failed)
-        let rambling = ModelTriage(budget: .seconds(60)) { _, _ in "I think this might be cardiac but I'm not sure" }
+        let rambling = ModelTriage(budget: .seconds(900)) { _, _ in "I think this might be cardiac but I'm not sure" }
         #expect(await rambling.triage("hello", deterministic: nil) == .unparsable)
-        let clear = ModelTriage(budget: .seconds(60)) { _, _ in " None.\n" }
+        let clear = ModelTriage(budget: .seconds(900)) { _, _ in " None.\n" }
         #expect(await clear.triage("how much water should I drink", deterministic: nil) == .clear)
     }
 
     @Test func theTriageModelIsGivenTheRulesAndTheMessage() async {
         let seen = ModelTriage.Counters()
-        let triage = ModelTriage(budget: .seconds(60), counters: seen) { system, message in
+        let triage = ModelTriage(budget: .seconds(900), counters: seen) { system, message in
             #expect(system.contains("BE-FAST"))
             #expect(system.contains("exactly one word"))
             #expect(message == "my baby is floppy")
