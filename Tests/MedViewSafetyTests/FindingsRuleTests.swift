@@ -22,6 +22,8 @@ import Testing
         "infant-dehydration": ("my baby has had no wet diapers today, she is not feeding", "pediatric"),
         "child-ingestion": ("my toddler swallowed a button battery", "poisoning"),
         "child-seizure": ("my 2 year old had a seizure, he has a fever", "pediatric"),
+        "child-dose-error": ("my 3 year old got a double dose of his medicine", "poisoning"),
+        "poisoning-mixed-depressants": ("my roommate had a lot of vodka with her xanax, now she is unresponsive", "poisoning"),
         "sepsis": ("my dad has pneumonia, now he is confused and breathing fast", "sepsis"),
         "hypo-severe": ("my blood sugar is 41", "diabetic"),
         "hypo-symptomatic": ("my sugar is low, I am shaky and confused", "diabetic"),
