@@ -215,6 +215,26 @@ rule('mech-glucose-fluoroquinolone', [C('sulfonylurea'), C('insulin')], [C('fluo
 rule('mech-sulfonylurea-macrolide', [C('sulfonylurea')], ['clarithromycin'], 'moderate', 'low blood sugar',
      "Clarithromycin can raise the level of sulfonylureas (glipizide, glyburide, glimepiride) and cause low blood sugar. Check your sugar more often during the course.",
      'Glyburide/glipizide labels; Parekh et al., JAMA Intern Med 2014')
+# Added at the end of issue 13 (common pairs outside the mechanisms above).
+rule('mech-fluoroquinolone-steroid', [C('fluoroquinolone')], [C('steroid')], 'moderate', 'tendon rupture',
+     "Fluoroquinolone antibiotics (ciprofloxacin, levofloxacin, moxifloxacin) with a steroid such as prednisone raise the risk of tendon rupture, especially after 60. Ask your prescriber whether another antibiotic fits; stop and call if a tendon (often the Achilles) hurts or swells.",
+     'FDA boxed warning (fluoroquinolones): tendinitis and tendon rupture, higher with corticosteroids')
+rule('mech-binder', [C('binder_sensitive')], [C('mineral_binder')], 'moderate', 'reduced effect',
+     "Calcium, iron and antacids bind this medicine in the gut so less of it is absorbed. Take them apart: usually the medicine first and the calcium or iron 4 hours later (your pharmacist can give the exact gap).",
+     'FDA labels (levothyroxine, doxycycline, minocycline, ciprofloxacin, levofloxacin, moxifloxacin): separate from calcium, iron, antacids')
+rule('mech-digoxin-loop', ['digoxin'], [C('loop'), C('thiazide')], 'moderate', 'toxicity',
+     "Water pills (furosemide, bumetanide, hydrochlorothiazide) can lower potassium and magnesium, which makes digoxin toxicity more likely. They are often prescribed together; your prescriber should check your potassium. Report nausea, vision changes or an irregular heartbeat.",
+     'FDA label (Lanoxin): diuretics and electrolyte disturbances')
+rule('mech-bupropion-tramadol', ['bupropion'], ['tramadol'], 'moderate', 'seizure',
+     "Bupropion and tramadol both lower the seizure threshold; together the risk of a seizure rises. Ask your prescriber before combining them.",
+     'FDA labels (Wellbutrin, Ultram): seizure risk with drugs that lower the seizure threshold')
+rule('mech-sulfonylurea-cyp2c9', [C('sulfonylurea')], [C('cyp2c9_inhibitor')], 'moderate', 'low blood sugar',
+     "This medicine slows how the body clears glipizide, glyburide or glimepiride, which can cause low blood sugar. Check your sugar more often and know how to treat a low.",
+     'FDA labels (sulfonylureas): fluconazole and other CYP2C9 inhibitors')
+rule('mech-statin-gemfibrozil', [C('statin')], [C('fibrate_gem')], 'moderate', 'muscle damage',
+     "Gemfibrozil with a statin raises the risk of muscle damage; most prescribers use fenofibrate instead. Ask your prescriber.",
+     'FDA labels (statins): gemfibrozil; Lopid label', **{'except': ['simvastatin', 'lovastatin']})
+
 # Others.
 rule('mech-valproate-lamotrigine', ['valproate'], ['lamotrigine'], 'moderate', 'toxicity',
      "Valproate doubles lamotrigine levels; lamotrigine must be started at a lower dose to avoid a serious rash. Make sure both prescribers know you take both.",
