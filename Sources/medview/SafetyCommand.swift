@@ -16,12 +16,14 @@ struct SafetyCommand: AsyncParsableCommand {
             abstract: "Run the emergency and interaction evaluation sets and print recall and precision per category."
         )
 
-        @Flag(help: "Exit with status 1 when the aims are not met (emergency recall 100%, precision ≥ 95%; interactions ≥ 95%/95%).")
+        @Flag(help: "Exit with status 1 when the aims are not met (emergency recall ≥ 98%, precision ≥ 95%; interactions ≥ 95%/95%).")
         var check = false
         @Option(help: "Score this emergency set (JSON Lines, the layout of Data/eval/emergency.jsonl) instead of the bundled sets; needs --interactions.")
         var emergency: String?
         @Option(help: "Score this interaction set (JSON Lines, the layout of Data/eval/interactions.jsonl); needs --emergency.")
         var interactions: String?
+        @Option(help: "Also measure the misspelling tolerance of the medication names, with this word list for false matches (e.g. /usr/share/dict/american-english-insane from Debian's wamerican-insane).")
+        var dictionary: String?
 
         func validate() throws {
             guard (emergency == nil) == (interactions == nil) else { throw ValidationError("--emergency and --interactions go together.") }
@@ -31,6 +33,11 @@ struct SafetyCommand: AsyncParsableCommand {
             let absolute = { (path: String) in URL(fileURLWithPath: path).standardizedFileURL.path }
             let report = try emergency.map { try SafetyEvaluation.run(emergencyFile: absolute($0), interactionFile: absolute(interactions!)) } ?? SafetyEvaluation.run()
             print(report.text)
+            if let dictionary {
+                let words = try String(contentsOfFile: dictionary, encoding: .utf8).split(whereSeparator: \.isNewline).map(String.init)
+                print("")
+                print(try SafetyMisspellingMeasure.run(dictionary: words).text)
+            }
             if check && !report.meetsAims { throw ExitCode(1) }
         }
     }

@@ -31,7 +31,8 @@ import Testing
     @Test func vocabularyAuditFindsCollisionsAndTheDataProtectsThem() throws {
         let found = try SafetyVocabularyAudit.collisions(dictionary: ["cooking", "chocking", "alive", "doing", "zzzz"])
         // Protected words are already handled; only the deliberately correctable one remains.
-        #expect(found.map(\.word) == ["chocking"])
+        // (It is near a term of both emergency vocabularies: the signal phrases and the findings.)
+        #expect(Set(found.map(\.word)) == ["chocking"])
         let unprotected = try SafetyVocabularyAudit.collisions(dictionary: ["seizing", "breather"])
         #expect(unprotected.isEmpty)
     }

@@ -110,6 +110,7 @@ import MedViewSafety
         #expect(restored == context)
         #expect(restored.medicines == ["warfarin", "ibuprofen"])
         #expect(checker.check("Advil again?", context: &restored).isEmpty)
-        #expect(checker.check("and aspirin?", context: &restored).map(\.drugs) == [["aspirin", "warfarin"]])
+        // Aspirin pairs with warfarin (bleeding) and with ibuprofen (two NSAIDs).
+        #expect(checker.check("and aspirin?", context: &restored).map(\.drugs) == [["aspirin", "warfarin"], ["aspirin", "ibuprofen"]])
     }
 }

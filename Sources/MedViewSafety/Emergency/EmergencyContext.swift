@@ -1,4 +1,15 @@
 extension EmergencyDetector {
+    /// How a past telling counts for a finding.
+    enum HistoryMode: Sendable {
+        /// History ("had", "in 2019", "after my …") means not now.
+        case strict
+        /// A past-tense verb alone still counts ("my 2-year-old had a seizure"); a date or "years
+        /// ago" does not.
+        case verbCounts
+        /// History counts (background: "had a UTI for a few days", "gave birth last week").
+        case counts
+    }
+
     /// The context rules for one message: which signals are happening now, and to whom.
     struct Context {
         let tokens: [Token]
@@ -41,7 +52,12 @@ extension EmergencyDetector {
         }
 
         /// Whether the signal at `m` describes something happening now.
-        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool) -> Bool {
+        ///
+        /// With `resolvedCounts`, a symptom that has just gone away still counts ("it lasted ten
+        /// minutes and went away": for stroke, a transient attack is still an emergency).
+        ///
+        /// `history` says how a past telling counts (``HistoryMode``).
+        func isCurrent(_ m: PhraseMatcher.Match, allowJest: Bool, resolvedCounts: Bool = false, history: HistoryMode = .strict) -> Bool {
             let clause = clauses.clause[m.first]
             func inClause(_ x: PhraseMatcher.Match) -> Bool {
                 clauses.clause[x.first] == clause || clauses.clause[x.last] == clause
@@ -53,7 +69,7 @@ extension EmergencyDetector {
             for n in cues(.negation) where n.last < m.first && clauses.clause[n.last] == clause && !cancelled(n) {
                 if words(between: n.last, m.first) <= Self.negationReach { return false }
             }
-            for p in cues(.postNegation) where p.first > m.last && clauses.clause[p.first] == clause {
+            for p in cues(.postNegation) where !resolvedCounts && p.first > m.last && clauses.clause[p.first] == clause {
                 if words(between: m.last, p.first) <= 3 { return false }
             }
             let recent = cues(.recent).contains { inClause($0) && !overlaps($0, m) }
@@ -64,7 +80,17 @@ extension EmergencyDetector {
                         && !tokens[($0.last + 1)..<m.first].contains { Self.scopeEnders.contains($0.text) }
                 }
                 let historyTime = cues(.historyTime).contains { inClause($0) }
-                if historyVerb || historyTime {
+                // "after my heart attack", "recovering from a stroke": a past event named as such.
+                let pastEvent = cues(.pastEvent).contains {
+                    $0.last < m.first && clauses.clause[$0.last] == clause && words(between: $0.last, m.first) <= Self.historyVerbReach
+                }
+                let past: Bool
+                switch history {
+                case .strict: past = historyVerb || historyTime || pastEvent
+                case .verbCounts: past = historyTime || pastEvent
+                case .counts: past = false
+                }
+                if past {
                     // "…and I'm feeling that way again": the past is back.
                     let back = cues(.recurrence).contains { $0.first > m.last }
                     if !back { return false }
@@ -81,6 +107,8 @@ extension EmergencyDetector {
                 if cues(.habitual).contains(where: inClause) { return false }
             }
             if allowJest && cues(.jest).contains(where: inClause) { return false }
+            // "my chest hurts when I cough", "sore from the gym": a benign cause named with it.
+            if cues(.benignCause).contains(where: inClause) { return false }
             return true
         }
 

@@ -40,15 +40,21 @@ public struct EmergencyDetector: Sendable {
     private let categoryIndex: [String: Int]
     private let priority: [String: Int]
     private let signalIndex: [String: Int]
+    private let findings: ClinicalFindings
 
     /// Loads the bundled data and builds the automata.
     public init() throws(SafetyDataError) {
-        try self.init(data: SafetyData.decode(EmergencyData.self, from: "emergency.json"), language: SafetyData.language())
+        try self.init(
+            data: SafetyData.decode(EmergencyData.self, from: "emergency.json"),
+            findings: SafetyData.decode(FindingsData.self, from: "findings.json"),
+            language: SafetyData.language()
+        )
     }
 
-    init(data: EmergencyData, language: LanguageData) throws(SafetyDataError) {
+    init(data: EmergencyData, findings: FindingsData, language: LanguageData) throws(SafetyDataError) {
         self.data = data
         let compiler = PhraseCompiler(language: language)
+        self.findings = try ClinicalFindings(data: findings, compiler: compiler)
         var categoryIndex: [String: Int] = [:]
         for (i, c) in data.categories.enumerated() { categoryIndex[c.id] = i }
         var signalIndex: [String: Int] = [:]
@@ -74,7 +80,7 @@ public struct EmergencyDetector: Sendable {
         self.cues = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
         self.normalizer = TextNormalizer(
             language: language,
-            knownWords: signals.vocabulary.union(cues.vocabulary).union(language.protectedWords)
+            knownWords: signals.vocabulary.union(cues.vocabulary).union(self.findings.vocabulary).union(language.protectedWords)
         )
         self.people = PersonLexicon(language.people)
         self.categoryIndex = categoryIndex
@@ -82,18 +88,78 @@ public struct EmergencyDetector: Sendable {
         var priority: [String: Int] = [:]
         for (i, c) in data.priority.enumerated() { priority[c] = i }
         self.priority = priority
+        for r in findings.rules where categoryIndex[r.category] == nil {
+            throw .unknownReference("findings.json", "category \(r.category)")
+        }
     }
 
     /// The words the signal patterns use, for the vocabulary audit.
     var signalVocabulary: Set<String> { signals.vocabulary }
+    /// The words of the finding concepts, for the vocabulary audit.
+    var findingsVocabulary: Set<String> { findings.vocabulary }
 
     /// The emergency the message describes as happening now, or `nil`.
+    ///
+    /// Two readings of one token list: the signal phrases (a single phrase that is enough on
+    /// its own, like "I can't breathe"), then the clinical findings and the red-flag rules that
+    /// combine them (``ClinicalFindings``). A message framed as fiction, an exam question or role
+    /// play gets no alert, except the writer's own suicidal thoughts.
     public func assess(_ message: String) -> EmergencyAssessment? {
         let tokens = normalizer.tokens(message)
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let found = signals.matches(in: tokens)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        let signals = assessSignals(tokens: tokens, found: found, context: context)
+        let byRules = assessFindings(read, context: context)
+        var result = signals ?? byRules?.assessment
+        // A rule that explains the signal better wins ("chest pressure, left arm tingling").
+        if let s = signals, let f = byRules, f.overrides.contains(s.category) {
+            result = f.assessment
+        }
+        if let result, findings.isFiction(read), !(result.category == "suicide" && !result.isBystander) {
+            return nil
+        }
+        return result
+    }
+
+    /// What each reading gives on its own, before fiction and overrides (for the evaluation's
+    /// per-layer figures): the signal phrases' category and the findings rule's id.
+    func layers(_ message: String) -> (signals: String?, rule: String?) {
+        let tokens = normalizer.tokens(message)
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        let found = signals.matches(in: tokens)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) })
+        return (assessSignals(tokens: tokens, found: found, context: context)?.category, hit?.rule.id)
+    }
+
+    /// The names of the findings read in a message, for debugging the vocabulary.
+    func findingNames(_ message: String) -> [String] {
+        let tokens = normalizer.tokens(message)
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        return findings.findings(in: tokens, clauses: context.clauses).map { findings.name($0.id) + "[\($0.first)-\($0.last)]" }
+    }
+
+    /// Findings that sit inside an idiom ("this exam is killing me", "dying of laughter") are dropped.
+    private func withoutIdioms(_ read: [ClinicalFindings.Finding], found: [PhraseMatcher.Match]) -> [ClinicalFindings.Finding] {
+        let signalCount = data.signals.count
+        let idioms = found.filter { $0.payload >= signalCount }
+        guard !idioms.isEmpty else { return read }
+        return read.filter { f in !idioms.contains { $0.first <= f.last && f.first <= $0.last } }
+    }
+
+    /// The red-flag rules over the message's findings.
+    private func assessFindings(_ read: [ClinicalFindings.Finding], context: Context) -> (assessment: EmergencyAssessment, overrides: [String])? {
+        guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) }),
+              let a = assessment(category: hit.rule.category, bystander: context.experiencer(of: hit.anchor.match) ?? (hit.aboutChild ? .neutral : nil), severity: hit.rule.severity)
+        else { return nil }
+        return (a, hit.overrides)
+    }
+
+    /// The signal phrases.
+    private func assessSignals(tokens: [Token], found: [PhraseMatcher.Match], context: Context) -> EmergencyAssessment? {
         let signalCount = data.signals.count
         guard found.contains(where: { $0.payload < signalCount }) else { return nil }
-        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let idioms = found.filter { $0.payload >= signalCount }
 
         // Signals whose context says "happening now".
@@ -156,6 +222,29 @@ public struct EmergencyDetector: Sendable {
         return EmergencyAssessment(
             category: main.category, categories: categories, severity: severity, guidance: guidance,
             actions: actions, isBystander: person != nil, gender: person ?? .neutral, modelNote: note
+        )
+    }
+
+    /// The alert the detector shows for `category` (`cardiac`, `sepsis`, …): its guidance worded
+    /// for the writer (`bystander` `nil`) or for someone with them, its actions and model note.
+    /// `nil` for a category the data does not define. Used by ``ModelTriage`` and the findings
+    /// rules, so every alert carries the product's own guidance.
+    public func assessment(category id: String, bystander gender: Gender?, severity: String? = nil, also: [String] = []) -> EmergencyAssessment? {
+        guard let ci = categoryIndex[id] else { return nil }
+        let category = data.categories[ci]
+        let severity = severity ?? category.severity
+        let guidance = gender.map { Self.fill(category.bystander, $0) } ?? category.selfText
+        var actions = category.actions
+        for other in also {
+            guard let oi = categoryIndex[other] else { continue }
+            for a in data.categories[oi].actions where !actions.contains(a) { actions.append(a) }
+        }
+        let note = Self.modelNote(category: category, severity: severity, bystander: gender != nil, guidance: guidance, actions: actions)
+        var categories = [id]
+        for c in also where !categories.contains(c) && categoryIndex[c] != nil { categories.append(c) }
+        return EmergencyAssessment(
+            category: id, categories: categories, severity: severity, guidance: guidance,
+            actions: actions, isBystander: gender != nil, gender: gender ?? .neutral, modelNote: note
         )
     }
 

@@ -73,10 +73,19 @@ public enum SafetyEvaluation {
         /// Cases of the third set that came out wrong.
         public var blindFailures: [String] = []
 
-        /// Whether the aims hold: emergency recall 100% and precision ≥ 95%; interaction recall
-        /// and precision ≥ 95%.
+        /// Set A (`fresh_a_*.jsonl`), written by an independent writer; its first run on the
+        /// unchanged system is docs/safety/fresh-a-first-run.md, and it has been a training set
+        /// since: emergency detection, any alert counting.
+        public var freshAEmergency: Score?
+        /// Interaction pairs of set A.
+        public var freshAInteractions: Score?
+        /// Cases of set A that came out wrong.
+        public var freshAFailures: [String] = []
+
+        /// Whether the aims of issue 13 hold: emergency recall ≥ 98% and precision ≥ 95%;
+        /// interaction recall and precision ≥ 95%.
         public var meetsAims: Bool {
-            emergencyOverall.recall >= 1 && emergencyOverall.precision >= 0.95
+            emergencyOverall.recall >= 0.98 && emergencyOverall.precision >= 0.95
                 && interactionsOverall.recall >= 0.95 && interactionsOverall.precision >= 0.95
         }
 
@@ -110,7 +119,7 @@ public enum SafetyEvaluation {
             lines += interactionTraps.map(trapRow)
             lines.append("")
             lines.append(String(format: "assess(): %.1f µs per message; check(): %.1f µs per message (mean, this build)", meanAssessMicroseconds, meanCheckMicroseconds))
-            lines.append("Aims (emergency recall 100%, precision ≥ 95%; interactions ≥ 95%/95%): " + (meetsAims ? "met" : "NOT met"))
+            lines.append("Aims (emergency recall ≥ 98%, precision ≥ 95%; interactions ≥ 95%/95%): " + (meetsAims ? "met" : "NOT met"))
             if !failures.isEmpty {
                 lines.append("")
                 lines.append("Failures:")
@@ -126,24 +135,57 @@ public enum SafetyEvaluation {
                 lines += failures.map { "  " + $0 }
             }
             extraSet("Second set (written after the rules; its first run, 24/28 found and 1 false alert, showed 4 gaps fixed since: docs/SAFETY.md)", heldOutEmergency, heldOutInteractions, heldOutFailures)
+            extraSet("Set A, fresh (independent writer; first run on the unchanged system 123/235 emergencies with 23 false alerts, 73/173 pairs with 22 false warnings — docs/safety/fresh-a-first-run.md; a TRAINING set since)", freshAEmergency, freshAInteractions, freshAFailures)
             extraSet("Third set, blind (written without sight of the rules; first run 93/114 emergencies with no false alert, 61/71 pairs with 4 false warnings — docs/safety/blind-first-run.txt; rules changed since, so it is no longer unseen)", blindEmergency, blindInteractions, blindFailures)
             return lines.joined(separator: "\n")
         }
     }
 
+    /// One emergency case. Fields other than these (`source`, notes) are ignored; `also` may be
+    /// one category or a list, and `trap` may be missing.
     struct EmergencyCase: Decodable {
         var id: String
         var text: String
         var expect: String?
         var also: [String]?
         var trap: String
+
+        enum CodingKeys: String, CodingKey { case id, text, expect, also, trap }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            text = try c.decode(String.self, forKey: .text)
+            expect = try c.decodeIfPresent(String.self, forKey: .expect)
+            if let list = try? c.decodeIfPresent([String].self, forKey: .also) {
+                also = list
+            } else if let one = try? c.decodeIfPresent(String.self, forKey: .also) {
+                also = [one]
+            }
+            trap = (try? c.decodeIfPresent(String.self, forKey: .trap)) ?? (expect == nil ? "negative" : "positive")
+        }
     }
 
+    /// One interaction conversation. `also` lists pairs that may be warned about without counting
+    /// as found or as false (a warning a pharmacist would accept but the case does not require);
+    /// other fields (`source`, notes) are ignored.
     struct InteractionCase: Decodable {
         var id: String
         var messages: [String]
         var expect: [[String]]
+        var also: [[String]]
         var trap: String
+
+        enum CodingKeys: String, CodingKey { case id, messages, expect, also, trap }
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            id = try c.decode(String.self, forKey: .id)
+            messages = try c.decode([String].self, forKey: .messages)
+            expect = try c.decodeIfPresent([[String]].self, forKey: .expect) ?? []
+            also = ((try? c.decodeIfPresent([[String]].self, forKey: .also)) ?? nil)?.map { $0.map { $0.lowercased() }.sorted() } ?? []
+            trap = (try? c.decodeIfPresent(String.self, forKey: .trap)) ?? (expect.isEmpty ? "negative" : "positive")
+        }
     }
 
     /// Runs both sets with the bundled detector and checker.
@@ -167,6 +209,10 @@ public enum SafetyEvaluation {
         report.blindEmergency = blind.emergencyOverall
         report.blindInteractions = blind.interactionsOverall
         report.blindFailures = blind.failures
+        let freshA = try run(detector: detector, checker: checker, emergencyFile: "eval/fresh_a_emergency.jsonl", interactionFile: "eval/fresh_a_interactions.jsonl")
+        report.freshAEmergency = freshA.emergencyOverall
+        report.freshAInteractions = freshA.interactionsOverall
+        report.freshAFailures = freshA.failures
         return report
     }
 
@@ -214,8 +260,30 @@ public enum SafetyEvaluation {
         var interactionTraps: [String: TrapScore] = [:]
         var checkTime = Duration.zero
         var checks = 0
+        // An expected name is matched through the lexicon, so a set may write "potassium
+        // chloride", "St. John's wort" or "sulfamethoxazole/trimethoprim" for the generic the
+        // checker reports; a combination stands for each of its ingredients.
+        var canonicalCache: [String: Set<String>] = [:]
+        func canonical(_ name: String) -> Set<String> {
+            if let c = canonicalCache[name] { return c }
+            var out: Set<String> = [name]
+            for m in checker.mentions(in: name) { out.insert(m.name) }
+            canonicalCache[name] = out
+            return out
+        }
+        func same(_ warned: [String], _ expected: [String]) -> Bool {
+            guard warned.count == 2, expected.count == 2 else { return warned == expected }
+            let a = canonical(expected[0]), b = canonical(expected[1])
+            return (a.contains(warned[0]) && b.contains(warned[1])) || (a.contains(warned[1]) && b.contains(warned[0]))
+        }
         func group(_ pair: [String]) -> String {
-            pair.count == 2 ? checker.interaction(pair[0], pair[1])?.group ?? "unlisted" : "unlisted"
+            guard pair.count == 2 else { return "unlisted" }
+            for x in canonical(pair[0]).sorted() {
+                for y in canonical(pair[1]).sorted() {
+                    if let g = checker.interaction(x, y)?.group { return g }
+                }
+            }
+            return "unlisted"
         }
         for c in interactionCases {
             var context = MedicationContext()
@@ -226,7 +294,7 @@ public enum SafetyEvaluation {
                 checkTime += clock.now - start
                 checks += 1
             }
-            var expected = c.expect.map { $0.sorted() }
+            var expected = c.expect.map { $0.map { $0.lowercased() }.sorted() }
             var ok = true
             for pair in expected {
                 let g = group(pair)
@@ -235,10 +303,12 @@ public enum SafetyEvaluation {
             }
             for pair in got {
                 let g = group(pair)
-                if let i = expected.firstIndex(of: pair) {
+                if let i = expected.firstIndex(where: { same(pair, $0) }) {
                     expected.remove(at: i)
                     groups[g]!.found += 1
                     pairOverall.found += 1
+                } else if c.also.contains(where: { same(pair, $0) }) {
+                    continue
                 } else {
                     groups[g, default: Score(name: g, expected: 0, found: 0, falsePositives: 0)].falsePositives += 1
                     pairOverall.falsePositives += 1

@@ -12,7 +12,7 @@ public enum SafetyVocabularyAudit {
         public var word: String
         /// The key term it would become.
         public var term: String
-        /// `emergency` or `medication`.
+        /// `emergency`, `findings` or `medication`.
         public var vocabulary: String
     }
 
@@ -23,6 +23,7 @@ public enum SafetyVocabularyAudit {
         let protected = Set(language.protectedWords)
         let vocabularies: [(String, Set<String>)] = [
             ("emergency", try EmergencyDetector().signalVocabulary),
+            ("findings", try EmergencyDetector().findingsVocabulary),
             ("medication", try MedicationChecker().nameVocabulary),
         ]
         var out: [Collision] = []

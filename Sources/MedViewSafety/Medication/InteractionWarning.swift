@@ -47,10 +47,14 @@ public struct MedicationMention: Sendable, Equatable {
     /// ("dad", "wife"; a pronoun is resolved to the person it refers to), when known.
     public var person: String?
 
+    /// The daily dose in milligrams when the message states one next to the name ("40 mg").
+    public var doseMg: Double?
+
     /// A mention of `name` with its status.
-    public init(name: String, status: Status, person: String? = nil) {
+    public init(name: String, status: Status, person: String? = nil, doseMg: Double? = nil) {
         self.name = name
         self.status = status
         self.person = person
+        self.doseMg = doseMg
     }
 }

@@ -33,6 +33,9 @@ public struct MedicationChecker: Sendable {
     }
 
     private let entries: [Entry]
+    private let groups: [[Int]]
+    /// Every name the lexicon knows (lowercased) and the medicines (or class) it stands for.
+    let nameTable: [String: Set<String>]
     private let entryByName: [String: Int]
     private let names: PhraseMatcher
     private let cueMatcher: PhraseMatcher
@@ -40,33 +43,68 @@ public struct MedicationChecker: Sendable {
     private let people: PersonLexicon
     private let interactions: [InteractionData.Interaction]
 
-    /// Loads the bundled lexicon and interaction list.
+    /// Loads the bundled lexicon, interaction list and knowledge base.
     public init() throws(SafetyDataError) {
         try self.init(
             lexicon: SafetyData.decode(DrugLexiconData.self, from: "drugs.json"),
             interactions: SafetyData.decode(InteractionData.self, from: "interactions.json"),
+            knowledge: SafetyData.decode(DrugKnowledgeData.self, from: "knowledge.json"),
             language: SafetyData.language()
         )
     }
 
-    init(lexicon: DrugLexiconData, interactions: InteractionData, language: LanguageData) throws(SafetyDataError) {
+    init(lexicon: DrugLexiconData, interactions: InteractionData, knowledge: DrugKnowledgeData? = nil, language: LanguageData) throws(SafetyDataError) {
         var entries: [Entry] = []
-        var patterns: [(String, Int)] = []
-        let classIds = Set(lexicon.classes.map(\.id))
+        // Each name stands for one or more entries (a combination product names all its
+        // ingredients): `groups[payload]`.
+        var groups: [[Int]] = []
+        var groupOfName: [String: Int] = [:]
+        func add(name raw: String, entry: Int) {
+            let n = Self.literal(raw).lowercased()
+            if let g = groupOfName[n] {
+                if !groups[g].contains(entry) { groups[g].append(entry) }
+            } else {
+                groupOfName[n] = groups.count
+                groups.append([entry])
+            }
+        }
+        // Merge the knowledge base into the curated lexicon: same generic, union of names and classes.
+        var drugs = lexicon.drugs
+        var classList = lexicon.classes
+        var rules = interactions.interactions
+        if let knowledge {
+            var byGeneric: [String: Int] = [:]
+            for (i, d) in drugs.enumerated() { byGeneric[d.generic] = i }
+            for d in knowledge.drugs {
+                if let i = byGeneric[d.generic] {
+                    for n in d.names where !drugs[i].names.contains(n) { drugs[i].names.append(n) }
+                    for c in d.classes where !drugs[i].classes.contains(c) { drugs[i].classes.append(c) }
+                } else {
+                    byGeneric[d.generic] = drugs.count
+                    drugs.append(d)
+                }
+            }
+            let known = Set(classList.map(\.id))
+            for c in knowledge.classes where !known.contains(c.id) { classList.append(c) }
+            rules += knowledge.interactions
+        }
+        let classIds = Set(classList.map(\.id))
         var generics: Set<String> = []
-        for drug in lexicon.drugs {
+        for drug in drugs {
             for c in drug.classes where !classIds.contains(c) { throw .unknownReference("drugs.json", "class \(c)") }
             generics.insert(drug.generic)
             let id = entries.count
             entries.append(Entry(name: drug.generic, keys: Set([drug.generic] + drug.classes.map { "class:" + $0 })))
-            for n in [drug.generic] + drug.names { patterns.append((Self.literal(n), id)) }
+            for n in [drug.generic] + drug.names { add(name: n, entry: id) }
         }
-        for c in lexicon.classes {
+        for c in classList {
             let id = entries.count
             entries.append(Entry(name: c.label, keys: ["class:" + c.id]))
-            for n in c.names { patterns.append((Self.literal(n), id)) }
+            for n in c.names { add(name: n, entry: id) }
         }
-        for i in interactions.interactions {
+        let patterns = groupOfName.map { ($0.key, $0.value) }.sorted { $0.1 < $1.1 }
+        for i in rules {
+            if let d = i.dose, !generics.contains(d.drug) { throw .unknownReference("interactions", "dose drug \(d.drug)") }
             for k in i.a + i.b {
                 if k.hasPrefix("class:") {
                     guard classIds.contains(String(k.dropFirst(6))) else { throw .unknownReference("interactions.json", k) }
@@ -80,15 +118,17 @@ public struct MedicationChecker: Sendable {
             for p in lexicon.cues[kind.rawValue] ?? [] { cuePatterns.append((p, i)) }
         }
         let compiler = PhraseCompiler(language: language)
-        self.names = try compiler.matcher(patterns, skipFillers: false, fuzzy: true)
+        self.names = try compiler.matcher(patterns, skipFillers: false, fuzzy: true, soundKeys: true)
         self.cueMatcher = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
         self.normalizer = TextNormalizer(language: language, knownWords: names.vocabulary.union(cueMatcher.vocabulary).union(language.protectedWords))
         self.people = PersonLexicon(language.people)
         self.entries = entries
+        self.groups = groups
+        self.nameTable = groupOfName.mapValues { Set(groups[$0].map { entries[$0].name }) }
         var byName: [String: Int] = [:]
         for (i, e) in entries.enumerated() where byName[e.name] == nil { byName[e.name] = i }
         self.entryByName = byName
-        self.interactions = interactions.interactions
+        self.interactions = rules
     }
 
     /// Drug names are literal text: parentheses and `$` in them are not pattern syntax.
@@ -127,6 +167,7 @@ public struct MedicationChecker: Sendable {
         }
         guard !found.isEmpty else { return warnings }
         for m in found where m.status == .stopped { context.remove(m.name) }
+        for m in found where m.status == .taking { if let d = m.doseMg { context.setDose(d, for: m.name) } }
         var current: [String] = []
         for m in found where m.status == .taking && !current.contains(m.name) { current.append(m.name) }
         let earlier = context.medicines
@@ -145,20 +186,25 @@ public struct MedicationChecker: Sendable {
     /// A warning for `a` with `b` if they interact and the pair (for `person`, or the patient) was
     /// not warned about before in this conversation; records it as warned.
     private func newWarning(_ a: String, _ b: String, person: String?, context: inout MedicationContext) -> InteractionWarning? {
-        guard let interaction = interaction(a, b), context.markWarned(a, b, person: person) else { return nil }
+        guard let interaction = interaction(a, b, doses: person == nil ? context.doses : [:]), context.markWarned(a, b, person: person) else { return nil }
         return InteractionWarning(
             drugs: [a, b], severity: interaction.severity, advice: interaction.advice,
             source: interaction.source, interactionId: interaction.id
         )
     }
 
-    /// The most severe listed interaction between two named medicines, if any.
-    func interaction(_ a: String, _ b: String) -> InteractionData.Interaction? {
-        guard let ia = entryByName[a], let ib = entryByName[b] else { return nil }
+    /// The most severe listed interaction between two named medicines, if any: the same
+    /// medicine never pairs with itself, a rule's exceptions are skipped, and a dose-limited rule
+    /// applies only when the stated daily dose (`doses`, mg by generic) is above its limit or
+    /// was not stated.
+    func interaction(_ a: String, _ b: String, doses: [String: Double] = [:]) -> InteractionData.Interaction? {
+        guard a != b, let ia = entryByName[a], let ib = entryByName[b] else { return nil }
         let ka = entries[ia].keys
         let kb = entries[ib].keys
         var best: InteractionData.Interaction?
         for i in interactions {
+            if let ex = i.exceptions, ex.contains(a) || ex.contains(b) { continue }
+            if let limit = i.dose, limit.drug == a || limit.drug == b, let stated = doses[limit.drug], stated <= limit.maxMg { continue }
             let sa = Set(i.a)
             let sb = Set(i.b)
             let hit = (!sa.isDisjoint(with: ka) && !sb.isDisjoint(with: kb)) || (!sa.isDisjoint(with: kb) && !sb.isDisjoint(with: ka))
@@ -172,6 +218,16 @@ public struct MedicationChecker: Sendable {
     public func mentions(in message: String) -> [MedicationMention] {
         mentions(in: message, lastMentioned: [], lastPerson: nil).mentions
     }
+
+    /// Words for the same person, so "my mother" and "mom" are one ("mother" → "mom").
+    static let samePerson: [String: String] = [
+        "mother": "mom", "mum": "mom", "mommy": "mom", "mama": "mom", "momma": "mom", "father": "dad", "daddy": "dad",
+        "papa": "grandpa", "grandfather": "grandpa", "granddad": "grandpa", "grandmother": "grandma", "granny": "grandma",
+        "nana": "grandma", "stepmother": "stepmom", "stepfather": "stepdad", "kid": "child", "toddler": "child",
+    ]
+
+    /// The person a pronoun refers to when no person word came before it.
+    static let unnamedPerson = "someone"
 
     /// Pronouns that refer back to a person named before.
     private static let pronouns: Set<String> = [
@@ -187,17 +243,32 @@ public struct MedicationChecker: Sendable {
         // nearest noun before it, in this message or the conversation.
         func noun(_ word: String) -> String? {
             guard case .other? = people.reference(word), !Self.pronouns.contains(word) else { return nil }
-            if word.hasSuffix("s"), case .other? = people.reference(String(word.dropLast())) { return String(word.dropLast()) }
-            return word
+            if word.hasSuffix("s"), case .other? = people.reference(String(word.dropLast())) {
+                let base = String(word.dropLast())
+                return Self.samePerson[base] ?? base
+            }
+            return Self.samePerson[word] ?? word
+        }
+        func gender(_ word: String) -> Gender? {
+            if case .other(let g)? = people.reference(word) { return g }
+            return nil
         }
         func person(at i: Int) -> String? {
             if let n = noun(tokens[i].text) { return n }
+            // A gendered pronoun refers to the nearest person word of its gender ("my dad takes
+            // warfarin and my mom wants to give him aspirin": him is dad).
+            let wanted = gender(tokens[i].text).flatMap { $0 == .neutral ? nil : $0 }
             var j = i - 1
             while j >= 0 {
-                if let n = noun(tokens[j].text) { return n }
+                if let n = noun(tokens[j].text) {
+                    let g = gender(tokens[j].text)
+                    if wanted == nil || g == wanted || g == .neutral { return n }
+                }
                 j -= 1
             }
-            return lastPerson
+            // "My 6 year old takes…, can I give him…": a pronoun with no noun before it is one
+            // unnamed other person, not nobody.
+            return lastPerson ?? Self.unnamedPerson
         }
         let messagePerson = tokens.indices.reversed().lazy.compactMap { noun(tokens[$0].text) }.first
         // Leftmost-longest, non-overlapping name matches.
@@ -216,9 +287,11 @@ public struct MedicationChecker: Sendable {
 
         var out: [MedicationMention] = []
         for m in picked {
-            let name = entries[m.payload].name
             let (status, owner) = status(of: m, tokens: tokens, clauses: clauses, cues: cues)
-            out.append(MedicationMention(name: name, status: status, person: owner.flatMap(person(at:))))
+            let dose = Self.dose(near: m, in: tokens)
+            for e in groups[m.payload] {
+                out.append(MedicationMention(name: entries[e].name, status: status, person: owner.flatMap(person(at:)), doseMg: dose))
+            }
         }
         // "I stopped it": a stop cue followed by a pronoun in a clause that names no medicine.
         for stop in cues(.stop) {
@@ -234,13 +307,66 @@ public struct MedicationChecker: Sendable {
             }
         }
         // "Can I give him…", "is that ok for her?": the person in the cue, else the message's.
-        let caredFor = cues(.caregiver).first.flatMap { cue in
+        // Without a person in the cue ("is that safe?"), the person whose medicines the message names.
+        let medicinesPerson = out.last { $0.status == .someoneElse && $0.person != nil }?.person
+        // Or a caring verb and a word for someone's medicines in one clause ("I handle all of my
+        // mom's medications", "I fill her pill organizer every Sunday").
+        // A cue that names the person ("give him") first; else any.
+        let careCues = cues(.caregiver)
+        var careCue = careCues.first { c in (c.first...c.last).contains { if case .other? = people.reference(tokens[$0].text) { return true }; return false } } ?? careCues.first
+        if careCue == nil {
+            for v in cues(.careVerb) {
+                if let n = cues(.medicinesNoun).first(where: { clauses.clause[$0.first] == clauses.clause[v.first] && $0.first > v.last }) {
+                    careCue = PhraseMatcher.Match(payload: v.payload, first: v.first, last: n.last)
+                    break
+                }
+            }
+        }
+        let caredFor = careCue.flatMap { cue in
             (cue.first...cue.last).lazy.compactMap { i -> String? in
                 guard case .other? = people.reference(tokens[i].text) else { return nil }
                 return person(at: i)
-            }.first ?? messagePerson ?? lastPerson
+            }.first ?? medicinesPerson ?? messagePerson ?? lastPerson
         }
         return (out, messagePerson ?? lastPerson, caredFor)
+    }
+
+    /// Words after a bare number that make it something other than a dose in mg.
+    private static let bareNumberBlockers: Set<String> = [
+        "year", "years", "yr", "yrs", "month", "months", "week", "weeks", "day", "days", "hour", "hours", "hr", "hrs",
+        "minute", "minutes", "min", "mins", "times", "time", "x", "tablet", "tablets", "tab", "tabs", "pill", "pills",
+        "capsule", "capsules", "puff", "puffs", "unit", "units", "ml", "mcg", "percent", "drops", "drop", "iu",
+    ]
+
+    /// Units read as milligrams.
+    private static let milligrams: Set<String> = ["mg", "mgs", "milligram", "milligrams", "mgm"]
+
+    /// The dose in mg written right after the name ("simvastatin 40 mg", "zocor 40mg daily") or
+    /// right before it ("40 mg of simvastatin"); grams are converted.
+    static func dose(near m: PhraseMatcher.Match, in tokens: [Token]) -> Double? {
+        func read(_ i: Int) -> Double? {
+            guard i >= 0, i + 1 < tokens.count, tokens[i].kind == .number, let v = tokens[i].value else { return nil }
+            let unit = tokens[i + 1].text
+            if milligrams.contains(unit) { return v }
+            if unit == "g" || unit == "gram" || unit == "grams" { return v * 1000 }
+            return nil
+        }
+        var i = m.last + 1
+        while i < tokens.count && i <= m.last + 3 && tokens[i].isWordLike {
+            if let v = read(i) { return v }
+            i += 1
+        }
+        // "zocor 20", "simvastatin 40 at night": a bare number right after the name, unless a
+        // unit of time or count follows it ("for 20 years", "2 tablets").
+        let j = m.last + 1
+        if j < tokens.count, tokens[j].kind == .number, let v = tokens[j].value, v >= 0.5, v <= 2000 {
+            let next = j + 1 < tokens.count ? tokens[j + 1].text : ""
+            if !bareNumberBlockers.contains(next) { return v }
+        }
+        for j in [m.first - 2, m.first - 3] where j >= 0 {
+            if let v = read(j), tokens[(j + 2)..<m.first].allSatisfy({ $0.text == "of" || $0.kind == .word && milligrams.contains($0.text) }) { return v }
+        }
+        return nil
     }
 
     /// What the message says about the medicine at `m`, and for someone else's, the index of

@@ -19,6 +19,9 @@ public struct MedicationContext: Codable, Sendable, Equatable {
     public private(set) var lastPerson: String?
     /// People the patient cares for ("can I give him…", "is that ok for her?"): only their pairs are warned about.
     public private(set) var caredFor: [String]
+    /// Daily doses in mg the patient stated, by generic name ("simvastatin": 40), for
+    /// dose-limited rules.
+    public private(set) var doses: [String: Double]
 
     /// An empty context, for a new conversation.
     public init() {
@@ -28,10 +31,11 @@ public struct MedicationContext: Codable, Sendable, Equatable {
         others = [:]
         lastPerson = nil
         caredFor = []
+        doses = [:]
     }
 
     private enum CodingKeys: String, CodingKey {
-        case medicines, warnedPairs, lastMentioned, others, lastPerson, caredFor
+        case medicines, warnedPairs, lastMentioned, others, lastPerson, caredFor, doses
     }
 
     /// Decodes a context; those stored before `others` existed decode with it empty.
@@ -43,6 +47,11 @@ public struct MedicationContext: Codable, Sendable, Equatable {
         others = try c.decodeIfPresent([String: [String]].self, forKey: .others) ?? [:]
         lastPerson = try c.decodeIfPresent(String.self, forKey: .lastPerson)
         caredFor = try c.decodeIfPresent([String].self, forKey: .caredFor) ?? []
+        doses = try c.decodeIfPresent([String: Double].self, forKey: .doses) ?? [:]
+    }
+
+    mutating func setDose(_ mg: Double, for name: String) {
+        doses[name] = mg
     }
 
     mutating func addCaredFor(_ person: String) {

@@ -27,6 +27,9 @@ struct DrugLexiconData: Codable, Sendable {
 /// Kinds of context cue in `drugs.json`.
 enum MedicationCue: String, CaseIterable, Sendable {
     case stop, stopAfter, pastTime, start, use, negation, pseudoNegation, selfCue, pronounAfterStop, clauseBreak, caregiver
+    /// A caring verb ("manage", "fill", "sort out") and a word for someone's medicines in the
+    /// same clause make the patient a caregiver.
+    case careVerb, medicinesNoun
 }
 
 struct InteractionData: Codable, Sendable {
@@ -44,8 +47,33 @@ struct InteractionData: Codable, Sendable {
         var advice: String
         /// Where the interaction is documented.
         var source: String
+        /// Generic names the rule never applies to, though their classes match (`except`).
+        var exceptions: [String]?
+        /// A dose limit: the rule applies only when the named medicine's stated daily dose is
+        /// above `maxMg`, or when no dose was stated.
+        var dose: DoseLimit?
+
+        enum CodingKeys: String, CodingKey { case id, a, b, severity, group, advice, source, exceptions = "except", dose }
+    }
+
+    /// "Simvastatin above 20 mg with amlodipine".
+    struct DoseLimit: Codable, Sendable {
+        var drug: String
+        var maxMg: Double
     }
 
     var about: String
     var interactions: [Interaction]
+}
+
+/// The contents of `Data/knowledge.json`: the drug knowledge base (ingredients, classes and
+/// mechanisms for each medicine, mechanism-level rules with exceptions and dose limits), merged
+/// at load with `drugs.json` and `interactions.json`.
+struct DrugKnowledgeData: Codable, Sendable {
+    var about: String
+    /// Where the names and facts come from, and under what terms.
+    var licence: String
+    var drugs: [DrugLexiconData.Drug]
+    var classes: [DrugLexiconData.DrugClass]
+    var interactions: [InteractionData.Interaction]
 }

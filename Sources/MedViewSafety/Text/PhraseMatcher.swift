@@ -23,6 +23,9 @@ struct PhraseMatcher: Sendable {
     private let payloads: [Int]
     private let fillers: Set<String>
     private let fuzzy: FuzzyIndex?
+    /// Sound keys of the vocabulary words that only one word has (``SoundKey``), when enabled.
+    private let sounds: [String: Int32]
+    private let protected: Set<String>
     private let numberID: Int32
     private let yearID: Int32
 
@@ -35,7 +38,8 @@ struct PhraseMatcher: Sendable {
     ///   - fillers: words skipped in the input (and removed from the phrases) when matching.
     ///   - fuzzy: whether unknown input words may be corrected to vocabulary words.
     ///   - protected: real words that fuzzy correction must leave alone.
-    init(phrases: [(words: [String], payload: Int)], fillers: Set<String>, fuzzy: Bool, protected: Set<String>) {
+    ///   - soundKeys: whether a word no other way matches may be found by its ``SoundKey``.
+    init(phrases: [(words: [String], payload: Int)], fillers: Set<String>, fuzzy: Bool, protected: Set<String>, soundKeys: Bool = false) {
         var symbols: [String: Int32] = [Self.numberSymbol: 0, Self.yearSymbol: 1]
         var sequences: [[Int32]] = []
         var payloads: [Int] = []
@@ -64,6 +68,15 @@ struct PhraseMatcher: Sendable {
         self.fillers = fillers
         self.numberID = 0
         self.yearID = 1
+        self.protected = protected
+        var sounds: [String: Int32] = [:]
+        if soundKeys {
+            var count: [String: Int] = [:]
+            let words = symbols.filter { $0.key.count >= 5 && $0.key.allSatisfy(\.isLetter) }
+            for w in words.keys { count[SoundKey.key(w), default: 0] += 1 }
+            for (w, id) in words where count[SoundKey.key(w)] == 1 { sounds[SoundKey.key(w)] = id }
+        }
+        self.sounds = sounds
         if fuzzy {
             let terms = symbols.keys.filter { $0.count >= 4 && $0.allSatisfy(\.isLetter) }
             self.fuzzy = FuzzyIndex(terms: terms, protected: protected)
@@ -86,6 +99,7 @@ struct PhraseMatcher: Sendable {
             if let s = symbols[token.text] { return s }
             if token.value != nil { return numberID }
             if let f = fuzzy, let corrected = f.correct(token.text), let s = symbols[corrected] { return s }
+            if !sounds.isEmpty, token.text.count >= 5, !protected.contains(token.text), let s = sounds[SoundKey.key(token.text)] { return s }
             return -1
         }
     }
@@ -134,7 +148,7 @@ struct PhraseCompiler {
     }
 
     /// A matcher over `patterns` (pattern text, payload).
-    func matcher(_ patterns: [(String, Int)], skipFillers: Bool, fuzzy: Bool) throws(SafetyDataError) -> PhraseMatcher {
+    func matcher(_ patterns: [(String, Int)], skipFillers: Bool, fuzzy: Bool, soundKeys: Bool = false) throws(SafetyDataError) -> PhraseMatcher {
         var all: [(words: [String], payload: Int)] = []
         for (pattern, payload) in patterns {
             for p in try phrases(pattern) { all.append((p, payload)) }
@@ -143,7 +157,8 @@ struct PhraseCompiler {
             phrases: all,
             fillers: skipFillers ? Set(language.fillers) : [],
             fuzzy: fuzzy,
-            protected: Set(language.protectedWords)
+            protected: Set(language.protectedWords),
+            soundKeys: soundKeys
         )
     }
 }

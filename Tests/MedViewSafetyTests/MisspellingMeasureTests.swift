@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+@testable import MedViewSafety
+
+/// Misspelling tolerance of the medication names, measured rather than guessed (see
+/// docs/SAFETY.md for the full figures with Debian's wamerican-insane word list).
+@Suite struct MisspellingMeasureTests {
+    @Test func misspelledBrandAndGenericNamesAreReadAsTheIntendedMedicine() async throws {
+        // A word list when the machine has one (Debian: wamerican); the false-match half is
+        // skipped without it.
+        let path = "/usr/share/dict/words"
+        let words = (try? String(contentsOfFile: path, encoding: .utf8))?.split(whereSeparator: \.isNewline).map(String.init) ?? []
+        // Tens of thousands of look-ups: on a thread of its own, not the Swift concurrency pool
+        // that the timing tests of other suites need.
+        let report = try await onOwnThread { try SafetyMisspellingMeasure.run(dictionary: words) }
+        print(report.text)
+        #expect(report.names > 500)
+        #expect(report.hitRate >= 0.97, "hit rate \(report.hitRate)")
+        #expect(report.wrongRate <= 0.002, "wrong-medicine rate \(report.wrongRate)")
+        for rule in report.rules {
+            #expect(Double(rule.hits) >= 0.9 * Double(rule.variants), "\(rule.rule): \(rule.hits)/\(rule.variants)")
+        }
+        if !words.isEmpty {
+            #expect(report.falseMatchRate <= 0.002, "\(report.falseMatches.prefix(20))")
+        }
+    }
+
+    @Test func soundAlikeSpellingsShareAKeyButRealWordsDoNotBecomeMedicines() {
+        #expect(SoundKey.key("zanax") == SoundKey.key("xanax"))
+        #expect(SoundKey.key("fenergan") == SoundKey.key("phenergan"))
+        #expect(SoundKey.key("klonopin") == SoundKey.key("clonopin"))
+        let checker = MedicationChecker.shared
+        #expect(checker.mentions(in: "I take zanax at night").map(\.name) == ["alprazolam"])
+        #expect(checker.mentions(in: "my adult son likes bananas").isEmpty)
+    }
+
+    @Test func editRulesMakeTheExpectedVariants() {
+        let v = SafetyMisspellingMeasure.variants(of: "xanax")
+        #expect(v.contains { $0 == ("drop", "xnax") })
+        #expect(v.contains { $0 == ("swap", "xnaax") })
+        #expect(v.contains { $0 == ("double", "xaanax") })
+        #expect(v.contains { $0 == ("vowel", "xenax") })
+        #expect(v.contains { $0 == ("sound", "zanax") })
+        #expect(!v.contains { $0.1 == "xanax" })
+    }
+}
+
+/// Runs `work` on a new thread and returns its result.
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try work() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}
