@@ -35,6 +35,7 @@ public struct ChatConfiguration: Sendable {
         self.replayRetention = replayRetention
     }
 
-    /// The companion's role: information and support, not diagnosis; when to seek care.
-    public static let defaultSystemPrompt = SafetyFraming.systemPrompt
+    /// The companion's role (information and support, not diagnosis; when to seek care) and the
+    /// emergency and medication rules the product follows, for every model.
+    public static let defaultSystemPrompt = SafetyPrompt.systemPrompt
 }

@@ -14,6 +14,17 @@ public protocol SafetyPolicy: Sendable {
     func makeOutputGuard() -> StreamGuard?
     /// Loads whatever the checks need now, so the first message does not wait for it.
     func prepare()
+    /// A second opinion from a model, run alongside the answer within a fixed budget: an alert
+    /// the deterministic detector missed, or `nil` (nothing found, budget spent, model failed).
+    /// Called only when `deterministic` is `nil`.
+    func triage(_ text: String, deterministic: EmergencyAssessment?) async -> EmergencyAssessment?
+    /// The system prompt for a turn whose safety notes are `notes` (emergency, interactions).
+    func systemPrompt(notes: [String]) -> String
+}
+
+extension SafetyPolicy {
+    public func triage(_ text: String, deterministic: EmergencyAssessment?) async -> EmergencyAssessment? { nil }
+    public func systemPrompt(notes: [String]) -> String { SafetyPrompt.systemPrompt(notes: notes) }
 }
 
 /// Emergency alerts, medication warnings and the output guard (docs/SAFETY.md).
@@ -21,12 +32,22 @@ public struct ClinicalSafetyPolicy: SafetyPolicy {
     private let detector: EmergencyDetector
     private let checker: MedicationChecker
     private let outputPolicy: OutputPolicy
+    private let modelTriage: ModelTriage?
 
-    /// - Parameters: the loaded detector, checker and output rules (the server passes the bundled ones).
-    public init(detector: EmergencyDetector, checker: MedicationChecker, outputPolicy: OutputPolicy = .standard) {
+    /// - Parameters:
+    ///   - detector, checker, outputPolicy: the loaded rules (the server passes the bundled ones).
+    ///   - triage: a model's second opinion on each message (the server sets it up for cloud models).
+    public init(detector: EmergencyDetector, checker: MedicationChecker, outputPolicy: OutputPolicy = .standard, triage: ModelTriage? = nil) {
         self.detector = detector
         self.checker = checker
         self.outputPolicy = outputPolicy
+        self.modelTriage = triage
+    }
+
+    public func triage(_ text: String, deterministic: EmergencyAssessment?) async -> EmergencyAssessment? {
+        guard let modelTriage else { return nil }
+        if case .alert(let assessment) = await modelTriage.triage(text, deterministic: deterministic) { return assessment }
+        return nil
     }
 
     public func assessEmergency(_ text: String) -> EmergencyAssessment? {

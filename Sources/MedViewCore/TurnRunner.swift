@@ -44,6 +44,17 @@ struct TurnRunner: Sendable {
             observer?.alertPublished(after: ContinuousClock.now - job.started)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
+        // A model's second opinion runs alongside the answer (only when the detector found nothing);
+        // an alert it finds is published as soon as it arrives.
+        let triage: Task<Void, Never>? = job.emergency != nil ? nil : Task { [safety, logger, observer] in
+            guard let alert = await safety.triage(turn.userMessage.text, deterministic: nil) else { return }
+            let published = stream.publish { seq in
+                .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: alert.category, severity: alert.severity, guidance: alert.guidance, actions: alert.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
+            }
+            guard published != nil else { return }
+            observer?.alertPublished(after: ContinuousClock.now - job.started)
+            logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
+        }
         let history = await loadHistory(turn, isNewConversation: job.isNewConversation)
         let warnings = safety.checkMedications(history: history.filter { $0.role == .user }.map(\.text), text: turn.userMessage.text)
         for warning in warnings {
@@ -54,7 +65,7 @@ struct TurnRunner: Sendable {
         }
         if let note = SafetyFraming.note(for: warnings) { safetyNotes.append(note) }
 
-        let system = safetyNotes.isEmpty ? nil : SafetyFraming.systemPrompt(notes: safetyNotes)
+        let system = safetyNotes.isEmpty ? nil : safety.systemPrompt(notes: safetyNotes)
         let request = contextBuilder.request(history: history, newText: turn.userMessage.text, system: system)
         let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started)
         pipeline.modelCalled(after: ContinuousClock.now - job.started)
@@ -62,6 +73,8 @@ struct TurnRunner: Sendable {
         job.entry.attach(modelTask)
         var outcome = await modelTask.value
         if case .cancelled = outcome, !registry.isAcceptingNew { outcome = .interruptedByShutdown }
+        // The triage has a fixed budget: an alert it still finds goes out before the answer ends.
+        await triage?.value
         await end(job, outcome: outcome, text: pipeline.finish())
     }
 

@@ -129,7 +129,7 @@ public func buildApplication(
         throw error
     }
     let audit = AuditWriter(store: auditStore, logger: logger)
-    let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared)
+    let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared, triage: modelTriage(configuration: configuration, model: model, logger: logger))
     let metrics = ServerMetrics()
     let registry = StreamRegistry(
         maxActiveStreamsPerUser: configuration.chat.maxActiveStreamsPerUser,
@@ -221,4 +221,18 @@ func cognitoVerifier(configuration: ServerConfiguration, logger: Logger, announc
         announce("  WARNING: could not fetch the Cognito signing keys from \(settings.jwksURL) yet; sign-ins fail until it answers.")
     }
     return verifier
+}
+
+/// The model's second opinion on each message, for cloud models only (a small local model is no
+/// judge of emergencies): one category word, temperature 0, within the configured budget.
+func modelTriage(configuration: ServerConfiguration, model: any ChatModel, logger: Logger) -> ModelTriage? {
+    guard configuration.safetyTriage, ["bedrock", "anthropic", "openai"].contains(model.descriptor.provider) else { return nil }
+    let counters = ModelTriage.Counters()
+    return ModelTriage(budget: configuration.safetyTriageBudget, counters: counters, detector: .shared) { system, message in
+        var reply = ""
+        for try await event in model.stream(ModelRequest(system: system, messages: [ModelMessage(role: .user, text: message)], maxOutputTokens: 4, temperature: 0)) {
+            if case .delta(let text) = event { reply += text }
+        }
+        return reply
+    }
 }

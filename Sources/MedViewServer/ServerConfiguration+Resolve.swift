@@ -29,6 +29,8 @@ public struct ServeArguments: Sendable, Equatable {
     public var cognitoRedirectUri: String?
     public var cognitoScopes: String?
     public var cognitoTokenUse: String?
+    public var safetyTriage: String?
+    public var safetyTriageMs: Int?
 
     public init() {}
 }
@@ -124,6 +126,12 @@ extension ServerConfiguration {
             cognito: cognito
         )
         configuration.logLevel = level
+        let triage = a.safetyTriage ?? env("MEDVIEW_SAFETY_TRIAGE") ?? "on"
+        guard triage == "on" || triage == "off" else {
+            throw ConfigurationError("--safety-triage / MEDVIEW_SAFETY_TRIAGE must be 'on' or 'off'.")
+        }
+        configuration.safetyTriage = triage == "on"
+        configuration.safetyTriageBudget = .milliseconds(try int(a.safetyTriageMs, "MEDVIEW_SAFETY_TRIAGE_MS", 1500, min: 50))
         return configuration
     }
 }

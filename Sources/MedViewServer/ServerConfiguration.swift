@@ -25,6 +25,11 @@ public struct ServerConfiguration: Sendable {
     public var processEnvironment: [String: String]
     /// The lowest level logged.
     public var logLevel: Logger.Level = .info
+    /// With a cloud model: ask it for a second opinion on each message that the deterministic
+    /// detector found no emergency in, alongside the answer (docs/SAFETY.md).
+    public var safetyTriage = true
+    /// The longest the triage may take; past it nothing extra is shown.
+    public var safetyTriageBudget: Duration = .milliseconds(1500)
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

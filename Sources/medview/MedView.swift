@@ -86,6 +86,10 @@ struct Serve: AsyncParsableCommand {
     var cognitoScopes: String?
     @Option(name: .customLong("cognito-token-use"), help: "Which token the page sends: access or id. [env: MEDVIEW_COGNITO_TOKEN_USE] (default: access)")
     var cognitoTokenUse: String?
+    @Option(name: .customLong("safety-triage"), help: "With a cloud model, ask it for a second opinion on every message the emergency detector found nothing in: on or off. [env: MEDVIEW_SAFETY_TRIAGE] (default: on)")
+    var safetyTriage: String?
+    @Option(name: .customLong("safety-triage-ms"), help: "The triage's time budget, in ms; past it nothing extra is shown. [env: MEDVIEW_SAFETY_TRIAGE_MS] (default: 1500)")
+    var safetyTriageMs: Int?
 
     func run() async throws {
         var arguments = ServeArguments()
@@ -114,6 +118,8 @@ struct Serve: AsyncParsableCommand {
         arguments.cognitoRedirectUri = cognitoRedirectUri
         arguments.cognitoScopes = cognitoScopes
         arguments.cognitoTokenUse = cognitoTokenUse
+        arguments.safetyTriage = safetyTriage
+        arguments.safetyTriageMs = safetyTriageMs
         let configuration: ServerConfiguration
         do {
             configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)
