@@ -116,6 +116,7 @@ public func buildApplication(
     let registry = StreamRegistry(
         maxActiveStreamsPerUser: configuration.chat.maxActiveStreamsPerUser,
         retention: configuration.chat.replayRetention,
+        replayMemoryBytes: configuration.chat.replayMemoryBytes,
         gracePeriod: configuration.limits.shutdownGracePeriod,
         logger: logger
     )
@@ -143,6 +144,8 @@ public func buildApplication(
     )
     // The store comes first so that it stops last: its writer commits what it accepted, then closes.
     var services: [any Service] = [(store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
+    // Answers the store refused are written again; it stops (after one last try) before the store closes.
+    services.append(chat.unsaved)
     if let engine = model as? any Service { services.append(engine) }
     services += [sweeper, server, registry]
     return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, services: services, logger: logger)

@@ -171,7 +171,7 @@ final class WebSocketSession: Sendable {
                 await send(.ack(Ack(id: c.id, streamId: result.stream.id, conversationId: result.conversationId, duplicate: result.duplicate ? true : nil)))
                 follow(result.stream, after: 0)
             } catch {
-                await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id))
+                await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id, retryAfter: error.retryAfter))
             }
         case .streamResume(let c):
             do {
