@@ -176,8 +176,12 @@ import Testing
         }
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory, model: "scripted")
         configuration.limits.shutdownGracePeriod = .seconds(1)
-        await #expect(throws: (any Error).self) {
-            _ = try await buildApplication(configuration: configuration)
+        do {
+            let app = try await buildApplication(configuration: configuration)
+            try await app.chat.store.close()
+            Issue.record("the server must refuse to start")
+        } catch {
+            #expect("\(error)".contains("chmod 600"))
         }
     }
 }
