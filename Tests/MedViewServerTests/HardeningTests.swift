@@ -109,14 +109,15 @@ import Testing
             let ws = try await server.connect("alice")
             defer { ws.close() }
             var refused: ErrorEvent?
-            for i in 0..<(burst + 5) where refused == nil {
+            for i in 0..<(burst + 10) where refused == nil {
                 ws.send(.chatSend(ChatSend(id: "flood-\(i)", text: "Hi [[delay:0]] [[say:ok]]")))
                 let event = try await ws.next()
                 if let a = ack(event) {
                     _ = try await ws.readStream(try #require(a.streamId))
                 } else {
                     refused = errorEvent(event)
-                    #expect(i == burst)
+                    // At least the burst goes through; a slow machine may earn a refill or two.
+                    #expect(i >= burst)
                 }
             }
             #expect(refused?.code == .rateLimited)
