@@ -15,7 +15,8 @@ final class BenchServer: @unchecked Sendable {
         dataDirectory = NSTemporaryDirectory() + "medview-bench-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["serve", "--port", "0", "--data-dir", dataDirectory, "--log-level", "error"] + extraArguments
+        // The benchmark measures the engine: one user sends far more than a patient could.
+        process.arguments = ["serve", "--port", "0", "--data-dir", dataDirectory, "--log-level", "error", "--rate-limit-per-minute", "1000000", "--rate-limit-burst", "1000000"] + extraArguments
         process.standardOutput = output
         process.standardError = FileHandle.standardError
         try process.run()

@@ -16,6 +16,13 @@ public struct ChatConfiguration: Sendable {
     public var chunking: StreamProcessor.Configuration
     /// How long a finished stream's log stays in memory for fast resume (it is also stored).
     public var replayRetention: Duration
+    /// Estimated bytes of replay logs that finished answers may keep in memory, all together;
+    /// above it the oldest leave memory first (they are served from the store).
+    public var replayMemoryBytes: Int
+    /// Per-user message rate and daily output budget; `nil` for none (the engine alone, in benchmarks).
+    public var usageLimits: UsageLimits?
+    /// How often answers whose ending the store refused are written again.
+    public var storeRetryInterval: Duration
 
     public init(
         systemPrompt: String = ChatConfiguration.defaultSystemPrompt,
@@ -24,8 +31,14 @@ public struct ChatConfiguration: Sendable {
         maxMessageCharacters: Int = 8000,
         maxActiveStreamsPerUser: Int = 4,
         chunking: StreamProcessor.Configuration = .init(),
-        replayRetention: Duration = .seconds(600)
+        replayRetention: Duration = .seconds(600),
+        replayMemoryBytes: Int = 64 << 20,
+        usageLimits: UsageLimits? = UsageLimits(),
+        storeRetryInterval: Duration = .seconds(1)
     ) {
+        self.replayMemoryBytes = replayMemoryBytes
+        self.usageLimits = usageLimits
+        self.storeRetryInterval = storeRetryInterval
         self.systemPrompt = systemPrompt
         self.contextBudgetTokens = contextBudgetTokens
         self.maxOutputTokens = maxOutputTokens

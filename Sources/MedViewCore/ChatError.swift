@@ -3,6 +3,11 @@
 public enum ChatError: Error, Sendable, Equatable {
     /// The message has no visible text.
     case emptyMessage
+    /// The text holds U+0000 or another control character that is not tab, line feed or carriage
+    /// return (``TextRules``).
+    case invalidText
+    /// The user is over a rate limit; `retryAfter` whole seconds from now it will admit again.
+    case rateLimited(RateLimitReason, retryAfter: Int)
     /// The message is longer than the configured limit (in characters).
     case messageTooLarge(limit: Int)
     /// The client message id was used before for a different message.

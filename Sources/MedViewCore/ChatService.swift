@@ -13,10 +13,16 @@ public protocol ChatObserver: Sendable {
     func streamEnded(status: MessageStatus)
     /// A `safety.alert` was published `after` the message reached ``ChatService/send(userId:conversationId:clientMessageId:text:)``.
     func alertPublished(after: Duration)
+    /// A store write failed (``UnsavedAnswers``).
+    func storeWriteFailed(operation: StoreOperation)
+    /// `count` answers now wait in memory to be written to the store.
+    func unsavedAnswers(_ count: Int)
 }
 
 extension ChatObserver {
     public func alertPublished(after: Duration) {}
+    public func storeWriteFailed(operation: StoreOperation) {}
+    public func unsavedAnswers(_ count: Int) {}
 }
 
 /// The result of ``ChatService/send(userId:conversationId:clientMessageId:text:)``.
@@ -42,6 +48,11 @@ public final class ChatService: Sendable {
     public let configuration: ChatConfiguration
     /// The answers of this process; run it as a `Service` (it sweeps and drains).
     public let registry: StreamRegistry
+    /// Answers whose ending the store refused, written again until it takes them; run it as a
+    /// `Service` after the store. Its ``UnsavedAnswers/isFailing`` is the store's write health.
+    public let unsaved: UnsavedAnswers
+    /// The per-user limits consulted before a new answer starts.
+    public let limiter: any UsageLimiter
     private let safety: any SafetyPolicy
     private let runner: TurnRunner
     private let logger: Logger
@@ -49,14 +60,19 @@ public final class ChatService: Sendable {
     /// - Parameters:
     ///   - safety: the clinical checks (``ClinicalSafetyPolicy`` in every deployment; ``NoSafetyPolicy`` only to measure the engine alone).
     ///   - registry: the process's stream registry; by default one built from `configuration`.
-    public init(model: any ChatModel, store: any ConversationStore, configuration: ChatConfiguration, safety: any SafetyPolicy, logger: Logger, observer: (any ChatObserver)? = nil, registry: StreamRegistry? = nil) {
+    ///   - limiter: the per-user limits; by default ``InMemoryUsageLimiter`` with `configuration.usageLimits`.
+    public init(model: any ChatModel, store: any ConversationStore, configuration: ChatConfiguration, safety: any SafetyPolicy, logger: Logger, observer: (any ChatObserver)? = nil, registry: StreamRegistry? = nil, limiter: (any UsageLimiter)? = nil) {
         self.model = model
         self.store = store
         self.configuration = configuration
         self.safety = safety
         self.logger = logger
-        let registry = registry ?? StreamRegistry(maxActiveStreamsPerUser: configuration.maxActiveStreamsPerUser, retention: configuration.replayRetention, logger: logger)
+        let registry = registry ?? StreamRegistry(maxActiveStreamsPerUser: configuration.maxActiveStreamsPerUser, retention: configuration.replayRetention, replayMemoryBytes: configuration.replayMemoryBytes, logger: logger)
         self.registry = registry
+        let unsaved = UnsavedAnswers(store: store, retryInterval: configuration.storeRetryInterval, observer: observer, logger: logger)
+        self.unsaved = unsaved
+        let limiter = limiter ?? configuration.usageLimits.map { InMemoryUsageLimiter(limits: $0) } ?? UnlimitedUsage()
+        self.limiter = limiter
         self.runner = TurnRunner(
             model: model,
             store: store,
@@ -64,6 +80,8 @@ public final class ChatService: Sendable {
             contextBuilder: ContextBuilder(systemPrompt: configuration.systemPrompt, budgetTokens: configuration.contextBudgetTokens, maxOutputTokens: configuration.maxOutputTokens, temperature: configuration.temperature),
             chunking: configuration.chunking,
             registry: registry,
+            unsaved: unsaved,
+            limiter: limiter,
             observer: observer,
             logger: logger
         )
@@ -72,7 +90,7 @@ public final class ChatService: Sendable {
     /// Sends a patient's message and starts (or re-attaches to) its answer.
     public func send(userId: String, conversationId: String?, clientMessageId: String, text: String) async throws(ChatError) -> SendResult {
         let started = ContinuousClock.now
-        guard !text.allSatisfy(\.isWhitespace) else { throw .emptyMessage }
+        try TextRules.validateMessage(text)
         guard text.count <= configuration.maxMessageCharacters else { throw .messageTooLarge(limit: configuration.maxMessageCharacters) }
         let digest = Idempotency.digest(text)
         // Emergency detection needs only the text: do it now, so the alert is ready to go out
@@ -82,8 +100,17 @@ public final class ChatService: Sendable {
         let conversation = conversationId ?? Identifier.make("c")
 
         let reservation: StreamRegistry.Reservation
-        do {
+        do throws(ChatError) {
             reservation = try registry.reserve(userId: userId, clientMessageId: clientMessageId, conversationId: conversation, streamId: streamId, textDigest: digest)
+            if case .reserved(let entry) = reservation {
+                // Only a new answer counts against the user's limits; a re-sent message does not.
+                do throws(ChatError) {
+                    try await limiter.admitMessage(userId: userId, now: Date())
+                } catch {
+                    registry.abandon(entry)
+                    throw error
+                }
+            }
         } catch {
             // A retry of a message whose stream already left memory is a re-attach, not a new
             // answer: the limits that refused a new stream do not apply to it.
@@ -116,9 +143,11 @@ public final class ChatService: Sendable {
             throw .conversationNotFound
         } catch {
             registry.abandon(entry)
+            unsaved.writeFailed(.beginTurn)
             logger.info("store.begin_turn.failed", metadata: ["stream.id": "\(streamId)", "error.type": "\(type(of: error))"])
             throw .storageUnavailable(.saveMessage)
         }
+        unsaved.writeSucceeded()
         switch result {
         case .duplicate(let stored):
             registry.abandon(entry)
@@ -147,6 +176,10 @@ public final class ChatService: Sendable {
             guard entry.stream.userId == userId else { throw .streamNotFound }
             return entry.stream
         }
+        if let completion = unsaved.completion(streamId: id, userId: userId) {
+            // Its ending waits to be written: replay it from memory, as the store will have it.
+            return try Self.replay(streamId: id, userId: userId, conversationId: nil, log: completion.events)
+        }
         let turn: Turn?
         do {
             turn = try await store.turn(streamId: id, userId: userId)
@@ -155,13 +188,21 @@ public final class ChatService: Sendable {
         }
         guard let turn else { throw .streamNotFound }
         guard !turn.events.isEmpty else { throw .streamNotReplayable }
+        return try Self.replay(streamId: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, log: turn.events)
+    }
+
+    /// A finished stream rebuilt from a replay log (its conversation id is read from `stream.start` when not given).
+    private static func replay(streamId: String, userId: String, conversationId: String?, log: [StreamLogEntry]) throws(ChatError) -> ResponseStream {
         var events: [ServerEvent] = []
-        events.reserveCapacity(turn.events.count)
-        for entry in turn.events {
+        events.reserveCapacity(log.count)
+        for entry in log {
             guard let event = try? ServerEvent.decode(entry.json) else { throw .storedStreamUnreadable }
             events.append(event)
         }
-        return ResponseStream(id: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, replaying: events)
+        var conversation = conversationId
+        if conversation == nil, case .streamStart(let start)? = events.first { conversation = start.conversationId }
+        guard let conversation else { throw .storedStreamUnreadable }
+        return ResponseStream(id: streamId, userId: userId, conversationId: conversation, replaying: events)
     }
 
     /// Cancels the stream if it is the user's and still running. Cancelling a finished stream does nothing.
@@ -182,6 +223,7 @@ public final class ChatService: Sendable {
         for entry in registry.removeConversation(id: id, userId: userId) {
             entry.requestCancel()
         }
+        unsaved.forget(conversationId: id, userId: userId)
         do {
             return try await store.deleteConversation(id: id, userId: userId)
         } catch {

@@ -22,6 +22,8 @@ public final class ResponseStream: Sendable {
         /// When each event was published (parallel to `events`; empty for replayed logs).
         var publishedAt: [ContinuousClock.Instant] = []
         var finished = false
+        /// Estimated memory of the log (``estimatedBytes(of:)`` summed).
+        var bytes = 0
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWaiterId: UInt64 = 0
     }
@@ -41,7 +43,21 @@ public final class ResponseStream: Sendable {
         self.conversationId = conversationId
         state.withLock {
             $0.events = events
+            $0.bytes = events.reduce(0) { $0 + Self.estimatedBytes(of: $1) }
             $0.finished = true
+        }
+    }
+
+    /// Estimated bytes the replay log holds (what the registry's memory budget counts).
+    public var estimatedBytes: Int { state.withLock { $0.bytes } }
+
+    /// A cheap estimate of the memory one logged event holds: its text plus a fixed overhead.
+    static func estimatedBytes(of event: ServerEvent) -> Int {
+        switch event {
+        case .streamChunk(let chunk): 96 + chunk.text.utf8.count
+        case .safetyAlert(let alert): 256 + alert.guidance.utf8.count
+        case .safetyWarning(let warning): 256 + warning.advice.utf8.count
+        default: 256
         }
     }
 
@@ -67,6 +83,7 @@ public final class ResponseStream: Sendable {
             guard !s.finished else { return (nil, []) }
             let event = make(s.events.count + 1)
             s.events.append(event)
+            s.bytes += Self.estimatedBytes(of: event)
             s.publishedAt.append(.now)
             if event.isTerminal { s.finished = true }
             let w = Array(s.waiters.values)

@@ -9,7 +9,8 @@ import Synchronization
 /// Invariants: a user never has more than `maxActiveStreamsPerUser` reserved slots; `running`
 /// counts reservations not yet released, so a drain ends exactly when the last answer has stored
 /// its ending; a finished answer stays findable for `retention`, then leaves memory (it stays in
-/// the store). No timer per stream: expiries are kept in finishing order and removed on access
+/// the store); the replay logs of finished answers together hold at most `replayMemoryBytes`
+/// (estimated), the oldest leaving memory first when a new one would exceed it. No timer per stream: expiries are kept in finishing order and removed on access
 /// and by ``run()``.
 ///
 /// As a `Service`, it sweeps expired answers while it runs and drains on graceful shutdown: it
@@ -69,8 +70,10 @@ public final class StreamRegistry: Service, Sendable {
         var running = 0
         var acceptingNew = true
         /// Finished answers in the order they finished (so in expiry order).
-        var expiries: [(at: ContinuousClock.Instant, entry: Entry)] = []
+        var expiries: [(at: ContinuousClock.Instant, entry: Entry, bytes: Int)] = []
         var expiryHead = 0
+        /// Estimated bytes of the finished answers in `expiries` from `expiryHead` on.
+        var retainedBytes = 0
         var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter = 0
 
@@ -80,9 +83,10 @@ public final class StreamRegistry: Service, Sendable {
             if byClientKey[entry.clientKey] == entry.stream.id { byClientKey[entry.clientKey] = nil }
         }
 
-        mutating func evictExpired(now: ContinuousClock.Instant) {
-            while expiryHead < expiries.count, expiries[expiryHead].at <= now {
+        mutating func evictExpired(now: ContinuousClock.Instant, budget: Int = .max) {
+            while expiryHead < expiries.count, expiries[expiryHead].at <= now || retainedBytes > budget {
                 remove(expiries[expiryHead].entry)
+                retainedBytes -= expiries[expiryHead].bytes
                 expiryHead += 1
             }
             if expiryHead > 64, expiryHead * 2 > expiries.count {
@@ -95,16 +99,19 @@ public final class StreamRegistry: Service, Sendable {
     private let state = Mutex(State())
     private let maxActiveStreamsPerUser: Int
     private let retention: Duration
+    private let replayMemoryBytes: Int
     private let gracePeriod: Duration
     private let logger: Logger
 
     /// - Parameters:
     ///   - maxActiveStreamsPerUser: answers one user may have streaming at once.
     ///   - retention: how long a finished answer stays in memory for fast resume.
+    ///   - replayMemoryBytes: estimated bytes the replay logs of finished answers may hold together.
     ///   - gracePeriod: how long a drain lets running answers finish before cancelling them.
-    public init(maxActiveStreamsPerUser: Int, retention: Duration, gracePeriod: Duration = .seconds(20), logger: Logger) {
+    public init(maxActiveStreamsPerUser: Int, retention: Duration, replayMemoryBytes: Int = 64 << 20, gracePeriod: Duration = .seconds(20), logger: Logger) {
         self.maxActiveStreamsPerUser = maxActiveStreamsPerUser
         self.retention = retention
+        self.replayMemoryBytes = replayMemoryBytes
         self.gracePeriod = gracePeriod
         self.logger = logger
     }
@@ -160,7 +167,10 @@ public final class StreamRegistry: Service, Sendable {
             if evict || retention <= .zero {
                 s.remove(entry)
             } else {
-                s.expiries.append((at: .now + retention, entry: entry))
+                let bytes = entry.stream.estimatedBytes
+                s.expiries.append((at: .now + retention, entry: entry, bytes: bytes))
+                s.retainedBytes += bytes
+                s.evictExpired(now: .now, budget: replayMemoryBytes)
             }
             guard s.running == 0 else { return [] }
             defer { s.idleWaiters.removeAll() }
@@ -189,6 +199,9 @@ public final class StreamRegistry: Service, Sendable {
 
     /// How many answers are running now.
     public var running: Int { state.withLock { $0.running } }
+
+    /// Estimated bytes the replay logs of finished answers hold in memory now.
+    public var retainedReplayBytes: Int { state.withLock { $0.retainedBytes } }
 
     /// Stops accepting answers, lets running ones finish for up to `gracePeriod`, then cancels the
     /// rest (they end with a retryable `shutting_down` error and their partial text stored) and

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MedViewProtocol
 import MedViewSafety
@@ -6,9 +7,13 @@ import MedViewSafety
 /// before anything was stored), interaction warnings, the model call through the chunk pipeline
 /// (output guard included), the terminal event, and the stored assistant message.
 ///
-/// Invariants: exactly one terminal event is published; the slot is freed just before it, so a
-/// client that sees it may send again at once; the registry's reservation is released only after
-/// the store has the ending, so a drain that sees no running answer knows every ending is stored.
+/// Invariants: exactly one terminal event is published, and only after the store has the ending:
+/// a client told `stream.end` can rely on the answer being stored. If the store refuses it, the
+/// terminal event is a retryable `storage_unavailable` error instead, and the ending (status
+/// `failed`, with the text sent) waits in ``UnsavedAnswers`` to be written again. The slot is
+/// freed just before the terminal event, so a client that sees it may send again at once; the
+/// registry's reservation is released only after that, so a drain that sees no running answer
+/// knows every ending is stored or kept.
 struct TurnRunner: Sendable {
     let model: any ChatModel
     let store: any ConversationStore
@@ -16,6 +21,8 @@ struct TurnRunner: Sendable {
     let contextBuilder: ContextBuilder
     let chunking: StreamProcessor.Configuration
     let registry: StreamRegistry
+    let unsaved: UnsavedAnswers
+    let limiter: any UsageLimiter
     let observer: (any ChatObserver)?
     let logger: Logger
 
@@ -120,24 +127,51 @@ struct TurnRunner: Sendable {
         }
     }
 
-    /// Publishes the terminal event, stores the ending and releases the reservation.
+    /// Stores the ending, publishes the terminal event (or `storage_unavailable` when the store
+    /// refused the ending) and releases the reservation.
     private func end(_ job: Job, outcome: TurnOutcome, text: String) async {
         let stream = job.entry.stream
-        let (status, terminal) = WireMapping.terminal(for: outcome, streamId: stream.id)
+        let (normalStatus, terminal) = WireMapping.terminal(for: outcome, streamId: stream.id)
+        var status = normalStatus
         if case .failed(let error, _) = outcome {
             // Provider error details are diagnostic text from outside: scrub identifiers before logging.
             logger.info("model.failed", metadata: ["stream.id": "\(stream.id)", "error.kind": "\(error.kind)", "error.detail": "\(PHIRedactor.redact(error.detail))"])
         }
         registry.releaseSlot(job.entry)
-        stream.publish(terminal)
-        let log = stream.events.map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
+        // Nothing else publishes any more (the model and the pipeline have finished): the terminal
+        // event takes the next sequence number, and the stored log ends with it.
+        let logged = stream.events
+        let seq = logged.count + 1
+        var ending = terminal(seq)
+        func log(_ last: ServerEvent) -> [StreamLogEntry] {
+            (logged + [last]).map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
+        }
         do {
-            try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log))
+            try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)))
+            unsaved.writeSucceeded()
         } catch {
             logger.warning("store.finish_turn.failed", metadata: ["stream.id": "\(stream.id)", "error.type": "\(type(of: error))"])
+            unsaved.writeFailed(.finishTurn)
+            status = .failed
+            ending = WireMapping.unsavedTerminal(streamId: stream.id, seq: seq)
+            unsaved.keep(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)), conversationId: job.turn.conversationId)
         }
+        stream.publish { _ in ending }
+        await limiter.recordOutput(userId: job.turn.userId, tokens: outcome.outputTokens(text: text), now: Date())
         observer?.streamEnded(status: status)
-        logger.debug("stream.ended", metadata: ["stream.id": "\(stream.id)", "stream.status": "\(status.rawValue)", "stream.chars": "\(text.count)", "stream.events": "\(log.count)"])
+        logger.debug("stream.ended", metadata: ["stream.id": "\(stream.id)", "stream.status": "\(status.rawValue)", "stream.chars": "\(text.count)", "stream.events": "\(seq)"])
         registry.release(job.entry, evict: false)
+    }
+}
+
+extension TurnOutcome {
+    /// Output tokens the answer used: as the model reported them, else estimated from the text
+    /// (about four UTF-8 bytes a token).
+    func outputTokens(text: String) -> Int {
+        let reported: Usage? = switch self {
+        case .completed(_, let usage), .cancelled(let usage), .failed(_, let usage): usage
+        case .interruptedByShutdown: nil
+        }
+        return reported?.outputTokens ?? (text.utf8.count + 3) / 4
     }
 }

@@ -11,6 +11,12 @@ public enum WireMapping {
         switch error {
         case .emptyMessage:
             (.emptyMessage, "The message is empty.")
+        case .invalidText:
+            (.invalidText, "The text contains control characters; send plain text.")
+        case .rateLimited(.messageRate, let seconds):
+            (.rateLimited, "Too many messages in a short time; try again in \(seconds) s.")
+        case .rateLimited(.dailyOutputBudget, let seconds):
+            (.rateLimited, "Today's answer budget is used up; try again in \(seconds) s.")
         case .messageTooLarge(let limit):
             (.messageTooLarge, "The message is longer than \(limit) characters.")
         case .idempotencyConflict:
@@ -34,6 +40,12 @@ public enum WireMapping {
         case .storageUnavailable(.deleteConversation):
             (.storageUnavailable, "The conversation could not be deleted; try again.")
         }
+    }
+
+    /// The terminal event of an answer whose ending the store refused: retryable, and the text the
+    /// client received is kept and written when the store works again.
+    public static func unsavedTerminal(streamId: String, seq: Int) -> ServerEvent {
+        .error(ErrorEvent(code: .storageUnavailable, message: "The answer could not be saved; it is kept and saved when storage is back. Ask again with a new id to get a new answer.", retryable: true, streamId: streamId, seq: seq))
     }
 
     /// The stored status of an answer and its terminal event (built from its `seq`).
@@ -74,4 +86,9 @@ extension ChatError {
     public var code: ErrorCode { WireMapping.error(self).code }
     /// The message a patient's client shows (``WireMapping/error(_:)``); never user text.
     public var message: String { WireMapping.error(self).message }
+    /// Whole seconds to wait before retrying, for errors that know it (`rate_limited`).
+    public var retryAfter: Int? {
+        if case .rateLimited(_, let seconds) = self { return seconds }
+        return nil
+    }
 }

@@ -11,6 +11,8 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case frameTooLarge = "frame_too_large"
     case messageTooLarge = "message_too_large"
     case emptyMessage = "empty_message"
+    /// Text with U+0000 or another control character that is not tab, line feed or carriage return.
+    case invalidText = "invalid_text"
     case idempotencyConflict = "idempotency_conflict"
     case notAcceptable = "not_acceptable"
     // Identity.
@@ -22,6 +24,8 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case tooManyConnections = "too_many_connections"
     case tooManyStreams = "too_many_streams"
     case idleTimeout = "idle_timeout"
+    /// The user sent messages faster than the rate limit allows, or used up the daily output budget.
+    case rateLimited = "rate_limited"
     // The model and the server.
     case modelThrottled = "model_throttled"
     case modelUnavailable = "model_unavailable"
@@ -33,7 +37,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     /// Whether the same request may succeed if the client tries again later.
     public var retryable: Bool {
         switch self {
-        case .tooManyConnections, .tooManyStreams, .modelThrottled, .modelUnavailable,
+        case .tooManyConnections, .tooManyStreams, .rateLimited, .modelThrottled, .modelUnavailable,
             .storageUnavailable, .shuttingDown, .internalError, .tokenExpired, .idleTimeout:
             true
         default:
@@ -44,13 +48,13 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     /// The HTTP status the code maps to on REST and SSE endpoints.
     public var httpStatus: Int {
         switch self {
-        case .malformedJSON, .unknownType, .invalidCommand, .invalidUTF8, .unsupportedFrame, .emptyMessage: 400
+        case .malformedJSON, .unknownType, .invalidCommand, .invalidUTF8, .unsupportedFrame, .emptyMessage, .invalidText: 400
         case .frameTooLarge, .messageTooLarge: 413
         case .idempotencyConflict: 409
         case .notAcceptable: 406
         case .unauthorized, .tokenExpired: 401
         case .notFound: 404
-        case .tooManyConnections, .tooManyStreams: 429
+        case .tooManyConnections, .tooManyStreams, .rateLimited: 429
         case .idleTimeout: 408
         case .modelThrottled, .modelUnavailable, .storageUnavailable, .shuttingDown: 503
         case .modelError: 502

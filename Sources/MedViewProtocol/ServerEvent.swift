@@ -249,8 +249,10 @@ public struct ErrorEvent: Codable, Sendable, Equatable {
     public var seq: Int?
     /// Suggested wait before retrying, in milliseconds.
     public var retryAfterMs: Int?
+    /// How long to wait before trying again, in whole seconds (sent with `rate_limited`).
+    public var retryAfter: Int?
 
-    public init(code: ErrorCode, message: String, retryable: Bool? = nil, id: String? = nil, streamId: String? = nil, seq: Int? = nil, retryAfterMs: Int? = nil) {
+    public init(code: ErrorCode, message: String, retryable: Bool? = nil, id: String? = nil, streamId: String? = nil, seq: Int? = nil, retryAfterMs: Int? = nil, retryAfter: Int? = nil) {
         self.code = code
         self.message = message
         self.retryable = retryable ?? code.retryable
@@ -258,5 +260,6 @@ public struct ErrorEvent: Codable, Sendable, Equatable {
         self.streamId = streamId
         self.seq = seq
         self.retryAfterMs = retryAfterMs
+        self.retryAfter = retryAfter
     }
 }

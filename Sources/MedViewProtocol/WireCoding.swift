@@ -41,6 +41,12 @@ public func decodeWireBody<T: Decodable>(_ type: T.Type, from data: Data, comman
     } catch let DecodingError.valueNotFound(_, context) {
         let field = context.codingPath.map(\.stringValue).joined(separator: ".")
         throw CommandDecodingError(code: .invalidCommand, message: "Field `\(field)` is null.", commandId: commandId)
+    } catch let DecodingError.dataCorrupted(context) where (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil {
+        // Valid JSON whose field holds an unusable value (a fraction or an out-of-range number
+        // where a whole number is expected): the command is wrong, not the JSON.
+        let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+        let message = field.isEmpty ? "A field has the wrong type or is out of range." : "Field `\(field)` has the wrong type or is out of range."
+        throw CommandDecodingError(code: .invalidCommand, message: message, commandId: commandId)
     } catch DecodingError.dataCorrupted {
         throw CommandDecodingError(code: .malformedJSON, message: "The body is not valid JSON.", commandId: commandId)
     } catch {

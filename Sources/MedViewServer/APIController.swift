@@ -73,7 +73,12 @@ struct APIController {
         var title = "New conversation"
         if !data.isEmpty {
             let body = try decode(CreateBody.self, data)
-            if let t = body.title?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty { title = String(t.prefix(120)) }
+            do {
+                if let given = try TextRules.title(body.title, maxCharacters: 120) { title = given }
+            } catch {
+                metrics.error(error.code.rawValue)
+                throw APIError(error)
+            }
         }
         let now = Date()
         let conversation = Conversation(id: Identifier.make("c"), userId: user, title: title, createdAt: now, updatedAt: now)

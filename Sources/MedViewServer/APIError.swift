@@ -7,14 +7,17 @@ import MedViewProtocol
 public struct APIError: Error, HTTPResponseError, Sendable {
     public var code: ErrorCode
     public var message: String
+    /// Whole seconds to wait before retrying: the `Retry-After` header and the body's `retryAfter`.
+    public var retryAfter: Int?
 
-    public init(_ code: ErrorCode, _ message: String) {
+    public init(_ code: ErrorCode, _ message: String, retryAfter: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     init(_ error: ChatError) {
-        self.init(error.code, error.message)
+        self.init(error.code, error.message, retryAfter: error.retryAfter)
     }
 
     public var status: HTTPResponse.Status { .init(code: code.httpStatus) }
@@ -24,11 +27,12 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         if code == .unauthorized || code == .tokenExpired {
             headers[.wwwAuthenticate] = code == .tokenExpired ? "Bearer error=\"invalid_token\", error_description=\"expired\"" : "Bearer"
         }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: errorBody)))
     }
 
     var errorBody: Data {
-        JSONHelpers.encode(ErrorBody(error: .init(code: code, message: message, retryable: code.retryable)))
+        JSONHelpers.encode(ErrorBody(error: .init(code: code, message: message, retryable: code.retryable, retryAfter: retryAfter)))
     }
 
     struct ErrorBody: Encodable {
@@ -36,6 +40,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
             var code: ErrorCode
             var message: String
             var retryable: Bool
+            var retryAfter: Int?
         }
         var error: Inner
     }

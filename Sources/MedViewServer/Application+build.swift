@@ -134,6 +134,7 @@ public func buildApplication(
     let registry = StreamRegistry(
         maxActiveStreamsPerUser: configuration.chat.maxActiveStreamsPerUser,
         retention: configuration.chat.replayRetention,
+        replayMemoryBytes: configuration.chat.replayMemoryBytes,
         gracePeriod: configuration.limits.shutdownGracePeriod,
         logger: logger
     )
@@ -163,6 +164,8 @@ public func buildApplication(
     // The audit writer and the store come first so that they stop last: the writer appends what
     // it was given, the store commits what it accepted, then each closes.
     var services: [any Service] = [audit, (store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
+    // Answers the store refused are written again; it stops (after one last try) before the store closes.
+    services.append(chat.unsaved)
     if let engine = model as? any Service { services.append(engine) }
     // Shut down in reverse: the registry drains the answers, the sweeper lets sessions write out
     // their last events, the server closes the sockets, then the model engine and the store stop.

@@ -42,15 +42,18 @@ public final class CognitoTokenVerifier: TokenVerifier {
         var tokenUse: String
         var clientId: String?
         var aud: AudienceClaim?
+        var iat: IssuedAtClaim?
+        var nbf: NotBeforeClaim?
 
         enum CodingKeys: String, CodingKey {
-            case iss, sub, exp, aud
+            case iss, sub, exp, aud, iat, nbf
             case tokenUse = "token_use"
             case clientId = "client_id"
         }
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
+            try TokenTimeChecks.verify(notBefore: nbf, issuedAt: iat)
         }
     }
 

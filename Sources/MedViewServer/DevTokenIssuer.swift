@@ -23,9 +23,11 @@ public final class DevTokenIssuer: TokenVerifier {
         var aud: AudienceClaim
         var exp: ExpirationClaim
         var iat: IssuedAtClaim
+        var nbf: NotBeforeClaim?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
+            try TokenTimeChecks.verify(notBefore: nbf, issuedAt: iat)
             guard iss.value == DevTokenIssuer.issuer else { throw JWTError.claimVerificationFailure(failedClaim: iss, reason: "issuer") }
             try aud.verifyIntendedAudience(includes: DevTokenIssuer.audience)
         }
@@ -37,12 +39,20 @@ public final class DevTokenIssuer: TokenVerifier {
         self.keyPath = keyPath
     }
 
-    /// Loads the key from `dataDirectory`, creating it (mode 0600) on first use.
+    /// Loads the key from `dataDirectory`, creating it (mode 0600, in a directory created 0700)
+    /// on first use.
+    /// - Throws: ``StartupError`` if the key file can be read or written by other users (any
+    ///   group or other permission bit): a key others can read lets them sign in as anyone.
     public static func load(dataDirectory: String) async throws -> DevTokenIssuer {
         let fm = FileManager.default
-        try fm.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        if !fm.fileExists(atPath: dataDirectory) {
+            try fm.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
         let path = (dataDirectory as NSString).appendingPathComponent(keyFileName)
         let key: ES256PrivateKey
+        if let attributes = try? fm.attributesOfItem(atPath: path), let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o077 != 0 {
+            throw StartupError(description: "the development signing key \(path) is readable or writable by other users (mode \(String(mode & 0o777, radix: 8))); anyone who can read it can sign in as any user. Run `chmod 600 \(path)` (or delete it to make a new one), then start again.")
+        }
         if let pem = try? String(contentsOfFile: path, encoding: .utf8) {
             key = try ES256PrivateKey(pem: pem)
         } else {
@@ -64,7 +74,8 @@ public final class DevTokenIssuer: TokenVerifier {
             sub: .init(value: userId),
             aud: .init(value: [Self.audience]),
             exp: .init(value: now.addingTimeInterval(seconds)),
-            iat: .init(value: now)
+            iat: .init(value: now),
+            nbf: nil
         )
         return try await keys.sign(claims, kid: kid)
     }

@@ -34,6 +34,10 @@ func makeHTTPServer(
         } catch {
             return JSONHelpers.response(["status": "unavailable", "store": "unreachable"], status: .serviceUnavailable)
         }
+        // A store that answers reads but refuses writes (a full disk) is not ready either.
+        if chat.unsaved.isFailing {
+            return JSONHelpers.response(["status": "unavailable", "store": "write_failing"], status: .serviceUnavailable)
+        }
         return JSONHelpers.response(["status": "ready", "store": "ok", "model": chat.model.descriptor.provider + ":" + chat.model.descriptor.id])
     }
     router.get("metrics") { _, _ -> Response in

@@ -31,6 +31,10 @@ public struct ServeArguments: Sendable, Equatable {
     public var cognitoTokenUse: String?
     public var safetyTriage: String?
     public var safetyTriageMs: Int?
+    public var rateLimitPerMinute: Int?
+    public var rateLimitBurst: Int?
+    public var dailyOutputTokens: Int?
+    public var replayMemoryBytes: Int?
 
     public init() {}
 }
@@ -80,6 +84,14 @@ extension ServerConfiguration {
         chat.maxMessageCharacters = try int(a.maxMessageChars, "MEDVIEW_MAX_MESSAGE_CHARS", chat.maxMessageCharacters)
         chat.contextBudgetTokens = try int(a.contextTokens, "MEDVIEW_CONTEXT_TOKENS", chat.contextBudgetTokens)
         chat.maxOutputTokens = try int(a.maxOutputTokens, "MEDVIEW_MAX_OUTPUT_TOKENS", chat.maxOutputTokens)
+        let usage = UsageLimits()
+        let dailyOutputTokens = try int(a.dailyOutputTokens, "MEDVIEW_DAILY_OUTPUT_TOKENS", 0, min: 0)
+        chat.usageLimits = UsageLimits(
+            messagesPerMinute: try int(a.rateLimitPerMinute, "MEDVIEW_RATE_LIMIT_PER_MINUTE", usage.messagesPerMinute),
+            burst: try int(a.rateLimitBurst, "MEDVIEW_RATE_LIMIT_BURST", usage.burst),
+            dailyOutputTokens: dailyOutputTokens == 0 ? nil : dailyOutputTokens
+        )
+        chat.replayMemoryBytes = try int(a.replayMemoryBytes, "MEDVIEW_REPLAY_MEMORY_BYTES", chat.replayMemoryBytes, min: 0)
         if let raw = a.temperature.map({ String($0) }) ?? env("MEDVIEW_TEMPERATURE") {
             guard let value = Double(raw), value.isFinite, (0...2).contains(value) else {
                 throw ConfigurationError("--temperature / MEDVIEW_TEMPERATURE must be a number from 0 to 2.")

@@ -40,6 +40,8 @@ public final class ServerMetrics: ChatObserver {
         var connectionsOpen = 0
         var connectionsTotal = 0
         var commands = 0
+        var storeWriteFailures: [String: Int] = [:]
+        var unsaved = 0
     }
 
     private let state = Mutex(State())
@@ -74,6 +76,14 @@ public final class ServerMetrics: ChatObserver {
         state.withLock { $0.streamsEnded[status.rawValue, default: 0] += 1 }
     }
 
+    public func storeWriteFailed(operation: StoreOperation) {
+        state.withLock { $0.storeWriteFailures[operation.rawValue, default: 0] += 1 }
+    }
+
+    public func unsavedAnswers(_ count: Int) {
+        state.withLock { $0.unsaved = count }
+    }
+
     func error(_ code: String) { state.withLock { $0.errors[code, default: 0] += 1 } }
     func connectionOpened() { state.withLock { $0.connectionsOpen += 1; $0.connectionsTotal += 1 } }
     func connectionClosed() { state.withLock { $0.connectionsOpen -= 1 } }
@@ -102,6 +112,11 @@ public final class ServerMetrics: ChatObserver {
         for (code, n) in s.errors.sorted(by: { $0.key < $1.key }) {
             out += "medview_errors_total{code=\"\(code)\"} \(n)\n"
         }
+        out += "# HELP medview_store_write_failures_total Store writes that failed, by operation.\n# TYPE medview_store_write_failures_total counter\n"
+        for (operation, n) in s.storeWriteFailures.sorted(by: { $0.key < $1.key }) {
+            out += "medview_store_write_failures_total{operation=\"\(operation)\"} \(n)\n"
+        }
+        out += "# HELP medview_unsaved_answers Answers kept in memory because the store refused their ending.\n# TYPE medview_unsaved_answers gauge\nmedview_unsaved_answers \(s.unsaved)\n"
         out += "# TYPE medview_websocket_connections gauge\nmedview_websocket_connections \(s.connectionsOpen)\n"
         out += "# TYPE medview_websocket_connections_total counter\nmedview_websocket_connections_total \(s.connectionsTotal)\n"
         out += "# TYPE medview_commands_total counter\nmedview_commands_total \(s.commands)\n"

@@ -178,7 +178,7 @@ final class WebSocketSession: Sendable {
                 follow(result.stream, after: 0)
             } catch {
                 record(.messageSent, c.conversationId, refusal: error.code)
-                await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id))
+                await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id, retryAfter: error.retryAfter))
             }
         case .streamResume(let c):
             do {

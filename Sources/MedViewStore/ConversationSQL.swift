@@ -5,7 +5,9 @@ import SQLiteNIO
 ///
 /// Pure data access: no locking, no logging, no error mapping (``StoreConnection`` does those).
 /// Dates are REAL seconds since 1970; message order comes from the `seq` autoincrement column,
-/// never from timestamps.
+/// never from timestamps. Free text (titles, message text) is read `CAST(… AS BLOB)`: SQLiteNIO
+/// reads a TEXT value as a C string, which would end it at the first U+0000, while a BLOB is read
+/// with its length, so text comes back exactly as it was bound.
 enum ConversationSQL {
     /// How a delete went.
     enum DeleteOutcome: Equatable {
@@ -30,7 +32,7 @@ enum ConversationSQL {
     /// The conversation if it exists and belongs to `userId`.
     static func conversation(id: String, userId: String, on connection: SQLiteConnection) async throws -> Conversation? {
         let rows = try await connection.query(
-            "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?",
+            "SELECT id, user_id, CAST(title AS BLOB) AS title, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?",
             [.text(id), .text(userId)]
         )
         return try rows.first.map(Conversation.init(row:))
@@ -40,7 +42,7 @@ enum ConversationSQL {
     static func conversations(userId: String, limit: Int, on connection: SQLiteConnection) async throws -> [Conversation] {
         let rows = try await connection.query(
             """
-            SELECT id, user_id, title, created_at, updated_at FROM conversations
+            SELECT id, user_id, CAST(title AS BLOB) AS title, created_at, updated_at FROM conversations
             WHERE user_id = ? ORDER BY updated_at DESC, rowid DESC LIMIT ?
             """,
             [.text(userId), .integer(limit)]
@@ -68,7 +70,7 @@ enum ConversationSQL {
     static func messages(conversationId: String, userId: String, on connection: SQLiteConnection) async throws -> [StoredMessage] {
         let rows = try await connection.query(
             """
-            SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+            SELECT id, conversation_id, user_id, role, CAST(text AS BLOB) AS text, status, stream_id, created_at FROM messages
             WHERE conversation_id = ? AND user_id = ? ORDER BY seq
             """,
             [.text(conversationId), .text(userId)]

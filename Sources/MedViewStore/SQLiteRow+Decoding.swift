@@ -3,10 +3,18 @@ import MedViewCore
 import SQLiteNIO
 
 extension SQLiteRow {
-    /// The column's text; throws if it is missing or not text.
+    /// The column's text; throws if it is missing or not text. A BLOB column (text selected
+    /// `CAST(… AS BLOB)`, so that it is read with its length) is decoded as UTF-8, exactly.
     func text(_ column: String) throws(StoreError) -> String {
-        guard case .text(let value)? = self.column(column) else { throw Self.unexpected(column) }
-        return value
+        switch self.column(column) {
+        case .text(let value)?:
+            return value
+        case .blob(let buffer)?:
+            guard let value = String(validating: buffer.readableBytesView, as: UTF8.self) else { throw Self.unexpected(column) }
+            return value
+        default:
+            throw Self.unexpected(column)
+        }
     }
 
     /// The column's integer; throws if it is missing or not an integer.

@@ -31,13 +31,25 @@ final class StoreConnection: Sendable {
         self.logger = logger
     }
 
-    /// Opens (creating it and its parent directory if needed) the database at `path`, configures
+    /// Opens (creating it, mode 0600, and its parent directory, mode 0700, if needed) the database at `path`, configures
     /// the connection and applies the `migrations` the file does not record yet.
     /// - Throws: ``StoreError/unavailable(_:)`` if the file cannot be opened or migrated.
     static func open(path: String, logger: Logger, migrations: [SQLiteMigration]) async throws -> StoreConnection {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let files = FileManager.default
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // Only the server's user may read patients' data: a directory it creates is 0700, a
+            // database file it creates 0600 (SQLite gives its -wal and -shm files the same mode).
+            if !files.fileExists(atPath: directory) {
+                try files.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+            if !files.fileExists(atPath: path) {
+                guard files.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+                    throw StoreError.unavailable("cannot create the database file")
+                }
+            }
+        } catch let error as StoreError {
+            throw error
         } catch {
             throw StoreError.unavailable("cannot create the database directory")
         }

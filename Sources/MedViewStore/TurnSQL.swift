@@ -24,7 +24,7 @@ enum TurnSQL {
         var existing: Set<String> = []
         for slice in items.chunked(rowsPerStatement) {
             let rows = try await connection.query(
-                "SELECT user_id, client_message_id FROM turns WHERE (user_id, client_message_id) IN (VALUES \(placeholders(slice.count, "(?, ?)")))",
+                "SELECT user_id, CAST(client_message_id AS BLOB) AS client_message_id FROM turns WHERE (user_id, client_message_id) IN (VALUES \(placeholders(slice.count, "(?, ?)")))",
                 slice.flatMap { [SQLiteData.text($0.turn.userId), .text($0.turn.clientMessageId)] }
             )
             for row in rows { existing.insert(try row.text("user_id") + "\u{0}" + row.text("client_message_id")) }
@@ -167,13 +167,13 @@ enum TurnSQL {
     /// Loads the one turn matching `condition` (on the `turns` table) with its messages and events.
     private static func load(where condition: String, _ binds: [SQLiteData], on connection: SQLiteConnection) async throws -> Turn? {
         let turns = try await connection.query(
-            "SELECT stream_id, user_id, conversation_id, client_message_id FROM turns WHERE \(condition)", binds
+            "SELECT stream_id, user_id, conversation_id, CAST(client_message_id AS BLOB) AS client_message_id FROM turns WHERE \(condition)", binds
         )
         guard let row = turns.first else { return nil }
         let streamId = try row.text("stream_id")
         let messages = try await connection.query(
             """
-            SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+            SELECT id, conversation_id, user_id, role, CAST(text AS BLOB) AS text, status, stream_id, created_at FROM messages
             WHERE stream_id = ? ORDER BY seq
             """,
             [.text(streamId)]

@@ -68,6 +68,14 @@ struct Serve: AsyncParsableCommand {
     var maxOutputTokens: Int?
     @Option(help: "Sampling temperature, 0 to 2 (Anthropic accepts 0 to 1). [env: MEDVIEW_TEMPERATURE] (default: the model's own)")
     var temperature: Double?
+    @Option(name: .customLong("rate-limit-per-minute"), help: "Messages one user may send per minute, on average (token bucket refill). [env: MEDVIEW_RATE_LIMIT_PER_MINUTE] (default: 20)")
+    var rateLimitPerMinute: Int?
+    @Option(name: .customLong("rate-limit-burst"), help: "Messages one user may send at once after a pause (token bucket size). [env: MEDVIEW_RATE_LIMIT_BURST] (default: 20)")
+    var rateLimitBurst: Int?
+    @Option(name: .customLong("daily-output-tokens"), help: "Output tokens one user's answers may use per UTC day; 0 for no budget. [env: MEDVIEW_DAILY_OUTPUT_TOKENS] (default: 0)")
+    var dailyOutputTokens: Int?
+    @Option(name: .customLong("replay-memory-bytes"), help: "Bytes the replay logs of finished answers may hold in memory, together (estimated). [env: MEDVIEW_REPLAY_MEMORY_BYTES] (default: 67108864)")
+    var replayMemoryBytes: Int?
     @Option(name: .customLong("web-dir"), help: "Serve the web page from this folder instead of the built-in copy. [env: MEDVIEW_WEB_DIR]")
     var webDir: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. [env: MEDVIEW_LOG_LEVEL] (default: info)")
@@ -110,6 +118,10 @@ struct Serve: AsyncParsableCommand {
         arguments.maxOutputTokens = maxOutputTokens
         arguments.temperature = temperature
         arguments.webDirectory = webDir
+        arguments.rateLimitPerMinute = rateLimitPerMinute
+        arguments.rateLimitBurst = rateLimitBurst
+        arguments.dailyOutputTokens = dailyOutputTokens
+        arguments.replayMemoryBytes = replayMemoryBytes
         arguments.logLevel = logLevel
         arguments.cognitoIssuer = cognitoIssuer
         arguments.cognitoJwksUrl = cognitoJwksUrl

@@ -21,6 +21,7 @@ enum ConversationStoreConformance {
         case deleteErasesEverything
         case failInterruptedTurns
         case healthAndClose
+        case textIsStoredExactly
 
         var testDescription: String { rawValue }
 
@@ -38,12 +39,48 @@ enum ConversationStoreConformance {
             case .deleteErasesEverything: try await ConversationStoreConformance.deleteErasesEverything(makeStore)
             case .failInterruptedTurns: try await ConversationStoreConformance.failInterruptedTurns(makeStore)
             case .healthAndClose: try await ConversationStoreConformance.healthAndClose(makeStore)
+            case .textIsStoredExactly: try await ConversationStoreConformance.textIsStoredExactly(makeStore)
             }
         }
     }
 
     static let alice = "u_alice"
     static let bob = "u_bob"
+
+    /// Text comes back exactly as it was stored: U+0000, other control characters and
+    /// zero-width characters included, in conversation titles, user messages, answers and
+    /// client message ids (the engine refuses such text from patients, but a model's answer can
+    /// hold anything, and a store must never cut what it was given).
+    static func textIsStoredExactly(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let odd = "before\u{0}after \u{1}\u{7F}\u{200B}\u{FEFF} é 👩‍👩‍👧 \u{0}"
+            let titled = Sample.conversation(userId: alice, title: "Title\u{0}hidden")
+            try await store.createConversation(titled)
+            #expect(try await store.conversation(id: titled.id, userId: alice)?.title == "Title\u{0}hidden")
+            #expect(try await store.conversations(userId: alice, limit: 10).map(\.title) == ["Title\u{0}hidden"])
+
+            let opening = Sample.conversation(userId: alice, title: "Opened\u{0}by a turn", at: 5)
+            let turn = Sample.turn(conversationId: opening.id, userId: alice, clientMessageId: "id\u{0}1", text: odd, at: 5)
+            #expect(try await store.beginTurn(turn, newConversation: opening) == .created)
+            try await store.finishTurn(TurnCompletion(streamId: turn.streamId, userId: alice, assistantText: "answer\u{0}tail", status: .complete, events: Sample.events(2)))
+            #expect(try await store.conversation(id: opening.id, userId: alice)?.title == "Opened\u{0}by a turn")
+            let messages = try await store.messages(conversationId: opening.id, userId: alice)
+            #expect(messages.map(\.text) == [odd, "answer\u{0}tail"])
+            let read = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
+            #expect(read.userMessage.text == odd)
+            #expect(read.assistantMessage.text == "answer\u{0}tail")
+            #expect(read.clientMessageId == "id\u{0}1")
+            #expect(try await store.turn(clientMessageId: "id\u{0}1", userId: alice)?.streamId == turn.streamId)
+            #expect(try await store.turn(clientMessageId: "id", userId: alice) == nil)
+            // The same id again is a duplicate, found by its full id.
+            let again = Sample.turn(conversationId: opening.id, userId: alice, clientMessageId: "id\u{0}1", text: odd, at: 6)
+            guard case .duplicate(let stored) = try await store.beginTurn(again, newConversation: nil) else {
+                Issue.record("the same client message id must be a duplicate")
+                return
+            }
+            #expect(stored.streamId == turn.streamId)
+        }
+    }
 
     /// Conversations are listed most recently updated first, read back intact (to the
     /// millisecond), and a new turn moves its conversation to the top.

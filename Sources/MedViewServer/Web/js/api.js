@@ -6,7 +6,7 @@
 export class ApiError extends Error {
   /**
    * @param {number} status
-   * @param {{code?: string, message?: string, retryable?: boolean}} body
+   * @param {{code?: string, message?: string, retryable?: boolean, retryAfter?: number}} body
    */
   constructor(status, body) {
     super(body.message || `The server answered ${status}.`);
@@ -14,6 +14,8 @@ export class ApiError extends Error {
     this.status = status;
     this.code = body.code || "http_" + status;
     this.retryable = body.retryable ?? status >= 500;
+    /** Seconds to wait before retrying (`rate_limited`), when the server said. */
+    if (Number.isInteger(body.retryAfter)) this.retryAfter = body.retryAfter;
   }
 }
 

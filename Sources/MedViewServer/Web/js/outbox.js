@@ -12,7 +12,7 @@
 // the function that sends one message now, or null while nothing can.
 
 /** Error codes (without seq) after which the same message may be sent again later. */
-const RETRY_LATER = new Set(["too_many_streams", "storage_unavailable", "shutting_down", "token_expired", "internal"]);
+const RETRY_LATER = new Set(["too_many_streams", "rate_limited", "storage_unavailable", "shutting_down", "token_expired", "internal"]);
 
 /**
  * @typedef {object} Outgoing       a patient message on its way
@@ -103,7 +103,10 @@ export class Outbox {
     if (error?.retryable || RETRY_LATER.has(code)) {
       this.onDelayed(item, error);
       clearTimeout(this.retryTimer);
-      const delay = Math.min(15_000, 1000 * 2 ** Math.min(item.tries, 4));
+      // `rate_limited` says how long to wait (`retryAfter`, seconds); otherwise back off.
+      const delay = Number.isInteger(error?.retryAfter) && error.retryAfter > 0
+        ? error.retryAfter * 1000
+        : Math.min(15_000, 1000 * 2 ** Math.min(item.tries, 4));
       this.retryTimer = setTimeout(() => this.pump(), delay);
       return;
     }
