@@ -29,6 +29,9 @@ public struct ServeArguments: Sendable, Equatable {
     public var cognitoRedirectUri: String?
     public var cognitoScopes: String?
     public var cognitoTokenUse: String?
+    public var databaseUrl: String?
+    public var databasePoolSize: Int?
+    public var databaseIamAuth: Bool?
 
     public init() {}
 }
@@ -124,6 +127,7 @@ extension ServerConfiguration {
             cognito: cognito
         )
         configuration.logLevel = level
+        configuration.database = try resolveDatabase(url: a.databaseUrl, poolSize: a.databasePoolSize, iamAuthentication: a.databaseIamAuth, environment: environment)
         return configuration
     }
 }

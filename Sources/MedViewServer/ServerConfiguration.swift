@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MedViewCore
+import MedViewPostgres
 
 /// Everything `medview serve` needs, read once at the edge (CLI > environment > defaults) by
 /// ``resolve(arguments:environment:)``.
@@ -25,6 +26,8 @@ public struct ServerConfiguration: Sendable {
     public var processEnvironment: [String: String]
     /// The lowest level logged.
     public var logLevel: Logger.Level = .info
+    /// The PostgreSQL store, when a database URL is set; `nil` keeps the SQLite file in the data directory.
+    public var database: PostgresSettings?
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

@@ -11,7 +11,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
+        subcommands: [Serve.self, Migrate.self, Token.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
     )
 }
 
@@ -86,6 +86,7 @@ struct Serve: AsyncParsableCommand {
     var cognitoScopes: String?
     @Option(name: .customLong("cognito-token-use"), help: "Which token the page sends: access or id. [env: MEDVIEW_COGNITO_TOKEN_USE] (default: access)")
     var cognitoTokenUse: String?
+    @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
         var arguments = ServeArguments()
@@ -114,6 +115,7 @@ struct Serve: AsyncParsableCommand {
         arguments.cognitoRedirectUri = cognitoRedirectUri
         arguments.cognitoScopes = cognitoScopes
         arguments.cognitoTokenUse = cognitoTokenUse
+        database.apply(to: &arguments)
         let configuration: ServerConfiguration
         do {
             configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)
