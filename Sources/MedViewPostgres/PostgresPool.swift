@@ -113,10 +113,12 @@ public final class PostgresPool: Service, Sendable {
                 beginClose()
                 throw error
             }
+            // After a failed renewal, try again within 30 s rather than a whole interval.
+            var wait = rotationInterval
             while !closing.isFired {
-                if let interval = rotationInterval {
+                if let interval = rotationInterval, let pause = wait {
                     await withTaskGroup(of: Void.self) { race in
-                        race.addTask { try? await Task.sleep(for: interval) }
+                        race.addTask { try? await Task.sleep(for: pause) }
                         race.addTask { await self.closing.wait() }
                         await race.next()
                         race.cancelAll()
@@ -126,9 +128,11 @@ public final class PostgresPool: Service, Sendable {
                         let next = try await makeGeneration()
                         group.addTask { await next.run() }
                         install(next)
+                        wait = interval
                         logger.debug("store.pool.rotated", metadata: ["pool.generation": "\(generationCount)"])
                     } catch {
-                        // The old client keeps serving (its open connections stay valid); try again soon.
+                        // The old client keeps serving (its open connections stay valid).
+                        wait = min(interval, .seconds(30))
                         logger.info("store.pool.rotation_failed", metadata: ["error.type": "\(type(of: error))"])
                     }
                 } else {
