@@ -91,10 +91,16 @@ public final class PostgresPool: Service, Sendable {
             return state.closing
         }
         if !alreadyClosing {
-            try await withGracefulShutdownHandler {
-                try await serve()
-            } onGracefulShutdown: {
-                self.beginClose()
+            do {
+                try await withGracefulShutdownHandler {
+                    try await serve()
+                } onGracefulShutdown: {
+                    self.beginClose()
+                }
+            } catch {
+                // A client that cannot even be configured: callers waiting in `close()` return.
+                finished.fire()
+                throw error
             }
         }
         finished.fire()
