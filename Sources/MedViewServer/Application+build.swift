@@ -12,7 +12,8 @@ import UnixSignals
 public struct AppDependencies: Sendable {
     /// The model (default: ``ModelFactory`` from `configuration.model`).
     public var model: (any ChatModel)?
-    /// The conversation store (default: the SQLite file in the data directory). A store passed in
+    /// The conversation store (default: PostgreSQL when `configuration.database` is set, else the
+    /// SQLite file in the data directory). A store passed in
     /// is still closed when the application stops.
     public var store: (any ConversationStore)?
     /// The token verifier (default: the development issuer in development mode, Cognito in production).
@@ -100,6 +101,8 @@ public func buildApplication(
     let store: any ConversationStore
     if let given = dependencies.store {
         store = given
+    } else if let database = configuration.database {
+        store = try await openPostgresStore(database, environment: configuration.processEnvironment, logger: logger)
     } else {
         store = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
     }
@@ -163,7 +166,7 @@ public func buildApplication(
     )
     // The audit writer and the store come first so that they stop last: the writer appends what
     // it was given, the store commits what it accepted, then each closes.
-    var services: [any Service] = [audit, (store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
+    var services: [any Service] = [audit, storeService(store)]
     // Answers the store refused are written again; it stops (after one last try) before the store closes.
     services.append(chat.unsaved)
     if let engine = model as? any Service { services.append(engine) }
@@ -207,7 +210,7 @@ func announceStartup(configuration: ServerConfiguration, port: Int, verifier: an
             announce("  The local model is a small demo model running in-process: its answers are not medical advice. Configure a cloud model with --model for real use.")
         }
     }
-    announce("  Data: \(configuration.databasePath)")
+    announce("  Data: \(configuration.database?.redactedDescription ?? configuration.databasePath)")
 }
 
 /// The Cognito verifier for production, with its keys fetched now. A key set that cannot be

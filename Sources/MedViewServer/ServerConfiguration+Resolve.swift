@@ -35,6 +35,9 @@ public struct ServeArguments: Sendable, Equatable {
     public var rateLimitBurst: Int?
     public var dailyOutputTokens: Int?
     public var replayMemoryBytes: Int?
+    public var databaseUrl: String?
+    public var databasePoolSize: Int?
+    public var databaseIamAuth: Bool?
 
     public init() {}
 }
@@ -144,6 +147,7 @@ extension ServerConfiguration {
         }
         configuration.safetyTriage = triage == "on"
         configuration.safetyTriageBudget = .milliseconds(try int(a.safetyTriageMs, "MEDVIEW_SAFETY_TRIAGE_MS", 1500, min: 50))
+        configuration.database = try resolveDatabase(url: a.databaseUrl, poolSize: a.databasePoolSize, iamAuthentication: a.databaseIamAuth, environment: environment)
         return configuration
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MedViewCore
+import MedViewPostgres
 
 /// Everything `medview serve` needs, read once at the edge (CLI > environment > defaults) by
 /// ``resolve(arguments:environment:)``.
@@ -30,6 +31,8 @@ public struct ServerConfiguration: Sendable {
     public var safetyTriage = true
     /// The longest the triage may take; past it nothing extra is shown.
     public var safetyTriageBudget: Duration = .milliseconds(1500)
+    /// The PostgreSQL store, when a database URL is set; `nil` keeps the SQLite file in the data directory.
+    public var database: PostgresSettings?
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

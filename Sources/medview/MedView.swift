@@ -11,7 +11,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, AuditCommand.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
+        subcommands: [Serve.self, Migrate.self, Token.self, AuditCommand.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
     )
 }
 
@@ -98,6 +98,7 @@ struct Serve: AsyncParsableCommand {
     var safetyTriage: String?
     @Option(name: .customLong("safety-triage-ms"), help: "The triage's time budget, in ms; past it nothing extra is shown. [env: MEDVIEW_SAFETY_TRIAGE_MS] (default: 1500)")
     var safetyTriageMs: Int?
+    @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
         var arguments = ServeArguments()
@@ -132,6 +133,7 @@ struct Serve: AsyncParsableCommand {
         arguments.cognitoTokenUse = cognitoTokenUse
         arguments.safetyTriage = safetyTriage
         arguments.safetyTriageMs = safetyTriageMs
+        database.apply(to: &arguments)
         let configuration: ServerConfiguration
         do {
             configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)

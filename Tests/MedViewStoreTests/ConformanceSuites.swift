@@ -24,3 +24,11 @@ struct SQLiteConversationStoreServiceConformanceTests {
         try await check.run(Stores.sqliteInServiceGroup)
     }
 }
+
+@Suite("PostgresConversationStore conformance", .enabled(if: TestDatabase.isConfigured, "MEDVIEW_TEST_DATABASE_URL is not set"))
+struct PostgresConversationStoreConformanceTests {
+    @Test(arguments: ConversationStoreConformance.Check.allCases)
+    func conformance(_ check: ConversationStoreConformance.Check) async throws {
+        try await check.run(Stores.postgres)
+    }
+}

@@ -1,7 +1,9 @@
 import Foundation
 import Logging
 import MedViewCore
+import MedViewPostgres
 import MedViewStore
+import Testing
 import ServiceLifecycle
 
 /// A store under test and how to dispose of it.
@@ -88,5 +90,41 @@ struct TemporaryDirectory: Sendable {
 
     func remove() {
         try? FileManager.default.removeItem(at: url)
+    }
+}
+
+/// The PostgreSQL test database named by `MEDVIEW_TEST_DATABASE_URL` (scripts/test.sh starts a
+/// throwaway cluster and sets it); the PostgreSQL suites are skipped without it.
+enum TestDatabase {
+    static let url: String? = ProcessInfo.processInfo.environment["MEDVIEW_TEST_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static var isConfigured: Bool { url != nil }
+
+    /// Settings for a schema of its own (`medview_test_<random>`), so that tests and test runs
+    /// sharing one database never see each other's rows.
+    static func freshSettings(poolSize: Int = 4) throws -> PostgresSettings {
+        var settings = try PostgresSettings.parse(url: try #require(url), poolSize: poolSize)
+        settings.schema = "medview_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        return settings
+    }
+}
+
+extension Stores {
+    /// The PostgreSQL store in a fresh schema, its pool running in a `ServiceGroup` as in the
+    /// application; tear-down is the group's graceful shutdown, then the schema is dropped.
+    static let postgres: StoreFactory = {
+        let settings = try TestDatabase.freshSettings()
+        do {
+            let store = try await PostgresConversationStore.open(settings: settings, logger: testLogger)
+            let group = ServiceGroup(services: [store.pool], logger: testLogger)
+            let running = Task { try await group.run() }
+            return StoreFixture(store: store, tearDown: {
+                await group.triggerGracefulShutdown()
+                try await running.value
+                try await PostgresConversationStore.dropSchema(settings: settings, logger: testLogger)
+            })
+        } catch {
+            try? await PostgresConversationStore.dropSchema(settings: settings, logger: testLogger)
+            throw error
+        }
     }
 }

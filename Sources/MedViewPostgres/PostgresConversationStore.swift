@@ -1,0 +1,453 @@
+import Foundation
+import Logging
+import MedViewAWS
+import MedViewCore
+import PostgresNIO
+
+/// A ``ConversationStore`` on PostgreSQL (Aurora PostgreSQL in production), shared by every
+/// `medview serve` process that points at the same database.
+///
+/// Lifecycle: ``open(settings:credentials:logger:)`` checks the connection (TLS, credentials),
+/// applies the schema migrations under an advisory lock and returns the store; add ``pool`` to
+/// the `ServiceGroup` ahead of the services that use the store, so that it starts first and, on
+/// graceful shutdown, closes last. Calls made before the pool runs wait for it.
+///
+/// Every operation is one transaction (or one statement) on a pooled connection; concurrent
+/// `beginTurn` calls with one client message id are decided by the `(user_id,
+/// client_message_id)` unique key (`ON CONFLICT DO NOTHING`), so exactly one wins on any number
+/// of processes. Text is stored exactly, except that PostgreSQL `text` cannot hold U+0000: a
+/// value containing it is refused with ``PostgresStoreError/textContainsNUL(field:)`` and
+/// nothing is written.
+public final class PostgresConversationStore: ConversationStore {
+    /// The connection pool; the `Service` that runs and finally closes the store.
+    public let pool: PostgresPool
+    /// The schema version the database had after `open` migrated it.
+    public let migration: PostgresMigrationReport
+    private let logger: Logger
+
+    private init(pool: PostgresPool, migration: PostgresMigrationReport, logger: Logger) {
+        self.pool = pool
+        self.migration = migration
+        self.logger = logger
+    }
+
+    /// Connects, migrates the schema to ``PostgresMigration/latestVersion``, and returns the
+    /// store (its ``pool`` not yet running).
+    /// - Parameters:
+    ///   - credentials: AWS credentials for IAM authentication (unused without it).
+    ///   - rotationInterval: how often the pool is renewed with a fresh IAM token (10 minutes).
+    /// - Throws: ``PostgresStoreError`` (unreachable, TLS verification, authentication, a schema
+    ///   newer than this build, a failed migration).
+    public static func open(settings: PostgresSettings, credentials: (@Sendable () async throws -> SigV4Credentials)? = nil, rotationInterval: Duration = .seconds(600), logger: Logger) async throws -> PostgresConversationStore {
+        try await open(settings: settings, credentials: credentials, rotationInterval: rotationInterval, migrations: PostgresMigration.all, logger: logger)
+    }
+
+    /// Opens applying only `migrations` (tests use this to stand for older or newer builds).
+    package static func open(settings: PostgresSettings, credentials: (@Sendable () async throws -> SigV4Credentials)? = nil, rotationInterval: Duration = .seconds(600), migrations: [PostgresMigration], logger: Logger) async throws -> PostgresConversationStore {
+        let report = try await migrate(settings: settings, credentials: credentials, migrations: migrations, logger: logger)
+        let connector = try PostgresConnector(settings: settings, credentials: credentials, logger: logger)
+        let pool = PostgresPool(rotationInterval: settings.iamAuthentication ? rotationInterval : nil, logger: logger) {
+            try await connector.clientConfiguration()
+        }
+        logger.debug("store.opened", metadata: ["store.kind": "postgresql", "migration.version": "\(report.currentVersion)"])
+        return PostgresConversationStore(pool: pool, migration: report, logger: logger)
+    }
+
+    /// Applies the missing schema migrations on one connection (what `medview migrate` runs).
+    /// Safe when several processes run it at once: an advisory lock serialises them.
+    /// - Throws: ``PostgresStoreError/schemaTooNew(database:known:)`` if the database is ahead
+    ///   of this build, or another ``PostgresStoreError``.
+    public static func migrate(settings: PostgresSettings, credentials: (@Sendable () async throws -> SigV4Credentials)? = nil, logger: Logger) async throws -> PostgresMigrationReport {
+        try await migrate(settings: settings, credentials: credentials, migrations: PostgresMigration.all, logger: logger)
+    }
+
+    package static func migrate(settings: PostgresSettings, credentials: (@Sendable () async throws -> SigV4Credentials)?, migrations: [PostgresMigration], logger: Logger) async throws -> PostgresMigrationReport {
+        let connector = try PostgresConnector(settings: settings, credentials: credentials, logger: logger)
+        do {
+            return try await connector.withSingleConnection { connection in
+                try await PostgresMigrator.migrate(connection, schema: settings.schema, migrations: migrations, logger: logger)
+            }
+        } catch let error as PostgresStoreError {
+            throw error
+        } catch {
+            throw PostgresConnector.connectError(error)
+        }
+    }
+
+    /// Drops `settings.schema` with everything in it (test clean-up).
+    package static func dropSchema(settings: PostgresSettings, logger: Logger) async throws {
+        guard let schema = settings.schema else { return }
+        let connector = try PostgresConnector(settings: settings, credentials: nil, logger: logger)
+        try await connector.withSingleConnection { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"), logger: logger)
+            return ()
+        }
+    }
+
+    // MARK: - Conversations
+
+    /// Creates an empty conversation; throws ``StoreError/unavailable(_:)`` if its id is taken.
+    public func createConversation(_ conversation: Conversation) async throws {
+        try Self.checkText(conversation)
+        try await withConnection("createConversation") { connection in
+            try await connection.query(
+                """
+                INSERT INTO conversations (id, user_id, title, created_at, updated_at)
+                VALUES (\(conversation.id), \(conversation.userId), \(conversation.title), \(conversation.createdAt), \(conversation.updatedAt))
+                """,
+                logger: self.logger
+            )
+            return ()
+        }
+    }
+
+    /// The conversation if it exists and belongs to `userId`.
+    public func conversation(id: String, userId: String) async throws -> Conversation? {
+        try await withConnection("conversation") { connection in
+            let rows = try await connection.query(
+                "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE id = \(id) AND user_id = \(userId)",
+                logger: self.logger
+            )
+            return try await Self.conversations(rows).first
+        }
+    }
+
+    /// The user's conversations, most recently updated first (latest created first on ties).
+    public func conversations(userId: String, limit: Int) async throws -> [Conversation] {
+        guard limit > 0 else { return [] }
+        return try await withConnection("conversations") { connection in
+            let rows = try await connection.query(
+                """
+                SELECT id, user_id, title, created_at, updated_at FROM conversations
+                WHERE user_id = \(userId) ORDER BY updated_at DESC, position DESC LIMIT \(limit)
+                """,
+                logger: self.logger
+            )
+            return try await Self.conversations(rows)
+        }
+    }
+
+    /// Deletes the conversation with its turns, messages and replay logs (by cascade); `false`
+    /// if it does not exist for this user.
+    public func deleteConversation(id: String, userId: String) async throws -> Bool {
+        try await withConnection("deleteConversation") { connection in
+            let rows = try await connection.query(
+                "DELETE FROM conversations WHERE id = \(id) AND user_id = \(userId) RETURNING id", logger: self.logger
+            )
+            var found = false
+            for try await _ in rows { found = true }
+            return found
+        }
+    }
+
+    /// The conversation's messages in the order they were written; empty if it is not the user's.
+    public func messages(conversationId: String, userId: String) async throws -> [StoredMessage] {
+        try await withConnection("messages") { connection in
+            let rows = try await connection.query(
+                """
+                SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+                WHERE conversation_id = \(conversationId) AND user_id = \(userId) ORDER BY seq
+                """,
+                logger: self.logger
+            )
+            return try await Self.messages(rows)
+        }
+    }
+
+    // MARK: - Turns
+
+    /// Atomically stores a new turn (and `newConversation`), or returns the user's existing turn
+    /// with the same client message id without writing anything.
+    /// - Throws: ``StoreError/conversationNotFound`` if the turn's conversation is not the user's.
+    public func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult {
+        if let newConversation, newConversation.id != turn.conversationId || newConversation.userId != turn.userId {
+            throw StoreError.conversationNotFound
+        }
+        try Self.checkText(turn)
+        if let newConversation { try Self.checkText(newConversation) }
+        // Another attempt with this id may commit between our look-up and our insert; then the
+        // insert conflicts, rolls back, and the next round reads the winner.
+        for _ in 0..<3 {
+            if let existing = try await self.turn(clientMessageId: turn.clientMessageId, userId: turn.userId) {
+                return .duplicate(existing)
+            }
+            if try await insert(turn, newConversation: newConversation) {
+                logger.debug("store.turn.begun", metadata: ["stream.id": "\(turn.streamId)", "conversation.id": "\(turn.conversationId)"])
+                return .created
+            }
+        }
+        throw StoreError.unavailable("beginTurn failed: duplicate vanished")
+    }
+
+    /// Inserts the turn in one transaction; `false` (and nothing written) if its client message
+    /// id is taken.
+    private func insert(_ turn: Turn, newConversation: Conversation?) async throws -> Bool {
+        let newest = max(turn.userMessage.createdAt, turn.assistantMessage.createdAt)
+        do {
+            try await transaction("beginTurn") { connection in
+                if let c = newConversation {
+                    try await connection.query(
+                        """
+                        INSERT INTO conversations (id, user_id, title, created_at, updated_at)
+                        VALUES (\(c.id), \(c.userId), \(c.title), \(c.createdAt), \(max(c.updatedAt, newest)))
+                        """,
+                        logger: self.logger
+                    )
+                } else {
+                    let owned = try await connection.query(
+                        """
+                        UPDATE conversations SET updated_at = GREATEST(updated_at, \(newest))
+                        WHERE id = \(turn.conversationId) AND user_id = \(turn.userId) RETURNING id
+                        """,
+                        logger: self.logger
+                    )
+                    var found = false
+                    for try await _ in owned { found = true }
+                    guard found else { throw StoreError.conversationNotFound }
+                }
+                let inserted = try await connection.query(
+                    """
+                    INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id)
+                    VALUES (\(turn.streamId), \(turn.userId), \(turn.conversationId), \(turn.clientMessageId))
+                    ON CONFLICT (user_id, client_message_id) DO NOTHING RETURNING stream_id
+                    """,
+                    logger: self.logger
+                )
+                var created = false
+                for try await _ in inserted { created = true }
+                guard created else { throw DuplicateClientMessage() }
+                // Two statements, so the user message surely gets the lower seq.
+                for message in [turn.userMessage, turn.assistantMessage] {
+                    let isUser = message.id == turn.userMessage.id
+                    let role = isUser ? MessageRole.user.rawValue : MessageRole.assistant.rawValue
+                    let text = isUser ? message.text : ""
+                    let status = isUser ? MessageStatus.complete.rawValue : MessageStatus.streaming.rawValue
+                    try await connection.query(
+                        """
+                        INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
+                        VALUES (\(message.id), \(turn.conversationId), \(turn.streamId), \(turn.userId), \(role), \(text), \(status), \(message.createdAt))
+                        """,
+                        logger: self.logger
+                    )
+                }
+            }
+            return true
+        } catch is DuplicateClientMessage {
+            return false
+        }
+    }
+
+    /// Stores the assistant text and status and the replay log (replacing any earlier one), in
+    /// one transaction. Does nothing if the stream is not the user's.
+    public func finishTurn(_ completion: TurnCompletion) async throws {
+        try Self.checkText(completion.assistantText, field: "message.text")
+        for event in completion.events { try Self.checkText(event.json, field: "stream_event.json") }
+        let seqs = completion.events.map(\.seq)
+        let payloads = completion.events.map(\.json)
+        try await transaction("finishTurn") { connection in
+            let updated = try await connection.query(
+                """
+                UPDATE messages SET text = \(completion.assistantText), status = \(completion.status.rawValue)
+                WHERE stream_id = \(completion.streamId) AND user_id = \(completion.userId) AND role = 'assistant' RETURNING seq
+                """,
+                logger: self.logger
+            )
+            var found = false
+            for try await _ in updated { found = true }
+            guard found else { return }
+            try await connection.query("DELETE FROM stream_events WHERE stream_id = \(completion.streamId)", logger: self.logger)
+            guard !seqs.isEmpty else { return }
+            try await connection.query(
+                """
+                INSERT INTO stream_events (stream_id, seq, json)
+                SELECT \(completion.streamId), e.seq::integer, e.json FROM unnest(\(seqs)::bigint[], \(payloads)::text[]) AS e(seq, json)
+                """,
+                logger: self.logger
+            )
+        }
+        logger.debug("store.turn.finished", metadata: ["stream.id": "\(completion.streamId)", "stream.status": "\(completion.status.rawValue)"])
+    }
+
+    /// The turn produced by `streamId`, with its replay log, if it is the user's.
+    public func turn(streamId: String, userId: String) async throws -> Turn? {
+        try await withConnection("turn") { connection in
+            let rows = try await connection.query(
+                "SELECT stream_id, user_id, conversation_id, client_message_id FROM turns WHERE stream_id = \(streamId) AND user_id = \(userId)",
+                logger: self.logger
+            )
+            return try await self.loadTurn(rows, on: connection)
+        }
+    }
+
+    /// The user's turn begun with `clientMessageId`, if any.
+    public func turn(clientMessageId: String, userId: String) async throws -> Turn? {
+        try await withConnection("turnByClientMessageId") { connection in
+            let rows = try await connection.query(
+                "SELECT stream_id, user_id, conversation_id, client_message_id FROM turns WHERE user_id = \(userId) AND client_message_id = \(clientMessageId)",
+                logger: self.logger
+            )
+            return try await self.loadTurn(rows, on: connection)
+        }
+    }
+
+    /// Marks every assistant message still `streaming` as `failed`; returns how many.
+    public func failInterruptedTurns() async throws -> Int {
+        try await withConnection("failInterruptedTurns") { connection in
+            let rows = try await connection.query(
+                """
+                WITH failed AS (
+                    UPDATE messages SET status = 'failed' WHERE status = 'streaming' AND role = 'assistant' RETURNING 1
+                ) SELECT count(*)::bigint FROM failed
+                """,
+                logger: self.logger
+            )
+            for try await count in rows.decode(Int.self) { return count }
+            return 0
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Runs `SELECT 1` on a pooled connection within 5 seconds; throws
+    /// ``StoreError/unavailable(_:)`` if that fails or the store is closed (`/readyz` uses it).
+    public func checkHealth() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await self.withConnection("checkHealth") { connection in
+                    try await connection.query("SELECT 1", logger: self.logger)
+                    return ()
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: .seconds(5))
+                throw StoreError.unavailable("checkHealth timed out")
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Stops new calls, lets running ones finish, and closes every connection; later calls throw
+    /// ``StoreError/unavailable(_:)``. Closing twice is harmless.
+    public func close() async throws {
+        await pool.close()
+    }
+
+    // MARK: - Helpers
+
+    /// Runs `body` on a pooled connection, mapping failures to typed errors without user data.
+    private func withConnection<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await pool.withConnection(body)
+        } catch {
+            throw Self.storeError(error, operation: operation)
+        }
+    }
+
+    /// Runs `body` inside `BEGIN … COMMIT` on one pooled connection, rolling back if it throws.
+    private func transaction(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> Void) async throws {
+        let logger = self.logger
+        try await withConnection(operation) { connection in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                try await body(connection)
+                try await connection.query("COMMIT", logger: logger)
+            } catch {
+                do {
+                    try await connection.query("ROLLBACK", logger: logger)
+                } catch {
+                    logger.info("store.rollback.failed", metadata: ["store.operation": "\(operation)"])
+                }
+                throw error
+            }
+        }
+    }
+
+    /// A typed error that names the operation and the SQLSTATE, never the query or its values.
+    static func storeError(_ error: any Error, operation: String) -> any Error {
+        switch error {
+        case let error as StoreError: return error
+        case let error as PostgresStoreError: return error
+        case is CancellationError: return error
+        case let error as PSQLError:
+            if let state = error.serverInfo?[.sqlState] {
+                return StoreError.unavailable("\(operation) failed: SQLSTATE \(state)")
+            }
+            return StoreError.unavailable("\(operation) failed: \(error.code)")
+        case let error as DuplicateClientMessage: return error
+        default:
+            return StoreError.unavailable("\(operation) failed: \(type(of: error))")
+        }
+    }
+
+    private func loadTurn(_ rows: PostgresRowSequence, on connection: PostgresConnection) async throws -> Turn? {
+        var found: (String, String, String, String)?
+        for try await row in rows.decode((String, String, String, String).self) where found == nil {
+            found = row
+        }
+        guard let found else { return nil }
+        let (streamId, userId, conversationId, clientMessageId) = found
+        let messages = try await Self.messages(try await connection.query(
+            """
+            SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+            WHERE stream_id = \(streamId) ORDER BY seq
+            """,
+            logger: logger
+        ))
+        guard let user = messages.first(where: { $0.role == .user }),
+              let assistant = messages.first(where: { $0.role == .assistant })
+        else { throw StoreError.unavailable("turn is missing a message") }
+        var events: [StreamLogEntry] = []
+        for try await (seq, json) in try await connection.query(
+            "SELECT seq, json FROM stream_events WHERE stream_id = \(streamId) ORDER BY seq", logger: logger
+        ).decode((Int32, String).self) {
+            events.append(StreamLogEntry(seq: Int(seq), json: json))
+        }
+        return Turn(
+            streamId: streamId, userId: userId, conversationId: conversationId, clientMessageId: clientMessageId,
+            userMessage: user, assistantMessage: assistant, events: events
+        )
+    }
+
+    private static func conversations(_ rows: PostgresRowSequence) async throws -> [Conversation] {
+        var result: [Conversation] = []
+        for try await (id, userId, title, created, updated) in rows.decode((String, String, String, Date, Date).self) {
+            result.append(Conversation(id: id, userId: userId, title: title, createdAt: created, updatedAt: updated))
+        }
+        return result
+    }
+
+    private static func messages(_ rows: PostgresRowSequence) async throws -> [StoredMessage] {
+        var result: [StoredMessage] = []
+        for try await (id, conversationId, userId, role, text, status, streamId, created) in rows.decode((String, String, String, String, String, String, String, Date).self) {
+            guard let role = MessageRole(rawValue: role), let status = MessageStatus(rawValue: status) else {
+                throw StoreError.unavailable("a stored message has an unknown role or status")
+            }
+            result.append(StoredMessage(id: id, conversationId: conversationId, userId: userId, role: role, text: text, status: status, streamId: streamId, createdAt: created))
+        }
+        return result
+    }
+
+    private static func checkText(_ text: String, field: String) throws(PostgresStoreError) {
+        if text.utf8.contains(0) { throw .textContainsNUL(field: field) }
+    }
+
+    private static func checkText(_ conversation: Conversation) throws(PostgresStoreError) {
+        try checkText(conversation.id, field: "conversation.id")
+        try checkText(conversation.userId, field: "conversation.userId")
+        try checkText(conversation.title, field: "conversation.title")
+    }
+
+    private static func checkText(_ turn: Turn) throws(PostgresStoreError) {
+        for (value, field) in [
+            (turn.streamId, "turn.streamId"), (turn.userId, "turn.userId"), (turn.conversationId, "turn.conversationId"),
+            (turn.clientMessageId, "turn.clientMessageId"), (turn.userMessage.id, "message.id"),
+            (turn.assistantMessage.id, "message.id"), (turn.userMessage.text, "message.text"),
+        ] {
+            try checkText(value, field: field)
+        }
+    }
+}
+
+/// Thrown inside `beginTurn`'s transaction when the client message id is taken, to roll it back.
+private struct DuplicateClientMessage: Error {}

@@ -1,0 +1,79 @@
+import Foundation
+import HTTPTypes
+import Logging
+import MedViewCore
+import MedViewModels
+import MedViewPostgres
+import MedViewProtocol
+import MedViewServer
+import NIOCore
+import Testing
+
+/// The application `medview serve` runs, on PostgreSQL (needs `MEDVIEW_TEST_DATABASE_URL`).
+@Suite(.enabled(if: ProcessInfo.processInfo.environment["MEDVIEW_TEST_DATABASE_URL"] != nil, "MEDVIEW_TEST_DATABASE_URL is not set"), .timeLimit(.minutes(2)))
+struct PostgresServerTests {
+    /// Settings for a schema of this test's own; the schema is dropped afterwards.
+    func withDatabase(_ body: (PostgresSettings) async throws -> Void) async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["MEDVIEW_TEST_DATABASE_URL"])
+        var settings = try PostgresSettings.parse(url: url, poolSize: 3)
+        settings.schema = "medview_server_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        do {
+            try await body(settings)
+        } catch {
+            try? await PostgresConversationStore.dropSchema(settings: settings, logger: Logger(label: "test"))
+            throw error
+        }
+        try await PostgresConversationStore.dropSchema(settings: settings, logger: Logger(label: "test"))
+    }
+
+    @Test("on PostgreSQL, answers are stored, survive a restart, resume from the stored log, and /readyz is ready")
+    func restartOnPostgres() async throws {
+        try await withDatabase { settings in
+            let directory = NSTemporaryDirectory() + "medview-pg-" + UUID().uuidString
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let http = HTTPTests()
+            let (conversation, events) = try await LiveServer.with(dataDirectory: directory, configure: { $0.database = settings }) { server in
+                let ready = try await server.request("/readyz", user: nil)
+                #expect(ready.status == .ok)
+                #expect(json(ready)["store"] as? String == "ok")
+                let conversation = try await http.createConversation(server, user: "alice")
+                let events = parseSSE(String(buffer: try await http.sse(server, conversation: conversation, user: "alice", id: "m1", text: "Remember me").body)).map(\.event)
+                return (conversation, events)
+            }
+            #expect(!FileManager.default.fileExists(atPath: directory + "/medview.sqlite"))
+            let streamId = try #require(events.first?.streamId)
+            try await LiveServer.with(dataDirectory: directory, configure: { $0.database = settings }) { server in
+                let messages = json(try await server.request("/v1/conversations/\(conversation)/messages", user: "alice"))["messages"] as? [[String: Any]]
+                #expect(messages?.first?["text"] as? String == "Remember me")
+                #expect(messages?.last?["status"] as? String == "complete")
+                let resumed = try await server.request("/v1/streams/\(streamId)", user: "alice", headers: [.accept: "text/event-stream", HTTPField.Name("Last-Event-ID")!: "1"])
+                #expect(parseSSE(String(buffer: resumed.body)).map(\.event) == Array(events.dropFirst(2)))
+                let again = parseSSE(String(buffer: try await http.sse(server, conversation: conversation, user: "alice", id: "m1", text: "Remember me").body)).map(\.event)
+                guard case .ack(let ack) = again.first else { Issue.record("expected ack"); return }
+                #expect(ack.duplicate == true && ack.streamId == streamId)
+            }
+        }
+    }
+
+    @Test("a database schema newer than this build stops the start with both versions")
+    func refusesNewerSchema() async throws {
+        try await withDatabase { settings in
+            let future = PostgresMigration.all + [PostgresMigration(version: PostgresMigration.latestVersion + 1, statements: ["SELECT 1"])]
+            _ = try await PostgresConversationStore.migrate(settings: settings, credentials: nil, migrations: future, logger: Logger(label: "test"))
+            var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: NSTemporaryDirectory() + "medview-pg-" + UUID().uuidString)
+            configuration.database = settings
+            do {
+                _ = try await buildApplication(configuration: configuration, dependencies: .init(model: ScriptedModelStub.model))
+                Issue.record("started against a newer schema")
+            } catch let error as StartupError {
+                #expect(error.description.contains("version \(PostgresMigration.latestVersion + 1)"))
+                #expect(error.description.contains("the \(PostgresMigration.latestVersion) this build knows"))
+            }
+        }
+    }
+}
+
+/// The scripted model, so that building the application never fetches the local model.
+enum ScriptedModelStub {
+    static let model: any ChatModel = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(1)))
+}
