@@ -42,7 +42,8 @@ final class ChunkPipeline: Sendable {
     /// (its replacement is already queued); later deltas are then ignored.
     @discardableResult
     func feed(_ delta: String) -> OutputViolation? {
-        state.withLock { s in
+        let delta = TextRules.cleanModelText(delta)
+        return state.withLock { s in
             guard !s.finished, s.violation == nil else { return nil }
             guard var outputGuard = s.outputGuard else {
                 chunk(delta, &s)

@@ -54,3 +54,16 @@ extension String {
         return self[start...end]
     }
 }
+
+extension TextRules {
+    /// Model text without the control characters patients may not send either (U+0000 and the
+    /// other C0/C1 controls but tab, line feed and carriage return): they mean nothing in a chat,
+    /// and some stores cannot hold them (PostgreSQL text cannot hold U+0000). What is sent to
+    /// clients and what is stored are the same cleaned text.
+    public static func cleanModelText(_ text: String) -> String {
+        guard TextRules.containsForbiddenControl(text) else { return text }
+        var scalars = String.UnicodeScalarView()
+        scalars.append(contentsOf: text.unicodeScalars.lazy.filter { !TextRules.isForbiddenControl($0) })
+        return String(scalars)
+    }
+}

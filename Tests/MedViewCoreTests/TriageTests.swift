@@ -38,14 +38,15 @@ import Testing
     @Test("a triage past its budget shows nothing and does not hold the answer beyond the budget")
     func triageTimeout() async throws {
         let chat = service(triage: ModelTriage(budget: .milliseconds(100), detector: .shared) { _, _ in
-            try await Task.sleep(for: .seconds(10))
+            try await Task.sleep(for: .seconds(60))
             return "cardiac"
         })
         let started = ContinuousClock.now
         let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "Hello, a quick question about my week.")
         let events = await collect(result.stream)
         #expect(alerts(events).isEmpty)
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Far less than the 60 s the classifier would take (a loaded machine slows the answer itself).
+        #expect(ContinuousClock.now - started < .seconds(30))
         guard case .streamEnd(let end) = events.last else {
             Issue.record("expected stream.end")
             return

@@ -53,27 +53,40 @@ enum ConversationStoreConformance {
     /// hold anything, and a store must never cut what it was given).
     static func textIsStoredExactly(_ makeStore: StoreFactory) async throws {
         try await withStore(makeStore) { store throws in
-            let odd = "before\u{0}after \u{1}\u{7F}\u{200B}\u{FEFF} é 👩‍👩‍👧 \u{0}"
-            let titled = Sample.conversation(userId: alice, title: "Title\u{0}hidden")
+            // A store that cannot hold U+0000 (PostgreSQL text) must refuse it with an error and
+            // keep nothing, never cut the text; the rest of the check then runs without NUL.
+            // (The engine never hands a store NUL: patients' text with it is refused at the edge,
+            // and model text is cleaned before it is chunked.)
+            var nul = "\u{0}"
+            do {
+                try await store.createConversation(Sample.conversation(userId: alice, title: "Probe\u{0}nul", at: 1))
+                #expect(try await store.conversations(userId: alice, limit: 10).map(\.title) == ["Probe\u{0}nul"])
+                _ = try await store.deleteConversation(id: try #require(try await store.conversations(userId: alice, limit: 10).first?.id), userId: alice)
+            } catch {
+                #expect(try await store.conversations(userId: alice, limit: 10).isEmpty, "a refused write must keep nothing")
+                nul = ""
+            }
+            let odd = "before\(nul)after \u{1}\u{7F}\u{200B}\u{FEFF} é 👩‍👩‍👧 \(nul)"
+            let titled = Sample.conversation(userId: alice, title: "Title\(nul)hidden")
             try await store.createConversation(titled)
-            #expect(try await store.conversation(id: titled.id, userId: alice)?.title == "Title\u{0}hidden")
-            #expect(try await store.conversations(userId: alice, limit: 10).map(\.title) == ["Title\u{0}hidden"])
+            #expect(try await store.conversation(id: titled.id, userId: alice)?.title == "Title\(nul)hidden")
+            #expect(try await store.conversations(userId: alice, limit: 10).map(\.title) == ["Title\(nul)hidden"])
 
-            let opening = Sample.conversation(userId: alice, title: "Opened\u{0}by a turn", at: 5)
-            let turn = Sample.turn(conversationId: opening.id, userId: alice, clientMessageId: "id\u{0}1", text: odd, at: 5)
+            let opening = Sample.conversation(userId: alice, title: "Opened\(nul)by a turn", at: 5)
+            let turn = Sample.turn(conversationId: opening.id, userId: alice, clientMessageId: "id\(nul)1", text: odd, at: 5)
             #expect(try await store.beginTurn(turn, newConversation: opening) == .created)
-            try await store.finishTurn(TurnCompletion(streamId: turn.streamId, userId: alice, assistantText: "answer\u{0}tail", status: .complete, events: Sample.events(2)))
-            #expect(try await store.conversation(id: opening.id, userId: alice)?.title == "Opened\u{0}by a turn")
+            try await store.finishTurn(TurnCompletion(streamId: turn.streamId, userId: alice, assistantText: "answer\(nul)tail", status: .complete, events: Sample.events(2)))
+            #expect(try await store.conversation(id: opening.id, userId: alice)?.title == "Opened\(nul)by a turn")
             let messages = try await store.messages(conversationId: opening.id, userId: alice)
-            #expect(messages.map(\.text) == [odd, "answer\u{0}tail"])
+            #expect(messages.map(\.text) == [odd, "answer\(nul)tail"])
             let read = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
             #expect(read.userMessage.text == odd)
-            #expect(read.assistantMessage.text == "answer\u{0}tail")
-            #expect(read.clientMessageId == "id\u{0}1")
-            #expect(try await store.turn(clientMessageId: "id\u{0}1", userId: alice)?.streamId == turn.streamId)
+            #expect(read.assistantMessage.text == "answer\(nul)tail")
+            #expect(read.clientMessageId == "id\(nul)1")
+            #expect(try await store.turn(clientMessageId: "id\(nul)1", userId: alice)?.streamId == turn.streamId)
             #expect(try await store.turn(clientMessageId: "id", userId: alice) == nil)
             // The same id again is a duplicate, found by its full id.
-            let again = Sample.turn(conversationId: opening.id, userId: alice, clientMessageId: "id\u{0}1", text: odd, at: 6)
+            let again = Sample.turn(conversationId: opening.id, userId: alice, clientMessageId: "id\(nul)1", text: odd, at: 6)
             guard case .duplicate(let stored) = try await store.beginTurn(again, newConversation: nil) else {
                 Issue.record("the same client message id must be a duplicate")
                 return
