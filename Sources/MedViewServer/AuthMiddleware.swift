@@ -5,6 +5,8 @@ import MedViewCore
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let verifier: any TokenVerifier
+    /// Told when a request is authenticated.
+    var connections: UnauthenticatedConnections? = nil
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token = Self.bearerToken(request.headers[.authorization]) else {
@@ -16,6 +18,7 @@ struct AuthMiddleware: RouterMiddleware {
         } catch {
             throw APIError(error.errorCode, error.message)
         }
+        connections?.authenticated(context.channel)
         return try await next(request, context)
     }
 

@@ -2,6 +2,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import MedViewCore
 import MedViewProtocol
+import NIOCore
 
 /// Request context of the WebSocket router; ``WebSocketAuthMiddleware`` sets the identity before the upgrade.
 public struct WSRequestContext: RequestContext, WebSocketRequestContext {
@@ -13,10 +14,13 @@ public struct WSRequestContext: RequestContext, WebSocketRequestContext {
     public var offeredSubprotocol = false
     /// Why authentication failed, when it did: the socket is opened only to say so, then closed with 4401.
     public var authFailure: ErrorEvent?
+    /// The connection being upgraded.
+    let channel: any Channel
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
+        self.channel = source.channel
     }
 }
 
@@ -33,6 +37,8 @@ public struct WSRequestContext: RequestContext, WebSocketRequestContext {
 struct WebSocketAuthMiddleware: RouterMiddleware {
     typealias Context = WSRequestContext
     let verifier: any TokenVerifier
+    /// Told when the upgrade is authenticated.
+    let connections: UnauthenticatedConnections?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -51,6 +57,7 @@ struct WebSocketAuthMiddleware: RouterMiddleware {
         if let token, !token.isEmpty {
             do {
                 context.identity = try await verifier.verify(token)
+                connections?.authenticated(context.channel)
             } catch {
                 context.authFailure = ErrorEvent(code: error.errorCode, message: error.message)
             }
