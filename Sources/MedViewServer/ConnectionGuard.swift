@@ -410,7 +410,7 @@ final class ConnectionGuard {
     }
 }
 
-extension Duration {
+fileprivate extension Duration {
     /// The same length of time as a NIO `TimeAmount`.
     var timeAmount: TimeAmount {
         .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
