@@ -4,11 +4,12 @@
 /// ``maxRequestLineBytes`` gets `uri_too_long` (414); more than ``maxHeaderCount`` header fields,
 /// or a head over ``maxHeaderBytes``, gets `headers_too_large` (431); a request the parser
 /// refuses (such as `Content-Length: -1`) gets `malformed_request` (400); a request head not
-/// complete ``headerTimeout`` after it began gets `request_timeout` (408). A keep-alive connection
-/// with no request for ``idleTimeout`` is closed without an answer.
+/// complete in ``headerTimeout`` gets `request_timeout` (408). A keep-alive connection with no
+/// request for ``idleTimeout`` is closed without an answer.
 public struct HTTPConnectionLimits: Sendable, Equatable {
-    /// Longest time from the start of a request head (a connection's first byte, or the first
-    /// byte after the previous response) to its blank line.
+    /// Longest time to receive a request head: from the connection's start for its first
+    /// request, from the first byte of each later one. Also the longest pause while a request
+    /// body is being read.
     public var headerTimeout: Duration
     /// Longest wait for the next request on a keep-alive connection (measured from the end of the
     /// previous response). Longer than a load balancer's own idle timeout (60 s on an ALB), so the
