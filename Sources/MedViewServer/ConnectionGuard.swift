@@ -328,6 +328,18 @@ final class ConnectionGuard {
             }
         }
 
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            // Graceful shutdown: a connection between requests, or still sending its head, has
+            // nothing to finish; close it now rather than let it hold the shutdown until a timeout.
+            if event is ChannelShouldQuiesceEvent {
+                switch owner.phase {
+                case .awaitingHead, .readingHead: owner.close()
+                case .inRequest, .done, .upgraded: break
+                }
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+
         func channelInactive(context: ChannelHandlerContext) {
             owner.cancelTimer()
             if case .upgraded = owner.phase {} else { owner.phase = .done }

@@ -1,5 +1,6 @@
 import Foundation
 import MedViewServer
+import Synchronization
 import Testing
 
 /// The HTTP layer times out and says no (issue 12, item 2), tested with raw sockets: an HTTP
@@ -215,6 +216,29 @@ import Testing
             var stillOpen = 0
             for socket in halfOpen where !(await socket.waitForClose(timeout: .milliseconds(50))) { stillOpen += 1 }
             #expect(stillOpen <= 2)
+        }
+    }
+
+    @Test("graceful shutdown does not wait for half-open or idle keep-alive connections")
+    func shutdownClosesWaitingConnections() async throws {
+        let held = Mutex<[RawSocket]>([])
+        let bodyEnded = Mutex<ContinuousClock.Instant?>(nil)
+        try await LiveServer.with(configure: {
+            $0.http.headerTimeout = .seconds(60)
+            $0.http.idleTimeout = .seconds(60)
+        }) { server in
+            let halfOpen = try RawSocket(port: server.port)
+            await halfOpen.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Half: ")
+            let idle = try RawSocket(port: server.port)
+            await idle.send(Self.healthz)
+            #expect(await idle.response()?.status == 200)
+            held.withLock { $0 = [halfOpen, idle] }
+            bodyEnded.withLock { $0 = .now }
+        }
+        let ended = try #require(bodyEnded.withLock { $0 })
+        #expect(ContinuousClock.now - ended < .seconds(5))
+        for socket in held.withLock({ $0 }) {
+            #expect(await socket.waitForClose(timeout: .seconds(1)))
         }
     }
 }
