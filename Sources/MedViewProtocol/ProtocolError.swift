@@ -33,12 +33,20 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case storageUnavailable = "storage_unavailable"
     case shuttingDown = "shutting_down"
     case internalError = "internal"
+    // The HTTP layer (docs/SECURITY.md): answered before any route runs, then the connection closes.
+    case originNotAllowed = "origin_not_allowed"
+    case hostNotAllowed = "host_not_allowed"
+    case malformedRequest = "malformed_request"
+    case uriTooLong = "uri_too_long"
+    case headersTooLarge = "headers_too_large"
+    case requestTimeout = "request_timeout"
 
     /// Whether the same request may succeed if the client tries again later.
     public var retryable: Bool {
         switch self {
         case .tooManyConnections, .tooManyStreams, .rateLimited, .modelThrottled, .modelUnavailable,
-            .storageUnavailable, .shuttingDown, .internalError, .tokenExpired, .idleTimeout:
+            .storageUnavailable, .shuttingDown, .internalError, .tokenExpired, .idleTimeout,
+            .requestTimeout:
             true
         default:
             false
@@ -59,6 +67,11 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
         case .modelThrottled, .modelUnavailable, .storageUnavailable, .shuttingDown: 503
         case .modelError: 502
         case .internalError: 500
+        case .originNotAllowed, .hostNotAllowed: 403
+        case .malformedRequest: 400
+        case .uriTooLong: 414
+        case .headersTooLarge: 431
+        case .requestTimeout: 408
         }
     }
 }

@@ -89,6 +89,9 @@ public func buildApplication(
 ) async throws -> MedViewApplication {
     let logger = dependencies.logger
     let announce = dependencies.announce
+    if configuration.isDevelopment, !configuration.allowDevTokensOnNetwork, !HostName.isLoopback(configuration.host) {
+        throw StartupError(description: "development mode accepts development tokens, which anyone can mint: it listens on a loopback address only (127.0.0.1, ::1 or localhost), not '\(configuration.host)'. Use --environment production with Cognito, or, on a network you trust, --allow-dev-tokens-on-network (MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK=1).")
+    }
     if !configuration.isDevelopment, configuration.cognito == nil, dependencies.verifier == nil {
         throw StartupError(description: "environment 'production' needs Amazon Cognito: set --cognito-issuer and --cognito-client-id (or MEDVIEW_COGNITO_ISSUER and MEDVIEW_COGNITO_CLIENT_ID); refusing to start rather than accept development tokens.")
     }
@@ -194,6 +197,9 @@ func announceStartup(configuration: ServerConfiguration, port: Int, verifier: an
     announce("  WebSocket: ws://\(configuration.host):\(port)/v1/ws   SSE: POST http://\(configuration.host):\(port)/v1/conversations/{id}/messages")
     if let devIssuer = verifier as? DevTokenIssuer {
         announce("  DEV MODE: development tokens are accepted (key: \(devIssuer.keyPath)). Not for production.")
+        if !HostName.isLoopback(configuration.host) {
+            announce("  !!! WARNING: DEVELOPMENT TOKENS ON THE NETWORK (--allow-dev-tokens-on-network): anyone who can reach \(configuration.host):\(port) and holds a development token can act as ANY user. Use only on a network you trust, never with real patient data. !!!")
+        }
         announce("  Get a token: medview token --user alice --data-dir \(configuration.dataDirectory)")
         if configuration.cognito != nil {
             announce("  Cognito settings are ignored in development mode (use --environment production).")

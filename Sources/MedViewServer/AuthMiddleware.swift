@@ -7,6 +7,8 @@ struct AuthMiddleware: RouterMiddleware {
     typealias Context = AppRequestContext
     let verifier: any TokenVerifier
     let audit: any AuditSink
+    /// Told when a request is authenticated.
+    var connections: UnauthenticatedConnections? = nil
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token = Self.bearerToken(request.headers[.authorization]) else {
@@ -20,6 +22,7 @@ struct AuthMiddleware: RouterMiddleware {
             refused(error.errorCode, context)
             throw APIError(error.errorCode, error.message)
         }
+        connections?.authenticated(context.channel)
         return try await next(request, context)
     }
 

@@ -48,12 +48,12 @@ func makeHTTPServer(
     let cognito = configuration.isDevelopment ? nil : configuration.cognito
     let web = WebAssets.load(directory: configuration.webDirectory, connectSources: cognito?.domainOrigin.map { [$0] } ?? [])
     router.get("/") { request, _ -> Response in
-        guard let response = web.response(for: "index.html", ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No page.") }
+        guard let response = web.response(for: "index.html", ifNoneMatch: request.headers[.ifNoneMatch], host: request.head.authority) else { throw APIError(.notFound, "No page.") }
         return response
     }
     router.get("static/**") { request, context -> Response in
         let path = context.parameters.getCatchAll().joined(separator: "/")
-        guard let response = web.response(for: path, ifNoneMatch: request.headers[.ifNoneMatch]) else { throw APIError(.notFound, "No such file.") }
+        guard let response = web.response(for: path, ifNoneMatch: request.headers[.ifNoneMatch], host: request.head.authority) else { throw APIError(.notFound, "No such file.") }
         return response
     }
     // What the page needs to know to sign in: development tokens, or the Cognito Hosted UI.
@@ -85,6 +85,11 @@ func makeHTTPServer(
     // Development mode only: a token for any user name, so the page can sign in locally.
     if isDevelopment, let devIssuer = verifier as? DevTokenIssuer {
         router.post("v1/dev/token") { request, context -> Response in
+            // Only for a request addressed to this machine by a loopback name: a page on another
+            // site that rebinds its own name to 127.0.0.1 sends that name as Host, and is refused.
+            guard let host = request.head.authority, HostName.isLoopback(authority: host) else {
+                throw APIError(.hostNotAllowed, "Development tokens are issued only to requests addressed to localhost, 127.0.0.1 or [::1].")
+            }
             struct Body: Decodable { var user: String }
             struct Answer: Encodable {
                 var token: String
@@ -106,14 +111,15 @@ func makeHTTPServer(
             return JSONHelpers.response(Answer(token: token, expiresAt: Date().addingTimeInterval(3600).timeIntervalSince1970))
         }
     }
+    let unauthenticated = UnauthenticatedConnections(limit: configuration.http.maxUnauthenticatedConnections)
     let api = router.group("v1")
-        .add(middleware: AuthMiddleware(verifier: verifier, audit: audit))
+        .add(middleware: AuthMiddleware(verifier: verifier, audit: audit, connections: unauthenticated))
         .add(middleware: AuditMiddleware(audit: audit))
     APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
 
     let connections = ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser)
     let wsRouter = Router(context: WSRequestContext.self)
-    wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: verifier))
+    wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: verifier, connections: unauthenticated))
     wsRouter.ws("v1/ws") { _, context in
         // Failed authentication and over-limit connections are upgraded only to be told why and
         // closed (4401, 4429): a refused upgrade would reach clients as an empty 400.
@@ -148,14 +154,30 @@ func makeHTTPServer(
 
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(
+        server: .guardedHTTP1WebSocketUpgrade(
             webSocketRouter: wsRouter,
-            configuration: .init(ws: .init(
-                maxFrameSize: limits.hardFrameBytes,
-                // Pings come from the shared SessionSweeper, not a task per connection.
-                autoPing: .disabled,
-                validateUTF8: false
-            ))
+            configuration: .init(
+                // The guard measures heads first; the parser's own limits are a backstop for
+                // the bytes it cannot attribute (a pipelined request that arrived with another).
+                http1: .init(httpDecoderConfiguration: .init(
+                    maxHeaderFieldSize: configuration.http.maxRequestLineBytes + configuration.http.maxHeaderBytes,
+                    maxHeaderListSize: configuration.http.maxRequestLineBytes + configuration.http.maxHeaderBytes,
+                    maxHeaderFieldCount: configuration.http.maxHeaderCount + 1
+                )),
+                ws: .init(
+                    maxFrameSize: limits.hardFrameBytes,
+                    // Pings come from the shared SessionSweeper, not a task per connection.
+                    autoPing: .disabled,
+                    validateUTF8: false
+                )
+            ),
+            guardSettings: .init(
+                limits: configuration.http,
+                origins: OriginPolicy(allowedOrigins: configuration.allowedOrigins),
+                unauthenticated: unauthenticated,
+                metrics: metrics,
+                logger: logger
+            )
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "medview"),
         onServerRunning: { channel in

@@ -38,6 +38,15 @@ public struct ServeArguments: Sendable, Equatable {
     public var databaseUrl: String?
     public var databasePoolSize: Int?
     public var databaseIamAuth: Bool?
+    public var httpHeaderTimeoutSeconds: Int?
+    public var httpIdleTimeoutSeconds: Int?
+    public var maxRequestLineBytes: Int?
+    public var maxHeaderCount: Int?
+    public var maxHeaderBytes: Int?
+    public var maxUnauthenticatedConnections: Int?
+    /// Comma-separated origins, such as `https://app.example.com`.
+    public var allowedOrigins: String?
+    public var allowDevTokensOnNetwork: Bool?
 
     public init() {}
 }
@@ -148,6 +157,40 @@ extension ServerConfiguration {
         configuration.safetyTriage = triage == "on"
         configuration.safetyTriageBudget = .milliseconds(try int(a.safetyTriageMs, "MEDVIEW_SAFETY_TRIAGE_MS", 1500, min: 50))
         configuration.database = try resolveDatabase(url: a.databaseUrl, poolSize: a.databasePoolSize, iamAuthentication: a.databaseIamAuth, environment: environment)
+        configuration.http = HTTPConnectionLimits(
+            headerTimeout: .seconds(try int(a.httpHeaderTimeoutSeconds, "MEDVIEW_HTTP_HEADER_TIMEOUT_SECONDS", 10)),
+            idleTimeout: .seconds(try int(a.httpIdleTimeoutSeconds, "MEDVIEW_HTTP_IDLE_TIMEOUT_SECONDS", 75)),
+            maxRequestLineBytes: try int(a.maxRequestLineBytes, "MEDVIEW_MAX_REQUEST_LINE_BYTES", 8192, min: 256),
+            maxHeaderCount: try int(a.maxHeaderCount, "MEDVIEW_MAX_HEADER_COUNT", 100, min: 8),
+            maxHeaderBytes: try int(a.maxHeaderBytes, "MEDVIEW_MAX_HEADER_BYTES", 32768, min: 1024),
+            maxUnauthenticatedConnections: try int(a.maxUnauthenticatedConnections, "MEDVIEW_MAX_UNAUTHENTICATED_CONNECTIONS", 256)
+        )
+        configuration.allowedOrigins = try allowedOrigins(a.allowedOrigins ?? env("MEDVIEW_ALLOWED_ORIGINS"))
+        configuration.allowDevTokensOnNetwork = try flag(a.allowDevTokensOnNetwork, env("MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK"), "--allow-dev-tokens-on-network / MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK")
         return configuration
+    }
+
+    /// `--allowed-origins`: comma-separated `scheme://host[:port]` origins, each normalised.
+    static func allowedOrigins(_ raw: String?) throws(ConfigurationError) -> [String] {
+        guard let raw else { return [] }
+        var origins: [String] = []
+        for item in raw.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            guard let origin = OriginPolicy.normalize(item) else {
+                throw ConfigurationError("--allowed-origins / MEDVIEW_ALLOWED_ORIGINS: '\(item)' is not an origin such as https://app.example.com (scheme, host and optional port only).")
+            }
+            origins.append(origin)
+        }
+        return origins
+    }
+
+    /// A switch: the command line's `true`, or the variable's `1`/`true`/`yes` (`0`/`false`/`no` for off).
+    static func flag(_ cli: Bool?, _ raw: String?, _ names: String) throws(ConfigurationError) -> Bool {
+        if let cli, cli { return true }
+        guard let raw else { return false }
+        switch raw.lowercased() {
+        case "1", "true", "yes": return true
+        case "0", "false", "no": return false
+        default: throw ConfigurationError("\(names) must be 1 or 0 (true or false).")
+        }
     }
 }

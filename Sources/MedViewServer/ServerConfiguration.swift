@@ -33,6 +33,15 @@ public struct ServerConfiguration: Sendable {
     public var safetyTriageBudget: Duration = .milliseconds(1500)
     /// The PostgreSQL store, when a database URL is set; `nil` keeps the SQLite file in the data directory.
     public var database: PostgresSettings?
+    /// Timeouts and size limits of the HTTP layer, and the cap on unauthenticated connections.
+    public var http = HTTPConnectionLimits()
+    /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket or send POST, PUT, PATCH
+    /// or DELETE requests, besides the server's own origin (the request's `Host`), which is always
+    /// allowed. Requests without an `Origin` header (non-browser clients) are not checked.
+    public var allowedOrigins: [String] = []
+    /// Accept development tokens on a bind address other than loopback. Without it, development
+    /// mode refuses to start on such an address.
+    public var allowDevTokensOnNetwork = false
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

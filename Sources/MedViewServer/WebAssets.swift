@@ -14,18 +14,26 @@ struct WebAssets: Sendable {
 
     /// Files by path relative to the `Web` folder, such as `index.html` or `js/app.js`.
     let assets: [String: Asset]
-    /// The Content-Security-Policy of every response.
-    let contentSecurityPolicy: String
+    /// Other origins the page may connect to (the Cognito Hosted UI).
+    let connectSources: [String]
 
     /// The policy every page response carries: scripts, styles and connections from this origin
     /// only, plus `connectSources` (the Cognito Hosted UI, whose token endpoint the page calls).
-    static func contentSecurityPolicy(connectSources: [String] = []) -> String {
-        [
+    ///
+    /// `host` is the authority the page was requested from (its `Host`): the page's WebSocket
+    /// goes to `ws://host` or `wss://host` and nowhere else (`'self'` alone does not cover
+    /// WebSocket schemes in every browser). A `Host` that is not a plausible authority is left out.
+    static func contentSecurityPolicy(host: String? = nil, connectSources: [String] = []) -> String {
+        var connect = ["connect-src 'self'"]
+        if let host, HostName.split(authority: host) != nil {
+            connect += ["http://\(host)", "https://\(host)", "ws://\(host)", "wss://\(host)"]
+        }
+        return [
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
             "img-src 'self' data:",
-            (["connect-src 'self' ws: wss:"] + connectSources).joined(separator: " "),
+            (connect + connectSources).joined(separator: " "),
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
@@ -35,9 +43,8 @@ struct WebAssets: Sendable {
 
     /// Loads every file under `directory`, or under the bundle's `Web` folder when it is `nil`.
     static func load(directory: String? = nil, connectSources: [String] = []) -> WebAssets {
-        let policy = contentSecurityPolicy(connectSources: connectSources)
         let bundled = Bundle.module.url(forResource: "Web", withExtension: nil)
-        guard let root = directory.map({ URL(fileURLWithPath: $0) }) ?? bundled else { return WebAssets(assets: [:], contentSecurityPolicy: policy) }
+        guard let root = directory.map({ URL(fileURLWithPath: $0) }) ?? bundled else { return WebAssets(assets: [:], connectSources: connectSources) }
         var assets: [String: Asset] = [:]
         let base = root.standardizedFileURL.path
         if let walker = FileManager.default.enumerator(atPath: base) {
@@ -50,7 +57,7 @@ struct WebAssets: Sendable {
                 assets[relative] = Asset(body: ByteBuffer(data: data), contentType: contentType(for: relative), etag: "\"\(digest)\"")
             }
         }
-        return WebAssets(assets: assets, contentSecurityPolicy: policy)
+        return WebAssets(assets: assets, connectSources: connectSources)
     }
 
     static func contentType(for path: String) -> String {
@@ -67,14 +74,15 @@ struct WebAssets: Sendable {
     }
 
     /// The response for `path`, or `nil` when there is no such file. HTML is revalidated on every
-    /// load; other files may be cached briefly and are revalidated with their ETag.
-    func response(for path: String, ifNoneMatch: String?) -> Response? {
+    /// load; other files may be cached briefly and are revalidated with their ETag. `host` is the
+    /// request's authority, for the Content-Security-Policy.
+    func response(for path: String, ifNoneMatch: String?, host: String?) -> Response? {
         guard !path.contains(".."), let asset = assets[path] else { return nil }
         var headers: HTTPFields = [
             .contentType: asset.contentType,
             .eTag: asset.etag,
             .cacheControl: asset.contentType.hasPrefix("text/html") ? "no-cache" : "public, max-age=300, must-revalidate",
-            .contentSecurityPolicy: contentSecurityPolicy,
+            .contentSecurityPolicy: Self.contentSecurityPolicy(host: host, connectSources: connectSources),
             HTTPField.Name("X-Content-Type-Options")!: "nosniff",
             HTTPField.Name("Referrer-Policy")!: "no-referrer",
         ]

@@ -2,6 +2,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import MedViewCore
 import MedViewProtocol
+import NIOCore
 
 /// Request context of the WebSocket router; ``WebSocketAuthMiddleware`` sets the identity before the upgrade.
 public struct WSRequestContext: RequestContext, WebSocketRequestContext {
@@ -15,11 +16,14 @@ public struct WSRequestContext: RequestContext, WebSocketRequestContext {
     public var authFailure: ErrorEvent?
     /// The client's address as this server saw it (for the audit trail).
     public let sourceAddress: String?
+    /// The connection being upgraded.
+    let channel: any Channel
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
         self.sourceAddress = source.channel.remoteAddress?.ipAddress
+        self.channel = source.channel
     }
 }
 
@@ -36,6 +40,8 @@ public struct WSRequestContext: RequestContext, WebSocketRequestContext {
 struct WebSocketAuthMiddleware: RouterMiddleware {
     typealias Context = WSRequestContext
     let verifier: any TokenVerifier
+    /// Told when the upgrade is authenticated.
+    let connections: UnauthenticatedConnections?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -54,6 +60,7 @@ struct WebSocketAuthMiddleware: RouterMiddleware {
         if let token, !token.isEmpty {
             do {
                 context.identity = try await verifier.verify(token)
+                connections?.authenticated(context.channel)
             } catch {
                 context.authFailure = ErrorEvent(code: error.errorCode, message: error.message)
             }

@@ -99,6 +99,22 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("safety-triage-ms"), help: "The triage's time budget, in ms; past it nothing extra is shown. [env: MEDVIEW_SAFETY_TRIAGE_MS] (default: 1500)")
     var safetyTriageMs: Int?
     @OptionGroup var database: DatabaseOptions
+    @Option(name: .customLong("http-header-timeout-seconds"), help: "Longest time to receive a request head (from the connection's start, or from its first byte on a keep-alive connection); then 408 and close. [env: MEDVIEW_HTTP_HEADER_TIMEOUT_SECONDS] (default: 10)")
+    var httpHeaderTimeoutSeconds: Int?
+    @Option(name: .customLong("http-idle-timeout-seconds"), help: "Close a keep-alive HTTP connection with no request for this long. [env: MEDVIEW_HTTP_IDLE_TIMEOUT_SECONDS] (default: 75)")
+    var httpIdleTimeoutSeconds: Int?
+    @Option(name: .customLong("max-request-line-bytes"), help: "Longest request line (method, target, version); longer gets 414. [env: MEDVIEW_MAX_REQUEST_LINE_BYTES] (default: 8192)")
+    var maxRequestLineBytes: Int?
+    @Option(name: .customLong("max-header-count"), help: "Most header fields in a request; more gets 431. [env: MEDVIEW_MAX_HEADER_COUNT] (default: 100)")
+    var maxHeaderCount: Int?
+    @Option(name: .customLong("max-header-bytes"), help: "Largest request head, in bytes; larger gets 431. [env: MEDVIEW_MAX_HEADER_BYTES] (default: 32768)")
+    var maxHeaderBytes: Int?
+    @Option(name: .customLong("max-unauthenticated-connections"), help: "Most connections open at once without an authenticated request; keep it below the open-file limit. [env: MEDVIEW_MAX_UNAUTHENTICATED_CONNECTIONS] (default: 256)")
+    var maxUnauthenticatedConnections: Int?
+    @Option(name: .customLong("allowed-origins"), help: "Comma-separated origins (https://app.example.com) whose pages may open WebSockets and send POST/PUT/PATCH/DELETE, besides the server's own. [env: MEDVIEW_ALLOWED_ORIGINS] (default: the server's own origin only)")
+    var allowedOrigins: String?
+    @Flag(name: .customLong("allow-dev-tokens-on-network"), help: "DANGEROUS: run development mode (tokens anyone can mint) on a non-loopback address. [env: MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK=1]")
+    var allowDevTokensOnNetwork = false
 
     func run() async throws {
         var arguments = ServeArguments()
@@ -134,6 +150,14 @@ struct Serve: AsyncParsableCommand {
         arguments.safetyTriage = safetyTriage
         arguments.safetyTriageMs = safetyTriageMs
         database.apply(to: &arguments)
+        arguments.httpHeaderTimeoutSeconds = httpHeaderTimeoutSeconds
+        arguments.httpIdleTimeoutSeconds = httpIdleTimeoutSeconds
+        arguments.maxRequestLineBytes = maxRequestLineBytes
+        arguments.maxHeaderCount = maxHeaderCount
+        arguments.maxHeaderBytes = maxHeaderBytes
+        arguments.maxUnauthenticatedConnections = maxUnauthenticatedConnections
+        arguments.allowedOrigins = allowedOrigins
+        arguments.allowDevTokensOnNetwork = allowDevTokensOnNetwork ? true : nil
         let configuration: ServerConfiguration
         do {
             configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)

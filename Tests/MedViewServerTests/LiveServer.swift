@@ -71,6 +71,7 @@ struct LiveServer: Sendable {
         model: any ChatModel = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(1))),
         store: (any ConversationStore)? = nil,
         configure: (inout ServerConfiguration) -> Void = { _ in },
+        announce: @escaping @Sendable (String) -> Void = { _ in },
         _ body: @Sendable (LiveServer) async throws -> T
     ) async throws -> T {
         let directory = dataDirectory ?? (NSTemporaryDirectory() + "medview-test-" + UUID().uuidString)
@@ -81,7 +82,7 @@ struct LiveServer: Sendable {
         var logger = Logger(label: "test")
         logger.logLevel = .error
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = try await buildApplication(configuration: configuration, dependencies: AppDependencies(model: model, store: store, logger: logger)) { port in
+        let app = try await buildApplication(configuration: configuration, dependencies: AppDependencies(model: model, store: store, logger: logger, announce: announce)) { port in
             portContinuation.yield(port)
             portContinuation.finish()
         }

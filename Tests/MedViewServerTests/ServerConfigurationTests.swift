@@ -2,6 +2,50 @@ import MedViewServer
 import Testing
 
 @Suite struct ServerConfigurationTests {
+    @Test("the HTTP layer's limits, the allowed origins and the network switch: defaults, both sources, bounds")
+    func httpLayerSettings() throws {
+        let defaults = try ServerConfiguration.resolve(arguments: ServeArguments(), environment: [:])
+        #expect(defaults.http == HTTPConnectionLimits())
+        #expect(defaults.http.headerTimeout == .seconds(10))
+        #expect(defaults.http.idleTimeout == .seconds(75))
+        #expect(defaults.http.maxRequestLineBytes == 8192)
+        #expect(defaults.http.maxHeaderCount == 100)
+        #expect(defaults.http.maxHeaderBytes == 32768)
+        #expect(defaults.http.maxUnauthenticatedConnections == 256)
+        #expect(defaults.allowedOrigins == [])
+        #expect(!defaults.allowDevTokensOnNetwork)
+
+        var a = ServeArguments()
+        a.httpHeaderTimeoutSeconds = 3
+        a.maxHeaderCount = 50
+        a.allowedOrigins = "https://App.Example.com/, http://localhost:3000"
+        a.allowDevTokensOnNetwork = true
+        let env = [
+            "MEDVIEW_HTTP_HEADER_TIMEOUT_SECONDS": "9", "MEDVIEW_HTTP_IDLE_TIMEOUT_SECONDS": "30",
+            "MEDVIEW_MAX_REQUEST_LINE_BYTES": "4096", "MEDVIEW_MAX_HEADER_BYTES": "16384",
+            "MEDVIEW_MAX_UNAUTHENTICATED_CONNECTIONS": "100", "MEDVIEW_ALLOWED_ORIGINS": "https://ignored.example",
+        ]
+        let c = try ServerConfiguration.resolve(arguments: a, environment: env)
+        #expect(c.http == HTTPConnectionLimits(headerTimeout: .seconds(3), idleTimeout: .seconds(30), maxRequestLineBytes: 4096, maxHeaderCount: 50, maxHeaderBytes: 16384, maxUnauthenticatedConnections: 100))
+        #expect(c.allowedOrigins == ["https://app.example.com", "http://localhost:3000"])
+        #expect(c.allowDevTokensOnNetwork)
+        #expect(try ServerConfiguration.resolve(arguments: ServeArguments(), environment: ["MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK": "1"]).allowDevTokensOnNetwork)
+        #expect(try !ServerConfiguration.resolve(arguments: ServeArguments(), environment: ["MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK": "false"]).allowDevTokensOnNetwork)
+
+        #expect(throws: ConfigurationError("--allow-dev-tokens-on-network / MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK must be 1 or 0 (true or false).")) {
+            try ServerConfiguration.resolve(arguments: ServeArguments(), environment: ["MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK": "maybe"])
+        }
+        #expect(throws: ConfigurationError("--allowed-origins / MEDVIEW_ALLOWED_ORIGINS: 'https://app.example.com/path' is not an origin such as https://app.example.com (scheme, host and optional port only).")) {
+            try ServerConfiguration.resolve(arguments: ServeArguments(), environment: ["MEDVIEW_ALLOWED_ORIGINS": "https://app.example.com/path"])
+        }
+        #expect(throws: ConfigurationError("--max-unauthenticated-connections / MEDVIEW_MAX_UNAUTHENTICATED_CONNECTIONS must be at least 1.")) {
+            try ServerConfiguration.resolve(arguments: ServeArguments(), environment: ["MEDVIEW_MAX_UNAUTHENTICATED_CONNECTIONS": "0"])
+        }
+        #expect(throws: ConfigurationError("--http-header-timeout-seconds / MEDVIEW_HTTP_HEADER_TIMEOUT_SECONDS must be at least 1.")) {
+            try ServerConfiguration.resolve(arguments: ServeArguments(), environment: ["MEDVIEW_HTTP_HEADER_TIMEOUT_SECONDS": "0"])
+        }
+    }
+
     @Test("with nothing set, the embedded defaults")
     func defaults() throws {
         let c = try ServerConfiguration.resolve(arguments: ServeArguments(), environment: [:])
