@@ -49,7 +49,15 @@ class StandIn:
 
     requests: list[dict] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
+    # The server's model triage (a one-word classification asked alongside each answer, see
+    # docs/SAFETY.md): answered "none" and kept apart from the answers' requests.
+    triage: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _is_triage(body: dict) -> bool:
+    system = body.get("system") or next((m.get("content", "") for m in body.get("messages", []) if m.get("role") == "system"), "")
+    return "safety triage classifier" in json.dumps(system)
 
 
 def _make_handler(state: StandIn):
@@ -75,10 +83,32 @@ def _make_handler(state: StandIn):
             self._chunk(json.dumps(body).encode())
             self._chunk(b"")
 
+        def _triage_none(self) -> None:
+            self._start(200, "text/event-stream")
+            if self.path == "/v1/chat/completions":
+                for obj in ({"id": "t", "object": "chat.completion.chunk", "model": "test", "choices": [{"index": 0, "delta": {"content": "none"}, "finish_reason": None}]},
+                            {"id": "t", "object": "chat.completion.chunk", "model": "test", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}):
+                    self._chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
+                self._chunk(b"data: [DONE]\n\n")
+            else:
+                for name, obj in (("message_start", {"type": "message_start", "message": {"id": "t", "type": "message", "role": "assistant", "content": [], "model": "claude-test", "stop_reason": None, "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+                                  ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                                  ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "none"}}),
+                                  ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                                  ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}),
+                                  ("message_stop", {"type": "message_stop"})):
+                    self._chunk(f"event: {name}\r\ndata: {json.dumps(obj)}\r\n\r\n".encode())
+            self._chunk(b"")
+
         def do_POST(self):  # noqa: N802 (http.server naming)
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             last = body.get("messages", [{}])[-1].get("content", "")
+            if _is_triage(body):
+                with state.lock:
+                    state.triage.append({"path": self.path, "body": body})
+                self._triage_none()
+                return
             with state.lock:
                 state.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
                 key = f"{self.path} {last}"
@@ -281,6 +311,9 @@ def test_a_full_answer_streams_from_the_provider_to_a_websocket_client(request, 
     path = "/v1/chat/completions" if provider == "openai" else "/v1/messages"
     sent = _requests_for(state, path, text)
     assert len(sent) == 1
+    # The model triage asked the same provider about the same message, alongside the answer.
+    with state.lock:
+        assert any(t["path"] == path and t["body"]["messages"][-1]["content"] == text for t in state.triage)
     body, headers = sent[0]["body"], {k.lower(): v for k, v in sent[0]["headers"].items()}
     assert body["stream"] is True
     if provider == "openai":
