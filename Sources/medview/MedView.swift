@@ -20,6 +20,23 @@ struct MedView: AsyncParsableCommand {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
+/// Resolves the settings (command line > environment > defaults) and starts logging at their level.
+func resolveConfiguration(_ arguments: ServeArguments) throws -> ServerConfiguration {
+    let configuration: ServerConfiguration
+    do {
+        configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)
+    } catch {
+        throw ValidationError(error.description)
+    }
+    let level = configuration.logLevel
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return configuration
+}
+
 /// Environment lookup done once, here at the edge.
 private func env(_ name: String) -> String? {
     ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
@@ -158,18 +175,7 @@ struct Serve: AsyncParsableCommand {
         arguments.maxUnauthenticatedConnections = maxUnauthenticatedConnections
         arguments.allowedOrigins = allowedOrigins
         arguments.allowDevTokensOnNetwork = allowDevTokensOnNetwork ? true : nil
-        let configuration: ServerConfiguration
-        do {
-            configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)
-        } catch {
-            throw ValidationError(error.description)
-        }
-        let level = configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let configuration = try resolveConfiguration(arguments)
         do {
             let app = try await buildApplication(configuration: configuration, dependencies: .init(logger: Logger(label: "medview"), announce: printLine))
             try await app.runService()

@@ -42,18 +42,7 @@ struct Migrate: AsyncParsableCommand {
         arguments.dataDirectory = dataDir
         arguments.logLevel = logLevel
         database.apply(to: &arguments)
-        let configuration: ServerConfiguration
-        do {
-            configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)
-        } catch {
-            throw ValidationError(error.description)
-        }
-        let level = configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let configuration = try resolveConfiguration(arguments)
         do {
             printLine(try await runMigrations(configuration: configuration, logger: Logger(label: "medview")))
         } catch let error as StartupError {
