@@ -120,6 +120,8 @@ let package = Package(
             name: "MedViewStore",
             dependencies: [
                 "MedViewCore",
+                "MedViewAWS",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -169,6 +171,7 @@ let package = Package(
             name: "medview",
             dependencies: [
                 "MedViewServer",
+                "MedViewStore",
                 "MedViewBench",
                 "MedViewAWS",
                 "MedViewModels",
@@ -248,6 +251,10 @@ let package = Package(
             dependencies: [
                 "MedViewStore",
                 "MedViewCore",
+                "MedViewAWS",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

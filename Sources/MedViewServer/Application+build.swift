@@ -95,7 +95,13 @@ public func buildApplication(
     if let given = dependencies.store {
         store = given
     } else {
-        store = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
+        let sqlite = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
+        do {
+            store = try await configuration.encryption.encrypting(sqlite, dataDirectory: configuration.dataDirectory, environment: configuration.processEnvironment, logger: logger)
+        } catch {
+            try? await sqlite.close()
+            throw StartupError(description: "encryption: \(error)")
+        }
     }
     let verifier: any TokenVerifier
     do {
@@ -142,7 +148,7 @@ public func buildApplication(
         }
     )
     // The store comes first so that it stops last: its writer commits what it accepted, then closes.
-    var services: [any Service] = [(store as? SQLiteConversationStore)?.writer ?? StoreService(store: store)]
+    var services: [any Service] = storeServices(for: store)
     if let engine = model as? any Service { services.append(engine) }
     // Shut down in reverse: the registry drains the answers, the sweeper lets sessions write out
     // their last events, the server closes the sockets, then the model engine and the store stop.
@@ -185,6 +191,7 @@ func announceStartup(configuration: ServerConfiguration, port: Int, verifier: an
         }
     }
     announce("  Data: \(configuration.databasePath)")
+    announce("  Encryption at rest: \(configuration.encryption.describe(dataDirectory: configuration.dataDirectory))")
 }
 
 /// The Cognito verifier for production, with its keys fetched now. A key set that cannot be

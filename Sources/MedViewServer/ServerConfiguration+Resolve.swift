@@ -29,6 +29,9 @@ public struct ServeArguments: Sendable, Equatable {
     public var cognitoRedirectUri: String?
     public var cognitoScopes: String?
     public var cognitoTokenUse: String?
+    public var keyProvider: String?
+    public var masterKeyFile: String?
+    public var kmsKeyId: String?
 
     public init() {}
 }
@@ -124,6 +127,7 @@ extension ServerConfiguration {
             cognito: cognito
         )
         configuration.logLevel = level
+        configuration.encryption = try resolveEncryption(arguments: a, environment: environmentName, env: env)
         return configuration
     }
 }

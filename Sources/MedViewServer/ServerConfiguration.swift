@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MedViewCore
+import MedViewStore
 
 /// Everything `medview serve` needs, read once at the edge (CLI > environment > defaults) by
 /// ``resolve(arguments:environment:)``.
@@ -25,6 +26,8 @@ public struct ServerConfiguration: Sendable {
     public var processEnvironment: [String: String]
     /// The lowest level logged.
     public var logLevel: Logger.Level = .info
+    /// Encryption of stored PHI (default: on, local master key file in the data directory).
+    public var encryption = EncryptionSettings()
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

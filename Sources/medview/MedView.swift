@@ -11,7 +11,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Token.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
+        subcommands: [Serve.self, Token.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, KeysCommand.self, Dev.self]
     )
 }
 
@@ -86,6 +86,12 @@ struct Serve: AsyncParsableCommand {
     var cognitoScopes: String?
     @Option(name: .customLong("cognito-token-use"), help: "Which token the page sends: access or id. [env: MEDVIEW_COGNITO_TOKEN_USE] (default: access)")
     var cognitoTokenUse: String?
+    @Option(name: .customLong("key-provider"), help: "Encryption of stored messages: 'local' (master key file), 'kms' (AWS KMS) or 'off' (development only). [env: MEDVIEW_KEY_PROVIDER] (default: local, or kms when --kms-key-id is set)")
+    var keyProvider: String?
+    @Option(name: .customLong("master-key-file"), help: "Local master key file, shared by instances on one database. [env: MEDVIEW_MASTER_KEY_FILE] (default: DATA_DIR/master.key, created 0600)")
+    var masterKeyFile: String?
+    @Option(name: .customLong("kms-key-id"), help: "AWS KMS key id, alias or ARN that wraps the data keys (endpoint: AWS_ENDPOINT_URL_KMS or AWS_ENDPOINT_URL). [env: MEDVIEW_KMS_KEY_ID]")
+    var kmsKeyId: String?
 
     func run() async throws {
         var arguments = ServeArguments()
@@ -114,6 +120,9 @@ struct Serve: AsyncParsableCommand {
         arguments.cognitoRedirectUri = cognitoRedirectUri
         arguments.cognitoScopes = cognitoScopes
         arguments.cognitoTokenUse = cognitoTokenUse
+        arguments.keyProvider = keyProvider
+        arguments.masterKeyFile = masterKeyFile
+        arguments.kmsKeyId = kmsKeyId
         let configuration: ServerConfiguration
         do {
             configuration = try ServerConfiguration.resolve(arguments: arguments, environment: ProcessInfo.processInfo.environment)
