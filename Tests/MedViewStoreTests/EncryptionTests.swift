@@ -204,7 +204,7 @@ struct EncryptionTests {
         let oldMaster = store.provider.currentMasterKeyId
         let (old, oldTurn) = try await writeConversation(store.encrypted, title: "Before rotation")
         try await store.encrypted.close()
-        let ciphertextBefore = try await rawUserText(directory)
+        let ciphertextBefore = try await rawTexts(directory, conversationId: old.id)
 
         // A new master key: new data keys come from it, old records stay readable.
         let newMaster = try LocalKeyProvider.addMasterKey(path: keyFile)
@@ -220,7 +220,8 @@ struct EncryptionTests {
         #expect(try await KeyRotation.rotate(keyStore: store.keys, provider: store.provider) == .init(rewrapped: 0, skipped: 0))
         #expect(try await store.keys.keys(conversationId: old.id, userId: "u_alice").map(\.masterKeyId) == [newMaster])
         try await store.encrypted.close()
-        #expect(try await rawUserText(directory) == ciphertextBefore, "rotation must not re-encrypt messages")
+        #expect(try await rawTexts(directory, conversationId: old.id) == ciphertextBefore, "rotation must not re-encrypt messages")
+        #expect(ciphertextBefore.count == 4)
 
         // With the old master key gone from the file, everything still reads: nothing needs it.
         try dropMasterKey(oldMaster, from: keyFile)
@@ -279,9 +280,14 @@ struct EncryptionTests {
         try await restored.close()
     }
 
-    private func rawUserText(_ directory: TemporaryDirectory) async throws -> [String] {
+    /// The conversation's stored title, message texts and event payloads, as stored.
+    private func rawTexts(_ directory: TemporaryDirectory, conversationId: String) async throws -> [String] {
         try await withRawSQLite(directory.path("store.sqlite")) { connection in
-            try await connection.query("SELECT text FROM messages ORDER BY seq", []).compactMap { $0.column("text")?.string }
+            let id: [SQLiteData] = [.text(conversationId)]
+            let title = try await connection.query("SELECT title AS value FROM conversations WHERE id = ?", id)
+            let texts = try await connection.query("SELECT text AS value FROM messages WHERE conversation_id = ? ORDER BY seq", id)
+            let events = try await connection.query("SELECT json AS value FROM stream_events WHERE stream_id IN (SELECT stream_id FROM turns WHERE conversation_id = ?) ORDER BY seq", id)
+            return (title + texts + events).compactMap { $0.column("value")?.string }
         }
     }
 
