@@ -24,7 +24,7 @@ struct MotoServer {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["moto_server", "-H", "127.0.0.1", "-p", "0"]
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("moto-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let output = try FileHandle(forWritingTo: log)
         defer { try? output.close(); try? FileManager.default.removeItem(at: log) }
         process.standardOutput = output
@@ -42,7 +42,7 @@ struct MotoServer {
             }
         }
         guard let port else {
-            if process.isRunning { process.terminate() }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             throw MotoError.didNotStart
         }
         let endpoint = URL(string: "http://127.0.0.1:\(port)")!
@@ -54,12 +54,16 @@ struct MotoServer {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        process.terminate()
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
         throw MotoError.didNotStart
     }
 
+    /// Stops moto with SIGKILL: a test process may ignore SIGTERM (signal handlers installed by
+    /// service-lifecycle set it to SIG_IGN), and an ignored signal stays ignored across exec, so
+    /// moto would never see a SIGTERM. It keeps no state worth a graceful stop.
     func stop() {
-        process.terminate()
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 
