@@ -123,6 +123,8 @@ let package = Package(
             name: "MedViewStore",
             dependencies: [
                 "MedViewCore",
+                "MedViewAWS",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -190,6 +192,7 @@ let package = Package(
             name: "medview",
             dependencies: [
                 "MedViewServer",
+                "MedViewStore",
                 "MedViewBench",
                 "MedViewAWS",
                 "MedViewModels",
@@ -271,6 +274,10 @@ let package = Package(
                 "MedViewStore",
                 "MedViewPostgres",
                 "MedViewCore",
+                "MedViewAWS",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),

@@ -107,7 +107,13 @@ public func buildApplication(
     } else if let database = configuration.database {
         store = try await openPostgresStore(database, environment: configuration.processEnvironment, logger: logger)
     } else {
-        store = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
+        let sqlite = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
+        do {
+            store = try await configuration.encryption.encrypting(sqlite, dataDirectory: configuration.dataDirectory, environment: configuration.processEnvironment, logger: logger)
+        } catch {
+            try? await sqlite.close()
+            throw StartupError(description: "encryption: \(error)")
+        }
     }
     let verifier: any TokenVerifier
     do {
@@ -168,8 +174,9 @@ public func buildApplication(
         }
     )
     // The audit writer and the store come first so that they stop last: the writer appends what
-    // it was given, the store commits what it accepted, then each closes.
-    var services: [any Service] = [audit, storeService(store)]
+    // it was given, the store commits what it accepted, then each closes (the wrapped-key store
+    // of an encrypted store after it).
+    var services: [any Service] = [audit] + storeServices(for: store)
     // Answers the store refused are written again; it stops (after one last try) before the store closes.
     services.append(chat.unsaved)
     if let engine = model as? any Service { services.append(engine) }
@@ -217,6 +224,7 @@ func announceStartup(configuration: ServerConfiguration, port: Int, verifier: an
         }
     }
     announce("  Data: \(configuration.database?.redactedDescription ?? configuration.databasePath)")
+    announce("  Encryption at rest: \(configuration.database == nil ? configuration.encryption.describe(dataDirectory: configuration.dataDirectory) : "not yet for PostgreSQL (use the database's own encryption at rest; docs/ENCRYPTION.md)")")
 }
 
 /// The Cognito verifier for production, with its keys fetched now. A key set that cannot be

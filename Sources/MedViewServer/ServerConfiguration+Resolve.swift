@@ -47,6 +47,9 @@ public struct ServeArguments: Sendable, Equatable {
     /// Comma-separated origins, such as `https://app.example.com`.
     public var allowedOrigins: String?
     public var allowDevTokensOnNetwork: Bool?
+    public var keyProvider: String?
+    public var masterKeyFile: String?
+    public var kmsKeyId: String?
 
     public init() {}
 }
@@ -167,6 +170,7 @@ extension ServerConfiguration {
         )
         configuration.allowedOrigins = try allowedOrigins(a.allowedOrigins ?? env("MEDVIEW_ALLOWED_ORIGINS"))
         configuration.allowDevTokensOnNetwork = try flag(a.allowDevTokensOnNetwork, env("MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK"), "--allow-dev-tokens-on-network / MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK")
+        configuration.encryption = try resolveEncryption(arguments: a, environment: environmentName, env: env)
         return configuration
     }
 

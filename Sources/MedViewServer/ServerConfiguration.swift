@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MedViewCore
 import MedViewPostgres
+import MedViewStore
 
 /// Everything `medview serve` needs, read once at the edge (CLI > environment > defaults) by
 /// ``resolve(arguments:environment:)``.
@@ -42,6 +43,8 @@ public struct ServerConfiguration: Sendable {
     /// Accept development tokens on a bind address other than loopback. Without it, development
     /// mode refuses to start on such an address.
     public var allowDevTokensOnNetwork = false
+    /// Encryption of stored PHI (default: on, local master key file in the data directory).
+    public var encryption = EncryptionSettings()
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

@@ -11,7 +11,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Migrate.self, Token.self, AuditCommand.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
+        subcommands: [Serve.self, Migrate.self, Token.self, AuditCommand.self, KeysCommand.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
     )
 }
 
@@ -132,6 +132,12 @@ struct Serve: AsyncParsableCommand {
     var allowedOrigins: String?
     @Flag(name: .customLong("allow-dev-tokens-on-network"), help: "DANGEROUS: run development mode (tokens anyone can mint) on a non-loopback address. [env: MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK=1]")
     var allowDevTokensOnNetwork = false
+    @Option(name: .customLong("key-provider"), help: "Encryption of stored messages: 'local' (master key file), 'kms' (AWS KMS) or 'off' (development only). [env: MEDVIEW_KEY_PROVIDER] (default: local, or kms when --kms-key-id is set)")
+    var keyProvider: String?
+    @Option(name: .customLong("master-key-file"), help: "Local master key file, shared by instances on one database. [env: MEDVIEW_MASTER_KEY_FILE] (default: DATA_DIR/master.key, created 0600)")
+    var masterKeyFile: String?
+    @Option(name: .customLong("kms-key-id"), help: "AWS KMS key id, alias or ARN that wraps the data keys (endpoint: AWS_ENDPOINT_URL_KMS or AWS_ENDPOINT_URL). [env: MEDVIEW_KMS_KEY_ID]")
+    var kmsKeyId: String?
 
     func run() async throws {
         var arguments = ServeArguments()
@@ -175,6 +181,9 @@ struct Serve: AsyncParsableCommand {
         arguments.maxUnauthenticatedConnections = maxUnauthenticatedConnections
         arguments.allowedOrigins = allowedOrigins
         arguments.allowDevTokensOnNetwork = allowDevTokensOnNetwork ? true : nil
+        arguments.keyProvider = keyProvider
+        arguments.masterKeyFile = masterKeyFile
+        arguments.kmsKeyId = kmsKeyId
         let configuration = try resolveConfiguration(arguments)
         do {
             let app = try await buildApplication(configuration: configuration, dependencies: .init(logger: Logger(label: "medview"), announce: printLine))

@@ -1,0 +1,219 @@
+import Crypto
+import Foundation
+import MedViewCore
+import Synchronization
+
+/// A ``ConversationStore`` that encrypts everything a patient or model wrote before it reaches
+/// `base`, and decrypts it on the way back: conversation titles, message texts and stream event
+/// payloads (the replay log JSON). Ids, statuses and times stay in clear (they are what stores
+/// index and sort by).
+///
+/// Each conversation has its own data key (``DataKeyRing``); deleting the conversation destroys
+/// the key first, so its ciphertext is unreadable everywhere, old backups of `base` included.
+/// Any store gets encryption by being wrapped; the adapters stay unaware of it.
+///
+/// Failures to decrypt are typed ``EncryptionError``s (tampered value, value moved to another
+/// row, erased key), never a crash.
+public final class EncryptedConversationStore: ConversationStore {
+    /// The store holding ciphertext.
+    public let base: any ConversationStore
+    public let ring: DataKeyRing
+    /// Conversation of each stream begun here and not yet finished (saves a read at finish).
+    private let streamConversations = Mutex<[String: String]>([:])
+
+    public init(base: any ConversationStore, ring: DataKeyRing) {
+        self.base = base
+        self.ring = ring
+    }
+
+    // MARK: - Conversations
+
+    public func createConversation(_ conversation: Conversation) async throws {
+        try await base.createConversation(try await sealed(conversation))
+    }
+
+    public func conversation(id: String, userId: String) async throws -> Conversation? {
+        guard let stored = try await base.conversation(id: id, userId: userId) else { return nil }
+        return try await opened(stored)
+    }
+
+    public func conversations(userId: String, limit: Int) async throws -> [Conversation] {
+        var result: [Conversation] = []
+        for stored in try await base.conversations(userId: userId, limit: limit) {
+            result.append(try await opened(stored))
+        }
+        return result
+    }
+
+    /// Destroys the conversation's data keys, then deletes it from `base`.
+    public func deleteConversation(id: String, userId: String) async throws -> Bool {
+        try await ring.erase(conversationId: id, userId: userId)
+        return try await base.deleteConversation(id: id, userId: userId)
+    }
+
+    public func messages(conversationId: String, userId: String) async throws -> [StoredMessage] {
+        var result: [StoredMessage] = []
+        for stored in try await base.messages(conversationId: conversationId, userId: userId) {
+            result.append(try await opened(stored))
+        }
+        return result
+    }
+
+    // MARK: - Turns
+
+    public func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult {
+        if let newConversation, newConversation.id != turn.conversationId || newConversation.userId != turn.userId {
+            throw StoreError.conversationNotFound
+        }
+        if newConversation == nil, try await ring.currentKey(userId: turn.userId, conversationId: turn.conversationId, create: false) == nil {
+            // No key yet: only a conversation of this user (stored before encryption) may get one.
+            guard try await base.conversation(id: turn.conversationId, userId: turn.userId) != nil else {
+                if let duplicate = try await base.turn(clientMessageId: turn.clientMessageId, userId: turn.userId) {
+                    return .duplicate(try await opened(duplicate))
+                }
+                throw StoreError.conversationNotFound
+            }
+        }
+        let (version, key) = try await currentKey(userId: turn.userId, conversationId: turn.conversationId)
+        var sealedTurn = turn
+        // Stores take the messages' ids from the turn; bind them the same way.
+        for path in [\Turn.userMessage, \Turn.assistantMessage] {
+            var message = turn[keyPath: path]
+            message.conversationId = turn.conversationId
+            message.userId = turn.userId
+            message.streamId = turn.streamId
+            sealedTurn[keyPath: path] = try seal(message, key: key, version: version)
+        }
+        sealedTurn.events = try turn.events.map { try seal($0, streamId: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, key: key, version: version) }
+        let sealedConversation = try newConversation.map { try seal($0, key: key, version: version) }
+        let result = try await base.beginTurn(sealedTurn, newConversation: sealedConversation)
+        switch result {
+        case .created:
+            streamConversations.withLock { $0[turn.streamId] = turn.conversationId }
+            return .created
+        case .duplicate(let stored):
+            if let newConversation, stored.conversationId != newConversation.id,
+               try await base.conversation(id: newConversation.id, userId: turn.userId) == nil {
+                // A retry proposed a conversation that was not created: its fresh key is not needed.
+                try await ring.erase(conversationId: newConversation.id, userId: turn.userId)
+            }
+            return .duplicate(try await opened(stored))
+        }
+    }
+
+    public func finishTurn(_ completion: TurnCompletion) async throws {
+        var conversationId = streamConversations.withLock { $0.removeValue(forKey: completion.streamId) }
+        if conversationId == nil {
+            conversationId = try await base.turn(streamId: completion.streamId, userId: completion.userId)?.conversationId
+        }
+        guard let conversationId,
+              let current = try await ring.currentKey(userId: completion.userId, conversationId: conversationId, create: false) else {
+            return // the stream is not the user's, or its conversation was erased
+        }
+        let (version, key) = current
+        var sealed = completion
+        sealed.assistantText = try FieldCipher.seal(
+            completion.assistantText, key: key, version: version,
+            binding: .init(userId: completion.userId, conversationId: conversationId, recordId: Self.assistantRecord(completion.streamId), field: .messageText)
+        )
+        sealed.events = try completion.events.map { try seal($0, streamId: completion.streamId, userId: completion.userId, conversationId: conversationId, key: key, version: version) }
+        try await base.finishTurn(sealed)
+    }
+
+    public func turn(streamId: String, userId: String) async throws -> Turn? {
+        guard let stored = try await base.turn(streamId: streamId, userId: userId) else { return nil }
+        return try await opened(stored)
+    }
+
+    public func turn(clientMessageId: String, userId: String) async throws -> Turn? {
+        guard let stored = try await base.turn(clientMessageId: clientMessageId, userId: userId) else { return nil }
+        return try await opened(stored)
+    }
+
+    public func failInterruptedTurns() async throws -> Int {
+        try await base.failInterruptedTurns()
+    }
+
+    public func checkHealth() async throws {
+        try await base.checkHealth()
+    }
+
+    /// Closes `base`, then the key store.
+    public func close() async throws {
+        defer { streamConversations.withLock { $0.removeAll() } }
+        try await base.close()
+        try await ring.keyStore.close()
+    }
+
+    // MARK: - Sealing
+
+    /// The assistant message's text is bound to its stream, not its message id: `finishTurn`
+    /// knows only the stream.
+    static func assistantRecord(_ streamId: String) -> String { "assistant:" + streamId }
+
+    private static func messageRecord(_ message: StoredMessage) -> String {
+        message.role == .assistant ? assistantRecord(message.streamId) : "user:" + message.id
+    }
+
+    private func currentKey(userId: String, conversationId: String) async throws -> (Int, SymmetricKey) {
+        guard let current = try await ring.currentKey(userId: userId, conversationId: conversationId, create: true) else {
+            throw EncryptionError.keyNotFound
+        }
+        return current
+    }
+
+    private func sealed(_ conversation: Conversation) async throws -> Conversation {
+        let (version, key) = try await currentKey(userId: conversation.userId, conversationId: conversation.id)
+        return try seal(conversation, key: key, version: version)
+    }
+
+    private func seal(_ conversation: Conversation, key: SymmetricKey, version: Int) throws -> Conversation {
+        var sealed = conversation
+        sealed.title = try FieldCipher.seal(conversation.title, key: key, version: version, binding: .init(userId: conversation.userId, conversationId: conversation.id, recordId: conversation.id, field: .conversationTitle))
+        return sealed
+    }
+
+    private func seal(_ message: StoredMessage, key: SymmetricKey, version: Int) throws -> StoredMessage {
+        var sealed = message
+        sealed.text = try FieldCipher.seal(message.text, key: key, version: version, binding: .init(userId: message.userId, conversationId: message.conversationId, recordId: Self.messageRecord(message), field: .messageText))
+        return sealed
+    }
+
+    private func seal(_ entry: StreamLogEntry, streamId: String, userId: String, conversationId: String, key: SymmetricKey, version: Int) throws -> StreamLogEntry {
+        StreamLogEntry(seq: entry.seq, json: try FieldCipher.seal(entry.json, key: key, version: version, binding: .init(userId: userId, conversationId: conversationId, recordId: "\(streamId)#\(entry.seq)", field: .streamEvent)))
+    }
+
+    // MARK: - Opening
+
+    private func open(_ stored: String, binding: FieldCipher.Binding) async throws -> String {
+        if stored.isEmpty { return "" }
+        let version = try FieldCipher.version(of: stored)
+        let key = try await ring.key(DataKeyContext(userId: binding.userId, conversationId: binding.conversationId, version: version))
+        return try FieldCipher.open(stored, key: key, binding: binding)
+    }
+
+    private func opened(_ stored: Conversation) async throws -> Conversation {
+        var conversation = stored
+        conversation.title = try await open(stored.title, binding: .init(userId: stored.userId, conversationId: stored.id, recordId: stored.id, field: .conversationTitle))
+        return conversation
+    }
+
+    private func opened(_ stored: StoredMessage) async throws -> StoredMessage {
+        var message = stored
+        message.text = try await open(stored.text, binding: .init(userId: stored.userId, conversationId: stored.conversationId, recordId: Self.messageRecord(stored), field: .messageText))
+        return message
+    }
+
+    private func opened(_ stored: Turn) async throws -> Turn {
+        var turn = stored
+        turn.userMessage = try await opened(stored.userMessage)
+        turn.assistantMessage = try await opened(stored.assistantMessage)
+        var events: [StreamLogEntry] = []
+        for entry in stored.events {
+            let json = try await open(entry.json, binding: .init(userId: stored.userId, conversationId: stored.conversationId, recordId: "\(stored.streamId)#\(entry.seq)", field: .streamEvent))
+            events.append(StreamLogEntry(seq: entry.seq, json: json))
+        }
+        turn.events = events
+        return turn
+    }
+}
