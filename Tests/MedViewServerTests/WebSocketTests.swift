@@ -317,11 +317,13 @@ import Testing
 
     @Test("an idle connection is closed with idle_timeout")
     func idle() async throws {
-        try await LiveServer.with(configure: { $0.limits.idleTimeout = .milliseconds(400) }) { server in
+        // 1.5 s: long enough that a loaded CI machine answers the first ping before it (400 ms was
+        // not), short enough to keep the test quick.
+        try await LiveServer.with(configure: { $0.limits.idleTimeout = .milliseconds(1500) }) { server in
             let ws = try await server.connect("alice")
             ws.send(.ping(Ping(id: "p")))
             #expect(ack(try await ws.next())?.id == "p")
-            let e = try #require(errorEvent(try await ws.next(timeout: .seconds(5))))
+            let e = try #require(errorEvent(try await ws.next(timeout: .seconds(10))))
             #expect(e.code == .idleTimeout)
             guard case .closed(let frame) = try await ws.nextItem() else { Issue.record("expected close"); return }
             #expect(frame?.closeCode == .unknown(4408))
