@@ -1,15 +1,18 @@
 import MedViewCore
+import MedViewPostgres
 import MedViewStore
 import ServiceLifecycle
 
-/// The services that stop the store last, in start order: for an encrypted SQLite store, the key
-/// database's closer first (so it closes after the writer) and then the SQLite writer; for a
-/// plain SQLite store, its writer; otherwise a ``StoreService`` that closes the store.
+/// The services that run the store and stop it last, in start order: for an encrypted store, its
+/// wrapped-key store's closer, then the services of the store it wraps (so the keys close after
+/// it); the SQLite writer; the PostgreSQL pool; otherwise a ``StoreService`` that closes the store.
 func storeServices(for store: any ConversationStore) -> [any Service] {
-    if let encrypted = store as? EncryptedConversationStore, let sqlite = encrypted.base as? SQLiteConversationStore {
-        return [DataKeyStoreService(keyStore: encrypted.ring.keyStore), sqlite.writer]
+    if let encrypted = store as? EncryptedConversationStore {
+        return [DataKeyStoreService(keyStore: encrypted.ring.keyStore)] + storeServices(for: encrypted.base)
     }
-    return [storeService(store)]
+    if let sqlite = store as? SQLiteConversationStore { return [sqlite.writer] }
+    if let postgres = store as? PostgresConversationStore { return [postgres.pool] }
+    return [StoreService(store: store)]
 }
 
 /// Closes the wrapped-key store on graceful shutdown, after every service started after it.

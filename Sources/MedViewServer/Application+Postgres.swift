@@ -40,11 +40,3 @@ func databaseCredentials(_ settings: PostgresSettings, environment: [String: Str
     let cached = AWSCachedCredentials(AWSCredentialChain.standard(environment: environment))
     return { try await cached.credentials().credentials }
 }
-
-/// The `Service` that runs the store and closes it last: the SQLite writer, the PostgreSQL pool,
-/// or a plain closer for any other store.
-func storeService(_ store: any ConversationStore) -> any Service {
-    if let sqlite = store as? SQLiteConversationStore { return sqlite.writer }
-    if let postgres = store as? PostgresConversationStore { return postgres.pool }
-    return StoreService(store: store)
-}
