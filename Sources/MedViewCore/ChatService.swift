@@ -53,6 +53,12 @@ public final class ChatService: Sendable {
     public let unsaved: UnsavedAnswers
     /// The per-user limits consulted before a new answer starts.
     public let limiter: any UsageLimiter
+    /// Makes each answer's replay log durable as it grows (nil: stored when the answer ends).
+    public let journal: StreamJournal?
+    /// Answers other processes stream, followed through the shared store (nil: one process).
+    public let followers: StreamFollowers?
+    /// This process's id, recorded on the turns it begins (see ``StreamRecovery``).
+    public let instanceId: String?
     private let safety: any SafetyPolicy
     private let runner: TurnRunner
     private let logger: Logger
@@ -61,7 +67,13 @@ public final class ChatService: Sendable {
     ///   - safety: the clinical checks (``ClinicalSafetyPolicy`` in every deployment; ``NoSafetyPolicy`` only to measure the engine alone).
     ///   - registry: the process's stream registry; by default one built from `configuration`.
     ///   - limiter: the per-user limits; by default ``InMemoryUsageLimiter`` with `configuration.usageLimits`.
-    public init(model: any ChatModel, store: any ConversationStore, configuration: ChatConfiguration, safety: any SafetyPolicy, logger: Logger, observer: (any ChatObserver)? = nil, registry: StreamRegistry? = nil, limiter: (any UsageLimiter)? = nil) {
+    ///   - journal: the durable replay log's group commit (run it as a `Service` after the store).
+    ///   - followers: how answers of other processes sharing the store are resumed.
+    ///   - instanceId: this process's id (``StreamRecovery/instanceId``).
+    public init(model: any ChatModel, store: any ConversationStore, configuration: ChatConfiguration, safety: any SafetyPolicy, logger: Logger, observer: (any ChatObserver)? = nil, registry: StreamRegistry? = nil, limiter: (any UsageLimiter)? = nil, journal: StreamJournal? = nil, followers: StreamFollowers? = nil, instanceId: String? = nil) {
+        self.journal = journal
+        self.followers = followers
+        self.instanceId = instanceId
         self.model = model
         self.store = store
         self.configuration = configuration
@@ -101,7 +113,7 @@ public final class ChatService: Sendable {
 
         let reservation: StreamRegistry.Reservation
         do throws(ChatError) {
-            reservation = try registry.reserve(userId: userId, clientMessageId: clientMessageId, conversationId: conversation, streamId: streamId, textDigest: digest)
+            reservation = try registry.reserve(userId: userId, clientMessageId: clientMessageId, conversationId: conversation, streamId: streamId, textDigest: digest, journal: journal)
             if case .reserved(let entry) = reservation {
                 // Only a new answer counts against the user's limits; a re-sent message does not.
                 do throws(ChatError) {
@@ -133,7 +145,8 @@ public final class ChatService: Sendable {
             streamId: streamId, userId: userId, conversationId: conversation, clientMessageId: clientMessageId,
             userMessage: StoredMessage(id: Identifier.make("m"), conversationId: conversation, userId: userId, role: .user, text: text, status: .complete, streamId: streamId, createdAt: now),
             assistantMessage: StoredMessage(id: Identifier.make("m"), conversationId: conversation, userId: userId, role: .assistant, text: "", status: .streaming, streamId: streamId, createdAt: now),
-            events: []
+            events: [],
+            ownerInstanceId: instanceId
         )
         let result: BeginTurnResult
         do {
@@ -187,6 +200,10 @@ public final class ChatService: Sendable {
             throw .storageUnavailable(.loadStream)
         }
         guard let turn else { throw .streamNotFound }
+        if turn.assistantMessage.status == .streaming, let followers {
+            // Another process is answering (or died doing so, and will be recovered): follow it.
+            return try followers.follow(turn)
+        }
         guard !turn.events.isEmpty else { throw .streamNotReplayable }
         return try Self.replay(streamId: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, log: turn.events)
     }
@@ -198,6 +215,7 @@ public final class ChatService: Sendable {
         for entry in log {
             guard let event = try? ServerEvent.decode(entry.json) else { throw .storedStreamUnreadable }
             events.append(event)
+            if event.isTerminal { break } // nothing after the ending (a late append of a recovered stream)
         }
         var conversation = conversationId
         if conversation == nil, case .streamStart(let start)? = events.first { conversation = start.conversationId }
@@ -208,8 +226,10 @@ public final class ChatService: Sendable {
     /// Cancels the stream if it is the user's and still running. Cancelling a finished stream does nothing.
     public func cancel(streamId: String, userId: String) async throws(ChatError) {
         guard let entry = registry.entry(streamId: streamId) else {
-            // Not live: answer not-found unless it is a stored stream of this user.
-            _ = try await stream(id: streamId, userId: userId)
+            // Not live here: answer not-found unless it is a stored stream of this user; if it
+            // still streams, on another process, ask that process to cancel it.
+            let stream = try await stream(id: streamId, userId: userId)
+            if !stream.isFinished { try await followers?.requestRemoteCancel(streamId: streamId) }
             return
         }
         guard entry.stream.userId == userId else { throw .streamNotFound }

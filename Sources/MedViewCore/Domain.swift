@@ -80,16 +80,53 @@ public struct Turn: Sendable, Equatable {
     public var clientMessageId: String
     public var userMessage: StoredMessage
     public var assistantMessage: StoredMessage
-    /// The replay log, stored when the stream ended (empty while it streams).
+    /// The replay log: the events persisted so far (it grows while the stream runs, through
+    /// ``ConversationStore/appendStreamEvents(_:)``, and is complete once the stream ended).
     public var events: [StreamLogEntry]
+    /// The server process running the answer, while it streams (``StreamRecovery`` fails the
+    /// answers of processes that stopped sending heartbeats); `nil` when unknown.
+    public var ownerInstanceId: String?
 
-    public init(streamId: String, userId: String, conversationId: String, clientMessageId: String, userMessage: StoredMessage, assistantMessage: StoredMessage, events: [StreamLogEntry]) {
+    public init(streamId: String, userId: String, conversationId: String, clientMessageId: String, userMessage: StoredMessage, assistantMessage: StoredMessage, events: [StreamLogEntry], ownerInstanceId: String? = nil) {
         self.streamId = streamId
         self.userId = userId
         self.conversationId = conversationId
         self.clientMessageId = clientMessageId
         self.userMessage = userMessage
         self.assistantMessage = assistantMessage
+        self.events = events
+        self.ownerInstanceId = ownerInstanceId
+    }
+}
+
+/// Events of one running stream to add to its durable replay log (see
+/// ``ConversationStore/appendStreamEvents(_:)``).
+public struct StreamAppend: Sendable, Equatable {
+    public var streamId: String
+    public var userId: String
+    public var conversationId: String
+    /// Consecutive events, in sequence order.
+    public var events: [StreamLogEntry]
+
+    public init(streamId: String, userId: String, conversationId: String, events: [StreamLogEntry]) {
+        self.streamId = streamId
+        self.userId = userId
+        self.conversationId = conversationId
+        self.events = events
+    }
+}
+
+/// The persisted part of a stream's replay log after a sequence number, and where the answer stands.
+public struct StreamEventsPage: Sendable, Equatable {
+    public var conversationId: String
+    /// The assistant message's status (`streaming` while the answer runs somewhere).
+    public var status: MessageStatus
+    /// The stored events with a greater sequence number than asked, in order.
+    public var events: [StreamLogEntry]
+
+    public init(conversationId: String, status: MessageStatus, events: [StreamLogEntry]) {
+        self.conversationId = conversationId
+        self.status = status
         self.events = events
     }
 }

@@ -29,6 +29,7 @@ public final class InMemoryConversationStore: ConversationStore {
         var messageIds: Set<String> = []
         var nextOrder = 0
         var isClosed = false
+        var heartbeats: [String: Date] = [:]
     }
 
     private let state = Mutex(State())
@@ -156,7 +157,8 @@ public final class InMemoryConversationStore: ConversationStore {
     /// Does nothing if the stream is not the user's (for example, its conversation was deleted).
     public func finishTurn(_ completion: TurnCompletion) async throws {
         try withOpenState { state throws(StoreError) in
-            guard var turn = state.turns[completion.streamId], turn.userId == completion.userId else { return }
+            guard var turn = state.turns[completion.streamId], turn.userId == completion.userId,
+                  turn.assistantMessage.status == .streaming else { return }
             let events = completion.events.sorted { $0.seq < $1.seq }
             for (previous, next) in zip(events, events.dropFirst()) where previous.seq == next.seq {
                 throw StoreError.unavailable("duplicate event sequence number")
@@ -183,15 +185,45 @@ public final class InMemoryConversationStore: ConversationStore {
         }
     }
 
-    /// Marks every assistant message still `streaming` as `failed`; returns how many.
-    public func failInterruptedTurns() async throws -> Int {
+    /// Appends events to running streams' logs, skipping those already stored; a stream that is
+    /// not the user's or no longer streams gets nothing.
+    public func appendStreamEvents(_ appends: [StreamAppend]) async throws {
         try withOpenState { state in
-            var count = 0
-            for (streamId, turn) in state.turns where turn.assistantMessage.status == .streaming {
-                state.turns[streamId]?.assistantMessage.status = .failed
-                count += 1
+            for append in appends {
+                guard var turn = state.turns[append.streamId], turn.userId == append.userId,
+                      turn.assistantMessage.status == .streaming else { continue }
+                let stored = Set(turn.events.map(\.seq))
+                turn.events += append.events.filter { !stored.contains($0.seq) }
+                turn.events.sort { $0.seq < $1.seq }
+                state.turns[append.streamId] = turn
             }
-            return count
+        }
+    }
+
+    /// The stream's events after `seq` and its status, if it is the user's.
+    public func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage? {
+        try withOpenState { state in
+            guard let turn = state.turns[streamId], turn.userId == userId else { return nil }
+            return StreamEventsPage(conversationId: turn.conversationId, status: turn.assistantMessage.status, events: turn.events.filter { $0.seq > seq })
+        }
+    }
+
+    /// Records the heartbeat of `instanceId`.
+    public func recordHeartbeat(instanceId: String, at date: Date) async throws {
+        try withOpenState { state in
+            state.heartbeats[instanceId] = max(state.heartbeats[instanceId] ?? date, date)
+        }
+    }
+
+    /// Streaming turns whose owner has been silent since `date`.
+    public func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] {
+        try withOpenState { state in
+            let orphans = state.turns.values.filter { turn in
+                guard turn.assistantMessage.status == .streaming else { return false }
+                guard let owner = turn.ownerInstanceId, let beat = state.heartbeats[owner] else { return true }
+                return beat < date
+            }
+            return Array(orphans.sorted { $0.assistantMessage.createdAt < $1.assistantMessage.createdAt }.prefix(limit))
         }
     }
 

@@ -26,15 +26,27 @@ public protocol ConversationStore: Sendable {
     /// - Throws: ``StoreError/conversationNotFound`` if the conversation is not the user's.
     func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult
     /// Records the end of a turn: assistant text and status, and the stream's replay log (replacing
-    /// any earlier one). Does nothing if the stream is not the user's, or no longer exists (its
-    /// conversation was erased while it streamed).
+    /// the events appended while it streamed). Only a turn still `streaming` is finished: does
+    /// nothing if the stream is not the user's, no longer exists (its conversation was erased
+    /// while it streamed), or has ended already (for example, recovered as interrupted by
+    /// another process), so the first ending stored wins.
     func finishTurn(_ completion: TurnCompletion) async throws
+    /// Adds events to the replay logs of running streams, all in one transaction (the group
+    /// commit of ``StreamJournal``). Events already stored (same stream and sequence number) are
+    /// skipped; events of a stream that is not the user's, or no longer `streaming`, are dropped.
+    /// A store shared by several processes announces the streams it appended to (``StreamNotifier``).
+    func appendStreamEvents(_ appends: [StreamAppend]) async throws
+    /// The user's stream's persisted events after `seq` and its status; `nil` if it is not the user's.
+    func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage?
+    /// Records that the server process `instanceId` is alive at `date`.
+    func recordHeartbeat(instanceId: String, at date: Date) async throws
+    /// Turns still `streaming` whose owner has recorded no heartbeat at or after `date` (or has
+    /// none recorded at all), oldest first, at most `limit`, with their persisted events.
+    func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn]
     /// The turn produced by `streamId`, if it is the user's.
     func turn(streamId: String, userId: String) async throws -> Turn?
     /// The user's turn begun with `clientMessageId`, if any (the idempotency lookup).
     func turn(clientMessageId: String, userId: String) async throws -> Turn?
-    /// Marks every turn still `streaming` as `failed` (after a crash); returns how many.
-    func failInterruptedTurns() async throws -> Int
 
     /// Throws when the store cannot serve requests.
     func checkHealth() async throws

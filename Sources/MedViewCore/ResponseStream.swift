@@ -29,23 +29,45 @@ public final class ResponseStream: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Where published events are made durable as they go (nil: only the ending stores the log).
+    private let journal: StreamJournal?
 
-    public init(id: String, userId: String, conversationId: String) {
+    public init(id: String, userId: String, conversationId: String, journal: StreamJournal? = nil) {
         self.id = id
         self.userId = userId
         self.conversationId = conversationId
+        self.journal = journal
     }
 
-    /// Builds a finished stream from a stored replay log.
-    public init(id: String, userId: String, conversationId: String, replaying events: [ServerEvent]) {
+    /// Builds a stream from a stored replay log: finished, or (`finished: false`) still growing
+    /// through ``appendLogged(_:)`` as another process publishes it.
+    public init(id: String, userId: String, conversationId: String, replaying events: [ServerEvent], finished: Bool = true) {
         self.id = id
         self.userId = userId
         self.conversationId = conversationId
+        self.journal = nil
         state.withLock {
             $0.events = events
             $0.bytes = events.reduce(0) { $0 + Self.estimatedBytes(of: $1) }
-            $0.finished = true
+            $0.finished = finished || events.last?.isTerminal == true
         }
+    }
+
+    /// Appends an event read from the stored log of a stream another process runs, if it is the
+    /// next one (its `seq` follows the last); returns whether it was appended.
+    @discardableResult
+    public func appendLogged(_ event: ServerEvent) -> Bool {
+        let waiters: [CheckedContinuation<Void, Never>]? = state.withLock { s in
+            guard !s.finished, event.seq == s.events.count + 1 else { return nil }
+            s.events.append(event)
+            s.bytes += Self.estimatedBytes(of: event)
+            if event.isTerminal { s.finished = true }
+            defer { s.waiters.removeAll(keepingCapacity: true) }
+            return Array(s.waiters.values)
+        }
+        guard let waiters else { return false }
+        for w in waiters { w.resume() }
+        return true
     }
 
     /// Estimated bytes the replay log holds (what the registry's memory budget counts).
@@ -86,6 +108,8 @@ public final class ResponseStream: Sendable {
             s.bytes += Self.estimatedBytes(of: event)
             s.publishedAt.append(.now)
             if event.isTerminal { s.finished = true }
+            // Queued under the stream's lock, so the journal sees its events in sequence order.
+            journal?.record(event, streamId: id, userId: userId, conversationId: conversationId)
             let w = Array(s.waiters.values)
             s.waiters.removeAll(keepingCapacity: true)
             return (event, w)

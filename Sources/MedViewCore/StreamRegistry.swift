@@ -121,7 +121,7 @@ public final class StreamRegistry: Service, Sendable {
     }
 
     /// Finds the live stream of a client key, or reserves a slot and registers a new stream.
-    func reserve(userId: String, clientMessageId: String, conversationId: String, streamId: String, textDigest: String) throws(ChatError) -> Reservation {
+    func reserve(userId: String, clientMessageId: String, conversationId: String, streamId: String, textDigest: String, journal: StreamJournal? = nil) throws(ChatError) -> Reservation {
         let key = Self.clientKey(userId: userId, clientMessageId: clientMessageId)
         let limit = maxActiveStreamsPerUser
         return try state.withLock { s throws(ChatError) -> Reservation in
@@ -131,7 +131,7 @@ public final class StreamRegistry: Service, Sendable {
             }
             guard s.acceptingNew else { throw .shuttingDown }
             guard s.activePerUser[userId, default: 0] < limit else { throw .tooManyStreams(limit: limit) }
-            let entry = Entry(stream: ResponseStream(id: streamId, userId: userId, conversationId: conversationId), clientKey: key, textDigest: textDigest)
+            let entry = Entry(stream: ResponseStream(id: streamId, userId: userId, conversationId: conversationId, journal: journal), clientKey: key, textDigest: textDigest)
             s.streams[streamId] = entry
             s.byClientKey[key] = streamId
             s.activePerUser[userId, default: 0] += 1

@@ -48,6 +48,12 @@ public enum WireMapping {
         .error(ErrorEvent(code: .storageUnavailable, message: "The answer could not be saved; it is kept and saved when storage is back. Ask again with a new id to get a new answer.", retryable: true, streamId: streamId, seq: seq))
     }
 
+    /// The terminal event ``StreamRecovery`` stores for an answer whose server process stopped
+    /// without ending it: retryable, after the events that process had persisted.
+    public static func interruptedTerminal(streamId: String, seq: Int) -> ServerEvent {
+        .error(ErrorEvent(code: .interrupted, message: "The server answering this stopped unexpectedly; the part shown is what was sent. Ask again for a full answer.", retryable: true, streamId: streamId, seq: seq))
+    }
+
     /// The stored status of an answer and its terminal event (built from its `seq`).
     public static func terminal(for outcome: TurnOutcome, streamId: String) -> (MessageStatus, @Sendable (Int) -> ServerEvent) {
         switch outcome {

@@ -207,8 +207,8 @@ public final class PostgresConversationStore: ConversationStore {
                 }
                 let inserted = try await connection.query(
                     """
-                    INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id)
-                    VALUES (\(turn.streamId), \(turn.userId), \(turn.conversationId), \(turn.clientMessageId))
+                    INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id, owner_instance)
+                    VALUES (\(turn.streamId), \(turn.userId), \(turn.conversationId), \(turn.clientMessageId), \(turn.ownerInstanceId))
                     ON CONFLICT (user_id, client_message_id) DO NOTHING RETURNING stream_id
                     """,
                     logger: self.logger
@@ -248,19 +248,24 @@ public final class PostgresConversationStore: ConversationStore {
             let updated = try await connection.query(
                 """
                 UPDATE messages SET text = \(completion.assistantText), status = \(completion.status.rawValue)
-                WHERE stream_id = \(completion.streamId) AND user_id = \(completion.userId) AND role = 'assistant' RETURNING seq
+                WHERE stream_id = \(completion.streamId) AND user_id = \(completion.userId) AND role = 'assistant' AND status = 'streaming'
+                RETURNING seq
                 """,
                 logger: self.logger
             )
             var found = false
             for try await _ in updated { found = true }
             guard found else { return }
-            try await connection.query("DELETE FROM stream_events WHERE stream_id = \(completion.streamId)", logger: self.logger)
+            // The ending's log replaces what the journal appended: rows past its end go, the
+            // others are overwritten (an upsert, since a journal append may commit concurrently).
+            let last = seqs.max() ?? 0
+            try await connection.query("DELETE FROM stream_events WHERE stream_id = \(completion.streamId) AND seq > \(last)", logger: self.logger)
             guard !seqs.isEmpty else { return }
             try await connection.query(
                 """
                 INSERT INTO stream_events (stream_id, seq, json)
                 SELECT \(completion.streamId), e.seq::integer, e.json FROM unnest(\(seqs)::bigint[], \(payloads)::text[]) AS e(seq, json)
+                ON CONFLICT (stream_id, seq) DO UPDATE SET json = excluded.json
                 """,
                 logger: self.logger
             )
@@ -272,7 +277,7 @@ public final class PostgresConversationStore: ConversationStore {
     public func turn(streamId: String, userId: String) async throws -> Turn? {
         try await withConnection("turn") { connection in
             let rows = try await connection.query(
-                "SELECT stream_id, user_id, conversation_id, client_message_id FROM turns WHERE stream_id = \(streamId) AND user_id = \(userId)",
+                "SELECT stream_id, user_id, conversation_id, client_message_id, owner_instance FROM turns WHERE stream_id = \(streamId) AND user_id = \(userId)",
                 logger: self.logger
             )
             return try await self.loadTurn(rows, on: connection)
@@ -283,26 +288,137 @@ public final class PostgresConversationStore: ConversationStore {
     public func turn(clientMessageId: String, userId: String) async throws -> Turn? {
         try await withConnection("turnByClientMessageId") { connection in
             let rows = try await connection.query(
-                "SELECT stream_id, user_id, conversation_id, client_message_id FROM turns WHERE user_id = \(userId) AND client_message_id = \(clientMessageId)",
+                "SELECT stream_id, user_id, conversation_id, client_message_id, owner_instance FROM turns WHERE user_id = \(userId) AND client_message_id = \(clientMessageId)",
                 logger: self.logger
             )
             return try await self.loadTurn(rows, on: connection)
         }
     }
 
-    /// Marks every assistant message still `streaming` as `failed`; returns how many.
-    public func failInterruptedTurns() async throws -> Int {
-        try await withConnection("failInterruptedTurns") { connection in
-            let rows = try await connection.query(
+    /// The channel on which processes sharing the database announce appended events and cancels
+    /// (``PostgresStreamNotifier``).
+    public static let notificationChannel = "medview_streams"
+
+    /// Appends events to running streams' logs in one statement, skipping events already stored
+    /// and streams that are not the user's or no longer streaming, then announces the streams on
+    /// ``notificationChannel`` (after the insert committed, so a listener reads what it is told of).
+    public func appendStreamEvents(_ appends: [StreamAppend]) async throws {
+        var streams: [String] = [], users: [String] = [], seqs: [Int] = [], payloads: [String] = []
+        for append in appends {
+            for event in append.events {
+                try Self.checkText(event.json, field: "stream_event.json")
+                streams.append(append.streamId)
+                users.append(append.userId)
+                seqs.append(event.seq)
+                payloads.append(event.json)
+            }
+        }
+        guard !seqs.isEmpty else { return }
+        let (streamIds, userIds, sequence, jsons) = (streams, users, seqs, payloads)
+        let notices = Self.appendedNotices(Array(Set(appends.map(\.streamId))))
+        try await withConnection("appendStreamEvents") { connection in
+            try await connection.query(
                 """
-                WITH failed AS (
-                    UPDATE messages SET status = 'failed' WHERE status = 'streaming' AND role = 'assistant' RETURNING 1
-                ) SELECT count(*)::bigint FROM failed
+                INSERT INTO stream_events (stream_id, seq, json)
+                SELECT e.stream_id, e.seq::integer, e.json
+                FROM unnest(\(streamIds)::text[], \(userIds)::text[], \(sequence)::bigint[], \(jsons)::text[]) AS e(stream_id, user_id, seq, json)
+                JOIN messages m ON m.stream_id = e.stream_id AND m.user_id = e.user_id AND m.role = 'assistant' AND m.status = 'streaming'
+                ON CONFLICT (stream_id, seq) DO NOTHING
                 """,
                 logger: self.logger
             )
-            for try await count in rows.decode(Int.self) { return count }
-            return 0
+            for notice in notices {
+                try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \(notice))", logger: self.logger)
+            }
+            return ()
+        }
+    }
+
+    /// Notification payloads naming `streamIds` ("a:" then ids separated by commas), each under
+    /// PostgreSQL's 8,000-byte payload limit.
+    static func appendedNotices(_ streamIds: [String]) -> [String] {
+        var notices: [String] = []
+        var current = "a:"
+        for id in streamIds {
+            if current.utf8.count + id.utf8.count + 1 > 7_000 {
+                notices.append(current)
+                current = "a:"
+            }
+            current += (current == "a:" ? "" : ",") + id
+        }
+        if current != "a:" { notices.append(current) }
+        return notices
+    }
+
+    /// Sends a notification on ``notificationChannel`` (cancel requests).
+    package func notify(_ payload: String) async throws {
+        try await withConnection("notify") { connection in
+            try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \(payload))", logger: self.logger)
+            return ()
+        }
+    }
+
+    /// The user's stream's persisted events after `seq` and its status.
+    public func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage? {
+        try await withConnection("streamEvents") { connection in
+            var head: (String, String)?
+            for try await row in try await connection.query(
+                "SELECT conversation_id, status FROM messages WHERE stream_id = \(streamId) AND user_id = \(userId) AND role = 'assistant'",
+                logger: self.logger
+            ).decode((String, String).self) where head == nil {
+                head = row
+            }
+            guard let (conversationId, statusName) = head else { return nil }
+            guard let status = MessageStatus(rawValue: statusName) else { throw StoreError.unavailable("streamEvents failed: unknown status") }
+            var events: [StreamLogEntry] = []
+            for try await (seq, json) in try await connection.query(
+                "SELECT seq, json FROM stream_events WHERE stream_id = \(streamId) AND seq > \(seq) ORDER BY seq", logger: self.logger
+            ).decode((Int32, String).self) {
+                events.append(StreamLogEntry(seq: Int(seq), json: json))
+            }
+            return StreamEventsPage(conversationId: conversationId, status: status, events: events)
+        }
+    }
+
+    /// Records that `instanceId` is alive at `date` (never moving its heartbeat back).
+    public func recordHeartbeat(instanceId: String, at date: Date) async throws {
+        try await withConnection("recordHeartbeat") { connection in
+            try await connection.query(
+                """
+                INSERT INTO instances (id, heartbeat_at) VALUES (\(instanceId), \(date))
+                ON CONFLICT (id) DO UPDATE SET heartbeat_at = GREATEST(instances.heartbeat_at, excluded.heartbeat_at)
+                """,
+                logger: self.logger
+            )
+            return ()
+        }
+    }
+
+    /// Streaming turns whose owner has been silent since `date`, oldest first, with their events.
+    public func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] {
+        try await withConnection("orphanedTurns") { connection in
+            var keys: [(String, String)] = []
+            for try await row in try await connection.query(
+                """
+                SELECT t.stream_id, t.user_id FROM messages m
+                JOIN turns t ON t.stream_id = m.stream_id
+                LEFT JOIN instances i ON i.id = t.owner_instance
+                WHERE m.status = 'streaming' AND m.role = 'assistant' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < \(date))
+                ORDER BY m.seq LIMIT \(limit)
+                """,
+                logger: self.logger
+            ).decode((String, String).self) {
+                keys.append(row)
+            }
+            var turns: [Turn] = []
+            for (streamId, userId) in keys {
+                let rows = try await connection.query(
+                    "SELECT stream_id, user_id, conversation_id, client_message_id, owner_instance FROM turns WHERE stream_id = \(streamId) AND user_id = \(userId)",
+                    logger: self.logger
+                )
+                if let turn = try await self.loadTurn(rows, on: connection) { turns.append(turn) }
+            }
+            return turns
         }
     }
 
@@ -381,12 +497,12 @@ public final class PostgresConversationStore: ConversationStore {
     }
 
     private func loadTurn(_ rows: PostgresRowSequence, on connection: PostgresConnection) async throws -> Turn? {
-        var found: (String, String, String, String)?
-        for try await row in rows.decode((String, String, String, String).self) where found == nil {
+        var found: (String, String, String, String, String?)?
+        for try await row in rows.decode((String, String, String, String, String?).self) where found == nil {
             found = row
         }
         guard let found else { return nil }
-        let (streamId, userId, conversationId, clientMessageId) = found
+        let (streamId, userId, conversationId, clientMessageId, owner) = found
         let messages = try await Self.messages(try await connection.query(
             """
             SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
@@ -405,7 +521,7 @@ public final class PostgresConversationStore: ConversationStore {
         }
         return Turn(
             streamId: streamId, userId: userId, conversationId: conversationId, clientMessageId: clientMessageId,
-            userMessage: user, assistantMessage: assistant, events: events
+            userMessage: user, assistantMessage: assistant, events: events, ownerInstanceId: owner
         )
     }
 

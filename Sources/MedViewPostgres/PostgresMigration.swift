@@ -67,6 +67,12 @@ public struct PostgresMigration: Sendable {
             )
             """,
         ]),
+        // The durable replay log shared by every process: which process runs each answer, and
+        // which processes are alive (heartbeats), so that orphaned answers can be recovered.
+        PostgresMigration(version: 10, statements: [
+            "ALTER TABLE turns ADD COLUMN owner_instance text",
+            "CREATE TABLE instances (id text PRIMARY KEY, heartbeat_at timestamptz NOT NULL)",
+        ]),
     ]
 
     /// The newest version this build knows.

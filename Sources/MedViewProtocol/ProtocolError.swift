@@ -32,6 +32,9 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case modelError = "model_error"
     case storageUnavailable = "storage_unavailable"
     case shuttingDown = "shutting_down"
+    /// The server process running the answer stopped without ending it (a crash); the events it
+    /// had persisted were replayed before this error.
+    case interrupted = "interrupted"
     case internalError = "internal"
     // The HTTP layer (docs/SECURITY.md): answered before any route runs, then the connection closes.
     case originNotAllowed = "origin_not_allowed"
@@ -45,7 +48,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     public var retryable: Bool {
         switch self {
         case .tooManyConnections, .tooManyStreams, .rateLimited, .modelThrottled, .modelUnavailable,
-            .storageUnavailable, .shuttingDown, .internalError, .tokenExpired, .idleTimeout,
+            .storageUnavailable, .shuttingDown, .interrupted, .internalError, .tokenExpired, .idleTimeout,
             .requestTimeout:
             true
         default:
@@ -64,7 +67,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
         case .notFound: 404
         case .tooManyConnections, .tooManyStreams, .rateLimited: 429
         case .idleTimeout: 408
-        case .modelThrottled, .modelUnavailable, .storageUnavailable, .shuttingDown: 503
+        case .modelThrottled, .modelUnavailable, .storageUnavailable, .shuttingDown, .interrupted: 503
         case .modelError: 502
         case .internalError: 500
         case .originNotAllowed, .hostNotAllowed: 403

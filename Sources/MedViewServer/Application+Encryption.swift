@@ -15,6 +15,12 @@ func storeServices(for store: any ConversationStore) -> [any Service] {
     return [StoreService(store: store)]
 }
 
+/// The PostgreSQL store under `store` (itself, or the store an encrypted store wraps), if any.
+func postgresStore(under store: any ConversationStore) -> PostgresConversationStore? {
+    if let encrypted = store as? EncryptedConversationStore { return postgresStore(under: encrypted.base) }
+    return store as? PostgresConversationStore
+}
+
 /// Closes the wrapped-key store on graceful shutdown, after every service started after it.
 struct DataKeyStoreService: Service {
     let keyStore: any DataKeyStore

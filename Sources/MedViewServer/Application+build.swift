@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MedViewCore
+import MedViewPostgres
 import MedViewProtocol
 import MedViewSafety
 import MedViewStore
@@ -150,7 +151,21 @@ public func buildApplication(
         gracePeriod: configuration.limits.shutdownGracePeriod,
         logger: logger
     )
-    let chat = ChatService(model: model, store: store, configuration: configuration.chat, safety: safety, logger: logger, observer: metrics, registry: registry)
+    // Durable answers: the replay log's group commit, this process's heartbeat and the recovery
+    // of dead processes' answers, and (on a shared PostgreSQL store) following other processes'
+    // answers, woken by LISTEN/NOTIFY.
+    let durability = configuration.durability
+    let recovery = StreamRecovery(store: store, instanceId: Identifier.make("i"), heartbeatInterval: durability.heartbeatInterval, staleAfter: durability.staleAfter, logger: logger)
+    let journal = durability.journalInterval.map { StreamJournal(store: store, interval: $0, logger: logger) }
+    let shared = postgresStore(under: store)
+    let notifier: PostgresStreamNotifier?
+    if let shared, let settings = configuration.database {
+        notifier = try PostgresStreamNotifier(settings: settings, credentials: databaseCredentials(settings, environment: configuration.processEnvironment), store: shared, logger: logger)
+    } else {
+        notifier = nil
+    }
+    let followers = StreamFollowers(store: store, registry: registry, notifier: notifier, pollInterval: notifier == nil ? .milliseconds(250) : durability.followPollInterval, logger: logger)
+    let chat = ChatService(model: model, store: store, configuration: configuration.chat, safety: safety, logger: logger, observer: metrics, registry: registry, journal: journal, followers: followers, instanceId: recovery.instanceId)
     chat.prepareSafety()
     let limits = configuration.limits
     let sweeper = SessionSweeper(tick: min(.seconds(1), limits.idleTimeout / 4, limits.keepAliveInterval / 2))
@@ -163,7 +178,9 @@ public func buildApplication(
         sweeper: sweeper,
         logger: logger,
         beforeServerStarts: {
-            let interrupted = try await store.failInterruptedTurns()
+            // A store this process alone uses (SQLite) has no live owner for any streaming
+            // answer at start-up; on a shared one, only silent processes' answers are orphans.
+            let interrupted = try await recovery.recoverAtStartup(exclusive: shared == nil)
             if interrupted > 0 {
                 logger.warning("startup.interrupted_streams", metadata: ["streams.count": "\(interrupted)"])
             }
@@ -179,6 +196,11 @@ public func buildApplication(
     var services: [any Service] = [audit] + storeServices(for: store)
     // Answers the store refused are written again; it stops (after one last try) before the store closes.
     services.append(chat.unsaved)
+    // The notifier listens before anything follows; the journal and the heartbeat stop (the
+    // journal after one last write) only once every answer has ended.
+    if let notifier { services.append(notifier) }
+    if let journal { services.append(journal) }
+    services += [recovery, followers]
     if let engine = model as? any Service { services.append(engine) }
     // Shut down in reverse: the registry drains the answers, the sweeper lets sessions write out
     // their last events, the server closes the sockets, then the model engine and the store stop.

@@ -50,6 +50,9 @@ public struct ServeArguments: Sendable, Equatable {
     public var keyProvider: String?
     public var masterKeyFile: String?
     public var kmsKeyId: String?
+    public var journalIntervalMs: Int?
+    public var heartbeatIntervalMs: Int?
+    public var instanceStaleAfterMs: Int?
 
     public init() {}
 }
@@ -107,6 +110,14 @@ extension ServerConfiguration {
             dailyOutputTokens: dailyOutputTokens == 0 ? nil : dailyOutputTokens
         )
         chat.replayMemoryBytes = try int(a.replayMemoryBytes, "MEDVIEW_REPLAY_MEMORY_BYTES", chat.replayMemoryBytes, min: 0)
+        var durability = ServerConfiguration.Durability()
+        let journalMs = try int(a.journalIntervalMs, "MEDVIEW_JOURNAL_INTERVAL_MS", 20, min: 0)
+        durability.journalInterval = journalMs == 0 ? nil : .milliseconds(journalMs)
+        durability.heartbeatInterval = .milliseconds(try int(a.heartbeatIntervalMs, "MEDVIEW_HEARTBEAT_INTERVAL_MS", 2000, min: 50))
+        durability.staleAfter = .milliseconds(try int(a.instanceStaleAfterMs, "MEDVIEW_INSTANCE_STALE_AFTER_MS", 10_000, min: 100))
+        guard durability.staleAfter >= durability.heartbeatInterval * 2 else {
+            throw ConfigurationError("--instance-stale-after-ms must be at least twice --heartbeat-interval-ms (a live process must not look dead between two beats).")
+        }
         if let raw = a.temperature.map({ String($0) }) ?? env("MEDVIEW_TEMPERATURE") {
             guard let value = Double(raw), value.isFinite, (0...2).contains(value) else {
                 throw ConfigurationError("--temperature / MEDVIEW_TEMPERATURE must be a number from 0 to 2.")
@@ -171,6 +182,7 @@ extension ServerConfiguration {
         configuration.allowedOrigins = try allowedOrigins(a.allowedOrigins ?? env("MEDVIEW_ALLOWED_ORIGINS"))
         configuration.allowDevTokensOnNetwork = try flag(a.allowDevTokensOnNetwork, env("MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK"), "--allow-dev-tokens-on-network / MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK")
         configuration.encryption = try resolveEncryption(arguments: a, environment: environmentName, env: env)
+        configuration.durability = durability
         return configuration
     }
 

@@ -45,6 +45,25 @@ public struct ServerConfiguration: Sendable {
     public var allowDevTokensOnNetwork = false
     /// Encryption of stored PHI (default: on, local master key file in the data directory).
     public var encryption = EncryptionSettings()
+    /// The durable replay log and the liveness of processes sharing a store (docs/PROTOCOL.md).
+    public var durability = Durability()
+
+    /// How running answers outlive their process.
+    public struct Durability: Sendable, Equatable {
+        /// The group-commit window of the replay log: each event is stored at most this long
+        /// (plus one commit) after it was sent; `nil` stores the log only when the answer ends.
+        public var journalInterval: Duration? = .milliseconds(20)
+        /// How often this process records that it is alive and looks for orphaned answers.
+        public var heartbeatInterval: Duration = .seconds(2)
+        /// A process silent this long is taken for dead: its running answers are stored as
+        /// `interrupted`, and its share of the per-user limits is released.
+        public var staleAfter: Duration = .seconds(10)
+        /// The longest a follower of another process's answer waits between reads of the store
+        /// (PostgreSQL notifications usually wake it at once).
+        public var followPollInterval: Duration = .seconds(1)
+
+        public init() {}
+    }
 
     /// Per-user and per-connection limits.
     public struct Limits: Sendable {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MedViewCore
 
@@ -138,13 +139,33 @@ public final class SQLiteConversationStore: ConversationStore {
         }
     }
 
-    /// Marks every assistant message still `streaming` as `failed`; returns how many.
-    public func failInterruptedTurns() async throws -> Int {
-        let count = try await connection.withConnection("failInterruptedTurns") { connection in
-            try await TurnSQL.failInterrupted(on: connection)
+    /// Appends events to running streams' logs in one transaction (``StreamJournal``'s group commit).
+    public func appendStreamEvents(_ appends: [StreamAppend]) async throws {
+        guard !appends.isEmpty else { return }
+        try await connection.transaction("appendStreamEvents") { connection in
+            try await TurnSQL.appendMany(appends, on: connection)
         }
-        logger.debug("store.interrupted_turns.failed", metadata: ["turns.count": "\(count)"])
-        return count
+    }
+
+    /// The user's stream's persisted events after `seq` and its status.
+    public func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage? {
+        try await connection.withConnection("streamEvents") { connection in
+            try await TurnSQL.events(streamId: streamId, userId: userId, after: seq, on: connection)
+        }
+    }
+
+    /// Records that `instanceId` is alive at `date`.
+    public func recordHeartbeat(instanceId: String, at date: Date) async throws {
+        try await connection.withConnection("recordHeartbeat") { connection in
+            try await TurnSQL.heartbeat(instanceId: instanceId, at: date, on: connection)
+        }
+    }
+
+    /// Streaming turns whose owner has been silent since `date`, with their persisted events.
+    public func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] {
+        try await connection.withConnection("orphanedTurns") { connection in
+            try await TurnSQL.orphaned(notAliveSince: date, limit: limit, on: connection)
+        }
     }
 
     // MARK: - Lifecycle

@@ -68,6 +68,11 @@ package struct SQLiteMigration: Sendable {
         SQLiteMigration(version: 2, statements: [
             "CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming'",
         ]),
+        // The durable replay log: which process runs each answer, and which processes are alive.
+        SQLiteMigration(version: 3, statements: [
+            "ALTER TABLE turns ADD COLUMN owner_instance TEXT",
+            "CREATE TABLE instances (id TEXT PRIMARY KEY, heartbeat_at REAL NOT NULL)",
+        ]),
     ]
 
     /// Creates `schema_migrations` if needed and applies, in version order, each migration it

@@ -78,8 +78,8 @@ enum TurnSQL {
         }
         for slice in created.chunked(rowsPerStatement) {
             _ = try await connection.query(
-                "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES \(placeholders(slice.count, "(?, ?, ?, ?)"))",
-                slice.flatMap { [SQLiteData.text($0.turn.streamId), .text($0.turn.userId), .text($0.turn.conversationId), .text($0.turn.clientMessageId)] }
+                "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id, owner_instance) VALUES \(placeholders(slice.count, "(?, ?, ?, ?, ?)"))",
+                slice.flatMap { [SQLiteData.text($0.turn.streamId), .text($0.turn.userId), .text($0.turn.conversationId), .text($0.turn.clientMessageId), $0.turn.ownerInstanceId.map(SQLiteData.text) ?? .null] }
             )
             // The user message of each turn comes before its assistant message (lower seq).
             _ = try await connection.query(
@@ -126,7 +126,7 @@ enum TurnSQL {
             let updated = try await connection.query(
                 """
                 UPDATE messages SET text = ?, status = ?
-                WHERE stream_id = ? AND user_id = ? AND role = 'assistant' RETURNING seq
+                WHERE stream_id = ? AND user_id = ? AND role = 'assistant' AND status = 'streaming' RETURNING seq
                 """,
                 [.text(c.assistantText), .text(c.status.rawValue), .text(c.streamId), .text(c.userId)]
             )
@@ -146,12 +146,72 @@ enum TurnSQL {
         }
     }
 
-    /// Marks every assistant message still `streaming` as `failed`; returns how many.
-    static func failInterrupted(on connection: SQLiteConnection) async throws -> Int {
-        try await connection.query(
-            "UPDATE messages SET status = 'failed' WHERE status = 'streaming' AND role = 'assistant' RETURNING seq",
-            []
-        ).count
+    /// Appends events to the logs of the user's streams that are still streaming (inside an open
+    /// transaction), skipping events already stored.
+    static func appendMany(_ appends: [StreamAppend], on connection: SQLiteConnection) async throws {
+        var running: Set<String> = []
+        for slice in appends.chunked(rowsPerStatement) {
+            let rows = try await connection.query(
+                """
+                SELECT stream_id FROM messages WHERE role = 'assistant' AND status = 'streaming'
+                AND (stream_id, user_id) IN (VALUES \(placeholders(slice.count, "(?, ?)")))
+                """,
+                slice.flatMap { [SQLiteData.text($0.streamId), .text($0.userId)] }
+            )
+            for row in rows { running.insert(try row.text("stream_id")) }
+        }
+        let rows = appends.filter { running.contains($0.streamId) }.flatMap { a in a.events.map { (streamId: a.streamId, event: $0) } }
+        for slice in rows.chunked(eventsPerInsert) {
+            _ = try await connection.query(
+                "INSERT OR IGNORE INTO stream_events (stream_id, seq, json) VALUES \(placeholders(slice.count, "(?, ?, ?)"))",
+                slice.flatMap { row -> [SQLiteData] in [.text(row.streamId), .integer(row.event.seq), .text(row.event.json)] }
+            )
+        }
+    }
+
+    /// The user's stream's events after `seq` and its status.
+    static func events(streamId: String, userId: String, after seq: Int, on connection: SQLiteConnection) async throws -> StreamEventsPage? {
+        let head = try await connection.query(
+            "SELECT conversation_id, status FROM messages WHERE stream_id = ? AND user_id = ? AND role = 'assistant'",
+            [.text(streamId), .text(userId)]
+        )
+        guard let row = head.first else { return nil }
+        let events = try await connection.query(
+            "SELECT seq, json FROM stream_events WHERE stream_id = ? AND seq > ? ORDER BY seq", [.text(streamId), .integer(seq)]
+        ).map { row throws(StoreError) in StreamLogEntry(seq: try row.int("seq"), json: try row.text("json")) }
+        return StreamEventsPage(conversationId: try row.text("conversation_id"), status: try row.value("status", as: MessageStatus.self), events: events)
+    }
+
+    /// Records `instanceId`'s heartbeat (never moving it back).
+    static func heartbeat(instanceId: String, at date: Date, on connection: SQLiteConnection) async throws {
+        _ = try await connection.query(
+            """
+            INSERT INTO instances (id, heartbeat_at) VALUES (?, ?)
+            ON CONFLICT (id) DO UPDATE SET heartbeat_at = MAX(heartbeat_at, excluded.heartbeat_at)
+            """,
+            [.text(instanceId), .float(date.timeIntervalSince1970)]
+        )
+    }
+
+    /// Streaming turns whose owner has no heartbeat at or after `date`, oldest first.
+    static func orphaned(notAliveSince date: Date, limit: Int, on connection: SQLiteConnection) async throws -> [Turn] {
+        let rows = try await connection.query(
+            """
+            SELECT t.stream_id, t.user_id FROM messages m
+            JOIN turns t ON t.stream_id = m.stream_id
+            LEFT JOIN instances i ON i.id = t.owner_instance
+            WHERE m.status = 'streaming' AND m.role = 'assistant' AND (i.heartbeat_at IS NULL OR i.heartbeat_at < ?)
+            ORDER BY m.seq LIMIT ?
+            """,
+            [.float(date.timeIntervalSince1970), .integer(limit)]
+        )
+        var turns: [Turn] = []
+        for row in rows {
+            if let turn = try await turn(streamId: try row.text("stream_id"), userId: try row.text("user_id"), on: connection) {
+                turns.append(turn)
+            }
+        }
+        return turns
     }
 
     /// The turn produced by `streamId`, with its messages and replay log, if it is the user's.
@@ -167,7 +227,7 @@ enum TurnSQL {
     /// Loads the one turn matching `condition` (on the `turns` table) with its messages and events.
     private static func load(where condition: String, _ binds: [SQLiteData], on connection: SQLiteConnection) async throws -> Turn? {
         let turns = try await connection.query(
-            "SELECT stream_id, user_id, conversation_id, CAST(client_message_id AS BLOB) AS client_message_id FROM turns WHERE \(condition)", binds
+            "SELECT stream_id, user_id, conversation_id, CAST(client_message_id AS BLOB) AS client_message_id, owner_instance FROM turns WHERE \(condition)", binds
         )
         guard let row = turns.first else { return nil }
         let streamId = try row.text("stream_id")
@@ -195,7 +255,8 @@ enum TurnSQL {
             clientMessageId: try row.text("client_message_id"),
             userMessage: user,
             assistantMessage: assistant,
-            events: events
+            events: events,
+            ownerInstanceId: row.column("owner_instance")?.string
         )
     }
 

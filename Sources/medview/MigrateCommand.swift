@@ -11,12 +11,21 @@ struct DatabaseOptions: ParsableArguments {
     var databasePoolSize: Int?
     @Flag(name: .customLong("database-iam-auth"), help: "Sign in to Aurora/RDS with an IAM token made from the AWS credentials, instead of a password (same as iam=true in the URL). [env: MEDVIEW_DATABASE_IAM_AUTH]")
     var databaseIamAuth = false
+    @Option(name: .customLong("journal-interval-ms"), help: "Group-commit window of the durable replay log: each streamed event is stored within this many ms (plus one commit); 0 stores the log only when the answer ends. [env: MEDVIEW_JOURNAL_INTERVAL_MS] (default: 20)")
+    var journalIntervalMs: Int?
+    @Option(name: .customLong("heartbeat-interval-ms"), help: "How often this process records that it is alive and recovers answers of dead processes. [env: MEDVIEW_HEARTBEAT_INTERVAL_MS] (default: 2000)")
+    var heartbeatIntervalMs: Int?
+    @Option(name: .customLong("instance-stale-after-ms"), help: "A process silent this long is taken for dead: its running answers end as 'interrupted' and its share of the per-user limits is released. [env: MEDVIEW_INSTANCE_STALE_AFTER_MS] (default: 10000)")
+    var instanceStaleAfterMs: Int?
 
     /// Copies these options into `arguments`.
     func apply(to arguments: inout ServeArguments) {
         arguments.databaseUrl = databaseUrl
         arguments.databasePoolSize = databasePoolSize
         arguments.databaseIamAuth = databaseIamAuth ? true : nil
+        arguments.journalIntervalMs = journalIntervalMs
+        arguments.heartbeatIntervalMs = heartbeatIntervalMs
+        arguments.instanceStaleAfterMs = instanceStaleAfterMs
     }
 }
 

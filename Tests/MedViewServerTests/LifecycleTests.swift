@@ -31,7 +31,10 @@ final class ShutdownRecordingStore: ConversationStore {
     }
     func turn(streamId: String, userId: String) async throws -> Turn? { try await inner.turn(streamId: streamId, userId: userId) }
     func turn(clientMessageId: String, userId: String) async throws -> Turn? { try await inner.turn(clientMessageId: clientMessageId, userId: userId) }
-    func failInterruptedTurns() async throws -> Int { try await inner.failInterruptedTurns() }
+    func appendStreamEvents(_ appends: [StreamAppend]) async throws { try await inner.appendStreamEvents(appends) }
+    func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage? { try await inner.streamEvents(streamId: streamId, userId: userId, after: seq) }
+    func recordHeartbeat(instanceId: String, at date: Date) async throws { try await inner.recordHeartbeat(instanceId: instanceId, at: date) }
+    func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] { try await inner.orphanedTurns(notAliveSince: date, limit: limit) }
     func checkHealth() async throws {}
     func close() async throws {
         note("close")

@@ -19,7 +19,8 @@ enum ConversationStoreConformance {
         case finishTurn
         case messageOrder
         case deleteErasesEverything
-        case failInterruptedTurns
+        case orphanedTurns
+        case durableReplayLog
         case healthAndClose
         case textIsStoredExactly
 
@@ -37,7 +38,8 @@ enum ConversationStoreConformance {
             case .finishTurn: try await ConversationStoreConformance.finishTurn(makeStore)
             case .messageOrder: try await ConversationStoreConformance.messageOrder(makeStore)
             case .deleteErasesEverything: try await ConversationStoreConformance.deleteErasesEverything(makeStore)
-            case .failInterruptedTurns: try await ConversationStoreConformance.failInterruptedTurns(makeStore)
+            case .orphanedTurns: try await ConversationStoreConformance.orphanedTurns(makeStore)
+            case .durableReplayLog: try await ConversationStoreConformance.durableReplayLog(makeStore)
             case .healthAndClose: try await ConversationStoreConformance.healthAndClose(makeStore)
             case .textIsStoredExactly: try await ConversationStoreConformance.textIsStoredExactly(makeStore)
             }
@@ -295,7 +297,7 @@ enum ConversationStoreConformance {
                 #expect(messages.count == 2 * turnsPerWriter)
                 #expect(messages.filter { $0.role == .assistant }.map(\.text) == (0..<turnsPerWriter).map { "answer \($0)" })
             }
-            #expect(try await store.failInterruptedTurns() == 0)
+            #expect(try await store.orphanedTurns(notAliveSince: .distantFuture, limit: 100).isEmpty)
         }
     }
 
@@ -360,14 +362,15 @@ enum ConversationStoreConformance {
             #expect(messages.map(\.status) == [.complete, .complete])
             #expect(messages.allSatisfy { $0.streamId == turn.streamId && $0.conversationId == conversation.id && $0.userId == alice })
 
-            // Finishing again replaces the outcome and the log.
+            // Finishing again does nothing: the first ending stored wins (a recovered answer's
+            // late ending from a process taken for dead must not overwrite it).
             try await store.finishTurn(TurnCompletion(
                 streamId: turn.streamId, userId: alice, assistantText: "Keep a", status: .cancelled, events: Sample.events(2)
             ))
-            let replaced = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
-            #expect(replaced.assistantMessage.status == .cancelled)
-            #expect(replaced.assistantMessage.text == "Keep a")
-            #expect(replaced.events == Sample.events(2))
+            let kept = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
+            #expect(kept.assistantMessage.status == .complete)
+            #expect(kept.assistantMessage.text == "Keep a sleep diary.")
+            #expect(kept.events == events)
 
             // A long replay log survives intact and in order.
             let long = Sample.turn(conversationId: conversation.id, userId: alice, at: 5)
@@ -463,31 +466,77 @@ enum ConversationStoreConformance {
         }
     }
 
-    /// Turns left `streaming` become `failed`; finished ones are left alone.
-    static func failInterruptedTurns(_ makeStore: StoreFactory) async throws {
+    /// Turns still streaming whose owner is silent (no heartbeat since the date, none at all, or
+    /// no owner recorded) are orphans, with their persisted events; finished turns and turns of
+    /// live owners are not.
+    static func orphanedTurns(_ makeStore: StoreFactory) async throws {
         try await withStore(makeStore) { store throws in
             let conversation = Sample.conversation(userId: alice)
             try await store.createConversation(conversation)
-            let turns = [1.0, 2.0, 3.0].map { Sample.turn(conversationId: conversation.id, userId: alice, at: $0) }
-            for turn in turns {
-                _ = try await store.beginTurn(turn, newConversation: nil)
+            func begin(_ owner: String?, at seconds: Double) async throws -> Turn {
+                var turn = Sample.turn(conversationId: conversation.id, userId: alice, at: seconds)
+                turn.ownerInstanceId = owner
+                #expect(try await store.beginTurn(turn, newConversation: nil) == .created)
+                return turn
             }
-            try await store.finishTurn(TurnCompletion(
-                streamId: turns[0].streamId, userId: alice, assistantText: "done", status: .complete, events: Sample.events(1)
-            ))
-            try await store.finishTurn(TurnCompletion(
-                streamId: turns[1].streamId, userId: alice, assistantText: "half", status: .cancelled, events: Sample.events(1)
-            ))
+            let live = try await begin("i_live", at: 1)
+            let dead = try await begin("i_dead", at: 2)
+            let unknown = try await begin("i_never_beat", at: 3)
+            let legacy = try await begin(nil, at: 4)
+            let finished = try await begin("i_dead", at: 5)
+            try await store.finishTurn(TurnCompletion(streamId: finished.streamId, userId: alice, assistantText: "done", status: .complete, events: Sample.events(1)))
+            try await store.recordHeartbeat(instanceId: "i_live", at: Sample.date(100))
+            try await store.recordHeartbeat(instanceId: "i_dead", at: Sample.date(40))
+            // A heartbeat never moves back.
+            try await store.recordHeartbeat(instanceId: "i_live", at: Sample.date(10))
+            try await store.appendStreamEvents([StreamAppend(streamId: dead.streamId, userId: alice, conversationId: conversation.id, events: Sample.events(3))])
+
+            let orphans = try await store.orphanedTurns(notAliveSince: Sample.date(50), limit: 10)
+            #expect(orphans.map(\.streamId) == [dead, unknown, legacy].map(\.streamId))
+            #expect(orphans.first?.events == Sample.events(3))
+            #expect(orphans.first?.ownerInstanceId == "i_dead")
+            #expect(try await store.orphanedTurns(notAliveSince: Sample.date(50), limit: 2).count == 2)
+            #expect(try await store.orphanedTurns(notAliveSince: Sample.date(30), limit: 10).map(\.streamId) == [unknown, legacy].map(\.streamId))
+            #expect(try await store.orphanedTurns(notAliveSince: .distantFuture, limit: 10).count == 4)
+            #expect(try await store.turn(streamId: live.streamId, userId: alice)?.ownerInstanceId == "i_live")
+        }
+    }
+
+    /// The replay log grows while the answer streams: appends skip events already stored, only
+    /// reach the user's own running streams, and are read back after any sequence number; the
+    /// ending replaces the log, and nothing is appended after it.
+    static func durableReplayLog(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            let turn = Sample.turn(conversationId: conversation.id, userId: alice)
+            _ = try await store.beginTurn(turn, newConversation: conversation)
             let bobs = Sample.conversation(userId: bob)
             let bobTurn = Sample.turn(conversationId: bobs.id, userId: bob)
             _ = try await store.beginTurn(bobTurn, newConversation: bobs)
+            let all = Sample.events(6)
+            func append(_ events: ArraySlice<StreamLogEntry>, to t: Turn, as user: String) async throws {
+                try await store.appendStreamEvents([StreamAppend(streamId: t.streamId, userId: user, conversationId: t.conversationId, events: Array(events))])
+            }
+            try await append(all[0..<3], to: turn, as: alice)
+            try await append(all[1..<5], to: turn, as: alice) // overlaps: 2 and 3 are kept once
+            try await append(all[0..<2], to: bobTurn, as: alice) // not alice's stream: dropped
+            try await store.appendStreamEvents([])
 
-            #expect(try await store.failInterruptedTurns() == 2)
-            let statuses = try await store.messages(conversationId: conversation.id, userId: alice).map(\.status)
-            #expect(statuses == [.complete, .complete, .complete, .cancelled, .complete, .failed])
-            #expect(try await store.turn(streamId: bobTurn.streamId, userId: bob)?.assistantMessage.status == .failed)
-            #expect(try await store.turn(streamId: turns[1].streamId, userId: alice)?.assistantMessage.text == "half")
-            #expect(try await store.failInterruptedTurns() == 0)
+            let page = try #require(try await store.streamEvents(streamId: turn.streamId, userId: alice, after: 2))
+            #expect(page.events == Array(all[2..<5]))
+            #expect(page.status == .streaming)
+            #expect(page.conversationId == conversation.id)
+            #expect(try await store.streamEvents(streamId: turn.streamId, userId: alice, after: 0)?.events == Array(all[0..<5]))
+            #expect(try await store.streamEvents(streamId: turn.streamId, userId: bob, after: 0) == nil)
+            #expect(try await store.streamEvents(streamId: bobTurn.streamId, userId: bob, after: 0)?.events == [])
+            #expect(try await store.turn(streamId: turn.streamId, userId: alice)?.events == Array(all[0..<5]))
+
+            try await store.finishTurn(TurnCompletion(streamId: turn.streamId, userId: alice, assistantText: "text", status: .complete, events: all))
+            try await append(all[0..<6], to: turn, as: alice)
+            try await store.appendStreamEvents([StreamAppend(streamId: turn.streamId, userId: alice, conversationId: conversation.id, events: [StreamLogEntry(seq: 7, json: "{}")])])
+            let finished = try #require(try await store.streamEvents(streamId: turn.streamId, userId: alice, after: 0))
+            #expect(finished.status == .complete)
+            #expect(finished.events == all)
         }
     }
 

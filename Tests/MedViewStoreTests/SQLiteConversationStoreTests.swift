@@ -61,7 +61,7 @@ struct SQLiteConversationStoreTests {
                 // The idempotency key survives too.
                 #expect(try await store.beginTurn(turn, newConversation: nil).duplicate?.streamId == turn.streamId)
                 // After a crash, the turn left streaming is failed on the next start.
-                #expect(try await store.failInterruptedTurns() == 1)
+                #expect(try await store.orphanedTurns(notAliveSince: .distantFuture, limit: 10).map(\.streamId) == [streaming.streamId])
             }
         }
     }
@@ -152,7 +152,15 @@ struct SQLiteConversationStoreTests {
             let conversation = Sample.conversation(userId: alice)
             let turn = Sample.turn(conversationId: conversation.id, userId: alice)
             try await withOpenStore(at: path, migrations: Array(SQLiteMigration.all.prefix(1))) { store throws in
-                #expect(try await store.beginTurn(turn, newConversation: conversation) == .created)
+                // Rows as a build that knew only migration 1 wrote them (today's code writes newer columns).
+                try await store.createConversation(conversation)
+                _ = try await store.rawQuery("INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES (?, ?, ?, ?)", [turn.streamId, alice, conversation.id, turn.clientMessageId])
+                for (message, role, text, status) in [(turn.userMessage, "user", turn.userMessage.text, "complete"), (turn.assistantMessage, "assistant", "", "streaming")] {
+                    _ = try await store.rawQuery(
+                        "INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS REAL))",
+                        [message.id, conversation.id, turn.streamId, alice, role, text, status, "\(message.createdAt.timeIntervalSince1970)"]
+                    )
+                }
                 let versions = try await store.rawQuery("SELECT version FROM schema_migrations")
                 #expect(versions.map { $0["version"] } == ["1"])
             }
@@ -162,7 +170,7 @@ struct SQLiteConversationStoreTests {
                 let index = try await store.rawQuery("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'messages_streaming'")
                 #expect(index.count == 1)
                 #expect(try await store.turn(streamId: turn.streamId, userId: alice)?.rounded == turn.rounded)
-                #expect(try await store.failInterruptedTurns() == 1)
+                #expect(try await store.orphanedTurns(notAliveSince: .distantFuture, limit: 10).map(\.streamId) == [turn.streamId])
             }
         }
     }

@@ -130,8 +130,43 @@ public final class EncryptedConversationStore: ConversationStore {
         return try await opened(stored)
     }
 
-    public func failInterruptedTurns() async throws -> Int {
-        try await base.failInterruptedTurns()
+    /// Seals each event under its conversation's current data key, bound to its stream and
+    /// sequence number (as ``finishTurn(_:)`` does), then appends; a stream whose conversation
+    /// was erased gets nothing.
+    public func appendStreamEvents(_ appends: [StreamAppend]) async throws {
+        var sealedAppends: [StreamAppend] = []
+        sealedAppends.reserveCapacity(appends.count)
+        for append in appends {
+            guard let (version, key) = try await ring.currentKey(userId: append.userId, conversationId: append.conversationId, create: false) else { continue }
+            var sealed = append
+            sealed.events = try append.events.map { try seal($0, streamId: append.streamId, userId: append.userId, conversationId: append.conversationId, key: key, version: version) }
+            sealedAppends.append(sealed)
+        }
+        try await base.appendStreamEvents(sealedAppends)
+    }
+
+    public func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage? {
+        guard var page = try await base.streamEvents(streamId: streamId, userId: userId, after: seq) else { return nil }
+        var events: [StreamLogEntry] = []
+        events.reserveCapacity(page.events.count)
+        for entry in page.events {
+            let json = try await open(entry.json, binding: .init(userId: userId, conversationId: page.conversationId, recordId: "\(streamId)#\(entry.seq)", field: .streamEvent))
+            events.append(StreamLogEntry(seq: entry.seq, json: json))
+        }
+        page.events = events
+        return page
+    }
+
+    public func recordHeartbeat(instanceId: String, at date: Date) async throws {
+        try await base.recordHeartbeat(instanceId: instanceId, at: date)
+    }
+
+    public func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] {
+        var turns: [Turn] = []
+        for stored in try await base.orphanedTurns(notAliveSince: date, limit: limit) {
+            turns.append(try await opened(stored))
+        }
+        return turns
     }
 
     public func checkHealth() async throws {
