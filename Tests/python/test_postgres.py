@@ -62,12 +62,14 @@ def test_migrate_from_several_processes_at_once_applies_each_migration_once(sche
 class Serve:
     """One `medview serve --database-url URL` process on a free loopback port."""
 
-    def __init__(self, url: str, data_dir: Path):
+    def __init__(self, url: str | None, data_dir: Path, extra: list[str] | None = None, log_name: str = "server.log"):
         self.data_dir = data_dir
-        self.stderr = open(data_dir / "server.log", "w")
+        self.log_path = data_dir / log_name
+        self.stderr = open(self.log_path, "a")
+        database = ["--database-url", url, "--database-pool-size", "3"] if url else []
         self.process = subprocess.Popen(
             [str(medview_binary()), "serve", "--port", "0", "--data-dir", str(data_dir), "--model", "scripted",
-             "--database-url", url, "--database-pool-size", "3"],
+             *database, *(extra or [])],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1,
             env=_child_environment(),
         )
@@ -84,7 +86,7 @@ class Serve:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            assert line is not None, "medview serve exited:\n" + (data_dir / "server.log").read_text()[-3000:]
+            assert line is not None, "medview serve exited:\n" + self.log_path.read_text()[-3000:]
             match = LISTENING.search(line)
             if match:
                 self.url = f"http://{match.group('host')}:{match.group('port')}"
