@@ -154,6 +154,9 @@ public final class ChatService: Sendable {
         } catch StoreError.conversationNotFound {
             registry.abandon(entry)
             throw .conversationNotFound
+        } catch StoreError.tooManyStreams(let limit) {
+            registry.abandon(entry)
+            throw .tooManyStreams(limit: limit)
         } catch {
             registry.abandon(entry)
             unsaved.writeFailed(.beginTurn)

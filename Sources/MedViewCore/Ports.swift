@@ -60,6 +60,19 @@ public enum StoreError: Error, Sendable, Equatable {
     case conversationNotFound
     /// The store could not be reached or failed; the detail never contains user data.
     case unavailable(String)
+    /// A store shared by several processes that enforces the per-user stream limit refused a new
+    /// turn: the user already has `limit` answers streaming (on any process).
+    case tooManyStreams(limit: Int)
+}
+
+/// Per-user connection counts shared by every process on one store, so the connection limit
+/// holds across instances (implemented by the PostgreSQL store; one process needs none).
+public protocol SharedConnectionLimit: Sendable {
+    /// Records an open connection if the user has fewer than the limit open on live processes;
+    /// returns whether it was recorded.
+    func openConnection(id: String, userId: String, instanceId: String) async throws -> Bool
+    /// Forgets an open connection.
+    func closeConnection(id: String) async throws
 }
 
 /// One message of the context sent to a model.

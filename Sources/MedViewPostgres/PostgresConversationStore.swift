@@ -3,6 +3,7 @@ import Logging
 import MedViewAWS
 import MedViewCore
 import PostgresNIO
+import Synchronization
 
 /// A ``ConversationStore`` on PostgreSQL (Aurora PostgreSQL in production), shared by every
 /// `medview serve` process that points at the same database.
@@ -19,8 +20,38 @@ import PostgresNIO
 /// value containing it is refused with ``PostgresStoreError/textContainsNUL(field:)`` and
 /// nothing is written.
 public final class PostgresConversationStore: ConversationStore {
+    /// Per-user limits the store enforces across every process sharing the database.
+    public struct SharedLimits: Sendable, Equatable {
+        /// Answers one user may have streaming at once, on all processes together.
+        public var streamsPerUser: Int
+        /// WebSocket connections one user may have open at once, on all processes together.
+        public var connectionsPerUser: Int
+        /// A process silent this long no longer counts (its answers are recovered, its
+        /// connections are gone): the staleness of the limits after a crash.
+        public var staleAfter: Duration
+
+        public init(streamsPerUser: Int, connectionsPerUser: Int, staleAfter: Duration) {
+            self.streamsPerUser = streamsPerUser
+            self.connectionsPerUser = connectionsPerUser
+            self.staleAfter = staleAfter
+        }
+    }
+
+    /// Advisory lock classes ("MV" + 2, + 3) serialising one user's new turns, and one user's new
+    /// connections, across processes while they are counted.
+    static let turnLockClass: Int32 = 0x4D56_0002
+    static let connectionLockClass: Int32 = 0x4D56_0003
+
     /// The connection pool; the `Service` that runs and finally closes the store.
     public let pool: PostgresPool
+    private let sharedLimits = Mutex<SharedLimits?>(nil)
+
+    /// Makes ``beginTurn(_:newConversation:)`` refuse a turn past the per-user stream limit
+    /// (``StoreError/tooManyStreams(limit:)``) and ``openConnection(id:userId:instanceId:)``
+    /// enforce the connection limit, counting every live process. Call once, before serving.
+    public func enforce(_ limits: SharedLimits) {
+        sharedLimits.withLock { $0 = limits }
+    }
     /// The schema version the database had after `open` migrated it.
     public let migration: PostgresMigrationReport
     private let logger: Logger
@@ -183,8 +214,23 @@ public final class PostgresConversationStore: ConversationStore {
     /// id is taken.
     private func insert(_ turn: Turn, newConversation: Conversation?) async throws -> Bool {
         let newest = max(turn.userMessage.createdAt, turn.assistantMessage.createdAt)
+        let limits = sharedLimits.withLock { $0 }
         do {
             try await transaction("beginTurn") { connection in
+                if let limits {
+                    // One user's new turns are decided one at a time across processes, so two
+                    // sends on two processes cannot both take the last slot.
+                    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.turnLockClass), hashtext(\(turn.userId)))", logger: self.logger)
+                    let aliveSince = Date() - limits.staleAfter.seconds
+                    let streaming = try await Self.count(connection, logger: self.logger,
+                        """
+                        SELECT count(*)::bigint FROM messages m
+                        JOIN turns t ON t.stream_id = m.stream_id
+                        JOIN instances i ON i.id = t.owner_instance
+                        WHERE m.user_id = \(turn.userId) AND m.status = 'streaming' AND m.role = 'assistant' AND i.heartbeat_at >= \(aliveSince)
+                        """)
+                    guard streaming < limits.streamsPerUser else { throw StoreError.tooManyStreams(limit: limits.streamsPerUser) }
+                }
                 if let c = newConversation {
                     try await connection.query(
                         """
@@ -380,8 +426,10 @@ public final class PostgresConversationStore: ConversationStore {
         }
     }
 
-    /// Records that `instanceId` is alive at `date` (never moving its heartbeat back).
+    /// Records that `instanceId` is alive at `date` (never moving its heartbeat back), and
+    /// forgets the open connections of processes silent for ten times the limits' `staleAfter`.
     public func recordHeartbeat(instanceId: String, at date: Date) async throws {
+        let limits = sharedLimits.withLock { $0 }
         try await withConnection("recordHeartbeat") { connection in
             try await connection.query(
                 """
@@ -390,8 +438,26 @@ public final class PostgresConversationStore: ConversationStore {
                 """,
                 logger: self.logger
             )
+            if let limits {
+                // Counting already ignores a silent process's connections; the rows go once it
+                // has been silent ten times as long (a slow process that beats again counts again).
+                let aliveSince = date - 10 * limits.staleAfter.seconds
+                try await connection.query(
+                    """
+                    DELETE FROM connections c WHERE NOT EXISTS (
+                        SELECT 1 FROM instances i WHERE i.id = c.instance_id AND i.heartbeat_at >= \(aliveSince))
+                    """,
+                    logger: self.logger
+                )
+            }
             return ()
         }
+    }
+
+    /// A single `count(*)::bigint` result.
+    private static func count(_ connection: PostgresConnection, logger: Logger, _ query: PostgresQuery) async throws -> Int {
+        for try await count in try await connection.query(query, logger: logger).decode(Int.self) { return count }
+        return 0
     }
 
     /// Streaming turns whose owner has been silent since `date`, oldest first, with their events.
@@ -461,13 +527,15 @@ public final class PostgresConversationStore: ConversationStore {
     }
 
     /// Runs `body` inside `BEGIN … COMMIT` on one pooled connection, rolling back if it throws.
-    private func transaction(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> Void) async throws {
+    @discardableResult
+    private func transaction<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let logger = self.logger
-        try await withConnection(operation) { connection in
+        return try await withConnection(operation) { connection in
             try await connection.query("BEGIN", logger: logger)
             do {
-                try await body(connection)
+                let result = try await body(connection)
                 try await connection.query("COMMIT", logger: logger)
+                return result
             } catch {
                 do {
                     try await connection.query("ROLLBACK", logger: logger)
@@ -567,3 +635,44 @@ public final class PostgresConversationStore: ConversationStore {
 
 /// Thrown inside `beginTurn`'s transaction when the client message id is taken, to roll it back.
 private struct DuplicateClientMessage: Error {}
+
+extension PostgresConversationStore: SharedConnectionLimit {
+    /// Records the connection if the user has fewer than the limit open on live processes (a
+    /// per-user advisory lock makes the count and the insert one decision); without limits
+    /// (``enforce(_:)`` not called) always records it.
+    public func openConnection(id: String, userId: String, instanceId: String) async throws -> Bool {
+        let limits = sharedLimits.withLock { $0 }
+        return try await transaction("openConnection") { connection in
+            if let limits {
+                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.connectionLockClass), hashtext(\(userId)))", logger: self.logger)
+                let aliveSince = Date() - limits.staleAfter.seconds
+                let open = try await Self.count(connection, logger: self.logger,
+                    """
+                    SELECT count(*)::bigint FROM connections c JOIN instances i ON i.id = c.instance_id
+                    WHERE c.user_id = \(userId) AND i.heartbeat_at >= \(aliveSince)
+                    """)
+                guard open < limits.connectionsPerUser else { return false }
+            }
+            try await connection.query(
+                "INSERT INTO connections (id, user_id, instance_id, opened_at) VALUES (\(id), \(userId), \(instanceId), \(Date()))",
+                logger: self.logger
+            )
+            return true
+        }
+    }
+
+    public func closeConnection(id: String) async throws {
+        try await withConnection("closeConnection") { connection in
+            try await connection.query("DELETE FROM connections WHERE id = \(id)", logger: self.logger)
+            return ()
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds.
+    var seconds: TimeInterval {
+        let (whole, fraction) = components
+        return TimeInterval(whole) + TimeInterval(fraction) / 1e18
+    }
+}

@@ -72,6 +72,18 @@ public struct PostgresMigration: Sendable {
         PostgresMigration(version: 10, statements: [
             "ALTER TABLE turns ADD COLUMN owner_instance text",
             "CREATE TABLE instances (id text PRIMARY KEY, heartbeat_at timestamptz NOT NULL)",
+            // Per-user limits across processes: streaming answers are counted from `messages`,
+            // open connections from `connections`.
+            "CREATE INDEX messages_user_streaming ON messages (user_id) WHERE status = 'streaming'",
+            """
+            CREATE TABLE connections (
+                id text PRIMARY KEY,
+                user_id text NOT NULL,
+                instance_id text NOT NULL,
+                opened_at timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX connections_user ON connections (user_id)",
         ]),
     ]
 

@@ -164,6 +164,7 @@ public func buildApplication(
     } else {
         notifier = nil
     }
+    shared?.enforce(.init(streamsPerUser: configuration.chat.maxActiveStreamsPerUser, connectionsPerUser: configuration.limits.maxConnectionsPerUser, staleAfter: durability.staleAfter))
     let followers = StreamFollowers(store: store, registry: registry, notifier: notifier, pollInterval: notifier == nil ? .milliseconds(250) : durability.followPollInterval, logger: logger)
     let chat = ChatService(model: model, store: store, configuration: configuration.chat, safety: safety, logger: logger, observer: metrics, registry: registry, journal: journal, followers: followers, instanceId: recovery.instanceId)
     chat.prepareSafety()
@@ -176,6 +177,8 @@ public func buildApplication(
         metrics: metrics,
         audit: audit,
         sweeper: sweeper,
+        sharedConnections: shared,
+        instanceId: recovery.instanceId,
         logger: logger,
         beforeServerStarts: {
             // A store this process alone uses (SQLite) has no live owner for any streaming

@@ -16,6 +16,8 @@ func makeHTTPServer(
     metrics: ServerMetrics,
     audit: any AuditSink,
     sweeper: SessionSweeper,
+    sharedConnections: (any SharedConnectionLimit)? = nil,
+    instanceId: String = "local",
     logger: Logger,
     beforeServerStarts: @escaping @Sendable () async throws -> Void,
     onServerRunning: @escaping @Sendable (Int) async -> Void
@@ -139,6 +141,24 @@ func makeHTTPServer(
             await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
             return
         }
+        // With several processes on one database, the limit counts the user's connections on
+        // all of them. If the database cannot answer, the per-process limit alone applies.
+        var sharedConnectionId: String?
+        if let sharedConnections {
+            let id = Identifier.make("w")
+            do {
+                guard try await sharedConnections.openConnection(id: id, userId: identity.userId, instanceId: instanceId) else {
+                    connections.release(identity.userId)
+                    metrics.error(ErrorCode.tooManyConnections.rawValue)
+                    audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, sourceAddress: source, outcome: .refused, reason: ErrorCode.tooManyConnections.rawValue))
+                    await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
+                    return
+                }
+                sharedConnectionId = id
+            } catch {
+                logger.info("connections.shared.unavailable", metadata: ["error.type": "\(type(of: error))"])
+            }
+        }
         let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger)
         metrics.connectionOpened()
         audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
@@ -150,6 +170,14 @@ func makeHTTPServer(
             audit.record(AuditEvent(action: .connectionClosed, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
         }
         await session.run(inbound: inbound)
+        if let sharedConnectionId {
+            do {
+                try await sharedConnections?.closeConnection(id: sharedConnectionId)
+            } catch {
+                // Forgotten anyway once this process stops (its rows go with its heartbeat).
+                logger.info("connections.shared.close_failed", metadata: ["error.type": "\(type(of: error))"])
+            }
+        }
     }
 
     var app = Application(
