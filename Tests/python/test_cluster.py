@@ -365,3 +365,111 @@ def test_per_user_limits_hold_across_instances_and_a_dead_instance_releases_its_
     finally:
         a.stop()
         b.stop()
+
+
+@needs_postgres
+def test_the_database_going_away_mid_answer_gives_a_retryable_error_and_the_text_is_saved_when_it_is_back(schema_url, tmp_path):
+    from test_postgres import TCPProxy
+    import re
+    port = int(re.search(r"@[^:/]+:(\d+)/", schema_url).group(1))
+    proxy = TCPProxy(port)
+    proxy.start()
+    server = Serve(schema_url.replace(f":{port}/", f":{proxy.port}/"), tmp_path)
+    user = "cl-" + uuid.uuid4().hex[:8]
+    token = server.token(user)
+
+    async def scenario():
+        ws, ack, seen = await start_answer(server, token, min_seq=3)
+        proxy.cut()  # the database goes away while the answer streams
+        rest = await events_until(ws, ack["streamId"])
+        proxy.start()
+        await ws.close()
+        return ack, seen + rest
+
+    try:
+        ack, events = run(scenario())
+        terminal = events[-1]
+        assert terminal["type"] == "error" and terminal["code"] == "storage_unavailable" and terminal["retryable"] is True, terminal
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+        def saved():
+            response = httpx.get(server.url + f"/v1/conversations/{ack['conversationId']}/messages",
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT, trust_env=False)
+            if response.status_code != 200:
+                return None
+            body = response.json()
+            stored = body["messages"] if isinstance(body, dict) else body
+            return stored if stored[-1]["status"] != "streaming" else None
+
+        stored = wait_for(saved, timeout=40, what="the answer to be saved once the database is back")
+        assert stored[-1]["status"] == "failed" and stored[-1]["text"] == chunks(events)
+    finally:
+        server.stop()
+        proxy.cut()
+
+
+@needs_postgres
+def test_a_postgresql_restart_loses_nothing_that_was_acknowledged(schema_url, tmp_path):
+    import os
+    import subprocess
+    import threading
+    restart = os.environ.get("MEDVIEW_TEST_DATABASE_RESTART")
+    if not restart:
+        pytest.skip("MEDVIEW_TEST_DATABASE_RESTART is not set")
+    server = Serve(schema_url, tmp_path)
+    user = "cl-" + uuid.uuid4().hex[:8]
+    token = server.token(user)
+    restarted = threading.Event()
+
+    def restart_database():
+        time.sleep(1.0)
+        try:
+            subprocess.run(restart, shell=True, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120)
+        finally:
+            restarted.set()
+
+    async def scenario():
+        ws = await ws_open(server, token)
+        results = {}
+        refusals = 0
+        threading.Thread(target=restart_database, daemon=True).start()
+        stop_after = None
+        index = 0
+        while stop_after is None or time.monotonic() < stop_after:
+            if restarted.is_set() and stop_after is None:
+                stop_after = time.monotonic() + 2
+            message_id = f"m-{index}"
+            text = f"How can I keep a regular bedtime? ({index})"
+            index += 1
+            while True:  # a refused send is retried with the same id, as clients do
+                await send(ws, {"type": "chat.send", "id": message_id, "text": text})
+                reply = await recv(ws)
+                if reply["type"] == "ack":
+                    break
+                assert reply["type"] == "error" and reply["retryable"] is True, reply
+                refusals += 1
+                await asyncio.sleep(0.2)
+            results[message_id] = (text, reply, await events_until(ws, reply["streamId"]))
+        await ws.close()
+        return results, refusals
+
+    try:
+        results, refusals = run(scenario(), timeout=240)
+        assert restarted.is_set()
+        assert len(results) >= 5
+        for message_id, (text, ack, events) in results.items():
+            def settled():
+                stored = messages(server, token, ack["conversationId"])
+                return stored if stored and stored[-1]["status"] != "streaming" else None
+            stored = wait_for(settled, timeout=40, what=f"{message_id} to be settled")
+            assert stored[0]["text"] == text, "an acknowledged message is stored"
+            terminal = events[-1]
+            if terminal["type"] == "stream.end":
+                assert stored[-1]["status"] == "complete" and stored[-1]["text"] == chunks(events)
+            else:
+                assert terminal["retryable"] is True, terminal
+                assert stored[-1]["status"] == "failed" and stored[-1]["text"] == chunks(events)
+        print(f"messages acknowledged: {len(results)}, sends refused and retried during the restart: {refusals}")
+    finally:
+        server.stop()
