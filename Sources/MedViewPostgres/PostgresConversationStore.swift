@@ -37,10 +37,10 @@ public final class PostgresConversationStore: ConversationStore {
         }
     }
 
-    /// Advisory lock classes ("MV" + 2, + 3) serialising one user's new turns, and one user's new
+    /// Advisory lock classes ("MV" + 4, + 5) serialising one user's new turns, and one user's new
     /// connections, across processes while they are counted.
-    static let turnLockClass: Int32 = 0x4D56_0002
-    static let connectionLockClass: Int32 = 0x4D56_0003
+    static let turnLockClass: Int32 = 0x4D56_0004
+    static let connectionLockClass: Int32 = 0x4D56_0005
 
     /// The connection pool; the `Service` that runs and finally closes the store.
     public let pool: PostgresPool
