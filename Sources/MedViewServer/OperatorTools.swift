@@ -15,6 +15,9 @@ public enum OperatorToolError: Error, Sendable, Equatable, CustomStringConvertib
     case rotationNotAudited(rewrapped: Int, detail: String)
     /// There is no SQLite audit log at this path.
     case noAuditLog(path: String)
+    /// The local master key file does not exist (rotation never creates one: a new file could
+    /// open none of the existing data keys).
+    case masterKeyFileMissing(path: String)
 
     public var description: String {
         switch self {
@@ -22,6 +25,7 @@ public enum OperatorToolError: Error, Sendable, Equatable, CustomStringConvertib
         case .rotationStopped(let detail): "rotation stopped: \(detail) (keys re-wrapped so far stay re-wrapped; run again once the cause is fixed)"
         case .rotationNotAudited(let rewrapped, let detail): "re-wrapped \(rewrapped) data key(s), but the audit log could not record it: \(detail)"
         case .noAuditLog(let path): "No audit log at \(path)."
+        case .masterKeyFileMissing(let path): "No master key file at \(path): give the file the servers use (--master-key-file or --data-dir)."
         }
     }
 }
@@ -42,6 +46,9 @@ public struct KeyRotationSummary: Sendable, Equatable {
 /// - Parameter actor: who ran it, for the audit entry (the operating-system user).
 /// - Throws: ``OperatorToolError``, or a ``StartupError`` when the database cannot be opened.
 public func rotateDataKeys(configuration: ServerConfiguration, actor: String?, logger: Logger) async throws -> KeyRotationSummary {
+    if let file = configuration.encryption.masterKeyFile(dataDirectory: configuration.dataDirectory), !FileManager.default.fileExists(atPath: file) {
+        throw OperatorToolError.masterKeyFileMissing(path: file)
+    }
     let provider: any KeyProvider
     do {
         guard let made = try configuration.encryption.makeKeyProvider(dataDirectory: configuration.dataDirectory, environment: configuration.processEnvironment) else {
@@ -86,7 +93,7 @@ private func rotate(keys: any DataKeyStore, audit: any AuditStore, provider: any
     do {
         report = try await KeyRotation.rotate(keyStore: keys, provider: provider)
     } catch {
-        try? await audit.appendChained([event(.failed, reason: rotationFailureCode(error))])
+        _ = try? await audit.appendChained([event(.failed, reason: rotationFailureCode(error))])
         throw OperatorToolError.rotationStopped("\(error)")
     }
     do {

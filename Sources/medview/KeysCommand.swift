@@ -45,6 +45,9 @@ struct KeysCommand: AsyncParsableCommand {
             arguments.kmsKeyId = kmsKeyId
             database.apply(to: &arguments)
             let configuration = try resolveConfiguration(arguments)
+            if let file = configuration.encryption.masterKeyFile(dataDirectory: configuration.dataDirectory), !FileManager.default.fileExists(atPath: file) {
+                throw ValidationError(OperatorToolError.masterKeyFileMissing(path: file).description)
+            }
             if newMasterKey {
                 guard let file = configuration.encryption.masterKeyFile(dataDirectory: configuration.dataDirectory) else {
                     throw ValidationError("--new-master-key is for the local key provider; for KMS pass the new key as --kms-key-id.")

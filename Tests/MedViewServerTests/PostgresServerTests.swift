@@ -101,6 +101,20 @@ struct PostgresServerTests {
                 #expect(messages?.first?["text"] as? String == question)
             }
             #expect(try await readAuditLog(configuration: configuration, since: nil, logger: logger).count > entries.count + 1)
+
+            // A rotation that stops (a key file that cannot open the database's keys) is audited as failed.
+            var wrongKeys = configuration
+            wrongKeys.encryption = EncryptionSettings(provider: .local(masterKeyFile: directory + "/other.key"))
+            _ = try LocalKeyProvider.load(path: directory + "/other.key")
+            await #expect(throws: OperatorToolError.self) { try await rotateDataKeys(configuration: wrongKeys, actor: "ops", logger: logger) }
+            let failed = try #require(try await readAuditLog(configuration: configuration, since: nil, logger: logger).last?.event)
+            #expect(failed.action == .keysRotated && failed.outcome == .failed && failed.reason == "unwrap_failed")
+            // A missing key file is refused before anything is done (rotation never creates one).
+            wrongKeys.encryption = EncryptionSettings(provider: .local(masterKeyFile: directory + "/missing.key"))
+            await #expect(throws: OperatorToolError.masterKeyFileMissing(path: directory + "/missing.key")) {
+                try await rotateDataKeys(configuration: wrongKeys, actor: "ops", logger: logger)
+            }
+            #expect(!FileManager.default.fileExists(atPath: directory + "/missing.key"))
         }
     }
 
