@@ -144,3 +144,29 @@ enum PostgresDump {
         return try Data(contentsOf: output)
     }
 }
+
+/// The raw files of the throwaway cluster (`MEDVIEW_TEST_DATABASE_DIR`, set by
+/// scripts/throwaway-postgres.sh): table and index pages and the write-ahead log, as they lie on
+/// disk, for a scan that sees rows pg_dump does not (dead tuples, WAL records, full-page images).
+enum PostgresClusterFiles {
+    static let directory: String? = ProcessInfo.processInfo.environment["MEDVIEW_TEST_DATABASE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+
+    /// The names of the files under `base/` and `pg_wal/` that hold any of `needles`; `nil` when
+    /// the directory is not known or not readable (another test database).
+    static func files(containingAnyOf needles: [String]) -> [String]? {
+        guard let directory, FileManager.default.isReadableFile(atPath: directory + "/pg_wal") else { return nil }
+        let patterns = needles.map { Data($0.utf8) }
+        var found: [String] = []
+        for sub in ["base", "pg_wal"] {
+            guard let walker = FileManager.default.enumerator(atPath: directory + "/" + sub) else { return nil }
+            for case let name as String in walker {
+                let path = directory + "/" + sub + "/" + name
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+                      let data = FileManager.default.contents(atPath: path) else { continue }
+                if patterns.contains(where: { data.range(of: $0) != nil }) { found.append(sub + "/" + name) }
+            }
+        }
+        return found
+    }
+}

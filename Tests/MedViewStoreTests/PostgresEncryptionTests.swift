@@ -6,8 +6,9 @@ import MedViewStore
 import PostgresNIO
 import Testing
 
-/// Words of the patient and the model that must never reach PostgreSQL in clear (none of the
-/// store's other tests write them).
+/// Words of the patient and the model that must never reach PostgreSQL in clear. No other test
+/// writes them, so the scan of the whole throwaway cluster's files (shared by every test of the
+/// run) finds them only if this store leaked them.
 private let secretWords = ["metoprolol", "palpitations", "endocrinologist", "levothyroxine", "tachycardia", "insomnia"]
 
 /// One conversation with a finished turn whose title, messages and replay log hold `secretWords`.
@@ -69,6 +70,14 @@ struct PostgresEncryptionTests {
             #expect(text.contains("copy") && text.contains("data_keys"))
             for word in secretWords {
                 #expect(!text.contains(word), "\(word) found in the pg_dump output")
+            }
+
+            // The cluster's raw files too (pages and WAL), after a checkpoint wrote the pages out.
+            try await store.sql("CHECKPOINT")
+            if let files = PostgresClusterFiles.files(containingAnyOf: secretWords + secretWords.map(\.capitalized)) {
+                #expect(files.isEmpty, "patient or model words in the cluster's files: \(files)")
+                // The scan does see the rows: the conversation id is in the pages or the WAL.
+                #expect(PostgresClusterFiles.files(containingAnyOf: [conversation.id])?.isEmpty == false)
             }
         }
     }
