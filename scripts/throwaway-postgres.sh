@@ -10,6 +10,7 @@
 #   MEDVIEW_TEST_DATABASE_CA        the CA that signed the server certificate
 #   MEDVIEW_TEST_DATABASE_WRONG_CA  another CA, which must be refused
 #   MEDVIEW_TEST_DATABASE_RESTART   a shell command that restarts the server (pg_ctl restart -m fast)
+#   MEDVIEW_TEST_DATABASE_DIR       the cluster's data directory (tests scan its raw files)
 # `throwaway_postgres_stop` stops the cluster and deletes the directory; the caller sets a trap
 # so that this happens even when a test fails. Run directly (`bash scripts/throwaway-postgres.sh
 # -- COMMAND…`) it runs COMMAND with the cluster up and always stops it after.
@@ -64,6 +65,7 @@ throwaway_postgres_start() {
 
   export MEDVIEW_TEST_DATABASE_CA="$dir/ca.crt"
   export MEDVIEW_TEST_DATABASE_WRONG_CA="$dir/wrong-ca.crt"
+  export MEDVIEW_TEST_DATABASE_DIR="$dir/data"
   export MEDVIEW_TEST_DATABASE_URL="postgres://medview:$password@127.0.0.1:$port/medview_test?sslmode=verify-full&sslrootcert=$dir/ca.crt"
   export MEDVIEW_TEST_DATABASE_RESTART="cd /tmp && ${as[*]} $pg_bin/pg_ctl -D $dir/data -l $dir/postgres.log -m fast -w -t 60 restart"
   echo "== PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') running on 127.0.0.1:$port (TLS, data in $dir)"

@@ -64,7 +64,7 @@ public protocol KeyProvider: Sendable {
 }
 
 /// Persisted wrapped data keys, one row per (conversation, version). Implementations: SQLite,
-/// in memory (and PostgreSQL later); all run `DataKeyStoreConformance`.
+/// PostgreSQL, in memory; all run `DataKeyStoreConformance`.
 public protocol DataKeyStore: Sendable {
     /// Stores `key` unless a key with the same conversation and version exists; returns the stored one.
     func insertOrGet(_ key: WrappedDataKey) async throws -> WrappedDataKey

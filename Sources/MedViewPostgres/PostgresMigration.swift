@@ -67,9 +67,58 @@ public struct PostgresMigration: Sendable {
             )
             """,
         ]),
+        // Envelope encryption: each conversation's data keys, wrapped by a master key, in the same
+        // database as the ciphertext they open (docs/ENCRYPTION.md). No foreign key to
+        // `conversations`: a key is made before its conversation's first row is written.
+        PostgresMigration(version: 2, statements: [
+            """
+            CREATE TABLE data_keys (
+                conversation_id text NOT NULL,
+                version integer NOT NULL,
+                user_id text NOT NULL,
+                provider text NOT NULL,
+                master_key_id text NOT NULL,
+                wrapped bytea NOT NULL,
+                created_at timestamptz NOT NULL,
+                PRIMARY KEY (conversation_id, version)
+            )
+            """,
+            "CREATE INDEX data_keys_master ON data_keys (master_key_id)",
+        ]),
+        // The audit log, shared by every task: append-only (triggers refuse UPDATE, DELETE and
+        // TRUNCATE), read in insertion order (`position`), one chain (`seq` unique; appends take
+        // an advisory transaction lock, PostgresAuditStore).
+        PostgresMigration(version: 3, statements: [
+            """
+            CREATE TABLE audit_log (
+                position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                seq bigint NOT NULL UNIQUE,
+                at_ms bigint NOT NULL,
+                action text NOT NULL,
+                user_id text,
+                channel_id text,
+                source_address text,
+                record text,
+                outcome text NOT NULL,
+                reason text,
+                previous_hash text NOT NULL,
+                hash text NOT NULL
+            )
+            """,
+            "CREATE INDEX audit_log_at ON audit_log (at_ms)",
+            """
+            CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'insufficient_privilege';
+            END
+            $$
+            """,
+            "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()",
+            "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()",
+        ]),
         // The durable replay log shared by every process: which process runs each answer, and
         // which processes are alive (heartbeats), so that orphaned answers can be recovered.
-        PostgresMigration(version: 10, statements: [
+        PostgresMigration(version: 4, statements: [
             "ALTER TABLE turns ADD COLUMN owner_instance text",
             "CREATE TABLE instances (id text PRIMARY KEY, heartbeat_at timestamptz NOT NULL)",
             // Per-user limits across processes: streaming answers are counted from `messages`,

@@ -40,3 +40,26 @@ func databaseCredentials(_ settings: PostgresSettings, environment: [String: Str
     let cached = AWSCachedCredentials(AWSCredentialChain.standard(environment: environment))
     return { try await cached.credentials().credentials }
 }
+
+/// Runs `body` with the PostgreSQL store of `settings` (migrated) and its pool running, then
+/// stops the pool, whether `body` returns or throws. For tools (`medview keys rotate`,
+/// `medview audit`) that use the database without serving.
+func withPostgresStore<T: Sendable>(_ settings: PostgresSettings, environment: [String: String], logger: Logger, _ body: @escaping @Sendable (PostgresConversationStore) async throws -> T) async throws -> T {
+    let store = try await openPostgresStore(settings, environment: environment, logger: logger)
+    let group = ServiceGroup(configuration: .init(services: [.init(service: store.pool)], logger: logger))
+    return try await withThrowingTaskGroup(of: T?.self) { tasks in
+        tasks.addTask {
+            try await group.run()
+            return nil
+        }
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(store))
+        } catch {
+            result = .failure(error)
+        }
+        await group.triggerGracefulShutdown()
+        while let _ = try await tasks.next() {}
+        return try result.get()
+    }
+}

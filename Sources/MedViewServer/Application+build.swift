@@ -14,15 +14,15 @@ public struct AppDependencies: Sendable {
     /// The model (default: ``ModelFactory`` from `configuration.model`).
     public var model: (any ChatModel)?
     /// The conversation store (default: PostgreSQL when `configuration.database` is set, else the
-    /// SQLite file in the data directory). A store passed in
+    /// SQLite file in the data directory, encrypted unless encryption is off). A store passed in
     /// is still closed when the application stops.
     public var store: (any ConversationStore)?
     /// The token verifier (default: the development issuer in development mode, Cognito in production).
     public var verifier: (any TokenVerifier)?
     /// The clinical checks (default: the bundled ``ClinicalSafetyPolicy``).
     public var safety: (any SafetyPolicy)?
-    /// The audit log's storage (default: `audit.sqlite` in the data directory). It is closed when
-    /// the application stops.
+    /// The audit log's storage (default: the `audit_log` table when the store is on PostgreSQL,
+    /// else `audit.sqlite` in the data directory). It is closed when the application stops.
     public var auditStore: (any AuditStore)?
     public var logger: Logger
     /// Where start-up lines for a person go (the executable prints them).
@@ -105,16 +105,8 @@ public func buildApplication(
     let store: any ConversationStore
     if let given = dependencies.store {
         store = given
-    } else if let database = configuration.database {
-        store = try await openPostgresStore(database, environment: configuration.processEnvironment, logger: logger)
     } else {
-        let sqlite = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
-        do {
-            store = try await configuration.encryption.encrypting(sqlite, dataDirectory: configuration.dataDirectory, environment: configuration.processEnvironment, logger: logger)
-        } catch {
-            try? await sqlite.close()
-            throw StartupError(description: "encryption: \(error)")
-        }
+        store = try await openConversationStore(configuration: configuration, logger: logger)
     }
     let verifier: any TokenVerifier
     do {
@@ -135,7 +127,7 @@ public func buildApplication(
         if let given = dependencies.auditStore {
             auditStore = given
         } else {
-            auditStore = try await SQLiteAuditStore.open(path: SQLiteAuditStore.path(dataDirectory: configuration.dataDirectory), logger: logger)
+            auditStore = try await openAuditStore(configuration: configuration, store: store, logger: logger)
         }
     } catch {
         try? await store.close()
@@ -193,10 +185,11 @@ public func buildApplication(
             await onServerRunning(port)
         }
     )
-    // The audit writer and the store come first so that they stop last: the writer appends what
-    // it was given, the store commits what it accepted, then each closes (the wrapped-key store
-    // of an encrypted store after it).
-    var services: [any Service] = [audit] + storeServices(for: store)
+    // The store and then the audit writer come first so that they stop last: the writer appends
+    // what it was given, then the store commits what it accepted and closes (the wrapped-key
+    // store of an encrypted store after it). On PostgreSQL the audit log shares the store's pool,
+    // which therefore must stop after the writer.
+    var services: [any Service] = storeServices(for: store) + [audit]
     // Answers the store refused are written again; it stops (after one last try) before the store closes.
     services.append(chat.unsaved)
     // The notifier listens before anything follows; the journal and the heartbeat stop (the
@@ -249,7 +242,11 @@ func announceStartup(configuration: ServerConfiguration, port: Int, verifier: an
         }
     }
     announce("  Data: \(configuration.database?.redactedDescription ?? configuration.databasePath)")
-    announce("  Encryption at rest: \(configuration.database == nil ? configuration.encryption.describe(dataDirectory: configuration.dataDirectory) : "not yet for PostgreSQL (use the database's own encryption at rest; docs/ENCRYPTION.md)")")
+    announce("  Encryption at rest: \(configuration.encryption.describe(dataDirectory: configuration.dataDirectory))")
+    if configuration.database != nil, case .local = configuration.encryption.provider {
+        announce("  Every instance sharing this database needs this same master key file (copy it, or point --master-key-file at one place).")
+    }
+    announce("  Audit log: \(configuration.database == nil ? SQLiteAuditStore.path(dataDirectory: configuration.dataDirectory) : "table audit_log of the database")")
 }
 
 /// The Cognito verifier for production, with its keys fetched now. A key set that cannot be

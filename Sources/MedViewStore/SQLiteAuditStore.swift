@@ -45,28 +45,46 @@ public final class SQLiteAuditStore: AuditStore {
     }
 
     public func last() async throws -> (seq: Int64, hash: String)? {
-        try await connection.withConnection("audit.last") { db in
-            let rows = try await db.query("SELECT seq, hash FROM audit_log ORDER BY rowid DESC LIMIT 1", [])
-            guard let row = rows.first, let seq = row.column("seq")?.integer, let hash = row.column("hash")?.string else { return nil }
-            return (Int64(seq), hash)
-        }
+        try await connection.withConnection("audit.last") { db in try await Self.last(on: db) }
     }
 
     public func append(_ entries: [AuditEntry]) async throws {
         guard !entries.isEmpty else { return }
         try await connection.transaction("audit.append") { db in
-            for entry in entries {
-                let e = entry.event
-                func optional(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
-                _ = try await db.query(
-                    "INSERT INTO audit_log (seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        .integer(Int(entry.seq)), .integer(Int((e.at.timeIntervalSince1970 * 1000).rounded())), .text(e.action.rawValue),
-                        optional(e.userId), optional(e.channelId), optional(e.sourceAddress), optional(e.record),
-                        .text(e.outcome.rawValue), optional(e.reason), .text(entry.previousHash), .text(entry.hash),
-                    ]
-                )
-            }
+            try await Self.insert(entries, on: db)
+        }
+    }
+
+    /// Reads the last entry and appends after it in one `BEGIN IMMEDIATE` transaction, so another
+    /// process writing the same file (`medview keys rotate` beside a server) cannot fork the chain.
+    @discardableResult
+    public func appendChained(_ events: [AuditEvent]) async throws -> [AuditEntry] {
+        guard !events.isEmpty else { return [] }
+        return try await connection.transaction("audit.append") { db in
+            let entries = AuditChain.entries(after: try await Self.last(on: db), events: events)
+            try await Self.insert(entries, on: db)
+            return entries
+        }
+    }
+
+    private static func last(on db: SQLiteConnection) async throws -> (seq: Int64, hash: String)? {
+        let rows = try await db.query("SELECT seq, hash FROM audit_log ORDER BY rowid DESC LIMIT 1", [])
+        guard let row = rows.first, let seq = row.column("seq")?.integer, let hash = row.column("hash")?.string else { return nil }
+        return (Int64(seq), hash)
+    }
+
+    private static func insert(_ entries: [AuditEntry], on db: SQLiteConnection) async throws {
+        for entry in entries {
+            let e = entry.event
+            func optional(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+            _ = try await db.query(
+                "INSERT INTO audit_log (seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    .integer(Int(entry.seq)), .integer(Int((e.at.timeIntervalSince1970 * 1000).rounded())), .text(e.action.rawValue),
+                    optional(e.userId), optional(e.channelId), optional(e.sourceAddress), optional(e.record),
+                    .text(e.outcome.rawValue), optional(e.reason), .text(entry.previousHash), .text(entry.hash),
+                ]
+            )
         }
     }
 

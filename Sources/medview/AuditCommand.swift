@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import MedViewCore
-import MedViewStore
+import MedViewServer
 
 /// `medview audit`: check and read the audit trail.
 struct AuditCommand: AsyncParsableCommand {
@@ -13,18 +13,26 @@ struct AuditCommand: AsyncParsableCommand {
     )
 
     struct Options: ParsableArguments {
-        @Option(name: .customLong("data-dir"), help: "Data directory holding audit.sqlite. [env: MEDVIEW_DATA_DIR] (default: ./data)")
+        @Option(name: .customLong("data-dir"), help: "Data directory holding audit.sqlite (without --database-url). [env: MEDVIEW_DATA_DIR] (default: ./data)")
         var dataDir: String?
+        @OptionGroup var database: DatabaseOptions
 
-        var path: String {
-            SQLiteAuditStore.path(dataDirectory: dataDir ?? ProcessInfo.processInfo.environment["MEDVIEW_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data")
-        }
-
-        func open() async throws -> SQLiteAuditStore {
-            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("No audit log at \(path).") }
+        /// The stored entries (from the PostgreSQL table audit_log with --database-url, else audit.sqlite).
+        func entries(since: Date?) async throws -> [AuditEntry] {
+            var arguments = ServeArguments()
+            arguments.dataDirectory = dataDir
+            arguments.logLevel = "error"
+            database.apply(to: &arguments)
+            let configuration = try resolveConfiguration(arguments)
             var logger = Logger(label: "medview.audit")
             logger.logLevel = .error
-            return try await SQLiteAuditStore.open(path: path, logger: logger)
+            do {
+                return try await readAuditLog(configuration: configuration, since: since, logger: logger)
+            } catch let error as OperatorToolError {
+                throw ValidationError(error.description)
+            } catch let error as StartupError {
+                throw ValidationError(error.description)
+            }
         }
     }
 
@@ -37,9 +45,7 @@ struct AuditCommand: AsyncParsableCommand {
         @OptionGroup var options: Options
 
         func run() async throws {
-            let store = try await options.open()
-            let entries = try await store.entries(since: nil)
-            try await store.close()
+            let entries = try await options.entries(since: nil)
             let verdict = AuditChain.verify(entries)
             print(verdict.description)
             if case .intact = verdict { return }
@@ -60,9 +66,7 @@ struct AuditCommand: AsyncParsableCommand {
                 guard let date = ISO8601DateFormatter().date(from: since) else { throw ValidationError("--since must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z.") }
                 start = date
             }
-            let store = try await options.open()
-            let entries = try await store.entries(since: start)
-            try await store.close()
+            let entries = try await options.entries(since: start)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             encoder.dateEncodingStrategy = .iso8601

@@ -18,8 +18,10 @@ struct KeysCommand: AsyncParsableCommand {
             discussion: """
                 Local provider: --new-master-key first adds a new master key to the key file and makes \
                 it current. KMS: set --kms-key-id to the new key; data keys wrapped by the old one are \
-                decrypted with it and encrypted under the new one. Safe to run while servers run and \
-                to run again.
+                decrypted with it and encrypted under the new one. With --database-url the keys are \
+                those of the PostgreSQL database (table data_keys), else keys.sqlite in the data \
+                directory. The rotation is recorded in the same deployment's audit log. Safe to run \
+                while servers run and to run again.
                 """
         )
 
@@ -33,6 +35,7 @@ struct KeysCommand: AsyncParsableCommand {
         var kmsKeyId: String?
         @Flag(name: .customLong("new-master-key"), help: "Local provider: add a new master key and make it current before re-wrapping.")
         var newMasterKey = false
+        @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
             var arguments = ServeArguments()
@@ -40,35 +43,26 @@ struct KeysCommand: AsyncParsableCommand {
             arguments.keyProvider = keyProvider
             arguments.masterKeyFile = masterKeyFile
             arguments.kmsKeyId = kmsKeyId
-            let environment = ProcessInfo.processInfo.environment
-            let configuration: ServerConfiguration
-            do {
-                configuration = try ServerConfiguration.resolve(arguments: arguments, environment: environment)
-            } catch {
-                throw ValidationError(error.description)
+            database.apply(to: &arguments)
+            let configuration = try resolveConfiguration(arguments)
+            if let file = configuration.encryption.masterKeyFile(dataDirectory: configuration.dataDirectory), !FileManager.default.fileExists(atPath: file) {
+                throw ValidationError(OperatorToolError.masterKeyFileMissing(path: file).description)
             }
-            let settings = configuration.encryption
             if newMasterKey {
-                guard let file = settings.masterKeyFile(dataDirectory: configuration.dataDirectory) else {
+                guard let file = configuration.encryption.masterKeyFile(dataDirectory: configuration.dataDirectory) else {
                     throw ValidationError("--new-master-key is for the local key provider; for KMS pass the new key as --kms-key-id.")
                 }
                 _ = try LocalKeyProvider.load(path: file)
                 let id = try LocalKeyProvider.addMasterKey(path: file)
                 printLine("New current master key \(id) in \(file).")
             }
-            guard let provider = try settings.makeKeyProvider(dataDirectory: configuration.dataDirectory, environment: environment) else {
-                throw ValidationError("Encryption is off: there are no keys to rotate.")
-            }
-            let keys = try await SQLiteDataKeyStore.open(
-                path: EncryptionSettings.keyDatabasePath(dataDirectory: configuration.dataDirectory), logger: Logger(label: "medview.keys")
-            )
             do {
-                let report = try await KeyRotation.rotate(keyStore: keys, provider: provider)
-                try await keys.close()
-                printLine("Re-wrapped \(report.rewrapped) data key(s) under \(provider.name) master key \(provider.currentMasterKeyId); \(report.skipped) changed meanwhile and were skipped.")
-            } catch {
-                try? await keys.close()
-                throw ValidationError("rotation stopped: \(error) (keys re-wrapped so far stay re-wrapped; run again once the cause is fixed)")
+                let done = try await rotateDataKeys(configuration: configuration, actor: ProcessInfo.processInfo.userName, logger: Logger(label: "medview.keys"))
+                printLine("Re-wrapped \(done.report.rewrapped) data key(s) under \(done.provider) master key \(done.masterKeyId); \(done.report.skipped) changed meanwhile and were skipped.")
+            } catch let error as OperatorToolError {
+                throw ValidationError(error.description)
+            } catch let error as StartupError {
+                throw ValidationError(error.description)
             }
         }
     }

@@ -6,6 +6,7 @@ import MedViewModels
 import MedViewPostgres
 import MedViewProtocol
 import MedViewServer
+import MedViewStore
 import NIOCore
 import Testing
 
@@ -52,6 +53,68 @@ struct PostgresServerTests {
                 guard case .ack(let ack) = again.first else { Issue.record("expected ack"); return }
                 #expect(ack.duplicate == true && ack.streamId == streamId)
             }
+        }
+    }
+
+    @Test("on PostgreSQL the server encrypts by default and audits into the database; keys rotate and the audit log verifies against it")
+    func encryptedAndAuditedOnPostgres() async throws {
+        try await withDatabase { settings in
+            let directory = NSTemporaryDirectory() + "medview-pg-" + UUID().uuidString
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let http = HTTPTests()
+            let question = "Is grapefruit safe with my felodipine for hypertension?"
+            let model = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(1), reply: "Grapefruit raises felodipine levels; ask your pharmacist."))
+            let conversation = try await LiveServer.with(dataDirectory: directory, model: model, configure: { $0.database = settings }) { server in
+                let encrypted = try #require(server.chat.store as? EncryptedConversationStore)
+                #expect(encrypted.base is PostgresConversationStore)
+                let conversation = try await http.createConversation(server, user: "alice")
+                #expect(String(buffer: try await http.sse(server, conversation: conversation, user: "alice", id: "m1", text: question).body).contains("pharmacist"))
+                let messages = json(try await server.request("/v1/conversations/\(conversation)/messages", user: "alice"))["messages"] as? [[String: Any]]
+                #expect(messages?.first?["text"] as? String == question)
+                // What PostgreSQL holds is ciphertext.
+                let stored = try await encrypted.base.messages(conversationId: conversation, userId: "alice")
+                #expect(stored.count == 2 && stored.allSatisfy { $0.text.hasPrefix("ev1:") })
+                return conversation
+            }
+            var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory)
+            configuration.database = settings
+            let logger = Logger(label: "test")
+            let entries = try await readAuditLog(configuration: configuration, since: nil, logger: logger)
+            #expect(AuditChain.verify(entries) == .intact(count: entries.count))
+            #expect(entries.contains { $0.event.action == .messageSent && $0.event.userId == "alice" && $0.event.record == conversation })
+            #expect(!FileManager.default.fileExists(atPath: directory + "/audit.sqlite"), "the audit log is in the database, not a per-task file")
+
+            // A new master key and `keys rotate` against the database; the rotation is audited.
+            let oldMaster = try LocalKeyProvider.load(path: directory + "/master.key").currentMasterKeyId
+            let newMaster = try LocalKeyProvider.addMasterKey(path: directory + "/master.key")
+            let summary = try await rotateDataKeys(configuration: configuration, actor: "ops", logger: logger)
+            #expect(summary.report == .init(rewrapped: 1, skipped: 0) && summary.masterKeyId == newMaster)
+            let after = try await readAuditLog(configuration: configuration, since: nil, logger: logger)
+            #expect(AuditChain.verify(after) == .intact(count: entries.count + 1))
+            let rotation = try #require(after.last?.event)
+            #expect(rotation.action == .keysRotated && rotation.outcome == .success && rotation.userId == "operator:ops" && rotation.record == "master_key:\(newMaster)")
+            #expect(oldMaster != newMaster)
+
+            // The server reads the old conversation through the re-wrapped key.
+            try await LiveServer.with(dataDirectory: directory, model: model, configure: { $0.database = settings }) { server in
+                let messages = json(try await server.request("/v1/conversations/\(conversation)/messages", user: "alice"))["messages"] as? [[String: Any]]
+                #expect(messages?.first?["text"] as? String == question)
+            }
+            #expect(try await readAuditLog(configuration: configuration, since: nil, logger: logger).count > entries.count + 1)
+
+            // A rotation that stops (a key file that cannot open the database's keys) is audited as failed.
+            var wrongKeys = configuration
+            wrongKeys.encryption = EncryptionSettings(provider: .local(masterKeyFile: directory + "/other.key"))
+            _ = try LocalKeyProvider.load(path: directory + "/other.key")
+            await #expect(throws: OperatorToolError.self) { try await rotateDataKeys(configuration: wrongKeys, actor: "ops", logger: logger) }
+            let failed = try #require(try await readAuditLog(configuration: configuration, since: nil, logger: logger).last?.event)
+            #expect(failed.action == .keysRotated && failed.outcome == .failed && failed.reason == "unwrap_failed")
+            // A missing key file is refused before anything is done (rotation never creates one).
+            wrongKeys.encryption = EncryptionSettings(provider: .local(masterKeyFile: directory + "/missing.key"))
+            await #expect(throws: OperatorToolError.masterKeyFileMissing(path: directory + "/missing.key")) {
+                try await rotateDataKeys(configuration: wrongKeys, actor: "ops", logger: logger)
+            }
+            #expect(!FileManager.default.fileExists(atPath: directory + "/missing.key"))
         }
     }
 

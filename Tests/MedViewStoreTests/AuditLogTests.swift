@@ -103,6 +103,25 @@ actor StalledAuditStore: AuditStore {
         #expect(try await verify(path) == .inserted(seq: 3))
     }
 
+    @Test("two processes appending to one audit file (a server and `keys rotate`) keep one chain")
+    func twoWritersOneFile() async throws {
+        let path = temporaryPath()
+        let first = try await SQLiteAuditStore.open(path: path, logger: logger)
+        let second = try await SQLiteAuditStore.open(path: path, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for store in [first, second] {
+                group.addTask {
+                    for round in 0..<20 { try await store.appendChained(self.events(3, start: Date(timeIntervalSince1970: 1_800_000_000 + Double(round)))) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let entries = try await first.entries(since: nil)
+        try await first.close()
+        try await second.close()
+        #expect(AuditChain.verify(entries) == .intact(count: 120))
+    }
+
     @Test("export since a time gives the later entries")
     func exportSince() async throws {
         let path = temporaryPath()

@@ -7,6 +7,7 @@ test uses a schema of its own and drops it afterwards.
 from __future__ import annotations
 
 import os
+import json
 import queue
 import re
 import shutil
@@ -150,6 +151,17 @@ def test_two_servers_share_one_database(schema_url, tmp_path):
         a.stop()
         b.stop()
     assert a.process.returncode == 0 and b.process.returncode == 0
+    # Both processes audited into one table: one chain, intact, with both servers' entries.
+    verify = subprocess.run([str(medview_binary()), "audit", "verify", "--database-url", schema_url],
+                            capture_output=True, text=True, timeout=120, env=_child_environment(), stdin=subprocess.DEVNULL)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.startswith("intact:"), verify.stdout
+    exported = subprocess.run([str(medview_binary()), "audit", "export", "--database-url", schema_url],
+                              capture_output=True, text=True, timeout=120, env=_child_environment(), stdin=subprocess.DEVNULL)
+    assert exported.returncode == 0, exported.stderr
+    actions = [json.loads(line)["event"]["action"] for line in exported.stdout.splitlines()]
+    assert "conversation.deleted" in actions and "message.sent" in actions
+    assert not (tmp_path / "audit.sqlite").exists()
 
 
 def test_serve_refuses_an_unreachable_database(tmp_path):

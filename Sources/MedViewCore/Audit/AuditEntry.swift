@@ -32,6 +32,19 @@ public enum AuditChain {
         return AuditEntry(seq: seq, event: event, previousHash: previousHash, hash: hash(seq: seq, event: event, previousHash: previousHash))
     }
 
+    /// The entries that record `events`, in order, following `previous` (or starting the chain).
+    public static func entries(after previous: (seq: Int64, hash: String)?, events: [AuditEvent]) -> [AuditEntry] {
+        var previous = previous
+        var entries: [AuditEntry] = []
+        entries.reserveCapacity(events.count)
+        for event in events {
+            let entry = entry(after: previous, event: event)
+            entries.append(entry)
+            previous = (entry.seq, entry.hash)
+        }
+        return entries
+    }
+
     /// The hash an entry with these contents must carry.
     public static func hash(seq: Int64, event: AuditEvent, previousHash: String) -> String {
         // A fixed, unambiguous form: each field on its own line, escaped, times in milliseconds.

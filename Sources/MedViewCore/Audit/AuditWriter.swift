@@ -4,8 +4,9 @@ import Synchronization
 
 /// The audit trail's writer: edges ``record(_:)`` events without waiting (a bounded buffer in
 /// memory), and the writer, a `Service`, chains and appends them to the ``AuditStore`` in
-/// batches. On graceful shutdown it writes what it holds, then closes the store. Put it first in
-/// the service group so that it stops last, after every service that records.
+/// batches. On graceful shutdown it writes what it holds, then closes the store. Put it in the
+/// service group before every service that records (and after any service its store needs, such
+/// as a shared database pool), so that it stops after the former and before the latter.
 ///
 /// If the store fails, the batch stays buffered and is retried; if the buffer is full, the event
 /// is counted as dropped and logged (never the event's contents).
@@ -50,10 +51,9 @@ public final class AuditWriter: AuditSink, Service, Sendable {
     /// Writes buffered events until graceful shutdown, then writes the rest and closes the store.
     /// Appends are never cancelled half-way: shutdown only ends the wait for more events.
     public func run() async throws {
-        var last = try await store.last()
         try await withGracefulShutdownHandler {
             while !Task.isCancelled, await self.waitForEvents() {
-                last = await self.writeBuffered(after: last)
+                await self.writeBuffered()
             }
         } onGracefulShutdown: {
             self.state.withLock { s -> CheckedContinuation<Void, Never>? in
@@ -64,7 +64,7 @@ public final class AuditWriter: AuditSink, Service, Sendable {
         }
         var attempts = 0
         while !Task.isCancelled, state.withLock({ !$0.pending.isEmpty }), attempts < 5 {
-            last = await writeBuffered(after: last)
+            await writeBuffered()
             attempts += 1
         }
         let lost = state.withLock { $0.pending.count + $0.dropped }
@@ -94,26 +94,18 @@ public final class AuditWriter: AuditSink, Service, Sendable {
         return state.withLock { !$0.closed } && !Task.isCancelled
     }
 
-    /// Chains and appends what is buffered; on failure keeps it buffered and waits a little.
-    private func writeBuffered(after last: (seq: Int64, hash: String)?) async -> (seq: Int64, hash: String)? {
+    /// Appends what is buffered, chained by the store after its last entry (so writers in other
+    /// processes sharing the log interleave whole batches, never break the chain); on failure
+    /// keeps it buffered and waits a little.
+    private func writeBuffered() async {
         let batch = state.withLock { s in Array(s.pending.prefix(1000)) }
-        guard !batch.isEmpty else { return last }
-        var previous = last
-        var entries: [AuditEntry] = []
-        entries.reserveCapacity(batch.count)
-        for event in batch {
-            let entry = AuditChain.entry(after: previous, event: event)
-            entries.append(entry)
-            previous = (entry.seq, entry.hash)
-        }
+        guard !batch.isEmpty else { return }
         do {
-            try await store.append(entries)
+            try await store.appendChained(batch)
             state.withLock { $0.pending.removeFirst(batch.count) }
-            return previous
         } catch {
             logger.info("audit.append.failed", metadata: ["audit.events": "\(batch.count)", "error.type": "\(type(of: error))"])
             try? await Task.sleep(for: retryDelay)
-            return last
         }
     }
 }

@@ -53,9 +53,17 @@ public struct EncryptionSettings: Sendable, Equatable {
     /// `base` wrapped in an ``EncryptedConversationStore`` whose keys live in the data directory's
     /// key database; `base` itself when encryption is off.
     public func encrypting(_ base: any ConversationStore, dataDirectory: String, environment: [String: String], logger: Logger) async throws -> any ConversationStore {
+        try await encrypting(base, dataDirectory: dataDirectory, environment: environment) {
+            try await SQLiteDataKeyStore.open(path: Self.keyDatabasePath(dataDirectory: dataDirectory), logger: logger)
+        }
+    }
+
+    /// `base` wrapped in an ``EncryptedConversationStore`` whose keys live in the key store
+    /// `openKeyStore` opens (called only when encryption is on); `base` itself when encryption is
+    /// off. The one place that decides whether a store is encrypted, whichever store it is.
+    public func encrypting(_ base: any ConversationStore, dataDirectory: String, environment: [String: String], openKeyStore: () async throws -> any DataKeyStore) async throws -> any ConversationStore {
         guard let provider = try makeKeyProvider(dataDirectory: dataDirectory, environment: environment) else { return base }
-        let keys = try await SQLiteDataKeyStore.open(path: Self.keyDatabasePath(dataDirectory: dataDirectory), logger: logger)
-        return EncryptedConversationStore(base: base, ring: DataKeyRing(provider: provider, keyStore: keys))
+        return EncryptedConversationStore(base: base, ring: DataKeyRing(provider: provider, keyStore: try await openKeyStore()))
     }
 
     /// A line for the start-up announcement.
