@@ -124,6 +124,7 @@ NOT_STORES = {
     "AWS::ECS::Cluster", "AWS::ECS::TaskDefinition", "AWS::ECS::Service", "AWS::IAM::Role", "AWS::IAM::Policy",
     "AWS::ApplicationAutoScaling::ScalableTarget", "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
+    "AWS::Lambda::Function", "AWS::CloudFormation::CustomResource",
 }
 
 
@@ -363,6 +364,15 @@ def test_two_or_more_tasks_across_zones_with_autoscaling_and_rollback():
     assert target["MinCapacity"] == {"Ref": "DesiredCount"} and target["MaxCapacity"] == {"Ref": "MaxCount"}
     assert len(resources_of("AWS::ApplicationAutoScaling::ScalingPolicy")) >= 1
     assert len(resources_of("AWS::RDS::DBInstance")) >= 2, "a writer and a failover reader"
+
+
+def test_the_service_starts_only_once_its_database_user_exists():
+    setup = props("DatabaseUserSetup")
+    assert setup["User"] == {"Ref": "DatabaseUser"} and setup["Database"] == {"Ref": "DatabaseName"}
+    assert "DatabaseUserSetup" in RESOURCES["Service"]["DependsOn"]
+    code = props("DatabaseUserFunction")["Code"]["ZipFile"]
+    assert "GRANT rds_iam TO {user}" in code and "OWNER TO {user}" in code
+    assert props("DatabaseCluster")["EnableHttpEndpoint"] == {"Fn::If": ["DataApiOn", True, False]}
 
 
 def test_aurora_serverless_v2_with_iam_authentication():
