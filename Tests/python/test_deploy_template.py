@@ -541,3 +541,13 @@ def test_prometheus_rules_read_only_documented_metrics():
     used = set(re.findall(r"\b(medview_[a-z_]+?)(?:_bucket|_count|_sum)?\b[{\[]", text))
     documented = set(re.findall(r"`(medview_[a-z_]+)`", METRICS_DOC.read_text(encoding="utf-8")))
     assert used and used <= documented, f"not in docs/METRICS.md: {used - documented}"
+
+
+def test_availability_doc_states_the_templates_timings():
+    text = (REPO / "docs" / "AVAILABILITY.md").read_text(encoding="utf-8")
+    grace = mapping("Timing", "App", "ShutdownGraceSeconds")
+    delay = target_group_attribute("deregistration_delay.timeout_seconds")
+    stop = int(resolve(container()["StopTimeout"]))
+    idle = load_balancer_attribute("idle_timeout.timeout_seconds")
+    assert f"deregistration delay {delay} s, app grace {grace} s, stop timeout {stop} s" in text
+    assert f"idle timeout {idle} s" in text
