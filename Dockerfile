@@ -16,6 +16,10 @@ ARG RDS_CA_BUNDLE_URL=https://truststore.pki.rds.amazonaws.com/global/global-bun
 FROM swift:${SWIFT_VERSION}-bookworm AS build
 ARG INCLUDE_LOCAL_MODEL=0
 WORKDIR /src
+COPY deploy/image/build-packages.txt /tmp/build-packages.txt
+RUN apt-get update -qq \
+ && grep -v '^#' /tmp/build-packages.txt | xargs apt-get install -y -qq --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/*
 COPY Package.swift Package.resolved* ./
 COPY Sources ./Sources
 # SwiftPM checks every declared target's folder, test targets included (nothing in them is built).

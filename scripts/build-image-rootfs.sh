@@ -73,6 +73,17 @@ rootfs="$out/rootfs"
 started=$(date +%s)
 
 echo "== image build ($configuration, scratch path $scratch): deploy/image/build.sh"
+# The build stage's packages (deploy/image/build-packages.txt), installed when missing.
+missing=()
+for package in $(grep -v '^#' deploy/image/build-packages.txt); do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 bin="$(deploy/image/build.sh "$configuration" "$scratch")"
 echo "   built in $(( $(date +%s) - started )) s: $bin/medview"
 

@@ -75,6 +75,7 @@ def test_the_build_flags_portable_static_one_product():
     flags = shlex.split(build.split(">&2")[0])
     assert flags[:2] == ["swift", "build"]
     assert "--static-swift-stdlib" in flags
+    assert flags[flags.index("-Xlinker") + 1] == "-lcurl"
     assert flags[flags.index("--product") + 1] == "medview"
     assert flags[flags.index("-c") + 1] == '$configuration'
     assert re.search(r"^export MEDVIEW_PORTABLE=1$", BUILD_STEP, re.M)
@@ -114,6 +115,13 @@ def test_the_image_carries_no_model_file_unless_asked():
     assert re.search(r"^ARG INCLUDE_LOCAL_MODEL=0$", DOCKERFILE, re.M)
     assert re.search(r'if \[ "\$\{INCLUDE_LOCAL_MODEL:-0\}" = 1 \]', STAGE_STEP)
     assert "model fetch" in STAGE_STEP
+
+
+def test_build_packages_come_from_the_shared_list():
+    instructions = dockerfile_instructions()
+    assert ("COPY", "deploy/image/build-packages.txt /tmp/build-packages.txt") in instructions
+    assert "xargs apt-get install" in build_stage_runs()
+    assert "deploy/image/build-packages.txt" in SCRIPT.read_text(encoding="utf-8")
 
 
 def test_runtime_packages_come_from_the_shared_list():

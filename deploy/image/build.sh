@@ -19,5 +19,7 @@ export MEDVIEW_PORTABLE=1
 #   --product medview          the one executable; no tests, no benchmarks of their own
 #   --static-swift-stdlib      the Swift runtime and Foundation linked in: the runtime stage
 #                              needs only Debian's C libraries (deploy/image/runtime-packages.txt)
-swift build -c "$configuration" --scratch-path "$scratch" --product medview --static-swift-stdlib >&2
+#   -Xlinker -lcurl            the static FoundationNetworking calls libcurl, which the toolchain's
+#                              static-stdlib link arguments do not name (deploy/image/build-packages.txt)
+swift build -c "$configuration" --scratch-path "$scratch" --product medview --static-swift-stdlib -Xlinker -lcurl >&2
 swift build -c "$configuration" --scratch-path "$scratch" --show-bin-path
