@@ -551,3 +551,14 @@ def test_availability_doc_states_the_templates_timings():
     idle = load_balancer_attribute("idle_timeout.timeout_seconds")
     assert f"deregistration delay {delay} s, app grace {grace} s, stop timeout {stop} s" in text
     assert f"idle timeout {idle} s" in text
+
+
+def test_dashboard_body_is_json_once_substituted():
+    import json
+
+    body = props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
+    rendered = re.sub(r"\$\{[A-Za-z:.]+\}", "x", body)
+    dashboard = json.loads(rendered)
+    titles = [w["properties"]["title"] for w in dashboard["widgets"]]
+    for wanted in ["Open connections", "Time to first chunk", "Chunk delivery", "Connection failures", "Stream errors by code", "Alarms"]:
+        assert any(t.startswith(wanted) for t in titles), wanted
