@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the Swift suites, then the Python real-client suite against the same build.
+# Runs every test: the Prometheus rule tests, the Swift suites, the container image build (debug
+# variant), then the Python suites (real clients, browser, the CloudFormation template) against the same build.
 # Builds once (debug) and reuses the build for both. A throwaway PostgreSQL cluster
 # (scripts/throwaway-postgres.sh) serves both through MEDVIEW_TEST_DATABASE_URL.
 set -euo pipefail
@@ -8,15 +9,24 @@ cd "$(dirname "$0")/.."
 echo "== installing Python test packages"
 python3 -m pip install -q --disable-pip-version-check -r Tests/python/requirements.txt
 
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
 echo "== installing the browser-test tools (Chromium, chromedriver, Selenium)"
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -r Tests/python/requirements-browser.txt
 python3 -m pip install -q --disable-pip-version-check --no-deps selenium==4.52.0
+
+echo "== Prometheus alert rules: promtool check, and unit tests that each alert fires and clears"
+if ! command -v promtool >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
 
 echo "== building (debug, with tests)"
 swift build --build-tests
@@ -33,5 +43,16 @@ throwaway_postgres_start
 echo "== Swift tests (the store conformance suite runs on SQLite, in memory and on PostgreSQL)"
 swift test --skip-build
 
-echo "== Python real-client and browser tests against .build/debug/medview"
+# The Dockerfile's build, as a script (no container engine here): debug variant, own scratch
+# folder; it runs the assembled image as uid 10001 and checks /healthz and one answer. Why debug
+# and not release in CI: docs/DEPLOY.md, "The image in CI". MEDVIEW_SKIP_IMAGE_BUILD=1 skips it
+# outside CI, for quick local runs.
+if [ "${MEDVIEW_SKIP_IMAGE_BUILD:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+  echo "== container image: skipped (MEDVIEW_SKIP_IMAGE_BUILD=1)"
+else
+  echo "== container image: scripts/build-image-rootfs.sh --debug"
+  bash scripts/build-image-rootfs.sh --debug
+fi
+
+echo "== Python tests (real clients, browser, deploy template with cfn-lint, image build sync) against .build/debug/medview"
 MEDVIEW_BIN="$(swift build --show-bin-path)/medview" python3 -m pytest -q Tests/python
