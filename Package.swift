@@ -178,6 +178,10 @@ let package = Package(
             dependencies: [
                 "MedViewProtocol",
                 "MedViewServer",
+                "MedViewCore",
+                "MedViewStore",
+                "MedViewPostgres",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "MedViewAWS",
                 "MedViewModels",
                 "MedViewLocalModel",
@@ -200,7 +204,6 @@ let package = Package(
                 "MedViewStandIns",
                 "MedViewLocalModel",
                 "MedViewCore",
-                "MedViewStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

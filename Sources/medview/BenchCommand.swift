@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: the live server (default), the event-stream decoder, the Bedrock and SSE providers, the local model, the safety pass.",
-        subcommands: [Server.self, EventStream.self, Bedrock.self, SSE.self, LocalModel.self, Safety.self],
+        subcommands: [Server.self, Store.self, EventStream.self, Bedrock.self, SSE.self, LocalModel.self, Safety.self],
         defaultSubcommand: Server.self
     )
 
@@ -32,6 +32,29 @@ struct BenchCommand: AsyncParsableCommand {
             let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
             let resolved = FileManager.default.isExecutableFile(atPath: executable) ? executable : (Bundle.main.executablePath ?? executable)
             try await Benchmark(executable: resolved, concurrentStreams: streams, rounds: rounds, idleConnectionSteps: steps, print: printLine).run()
+        }
+    }
+
+    struct Store: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The cost of the durable replay log and of encryption, on SQLite and PostgreSQL.",
+            discussion: "Runs the server's application in-process (scripted model at zero delay) with each of: nothing, the durable log, encryption, both; prints streams per second and the server-added time to first chunk at 1 and N concurrent answers, and the cost of both as a ratio."
+        )
+
+        @Option(name: .customLong("database-url"), help: "A PostgreSQL database to measure too (a schema is created and dropped). [env: MEDVIEW_DATABASE_URL]")
+        var databaseUrl: String?
+        @Option(help: "Answers one at a time, per configuration.")
+        var sequential: Int = 300
+        @Option(help: "Answers at once in the concurrent phase.")
+        var concurrent: Int = 200
+        @Option(help: "Rounds of the concurrent phase.")
+        var rounds: Int = 5
+        @Option(help: "Runs of every configuration (alternating); the best is printed.")
+        var repeats: Int = 2
+
+        func run() async throws {
+            let url = databaseUrl ?? ProcessInfo.processInfo.environment["MEDVIEW_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+            try await StoreBenchmark(databaseURL: url, sequential: sequential, concurrent: concurrent, rounds: rounds, repeats: repeats, print: printLine).run()
         }
     }
 
