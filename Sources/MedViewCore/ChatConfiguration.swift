@@ -23,6 +23,9 @@ public struct ChatConfiguration: Sendable {
     public var usageLimits: UsageLimits?
     /// How often answers whose ending the store refused are written again.
     public var storeRetryInterval: Duration
+    /// Most earlier messages read for a new answer's context (the token budget then decides how
+    /// many are sent): a bound, so a message costs the same however long the conversation is.
+    public var contextWindowMessages: Int = 100
 
     public init(
         systemPrompt: String = ChatConfiguration.defaultSystemPrompt,

@@ -91,6 +91,7 @@ public final class ChatService: Sendable {
             safety: safety,
             contextBuilder: ContextBuilder(systemPrompt: configuration.systemPrompt, budgetTokens: configuration.contextBudgetTokens, maxOutputTokens: configuration.maxOutputTokens, temperature: configuration.temperature),
             chunking: configuration.chunking,
+            contextWindowMessages: configuration.contextWindowMessages,
             registry: registry,
             unsaved: unsaved,
             limiter: limiter,

@@ -116,6 +116,23 @@ public struct StreamAppend: Sendable, Equatable {
     }
 }
 
+/// What a new answer reads of its conversation: the latest messages and the saved safety state.
+public struct ConversationContext: Sendable, Equatable {
+    /// The latest messages, oldest first (at most the limit asked).
+    public var messages: [StoredMessage]
+    /// Whether the conversation has older messages than these.
+    public var hasOlder: Bool
+    /// The safety state saved with ``ConversationStore/saveSafetyState(conversationId:userId:state:)``
+    /// (the medication context, JSON), or `nil` if none was saved.
+    public var safetyState: String?
+
+    public init(messages: [StoredMessage], hasOlder: Bool, safetyState: String?) {
+        self.messages = messages
+        self.hasOlder = hasOlder
+        self.safetyState = safetyState
+    }
+}
+
 /// The persisted part of a stream's replay log after a sequence number, and where the answer stands.
 public struct StreamEventsPage: Sendable, Equatable {
     public var conversationId: String

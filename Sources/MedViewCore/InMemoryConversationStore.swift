@@ -30,6 +30,7 @@ public final class InMemoryConversationStore: ConversationStore {
         var nextOrder = 0
         var isClosed = false
         var heartbeats: [String: Date] = [:]
+        var safetyStates: [String: String] = [:]
     }
 
     private let state = Mutex(State())
@@ -81,6 +82,7 @@ public final class InMemoryConversationStore: ConversationStore {
         try withOpenState { state in
             guard let entry = state.conversations[id], entry.value.userId == userId else { return false }
             state.conversations[id] = nil
+            state.safetyStates[id] = nil
             for streamId in state.streamsByConversation.removeValue(forKey: id) ?? [] {
                 guard let turn = state.turns.removeValue(forKey: streamId) else { continue }
                 state.streamByClientKey[ClientKey(userId: turn.userId, clientMessageId: turn.clientMessageId)] = nil
@@ -182,6 +184,22 @@ public final class InMemoryConversationStore: ConversationStore {
     public func turn(clientMessageId: String, userId: String) async throws -> Turn? {
         try withOpenState { state in
             state.streamByClientKey[ClientKey(userId: userId, clientMessageId: clientMessageId)].flatMap { state.turns[$0] }
+        }
+    }
+
+    /// The latest `limit` messages and the saved safety state.
+    public func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? {
+        guard try await conversation(id: conversationId, userId: userId) != nil else { return nil }
+        let all = try await messages(conversationId: conversationId, userId: userId)
+        let state = try withOpenState { $0.safetyStates[conversationId] }
+        return ConversationContext(messages: Array(all.suffix(max(0, limit))), hasOlder: all.count > limit, safetyState: state)
+    }
+
+    /// Saves the conversation's safety state.
+    public func saveSafetyState(conversationId: String, userId: String, state: String) async throws {
+        try withOpenState { s in
+            guard let entry = s.conversations[conversationId], entry.value.userId == userId else { return }
+            s.safetyStates[conversationId] = state
         }
     }
 

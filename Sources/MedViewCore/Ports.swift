@@ -17,6 +17,12 @@ public protocol ConversationStore: Sendable {
     func deleteConversation(id: String, userId: String) async throws -> Bool
     /// The conversation's messages in the order they were written; empty if it is not the user's.
     func messages(conversationId: String, userId: String) async throws -> [StoredMessage]
+    /// The conversation's latest `limit` messages (oldest first) and its safety state, in one
+    /// read whose cost does not grow with the conversation; `nil` if it is not the user's.
+    func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext?
+    /// Saves the conversation's safety state (PHI: it names the patient's medicines); does
+    /// nothing if the conversation is not the user's.
+    func saveSafetyState(conversationId: String, userId: String, state: String) async throws
 
     /// Atomically stores a new turn: the conversation (when `newConversation` is given), the user
     /// message (status complete) and the assistant message (status streaming, empty text), and

@@ -10,6 +10,10 @@ public protocol SafetyPolicy: Sendable {
     func assessEmergency(_ text: String) -> EmergencyAssessment?
     /// Interaction warnings for `text`, given the conversation's earlier patient messages (oldest first).
     func checkMedications(history: [String], text: String) -> [InteractionWarning]
+    /// The warnings for `text` given the conversation's medication context so far, and the
+    /// context with `text` taken in (kept per conversation, so a new message costs the same
+    /// however long the conversation is).
+    func checkMedications(context: MedicationContext, text: String) -> (warnings: [InteractionWarning], context: MedicationContext)
     /// A fresh guard for one answer, or `nil` when model text is sent unchecked.
     func makeOutputGuard() -> StreamGuard?
     /// Loads whatever the checks need now, so the first message does not wait for it.
@@ -62,6 +66,12 @@ public struct ClinicalSafetyPolicy: SafetyPolicy {
         return checker.check(text, context: &medications)
     }
 
+    public func checkMedications(context: MedicationContext, text: String) -> (warnings: [InteractionWarning], context: MedicationContext) {
+        var medications = context
+        let warnings = checker.check(text, context: &medications)
+        return (warnings, medications)
+    }
+
     public func makeOutputGuard() -> StreamGuard? {
         StreamGuard(policy: outputPolicy)
     }
@@ -76,6 +86,7 @@ public struct NoSafetyPolicy: SafetyPolicy {
     public init() {}
     public func assessEmergency(_ text: String) -> EmergencyAssessment? { nil }
     public func checkMedications(history: [String], text: String) -> [InteractionWarning] { [] }
+    public func checkMedications(context: MedicationContext, text: String) -> (warnings: [InteractionWarning], context: MedicationContext) { ([], context) }
     public func makeOutputGuard() -> StreamGuard? { nil }
     public func prepare() {}
 }

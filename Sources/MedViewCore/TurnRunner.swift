@@ -20,6 +20,8 @@ struct TurnRunner: Sendable {
     let safety: any SafetyPolicy
     let contextBuilder: ContextBuilder
     let chunking: StreamProcessor.Configuration
+    /// Most earlier messages read for a new answer (``ChatConfiguration/contextWindowMessages``).
+    let contextWindowMessages: Int
     let registry: StreamRegistry
     let unsaved: UnsavedAnswers
     let limiter: any UsageLimiter
@@ -62,8 +64,18 @@ struct TurnRunner: Sendable {
             observer?.alertPublished(after: ContinuousClock.now - job.started)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
         }
-        let history = await loadHistory(turn, isNewConversation: job.isNewConversation)
-        let warnings = safety.checkMedications(history: history.filter { $0.role == .user }.map(\.text), text: turn.userMessage.text)
+        let (history, medications) = await loadContext(turn, isNewConversation: job.isNewConversation)
+        let (warnings, updatedMedications) = safety.checkMedications(context: medications.context, text: turn.userMessage.text)
+        // The conversation's medication context is saved alongside the answer (it must be
+        // stored before this turn's ending, so the next message finds it).
+        let savingMedications: Task<Void, Never>? = updatedMedications == medications.context && medications.saved ? nil : Task { [store, logger] in
+            guard let json = try? String(decoding: JSONEncoder().encode(updatedMedications), as: UTF8.self) else { return }
+            do {
+                try await store.saveSafetyState(conversationId: turn.conversationId, userId: turn.userId, state: json)
+            } catch {
+                logger.info("store.safety_state.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
+            }
+        }
         for warning in warnings {
             stream.publish { seq in
                 .safetyWarning(SafetyWarning(streamId: stream.id, seq: seq, kind: warning.kind, drugs: warning.drugs, severity: warning.severity, advice: warning.advice))
@@ -82,17 +94,41 @@ struct TurnRunner: Sendable {
         if case .cancelled = outcome, !registry.isAcceptingNew { outcome = .interruptedByShutdown }
         // The triage has a fixed budget: an alert it still finds goes out before the answer ends.
         await triage?.value
+        await savingMedications?.value
         await end(job, outcome: outcome, text: pipeline.finish())
     }
 
-    /// The conversation's earlier messages (none for a new conversation).
-    private func loadHistory(_ turn: Turn, isNewConversation: Bool) async -> [StoredMessage] {
-        guard !isNewConversation else { return [] }
+    /// The medication context a turn starts from, and whether it is the one saved.
+    struct Medications {
+        var context: MedicationContext
+        var saved: Bool
+    }
+
+    /// The conversation's latest earlier messages (at most `contextWindowMessages`; none for a
+    /// new conversation) and its medication context: the saved one, else (a conversation from
+    /// before it was saved) rebuilt once from the patient's earlier messages.
+    private func loadContext(_ turn: Turn, isNewConversation: Bool) async -> ([StoredMessage], Medications) {
+        guard !isNewConversation else { return ([], Medications(context: MedicationContext(), saved: false)) }
         do {
-            return try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
+            // Two more than the window: this turn's own two messages are already stored.
+            guard let context = try await store.recentContext(conversationId: turn.conversationId, userId: turn.userId, limit: contextWindowMessages + 2) else {
+                return ([], Medications(context: MedicationContext(), saved: false))
+            }
+            let history = context.messages.filter { $0.streamId != turn.streamId }
+            if let json = context.safetyState, let saved = try? JSONDecoder().decode(MedicationContext.self, from: Data(json.utf8)) {
+                return (history, Medications(context: saved, saved: true))
+            }
+            let earlier = context.hasOlder
+                ? try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
+                : history
+            var rebuilt = MedicationContext()
+            for message in earlier where message.role == .user {
+                rebuilt = safety.checkMedications(context: rebuilt, text: message.text).context
+            }
+            return (history, Medications(context: rebuilt, saved: false))
         } catch {
             logger.info("store.history.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
-            return []
+            return ([], Medications(context: MedicationContext(), saved: false))
         }
     }
 

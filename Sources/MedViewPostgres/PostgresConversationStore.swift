@@ -185,6 +185,42 @@ public final class PostgresConversationStore: ConversationStore {
         }
     }
 
+    /// The latest `limit` messages (oldest first) and the safety state, reads bounded by `limit`.
+    public func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? {
+        try await withConnection("recentContext") { connection in
+            var found = false
+            var state: String?
+            for try await value in try await connection.query(
+                "SELECT safety_state FROM conversations WHERE id = \(conversationId) AND user_id = \(userId)", logger: self.logger
+            ).decode(String?.self) {
+                found = true
+                state = value
+            }
+            guard found else { return nil }
+            var messages = try await Self.messages(try await connection.query(
+                """
+                SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
+                WHERE conversation_id = \(conversationId) AND user_id = \(userId) ORDER BY seq DESC LIMIT \(limit + 1)
+                """,
+                logger: self.logger
+            ))
+            let hasOlder = messages.count > limit
+            if hasOlder { messages.removeLast() }
+            return ConversationContext(messages: messages.reversed(), hasOlder: hasOlder, safetyState: state)
+        }
+    }
+
+    /// Saves the conversation's safety state.
+    public func saveSafetyState(conversationId: String, userId: String, state: String) async throws {
+        try Self.checkText(state, field: "conversation.safety_state")
+        try await withConnection("saveSafetyState") { connection in
+            try await connection.query(
+                "UPDATE conversations SET safety_state = \(state) WHERE id = \(conversationId) AND user_id = \(userId)", logger: self.logger
+            )
+            return ()
+        }
+    }
+
     // MARK: - Turns
 
     /// Atomically stores a new turn (and `newConversation`), or returns the user's existing turn

@@ -134,6 +134,11 @@ public struct PostgresMigration: Sendable {
             """,
             "CREATE INDEX connections_user ON connections (user_id)",
         ]),
+        // The conversation's safety state (its medication context), so that a new message does
+        // not re-read the whole history.
+        PostgresMigration(version: 5, statements: [
+            "ALTER TABLE conversations ADD COLUMN safety_state text",
+        ]),
     ]
 
     /// The newest version this build knows.

@@ -77,4 +77,32 @@ enum ConversationSQL {
         )
         return try rows.map(StoredMessage.init(row:))
     }
+
+    /// The latest `limit` messages (oldest first), whether older ones exist, and the safety state.
+    static func recentContext(conversationId: String, userId: String, limit: Int, on connection: SQLiteConnection) async throws -> ConversationContext? {
+        let head = try await connection.query(
+            "SELECT CAST(safety_state AS BLOB) AS safety_state FROM conversations WHERE id = ? AND user_id = ?",
+            [.text(conversationId), .text(userId)]
+        )
+        guard let row = head.first else { return nil }
+        let state: String? = (row.column("safety_state")?.isNull ?? true) ? nil : try row.text("safety_state")
+        let rows = try await connection.query(
+            """
+            SELECT id, conversation_id, user_id, role, CAST(text AS BLOB) AS text, status, stream_id, created_at FROM messages
+            WHERE conversation_id = ? AND user_id = ? ORDER BY seq DESC LIMIT ?
+            """,
+            [.text(conversationId), .text(userId), .integer(limit + 1)]
+        )
+        var messages = try rows.map(StoredMessage.init(row:))
+        let hasOlder = messages.count > limit
+        if hasOlder { messages.removeLast() }
+        return ConversationContext(messages: messages.reversed(), hasOlder: hasOlder, safetyState: state)
+    }
+
+    /// Saves the conversation's safety state (if it is the user's).
+    static func saveSafetyState(conversationId: String, userId: String, state: String, on connection: SQLiteConnection) async throws {
+        _ = try await connection.query(
+            "UPDATE conversations SET safety_state = ? WHERE id = ? AND user_id = ?", [.text(state), .text(conversationId), .text(userId)]
+        )
+    }
 }

@@ -92,6 +92,20 @@ public final class SQLiteConversationStore: ConversationStore {
         }
     }
 
+    /// The latest `limit` messages and the safety state, in one read bounded by `limit`.
+    public func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? {
+        try await connection.withConnection("recentContext") { connection in
+            try await ConversationSQL.recentContext(conversationId: conversationId, userId: userId, limit: limit, on: connection)
+        }
+    }
+
+    /// Saves the conversation's safety state.
+    public func saveSafetyState(conversationId: String, userId: String, state: String) async throws {
+        try await connection.withConnection("saveSafetyState") { connection in
+            try await ConversationSQL.saveSafetyState(conversationId: conversationId, userId: userId, state: state, on: connection)
+        }
+    }
+
     // MARK: - Turns
 
     /// Atomically stores a new turn (and `newConversation`), or returns the user's existing turn

@@ -73,6 +73,11 @@ package struct SQLiteMigration: Sendable {
             "ALTER TABLE turns ADD COLUMN owner_instance TEXT",
             "CREATE TABLE instances (id TEXT PRIMARY KEY, heartbeat_at REAL NOT NULL)",
         ]),
+        // The conversation's safety state (its medication context), kept so that a new message
+        // does not re-read the whole history.
+        SQLiteMigration(version: 4, statements: [
+            "ALTER TABLE conversations ADD COLUMN safety_state TEXT",
+        ]),
     ]
 
     /// Creates `schema_migrations` if needed and applies, in version order, each migration it

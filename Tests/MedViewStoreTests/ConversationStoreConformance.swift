@@ -20,6 +20,7 @@ enum ConversationStoreConformance {
         case messageOrder
         case deleteErasesEverything
         case orphanedTurns
+        case recentContextAndSafetyState
         case durableReplayLog
         case healthAndClose
         case textIsStoredExactly
@@ -39,6 +40,7 @@ enum ConversationStoreConformance {
             case .messageOrder: try await ConversationStoreConformance.messageOrder(makeStore)
             case .deleteErasesEverything: try await ConversationStoreConformance.deleteErasesEverything(makeStore)
             case .orphanedTurns: try await ConversationStoreConformance.orphanedTurns(makeStore)
+            case .recentContextAndSafetyState: try await ConversationStoreConformance.recentContextAndSafetyState(makeStore)
             case .durableReplayLog: try await ConversationStoreConformance.durableReplayLog(makeStore)
             case .healthAndClose: try await ConversationStoreConformance.healthAndClose(makeStore)
             case .textIsStoredExactly: try await ConversationStoreConformance.textIsStoredExactly(makeStore)
@@ -471,6 +473,39 @@ enum ConversationStoreConformance {
             // Its client message ids went with it.
             let reused = Sample.turn(conversationId: kept.id, userId: alice, clientMessageId: doomedTurns[0].clientMessageId)
             #expect(try await store.beginTurn(reused, newConversation: nil) == .created)
+        }
+    }
+
+    /// A new answer's read is bounded: the latest messages in order, whether older ones exist,
+    /// and the safety state saved for the conversation (only the owner's, erased with it).
+    static func recentContextAndSafetyState(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            try await store.createConversation(conversation)
+            var ids: [String] = []
+            for i in 0..<7 {
+                let turn = Sample.turn(conversationId: conversation.id, userId: alice, at: Double(i + 1))
+                _ = try await store.beginTurn(turn, newConversation: nil)
+                ids += [turn.userMessage.id, turn.assistantMessage.id]
+            }
+            let recent = try #require(try await store.recentContext(conversationId: conversation.id, userId: alice, limit: 5))
+            #expect(recent.messages.map(\.id) == Array(ids.suffix(5)))
+            #expect(recent.hasOlder)
+            #expect(recent.safetyState == nil)
+            let all = try #require(try await store.recentContext(conversationId: conversation.id, userId: alice, limit: 14))
+            #expect(all.messages.map(\.id) == ids)
+            #expect(!all.hasOlder)
+            #expect(try await store.recentContext(conversationId: conversation.id, userId: bob, limit: 5) == nil)
+
+            let state = #"{"medicines":["warfarin"],"note":"ünïcode ✓"}"#
+            try await store.saveSafetyState(conversationId: conversation.id, userId: alice, state: state)
+            try await store.saveSafetyState(conversationId: conversation.id, userId: bob, state: "{}") // not bob's: ignored
+            #expect(try await store.recentContext(conversationId: conversation.id, userId: alice, limit: 1)?.safetyState == state)
+            let newer = #"{"medicines":["warfarin","ibuprofen"]}"#
+            try await store.saveSafetyState(conversationId: conversation.id, userId: alice, state: newer)
+            #expect(try await store.recentContext(conversationId: conversation.id, userId: alice, limit: 1)?.safetyState == newer)
+            #expect(try await store.deleteConversation(id: conversation.id, userId: alice))
+            #expect(try await store.recentContext(conversationId: conversation.id, userId: alice, limit: 1) == nil)
         }
     }
 

@@ -130,6 +130,25 @@ public final class EncryptedConversationStore: ConversationStore {
         return try await opened(stored)
     }
 
+    public func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? {
+        guard var context = try await base.recentContext(conversationId: conversationId, userId: userId, limit: limit) else { return nil }
+        var messages: [StoredMessage] = []
+        messages.reserveCapacity(context.messages.count)
+        for message in context.messages { messages.append(try await opened(message)) }
+        context.messages = messages
+        if let state = context.safetyState {
+            context.safetyState = try await open(state, binding: .init(userId: userId, conversationId: conversationId, recordId: conversationId, field: .safetyState))
+        }
+        return context
+    }
+
+    /// Seals the state under the conversation's current data key, bound to the conversation.
+    public func saveSafetyState(conversationId: String, userId: String, state: String) async throws {
+        guard let (version, key) = try await ring.currentKey(userId: userId, conversationId: conversationId, create: false) else { return }
+        let sealed = try FieldCipher.seal(state, key: key, version: version, binding: .init(userId: userId, conversationId: conversationId, recordId: conversationId, field: .safetyState))
+        try await base.saveSafetyState(conversationId: conversationId, userId: userId, state: sealed)
+    }
+
     /// Seals each event under its conversation's current data key, bound to its stream and
     /// sequence number (as ``finishTurn(_:)`` does), then appends; a stream whose conversation
     /// was erased gets nothing.

@@ -33,6 +33,7 @@ public enum FieldCipher {
         case conversationTitle = "conversation.title"
         case messageText = "message.text"
         case streamEvent = "stream_event.json"
+        case safetyState = "conversation.safety_state"
     }
 
     static let prefix = "ev1:"
