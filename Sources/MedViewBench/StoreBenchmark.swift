@@ -28,9 +28,12 @@ public struct StoreBenchmark: Sendable {
     public var concurrent: Int
     public var rounds: Int
     public var repeats: Int
+    /// Messages in one conversation for the conversation-length phase (0 skips it).
+    public var conversationLength: Int
     public var print: @Sendable (String) -> Void
 
-    public init(databaseURL: String?, sequential: Int = 300, concurrent: Int = 200, rounds: Int = 5, repeats: Int = 2, print: @escaping @Sendable (String) -> Void) {
+    public init(databaseURL: String?, sequential: Int = 300, concurrent: Int = 200, rounds: Int = 5, repeats: Int = 2, conversationLength: Int = 500, print: @escaping @Sendable (String) -> Void) {
+        self.conversationLength = conversationLength
         self.databaseURL = databaseURL
         self.sequential = sequential
         self.concurrent = concurrent
@@ -80,6 +83,10 @@ public struct StoreBenchmark: Sendable {
                 let s = r.firstChunkSequential.sorted(), c = r.firstChunkConcurrent.sorted()
                 print("    \(pad(mode.name, 38)) \(pad(String(Int(r.sequentialPerSecond)), 13)) \(pad(Benchmark.ms(Benchmark.pct(s, 0.5)), 12)) \(pad(Benchmark.ms(Benchmark.pct(s, 0.99)), 9)) \(pad(String(Int(r.concurrentPerSecond)), 15)) \(pad(Benchmark.ms(Benchmark.pct(c, 0.5)), 14)) \(Benchmark.ms(Benchmark.pct(c, 0.99)))")
             }
+            if conversationLength > 1 {
+                let (early, late) = try await lengthPhase(store: store)
+                print("    one conversation of \(conversationLength) messages (durable log + encryption): first chunk p50 of messages 1-20 \(Benchmark.ms(Benchmark.pct(early.sorted(), 0.5))), of the last 20 \(Benchmark.ms(Benchmark.pct(late.sorted(), 0.5))) (aim: within 10 %)")
+            }
             if let off = best[0], let on = best[3] {
                 let costAt1 = 1 - on.sequentialPerSecond / off.sequentialPerSecond
                 let costAtN = 1 - on.concurrentPerSecond / off.concurrentPerSecond
@@ -100,6 +107,24 @@ public struct StoreBenchmark: Sendable {
     /// One configuration: a fresh data directory (and PostgreSQL schema), the application's
     /// services running, the two phases, then a graceful shutdown.
     private func measure(store: String, mode: Mode) async throws -> Result {
+        try await withApplication(store: store, mode: mode) { chat in try await phases(chat) }
+    }
+
+    /// First-chunk times of the first and the last 20 messages of one long conversation.
+    private func lengthPhase(store: String) async throws -> ([Duration], [Duration]) {
+        try await withApplication(store: store, mode: Self.modes[3]) { chat in
+            var firsts: [Duration] = []
+            var conversation: String?
+            for i in 0..<conversationLength {
+                let (first, id) = try await Self.answer(chat, user: "long", id: "l\(i)", conversationId: conversation)
+                conversation = id
+                firsts.append(first)
+            }
+            return (Array(firsts.prefix(20)), Array(firsts.suffix(20)))
+        }
+    }
+
+    private func withApplication<T: Sendable>(store: String, mode: Mode, _ body: @Sendable (ChatService) async throws -> T) async throws -> T {
         let directory = NSTemporaryDirectory() + "medview-bench-store-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -124,7 +149,7 @@ public struct StoreBenchmark: Sendable {
         let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
         let running = Task { try await group.run() }
         do {
-            let result = try await phases(app.chat)
+            let result = try await body(app.chat)
             await group.triggerGracefulShutdown()
             _ = try? await running.value
             if let schemaSettings { try? await PostgresConversationStore.dropSchema(settings: schemaSettings, logger: logger) }
@@ -140,11 +165,11 @@ public struct StoreBenchmark: Sendable {
     private func phases(_ chat: ChatService) async throws -> Result {
         let clock = ContinuousClock()
         // Warm-up: connections, statements, caches.
-        for i in 0..<20 { _ = try await Self.answer(chat, user: "warm", id: "w\(i)") }
+        for i in 0..<20 { _ = try await Self.answer(chat, user: "warm", id: "w\(i)", conversationId: nil) }
         var firsts: [Duration] = []
         let started = clock.now
         for i in 0..<sequential {
-            firsts.append(try await Self.answer(chat, user: "seq", id: "s\(i)"))
+            firsts.append(try await Self.answer(chat, user: "seq", id: "s\(i)", conversationId: nil).0)
         }
         let sequentialPerSecond = Double(sequential) / Benchmark.seconds(clock.now - started)
         var concurrentFirsts: [Duration] = []
@@ -152,7 +177,7 @@ public struct StoreBenchmark: Sendable {
         for round in 0..<rounds {
             concurrentFirsts += try await withThrowingTaskGroup(of: Duration.self) { group in
                 for user in 0..<concurrent {
-                    group.addTask { try await Self.answer(chat, user: "u\(user)", id: "r\(round)") }
+                    group.addTask { try await Self.answer(chat, user: "u\(user)", id: "r\(round)", conversationId: nil).0 }
                 }
                 var all: [Duration] = []
                 for try await first in group { all.append(first) }
@@ -165,10 +190,10 @@ public struct StoreBenchmark: Sendable {
 
     /// Sends one message and reads its answer to the end; returns the time from the send to the
     /// first chunk published.
-    private static func answer(_ chat: ChatService, user: String, id: String) async throws -> Duration {
+    private static func answer(_ chat: ChatService, user: String, id: String, conversationId: String?) async throws -> (Duration, String) {
         let clock = ContinuousClock()
         let sent = clock.now
-        let result = try await chat.send(userId: user, conversationId: nil, clientMessageId: id, text: "How can I sleep better?")
+        let result = try await chat.send(userId: user, conversationId: conversationId, clientMessageId: id, text: "How can I sleep better?")
         var first: Duration?
         var seq = 0
         while true {
@@ -178,10 +203,10 @@ public struct StoreBenchmark: Sendable {
                 if first == nil, case .streamChunk = event { first = clock.now - sent }
                 if event.isTerminal {
                     guard case .streamEnd = event else { throw BenchError("answer \(id) ended with \(event)") }
-                    return first ?? clock.now - sent
+                    return (first ?? clock.now - sent, result.conversationId)
                 }
             case .finished, .timeout:
-                return first ?? clock.now - sent
+                return (first ?? clock.now - sent, result.conversationId)
             }
         }
     }

@@ -51,10 +51,12 @@ struct BenchCommand: AsyncParsableCommand {
         var rounds: Int = 5
         @Option(help: "Runs of every configuration (alternating); the best is printed.")
         var repeats: Int = 2
+        @Option(name: .customLong("conversation-length"), help: "Messages in one conversation, to compare the first chunk of its first and last messages; 0 skips it.")
+        var conversationLength: Int = 500
 
         func run() async throws {
             let url = databaseUrl ?? ProcessInfo.processInfo.environment["MEDVIEW_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
-            try await StoreBenchmark(databaseURL: url, sequential: sequential, concurrent: concurrent, rounds: rounds, repeats: repeats, print: printLine).run()
+            try await StoreBenchmark(databaseURL: url, sequential: sequential, concurrent: concurrent, rounds: rounds, repeats: repeats, conversationLength: conversationLength, print: printLine).run()
         }
     }
 
