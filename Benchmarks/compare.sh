@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Side by side, in one go on one machine (issue 16): the fake OpenAI-compatible upstream alone,
+# a thin FastAPI + httpx proxy in front of it, and `medview serve --model openai:…` (its whole
+# path: auth, storage, encryption, durable log, safety, chunking) in front of the same upstream,
+# measured by the same closed-loop load generators over SSE.
+#
+#   Benchmarks/compare.sh [MEDVIEW_BIN] [CLIENT_COUNTS] [STREAMS]
+#
+# MEDVIEW_BIN defaults to a release build (`swift build -c release --product medview`, built if
+# missing); CLIENT_COUNTS defaults to "1 50"; STREAMS to 2000. The peers (upstream, proxy, load
+# generators) are the shared ones in $PEERS (default ../shared/peers next to the repository); this
+# script installs what they need when it is missing: Go (Debian's golang-go) to build the two load
+# generators, and a Python virtual environment with fastapi, uvicorn, httpx, uvloop and httptools,
+# under $PEERS_SCRATCH (default /tmp/peers-scratch). Everything listens on 127.0.0.1 only.
+#
+# After the side-by-side table it runs MedView once more with every worker keeping one
+# conversation (FRESH=0), to show how the cost of a message follows the conversation's length.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PEERS=${PEERS:-$(cd .. && pwd)/shared/peers}
+export PEERS_SCRATCH=${PEERS_SCRATCH:-/tmp/peers-scratch}
+BIN=${1:-}
+COUNTS=${2:-"1 50"}
+STREAMS=${3:-2000}
+[ -d "$PEERS" ] || { echo "no peers at $PEERS (set PEERS=…)" >&2; exit 2; }
+
+if [ -z "$BIN" ]; then
+  echo "== building medview (release)"
+  swift build -c release --product medview >&2
+  BIN="$(swift build -c release --show-bin-path)/medview"
+fi
+
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+command -v go >/dev/null 2>&1 || { echo "== installing Go (golang-go)"; $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null; }
+command -v curl >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq curl >/dev/null; }
+mkdir -p "$PEERS_SCRATCH/bin"
+for tool in sseload mvload; do
+  if [ ! -x "$PEERS_SCRATCH/bin/$tool" ]; then
+    echo "== building $tool"
+    (cd "$PEERS/$tool" && GO111MODULE=off GOCACHE="$PEERS_SCRATCH/gocache" go build -o "$PEERS_SCRATCH/bin/$tool" main.go)
+  fi
+done
+if [ ! -x "$PEERS_SCRATCH/venv/bin/uvicorn" ]; then
+  echo "== Python virtual environment for the upstream and the FastAPI proxy"
+  python3 -m venv "$PEERS_SCRATCH/venv"
+  "$PEERS_SCRATCH/venv/bin/pip" install -q --disable-pip-version-check fastapi uvicorn httpx uvloop httptools
+fi
+
+echo "== side by side: upstream direct, FastAPI proxy, MedView ($BIN); clients: $COUNTS; $STREAMS streams"
+FRESH=10 bash "$PEERS/side-by-side.sh" "$BIN" "$COUNTS" "$STREAMS"
+echo "== MedView, one conversation per worker (the cost of a message as the conversation grows)"
+FRESH=0 bash "$PEERS/side-by-side.sh" "$BIN" "1" "$((STREAMS / 2))" | grep -E "medview|loadavg|RSS"
