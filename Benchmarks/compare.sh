@@ -46,6 +46,9 @@ if [ ! -x "$PEERS_SCRATCH/venv/bin/uvicorn" ]; then
   "$PEERS_SCRATCH/venv/bin/pip" install -q --disable-pip-version-check fastapi uvicorn httpx uvloop httptools
 fi
 
+# One load-generator worker sends far more messages than a patient could: the per-user message
+# rate limit (20 a minute) would refuse most of them, so it is lifted for the measurement.
+export MEDVIEW_RATE_LIMIT_PER_MINUTE=100000000 MEDVIEW_RATE_LIMIT_BURST=100000000
 echo "== side by side: upstream direct, FastAPI proxy, MedView ($BIN); clients: $COUNTS; $STREAMS streams"
 FRESH=10 bash "$PEERS/side-by-side.sh" "$BIN" "$COUNTS" "$STREAMS"
 echo "== MedView, one conversation per worker (the cost of a message as the conversation grows)"
