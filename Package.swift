@@ -27,12 +27,13 @@ let nativeInferenceFlags: [String] = {
 
 let package = Package(
     name: "MedView",
-    platforms: [.macOS(.v15)],
+    platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18), .visionOS(.v2)],
     products: [
         .executable(name: "medview", targets: ["medview"]),
         .library(name: "MedViewProtocol", targets: ["MedViewProtocol"]),
         .library(name: "MedViewCore", targets: ["MedViewCore"]),
         .library(name: "MedViewServer", targets: ["MedViewServer"]),
+        .library(name: "MedViewClient", targets: ["MedViewClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -52,6 +53,20 @@ let package = Package(
     targets: [
         .target(
             name: "MedViewProtocol",
+            swiftSettings: swiftSettings
+        ),
+        // The Swift SDK an app adds: the wire types and client-side packages only, nothing of the server.
+        .target(
+            name: "MedViewClient",
+            dependencies: [
+                "MedViewProtocol",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -177,6 +192,7 @@ let package = Package(
             name: "MedViewBench",
             dependencies: [
                 "MedViewProtocol",
+                "MedViewClient",
                 "MedViewServer",
                 "MedViewAWS",
                 "MedViewModels",
@@ -201,6 +217,7 @@ let package = Package(
                 "MedViewLocalModel",
                 "MedViewCore",
                 "MedViewStore",
+                "MedViewClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -281,6 +298,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewClientTests",
+            dependencies: [
+                "MedViewClient",
+                "MedViewProtocol",
+                "MedViewServer",
+                "MedViewCore",
+                "MedViewModels",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
