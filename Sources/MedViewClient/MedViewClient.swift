@@ -399,7 +399,8 @@ public actor MedViewClient {
         }
         if wasLive { refusals = 0 }
         guard mode == .webSocket else { return .goOn }
-        setState(.reconnecting)
+        // While offline, stay offline until a connection works (no flapping through reconnecting).
+        if state != .offline { setState(.reconnecting) }
         guard await api.reachable() else {
             guard !stopped else { return .stop }
             setState(.offline)
