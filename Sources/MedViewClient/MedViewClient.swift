@@ -337,6 +337,8 @@ public actor MedViewClient {
     private enum LinkOutcome {
         case live(WebSocketLink)
         case failed(WebSocketLink.Closure?)
+        /// The token provider failed: nothing was tried, so nothing is learnt about the network.
+        case noToken
     }
 
     private func run() async {
@@ -356,6 +358,8 @@ public actor MedViewClient {
                     if await afterClose(closure, wasLive: true) == .stop { return }
                 case .failed(let closure):
                     if await afterClose(closure, wasLive: false) == .stop { return }
+                case .noToken:
+                    if state != .offline { setState(.reconnecting) }
                 }
                 if mode == .serverSentEvents { continue }
                 await pause(backoff.next())
@@ -422,7 +426,7 @@ public actor MedViewClient {
     /// Opens a socket and waits for its opening `ping` to be acknowledged (which also proves the token was accepted).
     private func openLink() async -> LinkOutcome {
         guard let url = configuration.webSocketURL else {
-            logger.error("medview.client: the base URL is not http or https")
+            logger.info("medview.client: the base URL is not http or https")
             stop(.closed)
             return .failed(nil)
         }
@@ -430,7 +434,8 @@ public actor MedViewClient {
         do {
             token = try await validToken()
         } catch {
-            return .failed(nil)
+            logger.info("medview.client: no token for the connection", metadata: ["error": "\(error)"])
+            return .noToken
         }
         guard !stopped else { return .failed(nil) }
         linkCounter += 1
@@ -605,7 +610,8 @@ public actor MedViewClient {
         case .ack:
             break
         }
-        streams[streamId] = record
+        // A finished stream is forgotten: its late or repeated events then find no record and are dropped.
+        streams[streamId] = record.done ? nil : record
     }
 
     private func finish(_ messageId: String, with outcome: AnswerOutcome) {
@@ -619,9 +625,7 @@ public actor MedViewClient {
     }
 
     private func lost(_ streamId: String, _ error: MedViewClientError) {
-        guard var record = streams[streamId], !record.done else { return }
-        record.done = true
-        streams[streamId] = record
+        guard let record = streams.removeValue(forKey: streamId), !record.done else { return }
         finish(record.messageId, with: .failed(AnswerFailure(error: error, partialText: answers[record.messageId]?.text ?? "")))
     }
 

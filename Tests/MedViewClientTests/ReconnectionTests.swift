@@ -165,6 +165,86 @@ struct ReconnectionTests {
         #expect(!after.contains("question"), "acknowledged messages leave the file")
     }
 
+    @Test("From SSE fallback the client returns to the WebSocket once it works again")
+    func backToWebSocket() async throws {
+        try await withProxiedServer { server, proxy, _ in
+            proxy.setMode(.refuseWebSocket)
+            var configuration = testConfiguration(port: proxy.port)
+            configuration.webSocketRetryInterval = .milliseconds(500)
+            let client = MedViewClient(configuration: configuration, tokenProvider: server.tokenProvider(user: "back"))
+            await client.connect()
+            try await eventually { await client.connectionState == .connected(.serverSentEvents) }
+            proxy.setMode(.pass)
+            try await eventually { await client.connectionState == .connected(.webSocket) }
+            let outcome = await client.send("Back on the socket? [[delay:0]]").outcome()
+            let stats = await client.statistics
+            await client.close()
+            guard case .ended(let end) = outcome else {
+                Issue.record("the answer failed: \(outcome)")
+                return
+            }
+            #expect(end.finishReason == .complete)
+            #expect(stats.fallbacks == 1)
+            #expect(stats.webSocketConnections == 1)
+        }
+    }
+
+    @Test("A socket that keeps dropping (HTTP still fine) sends the client to SSE")
+    func keepsDropping() async throws {
+        try await withProxiedServer { server, proxy, _ in
+            let client = MedViewClient(configuration: testConfiguration(port: proxy.port), tokenProvider: server.tokenProvider(user: "drops"))
+            await client.connect()
+            for _ in 0..<3 {
+                try await eventually { await client.connectionState == .connected(.webSocket) }
+                proxy.cutAll()
+                try await eventually { await client.connectionState != .connected(.webSocket) }
+            }
+            try await eventually { await client.connectionState == .connected(.serverSentEvents) }
+            let outcome = await client.send("Over SSE now? [[delay:0]]").outcome()
+            let stats = await client.statistics
+            await client.close()
+            guard case .ended(let end) = outcome else {
+                Issue.record("the answer failed: \(outcome)")
+                return
+            }
+            #expect(end.finishReason == .complete)
+            #expect(stats.webSocketConnections == 3)
+            #expect(stats.fallbacks == 1)
+        }
+    }
+
+    @Test("The outbox file: messages queued before the app quit are sent by the next client, once")
+    func outboxFileSurvivesRestart() async throws {
+        try await withProxiedServer { server, proxy, directory in
+            let file = URL(fileURLWithPath: directory + "-restart-outbox.json")
+            defer { try? FileManager.default.removeItem(at: file) }
+            var configuration = testConfiguration(port: proxy.port)
+            configuration.outboxFile = file
+            proxy.setMode(.refuseAll)
+            let before = MedViewClient(configuration: configuration, tokenProvider: server.tokenProvider(user: "restart"))
+            await before.connect()
+            let queued = await before.send("Written offline [[delay:0]]").messageId
+            await before.close()
+
+            proxy.setMode(.pass)
+            let after = MedViewClient(configuration: configuration, tokenProvider: server.tokenProvider(user: "restart"))
+            #expect(await after.queuedMessageIds == [queued])
+            let answer = try #require(await after.answer(forMessageId: queued))
+            await after.connect()
+            let outcome = await answer.outcome()
+            let conversations = try await after.conversations()
+            let stored = try await after.messages(in: try #require(conversations.first?.id))
+            await after.close()
+            guard case .ended(let end) = outcome else {
+                Issue.record("the answer failed: \(outcome)")
+                return
+            }
+            #expect(end.finishReason == .complete)
+            #expect(conversations.count == 1)
+            #expect(stored.map(\.role) == ["user", "assistant"])
+        }
+    }
+
     @Test("The token is renewed on the open socket and the socket outlives the first token")
     func tokenRenewedOnOpenSocket() async throws {
         try await withProxiedServer { server, proxy, _ in
