@@ -69,6 +69,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The terminal chat (`medview chat`): rendering and Ctrl-C handling on MedViewClient.
+        .target(
+            name: "MedViewChat",
+            dependencies: ["MedViewClient", "MedViewProtocol"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "MedViewSafety",
             resources: [.copy("Data")],
@@ -218,6 +224,7 @@ let package = Package(
                 "MedViewCore",
                 "MedViewStore",
                 "MedViewClient",
+                "MedViewChat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
