@@ -312,6 +312,7 @@ let package = Package(
             name: "MedViewClientTests",
             dependencies: [
                 "MedViewClient",
+                "MedViewTestSupport",
                 "MedViewProtocol",
                 "MedViewServer",
                 "MedViewCore",
