@@ -401,7 +401,6 @@ public actor MedViewClient {
             _ = try? await validToken(.rejected)
             return .goOn
         }
-        if wasLive { refusals = 0 }
         guard mode == .webSocket else { return .goOn }
         // While offline, stay offline until a connection works (no flapping through reconnecting).
         if state != .offline { setState(.reconnecting) }
@@ -463,6 +462,7 @@ public actor MedViewClient {
     private func stayLive(on link: WebSocketLink) async -> WebSocketLink.Closure {
         linkLive = true
         mode = .webSocket
+        refusals = 0
         stats.webSocketConnections += 1
         setState(.connected(.webSocket))
         for streamId in cancelsToDeliver { deliverCancel(streamId) }

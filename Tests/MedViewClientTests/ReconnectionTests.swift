@@ -245,6 +245,33 @@ struct ReconnectionTests {
         }
     }
 
+    @Test("A token the server keeps refusing: the client stops with unauthorized instead of retrying forever")
+    func refusedToken() async throws {
+        try await withProxiedServer { _, proxy, _ in
+            let calls = Counter()
+            let client = MedViewClient(configuration: testConfiguration(port: proxy.port)) { _ in
+                calls.increment()
+                return AccessToken("not.a.token", expiresAt: nil)
+            }
+            await client.connect()
+            try await eventually { await client.connectionState == .stopped(.unauthorized) }
+            await client.close()
+            #expect(calls.count >= 3, "a fresh token was asked for after each refusal")
+        }
+    }
+
+    @Test("Idle logoff (close 4408): the client stops and does not reconnect by itself")
+    func idleLogoff() async throws {
+        try await withProxiedServer(configure: { $0.limits.idleTimeout = .seconds(1); $0.limits.keepAliveInterval = .seconds(1) }) { server, proxy, _ in
+            let client = MedViewClient(configuration: testConfiguration(port: proxy.port), tokenProvider: server.tokenProvider(user: "idle"))
+            await client.connect()
+            try await eventually { await client.connectionState == .stopped(.idleTimeout) }
+            let stats = await client.statistics
+            await client.close()
+            #expect(stats.webSocketConnections == 1)
+        }
+    }
+
     @Test("The token is renewed on the open socket and the socket outlives the first token")
     func tokenRenewedOnOpenSocket() async throws {
         try await withProxiedServer { server, proxy, _ in

@@ -23,9 +23,14 @@ final class TestServer: Sendable {
         self.running = running
     }
 
-    static func start(dataDirectory: String, model: any ChatModel = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(5)))) async throws -> TestServer {
+    static func start(
+        dataDirectory: String,
+        model: any ChatModel = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(5))),
+        configure: (inout ServerConfiguration) -> Void = { _ in }
+    ) async throws -> TestServer {
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: dataDirectory)
         configuration.limits.shutdownGracePeriod = .seconds(2)
+        configure(&configuration)
         var logger = Logger(label: "client-test-server")
         logger.logLevel = .critical
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
@@ -76,11 +81,12 @@ func temporaryDirectory() -> String {
 /// Runs `body` with a live server behind a fault proxy, and always stops both.
 func withProxiedServer<T: Sendable>(
     model: any ChatModel = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(5))),
+    configure: (inout ServerConfiguration) -> Void = { _ in },
     _ body: @Sendable (TestServer, FaultProxy, String) async throws -> T
 ) async throws -> T {
     let directory = temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let server = try await TestServer.start(dataDirectory: directory, model: model)
+    let server = try await TestServer.start(dataDirectory: directory, model: model, configure: configure)
     let proxy: FaultProxy
     do {
         proxy = try FaultProxy(upstreamPort: server.port)
