@@ -20,7 +20,8 @@ public struct MedViewClientConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(25)
     /// Renew the token this long before it expires (or a quarter of its lifetime, if that is shorter).
     public var refreshLeadTime: Duration = .seconds(60)
-    /// An SSE response with no byte (not even a keep-alive comment) for this long is given up and resumed.
+    /// An SSE response with no byte (not even a keep-alive comment) for this long is given up and
+    /// resumed (the read timeout of the client's own HTTP client; an injected one keeps its own).
     public var eventStreamReadTimeout: Duration = .seconds(45)
     /// Where the queue of unsent messages is kept; `nil` keeps it in memory only.
     public var outboxFile: URL?
