@@ -272,6 +272,31 @@ struct ReconnectionTests {
         }
     }
 
+    @Test("A second device follows an answer already streaming and gets all of it")
+    func followAnswerInProgress() async throws {
+        try await withProxiedServer { server, proxy, _ in
+            let phone = MedViewClient(configuration: testConfiguration(port: proxy.port), tokenProvider: server.tokenProvider(user: "follow"))
+            let laptop = MedViewClient(configuration: testConfiguration(port: proxy.port), tokenProvider: server.tokenProvider(user: "follow"))
+            await phone.connect()
+            await laptop.connect()
+            var streamId: String?
+            var phoneEvents: [AnswerEvent] = []
+            let answer = await phone.send("Jet lag? [[delay:20]]")
+            for await event in answer {
+                phoneEvents.append(event)
+                if case .started(let start) = event { streamId = start.streamId }
+                if case .text = event, phoneEvents.count == 3 { break }
+            }
+            let followed = await laptop.follow(streamId: try #require(streamId))
+            let outcome = await followed.outcome()
+            let phoneOutcome = await answer.outcome()
+            await phone.close()
+            await laptop.close()
+            #expect(outcome == phoneOutcome)
+            #expect(!outcome.text.isEmpty)
+        }
+    }
+
     @Test("The token is renewed on the open socket and the socket outlives the first token")
     func tokenRenewedOnOpenSocket() async throws {
         try await withProxiedServer { server, proxy, _ in
