@@ -769,7 +769,14 @@ public actor MedViewClient {
 
     /// An SSE request failed at the network level: find out whether the server is there, wait, retry.
     private func eventStreamTrouble() {
-        guard !retryScheduled, !stopped, mode == .serverSentEvents else { return }
+        guard !stopped else { return }
+        guard mode == .serverSentEvents else {
+            // The WebSocket took over while this response was read: it carries the rest.
+            resumeUnfinished()
+            pump()
+            return
+        }
+        guard !retryScheduled else { return }
         retryScheduled = true
         Task {
             let reachable = await self.api.reachable()
