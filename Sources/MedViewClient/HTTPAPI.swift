@@ -53,15 +53,20 @@ struct HTTPAPI: Sendable {
         }
     }
 
-    /// Whether the server answers HTTP at all (any status counts).
+    /// Whether the server answers HTTP at all (any status counts). A failure is tried once more
+    /// after a moment: right after a drop, the first attempt can land on a pooled keep-alive
+    /// connection that the same drop closed but that the pool has not noticed yet.
     func reachable() async -> Bool {
-        do {
-            let response = try await client.execute(HTTPClientRequest(url: baseURL + "/healthz"), timeout: .seconds(5))
-            _ = try? await response.body.collect(upTo: 1 << 16)
-            return true
-        } catch {
-            return false
+        for attempt in 0..<2 {
+            do {
+                let response = try await client.execute(HTTPClientRequest(url: baseURL + "/healthz"), timeout: .seconds(5))
+                _ = try? await response.body.collect(upTo: 1 << 16)
+                return true
+            } catch {
+                if attempt == 0 { try? await Task.sleep(for: .milliseconds(100)) }
+            }
         }
+        return false
     }
 
     func listConversations(token: AccessToken) async throws -> [ConversationSummary] {

@@ -58,6 +58,9 @@ public actor MedViewClient {
     private var refreshTask: Task<Void, Never>?
     private var heartbeatTask: Task<Void, Never>?
     private var sleeper: Task<Void, Never>?
+    /// SSE requests in progress (their responses can stream for a long time), cancelled by ``close()``.
+    private var eventStreamTasks: [Int: Task<Void, Never>] = [:]
+    private var eventStreamTaskCounter = 0
     private var retryScheduled = false
     private var eventStreamBackoff: Backoff
     private var wsFailures = 0
@@ -243,6 +246,8 @@ public actor MedViewClient {
         setState(.stopped(reason))
         sleeper?.cancel()
         heartbeatTask?.cancel()
+        for task in eventStreamTasks.values { task.cancel() }
+        eventStreamTasks.removeAll()
         link?.close()
         for (id, command) in pending {
             pending[id] = nil
@@ -642,7 +647,7 @@ public actor MedViewClient {
         case .serverSentEvents:
             guard !retryScheduled else { return }
             inFlight = item.id
-            Task { await self.sendOverEventStream(item) }
+            spawnEventStreamTask { await self.sendOverEventStream(item) }
         }
     }
 
@@ -699,6 +704,15 @@ public actor MedViewClient {
     }
 
     // MARK: - Server-Sent Events
+
+    private func spawnEventStreamTask(_ body: @escaping @Sendable () async -> Void) {
+        eventStreamTaskCounter += 1
+        let key = eventStreamTaskCounter
+        eventStreamTasks[key] = Task {
+            await body()
+            self.eventStreamTasks[key] = nil
+        }
+    }
 
     private func sendOverEventStream(_ item: OutboxItem) async {
         stats.messagesSent += 1
@@ -849,7 +863,7 @@ public actor MedViewClient {
             }
         case .serverSentEvents:
             guard !record.readingOverEventStream, !retryScheduled else { return }
-            Task { await self.resumeEventStream(streamId) }
+            spawnEventStreamTask { await self.resumeEventStream(streamId) }
         }
     }
 

@@ -194,10 +194,14 @@ struct ReconnectionTests {
         try await withProxiedServer { server, proxy, _ in
             let client = MedViewClient(configuration: testConfiguration(port: proxy.port), tokenProvider: server.tokenProvider(user: "drops"))
             await client.connect()
-            for _ in 0..<3 {
-                try await eventually { await client.connectionState == .connected(.webSocket) }
+            for socket in 1...3 {
+                // Counted by connections, not states: a reconnect can be quicker than any poll.
+                try await eventually {
+                    let connections = await client.statistics.webSocketConnections
+                    let state = await client.connectionState
+                    return connections == socket && state == .connected(.webSocket)
+                }
                 proxy.cutAll()
-                try await eventually { await client.connectionState != .connected(.webSocket) }
             }
             try await eventually { await client.connectionState == .connected(.serverSentEvents) }
             let outcome = await client.send("Over SSE now? [[delay:0]]").outcome()
