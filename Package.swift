@@ -27,12 +27,13 @@ let nativeInferenceFlags: [String] = {
 
 let package = Package(
     name: "MedView",
-    platforms: [.macOS(.v15)],
+    platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18), .visionOS(.v2)],
     products: [
         .executable(name: "medview", targets: ["medview"]),
         .library(name: "MedViewProtocol", targets: ["MedViewProtocol"]),
         .library(name: "MedViewCore", targets: ["MedViewCore"]),
         .library(name: "MedViewServer", targets: ["MedViewServer"]),
+        .library(name: "MedViewClient", targets: ["MedViewClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -52,6 +53,26 @@ let package = Package(
     targets: [
         .target(
             name: "MedViewProtocol",
+            swiftSettings: swiftSettings
+        ),
+        // The Swift SDK an app adds: the wire types and client-side packages only, nothing of the server.
+        .target(
+            name: "MedViewClient",
+            dependencies: [
+                "MedViewProtocol",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The terminal chat (`medview chat`): rendering and Ctrl-C handling on MedViewClient.
+        .target(
+            name: "MedViewChat",
+            dependencies: ["MedViewClient", "MedViewProtocol"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -177,6 +198,7 @@ let package = Package(
             name: "MedViewBench",
             dependencies: [
                 "MedViewProtocol",
+                "MedViewClient",
                 "MedViewServer",
                 "MedViewCore",
                 "MedViewStore",
@@ -204,6 +226,8 @@ let package = Package(
                 "MedViewStandIns",
                 "MedViewLocalModel",
                 "MedViewCore",
+                "MedViewClient",
+                "MedViewChat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -285,6 +309,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewClientTests",
+            dependencies: [
+                "MedViewClient",
+                "MedViewTestSupport",
+                "MedViewProtocol",
+                "MedViewServer",
+                "MedViewCore",
+                "MedViewModels",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdWSClient
 import Logging
+import MedViewClient
 import MedViewProtocol
 import MedViewServer
 import NIOCore
@@ -43,14 +44,14 @@ public struct Benchmark: Sendable {
     static let emergencyText = "I have crushing chest pain going down my left arm and I'm sweating"
 
     private func latency() async throws {
-        print("medview bench: live server (this binary) on loopback, scripted model at zero delay; load generator on the same 2 cores")
+        print("medview bench: live server (this binary) on loopback, scripted model at zero delay; load generator: MedViewClient (the Swift SDK, as an app sees it) on the same 2 cores")
 
         // 1. One stream at a time: the floor.
         do {
             let server = try BenchServer(executable: executable, extraArguments: ["--model", "scripted:delay=0"])
             defer { server.stop() }
             let tokens = try await BenchTokens(dataDirectory: server.dataDirectory, users: 1)
-            let url = "ws://127.0.0.1:\(server.port)/v1/ws"
+            let url = "http://127.0.0.1:\(server.port)"
             var all: [StreamTiming] = []
             for i in 0..<200 {
                 if let t = try await Self.oneStream(url: url, token: tokens.token(0), id: "seq-\(i)", text: "How can I sleep better?") { all.append(t) }
@@ -75,7 +76,7 @@ public struct Benchmark: Sendable {
             ])
             defer { server.stop() }
             let tokens = try await BenchTokens(dataDirectory: server.dataDirectory, users: concurrentStreams)
-            let url = "ws://127.0.0.1:\(server.port)/v1/ws"
+            let url = "http://127.0.0.1:\(server.port)"
             let clock = ContinuousClock()
             let started = clock.now
             // Each answer is slowed by the model itself (20 ms per delta, about 1 s in all), so the
@@ -123,7 +124,7 @@ public struct Benchmark: Sendable {
             ])
             defer { server.stop() }
             let tokens = try await BenchTokens(dataDirectory: server.dataDirectory, users: concurrentStreams)
-            let url = "ws://127.0.0.1:\(server.port)/v1/ws"
+            let url = "http://127.0.0.1:\(server.port)"
             _ = try await runRound(url: url, tokens: tokens, round: -1)
             let clock = ContinuousClock()
             var all: [StreamTiming] = []
@@ -161,42 +162,41 @@ public struct Benchmark: Sendable {
         }
     }
 
+    /// One answer through MedViewClient, the library an app uses: the socket is opened first (an
+    /// app's is open before the patient types), then the clock runs from `send` to each event.
     private static func oneStream(url: String, token: String, id: String, text: String) async throws -> StreamTiming? {
-        var configuration = WebSocketClientConfiguration()
-        configuration.additionalHeaders[.authorization] = "Bearer \(token)"
-        configuration.maxFrameSize = 1 << 20
-        let timing = Mutex<StreamTiming?>(nil)
-        let logger = Logger(label: "bench")
-        try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
-            let clock = ContinuousClock()
-            let sent = clock.now
-            try await outbound.write(.text(String(decoding: ClientCommand.chatSend(ChatSend(id: id, text: text)).encoded(), as: UTF8.self)))
-            var first: Duration?
-            var alert: Duration?
-            var arrivals: [Duration] = []
-            var chars = 0
-            for try await message in inbound.messages(maxSize: 1 << 20) {
-                guard case .text(let text) = message, let event = try? ServerEvent.decode(text) else { continue }
-                let now = clock.now - sent
-                switch event {
-                case .safetyAlert:
-                    if alert == nil { alert = now }
-                case .streamChunk(let chunk):
-                    if first == nil { first = now }
-                    arrivals.append(now)
-                    chars += chunk.text.count
-                case .streamEnd, .error:
-                    if let first {
-                        timing.withLock { $0 = StreamTiming(firstChunk: first, chunkArrivals: arrivals, chunks: arrivals.count, chars: chars, alert: alert) }
-                    }
-                    try await outbound.close(.normalClosure, reason: nil)
-                    return
-                default:
-                    continue
-                }
+        let client = MedViewClient(configuration: MedViewClientConfiguration(baseURL: url), httpClient: .shared, logger: Logger(label: "bench")) { _ in
+            AccessToken(jwt: token)
+        }
+        await client.connect()
+        for await state in await client.connectionStates() {
+            if state == .connected(.webSocket) { break }
+            if case .stopped = state { return nil }
+        }
+        let clock = ContinuousClock()
+        let sent = clock.now
+        var first: Duration?
+        var alert: Duration?
+        var arrivals: [Duration] = []
+        var chars = 0
+        var timing: StreamTiming?
+        for await event in await client.send(text, id: id) {
+            let now = clock.now - sent
+            switch event {
+            case .safetyAlert:
+                if alert == nil { alert = now }
+            case .text(let chunk):
+                if first == nil { first = now }
+                arrivals.append(now)
+                chars += chunk.count
+            case .ended, .failed:
+                if let first { timing = StreamTiming(firstChunk: first, chunkArrivals: arrivals, chunks: arrivals.count, chars: chars, alert: alert) }
+            default:
+                continue
             }
         }
-        return timing.withLock { $0 }
+        await client.close()
+        return timing
     }
 
     // MARK: - Memory per idle connection

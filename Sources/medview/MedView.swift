@@ -11,7 +11,7 @@ struct MedView: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "medview",
         abstract: "MedView Companion: a health companion whose answers stream over WebSocket and Server-Sent Events.",
-        subcommands: [Serve.self, Migrate.self, Token.self, AuditCommand.self, KeysCommand.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
+        subcommands: [Serve.self, ChatCommand.self, Migrate.self, Token.self, AuditCommand.self, KeysCommand.self, SafetyCommand.self, ModelCommand.self, BenchCommand.self, Dev.self]
     )
 }
 
