@@ -26,6 +26,9 @@ public struct ChatConfiguration: Sendable {
     /// Most earlier messages read for a new answer's context (the token budget then decides how
     /// many are sent): a bound, so a message costs the same however long the conversation is.
     public var contextWindowMessages: Int = 100
+    /// Answers the process runs at once, all users together; a message past it gets a retryable
+    /// `overloaded` at once (admission control, so a burst cannot grow memory without bound).
+    public var maxRunningAnswers: Int = 2000
 
     public init(
         systemPrompt: String = ChatConfiguration.defaultSystemPrompt,

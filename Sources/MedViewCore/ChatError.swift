@@ -16,6 +16,9 @@ public enum ChatError: Error, Sendable, Equatable {
     case shuttingDown
     /// The user already has `limit` answers streaming.
     case tooManyStreams(limit: Int)
+    /// The process runs as many answers as it admits (its memory budget); another instance, or
+    /// this one a moment later, can take the message.
+    case overloaded
     /// No such conversation for this user.
     case conversationNotFound
     /// No such stream for this user.

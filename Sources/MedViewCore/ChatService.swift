@@ -79,7 +79,7 @@ public final class ChatService: Sendable {
         self.configuration = configuration
         self.safety = safety
         self.logger = logger
-        let registry = registry ?? StreamRegistry(maxActiveStreamsPerUser: configuration.maxActiveStreamsPerUser, retention: configuration.replayRetention, replayMemoryBytes: configuration.replayMemoryBytes, logger: logger)
+        let registry = registry ?? StreamRegistry(maxActiveStreamsPerUser: configuration.maxActiveStreamsPerUser, retention: configuration.replayRetention, replayMemoryBytes: configuration.replayMemoryBytes, maxRunning: configuration.maxRunningAnswers, logger: logger)
         self.registry = registry
         let unsaved = UnsavedAnswers(store: store, retryInterval: configuration.storeRetryInterval, observer: observer, logger: logger)
         self.unsaved = unsaved

@@ -98,6 +98,7 @@ public final class StreamRegistry: Service, Sendable {
 
     private let state = Mutex(State())
     private let maxActiveStreamsPerUser: Int
+    private let maxRunning: Int
     private let retention: Duration
     private let replayMemoryBytes: Int
     private let gracePeriod: Duration
@@ -108,8 +109,11 @@ public final class StreamRegistry: Service, Sendable {
     ///   - retention: how long a finished answer stays in memory for fast resume.
     ///   - replayMemoryBytes: estimated bytes the replay logs of finished answers may hold together.
     ///   - gracePeriod: how long a drain lets running answers finish before cancelling them.
-    public init(maxActiveStreamsPerUser: Int, retention: Duration, replayMemoryBytes: Int = 64 << 20, gracePeriod: Duration = .seconds(20), logger: Logger) {
+    ///   - maxRunning: answers the process runs at once, all users together (admission control:
+    ///     past it a new message is refused with `overloaded`).
+    public init(maxActiveStreamsPerUser: Int, retention: Duration, replayMemoryBytes: Int = 64 << 20, gracePeriod: Duration = .seconds(20), maxRunning: Int = .max, logger: Logger) {
         self.maxActiveStreamsPerUser = maxActiveStreamsPerUser
+        self.maxRunning = maxRunning
         self.retention = retention
         self.replayMemoryBytes = replayMemoryBytes
         self.gracePeriod = gracePeriod
@@ -131,6 +135,9 @@ public final class StreamRegistry: Service, Sendable {
             }
             guard s.acceptingNew else { throw .shuttingDown }
             guard s.activePerUser[userId, default: 0] < limit else { throw .tooManyStreams(limit: limit) }
+            // Admission control: a burst beyond what the process may run is refused at once,
+            // with a typed retryable error, instead of queueing without bound.
+            guard s.running < maxRunning else { throw .overloaded }
             let entry = Entry(stream: ResponseStream(id: streamId, userId: userId, conversationId: conversationId, journal: journal), clientKey: key, textDigest: textDigest)
             s.streams[streamId] = entry
             s.byClientKey[key] = streamId

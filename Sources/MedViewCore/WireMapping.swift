@@ -25,6 +25,8 @@ public enum WireMapping {
             (.shuttingDown, "The server is restarting; try again shortly.")
         case .tooManyStreams:
             (.tooManyStreams, "Too many answers are streaming at once; wait for one to finish.")
+        case .overloaded:
+            (.overloaded, "The service is very busy right now; try again in a moment.")
         case .conversationNotFound:
             (.notFound, "No such conversation.")
         case .streamNotFound:

@@ -23,6 +23,8 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     // Limits.
     case tooManyConnections = "too_many_connections"
     case tooManyStreams = "too_many_streams"
+    /// The server runs as many answers as it admits; retry shortly (another instance may take it).
+    case overloaded = "overloaded"
     case idleTimeout = "idle_timeout"
     /// The user sent messages faster than the rate limit allows, or used up the daily output budget.
     case rateLimited = "rate_limited"
@@ -47,7 +49,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     /// Whether the same request may succeed if the client tries again later.
     public var retryable: Bool {
         switch self {
-        case .tooManyConnections, .tooManyStreams, .rateLimited, .modelThrottled, .modelUnavailable,
+        case .tooManyConnections, .tooManyStreams, .overloaded, .rateLimited, .modelThrottled, .modelUnavailable,
             .storageUnavailable, .shuttingDown, .interrupted, .internalError, .tokenExpired, .idleTimeout,
             .requestTimeout:
             true
@@ -67,7 +69,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
         case .notFound: 404
         case .tooManyConnections, .tooManyStreams, .rateLimited: 429
         case .idleTimeout: 408
-        case .modelThrottled, .modelUnavailable, .storageUnavailable, .shuttingDown, .interrupted: 503
+        case .modelThrottled, .modelUnavailable, .storageUnavailable, .shuttingDown, .interrupted, .overloaded: 503
         case .modelError: 502
         case .internalError: 500
         case .originNotAllowed, .hostNotAllowed: 403

@@ -141,6 +141,7 @@ public func buildApplication(
         retention: configuration.chat.replayRetention,
         replayMemoryBytes: configuration.chat.replayMemoryBytes,
         gracePeriod: configuration.limits.shutdownGracePeriod,
+        maxRunning: configuration.chat.maxRunningAnswers,
         logger: logger
     )
     // Durable answers: the replay log's group commit, this process's heartbeat and the recovery

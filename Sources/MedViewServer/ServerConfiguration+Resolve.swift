@@ -53,6 +53,7 @@ public struct ServeArguments: Sendable, Equatable {
     public var journalIntervalMs: Int?
     public var heartbeatIntervalMs: Int?
     public var instanceStaleAfterMs: Int?
+    public var maxRunningAnswers: Int?
 
     public init() {}
 }
@@ -99,6 +100,7 @@ extension ServerConfiguration {
             maxDelay: .milliseconds(try int(a.flushMs, "MEDVIEW_FLUSH_MS", 50, min: 0))
         )
         chat.maxActiveStreamsPerUser = try int(a.maxStreamsPerUser, "MEDVIEW_MAX_STREAMS_PER_USER", chat.maxActiveStreamsPerUser)
+        chat.maxRunningAnswers = try int(a.maxRunningAnswers, "MEDVIEW_MAX_RUNNING_ANSWERS", chat.maxRunningAnswers)
         chat.maxMessageCharacters = try int(a.maxMessageChars, "MEDVIEW_MAX_MESSAGE_CHARS", chat.maxMessageCharacters)
         chat.contextBudgetTokens = try int(a.contextTokens, "MEDVIEW_CONTEXT_TOKENS", chat.contextBudgetTokens)
         chat.maxOutputTokens = try int(a.maxOutputTokens, "MEDVIEW_MAX_OUTPUT_TOKENS", chat.maxOutputTokens)

@@ -75,6 +75,8 @@ struct Serve: AsyncParsableCommand {
     var maxConnectionsPerUser: Int?
     @Option(help: "Answers streaming at once per user. [env: MEDVIEW_MAX_STREAMS_PER_USER] (default: 4)")
     var maxStreamsPerUser: Int?
+    @Option(name: .customLong("max-running-answers"), help: "Answers this process runs at once, all users together; past it a message gets a retryable 'overloaded' at once. [env: MEDVIEW_MAX_RUNNING_ANSWERS] (default: 2000)")
+    var maxRunningAnswers: Int?
     @Option(help: "Longest message, in characters. [env: MEDVIEW_MAX_MESSAGE_CHARS] (default: 8000)")
     var maxMessageChars: Int?
     @Option(help: "Largest WebSocket message or request body, in bytes. [env: MEDVIEW_MAX_FRAME_BYTES] (default: 65536)")
@@ -152,6 +154,7 @@ struct Serve: AsyncParsableCommand {
         arguments.idleTimeoutSeconds = idleTimeoutSeconds
         arguments.maxConnectionsPerUser = maxConnectionsPerUser
         arguments.maxStreamsPerUser = maxStreamsPerUser
+        arguments.maxRunningAnswers = maxRunningAnswers
         arguments.maxMessageChars = maxMessageChars
         arguments.maxFrameBytes = maxFrameBytes
         arguments.contextTokens = contextTokens

@@ -97,3 +97,42 @@ final class HistoryCountingStore: ConversationStore {
         #expect(store.fullReads.withLock { $0 } == before + 1, "then kept")
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct AdmissionTests {
+    @Test("a burst beyond what the process runs gets a typed, retryable overloaded at once; a slot that frees admits again")
+    func burstIsRefusedWithOverloaded() async throws {
+        var configuration = ChatConfiguration()
+        configuration.usageLimits = nil
+        configuration.maxRunningAnswers = 3
+        let chat = ChatService(model: ScriptedModel(configuration: .init(deltaDelay: .milliseconds(30), reply: "One two three four five six seven eight nine ten.")), store: InMemoryConversationStore(), configuration: configuration, safety: NoSafetyPolicy(), logger: Logger(label: "test"))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let outcomes = await withTaskGroup(of: Result<ResponseStream, ChatError>.self) { group in
+            for user in 0..<20 {
+                group.addTask {
+                    do throws(ChatError) {
+                        return .success(try await chat.send(userId: "u\(user)", conversationId: nil, clientMessageId: "m", text: "Hello").stream)
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            var all: [Result<ResponseStream, ChatError>] = []
+            for await outcome in group { all.append(outcome) }
+            return all
+        }
+        let decided = clock.now - started
+        let admitted = outcomes.compactMap { try? $0.get() }
+        let refused = outcomes.compactMap { outcome -> ChatError? in
+            if case .failure(let error) = outcome { return error }
+            return nil
+        }
+        #expect(admitted.count == 3)
+        #expect(refused.count == 17 && refused.allSatisfy { $0 == .overloaded })
+        #expect(ChatError.overloaded.code == .overloaded && ErrorCode.overloaded.retryable && ErrorCode.overloaded.httpStatus == 503)
+        #expect(decided < .seconds(5), "every patient is answered at once, not queued")
+        for stream in admitted { _ = await collect(stream) }
+        let later = try await chat.send(userId: "u-late", conversationId: nil, clientMessageId: "m", text: "Hello")
+        #expect(await collect(later.stream).last.map { if case .streamEnd = $0 { true } else { false } } == true)
+    }
+}

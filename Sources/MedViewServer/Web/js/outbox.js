@@ -12,7 +12,7 @@
 // the function that sends one message now, or null while nothing can.
 
 /** Error codes (without seq) after which the same message may be sent again later. */
-const RETRY_LATER = new Set(["too_many_streams", "rate_limited", "storage_unavailable", "shutting_down", "token_expired", "internal"]);
+const RETRY_LATER = new Set(["too_many_streams", "overloaded", "rate_limited", "storage_unavailable", "shutting_down", "token_expired", "internal"]);
 
 /**
  * @typedef {object} Outgoing       a patient message on its way
