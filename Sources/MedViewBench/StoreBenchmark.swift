@@ -18,8 +18,9 @@ import Synchronization
 /// is the same in every configuration, is left out. Per configuration: `sequential` answers one
 /// at a time (streams/s at 1, server-added time to first chunk: from the message reaching the
 /// engine to its first chunk published, the user message stored before the model was called),
-/// then `rounds` rounds of `concurrent` answers at once (200 patients), each answer ending only
-/// once its ending is stored. Every configuration is run in the same process, one after the
+/// in conversations of ten messages, then `rounds` rounds of `concurrent` answers at once (200
+/// patients, each continuing one conversation, so a data key is made on the first round only),
+/// each answer ending only once its ending is stored. Every configuration is run in the same process, one after the
 /// other, alternating, `repeats` times; the best run of each is printed (the least disturbed by
 /// the other work on the machine).
 public struct StoreBenchmark: Sendable {
@@ -63,7 +64,7 @@ public struct StoreBenchmark: Sendable {
     ]
 
     public func run() async throws {
-        print("medview bench store: the engine in-process on the real stores (scripted model, zero delay), \(sequential) answers one at a time, then \(rounds) rounds of \(concurrent) at once; best of \(repeats)")
+        print("medview bench store: the engine in-process on the real stores (scripted model, zero delay), \(sequential) answers one at a time (conversations of 10), then \(rounds) rounds of \(concurrent) patients at once (one conversation each); best of \(repeats)")
         var stores = ["sqlite"]
         if databaseURL != nil { stores.append("postgresql") } else { print("  (PostgreSQL skipped: give --database-url or MEDVIEW_DATABASE_URL)") }
         for store in stores {
@@ -168,20 +169,34 @@ public struct StoreBenchmark: Sendable {
         for i in 0..<20 { _ = try await Self.answer(chat, user: "warm", id: "w\(i)", conversationId: nil) }
         var firsts: [Duration] = []
         let started = clock.now
+        var conversation: String?
         for i in 0..<sequential {
-            firsts.append(try await Self.answer(chat, user: "seq", id: "s\(i)", conversationId: nil).0)
+            // Conversations of ten messages, as the peers' load generator makes them.
+            let (first, id) = try await Self.answer(chat, user: "seq", id: "s\(i)", conversationId: i % 10 == 0 ? nil : conversation)
+            conversation = id
+            firsts.append(first)
         }
         let sequentialPerSecond = Double(sequential) / Benchmark.seconds(clock.now - started)
         var concurrentFirsts: [Duration] = []
         let concurrentStarted = clock.now
+        // Each patient keeps one conversation across the rounds (the first round starts it).
+        var conversations: [String?] = Array(repeating: nil, count: concurrent)
         for round in 0..<rounds {
-            concurrentFirsts += try await withThrowingTaskGroup(of: Duration.self) { group in
+            let current = conversations
+            let results = try await withThrowingTaskGroup(of: (Int, Duration, String).self) { group in
                 for user in 0..<concurrent {
-                    group.addTask { try await Self.answer(chat, user: "u\(user)", id: "r\(round)", conversationId: nil).0 }
+                    group.addTask {
+                        let (first, id) = try await Self.answer(chat, user: "u\(user)", id: "r\(round)", conversationId: current[user])
+                        return (user, first, id)
+                    }
                 }
-                var all: [Duration] = []
-                for try await first in group { all.append(first) }
+                var all: [(Int, Duration, String)] = []
+                for try await result in group { all.append(result) }
                 return all
+            }
+            for (user, first, id) in results {
+                concurrentFirsts.append(first)
+                conversations[user] = id
             }
         }
         let concurrentPerSecond = Double(rounds * concurrent) / Benchmark.seconds(clock.now - concurrentStarted)
