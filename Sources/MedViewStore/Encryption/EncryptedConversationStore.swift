@@ -20,6 +20,12 @@ public final class EncryptedConversationStore: ConversationStore {
     public let ring: DataKeyRing
     /// Conversation of each stream begun here and not yet finished (saves a read at finish).
     private let streamConversations = Mutex<[String: String]>([:])
+    /// Events of running streams as the journal sealed them (plaintext and envelope, by stream and
+    /// seq), so that the ending, which stores the whole log again, does not seal them twice. An
+    /// envelope is reused only for the same plaintext under the same key version; entries leave
+    /// at the stream's ending (and all at once past `sealedEventsLimit` streams).
+    private let sealedEvents = Mutex<[String: [Int: (plain: String, sealed: String, version: Int)]]>([:])
+    private static let sealedEventsLimit = 10_000
 
     public init(base: any ConversationStore, ring: DataKeyRing) {
         self.base = base
@@ -102,6 +108,7 @@ public final class EncryptedConversationStore: ConversationStore {
     }
 
     public func finishTurn(_ completion: TurnCompletion) async throws {
+        let reusable = sealedEvents.withLock { $0.removeValue(forKey: completion.streamId) } ?? [:]
         var conversationId = streamConversations.withLock { $0.removeValue(forKey: completion.streamId) }
         if conversationId == nil {
             conversationId = try await base.turn(streamId: completion.streamId, userId: completion.userId)?.conversationId
@@ -116,7 +123,12 @@ public final class EncryptedConversationStore: ConversationStore {
             completion.assistantText, key: key, version: version,
             binding: .init(userId: completion.userId, conversationId: conversationId, recordId: Self.assistantRecord(completion.streamId), field: .messageText)
         )
-        sealed.events = try completion.events.map { try seal($0, streamId: completion.streamId, userId: completion.userId, conversationId: conversationId, key: key, version: version) }
+        sealed.events = try completion.events.map { entry in
+            if let done = reusable[entry.seq], done.version == version, done.plain == entry.json {
+                return StreamLogEntry(seq: entry.seq, json: done.sealed)
+            }
+            return try seal(entry, streamId: completion.streamId, userId: completion.userId, conversationId: conversationId, key: key, version: version)
+        }
         try await base.finishTurn(sealed)
     }
 
@@ -160,6 +172,12 @@ public final class EncryptedConversationStore: ConversationStore {
             var sealed = append
             sealed.events = try append.events.map { try seal($0, streamId: append.streamId, userId: append.userId, conversationId: append.conversationId, key: key, version: version) }
             sealedAppends.append(sealed)
+            sealedEvents.withLock { cache in
+                if cache.count >= Self.sealedEventsLimit, cache[append.streamId] == nil { cache.removeAll() }
+                for (plain, envelope) in zip(append.events, sealed.events) {
+                    cache[append.streamId, default: [:]][plain.seq] = (plain.json, envelope.json, version)
+                }
+            }
         }
         try await base.appendStreamEvents(sealedAppends)
     }
@@ -194,7 +212,10 @@ public final class EncryptedConversationStore: ConversationStore {
 
     /// Closes `base`, then the key store.
     public func close() async throws {
-        defer { streamConversations.withLock { $0.removeAll() } }
+        defer {
+            streamConversations.withLock { $0.removeAll() }
+            sealedEvents.withLock { $0.removeAll() }
+        }
         try await base.close()
         try await ring.keyStore.close()
     }
