@@ -351,6 +351,8 @@ public final class PostgresConversationStore: ConversationStore {
                 """,
                 logger: self.logger
             )
+            // Followers on other processes read the ending as soon as it is committed.
+            try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \("a:" + completion.streamId))", logger: self.logger)
         }
         logger.debug("store.turn.finished", metadata: ["stream.id": "\(completion.streamId)", "stream.status": "\(completion.status.rawValue)"])
     }
