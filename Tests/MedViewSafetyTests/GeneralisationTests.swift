@@ -40,7 +40,9 @@ import Testing
 
     @Test(arguments: [
         "Question number 3 about sleep.",
-        "question number 4 about sleep",
+        // "number" was a blood-sugar word: any number from 10 to 54 next to it read as a severe low.
+        "Question number 13 about sleep.",
+        "My answer to number 42 was wrong",
         "Number 2 on the list: what helps with insomnia?",
         "my lucky number is 7 and I feel a bit shaky after coffee",
     ])
