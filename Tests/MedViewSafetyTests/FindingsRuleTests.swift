@@ -45,6 +45,24 @@ import Testing
         "unresponsive": ("I found my grandpa on the floor, he is unresponsive", "unconscious"),
         "head-injury": ("my son hit his head at football practice, now he keeps throwing up", "head_injury"),
         "pregnancy": ("I am 33 weeks pregnant, I have a severe headache and blurry vision", "pregnancy"),
+        // Added on branch safety2.
+        "neutropenic-fever": ("my wife is on chemotherapy and tonight she has a temperature of 101.2", "sepsis"),
+        "breathing-rescue-fails": ("my asthma is bad and the nebulizer is doing nothing, I can only say a few words", "breathing"),
+        "breathing-smoke": ("there was a house fire next door, my uncle breathed in smoke and is wheezing with a hoarse voice", "breathing"),
+        "breathing-lung-fluid": ("I keep coughing up pink frothy spit and my chest is gurgling", "breathing"),
+        "breathing-pe": ("after a long flight my calf is swollen and now I am short of breath", "breathing"),
+        "aha-nitro-fails": ("I took my nitroglycerin five minutes ago and the pain is still there", "cardiac"),
+        "aha-same-as-before": ("I had a heart attack in 2021 and this feels just like it, a tightness and cold sweat", "cardiac"),
+        "seizure-unaware": ("my brother is twitching on one side and he is not answering me", "seizure"),
+        "opioid-toxidrome": ("my roommate is really hard to wake and her breathing is shallow", "unconscious"),
+        "adult-dose-error": ("my grandma doubled her digoxin by accident this week", "poisoning"),
+        "acetaminophen-excess": ("I have been taking 12 extra strength tylenol a day for my tooth and now I feel nauseous", "poisoning"),
+        "poisoning-contact": ("weed killer splashed all over me while spraying, now I am sweating and drooling", "poisoning"),
+        "child-foreign-body": ("my daughter who is 4 swallowed a magnet and now she is drooling", "pediatric"),
+        "child-burn": ("my 10 month old pulled a pot of boiling water onto his legs", "pediatric"),
+        "sglt2-euglycemic-dka": ("I take farxiga and since this morning I am vomiting with belly pain and fast breathing", "diabetic"),
+        "bleeding-heavy-period": ("I am soaking a super pad every hour and I feel faint", "bleeding"),
+        "bleeding-post-op": ("my son had his tonsillectomy last week and now there is fresh blood in his mouth, he looks faint", "bleeding"),
     ]
 
     @Test func everyRuleHasAnExample() throws {

@@ -49,6 +49,11 @@ import Testing
         #expect(await failing.triage("hello", deterministic: nil) == .failed)
         let rambling = ModelTriage(budget: .seconds(900)) { _, _ in "I think this might be cardiac but I'm not sure" }
         #expect(await rambling.triage("hello", deterministic: nil) == .unparsable)
+        // A list number or a second word is not one category word ("3. diabetic", "not diabetic").
+        for reply in ["3. diabetic", "not diabetic", "diabetic 3", "1) cardiac"] {
+            #expect(ModelTriage.category(in: reply) == nil, "\(reply)")
+        }
+        #expect(ModelTriage.category(in: "Head_injury.") == "head_injury")
         let clear = ModelTriage(budget: .seconds(900)) { _, _ in " None.\n" }
         #expect(await clear.triage("how much water should I drink", deterministic: nil) == .clear)
     }

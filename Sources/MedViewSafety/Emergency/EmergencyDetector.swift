@@ -41,6 +41,9 @@ public struct EmergencyDetector: Sendable {
     private let priority: [String: Int]
     private let signalIndex: [String: Int]
     private let findings: ClinicalFindings
+    /// Animal words, and the words that name a person (not a pronoun, which pets share).
+    private let animalWords: Set<String>
+    private let personWords: Set<String>
 
     /// Loads the bundled data and builds the automata.
     public init() throws(SafetyDataError) {
@@ -83,6 +86,11 @@ public struct EmergencyDetector: Sendable {
             knownWords: signals.vocabulary.union(cues.vocabulary).union(self.findings.vocabulary).union(language.protectedWords)
         )
         self.people = PersonLexicon(language.people)
+        self.animalWords = Set(language.animals ?? [])
+        let pronouns: Set<String> = ["he", "him", "his", "himself", "hes", "she", "her", "hers", "herself", "shes",
+                                     "they", "them", "their", "themselves", "themself", "theyre", "my", "mine", "id", "ill"]
+        let p = language.people
+        self.personWords = Set(p.male + p.female + p.neutral + p.firstPerson).subtracting(pronouns)
         self.categoryIndex = categoryIndex
         self.signalIndex = signalIndex
         var priority: [String: Int] = [:]
@@ -106,6 +114,7 @@ public struct EmergencyDetector: Sendable {
     /// play gets no alert, except the writer's own suicidal thoughts.
     public func assess(_ message: String) -> EmergencyAssessment? {
         let tokens = normalizer.tokens(message)
+        if isAboutAnimal(tokens) { return nil }
         let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let found = signals.matches(in: tokens)
         let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
@@ -121,6 +130,20 @@ public struct EmergencyDetector: Sendable {
         }
         return result
     }
+
+    /// Whether the message is about an animal only: an animal word ("my dog", "our puppy", "the
+    /// horse") and no word for a person — neither the writer ("I", "me") nor anyone else ("my
+    /// son", "a friend"). Pronouns do not count: owners call their pets "he" and "she". "the dog
+    /// bit me and I can't breathe" is about the writer and is assessed as usual.
+    func isAboutAnimal(_ tokens: [Token]) -> Bool {
+        guard !animalWords.isEmpty, tokens.contains(where: { animalWords.contains($0.text) }) else { return false }
+        // An animal that bit, scratched or kicked someone is the cause, not the patient.
+        return !tokens.contains { personWords.contains($0.text) || Self.animalAgentWords.contains($0.text) }
+    }
+
+    static let animalAgentWords: Set<String> = [
+        "bit", "bite", "bites", "biting", "bitten", "attacked", "attack", "mauled", "scratched", "kicked", "trampled", "bucked",
+    ]
 
     /// What each reading gives on its own, before fiction and overrides (for the evaluation's
     /// per-layer figures): the signal phrases' category and the findings rule's id.

@@ -50,11 +50,16 @@ public struct MedicationMention: Sendable, Equatable {
     /// The daily dose in milligrams when the message states one next to the name ("40 mg").
     public var doseMg: Double?
 
+    /// For ``Status/stopped``: how many days ago the message says it was stopped ("4 days ago",
+    /// "last week", "years ago"), when it says so.
+    public var stoppedDaysAgo: Double?
+
     /// A mention of `name` with its status.
-    public init(name: String, status: Status, person: String? = nil, doseMg: Double? = nil) {
+    public init(name: String, status: Status, person: String? = nil, doseMg: Double? = nil, stoppedDaysAgo: Double? = nil) {
         self.name = name
         self.status = status
         self.person = person
         self.doseMg = doseMg
+        self.stoppedDaysAgo = stoppedDaysAgo
     }
 }

@@ -42,6 +42,9 @@ public struct MedicationChecker: Sendable {
     private let normalizer: TextNormalizer
     private let people: PersonLexicon
     private let interactions: [InteractionData.Interaction]
+    /// Days a medicine keeps interacting after it is stopped (class `washout_<days>`: MAO
+    /// inhibitors 14, fluoxetine 35, amiodarone 90), by generic name.
+    private let washoutDays: [String: Double]
 
     /// Loads the bundled lexicon, interaction list and knowledge base.
     public init() throws(SafetyDataError) {
@@ -129,6 +132,13 @@ public struct MedicationChecker: Sendable {
         for (i, e) in entries.enumerated() where byName[e.name] == nil { byName[e.name] = i }
         self.entryByName = byName
         self.interactions = rules
+        var washout: [String: Double] = [:]
+        for e in entries {
+            for k in e.keys where k.hasPrefix("class:washout_") {
+                if let d = Double(k.dropFirst("class:washout_".count)) { washout[e.name] = max(washout[e.name] ?? 0, d) }
+            }
+        }
+        self.washoutDays = washout
     }
 
     /// Drug names are literal text: parentheses and `$` in them are not pattern syntax.
@@ -143,7 +153,7 @@ public struct MedicationChecker: Sendable {
     /// message says the patient takes or stopped.
     public func check(_ message: String, context: inout MedicationContext) -> [InteractionWarning] {
         let scan = mentions(in: message, lastMentioned: context.lastMentioned, lastPerson: context.lastPerson)
-        let found = scan.mentions
+        var found = scan.mentions
         if let person = scan.lastPerson { context.setLastPerson(person) }
         if let person = scan.caredFor { context.addCaredFor(person) }
         var warnings: [InteractionWarning] = []
@@ -166,6 +176,15 @@ public struct MedicationChecker: Sendable {
             }
         }
         guard !found.isEmpty else { return warnings }
+        // A medicine with a long washout still interacts for a while after it is stopped ("quit
+        // Nardil 4 days ago", "stopped amiodarone 3 weeks ago"): it stays in the context, as
+        // taken, until its washout has passed by what the message says (no time said: recently).
+        found = found.map { m -> MedicationMention in
+            guard m.status == .stopped, let days = washoutDays[m.name], (m.stoppedDaysAgo ?? 0) < days else { return m }
+            var still = m
+            still.status = .taking
+            return still
+        }
         for m in found where m.status == .stopped { context.remove(m.name) }
         for m in found where m.status == .taking { if let d = m.doseMg { context.setDose(d, for: m.name) } }
         var current: [String] = []
@@ -289,8 +308,9 @@ public struct MedicationChecker: Sendable {
         for m in picked {
             let (status, owner) = status(of: m, tokens: tokens, clauses: clauses, cues: cues)
             let dose = Self.dose(near: m, in: tokens)
+            let daysAgo = status == .stopped ? Self.daysAgo(inClauseOf: m, tokens: tokens, clauses: clauses) : nil
             for e in groups[m.payload] {
-                out.append(MedicationMention(name: entries[e].name, status: status, person: owner.flatMap(person(at:)), doseMg: dose))
+                out.append(MedicationMention(name: entries[e].name, status: status, person: owner.flatMap(person(at:)), doseMg: dose, stoppedDaysAgo: daysAgo))
             }
         }
         // "I stopped it": a stop cue followed by a pronoun in a clause that names no medicine.
@@ -329,6 +349,85 @@ public struct MedicationChecker: Sendable {
             }.first ?? medicinesPerson ?? messagePerson ?? lastPerson
         }
         return (out, messagePerson ?? lastPerson, caredFor)
+    }
+
+    /// How long ago the clause of `m` says something happened: "4 days ago", "3 weeks ago", "a
+    /// month ago", "last week", "last Tuesday", "yesterday", "years ago", "in 2019"; `nil` when
+    /// it says no time.
+    static func daysAgo(inClauseOf m: PhraseMatcher.Match, tokens: [Token], clauses: ClauseMap) -> Double? {
+        let clause = clauses.clause[m.first]
+        let idx = tokens.indices.filter { clauses.clause[$0] == clause }
+        let words = idx.map { tokens[$0] }
+        let units: [String: Double] = [
+            "day": 1, "days": 1, "week": 7, "weeks": 7, "wk": 7, "wks": 7, "month": 30, "months": 30, "mo": 30, "mos": 30,
+            "year": 365, "years": 365, "yr": 365, "yrs": 365,
+        ]
+        let weekdays: Set<String> = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "weekend", "night"]
+        for (k, t) in words.enumerated() {
+            switch t.text {
+            case "yesterday": return 1
+            case "today", "tonight": return 0
+            case "last", "past":
+                if k + 1 < words.count {
+                    let n = words[k + 1].text
+                    if let u = units[n] { return u }
+                    if weekdays.contains(n) { return 7 }
+                }
+            case "ago":
+                guard k >= 1 else { continue }
+                let unit = words[k - 1].text
+                guard let u = units[unit] else {
+                    if ["while", "time"].contains(unit) { return 365 }
+                    continue
+                }
+                if k >= 2, let v = words[k - 2].value { return v * u }
+                if k >= 2, ["a", "an", "one"].contains(words[k - 2].text) { return u }
+                if k >= 2, ["few", "couple"].contains(words[k - 2].text) { return 3 * u }
+                return 2 * u  // "weeks ago", "months ago", "years ago"
+            default:
+                if t.kind == .number, let v = t.value, v >= 1950, v <= 2100, k >= 1, ["in", "since"].contains(words[k - 1].text) { return 365 }
+            }
+        }
+        // "I used to take Prozac": a habit of the past, not a recent stop.
+        if zip(words, words.dropFirst()).contains(where: { $0.text == "used" && $1.text == "to" }) { return 365 }
+        return nil
+    }
+
+    /// Pronouns that can stand for the care team ("they added verapamil").
+    static let careTeamPronouns: Set<String> = ["they", "theyre", "them"]
+    /// Verbs of prescribing, and words that may come between the pronoun and the verb.
+    static let prescribingVerbs: Set<String> = [
+        "started", "start", "starting", "starts", "added", "add", "adding", "put", "putting", "gave", "give", "giving", "given",
+        "prescribed", "prescribe", "prescribing", "switched", "switch", "switching", "changed", "upped", "increased", "raised",
+        "want", "wanted", "wants", "want to", "recommended", "suggested", "ordered",
+    ]
+    static func isPrescribing(after i: Int, tokens: [Token]) -> Bool {
+        var j = i + 1
+        var skipped = 0
+        while j < tokens.count, skipped <= 2 {
+            let t = tokens[j].text
+            if prescribingVerbs.contains(t) { return true }
+            guard ["just", "also", "now", "have", "had", "are", "re", "were", "recently", "then", "finally", "both"].contains(t) else { return false }
+            j += 1
+            skipped += 1
+        }
+        return false
+    }
+
+    /// "my neighbor said to take a baby aspirin daily so I started": the writer says, after the
+    /// name and in the same sentence, that they take or started it.
+    static func writerTakesItAfter(_ m: PhraseMatcher.Match, tokens: [Token]) -> Bool {
+        let verbs: Set<String> = ["started", "start", "take", "took", "taking", "tried", "began", "use", "used", "using"]
+        var j = m.last + 1
+        while j + 1 < tokens.count, j <= m.last + 10, tokens[j].kind != .boundary {
+            // The verb must refer back to it: end of sentence or "it", not another name ("and I take tramadol").
+            if ["i", "ive"].contains(tokens[j].text), verbs.contains(tokens[j + 1].text) {
+                let next = j + 2 < tokens.count ? tokens[j + 2] : nil
+                if next == nil || !next!.isWordLike || ["it", "them", "too", "taking", "daily", "every", "that", "this", "one", "some", "doing"].contains(next!.text) { return true }
+            }
+            j += 1
+        }
+        return false
     }
 
     /// Words after a bare number that make it something other than a dose in mg.
@@ -381,13 +480,20 @@ public struct MedicationChecker: Sendable {
         let pseudo = cues(.pseudoNegation)
 
         // Whose medicine: a "gave me"-type cue makes it the patient's; else the nearest person word.
-        let selfCue = cues(.selfCue).contains(where: before)
+        let selfCue = cues(.selfCue).contains(where: before) || Self.writerTakesItAfter(m, tokens: tokens)
         if !selfCue {
             var i = m.first - 1
             search: while i >= 0 {
                 switch people.reference(tokens[i].text) {
                 case .firstPerson?: break search
-                case .other?: return (.someoneElse, i)
+                case .other?:
+                    // "they started me on…", "they're starting linezolid": a plural pronoun
+                    // before a prescribing verb is the care team, not another patient.
+                    if Self.careTeamPronouns.contains(tokens[i].text), Self.isPrescribing(after: i, tokens: tokens) {
+                        i -= 1
+                        continue
+                    }
+                    return (.someoneElse, i)
                 default: i -= 1
                 }
             }

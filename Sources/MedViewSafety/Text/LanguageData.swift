@@ -20,4 +20,7 @@ struct LanguageData: Codable, Sendable {
     var macros: [String: String]
     /// Words that refer to the writer, to someone else, or to people in general.
     var people: PeopleData
+    /// Animal words (pets, farm animals): a message about an animal with no person in it gets
+    /// no emergency alert, since 911 guidance is for people (the product points to a vet).
+    var animals: [String]?
 }

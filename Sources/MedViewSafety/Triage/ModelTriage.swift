@@ -1,3 +1,4 @@
+import Foundation
 import Dispatch
 import Synchronization
 
@@ -130,11 +131,14 @@ public struct ModelTriage: Sendable {
         }
     }
 
-    /// The category word of a reply: the reply trimmed, lowercased, without punctuation, must be
-    /// exactly one of ``SafetyPrompt/triageCategories``.
+    /// The category word of a reply: the reply lowercased and trimmed of spaces and punctuation at
+    /// its ends must be exactly one of ``SafetyPrompt/triageCategories``. Anything else inside it
+    /// (a digit, a space, a second word: "3. diabetic", "not diabetic") makes it unparsable, so a
+    /// list number or a negation is never read as a category.
     static func category(in reply: String) -> String? {
-        let word = reply.lowercased().filter { $0.isLetter || $0 == "_" }
-        return SafetyPrompt.triageCategories.contains(word) ? word : nil
+        let trimmed = reply.lowercased().trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters).union(.symbols))
+        guard !trimmed.isEmpty, trimmed.allSatisfy({ ($0.isLetter && $0.isASCII) || $0 == "_" }) else { return nil }
+        return SafetyPrompt.triageCategories.contains(trimmed) ? trimmed : nil
     }
 }
 

@@ -243,6 +243,26 @@ rule('mech-triptan-ergot', [C('triptan')], [C('ergot')], 'moderate', 'ischemia',
      "A triptan and an ergot medicine (Cafergot, D.H.E.) must be at least 24 hours apart: together they can narrow blood vessels dangerously.",
      'FDA labels (triptans): contraindicated within 24 hours of ergot-type medicines')
 
+# Added on branch safety2: label contraindications stated by mechanism.
+rule('mech-dofetilide-renal-cation', ['dofetilide'], [C('dofetilide_raising')], 'high', 'heart rhythm',
+     "Dofetilide (Tikosyn) must not be taken with this medicine: it blocks the kidney's removal of dofetilide, and the higher level can cause a dangerous heart rhythm (torsades de pointes). Call your cardiologist or pharmacist before the next dose.",
+     'FDA label (Tikosyn/dofetilide): contraindicated with verapamil, cimetidine, trimethoprim (alone or with sulfamethoxazole), ketoconazole, prochlorperazine, dolutegravir, megestrol and hydrochlorothiazide (alone or combined)')
+rule('mech-qt-cyp2d6', ['thioridazine', 'pimozide'], [C('cyp2d6_strong')], 'high', 'heart rhythm',
+     "This medicine blocks the enzyme (CYP2D6) that clears thioridazine or pimozide; the higher level can cause a dangerous heart rhythm. The combination is contraindicated: call your prescriber or pharmacist before the next dose.",
+     'FDA labels (Mellaril/thioridazine, Orap/pimozide): contraindicated with fluoxetine, paroxetine, fluvoxamine and other CYP2D6 inhibitors; FDA table of CYP2D6 inhibitors')
+rule('dose-rosuvastatin-cyclosporine', ['rosuvastatin'], ['cyclosporine'], 'high', 'muscle damage',
+     "With cyclosporine, rosuvastatin (Crestor) should not go above 5 mg a day: cyclosporine raises its level several times over and the risk of serious muscle damage rises. Check your dose with your prescriber or pharmacist.",
+     'FDA label (Crestor/rosuvastatin): do not exceed 5 mg once daily with cyclosporine', dose={'drug': 'rosuvastatin', 'maxMg': 5})
+rule('dose-pravastatin-clarithromycin', ['pravastatin'], ['clarithromycin'], 'moderate', 'muscle damage',
+     "With clarithromycin, pravastatin should not go above 40 mg a day: clarithromycin raises its level and the risk of muscle damage. Ask your prescriber or pharmacist whether to pause or lower the statin during the antibiotic.",
+     'FDA label (Pravachol/pravastatin): limit to 40 mg daily with clarithromycin', dose={'drug': 'pravastatin', 'maxMg': 40})
+rule('mech-statin-cyclosporine', ['atorvastatin', 'pitavastatin', 'fluvastatin', 'pravastatin'], ['cyclosporine'], 'high', 'muscle damage',
+     "Cyclosporine raises the level of this statin several times over; the dose must be limited or the statin avoided. Check with your transplant team or prescriber.",
+     'FDA labels: pitavastatin contraindicated with cyclosporine; atorvastatin avoid; pravastatin start 10 mg, max 20 mg; fluvastatin max 20 mg twice daily with cyclosporine')
+LABELS.update({'dofetilide_raising': 'medicines that raise dofetilide levels', 'washout_14': 'medicines that keep interacting for 2 weeks after stopping (MAO inhibitors)', 'washout_35': 'medicines that keep interacting for 5 weeks after stopping (fluoxetine)', 'washout_90': 'medicines that keep interacting for months after stopping (amiodarone)'})
+for c in classes:
+    c['label'] = LABELS.get(c['id'], c['label'])
+
 out = {
     'about': "Drug knowledge base for MedView: every medicine maps to its ingredients (a product name listed under several generics names all of them) and to its classes and mechanisms (enzyme inhibitor or substrate, serotonergic, MAO inhibitor, QT-prolonging, potassium-raising, CNS depressant, anticoagulant, antiplatelet, NSAID, antifolate, renin-angiotensin agents, nitrates and PDE5 inhibitors, lithium); interaction rules are stated at class or mechanism level with their exceptions, severity, a plain-language explanation, the source, and a dose limit where the label sets one. Merged at load with drugs.json and interactions.json (the curated first list).",
     'licence': "Written for this project from public-domain US government sources: FDA prescribing information (DailyMed), FDA Drug Safety Communications, the FDA table of CYP substrates, inhibitors and inducers, and the Orange Book / NDC Directory product names (US federal works, not subject to copyright). Brand names are trademarks of their owners, used only to identify the products. No third-party database is copied. Mechanism lists also follow the ONC high-priority DDI list (Phansalkar et al., JAMIA 2012) and CredibleMeds' published category names; this file is released under the project's licence.",
