@@ -145,7 +145,7 @@ public struct Benchmark: Sendable {
         }
     }
 
-    private func runRound(url: String, tokens: BenchTokens, round: Int) async throws -> [StreamTiming] {
+    func runRound(url: String, tokens: BenchTokens, round: Int) async throws -> [StreamTiming] {
         try await withThrowingTaskGroup(of: StreamTiming?.self) { group in
             for user in 0..<concurrentStreams {
                 let token = tokens.token(user)
@@ -161,7 +161,7 @@ public struct Benchmark: Sendable {
         }
     }
 
-    private static func oneStream(url: String, token: String, id: String, text: String) async throws -> StreamTiming? {
+    static func oneStream(url: String, token: String, id: String, text: String) async throws -> StreamTiming? {
         var configuration = WebSocketClientConfiguration()
         configuration.additionalHeaders[.authorization] = "Bearer \(token)"
         configuration.maxFrameSize = 1 << 20

@@ -17,9 +17,21 @@ public protocol ChatObserver: Sendable {
     func storeWriteFailed(operation: StoreOperation)
     /// `count` answers now wait in memory to be written to the store.
     func unsavedAnswers(_ count: Int)
+    /// A chunk was published `gap` after the previous chunk of the same answer.
+    func chunkPublished(gap: Duration)
+    /// A `safety.alert` of `category` was published (counts only: never text).
+    func safetyAlert(category: String)
+    /// A `safety.warning` of `category` was published.
+    func safetyWarning(category: String)
+    /// An answer ended with a typed `error` event of wire code `code`.
+    func streamError(code: String)
 }
 
 extension ChatObserver {
+    public func chunkPublished(gap: Duration) {}
+    public func safetyAlert(category: String) {}
+    public func safetyWarning(category: String) {}
+    public func streamError(code: String) {}
     public func alertPublished(after: Duration) {}
     public func storeWriteFailed(operation: StoreOperation) {}
     public func unsavedAnswers(_ count: Int) {}

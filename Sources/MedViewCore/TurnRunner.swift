@@ -49,6 +49,7 @@ struct TurnRunner: Sendable {
             }
             safetyNotes.append(emergency.modelNote)
             observer?.alertPublished(after: ContinuousClock.now - job.started)
+            observer?.safetyAlert(category: emergency.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
         // A model's second opinion runs alongside the answer (only when the detector found nothing);
@@ -60,6 +61,7 @@ struct TurnRunner: Sendable {
             }
             guard published != nil else { return }
             observer?.alertPublished(after: ContinuousClock.now - job.started)
+            observer?.safetyAlert(category: alert.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
         }
         let history = await loadHistory(turn, isNewConversation: job.isNewConversation)
@@ -68,6 +70,7 @@ struct TurnRunner: Sendable {
             stream.publish { seq in
                 .safetyWarning(SafetyWarning(streamId: stream.id, seq: seq, kind: warning.kind, drugs: warning.drugs, severity: warning.severity, advice: warning.advice))
             }
+            observer?.safetyWarning(category: warning.kind)
             logger.info("safety.warning", metadata: ["stream.id": "\(stream.id)", "safety.interaction": "\(warning.interactionId)", "safety.severity": "\(warning.severity)"])
         }
         if let note = SafetyFraming.note(for: warnings) { safetyNotes.append(note) }
@@ -157,6 +160,7 @@ struct TurnRunner: Sendable {
             unsaved.keep(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)), conversationId: job.turn.conversationId)
         }
         stream.publish { _ in ending }
+        if case .error(let error) = ending { observer?.streamError(code: error.code.rawValue) }
         await limiter.recordOutput(userId: job.turn.userId, tokens: outcome.outputTokens(text: text), now: Date())
         observer?.streamEnded(status: status)
         logger.debug("stream.ended", metadata: ["stream.id": "\(stream.id)", "stream.status": "\(status.rawValue)", "stream.chars": "\(text.count)", "stream.events": "\(seq)"])
