@@ -5,7 +5,9 @@ continuously (docs/AVAILABILITY.md).
 Each client sends message after message; when its connection drops it reconnects through the
 proxy (backoff with jitter) and resumes its answer with `stream.resume` after the last `seq` it
 saw, or sends its `chat.send` again with the same id if it had no `ack` yet (idempotent). The
-restart: take A out of the proxy and SIGTERM it, start A' and put it in; then the same for B.
+restart, as a load balancer and ECS do it: take A out of the proxy's rotation, cut A's open
+connections half a second later (mid-answer), SIGTERM A (it drains: running answers finish and are
+stored), start A' and put it in; then the same for B.
 Every answer must end `complete` with gap-free `seq`s and the text the database stored. The test
 prints how many answers completed intact.
 """
@@ -42,6 +44,7 @@ class Proxy:
         self.turn = 0
         self.connections = 0
         self.server: asyncio.AbstractServer | None = None
+        self.open: dict[tuple[str, int], set] = {}
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -64,6 +67,9 @@ class Proxy:
             writer.close()
             return
         up_reader, up_writer = upstream
+        backend = (host, port)
+        pair = (writer, up_writer)
+        self.open.setdefault(backend, set()).add(pair)
 
         async def pipe(src, dst):
             try:
@@ -79,6 +85,19 @@ class Proxy:
                     pass
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.open.get(backend, set()).discard(pair)
+
+    def cut(self, backend: tuple[str, int]) -> int:
+        """Closes every connection piped to `backend` (a load balancer's deregistration delay
+        running out): clients lose their sockets mid-answer."""
+        pairs = self.open.pop(backend, set())
+        for client_side, server_side in pairs:
+            for w in (client_side, server_side):
+                try:
+                    w.transport.abort()
+                except Exception:
+                    pass
+        return len(pairs)
 
     async def close(self):
         self.server.close()
@@ -180,9 +199,12 @@ def test_rolling_restart_of_both_instances_loses_no_answer(schema_url, tmp_path)
         clients = [Client(i, port, tokens[i]) for i in range(CLIENTS)]
         tasks = [asyncio.create_task(c.run(stop)) for c in clients]
         await asyncio.sleep(3)
+        cut: list[int] = []
         for old in (a, b):
             # Like a load balancer's deregistration: no new connections, then SIGTERM.
             proxy.backends.remove(address(old))
+            await asyncio.sleep(0.5)
+            cut.append(proxy.cut(address(old)))
             old.process.send_signal(signal.SIGTERM)
             await asyncio.to_thread(old.process.wait, 60)
             replacement = await asyncio.to_thread(Serve, schema_url, tmp_path, FAST_DEATH, f"metrics-roll-{len(servers)}.log")
@@ -192,10 +214,10 @@ def test_rolling_restart_of_both_instances_loses_no_answer(schema_url, tmp_path)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 90)
         await proxy.close()
-        return clients, proxy.connections
+        return clients, proxy.connections, cut
 
     try:
-        clients, connections = asyncio.run(asyncio.wait_for(scenario(), 240))
+        clients, connections, cut = asyncio.run(asyncio.wait_for(scenario(), 240))
         survivor = servers[-1]
         intact = 0
         problems = []
@@ -225,9 +247,10 @@ def test_rolling_restart_of_both_instances_loses_no_answer(schema_url, tmp_path)
         reconnects = sum(c.reconnects for c in clients)
         resumes = sum(c.resumes for c in clients)
         print(f"\nrolling restart: {intact} of {total} answers completed intact "
-              f"({CLIENTS} clients, {reconnects} reconnects, {resumes} resumes, {connections} proxied connections)")
+              f"({CLIENTS} clients, {sum(cut)} connections cut mid-stream, {reconnects} reconnects, {resumes} resumes, "
+              f"{connections} proxied connections)")
         assert total >= CLIENTS * 3
-        assert reconnects >= 1, "the restart never cut a connection: the test measured nothing"
+        assert reconnects >= 1 and resumes >= 1, "the restart never cut an answer: the test measured nothing"
         assert not problems, problems
         assert intact == total
     finally:
