@@ -25,6 +25,8 @@ public protocol ChatObserver: Sendable {
     func safetyWarning(category: String)
     /// An answer ended with a typed `error` event of wire code `code`.
     func streamError(code: String)
+    /// A store call on the answer's path (`begin_turn`, `finish_turn`, `history`) took `duration`.
+    func storeOperation(_ operation: String, duration: Duration)
 }
 
 extension ChatObserver {
@@ -32,6 +34,7 @@ extension ChatObserver {
     public func safetyAlert(category: String) {}
     public func safetyWarning(category: String) {}
     public func streamError(code: String) {}
+    public func storeOperation(_ operation: String, duration: Duration) {}
     public func alertPublished(after: Duration) {}
     public func storeWriteFailed(operation: StoreOperation) {}
     public func unsavedAnswers(_ count: Int) {}
@@ -161,7 +164,9 @@ public final class ChatService: Sendable {
             ownerInstanceId: instanceId
         )
         let result: BeginTurnResult
+        let storeStarted = ContinuousClock.now
         do {
+            defer { runner.observer?.storeOperation("begin_turn", duration: .now - storeStarted) }
             result = try await store.beginTurn(turn, newConversation: newConversation)
         } catch StoreError.conversationNotFound {
             registry.abandon(entry)

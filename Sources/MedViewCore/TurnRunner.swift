@@ -92,6 +92,8 @@ struct TurnRunner: Sendable {
     private func loadHistory(_ turn: Turn, isNewConversation: Bool) async -> [StoredMessage] {
         guard !isNewConversation else { return [] }
         do {
+            let started = ContinuousClock.now
+            defer { observer?.storeOperation("history", duration: .now - started) }
             return try await store.messages(conversationId: turn.conversationId, userId: turn.userId).filter { $0.streamId != turn.streamId }
         } catch {
             logger.info("store.history.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
@@ -149,7 +151,9 @@ struct TurnRunner: Sendable {
         func log(_ last: ServerEvent) -> [StreamLogEntry] {
             (logged + [last]).map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
         }
+        let storeStarted = ContinuousClock.now
         do {
+            defer { observer?.storeOperation("finish_turn", duration: .now - storeStarted) }
             try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)))
             unsaved.writeSucceeded()
         } catch {

@@ -140,6 +140,11 @@ public final class ServerMetrics: ChatObserver {
         (ended[status] ?? CoreMetrics.Counter(label: "medview_streams_ended_total", dimensions: [("status", status.rawValue)], factory: factory)).increment()
     }
 
+    public func storeOperation(_ operation: String, duration: Duration) {
+        guard enabled else { return }
+        CoreMetrics.Timer(label: "medview_store_operation_seconds", dimensions: [("operation", Self.bounded(operation))], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
+    }
+
     public func streamError(code: String) {
         error(code)
     }

@@ -263,6 +263,9 @@ def test_metrics_and_emf_count_real_connections_and_never_carry_text_or_tokens(j
     assert value(m, "medview_safety_alerts_total", category="cardiac") == 1
     assert sum(v for (name, _), v in m.items() if name == "medview_safety_warnings_total") == len(warnings)
     assert value(m, "medview_ready") == 1
+    assert value(m, "medview_store_operation_seconds_count", operation="begin_turn") == 5
+    assert value(m, "medview_store_operation_seconds_count", operation="finish_turn") == 5
+    assert value(m, "medview_key_provider_seconds_count", provider="local", operation="generate") >= 1
     # 2 s is a bucket bound of every latency histogram (alarm 1 reads le="2").
     for name in ("medview_time_to_first_chunk_seconds", "medview_inter_chunk_gap_seconds", "medview_first_chunk_server_seconds"):
         assert any(s == name + "_bucket" and float(dict(l)["le"]) == 2.0 for (s, l) in m if dict(l).get("le") not in (None, "+Inf"))
