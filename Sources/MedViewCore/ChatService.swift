@@ -25,6 +25,12 @@ public protocol ChatObserver: Sendable {
     func safetyWarning(category: String)
     /// An answer ended with a typed `error` event of wire code `code`.
     func streamError(code: String)
+    /// The model of `provider` was called for an answer.
+    func modelCalled(provider: String)
+    /// The model's first delta arrived `after` it was called.
+    func modelFirstDelta(provider: String, after: Duration)
+    /// A model call ended throttled (after any retries).
+    func modelThrottled(provider: String)
     /// A store call on the answer's path (`begin_turn`, `finish_turn`, `history`) took `duration`.
     func storeOperation(_ operation: String, duration: Duration)
 }
@@ -35,6 +41,9 @@ extension ChatObserver {
     public func safetyWarning(category: String) {}
     public func streamError(code: String) {}
     public func storeOperation(_ operation: String, duration: Duration) {}
+    public func modelCalled(provider: String) {}
+    public func modelFirstDelta(provider: String, after: Duration) {}
+    public func modelThrottled(provider: String) {}
     public func alertPublished(after: Duration) {}
     public func storeWriteFailed(operation: StoreOperation) {}
     public func unsavedAnswers(_ count: Int) {}

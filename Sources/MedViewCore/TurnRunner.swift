@@ -79,7 +79,7 @@ struct TurnRunner: Sendable {
         let request = contextBuilder.request(history: history, newText: turn.userMessage.text, system: system)
         let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started)
         pipeline.modelCalled(after: ContinuousClock.now - job.started)
-        let modelTask = Task { await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger) }
+        let modelTask = Task { [observer] in await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
         job.entry.attach(modelTask)
         var outcome = await modelTask.value
         if case .cancelled = outcome, !registry.isAcceptingNew { outcome = .interruptedByShutdown }
@@ -102,9 +102,13 @@ struct TurnRunner: Sendable {
     }
 
     /// Streams the model's text into the pipeline and says how it ended.
-    private static func answer(model: any ChatModel, request: ModelRequest, pipeline: ChunkPipeline, streamId: String, logger: Logger) async -> TurnOutcome {
+    private static func answer(model: any ChatModel, request: ModelRequest, pipeline: ChunkPipeline, streamId: String, logger: Logger, observer: (any ChatObserver)?) async -> TurnOutcome {
         var usage: Usage?
         var stop: ModelStopReason?
+        let provider = model.descriptor.provider
+        let called = ContinuousClock.now
+        var sawDelta = false
+        observer?.modelCalled(provider: provider)
         func stopped(_ violation: OutputViolation) -> TurnOutcome {
             logger.info("safety.output.violation", metadata: ["stream.id": "\(streamId)", "safety.rule": "\(violation.rule)"])
             return .completed(.contentFiltered, usage)
@@ -113,6 +117,10 @@ struct TurnRunner: Sendable {
             for try await event in model.stream(request) {
                 switch event {
                 case .delta(let text):
+                    if !sawDelta {
+                        sawDelta = true
+                        observer?.modelFirstDelta(provider: provider, after: .now - called)
+                    }
                     if let violation = pipeline.feed(text) { return stopped(violation) }
                 case .usage(let u): usage = u
                 case .stop(let reason): stop = reason
@@ -128,6 +136,8 @@ struct TurnRunner: Sendable {
             // Nothing more will come: what the guard still holds is complete; release it if clean.
             pipeline.endOfModelText(complete: false)
             let modelError = error as? ModelError ?? ModelError(kind: .failed, retryable: true, detail: "\(type(of: error))")
+            // A throttled attempt the provider retried is counted where it retries (MedViewModels).
+            if modelError.kind == .throttled { observer?.modelThrottled(provider: provider) }
             return .failed(modelError, usage)
         }
     }

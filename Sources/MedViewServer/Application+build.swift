@@ -162,7 +162,7 @@ public func buildApplication(
     }
     shared?.enforce(.init(streamsPerUser: configuration.chat.maxActiveStreamsPerUser, connectionsPerUser: configuration.limits.maxConnectionsPerUser, staleAfter: durability.staleAfter))
     let followers = StreamFollowers(store: store, registry: registry, notifier: notifier, pollInterval: notifier == nil ? .milliseconds(250) : durability.followPollInterval, logger: logger)
-    let chat = ChatService(model: metrics.enabled ? MeteredModel(model, factory: metrics.factory) : model, store: store, configuration: configuration.chat, safety: safety, logger: logger, observer: metrics, registry: registry, journal: journal, followers: followers, instanceId: recovery.instanceId)
+    let chat = ChatService(model: model, store: store, configuration: configuration.chat, safety: safety, logger: logger, observer: metrics, registry: registry, journal: journal, followers: followers, instanceId: recovery.instanceId)
     chat.prepareSafety()
     let limits = configuration.limits
     let sweeper = SessionSweeper(tick: min(.seconds(1), limits.idleTimeout / 4, limits.keepAliveInterval / 2))

@@ -27,10 +27,12 @@ public final class EMFMetrics: MetricsFactory, Service, Sendable {
         var value: String
     }
 
-    private struct State {
-        var counts: [Key: Int64] = [:]
-        var values: [Key: [Double]] = [:]
-        var gauges: [Key: Double] = [:]
+    /// Every sink made, by metric label and dimensions, so that handlers for the same series share
+    /// one; each sink gathers its own measurements, so recording touches no shared table.
+    private struct Sinks {
+        var counters: [String: CounterSink] = [:]
+        var timers: [String: TimerSink] = [:]
+        var gauges: [String: GaugeSink] = [:]
         var flushes = 0
     }
 
@@ -38,7 +40,7 @@ public final class EMFMetrics: MetricsFactory, Service, Sendable {
     public let service: String
     public let interval: Duration
     private let write: @Sendable (String) -> Void
-    private let state = Mutex(State())
+    private let sinks = Mutex(Sinks())
 
     /// - Parameter write: receives each record, one JSON object without a newline.
     public init(namespace: String, service: String, interval: Duration, write: @escaping @Sendable (String) -> Void) {
@@ -48,34 +50,32 @@ public final class EMFMetrics: MetricsFactory, Service, Sendable {
         self.write = write
     }
 
-    // MARK: Recording
-
-    func add(_ keys: [Key], count: Int64) {
-        state.withLock { s in
-            for key in keys { s.counts[key, default: 0] += count }
-        }
-    }
-
-    func add(_ key: Key, milliseconds: Double) {
-        state.withLock { $0.values[key, default: []].append(milliseconds) }
-    }
-
-    func set(_ key: Key, gauge: (Double) -> Double) {
-        state.withLock { s in s.gauges[key] = gauge(s.gauges[key] ?? 0) }
+    static func seriesKey(_ label: String, _ dimensions: [(String, String)]) -> String {
+        ([label] + dimensions.map { "\($0.0)=\($0.1)" }).joined(separator: "\u{1F}")
     }
 
     // MARK: Writing
 
     /// Writes what was gathered since the last flush; gauges every sixth flush, or when `gauges`.
     public func flush(gauges forceGauges: Bool = false) {
-        let (counts, values, gauges) = state.withLock { s -> ([Key: Int64], [Key: [Double]], [Key: Double]) in
+        let (counters, timers, gauges, withGauges) = sinks.withLock { s in
             s.flushes += 1
-            let counts = s.counts
-            let values = s.values
-            s.counts.removeAll(keepingCapacity: true)
-            s.values.removeAll(keepingCapacity: true)
-            let gauges = (forceGauges || s.flushes % 6 == 1) ? s.gauges : [:]
-            return (counts, values, gauges)
+            return (Array(s.counters.values), Array(s.timers.values), Array(s.gauges.values), forceGauges || s.flushes % 6 == 1)
+        }
+        var counts: [Key: Int64] = [:]
+        for sink in counters {
+            let n = sink.take()
+            guard n != 0 else { continue }
+            for key in sink.keys { counts[key, default: 0] += n }
+        }
+        var values: [Key: [Double]] = [:]
+        for sink in timers {
+            let taken = sink.take()
+            if !taken.isEmpty { values[sink.key, default: []] += taken }
+        }
+        var gaugeValues: [Key: Double] = [:]
+        if withGauges {
+            for sink in gauges { gaugeValues[sink.key, default: 0] += sink.value }
         }
         let timestamp = Int64(Date().timeIntervalSince1970 * 1000)
         for (key, count) in counts.sorted(by: { $0.key.name < $1.key.name }) where count != 0 {
@@ -89,7 +89,7 @@ public final class EMFMetrics: MetricsFactory, Service, Sendable {
                 start = end
             }
         }
-        for (key, value) in gauges.sorted(by: { $0.key.dimensions.map(\.value).joined() < $1.key.dimensions.map(\.value).joined() }) {
+        for (key, value) in gaugeValues.sorted(by: { $0.key.dimensions.map(\.value).joined() < $1.key.dimensions.map(\.value).joined() }) {
             write(record(key, value: value, timestamp: timestamp))
         }
     }
@@ -181,7 +181,14 @@ public final class EMFMetrics: MetricsFactory, Service, Sendable {
 
     public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
         let keys = Self.counterKeys(label: label, dimensions: dimensions)
-        return keys.isEmpty ? NOOPMetricsHandler.instance : CounterSink(exporter: self, keys: keys)
+        guard !keys.isEmpty else { return NOOPMetricsHandler.instance }
+        let series = Self.seriesKey(label, dimensions)
+        return sinks.withLock { s in
+            if let sink = s.counters[series] { return sink }
+            let sink = CounterSink(keys: keys)
+            s.counters[series] = sink
+            return sink
+        }
     }
 
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
@@ -190,12 +197,24 @@ public final class EMFMetrics: MetricsFactory, Service, Sendable {
 
     public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
         guard let key = Self.gaugeKey(label: label) else { return NOOPMetricsHandler.instance }
-        return GaugeSink(exporter: self, key: key)
+        let series = Self.seriesKey(label, dimensions)
+        return sinks.withLock { s in
+            if let sink = s.gauges[series] { return sink }
+            let sink = GaugeSink(key: key)
+            s.gauges[series] = sink
+            return sink
+        }
     }
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         guard let key = Self.timerKey(label: label, dimensions: dimensions) else { return NOOPMetricsHandler.instance }
-        return TimerSink(exporter: self, key: key)
+        let series = Self.seriesKey(label, dimensions)
+        return sinks.withLock { s in
+            if let sink = s.timers[series] { return sink }
+            let sink = TimerSink(key: key)
+            s.timers[series] = sink
+            return sink
+        }
     }
 
     public func destroyCounter(_ handler: any CounterHandler) {}
@@ -203,28 +222,37 @@ public final class EMFMetrics: MetricsFactory, Service, Sendable {
     public func destroyMeter(_ handler: any MeterHandler) {}
     public func destroyTimer(_ handler: any TimerHandler) {}
 
+    /// Counts since the last flush (lock-free).
     final class CounterSink: CounterHandler {
-        let exporter: EMFMetrics
         let keys: [Key]
-        init(exporter: EMFMetrics, keys: [Key]) { self.exporter = exporter; self.keys = keys }
-        func increment(by amount: Int64) { exporter.add(keys, count: amount) }
-        func reset() {}
+        private let count = Atomic<Int64>(0)
+        init(keys: [Key]) { self.keys = keys }
+        func increment(by amount: Int64) { count.add(amount, ordering: .relaxed) }
+        func reset() { _ = count.exchange(0, ordering: .relaxed) }
+        func take() -> Int64 { count.exchange(0, ordering: .relaxed) }
     }
 
+    /// Latencies since the last flush, in milliseconds.
     final class TimerSink: TimerHandler {
-        let exporter: EMFMetrics
         let key: Key
-        init(exporter: EMFMetrics, key: Key) { self.exporter = exporter; self.key = key }
-        func recordNanoseconds(_ duration: Int64) { exporter.add(key, milliseconds: Double(duration) / 1_000_000) }
+        private let values = Mutex<[Double]>([])
+        init(key: Key) { self.key = key }
+        func recordNanoseconds(_ duration: Int64) {
+            let ms = Double(duration) / 1_000_000
+            values.withLock { $0.append(ms) }
+        }
+        func take() -> [Double] { values.withLock { v in defer { v = [] }; return v } }
     }
 
+    /// A current value.
     final class GaugeSink: MeterHandler {
-        let exporter: EMFMetrics
         let key: Key
-        init(exporter: EMFMetrics, key: Key) { self.exporter = exporter; self.key = key }
-        func set(_ value: Int64) { exporter.set(key) { _ in Double(value) } }
-        func set(_ value: Double) { exporter.set(key) { _ in value } }
-        func increment(by amount: Double) { exporter.set(key) { $0 + amount } }
-        func decrement(by amount: Double) { exporter.set(key) { $0 - amount } }
+        private let current = Mutex<Double>(0)
+        init(key: Key) { self.key = key }
+        var value: Double { current.withLock { $0 } }
+        func set(_ value: Int64) { current.withLock { $0 = Double(value) } }
+        func set(_ value: Double) { current.withLock { $0 = value } }
+        func increment(by amount: Double) { current.withLock { $0 += amount } }
+        func decrement(by amount: Double) { current.withLock { $0 -= amount } }
     }
 }

@@ -41,7 +41,7 @@ enum SSE {
                     if let metrics, case .streamChunk(let chunk) = event {
                         let now = ContinuousClock.now
                         if let published = stream.publishedAt(seq: last) {
-                            metrics.delivered(chunkOf: chunk.text.count, after: now - published, transport: .sse)
+                            metrics.delivered(chunkOf: chunk.text.unicodeScalars.count, after: now - published, transport: .sse)
                         }
                         if let from = firstChunkFrom {
                             metrics.firstChunkDelivered(after: now - from, transport: .sse)

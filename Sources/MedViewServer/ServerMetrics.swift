@@ -140,6 +140,21 @@ public final class ServerMetrics: ChatObserver {
         (ended[status] ?? CoreMetrics.Counter(label: "medview_streams_ended_total", dimensions: [("status", status.rawValue)], factory: factory)).increment()
     }
 
+    public func modelCalled(provider: String) {
+        guard enabled else { return }
+        CoreMetrics.Counter(label: "medview_model_calls_total", dimensions: [("provider", Self.bounded(provider))], factory: factory).increment()
+    }
+
+    public func modelFirstDelta(provider: String, after: Duration) {
+        guard enabled else { return }
+        CoreMetrics.Timer(label: "medview_model_first_delta_seconds", dimensions: [("provider", Self.bounded(provider))], factory: factory).recordNanoseconds(Self.nanoseconds(after))
+    }
+
+    public func modelThrottled(provider: String) {
+        guard enabled else { return }
+        CoreMetrics.Counter(label: "medview_model_throttles_total", dimensions: [("provider", Self.bounded(provider))], factory: factory).increment()
+    }
+
     public func storeOperation(_ operation: String, duration: Duration) {
         guard enabled else { return }
         CoreMetrics.Timer(label: "medview_store_operation_seconds", dimensions: [("operation", Self.bounded(operation))], factory: factory).recordNanoseconds(Self.nanoseconds(duration))

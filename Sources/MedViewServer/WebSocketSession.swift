@@ -242,7 +242,7 @@ final class WebSocketSession: Sendable {
                 if case .streamChunk(let chunk) = event {
                     let now = ContinuousClock.now
                     if let published = stream.publishedAt(seq: last) {
-                        self.metrics.delivered(chunkOf: chunk.text.count, after: now - published, transport: .websocket)
+                        self.metrics.delivered(chunkOf: chunk.text.unicodeScalars.count, after: now - published, transport: .websocket)
                     }
                     if let from = firstChunkFrom {
                         self.metrics.firstChunkDelivered(after: now - from, transport: .websocket)
