@@ -11,14 +11,15 @@ final class BenchServer: @unchecked Sendable {
     private let output = Pipe()
 
     /// Starts `executable serve ...` and waits for its "listening on" line.
-    init(executable: String, extraArguments: [String]) throws {
+    /// `quietErrors` sends the server's standard error (logs, EMF records) to /dev/null.
+    init(executable: String, extraArguments: [String], quietErrors: Bool = false) throws {
         dataDirectory = NSTemporaryDirectory() + "medview-bench-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: executable)
         // The benchmark measures the engine: one user sends far more than a patient could.
         process.arguments = ["serve", "--port", "0", "--data-dir", dataDirectory, "--log-level", "error", "--rate-limit-per-minute", "1000000", "--rate-limit-burst", "1000000"] + extraArguments
         process.standardOutput = output
-        process.standardError = FileHandle.standardError
+        process.standardError = quietErrors ? FileHandle.nullDevice : FileHandle.standardError
         try process.run()
         var buffer = Data()
         let handle = output.fileHandleForReading
@@ -53,9 +54,9 @@ final class BenchServer: @unchecked Sendable {
         return 0
     }
 
-    /// The server's own metrics text.
+    /// The server's exact latency quantiles (`/metrics` itself has histograms).
     func metrics() async throws -> String {
-        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
+        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics/exact")!)
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -146,7 +146,7 @@ public struct Benchmark: Sendable {
         }
     }
 
-    private func runRound(url: String, tokens: BenchTokens, round: Int) async throws -> [StreamTiming] {
+    func runRound(url: String, tokens: BenchTokens, round: Int) async throws -> [StreamTiming] {
         try await withThrowingTaskGroup(of: StreamTiming?.self) { group in
             for user in 0..<concurrentStreams {
                 let token = tokens.token(user)
@@ -164,7 +164,7 @@ public struct Benchmark: Sendable {
 
     /// One answer through MedViewClient, the library an app uses: the socket is opened first (an
     /// app's is open before the patient types), then the clock runs from `send` to each event.
-    private static func oneStream(url: String, token: String, id: String, text: String) async throws -> StreamTiming? {
+    static func oneStream(url: String, token: String, id: String, text: String) async throws -> StreamTiming? {
         let client = MedViewClient(configuration: MedViewClientConfiguration(baseURL: url), httpClient: .shared, logger: Logger(label: "bench")) { _ in
             AccessToken(jwt: token)
         }

@@ -17,9 +17,33 @@ public protocol ChatObserver: Sendable {
     func storeWriteFailed(operation: StoreOperation)
     /// `count` answers now wait in memory to be written to the store.
     func unsavedAnswers(_ count: Int)
+    /// A chunk was published `gap` after the previous chunk of the same answer.
+    func chunkPublished(gap: Duration)
+    /// A `safety.alert` of `category` was published (counts only: never text).
+    func safetyAlert(category: String)
+    /// A `safety.warning` of `category` was published.
+    func safetyWarning(category: String)
+    /// An answer ended with a typed `error` event of wire code `code`.
+    func streamError(code: String)
+    /// The model of `provider` was called for an answer.
+    func modelCalled(provider: String)
+    /// The model's first delta arrived `after` it was called.
+    func modelFirstDelta(provider: String, after: Duration)
+    /// A model call ended throttled (after any retries).
+    func modelThrottled(provider: String)
+    /// A store call on the answer's path (`begin_turn`, `finish_turn`, `history`) took `duration`.
+    func storeOperation(_ operation: String, duration: Duration)
 }
 
 extension ChatObserver {
+    public func chunkPublished(gap: Duration) {}
+    public func safetyAlert(category: String) {}
+    public func safetyWarning(category: String) {}
+    public func streamError(code: String) {}
+    public func storeOperation(_ operation: String, duration: Duration) {}
+    public func modelCalled(provider: String) {}
+    public func modelFirstDelta(provider: String, after: Duration) {}
+    public func modelThrottled(provider: String) {}
     public func alertPublished(after: Duration) {}
     public func storeWriteFailed(operation: StoreOperation) {}
     public func unsavedAnswers(_ count: Int) {}
@@ -150,7 +174,9 @@ public final class ChatService: Sendable {
             ownerInstanceId: instanceId
         )
         let result: BeginTurnResult
+        let storeStarted = ContinuousClock.now
         do {
+            defer { runner.observer?.storeOperation("begin_turn", duration: .now - storeStarted) }
             result = try await store.beginTurn(turn, newConversation: newConversation)
         } catch StoreError.conversationNotFound {
             registry.abandon(entry)

@@ -19,6 +19,7 @@ final class ChunkPipeline: Sendable {
         var firstChunkSeen = false
         var finished = false
         var beforeModel: Duration = .zero
+        var lastChunkAt: ContinuousClock.Instant?
     }
 
     private let stream: ResponseStream
@@ -129,6 +130,13 @@ final class ChunkPipeline: Sendable {
         for chunk in chunks {
             s.sent += chunk
             stream.publish { .streamChunk(StreamChunk(streamId: stream.id, seq: $0, text: chunk)) }
+        }
+        if let observer, !chunks.isEmpty {
+            let now = ContinuousClock.now
+            for _ in chunks {
+                if let last = s.lastChunkAt { observer.chunkPublished(gap: now - last) }
+                s.lastChunkAt = now
+            }
         }
         if !s.firstChunkSeen, !chunks.isEmpty {
             s.firstChunkSeen = true

@@ -51,6 +51,7 @@ struct TurnRunner: Sendable {
             }
             safetyNotes.append(emergency.modelNote)
             observer?.alertPublished(after: ContinuousClock.now - job.started)
+            observer?.safetyAlert(category: emergency.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
         // A model's second opinion runs alongside the answer (only when the detector found nothing);
@@ -62,6 +63,7 @@ struct TurnRunner: Sendable {
             }
             guard published != nil else { return }
             observer?.alertPublished(after: ContinuousClock.now - job.started)
+            observer?.safetyAlert(category: alert.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
         }
         let (history, medications) = await loadContext(turn, isNewConversation: job.isNewConversation)
@@ -80,6 +82,7 @@ struct TurnRunner: Sendable {
             stream.publish { seq in
                 .safetyWarning(SafetyWarning(streamId: stream.id, seq: seq, kind: warning.kind, drugs: warning.drugs, severity: warning.severity, advice: warning.advice))
             }
+            observer?.safetyWarning(category: warning.kind)
             logger.info("safety.warning", metadata: ["stream.id": "\(stream.id)", "safety.interaction": "\(warning.interactionId)", "safety.severity": "\(warning.severity)"])
         }
         if let note = SafetyFraming.note(for: warnings) { safetyNotes.append(note) }
@@ -88,7 +91,7 @@ struct TurnRunner: Sendable {
         let request = contextBuilder.request(history: history, newText: turn.userMessage.text, system: system)
         let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started)
         pipeline.modelCalled(after: ContinuousClock.now - job.started)
-        let modelTask = Task { await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger) }
+        let modelTask = Task { [observer] in await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
         job.entry.attach(modelTask)
         var outcome = await modelTask.value
         if case .cancelled = outcome, !registry.isAcceptingNew { outcome = .interruptedByShutdown }
@@ -110,6 +113,8 @@ struct TurnRunner: Sendable {
     private func loadContext(_ turn: Turn, isNewConversation: Bool) async -> ([StoredMessage], Medications) {
         guard !isNewConversation else { return ([], Medications(context: MedicationContext(), saved: false)) }
         do {
+            let started = ContinuousClock.now
+            defer { observer?.storeOperation("history", duration: .now - started) }
             // Two more than the window: this turn's own two messages are already stored.
             guard let context = try await store.recentContext(conversationId: turn.conversationId, userId: turn.userId, limit: contextWindowMessages + 2) else {
                 return ([], Medications(context: MedicationContext(), saved: false))
@@ -133,9 +138,13 @@ struct TurnRunner: Sendable {
     }
 
     /// Streams the model's text into the pipeline and says how it ended.
-    private static func answer(model: any ChatModel, request: ModelRequest, pipeline: ChunkPipeline, streamId: String, logger: Logger) async -> TurnOutcome {
+    private static func answer(model: any ChatModel, request: ModelRequest, pipeline: ChunkPipeline, streamId: String, logger: Logger, observer: (any ChatObserver)?) async -> TurnOutcome {
         var usage: Usage?
         var stop: ModelStopReason?
+        let provider = model.descriptor.provider
+        let called = ContinuousClock.now
+        var sawDelta = false
+        observer?.modelCalled(provider: provider)
         func stopped(_ violation: OutputViolation) -> TurnOutcome {
             logger.info("safety.output.violation", metadata: ["stream.id": "\(streamId)", "safety.rule": "\(violation.rule)"])
             return .completed(.contentFiltered, usage)
@@ -144,6 +153,10 @@ struct TurnRunner: Sendable {
             for try await event in model.stream(request) {
                 switch event {
                 case .delta(let text):
+                    if !sawDelta {
+                        sawDelta = true
+                        observer?.modelFirstDelta(provider: provider, after: .now - called)
+                    }
                     if let violation = pipeline.feed(text) { return stopped(violation) }
                 case .usage(let u): usage = u
                 case .stop(let reason): stop = reason
@@ -159,6 +172,8 @@ struct TurnRunner: Sendable {
             // Nothing more will come: what the guard still holds is complete; release it if clean.
             pipeline.endOfModelText(complete: false)
             let modelError = error as? ModelError ?? ModelError(kind: .failed, retryable: true, detail: "\(type(of: error))")
+            // A throttled attempt the provider retried is counted where it retries (MedViewModels).
+            if modelError.kind == .throttled { observer?.modelThrottled(provider: provider) }
             return .failed(modelError, usage)
         }
     }
@@ -182,7 +197,9 @@ struct TurnRunner: Sendable {
         func log(_ last: ServerEvent) -> [StreamLogEntry] {
             (logged + [last]).map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
         }
+        let storeStarted = ContinuousClock.now
         do {
+            defer { observer?.storeOperation("finish_turn", duration: .now - storeStarted) }
             try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)))
             unsaved.writeSucceeded()
         } catch {
@@ -193,6 +210,7 @@ struct TurnRunner: Sendable {
             unsaved.keep(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)), conversationId: job.turn.conversationId)
         }
         stream.publish { _ in ending }
+        if case .error(let error) = ending { observer?.streamError(code: error.code.rawValue) }
         await limiter.recordOutput(userId: job.turn.userId, tokens: outcome.outputTokens(text: text), now: Date())
         observer?.streamEnded(status: status)
         logger.debug("stream.ended", metadata: ["stream.id": "\(stream.id)", "stream.status": "\(status.rawValue)", "stream.chars": "\(text.count)", "stream.events": "\(seq)"])

@@ -123,6 +123,7 @@ struct APIController {
             throw APIError(.invalidCommand, "`id` must be 1 to \(ProtocolLimits.maxCommandIdLength) characters.")
         }
         let result: SendResult
+        let accepted = ContinuousClock.now
         do {
             result = try await chat.send(userId: user, conversationId: conversationId, clientMessageId: body.id, text: body.text)
         } catch {
@@ -130,7 +131,7 @@ struct APIController {
             throw APIError(error)
         }
         let ack = ServerEvent.ack(Ack(id: body.id, streamId: result.stream.id, conversationId: result.conversationId, duplicate: result.duplicate ? true : nil))
-        return streamResponse(result.stream, after: 0, prelude: [ack])
+        return streamResponse(result.stream, after: 0, prelude: [ack], acceptedAt: result.duplicate ? nil : accepted)
     }
 
     @Sendable func resume(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -167,10 +168,11 @@ struct APIController {
         return Response(status: .accepted)
     }
 
-    private func streamResponse(_ stream: ResponseStream, after: Int, prelude: [ServerEvent]) -> Response {
+    private func streamResponse(_ stream: ResponseStream, after: Int, prelude: [ServerEvent], acceptedAt: ContinuousClock.Instant? = nil) -> Response {
         var headers = SSE.headers
         headers[HTTPField.Name("X-Stream-Id")!] = stream.id
-        return Response(status: .ok, headers: headers, body: SSE.body(stream: stream, after: after, prelude: prelude, keepAlive: limits.keepAliveInterval))
+        metrics.connectionAttempt(.sse, .accepted)
+        return Response(status: .ok, headers: headers, body: SSE.body(stream: stream, after: after, prelude: prelude, keepAlive: limits.keepAliveInterval, metrics: metrics, acceptedAt: acceptedAt))
     }
 
     private func requireEventStream(_ request: Request) throws {

@@ -25,11 +25,15 @@ public struct AppDependencies: Sendable {
     /// else `audit.sqlite` in the data directory). It is closed when the application stops.
     public var auditStore: (any AuditStore)?
     public var logger: Logger
+    /// The measurements (default: built from `configuration.observability`, with a registry of
+    /// their own). The executable passes the one it bootstrapped `MetricsSystem` with.
+    public var metrics: ServerMetrics?
     /// Where start-up lines for a person go (the executable prints them).
     public var announce: @Sendable (String) -> Void
 
-    public init(model: (any ChatModel)? = nil, store: (any ConversationStore)? = nil, verifier: (any TokenVerifier)? = nil, safety: (any SafetyPolicy)? = nil, auditStore: (any AuditStore)? = nil, logger: Logger = Logger(label: "medview"), announce: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(model: (any ChatModel)? = nil, store: (any ConversationStore)? = nil, verifier: (any TokenVerifier)? = nil, safety: (any SafetyPolicy)? = nil, auditStore: (any AuditStore)? = nil, metrics: ServerMetrics? = nil, logger: Logger = Logger(label: "medview"), announce: @escaping @Sendable (String) -> Void = { _ in }) {
         self.model = model
+        self.metrics = metrics
         self.auditStore = auditStore
         self.store = store
         self.verifier = verifier
@@ -135,7 +139,7 @@ public func buildApplication(
     }
     let audit = AuditWriter(store: auditStore, logger: logger)
     let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared, triage: modelTriage(configuration: configuration, model: model, logger: logger))
-    let metrics = ServerMetrics()
+    let metrics = dependencies.metrics ?? ServerMetrics(enabled: configuration.observability.metricsEnabled)
     let registry = StreamRegistry(
         maxActiveStreamsPerUser: configuration.chat.maxActiveStreamsPerUser,
         retention: configuration.chat.replayRetention,
@@ -191,6 +195,8 @@ public func buildApplication(
     // store of an encrypted store after it). On PostgreSQL the audit log shares the store's pool,
     // which therefore must stop after the writer.
     var services: [any Service] = storeServices(for: store) + [audit]
+    // EMF records are written until everything else has stopped, then once more.
+    if let emf = metrics.emf { services.append(emf) }
     // Answers the store refused are written again; it stops (after one last try) before the store closes.
     services.append(chat.unsaved)
     // The notifier listens before anything follows; the journal and the heartbeat stop (the
@@ -201,6 +207,9 @@ public func buildApplication(
     if let engine = model as? any Service { services.append(engine) }
     // Shut down in reverse: the registry drains the answers, the sweeper lets sessions write out
     // their last events, the server closes the sockets, then the model engine and the store stop.
+    if let metricsPort = configuration.observability.metricsPort {
+        services.append(makeMetricsServer(configuration: configuration, port: metricsPort, chat: chat, metrics: metrics, logger: logger, announce: announce))
+    }
     services += [server, sweeper, registry]
     return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, audit: audit, services: services, logger: logger)
 }

@@ -153,6 +153,7 @@ final class ConnectionGuard {
         let isUpgrade = head.headers.contains(name: "upgrade")
         if OriginPolicy.applies(method: head.method.rawValue, isUpgrade: isUpgrade),
            !settings.origins.allows(origin: head.headers.first(name: "origin"), host: head.headers.first(name: "host")) {
+            if isUpgrade { settings.metrics.connectionAttempt(.websocket, .originRefused) }
             refuse(.originNotAllowed, "This server does not accept requests from the page's origin.")
             return false
         }

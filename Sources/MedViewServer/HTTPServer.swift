@@ -24,26 +24,18 @@ func makeHTTPServer(
 ) -> some ApplicationProtocol {
     let limits = configuration.limits
     let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestLogContextMiddleware())
     router.get("healthz") { _, _ -> Response in
         JSONHelpers.response(["status": "ok"])
     }
     router.get("readyz") { _, _ -> Response in
-        guard chat.isAcceptingMessages else {
-            return JSONHelpers.response(["status": "draining"], status: .serviceUnavailable)
-        }
-        do {
-            try await chat.store.checkHealth()
-        } catch {
-            return JSONHelpers.response(["status": "unavailable", "store": "unreachable"], status: .serviceUnavailable)
-        }
-        // A store that answers reads but refuses writes (a full disk) is not ready either.
-        if chat.unsaved.isFailing {
-            return JSONHelpers.response(["status": "unavailable", "store": "write_failing"], status: .serviceUnavailable)
-        }
-        return JSONHelpers.response(["status": "ready", "store": "ok", "model": chat.model.descriptor.provider + ":" + chat.model.descriptor.id])
+        let response = await readiness(chat: chat)
+        metrics.setReady(response.status == .ok)
+        return response
     }
-    router.get("metrics") { _, _ -> Response in
-        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    // Without a metrics port of its own, /metrics stays on the main port (development).
+    if configuration.observability.metricsPort == nil {
+        addMetricsRoutes(to: router, chat: chat, metrics: metrics)
     }
     // The web chat page.
     // In production the page talks to the Cognito Hosted UI's token endpoint: the policy allows it.
@@ -115,6 +107,7 @@ func makeHTTPServer(
     }
     let unauthenticated = UnauthenticatedConnections(limit: configuration.http.maxUnauthenticatedConnections)
     let api = router.group("v1")
+        .add(middleware: SSEAttemptMiddleware(metrics: metrics))
         .add(middleware: AuthMiddleware(verifier: verifier, audit: audit, connections: unauthenticated))
         .add(middleware: AuditMiddleware(audit: audit))
     APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
@@ -131,12 +124,14 @@ func makeHTTPServer(
         guard let identity = context.requestContext.identity else {
             let failure = context.requestContext.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
             metrics.error(failure.code.rawValue)
+            metrics.connectionAttempt(.websocket, .authRefused)
             audit.record(AuditEvent(action: .signInRefused, sourceAddress: source, outcome: .refused, reason: failure.code.rawValue))
             await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: failure, closeCode: WebSocketSession.CloseCode.unauthorized)
             return
         }
         guard connections.acquire(identity.userId) else {
             metrics.error(ErrorCode.tooManyConnections.rawValue)
+            metrics.connectionAttempt(.websocket, .limit)
             audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, sourceAddress: source, outcome: .refused, reason: ErrorCode.tooManyConnections.rawValue))
             await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
             return
@@ -150,6 +145,7 @@ func makeHTTPServer(
                 guard try await sharedConnections.openConnection(id: id, userId: identity.userId, instanceId: instanceId) else {
                     connections.release(identity.userId)
                     metrics.error(ErrorCode.tooManyConnections.rawValue)
+                    metrics.connectionAttempt(.websocket, .limit)
                     audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, sourceAddress: source, outcome: .refused, reason: ErrorCode.tooManyConnections.rawValue))
                     await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
                     return
@@ -160,16 +156,19 @@ func makeHTTPServer(
             }
         }
         let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger)
-        metrics.connectionOpened()
+        metrics.connectionAttempt(.websocket, .accepted)
+        metrics.connectionOpened(.websocket)
         audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
         sweeper.add(session)
         defer {
             sweeper.remove(session)
             connections.release(identity.userId)
-            metrics.connectionClosed()
+            metrics.connectionClosed(.websocket)
             audit.record(AuditEvent(action: .connectionClosed, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
         }
-        await session.run(inbound: inbound)
+        await LogContext.$connectionId.withValue(session.connectionId) {
+            await session.run(inbound: inbound)
+        }
         if let sharedConnectionId {
             do {
                 try await sharedConnections?.closeConnection(id: sharedConnectionId)
@@ -217,3 +216,48 @@ func makeHTTPServer(
     return app
 }
 
+
+/// What `/readyz` answers: 200 while accepting messages with a store that reads and writes.
+func readiness(chat: ChatService) async -> Response {
+    guard chat.isAcceptingMessages else {
+        return JSONHelpers.response(["status": "draining"], status: .serviceUnavailable)
+    }
+    do {
+        try await chat.store.checkHealth()
+    } catch {
+        return JSONHelpers.response(["status": "unavailable", "store": "unreachable"], status: .serviceUnavailable)
+    }
+    // A store that answers reads but refuses writes (a full disk) is not ready either.
+    if chat.unsaved.isFailing {
+        return JSONHelpers.response(["status": "unavailable", "store": "write_failing"], status: .serviceUnavailable)
+    }
+    return JSONHelpers.response(["status": "ready", "store": "ok", "model": chat.model.descriptor.provider + ":" + chat.model.descriptor.id])
+}
+
+/// `GET /metrics` (Prometheus text; readiness is measured at each scrape) and
+/// `GET /metrics/exact` (the benchmark's exact quantiles).
+func addMetricsRoutes<Context: RequestContext>(to router: Router<Context>, chat: ChatService, metrics: ServerMetrics) {
+    router.get("metrics") { _, _ -> Response in
+        metrics.setReady(await readiness(chat: chat).status == .ok)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+    router.get("metrics/exact") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.renderExact())))
+    }
+}
+
+/// The `/metrics` listener on its own port (`--metrics-port`), so that it never faces the
+/// internet with the service.
+func makeMetricsServer(configuration: ServerConfiguration, port: Int, chat: ChatService, metrics: ServerMetrics, logger: Logger, announce: @escaping @Sendable (String) -> Void) -> some ApplicationProtocol {
+    let router = Router()
+    addMetricsRoutes(to: router, chat: chat, metrics: metrics)
+    let host = configuration.observability.metricsHost
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(host, port: port), serverName: "medview-metrics"),
+        onServerRunning: { channel in
+            announce("  Metrics: http://\(host):\(channel.localAddress?.port ?? port)/metrics")
+        },
+        logger: logger
+    )
+}

@@ -21,17 +21,33 @@ enum SSE {
 
     /// A streaming body: the `prelude` events (an `ack`), then every event of `stream` after `after`,
     /// with a keep-alive comment whenever `keepAlive` passes without one. Always ends with `finish`.
-    static func body(stream: ResponseStream, after: Int, prelude: [ServerEvent], keepAlive: Duration) -> ResponseBody {
+    ///
+    /// `metrics` counts the open stream and each chunk delivered; `acceptedAt` (a new `chat.send`)
+    /// also measures the first chunk's time as the patient sees it.
+    static func body(stream: ResponseStream, after: Int, prelude: [ServerEvent], keepAlive: Duration, metrics: ServerMetrics? = nil, acceptedAt: ContinuousClock.Instant? = nil) -> ResponseBody {
         ResponseBody { writer in
+            metrics?.connectionOpened(.sse)
+            defer { metrics?.connectionClosed(.sse) }
             var head = "retry: 2000\n\n"
             for event in prelude { head += frame(event) }
             try await writer.write(ByteBuffer(string: head))
             var last = after
+            var firstChunkFrom = acceptedAt
             loop: while true {
                 switch await stream.next(after: last, timeout: keepAlive) {
                 case .event(let event):
                     try await writer.write(ByteBuffer(string: frame(event)))
                     last = event.seq ?? last
+                    if let metrics, case .streamChunk(let chunk) = event {
+                        let now = ContinuousClock.now
+                        if let published = stream.publishedAt(seq: last) {
+                            metrics.delivered(chunkOf: chunk.text.unicodeScalars.count, after: now - published, transport: .sse)
+                        }
+                        if let from = firstChunkFrom {
+                            metrics.firstChunkDelivered(after: now - from, transport: .sse)
+                            firstChunkFrom = nil
+                        }
+                    }
                 case .timeout:
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                 case .finished:
@@ -39,6 +55,33 @@ enum SSE {
                 }
             }
             try await writer.finish(nil)
+        }
+    }
+}
+
+/// Counts each Server-Sent Events request (`Accept: text/event-stream`) that is refused, by
+/// reason, as a failed SSE connection attempt; accepted ones are counted where the stream starts.
+struct SSEAttemptMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let accept = request.headers[.accept], accept.contains("text/event-stream") else {
+            return try await next(request, context)
+        }
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            metrics.connectionAttempt(.sse, Self.result(for: error.code))
+            throw error
+        }
+    }
+
+    static func result(for code: ErrorCode) -> ServerMetrics.ConnectionResult {
+        switch code {
+        case .unauthorized, .tokenExpired: .authRefused
+        case .tooManyConnections, .tooManyStreams, .rateLimited: .limit
+        case .originNotAllowed: .originRefused
+        default: .protocolError
         }
     }
 }

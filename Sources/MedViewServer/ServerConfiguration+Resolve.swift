@@ -54,6 +54,13 @@ public struct ServeArguments: Sendable, Equatable {
     public var heartbeatIntervalMs: Int?
     public var instanceStaleAfterMs: Int?
     public var maxRunningAnswers: Int?
+    /// `json` or `text`.
+    public var logFormat: String?
+    public var metricsPort: Int?
+    public var metricsHost: String?
+    /// `on` or `off`.
+    public var metrics: String?
+    public var metricsFlushMs: Int?
 
     public init() {}
 }
@@ -185,7 +192,33 @@ extension ServerConfiguration {
         configuration.allowDevTokensOnNetwork = try flag(a.allowDevTokensOnNetwork, env("MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK"), "--allow-dev-tokens-on-network / MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK")
         configuration.encryption = try resolveEncryption(arguments: a, environment: environmentName, env: env)
         configuration.durability = durability
+        configuration.observability = try resolveObservability(arguments: a, environment: environmentName, env: env, int: int)
         return configuration
+    }
+
+    /// Log format, metrics switch and listener, and the CloudWatch EMF namespace and service.
+    static func resolveObservability(arguments a: ServeArguments, environment: String, env: (String) -> String?, int: (Int?, String, Int, Int) throws(ConfigurationError) -> Int) throws(ConfigurationError) -> Observability {
+        var o = Observability()
+        let format = a.logFormat ?? env("MEDVIEW_LOG_FORMAT") ?? (environment == "production" ? "json" : "text")
+        guard let logFormat = Observability.LogFormat(rawValue: format) else {
+            throw ConfigurationError("--log-format / MEDVIEW_LOG_FORMAT must be 'json' or 'text'.")
+        }
+        o.logFormat = logFormat
+        let switchValue = a.metrics ?? env("MEDVIEW_METRICS") ?? "on"
+        guard switchValue == "on" || switchValue == "off" else {
+            throw ConfigurationError("--metrics / MEDVIEW_METRICS must be 'on' or 'off'.")
+        }
+        o.metricsEnabled = switchValue == "on"
+        if a.metricsPort != nil || env("MEDVIEW_METRICS_PORT") != nil {
+            let port = try int(a.metricsPort, "MEDVIEW_METRICS_PORT", 0, 0)
+            guard port <= 65535 else { throw ConfigurationError("--metrics-port / MEDVIEW_METRICS_PORT must be at most 65535.") }
+            o.metricsPort = port
+        }
+        o.metricsHost = a.metricsHost ?? env("MEDVIEW_METRICS_HOST") ?? "127.0.0.1"
+        o.namespace = env("MEDVIEW_METRICS_NAMESPACE") ?? "MedView"
+        o.service = env("MEDVIEW_METRICS_SERVICE") ?? "medview"
+        o.emfInterval = .milliseconds(try int(a.metricsFlushMs, "MEDVIEW_METRICS_FLUSH_MS", 10_000, 10))
+        return o
     }
 
     /// `--allowed-origins`: comma-separated `scheme://host[:port]` origins, each normalised.

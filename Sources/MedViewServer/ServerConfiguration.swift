@@ -48,6 +48,33 @@ public struct ServerConfiguration: Sendable {
     /// The durable replay log and the liveness of processes sharing a store (docs/PROTOCOL.md).
     public var durability = Durability()
 
+    /// Logs and metrics (docs/METRICS.md).
+    public var observability = Observability()
+
+    /// How the service reports on itself: log format, `/metrics`, CloudWatch EMF records.
+    public struct Observability: Sendable, Equatable {
+        /// One JSON object per line (CloudWatch) or swift-log's text lines.
+        public enum LogFormat: String, Sendable { case json, text }
+        public var logFormat: LogFormat = .text
+        /// `false` records nothing (`--metrics off`, for the benchmark's baseline).
+        public var metricsEnabled = true
+        /// Serve `/metrics` on this port of ``metricsHost`` instead of the main port (0 picks one).
+        public var metricsPort: Int?
+        /// Where the metrics listener binds (default: loopback).
+        public var metricsHost = "127.0.0.1"
+        /// CloudWatch namespace of the EMF records.
+        public var namespace = "MedView"
+        /// Value of the `Service` dimension on every EMF metric.
+        public var service = "medview"
+        /// How often EMF records are written (gauges every sixth time).
+        public var emfInterval: Duration = .seconds(10)
+
+        public init() {}
+
+        /// EMF records are written with JSON logs only.
+        public var writesEMF: Bool { metricsEnabled && logFormat == .json }
+    }
+
     /// How running answers outlive their process.
     public struct Durability: Sendable, Equatable {
         /// The group-commit window of the replay log: each event is stored at most this long

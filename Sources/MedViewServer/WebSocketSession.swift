@@ -148,7 +148,6 @@ final class WebSocketSession: Sendable {
     }
 
     private func handle(_ data: Data) async {
-        metrics.commandReceived()
         let command: ClientCommand
         do {
             command = try ClientCommand.decode(data)
@@ -170,12 +169,13 @@ final class WebSocketSession: Sendable {
         }
         switch command {
         case .chatSend(let c):
+            let accepted = ContinuousClock.now
             do {
                 let result = try await chat.send(userId: identity.userId, conversationId: c.conversationId, clientMessageId: c.id, text: c.text)
                 if c.conversationId == nil, !result.duplicate { record(.conversationCreated, result.conversationId) }
                 record(.messageSent, result.conversationId)
                 await send(.ack(Ack(id: c.id, streamId: result.stream.id, conversationId: result.conversationId, duplicate: result.duplicate ? true : nil)))
-                follow(result.stream, after: 0)
+                follow(result.stream, after: 0, acceptedAt: result.duplicate ? nil : accepted)
             } catch {
                 record(.messageSent, c.conversationId, refusal: error.code)
                 await sendError(ErrorEvent(code: error.code, message: error.message, id: c.id, retryAfter: error.retryAfter))
@@ -225,7 +225,9 @@ final class WebSocketSession: Sendable {
     // MARK: - Writing
 
     /// Starts (or restarts) pumping `stream` from the event after `after`.
-    private func follow(_ stream: ResponseStream, after: Int) {
+    /// `acceptedAt` is when the `chat.send` that started the answer was accepted, so that the
+    /// first chunk's time as the patient sees it is measured; `nil` for a resume.
+    private func follow(_ stream: ResponseStream, after: Int, acceptedAt: ContinuousClock.Instant? = nil) {
         let (token, previous) = state.withLock { s -> (UInt64, Task<Void, Never>?) in
             s.nextPumpToken += 1
             return (s.nextPumpToken, s.pumps[stream.id]?.task)
@@ -233,11 +235,19 @@ final class WebSocketSession: Sendable {
         previous?.cancel()
         let task = Task {
             var last = after
+            var firstChunkFrom = acceptedAt
             while case .event(let event) = await stream.next(after: last) {
                 guard await self.send(event) else { break }
                 last = event.seq ?? last
-                if case .streamChunk = event, let published = stream.publishedAt(seq: last) {
-                    self.metrics.delivered(after: .now - published)
+                if case .streamChunk(let chunk) = event {
+                    let now = ContinuousClock.now
+                    if let published = stream.publishedAt(seq: last) {
+                        self.metrics.delivered(chunkOf: chunk.text.unicodeScalars.count, after: now - published, transport: .websocket)
+                    }
+                    if let from = firstChunkFrom {
+                        self.metrics.firstChunkDelivered(after: now - from, transport: .websocket)
+                        firstChunkFrom = nil
+                    }
                 }
             }
             self.state.withLock { s in

@@ -26,11 +26,17 @@ struct BenchCommand: AsyncParsableCommand {
         var rounds: Int = 5
         @Option(help: "Idle connection counts to measure memory at, comma-separated; empty skips the phase.")
         var connections: String = "1000,5000"
+        @Option(name: .customLong("metrics-overhead"), help: "Instead: the cost of metrics, as throughput with metrics on (Prometheus + EMF) and off, in this many alternating pairs of servers.")
+        var metricsOverhead: Int?
 
         func run() async throws {
             let steps = connections.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
             let resolved = FileManager.default.isExecutableFile(atPath: executable) ? executable : (Bundle.main.executablePath ?? executable)
+            if let pairs = metricsOverhead {
+                try await Benchmark(executable: resolved, concurrentStreams: streams, rounds: rounds, idleConnectionSteps: [], print: printLine).metricsOverhead(pairs: pairs)
+                return
+            }
             try await Benchmark(executable: resolved, concurrentStreams: streams, rounds: rounds, idleConnectionSteps: steps, print: printLine).run()
         }
     }

@@ -5,6 +5,7 @@ import MedViewBench
 import MedViewCore
 import MedViewLocalModel
 import MedViewServer
+import CoreMetrics
 
 @main
 struct MedView: AsyncParsableCommand {
@@ -29,12 +30,34 @@ func resolveConfiguration(_ arguments: ServeArguments) throws -> ServerConfigura
         throw ValidationError(error.description)
     }
     let level = configuration.logLevel
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
+    let writer = logLineWriter
+    switch configuration.observability.logFormat {
+    case .json:
+        LoggingSystem.bootstrap({ label, provider in
+            JSONLogHandler(label: label, level: level, writer: writer, metadataProvider: provider)
+        }, metadataProvider: LogContext.metadataProvider)
+    case .text:
+        LoggingSystem.bootstrap({ label, provider in
+            var handler = StreamLogHandler.standardError(label: label, metadataProvider: provider)
+            handler.logLevel = level
+            return handler
+        }, metadataProvider: LogContext.metadataProvider)
     }
     return configuration
+}
+
+/// Standard error, shared by JSON log lines and EMF records so that lines never interleave.
+let logLineWriter = LineWriter()
+
+/// The service's measurements, and `MetricsSystem` bootstrapped with the same backend so that
+/// what libraries measure (model retries and throttles) lands beside them.
+func bootstrapMetrics(_ configuration: ServerConfiguration) -> ServerMetrics {
+    let o = configuration.observability
+    let writer = logLineWriter
+    let emf = o.writesEMF ? EMFMetrics(namespace: o.namespace, service: o.service, interval: o.emfInterval, write: { writer.write($0) }) : nil
+    let metrics = ServerMetrics(enabled: o.metricsEnabled, emf: emf)
+    MetricsSystem.bootstrap(metrics.factory)
+    return metrics
 }
 
 /// Environment lookup done once, here at the edge.
@@ -138,6 +161,16 @@ struct Serve: AsyncParsableCommand {
     var keyProvider: String?
     @Option(name: .customLong("master-key-file"), help: "Local master key file, shared by instances on one database. [env: MEDVIEW_MASTER_KEY_FILE] (default: DATA_DIR/master.key, created 0600)")
     var masterKeyFile: String?
+    @Option(name: .customLong("log-format"), help: "Log lines as 'json' (one object per line, with CloudWatch EMF metric records) or 'text'. [env: MEDVIEW_LOG_FORMAT] (default: text in development, json in production)")
+    var logFormat: String?
+    @Option(name: .customLong("metrics-port"), help: "Serve /metrics on this port of --metrics-host instead of the main port (0 picks one). [env: MEDVIEW_METRICS_PORT] (default: none: /metrics on the main port)")
+    var metricsPort: Int?
+    @Option(name: .customLong("metrics-host"), help: "Address the metrics port listens on. [env: MEDVIEW_METRICS_HOST] (default: 127.0.0.1)")
+    var metricsHost: String?
+    @Option(name: .customLong("metrics"), help: "'on' or 'off' (records nothing: the benchmark's baseline). [env: MEDVIEW_METRICS] (default: on)")
+    var metrics: String?
+    @Option(name: .customLong("metrics-flush-ms"), help: "How often EMF metric records are written with JSON logs, in ms; gauges every sixth time. [env: MEDVIEW_METRICS_FLUSH_MS] (default: 10000)")
+    var metricsFlushMs: Int?
     @Option(name: .customLong("kms-key-id"), help: "AWS KMS key id, alias or ARN that wraps the data keys (endpoint: AWS_ENDPOINT_URL_KMS or AWS_ENDPOINT_URL). [env: MEDVIEW_KMS_KEY_ID]")
     var kmsKeyId: String?
 
@@ -187,9 +220,15 @@ struct Serve: AsyncParsableCommand {
         arguments.keyProvider = keyProvider
         arguments.masterKeyFile = masterKeyFile
         arguments.kmsKeyId = kmsKeyId
+        arguments.logFormat = logFormat
+        arguments.metricsPort = metricsPort
+        arguments.metricsHost = metricsHost
+        arguments.metrics = metrics
+        arguments.metricsFlushMs = metricsFlushMs
         let configuration = try resolveConfiguration(arguments)
         do {
-            let app = try await buildApplication(configuration: configuration, dependencies: .init(logger: Logger(label: "medview"), announce: printLine))
+            let metrics = bootstrapMetrics(configuration)
+            let app = try await buildApplication(configuration: configuration, dependencies: .init(metrics: metrics, logger: Logger(label: "medview"), announce: printLine))
             try await app.runService()
         } catch let error as StartupError {
             throw ValidationError(error.description)

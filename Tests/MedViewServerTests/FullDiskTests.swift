@@ -96,7 +96,7 @@ struct TinyFileSystem {
             #expect(store == "write_failing")
             let metrics = String(buffer: try await server.request("/metrics", user: nil).body)
             #expect(metrics.contains("medview_store_write_failures_total{operation=\"finish_turn\"}"))
-            #expect(metrics.contains("medview_unsaved_answers 1"))
+            #expect(metrics.contains("medview_unsaved_answers 1.0"))
 
             // Space returns: the kept answer is written (failed, with the text the client received) and readiness returns.
             try FileManager.default.removeItem(atPath: filler)

@@ -198,7 +198,8 @@ import Testing
             #expect(ready.status == .ok)
             #expect(json(ready)["model"] as? String == "scripted:scripted-v1")
             let metrics = String(buffer: try await server.request("/metrics", user: nil).body)
-            #expect(metrics.contains("medview_stream_first_chunk_seconds"))
+            #expect(metrics.contains("medview_connection_attempts_total{transport=\"websocket\",result=\"accepted\"} 0"))
+            #expect(metrics.contains("medview_ready 1.0"))
         }
     }
 

@@ -1,3 +1,4 @@
+import CoreMetrics
 import AsyncHTTPClient
 import Logging
 import MedViewCore
@@ -51,6 +52,12 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
             policy: retry,
             sleep: sleep,
             onRetry: { next, error in
+                // Through the process's MetricsSystem (docs/METRICS.md): a throttled attempt that
+                // is retried counts here; one that ends the call counts where the model is called.
+                Counter(label: "medview_model_retries_total", dimensions: [("provider", provider)]).increment()
+                if error.kind == .throttled {
+                    Counter(label: "medview_model_throttles_total", dimensions: [("provider", provider)]).increment()
+                }
                 logger.info("model.retry", metadata: ["model.provider": "\(provider)", "model.attempt": "\(next)", "model.error.detail": "\(error.detail)"])
             },
             attempt: { number in self.attempt(http, number: number) }

@@ -63,7 +63,7 @@ public struct EncryptionSettings: Sendable, Equatable {
     /// off. The one place that decides whether a store is encrypted, whichever store it is.
     public func encrypting(_ base: any ConversationStore, dataDirectory: String, environment: [String: String], openKeyStore: () async throws -> any DataKeyStore) async throws -> any ConversationStore {
         guard let provider = try makeKeyProvider(dataDirectory: dataDirectory, environment: environment) else { return base }
-        return EncryptedConversationStore(base: base, ring: DataKeyRing(provider: provider, keyStore: try await openKeyStore()))
+        return EncryptedConversationStore(base: base, ring: DataKeyRing(provider: MeteredKeyProvider(provider), keyStore: try await openKeyStore()))
     }
 
     /// A line for the start-up announcement.
