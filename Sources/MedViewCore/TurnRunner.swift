@@ -83,7 +83,8 @@ struct TurnRunner: Sendable {
                 .safetyWarning(SafetyWarning(streamId: stream.id, seq: seq, kind: warning.kind, drugs: warning.drugs, severity: warning.severity, advice: warning.advice))
             }
             observer?.safetyWarning(category: warning.kind)
-            logger.info("safety.warning", metadata: ["stream.id": "\(stream.id)", "safety.interaction": "\(warning.interactionId)", "safety.severity": "\(warning.severity)"])
+            // The interaction id names the medicines (PHI next to a stream id): only the kind and severity are logged.
+            logger.info("safety.warning", metadata: ["stream.id": "\(stream.id)", "safety.kind": "\(warning.kind)", "safety.severity": "\(warning.severity)"])
         }
         if let note = SafetyFraming.note(for: warnings) { safetyNotes.append(note) }
 
