@@ -555,55 +555,19 @@ public final class PostgresConversationStore: ConversationStore {
 
     // MARK: - Helpers
 
-    /// Runs `body` on a pooled connection, mapping failures to typed errors without user data.
-    ///
-    /// An operation that cannot get a connection and finish within ``operationTimeout`` (the
-    /// database is unreachable: the pool keeps trying to connect, with backoff, and would
-    /// otherwise keep the caller waiting) fails with ``StoreError/unavailable(_:)``, so an
-    /// answer's ending is kept for a later write and the client gets a typed, retryable error.
+    /// Runs `body` on a pooled connection within ``operationTimeout``, mapping failures to typed
+    /// errors without user data (``PostgresPool/run(_:_:)``).
     private func withConnection<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let pool = self.pool
-        let timeout = Self.operationTimeout
-        do {
-            return try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask { try await pool.withConnection(body) }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let value = first else {
-                    throw StoreError.unavailable("\(operation) timed out")
-                }
-                return value
-            }
-        } catch {
-            throw Self.storeError(error, operation: operation)
-        }
+        try await pool.run(operation, body)
     }
 
     /// The longest one store operation may take, waiting for a connection included.
-    public static let operationTimeout: Duration = .seconds(8)
+    public static var operationTimeout: Duration { PostgresPool.operationTimeout }
 
     /// Runs `body` inside `BEGIN … COMMIT` on one pooled connection, rolling back if it throws.
     @discardableResult
     private func transaction<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let logger = self.logger
-        return try await withConnection(operation) { connection in
-            try await connection.query("BEGIN", logger: logger)
-            do {
-                let result = try await body(connection)
-                try await connection.query("COMMIT", logger: logger)
-                return result
-            } catch {
-                do {
-                    try await connection.query("ROLLBACK", logger: logger)
-                } catch {
-                    logger.info("store.rollback.failed", metadata: ["store.operation": "\(operation)"])
-                }
-                throw error
-            }
-        }
+        try await pool.transaction(operation, logger: logger, body)
     }
 
     /// A typed error that names the operation and the SQLSTATE, never the query or its values.

@@ -3,11 +3,31 @@ import MedViewCore
 import PostgresNIO
 
 extension PostgresPool {
+    /// The longest one store operation may take, waiting for a connection included.
+    static let operationTimeout: Duration = .seconds(8)
+
     /// Runs `body` on a pooled connection; failures become typed errors that name `operation` and
     /// the SQLSTATE, never the query or its values.
+    ///
+    /// An operation that cannot get a connection and finish within ``operationTimeout`` (the
+    /// database is unreachable: the pool keeps trying to connect, with backoff, and would
+    /// otherwise keep the caller waiting) fails with ``StoreError/unavailable(_:)``, so an
+    /// answer's ending is kept for a later write and the client gets a typed, retryable error.
     func run<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let timeout = Self.operationTimeout
         do {
-            return try await withConnection(body)
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await self.withConnection(body) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let value = first else {
+                    throw StoreError.unavailable("\(operation) timed out")
+                }
+                return value
+            }
         } catch {
             throw PostgresConversationStore.storeError(error, operation: operation)
         }
