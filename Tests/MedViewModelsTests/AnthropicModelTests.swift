@@ -234,7 +234,8 @@ import Testing
     }
 
     @Test func aServerThatNeverAnswersTimesOutAndIsRetried() async throws {
-        let timeouts = ModelTimeouts(response: .seconds(1), idle: .seconds(5), total: .seconds(30))
+        // 3 s: the retry's own answer must arrive within it even on a loaded machine.
+        let timeouts = ModelTimeouts(response: .seconds(3), idle: .seconds(5), total: .seconds(30))
         let slow = LoopbackHTTPServer.Reply(delayBeforeHead: .seconds(20), steps: [.send(Self.answer)])
         try await LoopbackHTTPServer.with([slow, .events(Self.answer)]) { server in
             let result = await collect(model(server, timeouts: timeouts).stream(sampleRequest))

@@ -78,6 +78,10 @@ struct LiveServer: Sendable {
         defer { if dataDirectory == nil { try? FileManager.default.removeItem(atPath: directory) } }
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory)
         configuration.limits.shutdownGracePeriod = .seconds(5)
+        // The test's HTTP client opens its connection when the server starts and may send its
+        // first request much later (after a WebSocket exchange, on a loaded machine): the 10 s
+        // header timeout (slow-loris protection, tested on its own) would close it first.
+        configuration.http.headerTimeout = .seconds(300)
         configure(&configuration)
         var logger = Logger(label: "test")
         logger.logLevel = .error
