@@ -93,8 +93,8 @@ public final class StreamRecovery: Service, Sendable {
 }
 
 extension Duration {
-    /// The duration in seconds, as `TimeInterval`.
-    var timeInterval: TimeInterval {
+    /// The duration in seconds, as `TimeInterval` (to offset a `Date`).
+    public var timeInterval: TimeInterval {
         let (seconds, attoseconds) = components
         return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     }

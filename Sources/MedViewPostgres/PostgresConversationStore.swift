@@ -257,7 +257,7 @@ public final class PostgresConversationStore: ConversationStore {
                     // One user's new turns are decided one at a time across processes, so two
                     // sends on two processes cannot both take the last slot.
                     try await connection.query("SELECT pg_advisory_xact_lock(\(Self.turnLockClass), hashtext(\(turn.userId)))", logger: self.logger)
-                    let aliveSince = Date() - limits.staleAfter.seconds
+                    let aliveSince = Date() - limits.staleAfter.timeInterval
                     let streaming = try await Self.count(connection, logger: self.logger,
                         """
                         SELECT count(*)::bigint FROM messages m
@@ -479,7 +479,7 @@ public final class PostgresConversationStore: ConversationStore {
             if let limits {
                 // Counting already ignores a silent process's connections; the rows go once it
                 // has been silent ten times as long (a slow process that beats again counts again).
-                let aliveSince = date - 10 * limits.staleAfter.seconds
+                let aliveSince = date - 10 * limits.staleAfter.timeInterval
                 try await connection.query(
                     """
                     DELETE FROM connections c WHERE NOT EXISTS (
@@ -668,7 +668,7 @@ extension PostgresConversationStore: SharedConnectionLimit {
         return try await transaction("openConnection") { connection in
             if let limits {
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.connectionLockClass), hashtext(\(userId)))", logger: self.logger)
-                let aliveSince = Date() - limits.staleAfter.seconds
+                let aliveSince = Date() - limits.staleAfter.timeInterval
                 let open = try await Self.count(connection, logger: self.logger,
                     """
                     SELECT count(*)::bigint FROM connections c JOIN instances i ON i.id = c.instance_id
@@ -689,13 +689,5 @@ extension PostgresConversationStore: SharedConnectionLimit {
             try await connection.query("DELETE FROM connections WHERE id = \(id)", logger: self.logger)
             return ()
         }
-    }
-}
-
-extension Duration {
-    /// The duration in seconds.
-    var seconds: TimeInterval {
-        let (whole, fraction) = components
-        return TimeInterval(whole) + TimeInterval(fraction) / 1e18
     }
 }
