@@ -138,8 +138,8 @@ public func buildApplication(
         throw error
     }
     let audit = AuditWriter(store: auditStore, logger: logger)
-    let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared, triage: modelTriage(configuration: configuration, model: model, logger: logger))
     let metrics = dependencies.metrics ?? ServerMetrics(enabled: configuration.observability.metricsEnabled)
+    let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared, triage: modelTriage(configuration: configuration, model: model, metrics: metrics, logger: logger))
     let registry = StreamRegistry(
         maxActiveStreamsPerUser: configuration.chat.maxActiveStreamsPerUser,
         retention: configuration.chat.replayRetention,
@@ -277,9 +277,10 @@ func cognitoVerifier(configuration: ServerConfiguration, logger: Logger, announc
 
 /// The model's second opinion on each message, for cloud models only (a small local model is no
 /// judge of emergencies): one category word, temperature 0, within the configured budget.
-func modelTriage(configuration: ServerConfiguration, model: any ChatModel, logger: Logger) -> ModelTriage? {
+func modelTriage(configuration: ServerConfiguration, model: any ChatModel, metrics: ServerMetrics, logger: Logger) -> ModelTriage? {
     guard configuration.safetyTriage, ["bedrock", "anthropic", "openai"].contains(model.descriptor.provider) else { return nil }
-    let counters = ModelTriage.Counters()
+    let provider = model.descriptor.provider
+    let counters = ModelTriage.Counters { outcome in metrics.safetyTriage(provider: provider, outcome: outcome.name) }
     return ModelTriage(budget: configuration.safetyTriageBudget, counters: counters, detector: .shared) { system, message in
         var reply = ""
         for try await event in model.stream(ModelRequest(system: system, messages: [ModelMessage(role: .user, text: message)], maxOutputTokens: 4, temperature: 0)) {

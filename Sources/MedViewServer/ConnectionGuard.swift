@@ -69,6 +69,10 @@ final class ConnectionGuard {
     private var readingBody = false
     /// Whether a response head was written and its end not yet.
     private var responseOpen = false
+    /// Whether the request being answered asks for a WebSocket upgrade that has not been
+    /// answered yet: anything but a 101 (Hummingbird's own refusal of a malformed upgrade, a
+    /// path with no WebSocket route) or a close before any answer counts as `upgrade_error`.
+    private var upgradePending = false
 
     init(settings: Settings) {
         self.settings = settings
@@ -157,12 +161,31 @@ final class ConnectionGuard {
             refuse(.originNotAllowed, "This server does not accept requests from the page's origin.")
             return false
         }
+        upgradePending = isUpgrade
+        if isUpgrade, let problem = Self.webSocketUpgradeProblem(head.headers) {
+            // NIO would close such a request without a word; the client gets a typed error.
+            refuse(.malformedRequest, problem)
+            return false
+        }
         phase = .inRequest
         openRequests += 1
         readingBody = true
         setBusy(true)
         arm(.now() + settings.limits.headerTimeout.timeAmount)
         return true
+    }
+
+    /// Why a WebSocket upgrade request cannot be upgraded (RFC 6455 §4.2.1), or `nil`.
+    static func webSocketUpgradeProblem(_ headers: HTTPHeaders) -> String? {
+        guard headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) else { return nil }
+        guard headers[canonicalForm: "sec-websocket-version"] == ["13"] else {
+            return "A WebSocket upgrade needs `Sec-WebSocket-Version: 13`."
+        }
+        let keys = headers["sec-websocket-key"]
+        guard keys.count == 1, let key = Data(base64Encoded: keys[0].trimmingCharacters(in: .whitespaces)), key.count == 16 else {
+            return "A WebSocket upgrade needs one `Sec-WebSocket-Key` of 16 bytes in base64."
+        }
+        return nil
     }
 
     fileprivate func requestEnded() {
@@ -172,6 +195,7 @@ final class ConnectionGuard {
 
     /// Whether this head upgrades the connection (a 101).
     fileprivate func responseHeadWritten(_ head: HTTPResponseHead) -> Bool {
+        settleUpgrade(upgraded: head.status == .switchingProtocols)
         if head.status == .switchingProtocols { return true }
         if head.status.code >= 200 { responseOpen = true }
         return false
@@ -193,6 +217,13 @@ final class ConnectionGuard {
         } else {
             refuse(.malformedRequest, "The request is not valid HTTP/1.1.")
         }
+    }
+
+    /// Counts an upgrade request that ended without a 101 as a failed WebSocket attempt.
+    fileprivate func settleUpgrade(upgraded: Bool) {
+        guard upgradePending else { return }
+        upgradePending = false
+        if !upgraded { settings.metrics.connectionAttempt(.websocket, .upgradeError) }
     }
 
     // MARK: Time limits
@@ -251,6 +282,7 @@ final class ConnectionGuard {
 
     /// Answers with a typed JSON error (unless a response is already being written) and closes.
     private func refuse(_ code: ErrorCode, _ message: String, retryAfter: Int? = nil) {
+        settleUpgrade(upgraded: false)
         settings.metrics.error(code.rawValue)
         settings.logger.debug("http.request.refused", metadata: ["error.code": "\(code.rawValue)"])
         guard let context = rawContext, !responseOpen else {
@@ -275,6 +307,7 @@ final class ConnectionGuard {
     }
 
     private func close() {
+        settleUpgrade(upgraded: false)
         phase = .done
         deadline = nil
         endInput()
@@ -343,6 +376,7 @@ final class ConnectionGuard {
 
         func channelInactive(context: ChannelHandlerContext) {
             owner.cancelTimer()
+            owner.settleUpgrade(upgraded: false)
             if case .upgraded = owner.phase {} else { owner.phase = .done }
             context.fireChannelInactive()
         }

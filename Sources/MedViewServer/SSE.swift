@@ -25,7 +25,10 @@ enum SSE {
     /// `metrics` counts the open stream and each chunk delivered; `acceptedAt` (a new `chat.send`)
     /// also measures the first chunk's time as the patient sees it.
     static func body(stream: ResponseStream, after: Int, prelude: [ServerEvent], keepAlive: Duration, metrics: ServerMetrics? = nil, acceptedAt: ContinuousClock.Instant? = nil) -> ResponseBody {
-        ResponseBody { writer in
+        // The body is written after the route returned, outside its task: its lines name the
+        // request again.
+        let requestId = LogContext.requestId
+        return ResponseBody { writer in try await LogContext.$requestId.withValue(requestId) {
             metrics?.connectionOpened(.sse)
             defer { metrics?.connectionClosed(.sse) }
             var head = "retry: 2000\n\n"
@@ -55,7 +58,7 @@ enum SSE {
                 }
             }
             try await writer.finish(nil)
-        }
+        } }
     }
 }
 

@@ -155,6 +155,14 @@ public final class ServerMetrics: ChatObserver {
         CoreMetrics.Counter(label: "medview_model_throttles_total", dimensions: [("provider", Self.bounded(provider))], factory: factory).increment()
     }
 
+    /// The model triage's second opinion on a message ended with `outcome` (`clear`, `alert`,
+    /// `timed_out`, `failed`, `unparsable`; `skipped`, no model call, when the detector had
+    /// already alerted).
+    public func safetyTriage(provider: String, outcome: String) {
+        guard enabled else { return }
+        CoreMetrics.Counter(label: "medview_safety_triage_total", dimensions: [("provider", Self.bounded(provider)), ("outcome", Self.bounded(outcome))], factory: factory).increment()
+    }
+
     public func storeOperation(_ operation: String, duration: Duration) {
         guard enabled else { return }
         CoreMetrics.Timer(label: "medview_store_operation_seconds", dimensions: [("operation", Self.bounded(operation))], factory: factory).recordNanoseconds(Self.nanoseconds(duration))

@@ -14,6 +14,7 @@ import json
 import queue
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -129,6 +130,19 @@ async def ws_answer(url: str, token: str, message_id: str, text: str) -> list[di
                 return events
 
 
+def malformed_upgrade(url: str) -> tuple[int, dict]:
+    """A WebSocket upgrade request without a Sec-WebSocket-Key, over a raw socket."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall((f"GET /v1/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
 async def ws_refused(url: str) -> dict:
     async with connect(url.replace("http://", "ws://") + "/v1/ws", additional_headers={"Authorization": "Bearer not.a.token"},
                        proxy=None, compression=None, open_timeout=30) as ws:
@@ -201,6 +215,9 @@ def test_metrics_and_emf_count_real_connections_and_never_carry_text_or_tokens(j
 
     answers, refused = asyncio.run(asyncio.wait_for(drive(), 120))
     assert refused["type"] == "error" and refused["code"] == "unauthorized"
+    # A malformed upgrade (no Sec-WebSocket-Key) gets a typed 400 and counts as upgrade_error.
+    status, body = malformed_upgrade(server.url)
+    assert status == 400 and body["error"]["code"] == "malformed_request", (status, body)
     ws_chunks = [e for events in answers for e in events if e["type"] == "stream.chunk"]
     ws_completed = [events for events in answers if events[-1]["type"] == "stream.end"]
     assert len(ws_completed) == 3, answers
@@ -239,6 +256,7 @@ def test_metrics_and_emf_count_real_connections_and_never_carry_text_or_tokens(j
     assert value(m, "medview_websocket_connections") == 0 and value(m, "medview_sse_connections") == 0
     assert value(m, "medview_connection_attempts_total", transport="websocket", result="accepted") == 4
     assert value(m, "medview_connection_attempts_total", transport="websocket", result="auth_refused") == 1
+    assert value(m, "medview_connection_attempts_total", transport="websocket", result="upgrade_error") == 1
     assert value(m, "medview_connection_attempts_total", transport="sse", result="accepted") == 1
     assert value(m, "medview_connection_attempts_total", transport="sse", result="auth_refused") == 1
     # Every answer that produced text had its first chunk timed as the patient sees it.
@@ -284,9 +302,10 @@ def test_metrics_and_emf_count_real_connections_and_never_carry_text_or_tokens(j
             assert metric["Name"] in r and metric["Unit"] in ("Count", "Milliseconds")
             if isinstance(r[metric["Name"]], list):
                 assert 1 <= len(r[metric["Name"]]) <= 100
-    assert emf_sum(records, "ConnectionAttempts") == 7
-    assert emf_sum(records, "ConnectionFailures") == 2
+    assert emf_sum(records, "ConnectionAttempts") == 8
+    assert emf_sum(records, "ConnectionFailures") == 3
     assert emf_sum(records, "ConnectionFailures", Reason="auth_refused") == 2
+    assert emf_sum(records, "ConnectionFailures", Reason="upgrade_error") == 1
     assert emf_count(records, "TimeToFirstChunkMs") == ws_with_text + 1
     assert all(0 <= v < 30_000 for r in records if "TimeToFirstChunkMs" in r for v in r["TimeToFirstChunkMs"])
     assert emf_count(records, "FirstChunkLatencyMs") == ws_with_text + 1
@@ -308,6 +327,12 @@ def test_metrics_and_emf_count_real_connections_and_never_carry_text_or_tokens(j
     assert ws_lines and all(entry.get("connection.id") == entry["ws.id"] for entry in ws_lines)
     alert_lines = [entry for entry in logs if entry["message"] == "safety.alert"]
     assert alert_lines and all("connection.id" in entry for entry in alert_lines)
+    # Lines about an answer name its connection (WebSocket) or request (SSE, whose body is
+    # written after the route returned).
+    answer_lines = [entry for entry in logs if entry["message"].startswith(("stream.", "store.turn.", "safety."))]
+    assert answer_lines and all("connection.id" in entry or "request.id" in entry for entry in answer_lines), \
+        [entry["message"] for entry in answer_lines if "connection.id" not in entry and "request.id" not in entry]
+    assert any("request.id" in entry for entry in answer_lines if entry["message"] == "stream.ended"), "SSE answer lines carry request.id"
     everything = "\n".join(lines) + "\n" + text + "\n" + "".join(server.output)
     for secret in (marker, token, token.split(".")[2], "crushing chest pain", "warfarin and ibuprofen", "sleep better"):
         assert secret not in everything, f"{secret[:12]}… leaked into logs, EMF or /metrics"

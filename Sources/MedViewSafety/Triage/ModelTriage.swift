@@ -52,13 +52,17 @@ public struct ModelTriage: Sendable {
     /// Counts of triage outcomes, by ``Outcome/name``; safe to share between tasks.
     public final class Counters: Sendable {
         private let counts = Mutex<[String: Int]>([:])
+        private let onRecord: @Sendable (Outcome) -> Void
 
-        /// Empty counters.
-        public init() {}
+        /// Empty counters; `onRecord` also sees every outcome (the server's metrics).
+        public init(onRecord: @escaping @Sendable (Outcome) -> Void = { _ in }) {
+            self.onRecord = onRecord
+        }
 
         /// Adds one to the outcome's count.
         public func record(_ outcome: Outcome) {
             counts.withLock { $0[outcome.name, default: 0] += 1 }
+            onRecord(outcome)
         }
 
         /// How many checks ended with the outcome named (`timed_out`, `alert`, …).
