@@ -26,6 +26,10 @@ public struct ChatConfiguration: Sendable {
     /// Most earlier messages read for a new answer's context (the token budget then decides how
     /// many are sent): a bound, so a message costs the same however long the conversation is.
     public var contextWindowMessages: Int = 100
+    /// Conversations whose context window is kept in memory (``ContextWindowCache``), so that a
+    /// new message reads only the latest few messages from the store; 0 reads the whole window
+    /// every time.
+    public var contextCacheConversations: Int = 2000
     /// Answers the process runs at once, all users together; a message past it gets a retryable
     /// `overloaded` at once (admission control, so a burst cannot grow memory without bound).
     public var maxRunningAnswers: Int = 2000

@@ -85,6 +85,8 @@ public final class ChatService: Sendable {
     public let instanceId: String?
     private let safety: any SafetyPolicy
     private let runner: TurnRunner
+    /// Recent conversations' context windows (`nil` when ``ChatConfiguration/contextCacheConversations`` is 0).
+    private let windows: ContextWindowCache?
     private let logger: Logger
 
     /// - Parameters:
@@ -109,6 +111,8 @@ public final class ChatService: Sendable {
         self.unsaved = unsaved
         let limiter = limiter ?? configuration.usageLimits.map { InMemoryUsageLimiter(limits: $0) } ?? UnlimitedUsage()
         self.limiter = limiter
+        let windows = configuration.contextCacheConversations > 0 ? ContextWindowCache(capacity: configuration.contextCacheConversations) : nil
+        self.windows = windows
         self.runner = TurnRunner(
             model: model,
             store: store,
@@ -116,6 +120,7 @@ public final class ChatService: Sendable {
             contextBuilder: ContextBuilder(systemPrompt: configuration.systemPrompt, budgetTokens: configuration.contextBudgetTokens, maxOutputTokens: configuration.maxOutputTokens, temperature: configuration.temperature),
             chunking: configuration.chunking,
             contextWindowMessages: configuration.contextWindowMessages,
+            windows: windows,
             registry: registry,
             unsaved: unsaved,
             limiter: limiter,
@@ -274,6 +279,7 @@ public final class ChatService: Sendable {
             entry.requestCancel()
         }
         unsaved.forget(conversationId: id, userId: userId)
+        windows?.remove(conversationId: id)
         do {
             return try await store.deleteConversation(id: id, userId: userId)
         } catch {

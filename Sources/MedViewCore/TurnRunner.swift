@@ -22,6 +22,8 @@ struct TurnRunner: Sendable {
     let chunking: StreamProcessor.Configuration
     /// Most earlier messages read for a new answer (``ChatConfiguration/contextWindowMessages``).
     let contextWindowMessages: Int
+    /// Recent conversations' windows, so a new message reads only the latest few messages.
+    let windows: ContextWindowCache?
     let registry: StreamRegistry
     let unsaved: UnsavedAnswers
     let limiter: any UsageLimiter
@@ -116,12 +118,30 @@ struct TurnRunner: Sendable {
         do {
             let started = ContinuousClock.now
             defer { observer?.storeOperation("history", duration: .now - started) }
+            // A cached window needs only the latest few messages (and the saved safety state) to
+            // be checked and extended; the store's whole window is read only when it cannot be.
+            if let windows {
+                // Two more than asked for: this turn's own two messages are already stored.
+                guard let probe = try await store.recentContext(conversationId: turn.conversationId, userId: turn.userId, limit: ContextWindowCache.probeMessages + 2) else {
+                    return ([], Medications(context: MedicationContext(), saved: false))
+                }
+                let latest = probe.messages.filter { $0.streamId != turn.streamId }
+                if let saved = Self.savedMedications(probe.safetyState) {
+                    if let window = probe.hasOlder
+                        ? windows.window(conversationId: turn.conversationId, userId: turn.userId, probe: latest, limit: contextWindowMessages)
+                        : Array(latest.suffix(contextWindowMessages)) {
+                        windows.store(conversationId: turn.conversationId, userId: turn.userId, window: window)
+                        return (window, Medications(context: saved, saved: true))
+                    }
+                }
+            }
             // Two more than the window: this turn's own two messages are already stored.
             guard let context = try await store.recentContext(conversationId: turn.conversationId, userId: turn.userId, limit: contextWindowMessages + 2) else {
                 return ([], Medications(context: MedicationContext(), saved: false))
             }
-            let history = context.messages.filter { $0.streamId != turn.streamId }
-            if let json = context.safetyState, let saved = try? JSONDecoder().decode(MedicationContext.self, from: Data(json.utf8)) {
+            let history = Array(context.messages.filter { $0.streamId != turn.streamId }.suffix(contextWindowMessages))
+            if let saved = Self.savedMedications(context.safetyState) {
+                windows?.store(conversationId: turn.conversationId, userId: turn.userId, window: history)
                 return (history, Medications(context: saved, saved: true))
             }
             let earlier = context.hasOlder
@@ -136,6 +156,12 @@ struct TurnRunner: Sendable {
             logger.info("store.history.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
             return ([], Medications(context: MedicationContext(), saved: false))
         }
+    }
+
+    /// The medication context saved with the conversation, if any.
+    private static func savedMedications(_ json: String?) -> MedicationContext? {
+        guard let json else { return nil }
+        return try? JSONDecoder().decode(MedicationContext.self, from: Data(json.utf8))
     }
 
     /// Streams the model's text into the pipeline and says how it ended.

@@ -67,12 +67,71 @@ final class HistoryCountingStore: ConversationStore {
         }
         #expect(warnings.contains { Set($0.drugs ?? []) == ["warfarin", "ibuprofen"] })
         #expect(store.fullReads.withLock { $0 } == 0, "no full-history read on the hot path")
-        #expect(store.recentLimits.withLock { $0 }.allSatisfy { $0 == 42 })
+        // A new message reads the latest few messages (the cached window's check); the whole
+        // window is read once, when the conversation's window is not cached yet.
+        let limits = store.recentLimits.withLock { $0 }
+        #expect(limits.count == 250)
+        #expect(limits.filter { $0 == ContextWindowCache.probeMessages + 2 }.count >= 249)
+        #expect(limits.allSatisfy { $0 == ContextWindowCache.probeMessages + 2 || $0 == 42 })
         // Every request carries at most the window of earlier messages plus the new one.
         let sizes = model.requests.map(\.messages.count)
         #expect(sizes.count == 251)
         #expect(sizes.max() ?? 0 <= 41)
         #expect(sizes.last == sizes[200], "the context stops growing")
+    }
+
+    @Test("the cached window gives the model exactly the context a full read gives, also when another process added turns")
+    func cachedWindowMatchesTheStore() async throws {
+        func run(cacheConversations: Int) async throws -> [[ModelMessage]] {
+            let store = InMemoryConversationStore()
+            let model = RecordingModel(ScriptedModel(configuration: .init(deltaDelay: .zero, reply: "Rest and drink water.")))
+            var configuration = ChatConfiguration()
+            configuration.usageLimits = nil
+            configuration.contextWindowMessages = 10
+            configuration.contextCacheConversations = cacheConversations
+            let chat = ChatService(model: model, store: store, configuration: configuration, safety: NoSafetyPolicy(), logger: Logger(label: "test"))
+            // "Another process": a second engine on the same store, with its own cache.
+            let other = ChatService(model: ScriptedModel(configuration: .init(deltaDelay: .zero, reply: "From the other task.")), store: store, configuration: configuration, safety: NoSafetyPolicy(), logger: Logger(label: "test"))
+            let first = try await chat.send(userId: "carol", conversationId: nil, clientMessageId: "c0", text: "Hello (0)")
+            _ = await collect(first.stream)
+            for i in 1..<40 {
+                // Some messages are answered elsewhere: one between two of ours, or two in a row.
+                let engine = [5, 12, 13, 20, 27, 28, 29].contains(i) ? other : chat
+                _ = await collect(try await engine.send(userId: "carol", conversationId: first.conversationId, clientMessageId: "c\(i)", text: "Question \(i)").stream)
+            }
+            return model.requests.map(\.messages)
+        }
+        let cached = try await run(cacheConversations: 100)
+        let uncached = try await run(cacheConversations: 0)
+        #expect(cached.count == uncached.count && cached.count > 20)
+        for (a, b) in zip(cached, uncached) {
+            #expect(a.map(\.text) == b.map(\.text))
+        }
+    }
+
+    @Test("a window extends only when the store's latest messages start inside it and agree with its tail")
+    func windowExtension() {
+        func message(_ id: String) -> StoredMessage {
+            StoredMessage(id: id, conversationId: "c", userId: "u", role: .user, text: id, status: .complete, streamId: "s", createdAt: Date())
+        }
+        let window = ["a", "b", "c", "d"].map(message)
+        #expect(ContextWindowCache.extend(window, with: ["c", "d", "e", "f"].map(message), limit: 10)?.map(\.id) == ["a", "b", "c", "d", "e", "f"])
+        #expect(ContextWindowCache.extend(window, with: ["c", "d", "e", "f"].map(message), limit: 3)?.map(\.id) == ["d", "e", "f"])
+        #expect(ContextWindowCache.extend(window, with: ["e", "f", "g", "h"].map(message), limit: 10) == nil, "a gap: read again")
+        #expect(ContextWindowCache.extend(window, with: ["c", "x", "e", "f"].map(message), limit: 10) == nil, "disagrees with the tail")
+        #expect(ContextWindowCache.extend(window, with: [], limit: 10) == nil)
+        #expect(ContextWindowCache.extend([], with: [], limit: 10) == [])
+
+        let cache = ContextWindowCache(capacity: 10)
+        cache.store(conversationId: "c", userId: "u", window: window)
+        #expect(cache.window(conversationId: "c", userId: "mallory", probe: ["c", "d"].map(message), limit: 10) == nil, "another user's")
+        #expect(cache.window(conversationId: "c", userId: "u", probe: ["c", "d"].map(message), limit: 10)?.count == 4)
+        var streaming = message("e")
+        streaming.status = .streaming
+        cache.store(conversationId: "c", userId: "u", window: window + [streaming])
+        #expect(cache.count == 0, "a window with an answer still streaming is not kept")
+        for i in 0..<25 { cache.store(conversationId: "c\(i)", userId: "u", window: window) }
+        #expect(cache.count <= 10)
     }
 
     @Test("a conversation stored before the medication context was kept rebuilds it once from its history")
