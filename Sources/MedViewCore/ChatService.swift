@@ -180,6 +180,13 @@ public final class ChatService: Sendable {
         )
         let result: BeginTurnResult
         let storeStarted = ContinuousClock.now
+        // The conversation's earlier messages are read while the new ones are stored: the read
+        // leaves this turn's messages out, so it need not wait for them (the model is still
+        // called only once they are stored).
+        let runner = self.runner
+        let context: Task<([StoredMessage], TurnRunner.Medications), Never>? = newConversation != nil ? nil : Task {
+            await runner.loadContext(turn, isNewConversation: false)
+        }
         do {
             defer { runner.observer?.storeOperation("begin_turn", duration: .now - storeStarted) }
             result = try await store.beginTurn(turn, newConversation: newConversation)
@@ -202,8 +209,7 @@ public final class ChatService: Sendable {
             return try await reattach(.stored(stored), userId: userId, digest: digest)
         case .created:
             logger.debug("stream.created", metadata: ["stream.id": "\(streamId)", "conversation.id": "\(conversation)", "user.id": "\(userId)"])
-            let job = TurnRunner.Job(entry: entry, turn: turn, started: started, isNewConversation: newConversation != nil, emergency: emergency)
-            let runner = self.runner
+            let job = TurnRunner.Job(entry: entry, turn: turn, started: started, isNewConversation: newConversation != nil, emergency: emergency, context: context)
             Task { await runner.run(job) }
             return SendResult(stream: entry.stream, conversationId: conversation, duplicate: false)
         }

@@ -37,6 +37,8 @@ struct TurnRunner: Sendable {
         var started: ContinuousClock.Instant
         var isNewConversation: Bool
         var emergency: EmergencyAssessment?
+        /// The conversation's context, read while the turn was being stored (``loadContext(_:isNewConversation:)``).
+        var context: Task<([StoredMessage], Medications), Never>?
     }
 
     func run(_ job: Job) async {
@@ -68,7 +70,11 @@ struct TurnRunner: Sendable {
             observer?.safetyAlert(category: alert.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
         }
-        let (history, medications) = await loadContext(turn, isNewConversation: job.isNewConversation)
+        let (history, medications) = if let prefetched = job.context {
+            await prefetched.value
+        } else {
+            await loadContext(turn, isNewConversation: job.isNewConversation)
+        }
         let (warnings, updatedMedications) = safety.checkMedications(context: medications.context, text: turn.userMessage.text)
         // The conversation's medication context is saved alongside the answer (it must be
         // stored before this turn's ending, so the next message finds it).
@@ -105,15 +111,16 @@ struct TurnRunner: Sendable {
     }
 
     /// The medication context a turn starts from, and whether it is the one saved.
-    struct Medications {
+    struct Medications: Sendable {
         var context: MedicationContext
         var saved: Bool
     }
 
     /// The conversation's latest earlier messages (at most `contextWindowMessages`; none for a
     /// new conversation) and its medication context: the saved one, else (a conversation from
-    /// before it was saved) rebuilt once from the patient's earlier messages.
-    private func loadContext(_ turn: Turn, isNewConversation: Bool) async -> ([StoredMessage], Medications) {
+    /// before it was saved) rebuilt once from the patient's earlier messages. The turn's own
+    /// messages are left out, so it may run before or after they are stored.
+    func loadContext(_ turn: Turn, isNewConversation: Bool) async -> ([StoredMessage], Medications) {
         guard !isNewConversation else { return ([], Medications(context: MedicationContext(), saved: false)) }
         do {
             let started = ContinuousClock.now
