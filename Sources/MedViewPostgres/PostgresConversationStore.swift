@@ -232,90 +232,71 @@ public final class PostgresConversationStore: ConversationStore {
         }
         try Self.checkText(turn)
         if let newConversation { try Self.checkText(newConversation) }
-        // Another attempt with this id may commit between our look-up and our insert; then the
-        // insert conflicts, rolls back, and the next round reads the winner.
+        // One round trip (`medview_begin_turn`, migration 7) decides and writes the turn. Another
+        // attempt with this id may commit first; then ours rolls back whole and the next round
+        // reads the winner.
         for _ in 0..<3 {
-            if let existing = try await self.turn(clientMessageId: turn.clientMessageId, userId: turn.userId) {
-                return .duplicate(existing)
-            }
-            if try await insert(turn, newConversation: newConversation) {
+            switch try await insert(turn, newConversation: newConversation) {
+            case .created:
                 logger.debug("store.turn.begun", metadata: ["stream.id": "\(turn.streamId)", "conversation.id": "\(turn.conversationId)"])
                 return .created
+            case .duplicate:
+                if let existing = try await self.turn(clientMessageId: turn.clientMessageId, userId: turn.userId) {
+                    return .duplicate(existing)
+                }
+            case .conversationNotFound:
+                throw StoreError.conversationNotFound
+            case .tooManyStreams(let limit):
+                throw StoreError.tooManyStreams(limit: limit)
             }
         }
         throw StoreError.unavailable("beginTurn failed: duplicate vanished")
     }
 
-    /// Inserts the turn in one transaction; `false` (and nothing written) if its client message
-    /// id is taken.
-    private func insert(_ turn: Turn, newConversation: Conversation?) async throws -> Bool {
+    /// What `medview_begin_turn` did.
+    private enum BeginOutcome {
+        case created, duplicate, conversationNotFound, tooManyStreams(Int)
+    }
+
+    /// Stores the turn (and `newConversation`) in one statement, so in one round trip: the
+    /// idempotency look-up, the per-user stream limit under its advisory lock, the conversation
+    /// (created, or its `updated_at` moved forward), the turn and its two messages. Nothing is
+    /// written unless everything is.
+    private func insert(_ turn: Turn, newConversation: Conversation?) async throws -> BeginOutcome {
         let newest = max(turn.userMessage.createdAt, turn.assistantMessage.createdAt)
         let limits = sharedLimits.withLock { $0 }
-        do {
-            try await transaction("beginTurn") { connection in
-                if let limits {
-                    // One user's new turns are decided one at a time across processes, so two
-                    // sends on two processes cannot both take the last slot.
-                    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.turnLockClass), hashtext(\(turn.userId)))", logger: self.logger)
-                    let aliveSince = Date() - limits.staleAfter.timeInterval
-                    let streaming = try await Self.count(connection, logger: self.logger,
-                        """
-                        SELECT count(*)::bigint FROM messages m
-                        JOIN turns t ON t.stream_id = m.stream_id
-                        JOIN instances i ON i.id = t.owner_instance
-                        WHERE m.user_id = \(turn.userId) AND m.status = 'streaming' AND m.role = 'assistant' AND i.heartbeat_at >= \(aliveSince)
-                        """)
-                    guard streaming < limits.streamsPerUser else { throw StoreError.tooManyStreams(limit: limits.streamsPerUser) }
-                }
-                if let c = newConversation {
-                    try await connection.query(
-                        """
-                        INSERT INTO conversations (id, user_id, title, created_at, updated_at)
-                        VALUES (\(c.id), \(c.userId), \(c.title), \(c.createdAt), \(max(c.updatedAt, newest)))
-                        """,
-                        logger: self.logger
-                    )
-                } else {
-                    let owned = try await connection.query(
-                        """
-                        UPDATE conversations SET updated_at = GREATEST(updated_at, \(newest))
-                        WHERE id = \(turn.conversationId) AND user_id = \(turn.userId) RETURNING id
-                        """,
-                        logger: self.logger
-                    )
-                    var found = false
-                    for try await _ in owned { found = true }
-                    guard found else { throw StoreError.conversationNotFound }
-                }
-                let inserted = try await connection.query(
+        let limit: Int? = limits?.streamsPerUser
+        let aliveSince = Date() - (limits?.staleAfter.timeInterval ?? 0)
+        let isNew = newConversation != nil
+        let title = newConversation?.title ?? ""
+        let created = newConversation?.createdAt ?? newest
+        let updated = newConversation.map { max($0.updatedAt, newest) } ?? newest
+        let outcome = try await withConnection("beginTurn") { connection -> String in
+            do {
+                let rows = try await connection.query(
                     """
-                    INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id, owner_instance)
-                    VALUES (\(turn.streamId), \(turn.userId), \(turn.conversationId), \(turn.clientMessageId), \(turn.ownerInstanceId))
-                    ON CONFLICT (user_id, client_message_id) DO NOTHING RETURNING stream_id
+                    SELECT medview_begin_turn(\(turn.streamId), \(turn.userId), \(turn.conversationId), \(turn.clientMessageId),
+                        \(turn.ownerInstanceId), \(isNew), \(title), \(created), \(updated),
+                        \(turn.userMessage.id), \(turn.userMessage.text), \(turn.userMessage.createdAt),
+                        \(turn.assistantMessage.id), \(turn.assistantMessage.createdAt),
+                        \(limit), \(Self.turnLockClass), \(aliveSince))
                     """,
                     logger: self.logger
                 )
-                var created = false
-                for try await _ in inserted { created = true }
-                guard created else { throw DuplicateClientMessage() }
-                // Two statements, so the user message surely gets the lower seq.
-                for message in [turn.userMessage, turn.assistantMessage] {
-                    let isUser = message.id == turn.userMessage.id
-                    let role = isUser ? MessageRole.user.rawValue : MessageRole.assistant.rawValue
-                    let text = isUser ? message.text : ""
-                    let status = isUser ? MessageStatus.complete.rawValue : MessageStatus.streaming.rawValue
-                    try await connection.query(
-                        """
-                        INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
-                        VALUES (\(message.id), \(turn.conversationId), \(turn.streamId), \(turn.userId), \(role), \(text), \(status), \(message.createdAt))
-                        """,
-                        logger: self.logger
-                    )
-                }
+                var outcome = ""
+                for try await value in rows.decode(String.self) { outcome = value }
+                return outcome
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+                // Another attempt with this client message id committed first: ours rolled back.
+                return "duplicate"
             }
-            return true
-        } catch is DuplicateClientMessage {
-            return false
+        }
+        switch outcome {
+        case "created": return .created
+        case "duplicate": return .duplicate
+        case "conversation_not_found": return .conversationNotFound
+        case "too_many_streams": return .tooManyStreams(limit ?? 0)
+        default: throw StoreError.unavailable("beginTurn failed: unexpected outcome")
         }
     }
 
@@ -581,7 +562,6 @@ public final class PostgresConversationStore: ConversationStore {
                 return StoreError.unavailable("\(operation) failed: SQLSTATE \(state)")
             }
             return StoreError.unavailable("\(operation) failed: \(error.code)")
-        case let error as DuplicateClientMessage: return error
         default:
             return StoreError.unavailable("\(operation) failed: \(type(of: error))")
         }
@@ -656,8 +636,7 @@ public final class PostgresConversationStore: ConversationStore {
     }
 }
 
-/// Thrown inside `beginTurn`'s transaction when the client message id is taken, to roll it back.
-private struct DuplicateClientMessage: Error {}
+
 
 extension PostgresConversationStore: SharedConnectionLimit {
     /// Records the connection if the user has fewer than the limit open on live processes (a

@@ -139,6 +139,65 @@ public struct PostgresMigration: Sendable {
         PostgresMigration(version: 5, statements: [
             "ALTER TABLE conversations ADD COLUMN safety_state text",
         ]),
+        // A new turn in one round trip (PostgresConversationStore.beginTurn): the statements the
+        // store sent one by one, in one function, so a message costs one round trip to the
+        // database before the model is called, not nine. Returns `created`, `duplicate`,
+        // `conversation_not_found` or `too_many_streams`; a client message id taken by a
+        // concurrent attempt raises unique_violation, which rolls back everything it wrote.
+        PostgresMigration(version: 7, statements: [
+            """
+            CREATE FUNCTION medview_begin_turn(
+                p_stream text, p_user text, p_conversation text, p_client_message text, p_owner text,
+                p_new_conversation boolean, p_title text, p_created timestamptz, p_updated timestamptz,
+                p_user_message text, p_user_text text, p_user_created timestamptz,
+                p_assistant_message text, p_assistant_created timestamptz,
+                p_stream_limit bigint, p_lock_class integer, p_alive_since timestamptz
+            ) RETURNS text LANGUAGE plpgsql AS $$
+            DECLARE
+                streaming bigint;
+                inserted text;
+            BEGIN
+                IF EXISTS (SELECT 1 FROM turns WHERE user_id = p_user AND client_message_id = p_client_message) THEN
+                    RETURN 'duplicate';
+                END IF;
+                IF p_stream_limit IS NOT NULL THEN
+                    -- One user's new turns are decided one at a time across processes.
+                    PERFORM pg_advisory_xact_lock(p_lock_class, hashtext(p_user));
+                    SELECT count(*) INTO streaming FROM messages m
+                        JOIN turns t ON t.stream_id = m.stream_id
+                        JOIN instances i ON i.id = t.owner_instance
+                        WHERE m.user_id = p_user AND m.status = 'streaming' AND m.role = 'assistant'
+                          AND i.heartbeat_at >= p_alive_since;
+                    IF streaming >= p_stream_limit THEN
+                        RETURN 'too_many_streams';
+                    END IF;
+                END IF;
+                IF p_new_conversation THEN
+                    INSERT INTO conversations (id, user_id, title, created_at, updated_at)
+                        VALUES (p_conversation, p_user, p_title, p_created, p_updated);
+                ELSE
+                    UPDATE conversations SET updated_at = GREATEST(updated_at, p_updated)
+                        WHERE id = p_conversation AND user_id = p_user;
+                    IF NOT FOUND THEN
+                        RETURN 'conversation_not_found';
+                    END IF;
+                END IF;
+                INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id, owner_instance)
+                    VALUES (p_stream, p_user, p_conversation, p_client_message, p_owner)
+                    ON CONFLICT (user_id, client_message_id) DO NOTHING RETURNING stream_id INTO inserted;
+                IF inserted IS NULL THEN
+                    RAISE EXCEPTION 'client message id taken' USING ERRCODE = 'unique_violation';
+                END IF;
+                -- Two statements, so the user message surely gets the lower seq.
+                INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
+                    VALUES (p_user_message, p_conversation, p_stream, p_user, 'user', p_user_text, 'complete', p_user_created);
+                INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
+                    VALUES (p_assistant_message, p_conversation, p_stream, p_user, 'assistant', '', 'streaming', p_assistant_created);
+                RETURN 'created';
+            END
+            $$
+            """,
+        ]),
     ]
 
     /// The newest version this build knows.
