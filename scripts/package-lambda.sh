@@ -4,7 +4,9 @@
 #
 #   1. compiles the product with the image's compile step (deploy/image/build.sh: portable CPU
 #      target, --static-swift-stdlib, the same scratch folder as scripts/build-image-rootfs.sh, so
-#      CI compiles the dependencies once for both);
+#      CI compiles the dependencies once for both), linking in deploy/lambda/al2023-compat.c,
+#      which binds the three symbols a Debian 12 link would take at versions newer than AL2023's
+#      to the older versions both have;
 #   2. checks that the binary will load on Amazon Linux 2023: built for this machine's
 #      architecture (the stack's Architecture parameter must say the same), the standard program
 #      interpreter, and every shared library it needs is one that AL2023 provides, at symbol
@@ -162,7 +164,16 @@ scratch=".build-image-$configuration"
 started=$(date +%s)
 
 echo "== Lambda zip ($configuration, product $product, $arch): deploy/image/build.sh in $scratch"
-bin="$(deploy/image/build.sh "$configuration" "$scratch" "$product")"
+# The symbol versions a Debian 12 link picks that AL2023 lacks, bound to older ones
+# (deploy/lambda/al2023-compat.c says which and why).
+mkdir -p "$scratch"
+compat="$scratch/al2023-compat.o"
+cc -O2 -fPIC -fno-builtin -c deploy/lambda/al2023-compat.c -o "$compat"
+# --as-needed: the image's link names libcurl for FoundationNetworking (URLSession, which the server
+# binary's benchmark client uses); a product that does not use it must not load it, since Lambda's
+# base has no libcurl for certain.
+bin="$(deploy/image/build.sh "$configuration" "$scratch" "$product" \
+  -Xlinker --as-needed -Xlinker "$(cd "$scratch" && pwd)/al2023-compat.o")"
 [ -x "$bin/$product" ] || { echo "package-lambda.sh: $bin/$product was not built" >&2; exit 1; }
 echo "   built in $(( $(date +%s) - started )) s: $bin/$product"
 

@@ -128,3 +128,33 @@ def test_the_zip_has_an_executable_bootstrap_at_its_root():
         assert head[:4] == b"\x7fELF"
         machine = int.from_bytes(head[18:20], "little")
         assert machine == {"x86_64": 62, "arm64": 183}[ARCH], "built for this machine's architecture"
+
+
+HYPOT = '#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n' \
+        'int main(int argc, char **argv) { printf("%g\\n", hypot(argc > 1 ? atof(argv[1]) : 3.0, 4.0)); return 0; }\n'
+
+
+def test_the_compat_object_binds_hypot_to_a_version_al2023_has(tmp_path):
+    if tuple(int(p) for p in platform.libc_ver()[1].split(".")) < (2, 35):
+        pytest.skip("this machine's glibc links hypot at a version AL2023 has anyway")
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        pytest.skip("no C compiler")
+    source = tmp_path / "hypot.c"
+    source.write_text(HYPOT)
+    plain, fixed, compat = tmp_path / "plain", tmp_path / "fixed", tmp_path / "compat.o"
+    subprocess.run([compiler, "-O1", "-fno-builtin", "-o", str(plain), str(source), "-lm"], check=True, timeout=60)
+    # As scripts/package-lambda.sh compiles it, linked the way the bootstrap is: -lstdc++ is in the
+    # Swift runtime's link arguments, and the Swift link exports every symbol (-rdynamic), which
+    # is what made an exported wrapper call itself.
+    subprocess.run([compiler, "-O2", "-fPIC", "-fno-builtin", "-c", str(REPO / "deploy" / "lambda" / "al2023-compat.c"),
+                    "-o", str(compat)], check=True, timeout=60)
+    subprocess.run([compiler, "-O1", "-fno-builtin", "-rdynamic", "-o", str(fixed), str(source), str(compat), "-lm", "-lstdc++"],
+                   check=True, timeout=60)
+    refused = script("--check-binary", str(plain))
+    assert refused.returncode != 0 and "libm.so.6: needs GLIBC_2.35" in refused.stderr, refused.stderr
+    passed = script("--check-binary", str(fixed))
+    assert passed.returncode == 0, passed.stderr
+    assert subprocess.run([str(fixed), "3"], capture_output=True, text=True, timeout=10).stdout.strip() == "5"
+    text = SCRIPT.read_text(encoding="utf-8")
+    assert "deploy/lambda/al2023-compat.c" in text and "-Xlinker --as-needed" in text
