@@ -7,7 +7,8 @@ alarm thresholds, least privilege (no `*` action, the one model, the encryption 
 KMS provider sends, the one database user), and timings that let a deploy drain without dropping
 a stream, read against the binary's own defaults in Sources/.
 
-The checks the serverless stack shares are in Tests/python/cfn_template.py.
+What both stacks promise alike (cfn-lint, encryption, no `*` action, the envelope key, the alarms,
+the dashboard) is checked on both in Tests/python/test_cfn_templates.py.
 """
 
 from __future__ import annotations
@@ -19,29 +20,9 @@ from cfn_template import (
     Template,
     as_list,
     assert_bound_to_the_apps_context,
-    check_aurora_is_encrypted_with_a_customer_key_and_its_master_secret_too,
-    check_aurora_serverless_v2_with_iam_authentication,
-    check_bedrock_throttling_alarm,
-    check_cfn_lint_finds_nothing,
-    check_cognito_public_client_with_code_flow_and_hosted_ui,
-    check_connection_failure_alarm_is_failures_over_attempts_above_five_percent,
-    check_dashboard_body_is_json_once_substituted,
     check_database_connect_statement,
     check_database_url,
-    check_database_user_setup,
-    check_envelope_key_policy,
-    check_every_kms_key_rotates_and_no_key_policy_grants_kms_star,
-    check_every_resource_type_is_classified,
-    check_logs_are_encrypted_and_kept_for_a_bounded_time,
-    check_medview_metrics_are_in_the_contract,
     check_model_statement,
-    check_no_policy_allows_a_star_action,
-    check_performance_insights_is_encrypted_with_the_database_key,
-    check_star_resources_only_where_aws_needs_them,
-    check_streaming_latency_alarm_is_p95_above_two_seconds,
-    check_the_alarm_topic_is_encrypted,
-    check_the_alarms_wire_to_the_topic,
-    check_the_database_speaks_tls_only_and_logs_no_statements,
     contract_variables,
     refers_to,
     serve_environment_variables,
@@ -57,51 +38,10 @@ RESOURCES: dict = T.resources
 resources_of, props, mapping, resolve = T.resources_of, T.props, T.mapping, T.resolve
 
 
-def test_cfn_lint_finds_nothing_not_even_informational():
-    check_cfn_lint_finds_nothing(T)
-
-
 # ------------------------------------------------------------------------------------ encryption
 
 
-def test_every_resource_type_is_classified_as_a_store_or_not():
-    check_every_resource_type_is_classified(T)
-
-
-def test_every_kms_key_rotates_and_no_key_policy_grants_kms_star():
-    check_every_kms_key_rotates_and_no_key_policy_grants_kms_star(T)
-
-
-def test_aurora_is_encrypted_with_a_customer_key_and_its_master_secret_too():
-    check_aurora_is_encrypted_with_a_customer_key_and_its_master_secret_too(T)
-
-
-def test_performance_insights_is_encrypted_with_the_database_key():
-    check_performance_insights_is_encrypted_with_the_database_key(T)
-
-
-def test_logs_are_encrypted_and_kept_for_a_bounded_time():
-    check_logs_are_encrypted_and_kept_for_a_bounded_time(T)
-
-
-def test_the_alarm_topic_is_encrypted():
-    check_the_alarm_topic_is_encrypted(T)
-
-
-def test_the_database_speaks_tls_only_and_logs_no_statements():
-    check_the_database_speaks_tls_only_and_logs_no_statements(T)
-
-
 # ------------------------------------------------------------------------------------ least privilege
-
-
-def test_no_policy_allows_a_star_action():
-    check_no_policy_allows_a_star_action(T)
-
-
-def test_star_resources_only_where_aws_needs_them():
-    # ecr:GetAuthorizationToken has no resource.
-    check_star_resources_only_where_aws_needs_them(T, allowed=[{"ecr:GetAuthorizationToken"}])
 
 
 def task_statements() -> dict[str, dict]:
@@ -130,8 +70,6 @@ def test_envelope_key_use_is_bound_to_the_encryption_context_the_app_sends():
     statement = task_statements()["EnvelopeKeyWithTheAppsEncryptionContextOnly"]
     assert refers_to(statement["Resource"], "EnvelopeKey")
     assert_bound_to_the_apps_context(statement["Condition"], "TaskPolicy")
-    # The key policy says the same, and gives no one else the key's cryptographic operations.
-    check_envelope_key_policy(T, roles={"TaskRole"})
 
 
 def test_database_connect_as_the_service_user_only():
@@ -212,12 +150,7 @@ def test_two_or_more_tasks_across_zones_with_autoscaling_and_rollback():
 
 
 def test_the_service_starts_only_once_its_database_user_exists():
-    check_database_user_setup(T)
     assert "DatabaseUserSetup" in RESOURCES["Service"]["DependsOn"]
-
-
-def test_aurora_serverless_v2_with_iam_authentication():
-    check_aurora_serverless_v2_with_iam_authentication(T)
 
 
 def test_load_balancer_tls_health_check_and_hidden_metrics():
@@ -233,10 +166,6 @@ def test_load_balancer_tls_health_check_and_hidden_metrics():
     rule = props("HideMetricsRule")
     assert "/metrics" in rule["Conditions"][0]["PathPatternConfig"]["Values"]
     assert rule["Actions"][0]["Type"] == "fixed-response"
-
-
-def test_cognito_public_client_with_code_flow_and_hosted_ui():
-    check_cognito_public_client_with_code_flow_and_hosted_ui(T)
 
 
 # ------------------------------------------------------------------------------------ draining
@@ -301,32 +230,12 @@ def alarm(name: str) -> dict:
     return props(name)
 
 
-def test_the_alarms_wire_to_the_topic():
-    check_the_alarms_wire_to_the_topic(T, at_least=4)
-
-
-def test_streaming_latency_alarm_is_p95_above_two_seconds():
-    check_streaming_latency_alarm_is_p95_above_two_seconds(T)
-
-
-def test_connection_failure_alarm_is_failures_over_attempts_above_five_percent():
-    check_connection_failure_alarm_is_failures_over_attempts_above_five_percent(T)
-
-
-def test_bedrock_throttling_alarm():
-    check_bedrock_throttling_alarm(T)
-
-
 def test_task_health_alarms():
     unhealthy = alarm("UnhealthyTasksAlarm")
     assert unhealthy["MetricName"] == "UnHealthyHostCount" and unhealthy["Threshold"] == 0
     low = alarm("HealthyTasksLowAlarm")
     assert low["MetricName"] == "HealthyHostCount" and low["ComparisonOperator"] == "LessThanThreshold"
     assert low["Threshold"] == 2 and low["TreatMissingData"] == "breaching"
-
-
-def test_every_medview_metric_the_alarms_and_dashboard_read_is_in_the_contract():
-    check_medview_metrics_are_in_the_contract(T)
 
 
 def test_prometheus_rules_read_only_documented_metrics():
@@ -344,7 +253,3 @@ def test_availability_doc_states_the_templates_timings():
     idle = load_balancer_attribute("idle_timeout.timeout_seconds")
     assert f"deregistration delay {delay} s, app grace {grace} s, stop timeout {stop} s" in text
     assert f"idle timeout {idle} s" in text
-
-
-def test_dashboard_body_is_json_once_substituted():
-    check_dashboard_body_is_json_once_substituted(T)

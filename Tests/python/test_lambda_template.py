@@ -1,12 +1,12 @@
 """The serverless stack (deploy/aws/medview-lambda.yaml) keeps its promises.
 
-cfn-lint passes with no error, warning or informational finding; then the template is held to
-what docs/DEPLOY-LAMBDA.md says: the server stack's promises where the two shapes share them
-(Tests/python/cfn_template.py: encryption on every store of data, no `*` action, the envelope key
-bound to the app's encryption context, the plan's three alarms on the same metric names), and
-what only this shape has: reserved concurrency on every function, timeouts against API Gateway's
+What it shares with the server stack — cfn-lint with no finding, encryption on every store of
+data, no `*` action, the envelope key bound to the app's encryption context, the plan's three
+alarms — is checked on both in Tests/python/test_cfn_templates.py. Here, what docs/DEPLOY-LAMBDA.md
+says of this shape only: reserved concurrency on every function, timeouts against API Gateway's
 limits, the function URL in RESPONSE_STREAM mode, the WebSocket routes, Management API rights on
-this API's connections only, and per-function least privilege.
+this API's connections only, per-function least privilege, and the three alarms and the
+dashboard's metrics the same as the server stack's, field for field.
 """
 
 from __future__ import annotations
@@ -14,39 +14,8 @@ from __future__ import annotations
 import json
 import re
 
-from cfn_template import (
-    REPO,
-    Template,
-    as_list,
-    assert_bound_to_the_apps_context,
-    check_aurora_is_encrypted_with_a_customer_key_and_its_master_secret_too,
-    check_aurora_serverless_v2_with_iam_authentication,
-    check_bedrock_throttling_alarm,
-    check_cfn_lint_finds_nothing,
-    check_cognito_public_client_with_code_flow_and_hosted_ui,
-    check_connection_failure_alarm_is_failures_over_attempts_above_five_percent,
-    check_dashboard_body_is_json_once_substituted,
-    check_database_connect_statement,
-    check_database_url,
-    check_database_user_setup,
-    check_envelope_key_policy,
-    check_every_kms_key_rotates_and_no_key_policy_grants_kms_star,
-    check_every_resource_type_is_classified,
-    check_logs_are_encrypted_and_kept_for_a_bounded_time,
-    check_medview_metrics_are_in_the_contract,
-    check_model_statement,
-    check_no_policy_allows_a_star_action,
-    check_performance_insights_is_encrypted_with_the_database_key,
-    check_star_resources_only_where_aws_needs_them,
-    check_streaming_latency_alarm_is_p95_above_two_seconds,
-    check_the_alarm_topic_is_encrypted,
-    check_the_alarms_wire_to_the_topic,
-    check_the_database_speaks_tls_only_and_logs_no_statements,
-    contract_variables,
-    refers_to,
-    serve_environment_variables,
-    sub_text,
-)
+import cfn_template as cfn
+from cfn_template import REPO, VPC_NETWORK_ACTIONS, Template, as_list, refers_to, sub_text
 
 TEMPLATE = REPO / "deploy" / "aws" / "medview-lambda.yaml"
 DEPLOY_DOC = REPO / "docs" / "DEPLOY-LAMBDA.md"
@@ -57,11 +26,6 @@ ECS = Template(REPO / "deploy" / "aws" / "medview-ecs.yaml")
 
 #: The functions that run the `bootstrap` zip, and the role each runs as.
 BOOTSTRAP_FUNCTIONS = {"ConnectionFunction": "ConnectionRole", "MessageFunction": "MessageRole", "StreamFunction": "StreamRole"}
-#: EC2 network-interface actions a function in a VPC needs (they have no resource-level permission).
-VPC_NETWORK_ACTIONS = {
-    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
-}
 
 
 def function(name: str) -> dict:
@@ -73,49 +37,6 @@ def parameter(name: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------ shared promises
-
-
-def test_cfn_lint_finds_nothing_not_even_informational():
-    check_cfn_lint_finds_nothing(T)
-
-
-def test_every_resource_type_is_classified_as_a_store_or_not():
-    check_every_resource_type_is_classified(T)
-
-
-def test_every_kms_key_rotates_and_no_key_policy_grants_kms_star():
-    check_every_kms_key_rotates_and_no_key_policy_grants_kms_star(T)
-
-
-def test_aurora_is_encrypted_with_a_customer_key_and_its_master_secret_too():
-    check_aurora_is_encrypted_with_a_customer_key_and_its_master_secret_too(T)
-    check_aurora_serverless_v2_with_iam_authentication(T)
-    check_the_database_speaks_tls_only_and_logs_no_statements(T)
-
-
-def test_performance_insights_is_encrypted_with_the_database_key():
-    check_performance_insights_is_encrypted_with_the_database_key(T)
-
-
-def test_logs_are_encrypted_and_kept_for_a_bounded_time():
-    check_logs_are_encrypted_and_kept_for_a_bounded_time(T)
-
-
-def test_the_alarm_topic_is_encrypted():
-    check_the_alarm_topic_is_encrypted(T)
-
-
-def test_no_policy_allows_a_star_action():
-    check_no_policy_allows_a_star_action(T)
-
-
-def test_star_resources_only_where_aws_needs_them():
-    check_star_resources_only_where_aws_needs_them(T, allowed=[VPC_NETWORK_ACTIONS])
-
-
-def test_cognito_and_the_database_user_as_the_server_stack():
-    check_cognito_public_client_with_code_flow_and_hosted_ui(T)
-    check_database_user_setup(T)
 
 
 # ------------------------------------------------------------------------------------ functions
@@ -202,7 +123,7 @@ def test_the_functions_get_production_settings():
 
 def test_the_database_url_names_the_ca_bundle_the_zip_carries():
     env = function("MessageFunction")["Environment"]["Variables"]
-    url = check_database_url({"Fn::Sub": env["MEDVIEW_DATABASE_URL"]["Fn::Sub"][0]})
+    url = cfn.check_database_url({"Fn::Sub": env["MEDVIEW_DATABASE_URL"]["Fn::Sub"][0]})
     bundle = T.mapping("Settings", "Functions", "RdsCaBundle")
     assert "sslrootcert=${Bundle}" in url and env["MEDVIEW_DATABASE_URL"]["Fn::Sub"][1]["Bundle"] == {
         "Fn::FindInMap": ["Settings", "Functions", "RdsCaBundle"]
@@ -212,8 +133,8 @@ def test_the_database_url_names_the_ca_bundle_the_zip_carries():
 
 
 def test_the_functions_pass_real_settings_or_documented_contract_ones():
-    known = serve_environment_variables()
-    contract = contract_variables(REPO / "docs" / "METRICS.md", DEPLOY_DOC)
+    known = cfn.serve_environment_variables()
+    contract = cfn.contract_variables(REPO / "docs" / "METRICS.md", DEPLOY_DOC)
     for name in function("MessageFunction")["Environment"]["Variables"]:
         assert name in known or name in contract, f"{name} is neither a serve option nor in docs/METRICS.md or docs/DEPLOY-LAMBDA.md"
 
@@ -246,16 +167,15 @@ def test_each_function_may_do_its_job_only():
 def test_bedrock_on_the_one_model_and_the_database_as_the_service_user():
     for role in ["MessageRole", "StreamRole"]:
         by_sid = {s["Sid"]: s for s in role_statements(role)}
-        check_model_statement(by_sid["StreamFromTheOneModel"])
-        check_database_connect_statement(by_sid["ConnectAsTheServiceUserOnly"])
+        cfn.check_model_statement(by_sid["StreamFromTheOneModel"])
+        cfn.check_database_connect_statement(by_sid["ConnectAsTheServiceUserOnly"])
 
 
 def test_envelope_key_use_is_bound_to_the_encryption_context_the_app_sends():
     for role in ["MessageRole", "StreamRole"]:
         (statement,) = [s for s in role_statements(role) if s["Action"] == ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"]]
         assert refers_to(statement["Resource"], "EnvelopeKey")
-        assert_bound_to_the_apps_context(statement["Condition"], role)
-    check_envelope_key_policy(T, roles={"MessageRole", "StreamRole"})
+        cfn.assert_bound_to_the_apps_context(statement["Condition"], role)
 
 
 def test_manage_connections_on_this_apis_stage_only():
@@ -357,10 +277,6 @@ def test_only_the_function_url_is_public():
 
 
 def test_the_plans_three_alarms_as_the_server_stack():
-    check_the_alarms_wire_to_the_topic(T, at_least=5)
-    check_streaming_latency_alarm_is_p95_above_two_seconds(T)
-    check_connection_failure_alarm_is_failures_over_attempts_above_five_percent(T)
-    check_bedrock_throttling_alarm(T)
     for name in ["StreamingLatencyAlarm", "ConnectionFailureRateAlarm", "BedrockThrottlingAlarm"]:
         ours = json.dumps(T.props(name), sort_keys=True).replace("Settings", "MAP")
         theirs = json.dumps(ECS.props(name), sort_keys=True).replace("Timing", "MAP")
@@ -390,10 +306,7 @@ def test_function_errors_and_throttles_alarms_cover_every_bootstrap_function():
 
 
 def test_the_dashboard_reads_the_server_stacks_metrics():
-    check_medview_metrics_are_in_the_contract(T)
     assert T.medview_metrics_read() == ECS.medview_metrics_read(), "the same MedView panels mean the same in both shapes"
-    titles = check_dashboard_body_is_json_once_substituted(T)
-    assert any(t.startswith("Functions") for t in titles)
 
 
 def test_deploy_doc_states_the_templates_numbers():
