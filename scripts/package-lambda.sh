@@ -168,7 +168,10 @@ echo "== Lambda zip ($configuration, product $product, $arch): deploy/image/buil
 # (deploy/lambda/al2023-compat.c says which and why).
 mkdir -p "$scratch"
 compat="$scratch/al2023-compat.o"
-cc -O2 -fPIC -fno-builtin -c deploy/lambda/al2023-compat.c -o "$compat"
+# A C compiler: the system's, or the clang the Swift toolchain ships.
+compiler="${CC:-$(command -v cc || command -v clang || true)}"
+[ -n "$compiler" ] || { echo "package-lambda.sh: no C compiler (cc or clang) for deploy/lambda/al2023-compat.c" >&2; exit 1; }
+"$compiler" -O2 -fPIC -fno-builtin -c deploy/lambda/al2023-compat.c -o "$compat"
 # --as-needed: the image's link names libcurl for FoundationNetworking (URLSession, which the server
 # binary's benchmark client uses); a product that does not use it must not load it, since Lambda's
 # base has no libcurl for certain.

@@ -70,7 +70,7 @@ def test_ci_packages_the_debug_zip():
 
 
 def compiled(tmp_path: Path, name: str, source: str) -> Path:
-    compiler = shutil.which("cc") or shutil.which("gcc")
+    compiler = shutil.which("cc") or shutil.which("clang")
     if not compiler:
         pytest.skip("no C compiler")
     (tmp_path / f"{name}.c").write_text(source)
@@ -137,7 +137,7 @@ HYPOT = '#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n' \
 def test_the_compat_object_binds_hypot_to_a_version_al2023_has(tmp_path):
     if tuple(int(p) for p in platform.libc_ver()[1].split(".")) < (2, 35):
         pytest.skip("this machine's glibc links hypot at a version AL2023 has anyway")
-    compiler = shutil.which("cc") or shutil.which("gcc")
+    compiler = shutil.which("cc") or shutil.which("clang")
     if not compiler:
         pytest.skip("no C compiler")
     source = tmp_path / "hypot.c"
