@@ -95,8 +95,8 @@ NOT_STORES = {
 
 
 def test_cfn_lint_finds_nothing(stack: Stack):
-    t = stack.template
     """No error, warning or informational finding."""
+    t = stack.template
     exe = shutil.which("cfn-lint")
     command = [exe] if exe else [sys.executable, "-m", "cfnlint"]
     result = subprocess.run(
@@ -189,9 +189,9 @@ def test_no_policy_allows_a_star_action(stack: Stack):
 
 
 def test_star_resources_only_where_aws_needs_them(stack: Stack):
-    t = stack.template
     """A `*` resource only in key policies (where it means "this key") or on the stack's action sets
     (actions that have no resource-level permission and touch no data)."""
+    t = stack.template
     for where, document, is_key_policy in t.policy_documents():
         for statement in document["Statement"]:
             if "*" in as_list(statement.get("Resource", [])):
@@ -199,8 +199,8 @@ def test_star_resources_only_where_aws_needs_them(stack: Stack):
 
 
 def test_envelope_key_policy(stack: Stack):
-    t = stack.template
     """Only the stack's roles that handle messages may use the PHI key, and only with the app's context."""
+    t = stack.template
     crypto = {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo",
               "kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant"}
     statements = t.props("EnvelopeKey")["KeyPolicy"]["Statement"]
