@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the Prometheus rule tests, the Swift suites, the container image build (debug
-# variant), then the Python suites (real clients, browser, the CloudFormation template) against the same build.
+# Runs every test: the Prometheus rule tests, the Swift suites, the container image build and the
+# Lambda zip (debug variants), then the Python suites (real clients, browser, the CloudFormation template) against the same build.
 # Builds once (debug) and reuses the build for both. A throwaway PostgreSQL cluster
 # (scripts/throwaway-postgres.sh) serves both through MEDVIEW_TEST_DATABASE_URL.
 set -euo pipefail
@@ -52,6 +52,14 @@ if [ "${MEDVIEW_SKIP_IMAGE_BUILD:-0}" = 1 ] && [ "${CI:-}" != true ]; then
 else
   echo "== container image: scripts/build-image-rootfs.sh --debug"
   bash scripts/build-image-rootfs.sh --debug
+  # The Lambda zip (docs/DEPLOY-LAMBDA.md), from the image's scratch folder: only the bootstrap
+  # target and a link are new. Tests/python/test_package_lambda.py then opens the zip.
+  if grep -q '\.executable(name: "bootstrap"' Package.swift; then
+    echo "== Lambda zip: scripts/package-lambda.sh --debug"
+    bash scripts/package-lambda.sh --debug
+  else
+    echo "== Lambda zip: skipped (no bootstrap product in Package.swift yet)"
+  fi
 fi
 
 echo "== Python tests (real clients, browser, deploy template with cfn-lint, image build sync) against .build/debug/medview"

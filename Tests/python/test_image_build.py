@@ -76,7 +76,9 @@ def test_the_build_flags_portable_static_one_product():
     assert flags[:2] == ["swift", "build"]
     assert "--static-swift-stdlib" in flags
     assert flags[flags.index("-Xlinker") + 1] == "-lcurl"
-    assert flags[flags.index("--product") + 1] == "medview"
+    assert flags[flags.index("--product") + 1] == '$product'
+    assert re.search(r'^product="\$\{3:-medview\}"$', BUILD_STEP, re.M), "the image's product unless told otherwise"
+    assert not re.search(r"deploy/image/build\.sh \S+ \S+ \S", build_stage_runs()), "the Dockerfile builds the default product"
     assert flags[flags.index("-c") + 1] == '$configuration'
     assert re.search(r"^export MEDVIEW_PORTABLE=1$", BUILD_STEP, re.M)
     package = (REPO / "Package.swift").read_text(encoding="utf-8")
