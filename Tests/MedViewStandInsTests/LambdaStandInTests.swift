@@ -380,6 +380,28 @@ struct APIGatewayStandInTests {
         }
     }
 
+    @Test("a post that does not fit the connection's send buffer is 429 LimitExceededException")
+    func sendBufferFull() async throws {
+        var configuration = LambdaStandInConfiguration()
+        configuration.connectionSendBuffer = 1000
+        try await withStandIn(configuration, function: { invocation, runtime in
+            _ = try await runtime.respond(invocation.requestID, json: ["statusCode": 200])
+        }) { standIn, log in
+            let management = ManagementClient(endpoint: standIn.managementEndpoint)
+            _ = try await WebSocketClient.connect(url: standIn.webSocketURL.absoluteString, logger: Logger(label: "test-client")) { inbound, outbound, _ in
+                try await outbound.write(.text("hi"))
+                let id = try #require(try await log.first("MESSAGE").requestContext["connectionId"] as? String)
+                let full = try await management.send("POST", id, body: Array(repeating: UInt8(ascii: "z"), count: 1001))
+                #expect(full.status == 429)
+                #expect(full.errorType == "LimitExceededException")
+                let fits = try await management.send("POST", id, body: Array("fits".utf8))
+                #expect(fits.status == 200)
+                var iterator = inbound.messages(maxSize: 1 << 16).makeAsyncIterator()
+                #expect(try await iterator.next() == .text("fits"))
+            }
+        }
+    }
+
     @Test("a client message over 128 KB closes the connection with 1009")
     func oversizeMessage() async throws {
         try await withStandIn(function: { invocation, runtime in
@@ -397,6 +419,16 @@ struct APIGatewayStandInTests {
 
 @Suite("Lambda stand-in: function URL", .timeLimit(.minutes(1)))
 struct FunctionURLStandInTests {
+    /// A JSON request to the function URL at `pathAndQuery` (relative to its `/`).
+    func callFunctionURL(_ standIn: LambdaStandIn, _ method: HTTPMethod, _ pathAndQuery: String, lastEventID: String, json: String) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: standIn.functionURL.absoluteString + pathAndQuery)
+        request.method = method
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Last-Event-ID", value: lastEventID)
+        request.body = .bytes(ByteBuffer(string: json))
+        return try await HTTPClient.shared.execute(request, timeout: .seconds(20))
+    }
+
     @Test("the prelude sets status, headers and cookies, and the body streams before the function finishes")
     func streamingPrelude() async throws {
         let firstSeen = Signal()
@@ -413,12 +445,7 @@ struct FunctionURLStandInTests {
                 try await writer.chunk("data: two\n\n")
             }
         }) { standIn, _ in
-            var request = HTTPClientRequest(url: standIn.functionURL.absoluteString + "chat/stream?x=1&y=2")
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "Last-Event-ID", value: "7")
-            request.body = .bytes(ByteBuffer(string: #"{"q":"hi"}"#))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(20))
+            let response = try await callFunctionURL(standIn, .POST, "chat/stream?x=1&y=2", lastEventID: "7", json: #"{"q":"hi"}"#)
             #expect(response.status.code == 201)
             #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
             #expect(response.headers.first(name: "X-Test") == "yes")
@@ -450,12 +477,7 @@ struct FunctionURLStandInTests {
             }
             _ = try await runtime.respond(invocation.requestID, json: ["statusCode": 202, "headers": ["X-Reply": "1"], "body": "accepted"])
         }) { standIn, _ in
-            var request = HTTPClientRequest(url: standIn.functionURL.absoluteString + "v1/things?a=1")
-            request.method = .PUT
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "Last-Event-ID", value: "42")
-            request.body = .bytes(ByteBuffer(string: #"{"k":"v"}"#))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(20))
+            let response = try await callFunctionURL(standIn, .PUT, "v1/things?a=1", lastEventID: "42", json: #"{"k":"v"}"#)
             #expect(response.status.code == 202)
             #expect(response.headers.first(name: "X-Reply") == "1")
             #expect(String(buffer: try await response.body.collect(upTo: 1 << 16)) == "accepted")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import queue
-import signal
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import STARTUP_TIMEOUT, _child_environment, medview_binary
+from test_hardening_http import _stop
 
 RUNTIME_BASE = "/2018-06-01/runtime"
 
@@ -158,12 +158,7 @@ def stand_in(tmp_path):
         yield result
     finally:
         result.finish_stream.set()
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        _stop(process)
         for thread in environments:
             thread.join(timeout=10)
         log.close()
