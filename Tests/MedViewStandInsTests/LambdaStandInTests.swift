@@ -402,6 +402,25 @@ struct APIGatewayStandInTests {
         }
     }
 
+    @Test("a connection idle past the idle timeout is closed with 1001 and gets a $disconnect")
+    func idleTimeout() async throws {
+        var configuration = LambdaStandInConfiguration()
+        configuration.idleTimeout = .milliseconds(300)
+        try await withStandIn(configuration, function: { invocation, runtime in
+            _ = try await runtime.respond(invocation.requestID, json: ["statusCode": 200])
+        }) { standIn, log in
+            let started = ContinuousClock.now
+            let close = try await WebSocketClient.connect(url: standIn.webSocketURL.absoluteString, logger: Logger(label: "test-client")) { inbound, outbound, _ in
+                try await outbound.write(.text("one"))
+                for try await _ in inbound {}
+            }
+            #expect(close?.closeCode == .goingAway)
+            #expect(ContinuousClock.now - started >= .milliseconds(300))
+            let disconnect = try await log.first("DISCONNECT")
+            #expect(disconnect.requestContext["disconnectStatusCode"] as? Int == 1001)
+        }
+    }
+
     @Test("a client message over 128 KB closes the connection with 1009")
     func oversizeMessage() async throws {
         try await withStandIn(function: { invocation, runtime in
