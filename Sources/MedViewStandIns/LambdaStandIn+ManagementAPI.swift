@@ -33,8 +33,11 @@ extension LambdaStandIn {
         if let authority = request.head.authority { headers.append(("host", authority)) }
         for field in request.headers { headers.append((field.name.rawName, field.value)) }
         do throws(SigV4Verifier.Failure) {
-            _ = try SigV4Verifier(credentials: configuration.credentials, service: "execute-api")
+            let region = try SigV4Verifier(credentials: configuration.credentials, service: "execute-api")
                 .verify(method: request.method.rawValue, path: rawPath, query: request.uri.query, headers: headers, body: body)
+            guard region == configuration.region else {
+                throw SigV4Verifier.Failure(code: "InvalidSignatureException", message: "Credential should be scoped to a valid region.")
+            }
         } catch {
             logger.info("lambda.management.signature_rejected", metadata: ["error.code": "\(error.code)"])
             return Self.managementError(.forbidden, error.code, error.message)

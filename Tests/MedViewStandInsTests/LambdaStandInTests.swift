@@ -364,6 +364,9 @@ struct APIGatewayStandInTests {
                 let refused = try await wrongKey.send("POST", id, body: Array("x".utf8))
                 #expect(refused.status == 403)
                 #expect(refused.errorType == "InvalidSignatureException")
+                var wrongRegion = management
+                wrongRegion.region = "eu-west-1"
+                #expect(try await wrongRegion.send("GET", id).errorType == "InvalidSignatureException")
                 let largest = try await management.send("POST", id, body: Array(repeating: UInt8(ascii: "b"), count: 131_072))
                 #expect(largest.status == 200)
                 #expect(try await management.send("DELETE", id).status == 204)
