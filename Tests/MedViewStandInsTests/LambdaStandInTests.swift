@@ -139,6 +139,14 @@ func upgradeStatus(_ standIn: LambdaStandIn, protocols: String?) async throws ->
 
 @Suite("Lambda stand-in: Runtime API", .timeLimit(.minutes(1)))
 struct LambdaRuntimeAPITests {
+    /// Invokes `handler` and returns the error the invocation failed with (nil if it succeeded).
+    func failure(of standIn: LambdaStandIn) async throws -> LambdaFunctionError? {
+        do {
+            _ = try await standIn.invoke(function: "handler", payload: Array("{}".utf8))
+            return nil
+        } catch let error as LambdaFunctionError { return error }
+    }
+
     @Test("next hands out the event with its headers; a buffered response reaches the invoker")
     func bufferedResponse() async throws {
         try await withStandIn(environments: 0) { standIn, _ in
@@ -197,12 +205,7 @@ struct LambdaRuntimeAPITests {
     func errorEndpoint() async throws {
         try await withStandIn(environments: 0) { standIn, _ in
             let runtime = TestRuntime(address: standIn.runtimeAPI(for: "handler"))
-            async let outcome: LambdaFunctionError? = {
-                do {
-                    _ = try await standIn.invoke(function: "handler", payload: Array("{}".utf8))
-                    return nil
-                } catch let error as LambdaFunctionError { return error }
-            }()
+            async let outcome = failure(of: standIn)
             let invocation = try await runtime.next()
             #expect(try await runtime.error(invocation.requestID, type: "Handler.Failed", message: "no") == 202)
             #expect(try await outcome == LambdaFunctionError(errorType: "Handler.Failed", errorMessage: "no"))
@@ -231,12 +234,7 @@ struct LambdaRuntimeAPITests {
         configuration.functionTimeout = .milliseconds(500)
         try await withStandIn(configuration, environments: 0) { standIn, _ in
             let runtime = TestRuntime(address: standIn.runtimeAPI(for: "handler"))
-            async let outcome: LambdaFunctionError? = {
-                do {
-                    _ = try await standIn.invoke(function: "handler", payload: Array("{}".utf8))
-                    return nil
-                } catch let error as LambdaFunctionError { return error }
-            }()
+            async let outcome = failure(of: standIn)
             let invocation = try await runtime.next()
             try await Task.sleep(for: .milliseconds(800))
             #expect(try await outcome?.errorType == "Task.TimedOut")
