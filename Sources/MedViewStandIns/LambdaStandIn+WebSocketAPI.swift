@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -27,8 +28,8 @@ extension LambdaStandIn {
     enum ConnectDecision: Equatable {
         /// Upgrade, answering with these headers.
         case accept(HTTPFields)
-        /// Refuse (the log says why; Hummingbird answers every refused upgrade with 400).
-        case refuse(reason: String)
+        /// Refuse with this status (the log says why).
+        case refuse(status: Int, reason: String)
     }
 
     /// The WebSocket API and its Management API on one listener, as on API Gateway's domain.
@@ -38,11 +39,15 @@ extension LambdaStandIn {
         router.on("**", method: .get) { request, context in try await self.manage(request, context: context) }
         router.on("**", method: .delete) { request, context in try await self.manage(request, context: context) }
         let webSocket = WebSocketServerConfiguration(maxFrameSize: Self.frameSizeLimit, autoPing: .disabled)
+        let refusals = UpgradeRefusalStatus()
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [UpgradeRefusalStatus.Handler(refusals)])
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(ws: webSocket)) { head, channel, _ in
+            server: .http1WebSocketUpgrade(configuration: .init(http1: http1, ws: webSocket)) { head, channel, _ in
                 let sourceIP = channel.remoteAddress?.ipAddress ?? "127.0.0.1"
-                return await self.upgrade(head, sourceIP: sourceIP)
+                let result = await self.upgrade(head, sourceIP: sourceIP)
+                if case .refuse(let status, _) = result.decision { refusals.refuse(channel, status: status) }
+                return result.upgrade
             },
             configuration: .init(address: .hostname(configuration.host, port: 0), serverName: "lambda-standin-apigateway"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
@@ -51,7 +56,7 @@ extension LambdaStandIn {
     }
 
     /// The handshake: `$connect`, then the subprotocol rule.
-    func upgrade(_ head: HTTPRequest, sourceIP: String) async -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+    func upgrade(_ head: HTTPRequest, sourceIP: String) async -> (decision: ConnectDecision, upgrade: ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>>) {
         let headers = head.headerFields.map { (name: $0.name.rawName, value: $0.value) }
         let query = head.path.flatMap { path in path.firstIndex(of: "?").map { String(path[path.index(after: $0)...]) } }
         let context = LambdaEvents.WebSocketContext(
@@ -66,15 +71,15 @@ extension LambdaStandIn {
             .filter { !$0.isEmpty }
         let decision = await connectDecision(context: context, handshake: handshake, offered: offered)
         guard case .accept(let responseHeaders) = decision else {
-            if case .refuse(let reason) = decision {
-                logger.info("lambda.websocket.refused", metadata: ["connection.id": "\(context.connectionID)", "reason": "\(reason)"])
+            if case .refuse(let status, let reason) = decision {
+                logger.info("lambda.websocket.refused", metadata: ["connection.id": "\(context.connectionID)", "http.response.status_code": "\(status)", "reason": "\(reason)"])
             }
-            return .dontUpgrade
+            return (decision, .dontUpgrade)
         }
         logger.info("lambda.websocket.connected", metadata: ["connection.id": "\(context.connectionID)"])
-        return .upgrade(responseHeaders) { inbound, outbound, _ in
+        return (decision, .upgrade(responseHeaders) { inbound, outbound, _ in
             try await self.serveConnection(context: context, handshake: handshake, inbound: inbound, outbound: outbound)
-        }
+        })
     }
 
     /// Invokes `$connect` (if routed) and applies API Gateway's rules to its reply.
@@ -86,18 +91,20 @@ extension LambdaStandIn {
             do {
                 reply = try await withIntegrationTimeout { try await self.invoke(function: function, payload: event).collect() }
             } catch let error as LambdaFunctionError {
-                return .refuse(reason: "function error \(error.errorType)")
+                return .refuse(status: 502, reason: "function error \(error.errorType)")
+            } catch is IntegrationTimeout {
+                return .refuse(status: 504, reason: "integration timed out")
             } catch {
-                return .refuse(reason: "integration \(error)")
+                return .refuse(status: 500, reason: "integration \(error)")
             }
             let object = (try? JSONSerialization.jsonObject(with: Data(reply), options: [.fragmentsAllowed])) as? [String: Any]
             let status = (object?["statusCode"] as? Int) ?? 200
-            guard (200..<300).contains(status) else { return .refuse(reason: "status \(status)") }
+            guard (200..<300).contains(status) else { return .refuse(status: status, reason: "$connect answered \(status)") }
             let replyHeaders = object?["headers"] as? [String: Any] ?? [:]
             chosen = replyHeaders.first { $0.key.lowercased() == "sec-websocket-protocol" }?.value as? String
         }
         guard !offered.isEmpty else { return .accept([:]) }
-        guard let chosen, offered.contains(chosen) else { return .refuse(reason: "no offered subprotocol in the $connect reply") }
+        guard let chosen, offered.contains(chosen) else { return .refuse(status: 400, reason: "no offered subprotocol in the $connect reply") }
         return .accept([.secWebSocketProtocol: chosen])
     }
 

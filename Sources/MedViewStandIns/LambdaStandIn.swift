@@ -23,8 +23,9 @@ public enum LambdaStandInError: Error, Sendable, Equatable, CustomStringConverti
 ///   waits in order while none is idle. Responses buffered or streamed (with error trailers),
 ///   `/error`, `/init/error`, deadlines (`Task.TimedOut`); see ``LambdaRuntimeAPIServer``.
 /// - **API Gateway WebSocket API** at ``webSocketURL``: the upgrade invokes `$connect`
-///   synchronously (a non-2xx reply, or no `Sec-WebSocket-Protocol` in the reply when the client
-///   offered one, refuses the upgrade with 400); each message invokes `$default` on its own (a long
+///   synchronously (a non-2xx reply refuses the upgrade with its status, a reply without
+///   `Sec-WebSocket-Protocol` when the client offered one with 400, a function error with 502);
+///   each message invokes `$default` on its own (a long
 ///   invocation does not hold up the next message, which goes to another environment); the close
 ///   invokes `$disconnect`. Messages over 128 KB, or frames over 32 KB, close with 1009.
 /// - **Management API** at ``managementEndpoint`` (`POST`/`GET`/`DELETE /@connections/{id}`),

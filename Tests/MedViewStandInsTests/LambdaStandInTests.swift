@@ -298,7 +298,7 @@ struct APIGatewayStandInTests {
         }
     }
 
-    @Test("the upgrade is refused when $connect answers non-2xx or leaves out the offered subprotocol")
+    @Test("the upgrade is refused with $connect's status when it is not 2xx, with 400 when the reply leaves out the offered subprotocol")
     func connectRefusals() async throws {
         try await withStandIn(function: { invocation, runtime in
             let offered = (invocation.event["headers"] as? [String: String])?.first { $0.key.lowercased() == "sec-websocket-protocol" }?.value
@@ -316,7 +316,7 @@ struct APIGatewayStandInTests {
             #expect(chosen == 101)
             #expect(noneOffered == 101)
             #expect(leftOut == 400)
-            #expect(denied == 400)
+            #expect(denied == 403)
         }
     }
 
