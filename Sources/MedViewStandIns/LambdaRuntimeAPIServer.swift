@@ -27,8 +27,8 @@ struct LambdaRuntimeAPIServer: Sendable {
     let host: String
     let logger: Logger
 
-    /// The largest buffered response (Lambda: 6 MB).
-    static let bufferedResponseLimit = 6 * 1024 * 1024
+    /// The largest buffered response (Lambda: 6 MiB + 100 bytes, `interop/model.go` of the RIE).
+    static let bufferedResponseLimit = 6 * 1024 * 1024 + 100
     /// The largest error or init-error body read.
     static let errorBodyLimit = 1024 * 1024
     static let base = "/2018-06-01/runtime"
