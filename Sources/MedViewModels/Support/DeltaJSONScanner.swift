@@ -1,3 +1,5 @@
+import MedViewProtocol
+
 /// Reads the few string fields a streaming delta needs from a JSON object without building a
 /// tree: top-level string fields, and string fields of one nested object (`delta`).
 ///
@@ -223,7 +225,7 @@ struct DeltaJSONScanner {
                 if byte == UInt8(ascii: "\"") {
                     let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                     index += 1
-                    return String(validating: slice, as: UTF8.self)
+                    return String(validUTF8: slice)
                 }
                 if byte == UInt8(ascii: "\\") { break }
                 if byte < 0x20 { return nil }
@@ -236,7 +238,7 @@ struct DeltaJSONScanner {
                 index += 1
                 switch byte {
                 case UInt8(ascii: "\""):
-                    return String(validating: out, as: UTF8.self)
+                    return out.withUnsafeBufferPointer { String(validUTF8: $0) }
                 case UInt8(ascii: "\\"):
                     guard let escape = peek else { return nil }
                     index += 1
