@@ -112,7 +112,11 @@ func makeHTTPServer(
         .add(middleware: AuditMiddleware(audit: audit))
     APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
 
-    let connections = ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser)
+    let serving = WebSocketServing(
+        chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sweeper: sweeper,
+        connections: ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser),
+        sharedConnections: sharedConnections, instanceId: instanceId, logger: logger
+    )
     let wsRouter = Router(context: WSRequestContext.self)
     wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: verifier, connections: unauthenticated))
     wsRouter.ws("v1/ws") { _, context in
@@ -120,63 +124,7 @@ func makeHTTPServer(
         // closed (4401, 4429): a refused upgrade would reach clients as an empty 400.
         .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
     } onUpgrade: { inbound, outbound, context in
-        let source = context.requestContext.sourceAddress
-        guard let identity = context.requestContext.identity else {
-            let failure = context.requestContext.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
-            metrics.error(failure.code.rawValue)
-            metrics.connectionAttempt(.websocket, .authRefused)
-            audit.record(AuditEvent(action: .signInRefused, sourceAddress: source, outcome: .refused, reason: failure.code.rawValue))
-            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: failure, closeCode: WebSocketSession.CloseCode.unauthorized)
-            return
-        }
-        guard connections.acquire(identity.userId) else {
-            metrics.error(ErrorCode.tooManyConnections.rawValue)
-            metrics.connectionAttempt(.websocket, .limit)
-            audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, sourceAddress: source, outcome: .refused, reason: ErrorCode.tooManyConnections.rawValue))
-            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
-            return
-        }
-        // With several processes on one database, the limit counts the user's connections on
-        // all of them. If the database cannot answer, the per-process limit alone applies.
-        var sharedConnectionId: String?
-        if let sharedConnections {
-            let id = Identifier.make("w")
-            do {
-                guard try await sharedConnections.openConnection(id: id, userId: identity.userId, instanceId: instanceId) else {
-                    connections.release(identity.userId)
-                    metrics.error(ErrorCode.tooManyConnections.rawValue)
-                    metrics.connectionAttempt(.websocket, .limit)
-                    audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, sourceAddress: source, outcome: .refused, reason: ErrorCode.tooManyConnections.rawValue))
-                    await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
-                    return
-                }
-                sharedConnectionId = id
-            } catch {
-                logger.info("connections.shared.unavailable", metadata: ["error.type": "\(type(of: error))"])
-            }
-        }
-        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger)
-        metrics.connectionAttempt(.websocket, .accepted)
-        metrics.connectionOpened(.websocket)
-        audit.record(AuditEvent(action: .connectionOpened, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
-        sweeper.add(session)
-        defer {
-            sweeper.remove(session)
-            connections.release(identity.userId)
-            metrics.connectionClosed(.websocket)
-            audit.record(AuditEvent(action: .connectionClosed, userId: identity.userId, channelId: session.connectionId, sourceAddress: source))
-        }
-        await LogContext.$connectionId.withValue(session.connectionId) {
-            await session.run(inbound: inbound)
-        }
-        if let sharedConnectionId {
-            do {
-                try await sharedConnections?.closeConnection(id: sharedConnectionId)
-            } catch {
-                // Forgotten anyway once this process stops (its rows go with its heartbeat).
-                logger.info("connections.shared.close_failed", metadata: ["error.type": "\(type(of: error))"])
-            }
-        }
+        await serving.serve(inbound: inbound, outbound: outbound, context: context.requestContext)
     }
 
     var app = Application(

@@ -122,28 +122,40 @@ final class WebSocketSession: Sendable {
                     }
                 }
                 guard frame.fin else { continue }
-                let kind = opcode
+                let message = Message(data: oversized ? nil : Data(buffer.readableBytesView), binary: opcode == .binary)
                 opcode = nil
-                if oversized {
-                    await sendError(ErrorEvent(code: .frameTooLarge, message: "A message may be at most \(limits.maxFrameBytes) bytes."))
-                } else if kind == .binary {
-                    await sendError(ErrorEvent(code: .unsupportedFrame, message: "Send commands as JSON text frames."))
-                } else if String(validating: buffer.readableBytesView, as: UTF8.self) == nil {
-                    await sendError(ErrorEvent(code: .invalidUTF8, message: "The frame is not valid UTF-8."))
-                } else {
-                    // A child task per command: the async frames of handling a command grow the
-                    // running task's stack slabs, and a task keeps its slabs until it ends. Run in
-                    // the connection's long-lived task they would stay with every idle socket.
-                    let data = Data(buffer.readableBytesView)
-                    await withTaskGroup(of: Void.self) { group in
-                        group.addTask { await self.handle(data) }
-                    }
+                // A child task per message: the async frames of handling it (answers, errors)
+                // grow the running task's stack slabs, and a task keeps its slabs until it ends.
+                // Run in the connection's long-lived task they would stay with every idle socket.
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await self.receive(message) }
                 }
                 // Keep a small buffer for the next message; give a large one back.
                 if buffer.capacity > 4096 { buffer = ByteBuffer() } else { buffer.clear() }
             }
         } catch {
             logger.debug("ws.read.ended", metadata: ["ws.id": "\(connectionId)", "error.type": "\(type(of: error))"])
+        }
+    }
+
+    /// One whole message from the client: its bytes (`nil` when it was too large).
+    private struct Message: Sendable {
+        var data: Data?
+        var binary: Bool
+    }
+
+    /// Checks a whole message and handles it, or tells the client what is wrong with it.
+    private func receive(_ message: Message) async {
+        guard let data = message.data else {
+            await sendError(ErrorEvent(code: .frameTooLarge, message: "A message may be at most \(limits.maxFrameBytes) bytes."))
+            return
+        }
+        if message.binary {
+            await sendError(ErrorEvent(code: .unsupportedFrame, message: "Send commands as JSON text frames."))
+        } else if data.withUnsafeBytes({ String(validUTF8: $0.bindMemory(to: UInt8.self)) }) == nil {
+            await sendError(ErrorEvent(code: .invalidUTF8, message: "The frame is not valid UTF-8."))
+        } else {
+            await handle(data)
         }
     }
 
