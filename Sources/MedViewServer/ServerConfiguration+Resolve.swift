@@ -13,6 +13,7 @@ public struct ServeArguments: Sendable, Equatable {
     public var flushMs: Int?
     public var keepaliveSeconds: Int?
     public var idleTimeoutSeconds: Int?
+    public var writeStallSeconds: Int?
     public var maxConnectionsPerUser: Int?
     public var maxStreamsPerUser: Int?
     public var maxMessageChars: Int?
@@ -101,6 +102,7 @@ extension ServerConfiguration {
         limits.maxConnectionsPerUser = try int(a.maxConnectionsPerUser, "MEDVIEW_MAX_CONNECTIONS_PER_USER", limits.maxConnectionsPerUser)
         limits.idleTimeout = .seconds(try int(a.idleTimeoutSeconds, "MEDVIEW_IDLE_TIMEOUT_SECONDS", 900))
         limits.keepAliveInterval = .seconds(try int(a.keepaliveSeconds, "MEDVIEW_KEEPALIVE_SECONDS", 15))
+        limits.writeStallTimeout = .seconds(try int(a.writeStallSeconds, "MEDVIEW_WRITE_STALL_SECONDS", 30, min: 1))
         var chat = ChatConfiguration()
         chat.chunking = .init(
             maxCharacters: try int(a.chunkChars, "MEDVIEW_CHUNK_CHARS", 256, min: 8),

@@ -108,6 +108,10 @@ public struct ServerConfiguration: Sendable {
         public var keepAliveInterval: Duration
         /// How long graceful shutdown lets running answers finish.
         public var shutdownGracePeriod: Duration
+        /// A WebSocket whose writes make no progress for this long (the client stopped reading:
+        /// a frozen tab, a dead network path) is closed, so the client reconnects and resumes;
+        /// meanwhile what waits for it is bounded by the socket's outbound buffer.
+        public var writeStallTimeout: Duration = .seconds(30)
 
         public init(
             maxFrameBytes: Int = 64 * 1024,

@@ -220,6 +220,12 @@ public final class ServerMetrics: ChatObserver {
         transports[transport]?.open.decrement()
     }
 
+    /// A WebSocket was closed because its client stopped reading (``WebSocketSession/Verdict/stalled``).
+    func connectionStalled() {
+        guard enabled else { return }
+        CoreMetrics.Counter(label: "medview_connections_stalled_total", dimensions: [("transport", Transport.websocket.rawValue)], factory: factory).increment()
+    }
+
     /// Whether `/readyz` answers 200.
     func setReady(_ isReady: Bool) {
         ready.record(isReady ? 1 : 0)

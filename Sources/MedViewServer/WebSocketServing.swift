@@ -81,7 +81,10 @@ struct WebSocketServing: Sendable {
                 logger.info("connections.shared.unavailable", metadata: ["error.type": "\(type(of: error))"])
             }
         }
-        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger)
+        let channel = context.channel
+        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger) {
+            channel.close(promise: nil)
+        }
         return Admission(session: session, sharedConnectionId: sharedConnectionId)
     }
 

@@ -28,6 +28,10 @@ final class WebSocketSession: Sendable {
         var nextPumpToken: UInt64 = 0
         var closing = false
         var pingInFlight = false
+        /// Writes (events, pings) waiting for the socket to take them.
+        var writesInFlight = 0
+        /// Since when the socket has taken no write while some waited (`nil`: none waits).
+        var writeWaitingSince: ContinuousClock.Instant?
         var lastPing: ContinuousClock.Instant = .now
     }
 
@@ -40,10 +44,13 @@ final class WebSocketSession: Sendable {
     private let sourceAddress: String?
     private let logger: Logger
     private let state: Mutex<State>
+    /// Closes the connection at once, unwritten frames and all (a stalled client).
+    private let closeChannel: @Sendable () -> Void
     let connectionId = Identifier.make("ws")
 
-    init(identity: VerifiedIdentity, outbound: WebSocketOutboundWriter, chat: ChatService, verifier: any TokenVerifier, limits: ServerConfiguration.Limits, metrics: ServerMetrics, audit: any AuditSink, sourceAddress: String?, logger: Logger) {
+    init(identity: VerifiedIdentity, outbound: WebSocketOutboundWriter, chat: ChatService, verifier: any TokenVerifier, limits: ServerConfiguration.Limits, metrics: ServerMetrics, audit: any AuditSink, sourceAddress: String?, logger: Logger, closeChannel: @escaping @Sendable () -> Void = {}) {
         self.outbound = outbound
+        self.closeChannel = closeChannel
         self.audit = audit
         self.sourceAddress = sourceAddress
         self.chat = chat
@@ -293,11 +300,27 @@ final class WebSocketSession: Sendable {
     @discardableResult
     private func send(_ event: ServerEvent) async -> Bool {
         do {
-            try await outbound.write(.text(event.jsonString()))
+            try await writing { try await outbound.write(.text(event.jsonString())) }
             return true
         } catch {
             return false
         }
+    }
+
+    /// Runs one write to the socket, timing how long writes wait (``verdict(now:date:)``): a
+    /// write that completes is progress and restarts the clock of any still waiting.
+    private func writing(_ write: () async throws -> Void) async throws {
+        state.withLock { s in
+            if s.writesInFlight == 0 { s.writeWaitingSince = .now }
+            s.writesInFlight += 1
+        }
+        defer {
+            state.withLock { s in
+                s.writesInFlight -= 1
+                s.writeWaitingSince = s.writesInFlight == 0 ? nil : .now
+            }
+        }
+        try await write()
     }
 
     private func sendError(_ error: ErrorEvent) async {
@@ -312,6 +335,8 @@ final class WebSocketSession: Sendable {
         case fine
         case expired
         case idle
+        /// The client has taken no write for ``ServerConfiguration/Limits/writeStallTimeout``.
+        case stalled
     }
 
     /// Checks expiry and idleness. User commands (``ClientCommand/isUserActivity``) and an answer
@@ -319,6 +344,7 @@ final class WebSocketSession: Sendable {
     func verdict(now: ContinuousClock.Instant, date: Date) -> Verdict {
         state.withLock { s in
             if s.closing { return .fine }
+            if let since = s.writeWaitingSince, now - since >= limits.writeStallTimeout { return .stalled }
             if s.identity.expiresAt <= date { return .expired }
             if !s.pumps.isEmpty {
                 s.lastActivity = now
@@ -337,6 +363,12 @@ final class WebSocketSession: Sendable {
         case .idle:
             logger.debug("ws.idle_timeout", metadata: ["ws.id": "\(connectionId)"])
             await reject(ErrorEvent(code: .idleTimeout, message: "The connection was idle too long; reconnect to continue."), closeCode: CloseCode.idle)
+        case .stalled:
+            // Nothing more can be written (not even a close frame): drop the connection. Its
+            // answers go on and are stored; the client reconnects and resumes them.
+            logger.info("ws.write_stalled", metadata: ["ws.id": "\(connectionId)"])
+            metrics.connectionStalled()
+            closeChannel()
         }
     }
 
@@ -350,7 +382,7 @@ final class WebSocketSession: Sendable {
         }
         guard due else { return }
         Task {
-            try? await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "ka"))))
+            try? await writing { try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "ka")))) }
             state.withLock { $0.pingInFlight = false }
         }
     }

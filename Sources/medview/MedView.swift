@@ -94,6 +94,8 @@ struct Serve: AsyncParsableCommand {
     var keepaliveSeconds: Int?
     @Option(help: "Close a WebSocket with no command for this long, in seconds. [env: MEDVIEW_IDLE_TIMEOUT_SECONDS] (default: 900)")
     var idleTimeoutSeconds: Int?
+    @Option(name: .customLong("write-stall-seconds"), help: "Close a WebSocket whose client has read nothing for this long while events wait for it, so it reconnects and resumes. [env: MEDVIEW_WRITE_STALL_SECONDS] (default: 30)")
+    var writeStallSeconds: Int?
     @Option(help: "Open WebSocket connections per user. [env: MEDVIEW_MAX_CONNECTIONS_PER_USER] (default: 8)")
     var maxConnectionsPerUser: Int?
     @Option(help: "Answers streaming at once per user. [env: MEDVIEW_MAX_STREAMS_PER_USER] (default: 4)")
@@ -185,6 +187,7 @@ struct Serve: AsyncParsableCommand {
         arguments.flushMs = flushMs
         arguments.keepaliveSeconds = keepaliveSeconds
         arguments.idleTimeoutSeconds = idleTimeoutSeconds
+        arguments.writeStallSeconds = writeStallSeconds
         arguments.maxConnectionsPerUser = maxConnectionsPerUser
         arguments.maxStreamsPerUser = maxStreamsPerUser
         arguments.maxRunningAnswers = maxRunningAnswers

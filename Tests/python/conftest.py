@@ -101,34 +101,23 @@ def _pump_stdout(stream, sink: queue.Queue, lines: list[str]) -> None:
     sink.put(None)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> LiveServer:
+def start_medview(tmp_path_factory, name: str, args: list[str], env: dict[str, str] | None = None):
+    """`medview serve --port 0` on loopback with its own data directory and `args`; returns the
+    server once it announced its port, and its stderr file (pass both to ``stop_medview``)."""
     binary = medview_binary()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(f"medview binary not found at {binary}: build it (swift build) or set MEDVIEW_BIN", pytrace=False)
-    data_dir = tmp_path_factory.mktemp("medview-data")
+    data_dir = tmp_path_factory.mktemp(name)
     stderr_path = data_dir.parent / f"{data_dir.name}-server.log"
     stderr_file = open(stderr_path, "w")
     process = subprocess.Popen(
-        [
-            str(binary), "serve",
-            "--port", "0",
-            "--data-dir", str(data_dir),
-            "--keepalive-seconds", str(KEEPALIVE_SECONDS),
-            # The scripted model: deterministic, and never downloads the local model.
-            "--model", "scripted",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=stderr_file,
-        text=True,
-        bufsize=1,
-        env=_child_environment(),
+        [str(binary), "serve", "--port", "0", "--data-dir", str(data_dir), *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file, text=True, bufsize=1,
+        env={**_child_environment(), **(env or {})},
     )
     lines: list[str] = []
     announced: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=_pump_stdout, args=(process.stdout, announced, lines), daemon=True)
-    reader.start()
+    threading.Thread(target=_pump_stdout, args=(process.stdout, announced, lines), daemon=True).start()
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         match = None
@@ -150,17 +139,34 @@ def server(tmp_path_factory) -> LiveServer:
         host, port = match.group("host"), int(match.group("port"))
         assert host in ("127.0.0.1", "localhost", "::1"), f"server is not on loopback: {host}"
         assert port > 0
-        yield LiveServer(binary, data_dir, host, port, process, lines, stderr_path)
-    finally:
+    except BaseException:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        reader.join(timeout=5)
+            process.kill()
         stderr_file.close()
+        raise
+    return LiveServer(binary, data_dir, host, port, process, lines, stderr_path), stderr_file
+
+
+def stop_medview(server: LiveServer, stderr_file) -> None:
+    """SIGINT (graceful drain), then a kill if it does not exit in time."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=10)
+    stderr_file.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> LiveServer:
+    # The scripted model: deterministic, and never downloads the local model.
+    live, stderr_file = start_medview(tmp_path_factory, "medview-data", ["--keepalive-seconds", str(KEEPALIVE_SECONDS), "--model", "scripted"])
+    try:
+        yield live
+    finally:
+        stop_medview(live, stderr_file)
 
 
 def _slug(text: str) -> str:

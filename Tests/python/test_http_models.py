@@ -11,25 +11,14 @@ asks for one. It records what it was sent, so the tests check the request the se
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import threading
 import time
-import queue
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import (
-    LISTENING,
-    SHUTDOWN_TIMEOUT,
-    STARTUP_TIMEOUT,
-    LiveServer,
-    _child_environment,
-    _pump_stdout,
-    medview_binary,
-)
+from conftest import LiveServer, start_medview, stop_medview
 from test_live_clients import collect_stream, expect_ack, get_messages, http_client, new_id, run, send_cmd, ws_open
 
 API_KEY = "sk-test-standin-key-0123456789"
@@ -195,72 +184,28 @@ def standin():
         httpd.server_close()
 
 
-def _start_medview(tmp_path_factory, name: str, args: list[str], env: dict[str, str]):
-    binary = medview_binary()
-    if not binary.is_file():
-        pytest.fail(f"medview binary not found at {binary}", pytrace=False)
-    data_dir = tmp_path_factory.mktemp(name)
-    stderr_path = data_dir.parent / f"{data_dir.name}-server.log"
-    stderr_file = open(stderr_path, "w")
-    process = subprocess.Popen(
-        [str(binary), "serve", "--port", "0", "--data-dir", str(data_dir), *args],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file, text=True, bufsize=1,
-        env={**_child_environment(), **env},
-    )
-    lines: list[str] = []
-    announced: queue.Queue = queue.Queue()
-    threading.Thread(target=_pump_stdout, args=(process.stdout, announced, lines), daemon=True).start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    match = None
-    while match is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError("medview did not announce its port")
-        try:
-            line = announced.get(timeout=min(remaining, 1.0))
-        except queue.Empty:
-            continue
-        if line is None:
-            process.wait(timeout=10)
-            raise AssertionError(f"medview serve exited ({process.returncode}):\n" + stderr_path.read_text(errors="replace")[-4000:])
-        match = LISTENING.search(line)
-    server = LiveServer(binary, data_dir, match.group("host"), int(match.group("port")), process, lines, stderr_path)
-    return server, stderr_file
-
-
-def _stop(server: LiveServer, stderr_file) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)
-        try:
-            server.process.wait(timeout=SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
-    stderr_file.close()
-
-
 @pytest.fixture(scope="module")
 def openai_server(tmp_path_factory, standin):
     _, port = standin
-    server, stderr_file = _start_medview(
+    server, stderr_file = start_medview(
         tmp_path_factory, "medview-openai",
         ["--model", f"openai:http://127.0.0.1:{port}/v1#test", "--max-output-tokens", "300"],
         {"MEDVIEW_TEMPERATURE": "0.3", "OPENAI_API_KEY": API_KEY},
     )
     yield server
-    _stop(server, stderr_file)
+    stop_medview(server, stderr_file)
 
 
 @pytest.fixture(scope="module")
 def anthropic_server(tmp_path_factory, standin):
     _, port = standin
-    server, stderr_file = _start_medview(
+    server, stderr_file = start_medview(
         tmp_path_factory, "medview-anthropic",
         ["--model", "anthropic:claude-test"],
         {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}"},
     )
     yield server
-    _stop(server, stderr_file)
+    stop_medview(server, stderr_file)
 
 
 def _ask(server: LiveServer, user: str, text: str) -> tuple[dict, list[dict], list[dict]]:
