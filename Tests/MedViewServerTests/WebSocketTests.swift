@@ -6,6 +6,7 @@ import MedViewServer
 import NIOCore
 import NIOWebSocket
 import Testing
+import MedViewTestSupport
 
 @Suite(.timeLimit(.minutes(2))) struct WebSocketTests {
     @Test("a connection streams an answer: ack, stream.start, ordered chunks within 256 characters, stream.end")
