@@ -100,12 +100,7 @@ public struct LambdaFunction: Service {
     /// Runs the engine's services and the runtime loop until the loop ends (a 500 from the
     /// Runtime API) or the task is cancelled; then shuts the engine down (the store last).
     public func run() async throws {
-        let recovery = engine.recovery
-        let interrupted = try await recovery.recoverAtStartup(exclusive: false)
-        if interrupted > 0 {
-            logger.warning("startup.interrupted_streams", metadata: ["streams.count": "\(interrupted)"])
-        }
-        let loop = RuntimeLoopService(runtime: runtime, handler: handler)
+        let loop = RuntimeLoopService(runtime: runtime, handler: handler, recovery: engine.recovery, logger: logger)
         let services: [ServiceGroupConfiguration.ServiceConfiguration] =
             (engine.services + [engine.chat.registry]).map { .init(service: $0) }
             + [.init(service: loop, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)]
@@ -114,13 +109,28 @@ public struct LambdaFunction: Service {
     }
 }
 
-/// The runtime loop as a `Service`: it ends the group when it ends.
-struct RuntimeLoopService: Service {
+extension LambdaFunction: CustomStringConvertible {
+    public var description: String { "LambdaFunction" }
+}
+
+/// The runtime loop as a `Service`, started once the engine's services run (the store's pool
+/// among them): it first stores the answers of dead environments as interrupted, then serves
+/// invocations. It ends the group when it ends.
+struct RuntimeLoopService: Service, CustomStringConvertible {
     let runtime: LambdaRuntime
     let handler: MedViewFunction
+    let recovery: StreamRecovery
+    let logger: Logger
+
+    var description: String { "LambdaRuntimeLoop" }
 
     func run() async throws {
         try await cancelWhenGracefulShutdown {
+            // Other environments share the store: only silent ones' answers are orphans.
+            let interrupted = try await recovery.recoverAtStartup(exclusive: false)
+            if interrupted > 0 {
+                logger.warning("startup.interrupted_streams", metadata: ["streams.count": "\(interrupted)"])
+            }
             try await runtime.run(handler)
         }
     }
