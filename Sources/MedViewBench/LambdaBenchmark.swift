@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdWSClient
 import Logging
+import MedViewPostgres
 import MedViewProtocol
 import MedViewServer
 import MedViewStandIns
@@ -39,17 +40,48 @@ public struct LambdaBenchmark: Sendable {
         let size = (try? FileManager.default.attributesOfItem(atPath: bootstrap)[.size] as? Int) ?? 0
         print("MedView on Lambda (stand-in), scripted model, PostgreSQL")
         print(String(format: "  bootstrap binary: %.1f MB (%@)", Double(size) / 1e6, bootstrap))
-        let config = LambdaStandInConfiguration(functionTimeout: .seconds(120))
-        let bench = self
-        try await LambdaStandIn.withRunning(configuration: config) { standIn in
-            try await bench.measure(standIn)
-        }
-    }
-
-    private func measure(_ standIn: LambdaStandIn) async throws {
+        // Each cold start on a stand-in of its own, so that no invocation can go to a process
+        // that has gone; the last process then serves the rest of the benchmark.
+        // One data directory (the development signing key and the master key file) for every
+        // process, as every environment of one function shares its configuration.
         let directory = NSTemporaryDirectory() + "medview-bench-lambda-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A schema of the benchmark's own (its data keys are wrapped by this run's master key),
+        // dropped at the end.
+        let schema = "medview_bench_lambda_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let url = databaseURL + (databaseURL.contains("?") ? "&" : "?") + "schema=" + schema
+        var colds: [Duration] = []
+        let rounds = max(1, coldStarts)
+        let bench = self
+        for round in 1...rounds {
+            let soFar = colds
+            let cold: Duration
+            do {
+                cold = try await LambdaStandIn.withRunning(configuration: LambdaStandInConfiguration(functionTimeout: .seconds(120))) { standIn in
+                    try await bench.measure(standIn, directory: directory, databaseURL: url, coldStartsSoFar: soFar, last: round == rounds)
+                }
+            } catch {
+                await Self.drop(url: url)
+                // What the function said, for the diagnosis.
+                let log = (try? String(contentsOfFile: directory + "/bootstrap.log", encoding: .utf8)) ?? ""
+                print("  bootstrap's last log lines:")
+                for line in log.split(separator: "\n").suffix(40) where !line.contains("CloudWatchMetrics") { print("    " + line) }
+                throw error
+            }
+            colds.append(cold)
+        }
+        await Self.drop(url: url)
+    }
+
+    static func drop(url: String) async {
+        guard let settings = try? PostgresSettings.parse(url: url) else { return }
+        try? await PostgresConversationStore.dropSchema(settings: settings, logger: Logger(label: "bench"))
+    }
+
+    /// Starts a `bootstrap` process on `standIn` and returns its cold start; the `last` one also
+    /// measures answers, invocations and memory.
+    private func measure(_ standIn: LambdaStandIn, directory: String, databaseURL: String, coldStartsSoFar: [Duration], last: Bool) async throws -> Duration {
         let credentials = standIn.configuration.credentials
         var environment = ProcessInfo.processInfo.environment
         environment["AWS_LAMBDA_RUNTIME_API"] = standIn.runtimeAPI(for: "handler")
@@ -60,42 +92,28 @@ public struct LambdaBenchmark: Sendable {
         environment["AWS_SESSION_TOKEN"] = nil
         environment["MEDVIEW_DATABASE_URL"] = databaseURL
         environment["MEDVIEW_DATA_DIR"] = directory
-        environment["MEDVIEW_MODEL"] = "scripted"
+        // The scripted model without its default pause between deltas: the figures are the shape's own.
+        environment["MEDVIEW_MODEL"] = "scripted:delay=1"
         environment["MEDVIEW_ENV"] = "development"
-        environment["MEDVIEW_LOG_LEVEL"] = "error"
+        environment["MEDVIEW_LOG_LEVEL"] = "warning"
         environment["MEDVIEW_RATE_LIMIT_PER_MINUTE"] = "1000000"
         environment["MEDVIEW_RATE_LIMIT_BURST"] = "1000000"
 
-        // Cold starts: process start to its first `next`, each on a fresh process.
-        var colds: [Duration] = []
-        var process: Process?
-        for i in 0..<max(1, coldStarts) {
-            let started = ContinuousClock.now
-            let child = try Self.spawn(bootstrap, environment: environment)
-            let idleBefore = 0
-            while standIn.idleEnvironments(of: "handler") <= idleBefore {
-                guard child.isRunning else { throw BenchError("bootstrap exited with status \(child.terminationStatus) before its first next") }
-                guard ContinuousClock.now - started < .seconds(60) else { throw BenchError("no next within 60 s") }
-                try await Task.sleep(for: .microseconds(200))
-            }
-            colds.append(ContinuousClock.now - started)
-            if i < max(1, coldStarts) - 1 {
-                child.terminate()
-                child.waitUntilExit()
-                // The stand-in forgets the dead poller when its connection closes.
-                let deadline = ContinuousClock.now + .seconds(5)
-                while standIn.idleEnvironments(of: "handler") > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
-            } else {
-                process = child
-            }
-        }
-        guard let process else { return }
+        let started = ContinuousClock.now
+        let process = try Self.spawn(bootstrap, environment: environment, log: directory + "/bootstrap.log")
         defer {
             process.terminate()
             process.waitUntilExit()
         }
+        while standIn.idleEnvironments(of: "handler") < 1 {
+            guard process.isRunning else { throw BenchError("bootstrap exited with status \(process.terminationStatus) before its first next") }
+            guard ContinuousClock.now - started < .seconds(60) else { throw BenchError("no next within 60 s") }
+            try await Task.sleep(for: .microseconds(200))
+        }
+        let cold = ContinuousClock.now - started
+        guard last else { return cold }
+        let colds = (coldStartsSoFar + [cold]).sorted()
         let rssIdle = Self.residentBytes(process.processIdentifier)
-        colds.sort()
         print("  cold start (process start -> first next): median \(Self.ms(colds[colds.count / 2])), min \(Self.ms(colds[0])), max \(Self.ms(colds[colds.count - 1])) over \(colds.count)")
         print("  resident memory after start: \(rssIdle / 1024) KiB")
 
@@ -113,6 +131,7 @@ public struct LambdaBenchmark: Sendable {
             var first: Duration?
             while true {
                 let event = try await client.next(timeout: .seconds(60))
+                if case .error(let error) = event, error.streamId == nil { throw BenchError("the function answered \(error.code.rawValue): \(error.message)") }
                 if case .streamChunk = event, first == nil { first = ContinuousClock.now - sent }
                 if event.isTerminal { break }
             }
@@ -124,7 +143,7 @@ public struct LambdaBenchmark: Sendable {
             let warm = Array(firsts.dropFirst()).sorted()
             print("  chat.send -> first chunk, warm: median \(Self.ms(warm[warm.count / 2])), p95 \(Self.ms(warm[min(warm.count - 1, warm.count * 95 / 100)])) over \(warm.count)")
             let whole = Array(totals.dropFirst()).sorted()
-            print("  whole answer (scripted, ~\(Self.chunkCount) chunks, each posted): median \(Self.ms(whole[whole.count / 2]))")
+            print("  whole answer (every event posted through the Management API): median \(Self.ms(whole[whole.count / 2]))")
         }
         // Per-invocation overhead: a ping is one invocation that posts one ack.
         var rounds: [Duration] = []
@@ -137,16 +156,17 @@ public struct LambdaBenchmark: Sendable {
         rounds.sort()
         print("  per-invocation overhead (ping -> ack through API Gateway, Lambda, Management API): median \(Self.ms(rounds[rounds.count / 2])), p95 \(Self.ms(rounds[min(rounds.count - 1, rounds.count * 95 / 100)])) over \(rounds.count)")
         print("  resident memory after \(answers) answers and \(pings) pings: \(Self.residentBytes(process.processIdentifier) / 1024) KiB")
+        return cold
     }
 
-    static let chunkCount = "a few"
-
-    static func spawn(_ path: String, environment: [String: String]) throws -> Process {
+    static func spawn(_ path: String, environment: [String: String], log: String) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.standardError
+        // Its JSON logs and EMF records would drown the figures: they go to a file.
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: log) ?? FileHandle.nullDevice
         try process.run()
         return process
     }
