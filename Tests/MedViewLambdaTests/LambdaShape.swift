@@ -34,6 +34,13 @@ struct LambdaShape: Sendable {
         try await WSTestClient.connect(url: standIn.webSocketURL.absoluteString, headers: [.authorization: "Bearer \(try await token(user))"])
     }
 
+    /// The protocol scenarios every shape runs, on the function.
+    var scenarios: ProtocolScenarios {
+        ProtocolScenarios(connect: { try await connect($0) }, stored: { conversation, user in
+            try await messages(conversation, user: user).map { ($0.status.rawValue, $0.text) }
+        })
+    }
+
     /// The stored messages of a conversation (read through one environment's store).
     func messages(_ conversationId: String, user: String) async throws -> [StoredMessage] {
         try await functions[0].engine.chat.store.messages(conversationId: conversationId, userId: user)

@@ -17,7 +17,7 @@ import Testing
 
 /// The serverless shape end to end: a client that speaks only the project's protocol, through
 /// API Gateway (the stand-in), to the function on PostgreSQL (needs `MEDVIEW_TEST_DATABASE_URL`).
-@Suite(.enabled(if: LambdaShape.databaseURL != nil, "MEDVIEW_TEST_DATABASE_URL is not set"), .timeLimit(.minutes(3)))
+@Suite(.enabled(if: LambdaShape.databaseURL != nil, "MEDVIEW_TEST_DATABASE_URL is not set"), .serialized, .timeLimit(.minutes(3)))
 struct LambdaShapeTests {
     /// The conversation `medview serve`'s tests use for safety: an emergency, then a medication
     /// and an interacting one in the same conversation.
@@ -66,25 +66,8 @@ struct LambdaShapeTests {
     @Test("after a disconnect mid-answer, resume on a new connection gets exactly the missing events, in order, once")
     func resumeAfterDisconnect() async throws {
         try await LambdaShape.with { shape in
-            let first = try await shape.connect("alice")
-            first.send(.chatSend(ChatSend(id: "m1", text: "[[repeat:4]][[delay:10]]")))
-            let streamId = try #require(ack(try await first.next())?.streamId)
-            var seen: [ServerEvent] = []
-            while seen.count < 4 {
-                let e = try await first.next()
-                if e.streamId == streamId, e.seq != nil { seen.append(e) }
-            }
-            first.close()
-            let lastSeq = try #require(seen.last?.seq)
-            let second = try await shape.connect("alice")
-            defer { second.close() }
-            second.send(.streamResume(StreamResume(id: "r1", streamId: streamId, after: lastSeq)))
-            #expect(ack(try await second.next())?.streamId == streamId)
-            let rest = try await second.readStream(streamId)
-            let all = seen + rest
-            #expect(all.map(\.seq) == Array(1...all.count).map { Optional($0) })
-            #expect(rest.first?.seq == lastSeq + 1)
-            guard case .streamEnd(let end) = all.last else { Issue.record("expected stream.end"); return }
+            let all = try await shape.scenarios.resumeAfterDisconnect("[[repeat:4]][[delay:10]]")
+            guard case .streamEnd(let end) = all.last else { return }
             #expect(end.finishReason == .complete)
             // The invocation whose client left (410) still ran the answer to its end and stored it whole.
             let conversation = try #require(all.compactMap { if case .streamStart(let s) = $0 { s.conversationId } else { nil } }.first)
@@ -127,19 +110,7 @@ struct LambdaShapeTests {
 
     @Test("a retried chat.send re-attaches to the original stream without a second answer")
     func idempotentRetry() async throws {
-        try await LambdaShape.with { shape in
-            let ws = try await shape.connect("alice")
-            defer { ws.close() }
-            ws.send(.chatSend(ChatSend(id: "same", text: "Hello [[delay:2]]")))
-            let first = try #require(ack(try await ws.next()))
-            let events = try await ws.readStream(first.streamId!)
-            ws.send(.chatSend(ChatSend(id: "same", text: "Hello [[delay:2]]")))
-            let second = try #require(ack(try await ws.next()))
-            #expect(second.duplicate == true)
-            #expect(second.streamId == first.streamId)
-            #expect(try await ws.readStream(first.streamId!) == events)
-            #expect(try await shape.messages(first.conversationId!, user: "alice").count == 2)
-        }
+        try await LambdaShape.with { shape in try await shape.scenarios.idempotentRetry() }
     }
 
     @Test("a bad token is refused at the upgrade; a browser's bearer subprotocol is accepted and never echoed")
@@ -223,7 +194,7 @@ struct LambdaShapeTests {
             #expect(response.status.code == 200)
             #expect(response.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true)
             let streamId = try #require(response.headers.first(name: "x-stream-id"))
-            let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            let body = String(buffer: try await Self.within(.seconds(20)) { try await response.body.collect(upTo: 1 << 20) })
             let events = parseSSE(body)
             guard case .ack(let a) = events.first?.event else { Issue.record("expected ack first"); return }
             #expect(a.streamId == streamId)
@@ -237,7 +208,7 @@ struct LambdaShapeTests {
             resume.headers.add(name: "Last-Event-ID", value: "2")
             let resumed = try await HTTPClient.shared.execute(resume, timeout: .seconds(30))
             #expect(resumed.status.code == 200)
-            let rest = parseSSE(String(buffer: try await resumed.body.collect(upTo: 1 << 20))).map(\.event)
+            let rest = parseSSE(String(buffer: try await Self.within(.seconds(20)) { try await resumed.body.collect(upTo: 1 << 20) })).map(\.event)
             #expect(rest == Array(events.dropFirst().map(\.event).dropFirst(2)))
 
             // Without a token: the server's typed 401.
@@ -246,6 +217,19 @@ struct LambdaShapeTests {
             let refused = try await HTTPClient.shared.execute(anonymous, timeout: .seconds(30))
             #expect(refused.status.code == 401)
             #expect(String(buffer: try await refused.body.collect(upTo: 1 << 16)).contains("\"unauthorized\""))
+        }
+    }
+
+    /// `body`'s result, or a ``TestTimeout`` after `limit` (a streamed body that never ends fails the test, not the run).
+    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                throw TestTimeout(description: "no complete body within \(limit)")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
         }
     }
 

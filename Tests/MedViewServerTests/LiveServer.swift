@@ -60,6 +60,13 @@ struct LiveServer: Sendable {
         return try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
     }
 
+    /// The protocol scenarios every shape runs, on this server.
+    var scenarios: ProtocolScenarios {
+        ProtocolScenarios(connect: { try await connect($0) }, stored: { conversation, user in
+            try await chat.store.messages(conversationId: conversation, userId: user).map { ($0.status.rawValue, $0.text) }
+        })
+    }
+
     /// Connects a WebSocket client as `user`.
     func connect(_ user: String) async throws -> WSTestClient {
         try await WSTestClient.connect(url: wsURL, headers: [.authorization: "Bearer \(try await token(user))"])
