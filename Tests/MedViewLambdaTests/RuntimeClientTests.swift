@@ -1,4 +1,5 @@
 import Foundation
+import MedViewServer
 import MedViewTestSupport
 import NIOCore
 import Testing
@@ -143,5 +144,26 @@ struct EchoHandler: LambdaHandler {
             throw LambdaErrorReport(type: "Function.Refused", message: "asked to fail")
         }
         try await responder.send(invocation.event)
+    }
+}
+
+/// What the function refuses to start with, reported to Lambda's `/init/error`.
+@Suite(.timeLimit(.minutes(1)))
+struct LambdaStartupTests {
+    @Test("without PostgreSQL the function refuses to start, says why, and tells Lambda")
+    func sqliteIsRefused() async throws {
+        try await LoopbackHTTPServer.with([.init(202, "")]) { server in
+            let directory = NSTemporaryDirectory() + "medview-lambda-start-" + UUID().uuidString
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: directory)
+            await #expect(throws: LambdaStartupError.self) {
+                _ = try await LambdaFunction.build(configuration: configuration, settings: LambdaSettings(runtimeAPI: "127.0.0.1:\(server.port)"))
+            }
+            let report = try #require(server.requests.first)
+            #expect(report.uri == "/2018-06-01/runtime/init/error")
+            #expect(report.json?["errorType"] as? String == "Runtime.InitError")
+            #expect((report.json?["errorMessage"] as? String)?.contains("MEDVIEW_DATABASE_URL") == true)
+            #expect(!FileManager.default.fileExists(atPath: directory + "/medview.sqlite"))
+        }
     }
 }
