@@ -110,6 +110,12 @@ struct LambdaShape: Sendable {
                     result = .failure(error)
                 }
                 await group.triggerGracefulShutdown()
+                // Bounded: environments still stopping after 10 s are cancelled. Without this bound
+                // about half of the suite's runs hung here at the end of a test, on environments
+                // whose graceful shutdown did not finish (cause not found yet: issue 18's note).
+                tasks.addTask { try await Task.sleep(for: .seconds(10)) }
+                _ = try? await tasks.next()
+                tasks.cancelAll()
                 try? await tasks.waitForAll()
                 return try result.get()
             }
