@@ -34,6 +34,9 @@ let package = Package(
         .library(name: "MedViewCore", targets: ["MedViewCore"]),
         .library(name: "MedViewServer", targets: ["MedViewServer"]),
         .library(name: "MedViewClient", targets: ["MedViewClient"]),
+        .library(name: "MedViewLambda", targets: ["MedViewLambda"]),
+        // The AWS Lambda custom runtime's entry point (provided.al2023 runs a file called `bootstrap`).
+        .executable(name: "bootstrap", targets: ["MedViewBootstrap"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -205,6 +208,35 @@ let package = Package(
             resources: [.copy("Web")],
             swiftSettings: swiftSettings
         ),
+        // The serverless shape: the Lambda Runtime API client, the API Gateway WebSocket routes and
+        // the function-URL SSE fallback, on the same engine as `medview serve` (docs/LAMBDA.md).
+        .target(
+            name: "MedViewLambda",
+            dependencies: [
+                "MedViewProtocol",
+                "MedViewCore",
+                "MedViewServer",
+                "MedViewPostgres",
+                "MedViewAWS",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "MedViewBootstrap",
+            dependencies: [
+                "MedViewLambda",
+                "MedViewServer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "MedViewBench",
             dependencies: [
@@ -219,6 +251,8 @@ let package = Package(
                 "MedViewModels",
                 "MedViewLocalModel",
                 "MedViewSafety",
+                "MedViewLambda",
+                "MedViewStandIns",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -253,9 +287,13 @@ let package = Package(
                 "MedViewCore",
                 "MedViewModels",
                 "MedViewProtocol",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             path: "Tests/MedViewTestSupport",
             swiftSettings: swiftSettings
@@ -374,6 +412,28 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MedViewLambdaTests",
+            dependencies: [
+                "MedViewLambda",
+                "MedViewServer",
+                "MedViewProtocol",
+                "MedViewCore",
+                "MedViewModels",
+                "MedViewPostgres",
+                "MedViewAWS",
+                "MedViewStandIns",
+                "MedViewTestSupport",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

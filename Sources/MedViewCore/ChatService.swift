@@ -277,6 +277,13 @@ public final class ChatService: Sendable {
         entry.requestCancel()
     }
 
+    /// Stops this process's running answer `streamId` because the process must stop (a Lambda
+    /// invocation at its deadline): it ends with a retryable `shutting_down` error and its partial
+    /// text is stored as failed, as on a graceful shutdown. Does nothing if it is not running here.
+    public func interrupt(streamId: String) {
+        registry.entry(streamId: streamId)?.requestInterrupt()
+    }
+
     /// Erases a conversation (the patient's right to erase): cancels its running answers, drops
     /// their replay logs from memory at once, then deletes everything stored. `false` if the
     /// conversation does not exist for this user.

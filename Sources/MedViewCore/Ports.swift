@@ -81,6 +81,38 @@ public protocol SharedConnectionLimit: Sendable {
     func closeConnection(id: String) async throws
 }
 
+/// A WebSocket connection that a gateway holds open for the service (API Gateway in the
+/// serverless shape): every message arrives in a fresh, stateless invocation, so who the
+/// connection belongs to, and until when its token holds, live in the shared store.
+public struct GatewayConnection: Sendable, Equatable {
+    public var id: String
+    public var userId: String
+    /// When the token the connection was opened (or last refreshed) with expires.
+    public var expiresAt: Date
+    public var openedAt: Date
+
+    public init(id: String, userId: String, expiresAt: Date, openedAt: Date) {
+        self.id = id
+        self.userId = userId
+        self.expiresAt = expiresAt
+        self.openedAt = openedAt
+    }
+}
+
+/// The gateway's open connections, shared by every invocation (implemented by the PostgreSQL store).
+public protocol GatewayConnectionStore: Sendable {
+    /// Records `connection` if its user has fewer than `limit` connections opened within
+    /// `maxAge` (older ones are gone: the gateway's longest connection); returns whether it was
+    /// recorded. Counting and recording are one decision across invocations.
+    func openGatewayConnection(_ connection: GatewayConnection, limit: Int, maxAge: Duration) async throws -> Bool
+    /// The connection `id`, if it is open.
+    func gatewayConnection(id: String) async throws -> GatewayConnection?
+    /// Moves the connection's token expiry (after `auth.refresh`); `false` if it is not open.
+    func refreshGatewayConnection(id: String, expiresAt: Date) async throws -> Bool
+    /// Forgets the connection.
+    func closeGatewayConnection(id: String) async throws
+}
+
 /// One message of the context sent to a model.
 public struct ModelMessage: Sendable, Equatable {
     public var role: MessageRole

@@ -27,6 +27,7 @@ public final class StreamRegistry: Service, Sendable {
 
         private struct Control {
             var cancelRequested = false
+            var interrupted = false
             var modelTask: Task<TurnOutcome, Never>?
         }
 
@@ -44,6 +45,17 @@ public final class StreamRegistry: Service, Sendable {
             }
             task?.cancel()
         }
+
+        /// Stops the run as a shutdown does (a retryable `shutting_down` error, the partial text
+        /// stored as failed): the process must stop now, not the patient (a Lambda invocation
+        /// reaching its deadline).
+        func requestInterrupt() {
+            control.withLock { $0.interrupted = true }
+            requestCancel()
+        }
+
+        /// Whether ``requestInterrupt()`` stopped the run.
+        var isInterrupted: Bool { control.withLock { $0.interrupted } }
 
         /// Hands the model task to the entry; cancels it at once if a cancel came first.
         func attach(_ task: Task<TurnOutcome, Never>) {

@@ -103,7 +103,7 @@ struct TurnRunner: Sendable {
         let modelTask = Task { [observer] in await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
         job.entry.attach(modelTask)
         var outcome = await modelTask.value
-        if case .cancelled = outcome, !registry.isAcceptingNew { outcome = .interruptedByShutdown }
+        if case .cancelled = outcome, !registry.isAcceptingNew || job.entry.isInterrupted { outcome = .interruptedByShutdown }
         // The triage has a fixed budget: an alert it still finds goes out before the answer ends.
         await triage?.value
         await savingMedications?.value

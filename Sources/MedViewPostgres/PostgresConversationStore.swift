@@ -54,7 +54,7 @@ public final class PostgresConversationStore: ConversationStore {
     }
     /// The schema version the database had after `open` migrated it.
     public let migration: PostgresMigrationReport
-    private let logger: Logger
+    let logger: Logger
 
     private init(pool: PostgresPool, migration: PostgresMigrationReport, logger: Logger) {
         self.pool = pool
@@ -474,7 +474,7 @@ public final class PostgresConversationStore: ConversationStore {
     }
 
     /// A single `count(*)::bigint` result.
-    private static func count(_ connection: PostgresConnection, logger: Logger, _ query: PostgresQuery) async throws -> Int {
+    static func count(_ connection: PostgresConnection, logger: Logger, _ query: PostgresQuery) async throws -> Int {
         for try await count in try await connection.query(query, logger: logger).decode(Int.self) { return count }
         return 0
     }
@@ -538,7 +538,7 @@ public final class PostgresConversationStore: ConversationStore {
 
     /// Runs `body` on a pooled connection within ``operationTimeout``, mapping failures to typed
     /// errors without user data (``PostgresPool/run(_:_:)``).
-    private func withConnection<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func withConnection<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await pool.run(operation, body)
     }
 
@@ -547,7 +547,7 @@ public final class PostgresConversationStore: ConversationStore {
 
     /// Runs `body` inside `BEGIN … COMMIT` on one pooled connection, rolling back if it throws.
     @discardableResult
-    private func transaction<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await pool.transaction(operation, logger: logger, body)
     }
 

@@ -139,6 +139,19 @@ public struct PostgresMigration: Sendable {
         PostgresMigration(version: 5, statements: [
             "ALTER TABLE conversations ADD COLUMN safety_state text",
         ]),
+        // The serverless shape's WebSocket connections (API Gateway holds the sockets; each
+        // message is a fresh invocation that reads who the connection is from here).
+        PostgresMigration(version: 6, statements: [
+            """
+            CREATE TABLE gateway_connections (
+                id text PRIMARY KEY,
+                user_id text NOT NULL,
+                expires_at timestamptz NOT NULL,
+                opened_at timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX gateway_connections_user ON gateway_connections (user_id, opened_at)",
+        ]),
         // A new turn in one round trip (PostgresConversationStore.beginTurn): the statements the
         // store sent one by one, in one function, so a message costs one round trip to the
         // database before the model is called, not nine. Returns `created`, `duplicate`,

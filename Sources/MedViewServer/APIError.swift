@@ -16,7 +16,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         self.retryAfter = retryAfter
     }
 
-    init(_ error: ChatError) {
+    package init(_ error: ChatError) {
         self.init(error.code, error.message, retryAfter: error.retryAfter)
     }
 
@@ -31,7 +31,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: errorBody)))
     }
 
-    var errorBody: Data {
+    package var errorBody: Data {
         JSONHelpers.encode(ErrorBody(error: .init(code: code, message: message, retryable: code.retryable, retryAfter: retryAfter)))
     }
 

@@ -80,26 +80,30 @@ public struct MedViewApplication: Service {
     }
 }
 
-/// Builds the service from its configuration. `medview serve` and the tests both call this.
-///
-/// Opens the store and loads the model now (so a bad setting is refused before anything
-/// listens); one-time work that needs them, such as failing answers a crash interrupted, runs
-/// just before the server starts listening.
-///
-/// - Parameter onServerRunning: called with the bound port once the server listens.
-public func buildApplication(
-    configuration: ServerConfiguration,
-    dependencies: AppDependencies = .init(),
-    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-) async throws -> MedViewApplication {
+/// The engine every shape of the service runs (`medview serve`, and the Lambda function of
+/// docs/LAMBDA.md): the model, the store, the token verifier, the audit writer, the safety
+/// policy, the metrics, and the stream machinery (registry, durable replay log, recovery,
+/// followers of other processes' answers), built from one ``ServerConfiguration``.
+public struct MedViewEngine: Sendable {
+    public let chat: ChatService
+    public let verifier: any TokenVerifier
+    public let metrics: ServerMetrics
+    public let audit: AuditWriter
+    /// The PostgreSQL store under the conversation store (which may be an encrypting wrapper),
+    /// when the store is on PostgreSQL.
+    public let shared: PostgresConversationStore?
+    /// This process's id and the recovery of dead processes' answers.
+    public let recovery: StreamRecovery
+    /// The engine's services, in start order (the store first, so that it stops last); the
+    /// registry, which drains answers, is ``chat``'s and is not among them: run it last.
+    public let services: [any Service]
+}
+
+/// Builds the engine from its configuration: opens the store and loads the model now (so a bad
+/// setting is refused before anything listens).
+public func buildEngine(configuration: ServerConfiguration, dependencies: AppDependencies = .init()) async throws -> MedViewEngine {
     let logger = dependencies.logger
     let announce = dependencies.announce
-    if configuration.isDevelopment, !configuration.allowDevTokensOnNetwork, !HostName.isLoopback(configuration.host) {
-        throw StartupError(description: "development mode accepts development tokens, which anyone can mint: it listens on a loopback address only (127.0.0.1, ::1 or localhost), not '\(configuration.host)'. Use --environment production with Cognito, or, on a network you trust, --allow-dev-tokens-on-network (MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK=1).")
-    }
-    if !configuration.isDevelopment, configuration.cognito == nil, dependencies.verifier == nil {
-        throw StartupError(description: "environment 'production' needs Amazon Cognito: set --cognito-issuer and --cognito-client-id (or MEDVIEW_COGNITO_ISSUER and MEDVIEW_COGNITO_CLIENT_ID); refusing to start rather than accept development tokens.")
-    }
     let model: any ChatModel
     if let given = dependencies.model {
         model = given
@@ -165,6 +169,47 @@ public func buildApplication(
     let followers = StreamFollowers(store: store, registry: registry, notifier: notifier, pollInterval: notifier == nil ? .milliseconds(250) : durability.followPollInterval, logger: logger)
     let chat = ChatService(model: model, store: store, configuration: configuration.chat, safety: safety, logger: logger, observer: metrics, registry: registry, journal: journal, followers: followers, instanceId: recovery.instanceId)
     chat.prepareSafety()
+    // The store and then the audit writer come first so that they stop last: the writer appends
+    // what it was given, then the store commits what it accepted and closes (the wrapped-key
+    // store of an encrypted store after it). On PostgreSQL the audit log shares the store's pool,
+    // which therefore must stop after the writer.
+    var services: [any Service] = storeServices(for: store) + [audit]
+    // EMF records are written until everything else has stopped, then once more.
+    if let emf = metrics.emf { services.append(emf) }
+    // Answers the store refused are written again; it stops (after one last try) before the store closes.
+    services.append(chat.unsaved)
+    // The notifier listens before anything follows; the journal and the heartbeat stop (the
+    // journal after one last write) only once every answer has ended.
+    if let notifier { services.append(notifier) }
+    if let journal { services.append(journal) }
+    services += [recovery, followers]
+    if let engine = model as? any Service { services.append(engine) }
+    return MedViewEngine(chat: chat, verifier: verifier, metrics: metrics, audit: audit, shared: shared, recovery: recovery, services: services)
+}
+
+/// Builds the service from its configuration. `medview serve` and the tests both call this.
+///
+/// Opens the store and loads the model now (so a bad setting is refused before anything
+/// listens); one-time work that needs them, such as failing answers a crash interrupted, runs
+/// just before the server starts listening.
+///
+/// - Parameter onServerRunning: called with the bound port once the server listens.
+public func buildApplication(
+    configuration: ServerConfiguration,
+    dependencies: AppDependencies = .init(),
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws -> MedViewApplication {
+    let logger = dependencies.logger
+    let announce = dependencies.announce
+    if configuration.isDevelopment, !configuration.allowDevTokensOnNetwork, !HostName.isLoopback(configuration.host) {
+        throw StartupError(description: "development mode accepts development tokens, which anyone can mint: it listens on a loopback address only (127.0.0.1, ::1 or localhost), not '\(configuration.host)'. Use --environment production with Cognito, or, on a network you trust, --allow-dev-tokens-on-network (MEDVIEW_ALLOW_DEV_TOKENS_ON_NETWORK=1).")
+    }
+    if !configuration.isDevelopment, configuration.cognito == nil, dependencies.verifier == nil {
+        throw StartupError(description: "environment 'production' needs Amazon Cognito: set --cognito-issuer and --cognito-client-id (or MEDVIEW_COGNITO_ISSUER and MEDVIEW_COGNITO_CLIENT_ID); refusing to start rather than accept development tokens.")
+    }
+    let engine = try await buildEngine(configuration: configuration, dependencies: dependencies)
+    let (chat, verifier, metrics, audit, shared, recovery) = (engine.chat, engine.verifier, engine.metrics, engine.audit, engine.shared, engine.recovery)
+    let model = chat.model
     let limits = configuration.limits
     let sweeper = SessionSweeper(tick: min(.seconds(1), limits.idleTimeout / 4, limits.keepAliveInterval / 2))
     let server = makeHTTPServer(
@@ -190,27 +235,13 @@ public func buildApplication(
             await onServerRunning(port)
         }
     )
-    // The store and then the audit writer come first so that they stop last: the writer appends
-    // what it was given, then the store commits what it accepted and closes (the wrapped-key
-    // store of an encrypted store after it). On PostgreSQL the audit log shares the store's pool,
-    // which therefore must stop after the writer.
-    var services: [any Service] = storeServices(for: store) + [audit]
-    // EMF records are written until everything else has stopped, then once more.
-    if let emf = metrics.emf { services.append(emf) }
-    // Answers the store refused are written again; it stops (after one last try) before the store closes.
-    services.append(chat.unsaved)
-    // The notifier listens before anything follows; the journal and the heartbeat stop (the
-    // journal after one last write) only once every answer has ended.
-    if let notifier { services.append(notifier) }
-    if let journal { services.append(journal) }
-    services += [recovery, followers]
-    if let engine = model as? any Service { services.append(engine) }
+    var services = engine.services
     // Shut down in reverse: the registry drains the answers, the sweeper lets sessions write out
     // their last events, the server closes the sockets, then the model engine and the store stop.
     if let metricsPort = configuration.observability.metricsPort {
         services.append(makeMetricsServer(configuration: configuration, port: metricsPort, chat: chat, metrics: metrics, logger: logger, announce: announce))
     }
-    services += [server, sweeper, registry]
+    services += [server, sweeper, chat.registry]
     return MedViewApplication(chat: chat, verifier: verifier, metrics: metrics, audit: audit, services: services, logger: logger)
 }
 

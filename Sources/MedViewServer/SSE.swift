@@ -5,14 +5,14 @@ import MedViewCore
 import MedViewProtocol
 
 /// Writes events as Server-Sent Events: `id: <seq>`, `event: <type>`, `data: <json>`.
-enum SSE {
-    static let headers: HTTPFields = [
+package enum SSE {
+    package static let headers: HTTPFields = [
         .contentType: "text/event-stream; charset=utf-8",
         .cacheControl: "no-cache, no-store, no-transform",
         HTTPField.Name("X-Accel-Buffering")!: "no",
     ]
 
-    static func frame(_ event: ServerEvent) -> String {
+    package static func frame(_ event: ServerEvent) -> String {
         var text = ""
         if let seq = event.seq { text += "id: \(seq)\n" }
         text += "event: \(event.wireType)\ndata: \(event.jsonString())\n\n"

@@ -199,13 +199,13 @@ public final class ServerMetrics: ChatObserver {
     }
 
     /// A typed error was sent to a client.
-    func error(_ code: String) {
+    package func error(_ code: String) {
         guard enabled else { return }
         CoreMetrics.Counter(label: "medview_stream_errors_total", dimensions: [("code", Self.bounded(code))], factory: factory).increment()
     }
 
     /// A WebSocket upgrade or an SSE stream request ended with `result`.
-    func connectionAttempt(_ transport: Transport, _ result: ConnectionResult) {
+    package func connectionAttempt(_ transport: Transport, _ result: ConnectionResult) {
         guard enabled else { return }
         transports[transport]?.attempts[result]?.increment()
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import MedViewCore
@@ -45,18 +46,13 @@ struct WebSocketAuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        var token = AuthMiddleware.bearerToken(request.headers[.authorization])
-        let offered = request.headers[values: .secWebSocketProtocol]
-            .flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces) }
-        context.offeredSubprotocol = offered.contains(ProtocolLimits.subprotocol)
-        if token == nil, let entry = offered.first(where: { $0.hasPrefix(ProtocolLimits.bearerSubprotocolPrefix) }) {
-            guard context.offeredSubprotocol else {
-                context.authFailure = ErrorEvent(code: .unauthorized, message: "Offer the `\(ProtocolLimits.subprotocol)` subprotocol with the bearer entry.")
-                return try await next(request, context)
-            }
-            token = String(entry.dropFirst(ProtocolLimits.bearerSubprotocolPrefix.count))
+        let offer = UpgradeCredentials(authorization: request.headers[.authorization], subprotocolHeaders: request.headers[values: .secWebSocketProtocol])
+        context.offeredSubprotocol = offer.offeredSubprotocol
+        if let failure = offer.failure {
+            context.authFailure = failure
+            return try await next(request, context)
         }
+        let token = offer.token
         if let token, !token.isEmpty {
             do {
                 context.identity = try await verifier.verify(token)
@@ -68,5 +64,35 @@ struct WebSocketAuthMiddleware: RouterMiddleware {
             context.authFailure = ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
         }
         return try await next(request, context)
+    }
+}
+
+/// The token of a WebSocket upgrade, wherever the client put it: `Authorization: Bearer <jwt>`,
+/// or (browsers, which cannot set headers on a WebSocket) the subprotocol entry
+/// `medview.bearer.<jwt>` offered together with `medview.v1`. The server answers with
+/// `medview.v1` only, so the token is never echoed. Shared by `medview serve` and the Lambda
+/// function's `$connect`.
+package struct UpgradeCredentials: Sendable {
+    /// The token found, if any.
+    package var token: String?
+    /// Whether the client offered `medview.v1` (the answer then names it).
+    package var offeredSubprotocol: Bool
+    /// Set when the offer is malformed (a bearer entry without `medview.v1`).
+    package var failure: ErrorEvent?
+
+    /// - Parameter subprotocolHeaders: every `Sec-WebSocket-Protocol` header value (each a comma-separated list).
+    package init(authorization: String?, subprotocolHeaders: [String]) {
+        let offered = subprotocolHeaders
+            .flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        offeredSubprotocol = offered.contains(ProtocolLimits.subprotocol)
+        token = AuthMiddleware.bearerToken(authorization)
+        if token == nil, let entry = offered.first(where: { $0.hasPrefix(ProtocolLimits.bearerSubprotocolPrefix) }) {
+            guard offeredSubprotocol else {
+                failure = ErrorEvent(code: .unauthorized, message: "Offer the `\(ProtocolLimits.subprotocol)` subprotocol with the bearer entry.")
+                return
+            }
+            token = String(entry.dropFirst(ProtocolLimits.bearerSubprotocolPrefix.count))
+        }
     }
 }

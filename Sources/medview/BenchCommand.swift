@@ -10,7 +10,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: the live server (default), the event-stream decoder, the Bedrock and SSE providers, the local model, the safety pass.",
-        subcommands: [Server.self, Store.self, EventStream.self, Bedrock.self, SSE.self, LocalModel.self, Safety.self],
+        subcommands: [Server.self, Store.self, EventStream.self, Bedrock.self, SSE.self, LocalModel.self, Safety.self, Lambda.self],
         defaultSubcommand: Server.self
     )
 
@@ -38,6 +38,33 @@ struct BenchCommand: AsyncParsableCommand {
                 return
             }
             try await Benchmark(executable: resolved, concurrentStreams: streams, rounds: rounds, idleConnectionSteps: steps, print: printLine).run()
+        }
+    }
+
+    struct Lambda: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The serverless shape: cold start, first chunk, per-invocation overhead, binary size and memory of `bootstrap`.",
+            discussion: "Runs the Lambda stand-in in-process and the `bootstrap` executable as a child process on PostgreSQL, with the scripted model; a WebSocket client speaks the protocol through the stand-in's API Gateway."
+        )
+
+        @Option(name: .customLong("database-url"), help: "The PostgreSQL database the function uses (required). [env: MEDVIEW_DATABASE_URL]")
+        var databaseUrl: String?
+        @Option(help: "The bootstrap executable (default: next to this medview).")
+        var bootstrap: String?
+        @Option(help: "Answers to time (the first is the environment's first).")
+        var answers: Int = 20
+        @Option(help: "Pings to time.")
+        var pings: Int = 200
+        @Option(name: .customLong("cold-starts"), help: "Fresh processes to time from start to their first next.")
+        var coldStarts: Int = 5
+
+        func run() async throws {
+            guard let url = databaseUrl ?? ProcessInfo.processInfo.environment["MEDVIEW_DATABASE_URL"].flatMap({ $0.isEmpty ? nil : $0 }) else {
+                throw ValidationError("the function keeps its store in PostgreSQL: pass --database-url or set MEDVIEW_DATABASE_URL")
+            }
+            let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+            let path = bootstrap ?? executable.deletingLastPathComponent().appendingPathComponent("bootstrap").path
+            try await LambdaBenchmark(bootstrap: path, databaseURL: url, answers: answers, pings: pings, coldStarts: coldStarts, print: printLine).run()
         }
     }
 

@@ -4,6 +4,7 @@ import MedViewCore
 import MedViewProtocol
 import MedViewStore
 import Testing
+import MedViewTestSupport
 
 @Suite(.timeLimit(.minutes(1))) struct AuditTrailTests {
     @Test("a conversation leaves an audit trail of who did what to which record, chained, with none of the patient's words")

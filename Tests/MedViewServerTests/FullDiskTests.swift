@@ -5,6 +5,7 @@ import MedViewProtocol
 import MedViewServer
 import NIOCore
 import Testing
+import MedViewTestSupport
 
 /// A tiny tmpfs mounted for one test (needs root, or CAP_SYS_ADMIN; CI runs as root).
 struct TinyFileSystem {

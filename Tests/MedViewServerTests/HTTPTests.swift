@@ -10,6 +10,7 @@ import MedViewProtocol
 import MedViewServer
 import NIOCore
 import Testing
+import MedViewTestSupport
 
 @Suite(.timeLimit(.minutes(2))) struct HTTPTests {
     func createConversation(_ server: LiveServer, user: String) async throws -> String {

@@ -6,6 +6,7 @@ import MedViewProtocol
 import MedViewServer
 import NIOCore
 import Testing
+import MedViewTestSupport
 
 @Suite(.timeLimit(.minutes(2))) struct HardeningWireTests {
     func createConversation(_ server: LiveServer, user: String, body: String? = nil) async throws -> LiveResponse {

@@ -5,6 +5,7 @@ import MedViewProtocol
 import MedViewServer
 import Synchronization
 import Testing
+import MedViewTestSupport
 
 /// A store that records the order of the writes that matter for shutdown, and refuses to be
 /// used after it is closed.

@@ -9,6 +9,7 @@ import MedViewModels
 import MedViewProtocol
 import MedViewServer
 import MedViewStore
+import MedViewTestSupport
 import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
@@ -57,6 +58,13 @@ struct LiveServer: Sendable {
         var headers = headers
         if let user { headers[.authorization] = "Bearer \(try await token(user))" }
         return try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+    }
+
+    /// The protocol scenarios every shape runs, on this server.
+    var scenarios: ProtocolScenarios {
+        ProtocolScenarios(connect: { try await connect($0) }, stored: { conversation, user in
+            try await chat.store.messages(conversationId: conversation, userId: user).map { ($0.status.rawValue, $0.text) }
+        })
     }
 
     /// Connects a WebSocket client as `user`.
@@ -123,150 +131,6 @@ struct LiveServer: Sendable {
     }
 }
 
-struct TestTimeout: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// A WebSocket client for tests: send commands or raw frames, read decoded events with a timeout.
-final class WSTestClient: Sendable {
-    enum Incoming: Sendable {
-        case event(ServerEvent)
-        case closed(WebSocketCloseFrame?)
-    }
-
-    enum Outgoing: Sendable {
-        case frame(WebSocketOutboundWriter.OutboundFrame)
-        case close
-    }
-
-    private let mailbox = Mutex<[Incoming]>([])
-    private let outgoing: AsyncStream<Outgoing>.Continuation
-
-    private init(outgoing: AsyncStream<Outgoing>.Continuation) {
-        self.outgoing = outgoing
-    }
-
-    static func connect(url: String, headers: HTTPFields) async throws -> WSTestClient {
-        let (outgoingStream, outCont) = AsyncStream<Outgoing>.makeStream()
-        let client = WSTestClient(outgoing: outCont)
-        var configuration = WebSocketClientConfiguration()
-        configuration.additionalHeaders = headers
-        configuration.maxFrameSize = 1 << 21
-        var logger = Logger(label: "ws-test-client")
-        logger.logLevel = .critical
-        Task {
-            do {
-                let close = try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for await item in outgoingStream {
-                                switch item {
-                                case .frame(let frame): try await outbound.write(frame)
-                                case .close:
-                                    try await outbound.close(.normalClosure, reason: nil)
-                                    return
-                                }
-                            }
-                        }
-                        for try await message in inbound.messages(maxSize: 1 << 21) {
-                            if case .text(let text) = message, let event = try? ServerEvent.decode(text) {
-                                client.mailbox.withLock { $0.append(.event(event)) }
-                            }
-                        }
-                        group.cancelAll()
-                    }
-                }
-                client.mailbox.withLock { $0.append(.closed(close)) }
-            } catch {
-                client.mailbox.withLock { $0.append(.closed(nil)) }
-            }
-        }
-        return client
-    }
-
-    func send(_ command: ClientCommand) {
-        outgoing.yield(.frame(.text(String(decoding: command.encoded(), as: UTF8.self))))
-    }
-
-    func sendText(_ text: String) {
-        outgoing.yield(.frame(.text(text)))
-    }
-
-    func sendFrame(_ frame: WebSocketOutboundWriter.OutboundFrame) {
-        outgoing.yield(.frame(frame))
-    }
-
-    func close() {
-        outgoing.yield(.close)
-        outgoing.finish()
-    }
-
-    /// The next incoming item, or a timeout error.
-    func nextItem(timeout: Duration = .seconds(10)) async throws -> Incoming {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            let item = mailbox.withLock { box -> Incoming? in
-                guard let first = box.first else { return nil }
-                if case .closed = first { return first }
-                box.removeFirst()
-                return first
-            }
-            if let item { return item }
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        throw TestTimeout(description: "no WebSocket event within \(timeout)")
-    }
-
-    /// The next event; fails if the connection closed or nothing came in time.
-    func next(timeout: Duration = .seconds(10)) async throws -> ServerEvent {
-        switch try await nextItem(timeout: timeout) {
-        case .event(let e): return e
-        case .closed: throw TestTimeout(description: "connection closed while waiting for an event")
-        }
-    }
-
-    /// Reads events until the terminal event of `streamId` (inclusive).
-    func readStream(_ streamId: String, timeout: Duration = .seconds(20)) async throws -> [ServerEvent] {
-        var events: [ServerEvent] = []
-        while true {
-            let e = try await next(timeout: timeout)
-            guard e.streamId == streamId, e.seq != nil else { continue }
-            events.append(e)
-            if e.isTerminal { return events }
-        }
-    }
-}
-
-func chunks(_ events: [ServerEvent]) -> [StreamChunk] {
-    events.compactMap { if case .streamChunk(let c) = $0 { c } else { nil } }
-}
-
-func ack(_ event: ServerEvent) -> Ack? {
-    if case .ack(let a) = event { return a }
-    return nil
-}
-
-func errorEvent(_ event: ServerEvent) -> ErrorEvent? {
-    if case .error(let e) = event { return e }
-    return nil
-}
-
 func json(_ response: LiveResponse) -> [String: Any] {
     (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView))) as? [String: Any] ?? [:]
-}
-
-/// Parses an SSE body into events, keeping the `id:` of each.
-func parseSSE(_ body: String) -> [(id: String?, event: ServerEvent)] {
-    var result: [(String?, ServerEvent)] = []
-    for block in body.components(separatedBy: "\n\n") {
-        var id: String?
-        var data = ""
-        for line in block.split(separator: "\n", omittingEmptySubsequences: true) {
-            if line.hasPrefix(":") { continue }
-            if line.hasPrefix("id: ") { id = String(line.dropFirst(4)) }
-            if line.hasPrefix("data: ") { data += line.dropFirst(6) }
-        }
-        if !data.isEmpty, let event = try? ServerEvent.decode(data) { result.append((id, event)) }
-    }
-    return result
 }

@@ -9,6 +9,7 @@ import MedViewServer
 import MedViewStore
 import NIOCore
 import Testing
+import MedViewTestSupport
 
 /// The application `medview serve` runs, on PostgreSQL (needs `MEDVIEW_TEST_DATABASE_URL`).
 @Suite(.enabled(if: ProcessInfo.processInfo.environment["MEDVIEW_TEST_DATABASE_URL"] != nil, "MEDVIEW_TEST_DATABASE_URL is not set"), .timeLimit(.minutes(2)))

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import MedViewTestSupport
 
 /// A plain TCP connection that writes exactly the bytes it is given (no HTTP client library
 /// in the way to refuse a bad request) and reads without blocking a thread: tests poll it.

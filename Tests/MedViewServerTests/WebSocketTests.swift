@@ -6,6 +6,7 @@ import MedViewServer
 import NIOCore
 import NIOWebSocket
 import Testing
+import MedViewTestSupport
 
 @Suite(.timeLimit(.minutes(2))) struct WebSocketTests {
     @Test("a connection streams an answer: ack, stream.start, ordered chunks within 256 characters, stream.end")
@@ -67,27 +68,8 @@ import Testing
     @Test("after a forced disconnect mid-answer, resume yields exactly the missing chunks, in order, once")
     func disconnectResume() async throws {
         try await LiveServer.with { server in
-            let first = try await server.connect("alice")
-            first.send(.chatSend(ChatSend(id: "m1", text: "[[repeat:20]][[delay:3]]")))
-            let streamId = try #require(ack(try await first.next())?.streamId)
-            var seen: [ServerEvent] = []
-            while seen.count < 4 {
-                let e = try await first.next()
-                if e.streamId == streamId, e.seq != nil { seen.append(e) }
-            }
-            first.close()
-            try await Task.sleep(for: .milliseconds(100))
-            let lastSeq = seen.last!.seq!
-            let second = try await server.connect("alice")
-            defer { second.close() }
-            second.send(.streamResume(StreamResume(id: "r1", streamId: streamId, after: lastSeq)))
-            #expect(ack(try await second.next())?.streamId == streamId)
-            let rest = try await second.readStream(streamId)
-            let all = seen + rest
-            #expect(all.map(\.seq) == Array(1...all.count).map { Optional($0) })
-            #expect(rest.first?.seq == lastSeq + 1)
-            guard case .streamEnd = all.last else { Issue.record("expected stream.end"); return }
-            let stream = try await server.chat.stream(id: streamId, userId: "alice")
+            let all = try await server.scenarios.resumeAfterDisconnect("[[repeat:20]][[delay:3]]")
+            let stream = try await server.chat.stream(id: try #require(all.first?.streamId), userId: "alice")
             #expect(all == stream.events)
         }
     }
@@ -166,20 +148,7 @@ import Testing
 
     @Test("a retried chat.send re-attaches to the original stream without a second answer")
     func idempotentRetry() async throws {
-        try await LiveServer.with { server in
-            let ws = try await server.connect("alice")
-            defer { ws.close() }
-            ws.send(.chatSend(ChatSend(id: "same", text: "Hello [[delay:2]]")))
-            let first = try #require(ack(try await ws.next()))
-            let events = try await ws.readStream(first.streamId!)
-            ws.send(.chatSend(ChatSend(id: "same", text: "Hello [[delay:2]]")))
-            let second = try #require(ack(try await ws.next()))
-            #expect(second.duplicate == true)
-            #expect(second.streamId == first.streamId)
-            #expect(try await ws.readStream(first.streamId!) == events)
-            let messages = json(try await server.request("/v1/conversations/\(first.conversationId!)/messages", user: "alice"))["messages"] as? [[String: Any]]
-            #expect(messages?.count == 2)
-        }
+        try await LiveServer.with { server in try await server.scenarios.idempotentRetry() }
     }
 
     @Test("another user's stream is not found over WebSocket")

@@ -70,6 +70,8 @@ public final class LoopbackHTTPServer: Sendable {
         public var uri: String
         public var headers: [(String, String)]
         public var body: [UInt8]
+        /// The trailers of a chunked body (empty when it had none).
+        public var trailers: [(String, String)] = []
 
         /// The path, without the query.
         public var path: String { String(uri.prefix { $0 != "?" }) }
@@ -182,15 +184,19 @@ public final class LoopbackHTTPServer: Sendable {
                 try await connection.executeThenClose { inbound, outbound in
                     var head: HTTPRequestHead?
                     var body: [UInt8] = []
+                    var trailers: [(String, String)] = []
                     reading: for try await part in inbound {
                         switch part {
                         case .head(let h): head = h
                         case .body(let buffer): body.append(contentsOf: buffer.readableBytesView)
-                        case .end: break reading
+                        case .end(let t):
+                            trailers = t.map { $0.map { ($0.name, $0.value) } } ?? []
+                            break reading
                         }
                     }
                     guard let head else { return }
-                    let request = Request(method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
+                    var request = Request(method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
+                    request.trailers = trailers
                     let index = state.withLock { state -> Int in
                         state.requests.append(request)
                         return state.requests.count - 1
