@@ -186,15 +186,21 @@ public final class LambdaStandIn: Service, Sendable {
                     }
                 }
             } onGracefulShutdown: {
-                self.stopQueues()
+                self.stop()
             }
         } onCancel: {
-            self.stopQueues()
+            self.stop()
         }
     }
 
-    func stopQueues() {
+    /// Fails what waits on the Runtime API and closes every client's WebSocket (1001, as a
+    /// gateway going away does): the WebSocket server's graceful shutdown waits for its
+    /// connections, and a client that keeps its socket open would otherwise hold it forever.
+    func stop() {
         for queue in queues.values { queue.stop() }
+        for connection in connections.withLock({ Array($0.values) }) {
+            connection.close(code: 1001, reason: "Going Away")
+        }
     }
 
     /// Runs a stand-in for the duration of `body` (listening before `body` starts), then shuts

@@ -54,6 +54,7 @@ struct LambdaShape: Sendable {
         environments: Int = 3,
         model: any ChatModel = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(1))),
         configure: (inout ServerConfiguration) -> Void = { _ in },
+        functionTimeout: Duration = .seconds(60),
         _ body: @escaping @Sendable (LambdaShape) async throws -> T
     ) async throws -> T {
         let url = try #require(databaseURL)
@@ -65,7 +66,7 @@ struct LambdaShape: Sendable {
         logger.logLevel = ProcessInfo.processInfo.environment["MEDVIEW_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .error
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
-            let result = try await run(environments: environments, model: model, database: database, directory: directory, configure: configure, logger: logger, body)
+            let result = try await run(environments: environments, model: model, database: database, directory: directory, configure: configure, functionTimeout: functionTimeout, logger: logger, body)
             try? await PostgresConversationStore.dropSchema(settings: database, logger: logger)
             return result
         } catch {
@@ -86,39 +87,55 @@ struct LambdaShape: Sendable {
         return configuration
     }
 
-    private static func run<T: Sendable>(environments: Int, model: any ChatModel, database: PostgresSettings, directory: String, configure: (inout ServerConfiguration) -> Void, logger: Logger, _ body: @escaping @Sendable (LambdaShape) async throws -> T) async throws -> T {
+    private static func run<T: Sendable>(environments: Int, model: any ChatModel, database: PostgresSettings, directory: String, configure: (inout ServerConfiguration) -> Void, functionTimeout: Duration, logger: Logger, _ body: @escaping @Sendable (LambdaShape) async throws -> T) async throws -> T {
         let configuration = Self.configuration(database: database, directory: directory, configure: configure)
         let issuer = try await DevTokenIssuer.load(dataDirectory: directory)
-        return try await LambdaStandIn.withRunning(configuration: LambdaStandInConfiguration(functionTimeout: .seconds(60)), logger: logger) { standIn in
+        return try await LambdaStandIn.withRunning(configuration: LambdaStandInConfiguration(functionTimeout: functionTimeout), logger: logger) { standIn in
             let settings = LambdaSettings(runtimeAPI: standIn.runtimeAPI(for: "handler"), managementEndpoint: standIn.managementEndpoint, region: standIn.configuration.region, deadlineMargin: .seconds(2))
             var functions: [LambdaFunction] = []
             for _ in 0..<environments {
                 functions.append(try await LambdaFunction.build(configuration: configuration, settings: settings, dependencies: AppDependencies(model: model, verifier: issuer, logger: logger)))
             }
             let group = ServiceGroup(configuration: .init(services: functions.map { .init(service: $0) }, logger: logger))
-            return try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                let ready = ContinuousClock.now + .seconds(30)
-                while standIn.idleEnvironments(of: "handler") < environments, ContinuousClock.now < ready {
-                    try await Task.sleep(for: .milliseconds(10))
-                }
-                let shape = LambdaShape(standIn: standIn, issuer: issuer, configuration: configuration, functions: functions)
-                let result: Result<T, any Error>
-                do {
-                    result = .success(try await body(shape))
-                } catch {
-                    result = .failure(error)
-                }
-                await group.triggerGracefulShutdown()
-                // Bounded: environments still stopping after 10 s are cancelled. Without this bound
-                // about half of the suite's runs hung here at the end of a test, on environments
-                // whose graceful shutdown did not finish (cause not found yet: issue 18's note).
-                tasks.addTask { try await Task.sleep(for: .seconds(10)) }
-                _ = try? await tasks.next()
-                tasks.cancelAll()
-                try? await tasks.waitForAll()
-                return try result.get()
+            // The environments run in a task of their own, not a child: when their graceful
+            // shutdown does not finish (about one suite run in three: a PostgreSQL pool that never
+            // drains, cause not found yet, issue 18's note), the test still ends after the bound
+            // below instead of hanging the whole run; the stuck environments are left behind.
+            let (ended, endedContinuation) = AsyncStream.makeStream(of: Void.self)
+            let environmentsTask = Task {
+                try? await group.run()
+                endedContinuation.finish()
             }
+            let ready = ContinuousClock.now + .seconds(30)
+            while standIn.idleEnvironments(of: "handler") < environments, ContinuousClock.now < ready {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let shape = LambdaShape(standIn: standIn, issuer: issuer, configuration: configuration, functions: functions)
+            let result: Result<T, any Error>
+            do {
+                result = .success(try await body(shape))
+            } catch {
+                result = .failure(error)
+            }
+            await group.triggerGracefulShutdown()
+            let stopped = await withTaskGroup(of: Bool.self) { race in
+                race.addTask {
+                    for await _ in ended {}
+                    return !Task.isCancelled
+                }
+                race.addTask {
+                    try? await Task.sleep(for: .seconds(10))
+                    return false
+                }
+                let first = await race.next() ?? false
+                race.cancelAll()
+                return first
+            }
+            if !stopped {
+                environmentsTask.cancel()
+                logger.error("test.environments.stuck_in_shutdown")
+            }
+            return try result.get()
         }
     }
 }

@@ -108,6 +108,49 @@ struct LambdaShapeTests {
         }
     }
 
+    @Test("an answer still running near the invocation's deadline is stored failed with its text and ends with a retryable shutting_down that a resume replays")
+    func deadlineStopsTheAnswerResumably() async throws {
+        // A 5 s function timeout less the 2 s margin: the answer (200 pieces, 30 ms apart, so
+        // about 6 s) is stopped about 3 s in.
+        try await LambdaShape.with(functionTimeout: .seconds(5)) { shape in
+            let ws = try await shape.connect("alice")
+            defer { ws.close() }
+            let started = ContinuousClock.now
+            ws.send(.chatSend(ChatSend(id: "m1", text: "[[repeat:200]][[delay:30]]")))
+            let acked = try #require(ack(try await ws.next()))
+            let streamId = try #require(acked.streamId)
+            var events: [ServerEvent] = []
+            while true {
+                let e = try await ws.next(timeout: .seconds(20))
+                guard e.streamId == streamId, e.seq != nil else { continue }
+                events.append(e)
+                if e.isTerminal { break }
+            }
+            let elapsed = ContinuousClock.now - started
+            guard case .error(let ending) = events.last else { Issue.record("expected a terminal error, got \(String(describing: events.last))"); return }
+            #expect(ending.code == .shuttingDown && ending.retryable)
+            #expect(elapsed < .seconds(5), "stopped before the function's own timeout")
+            #expect(!chunks(events).isEmpty && chunks(events).count < 200)
+            let stored = try await shape.messages(try #require(acked.conversationId), user: "alice")
+            #expect(stored.last?.status == .failed)
+            #expect(stored.last?.text == chunks(events).map(\.text).joined())
+            // The stopped answer replays whole, its ending included, on a new connection.
+            let again = try await shape.connect("alice")
+            defer { again.close() }
+            again.send(.streamResume(StreamResume(id: "r1", streamId: streamId, after: 0)))
+            #expect(ack(try await again.next())?.id == "r1")
+            var replayed: [ServerEvent] = []
+            while true {
+                let e = try await again.next(timeout: .seconds(20))
+                guard e.streamId == streamId, e.seq != nil else { continue }
+                replayed.append(e)
+                if e.isTerminal { break }
+            }
+            #expect(replayed.map(\.seq) == events.map(\.seq))
+            #expect(chunks(replayed).map(\.text) == chunks(events).map(\.text))
+        }
+    }
+
     @Test("a retried chat.send re-attaches to the original stream without a second answer")
     func idempotentRetry() async throws {
         try await LambdaShape.with { shape in try await shape.scenarios.idempotentRetry() }
