@@ -49,6 +49,29 @@ def _child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MEDVIEW_")}
 
 
+def mint_token(data_dir: Path, user: str, ttl: int | None = None) -> str:
+    """A development token for `user`, minted by `medview token` with a server's data dir."""
+    args = [str(medview_binary()), "token", "--user", user, "--data-dir", str(data_dir)]
+    if ttl is not None:
+        args += ["--ttl", str(ttl)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, env=_child_environment(), stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, f"medview token failed ({result.returncode}): {result.stderr.strip()}"
+    token = result.stdout.strip()
+    assert token.count(".") == 2, f"medview token printed something that is not a JWT: {token!r}"
+    return token
+
+
+def interrupt_and_wait(process: subprocess.Popen) -> None:
+    """SIGINT (the server drains gracefully), then a kill if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 @dataclass
 class LiveServer:
     binary: Path
@@ -73,15 +96,7 @@ class LiveServer:
         key = f"{user}\0{ttl}"
         if ttl is None and key in self._tokens:
             return self._tokens[key]
-        args = [str(self.binary), "token", "--user", user, "--data-dir", str(self.data_dir)]
-        if ttl is not None:
-            args += ["--ttl", str(ttl)]
-        result = subprocess.run(
-            args, capture_output=True, text=True, timeout=60, env=_child_environment(), stdin=subprocess.DEVNULL
-        )
-        assert result.returncode == 0, f"medview token failed ({result.returncode}): {result.stderr.strip()}"
-        token = result.stdout.strip()
-        assert token.count(".") == 2, f"medview token printed something that is not a JWT: {token!r}"
+        token = mint_token(self.data_dir, user, ttl)
         if ttl is None:
             self._tokens[key] = token
         return token
@@ -149,13 +164,7 @@ def start_medview(tmp_path_factory, name: str, args: list[str], env: dict[str, s
 
 def stop_medview(server: LiveServer, stderr_file) -> None:
     """SIGINT (graceful drain), then a kill if it does not exit in time."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)
-        try:
-            server.process.wait(timeout=SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+    interrupt_and_wait(server.process)
     stderr_file.close()
 
 

@@ -26,7 +26,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import LISTENING, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT, _child_environment, medview_binary
+from conftest import LISTENING, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT, _child_environment, interrupt_and_wait, medview_binary, mint_token
 
 METRICS_LINE = re.compile(r"Metrics: http://(?P<host>[^:/\s]+):(?P<port>\d+)/metrics")
 NAMESPACE = "MedViewTest"
@@ -73,19 +73,10 @@ class JsonServer:
                 self.metrics_url = f"http://127.0.0.1:{match.group('port')}/metrics"
 
     def token(self, user: str) -> str:
-        result = subprocess.run([str(medview_binary()), "token", "--user", user, "--data-dir", str(self.data_dir)],
-                                capture_output=True, text=True, timeout=60, env=_child_environment(), stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
+        return mint_token(self.data_dir, user)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        interrupt_and_wait(self.process)
         self.stderr.close()
 
     def stderr_lines(self) -> list[str]:

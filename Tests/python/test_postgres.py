@@ -11,7 +11,6 @@ import json
 import queue
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import LISTENING, STARTUP_TIMEOUT, SHUTDOWN_TIMEOUT, _child_environment, medview_binary
+from conftest import LISTENING, STARTUP_TIMEOUT, _child_environment, interrupt_and_wait, medview_binary, mint_token
 
 DATABASE_URL = os.environ.get("MEDVIEW_TEST_DATABASE_URL", "").strip()
 
@@ -94,19 +93,10 @@ class Serve:
                 break
 
     def token(self, user: str) -> str:
-        result = subprocess.run([str(medview_binary()), "token", "--user", user, "--data-dir", str(self.data_dir)],
-                                capture_output=True, text=True, timeout=60, env=_child_environment(), stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip()
+        return mint_token(self.data_dir, user)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=SHUTDOWN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        interrupt_and_wait(self.process)
         self.stderr.close()
 
 
