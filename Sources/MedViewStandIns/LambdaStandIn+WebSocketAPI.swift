@@ -132,7 +132,7 @@ extension LambdaStandIn {
     func serveConnection(context: LambdaEvents.WebSocketContext, handshake: LambdaEvents.HandshakeRequest,
                          inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
         let connection = APIGatewayConnection(id: context.connectionID, sourceIP: context.sourceIP, userAgent: context.userAgent,
-                                              sendBufferLimit: configuration.connectionSendBuffer, now: context.connectedAt)
+                                              sendBufferLimit: configuration.connectionSendBuffer, connectedAt: context.connectedAt)
         connections.withLock { $0[connection.id] = connection }
         let messageRoute = LambdaStandInConfiguration.Route.default
         let messageFunction = configuration.routes[messageRoute]
