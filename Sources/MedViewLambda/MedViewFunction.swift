@@ -131,7 +131,15 @@ struct RuntimeLoopService: Service, CustomStringConvertible {
             if interrupted > 0 {
                 logger.warning("startup.interrupted_streams", metadata: ["streams.count": "\(interrupted)"])
             }
-            try await runtime.run(handler)
+            do {
+                try await runtime.run(handler)
+            } catch where Task.isCancelled {
+                // Graceful shutdown cancels the loop, which ends its `next` poll with an error:
+                // that is how it stops, not a failure. Thrown, it would make the environment's
+                // shutdown look failed, and a group running several (the tests') would cancel
+                // the others' orderly shutdown under their last database writes.
+                logger.debug("lambda.runtime.stopped")
+            }
         }
     }
 }
