@@ -184,6 +184,40 @@ struct PostgresStoreTests {
     }
 }
 
+extension PostgresStoreTests {
+    @Test("A call running when the pool is cancelled (not shut down gracefully) still ends", arguments: [0.0, 0.2, 0.4])
+    func cancelledPoolEndsRunningCalls(cancelAfter: Double) async throws {
+        try await withSchema { settings in
+            let connector = try PostgresConnector(settings: settings, credentials: nil, logger: testLogger)
+            let pool = PostgresPool(rotationInterval: nil, logger: testLogger) { try await connector.clientConfiguration() }
+            let group = ServiceGroup(services: [pool], logger: testLogger)
+            let running = Task { try await group.run() }
+            let started = Signal()
+            let ended = Mutex(false)
+            let call = Task {
+                defer { ended.withLock { $0 = true } }
+                return try await pool.withConnection { connection in
+                    started.fire()
+                    for _ in 0..<4 {
+                        for try await _ in try await connection.query("SELECT 1 FROM pg_sleep(0.15)", logger: testLogger).decode(Int.self) {}
+                    }
+                    return 1
+                }
+            }
+            await started.wait()
+            try await Task.sleep(for: .seconds(cancelAfter))
+            running.cancel()
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !ended.withLock({ $0 }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(ended.withLock { $0 }, "the call never returned after the pool was cancelled")
+            _ = await call.result
+            _ = await running.result
+        }
+    }
+}
+
 /// A thread-safe counter.
 final class Counter: Sendable {
     private let state = Mutex(0)
