@@ -211,38 +211,46 @@ public final class LambdaStandIn: Service, Sendable {
         quiet.logLevel = .error
         let standIn = LambdaStandIn(configuration: configuration, logger: logger ?? quiet)
         let group = ServiceGroup(configuration: .init(services: [standIn], logger: logger ?? quiet))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask { try await group.run(); return nil }
-            await standIn.waitUntilListening()
-            let result: Result<T, any Error>
-            do {
-                result = .success(try await body(standIn))
-            } catch {
-                result = .failure(error)
-            }
-            await group.triggerGracefulShutdown()
-            // Bounded: about one Lambda shape suite run in ten, the gateway's Hummingbird
-            // application did not finish its graceful shutdown although every WebSocket handler
-            // had returned (the function's keep-alive HTTP connections to the Management API are
-            // the suspect; not proven). After the bound the stand-in is cancelled instead.
-            tasks.addTask {
-                try? await Task.sleep(for: Self.shutdownBound)
-                throw ForcedShutdown()
-            }
-            do {
-                _ = try await tasks.next()
-            } catch is ForcedShutdown {
-                (logger ?? quiet).error("lambda.standin.shutdown_forced", metadata: ["bound.seconds": "\(Self.shutdownBound.components.seconds)"])
-            } catch {}
-            tasks.cancelAll()
-            try? await tasks.waitForAll()
-            return try result.get()
+        // The stand-in runs in a task of its own, not a child, so that a shutdown that never
+        // ends cannot hold the caller: about one Lambda shape suite run in eight, the gateway's
+        // Hummingbird application did not finish shutting down, gracefully or when cancelled,
+        // although every WebSocket handler had returned (suspect: a Management API request from
+        // an environment that stopped mid-request; not proven). After ``shutdownBound`` it is
+        // cancelled and left behind, and `lambda.standin.shutdown_forced` is logged.
+        let (ended, endedContinuation) = AsyncStream.makeStream(of: Void.self)
+        let running = Task {
+            try? await group.run()
+            endedContinuation.finish()
         }
+        await standIn.waitUntilListening()
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(standIn))
+        } catch {
+            result = .failure(error)
+        }
+        await group.triggerGracefulShutdown()
+        let stopped = await withTaskGroup(of: Bool.self) { race in
+            race.addTask {
+                for await _ in ended {}
+                return !Task.isCancelled
+            }
+            race.addTask {
+                try? await Task.sleep(for: Self.shutdownBound)
+                return false
+            }
+            let first = await race.next() ?? false
+            race.cancelAll()
+            return first
+        }
+        if !stopped {
+            running.cancel()
+            (logger ?? quiet).error("lambda.standin.shutdown_forced", metadata: ["bound.seconds": "\(Self.shutdownBound.components.seconds)"])
+        }
+        return try result.get()
     }
 
-    /// How long ``withRunning(configuration:logger:_:)`` waits for a graceful shutdown before it
-    /// cancels the stand-in.
+    /// How long ``withRunning(configuration:logger:_:)`` waits for the stand-in's graceful
+    /// shutdown before it cancels the stand-in and returns.
     static let shutdownBound: Duration = .seconds(10)
-
-    private struct ForcedShutdown: Error {}
 }
