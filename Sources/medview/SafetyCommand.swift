@@ -7,7 +7,7 @@ struct SafetyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "safety",
         abstract: "Evaluate the clinical safety layer and audit its data.",
-        subcommands: [Eval.self, VocabularyAudit.self]
+        subcommands: [Eval.self, VocabularyAudit.self, Features.self]
     )
 
     struct Eval: AsyncParsableCommand {
@@ -57,6 +57,22 @@ struct SafetyCommand: AsyncParsableCommand {
             let collisions = try SafetyVocabularyAudit.collisions(dictionary: words)
             for c in collisions { print("\(c.word)\t\(c.term)\t\(c.vocabulary)") }
             FileHandle.standardError.write(Data("\(collisions.count) collisions\n".utf8))
+        }
+    }
+
+    struct Features: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "features",
+            abstract: "Print the learned reader's training rows for an emergency set (JSON Lines: id, expect, also, trap, rules, features).",
+            discussion: "Used by docs/safety/reader/train.py, so the reader is trained on exactly the features the detector computes."
+        )
+
+        @Option(help: "An emergency set, JSON Lines in the layout of Data/eval/emergency.jsonl.")
+        var emergency: String
+
+        func run() async throws {
+            let path = URL(fileURLWithPath: emergency).standardizedFileURL.path
+            for row in try SafetyEvaluation.readerRows(emergencyFile: path) { print(row) }
         }
     }
 }

@@ -37,6 +37,11 @@ extension EmergencyDetector {
             self.clauses = ClauseMap(tokens: tokens, breaks: cues[EmergencyCue.allCases.firstIndex(of: .clauseBreak)!], people: people)
         }
 
+        /// The kinds of cue the message has, for the learned reader.
+        func cueKinds() -> [EmergencyCue] {
+            EmergencyCue.allCases.enumerated().filter { !cues[$0.offset].isEmpty }.map(\.element)
+        }
+
         private func cues(_ kind: EmergencyCue) -> [PhraseMatcher.Match] {
             cues[EmergencyCue.allCases.firstIndex(of: kind)!]
         }

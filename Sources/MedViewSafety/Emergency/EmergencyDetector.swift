@@ -44,17 +44,34 @@ public struct EmergencyDetector: Sendable {
     /// Animal words, and the words that name a person (not a pronoun, which pets share).
     private let animalWords: Set<String>
     private let personWords: Set<String>
+    /// Corrects misspelled words to the detector's vocabulary for the learned reader's features.
+    private let spelling: FuzzyIndex
+    /// The learned reader (``EmergencyReader``), the third reading; `nil` when none is given.
+    private let reader: EmergencyReader?
 
     /// Loads the bundled data and builds the automata.
     public init() throws(SafetyDataError) {
+        try self.init(reader: SafetyData.decode(EmergencyReader.Model.self, from: "reader.json"))
+    }
+
+    /// The bundled rules without the learned reader (for the per-layer figures and the reader's
+    /// training, which must not see its own output).
+    public static func rulesOnly() throws(SafetyDataError) -> EmergencyDetector {
+        try EmergencyDetector(reader: nil)
+    }
+
+    /// The bundled rules with this reader model (`nil`: none).
+    init(reader model: EmergencyReader.Model?) throws(SafetyDataError) {
         try self.init(
             data: SafetyData.decode(EmergencyData.self, from: "emergency.json"),
             findings: SafetyData.decode(FindingsData.self, from: "findings.json"),
-            language: SafetyData.language()
+            language: SafetyData.language(),
+            reader: model.map { m throws(SafetyDataError) in try EmergencyReader(model: m) }
         )
     }
 
-    init(data: EmergencyData, findings: FindingsData, language: LanguageData) throws(SafetyDataError) {
+    init(data: EmergencyData, findings: FindingsData, language: LanguageData, reader: EmergencyReader? = nil) throws(SafetyDataError) {
+        self.reader = reader
         self.data = data
         let compiler = PhraseCompiler(language: language)
         self.findings = try ClinicalFindings(data: findings, compiler: compiler)
@@ -85,6 +102,7 @@ public struct EmergencyDetector: Sendable {
             language: language,
             knownWords: signals.vocabulary.union(cues.vocabulary).union(self.findings.vocabulary).union(language.protectedWords)
         )
+        self.spelling = FuzzyIndex(terms: signals.vocabulary.union(self.findings.vocabulary), protected: Set(language.protectedWords))
         self.people = PersonLexicon(language.people)
         self.animalWords = Set(language.animals ?? [])
         let pronouns: Set<String> = ["he", "him", "his", "himself", "hes", "she", "her", "hers", "herself", "shes",
@@ -128,7 +146,84 @@ public struct EmergencyDetector: Sendable {
         if let result, findings.isFiction(read), !(result.category == "suicide" && !result.isBystander) {
             return nil
         }
+        if result == nil, let reader,
+           let category = reader.emergency(in: features(tokens: tokens, context: context, found: found, read: read)),
+           category == "suicide" || !findings.isFiction(read) {
+            return assessment(category: category, bystander: experiencer(tokens: tokens, context: context))
+        }
         return result
+    }
+
+    /// What the learned reader sees in a message (``EmergencyReader``): the detector's own
+    /// reading of it, as feature names. Public for the reader's training script
+    /// (`medview safety features`), which must see exactly what the detector computes.
+    ///
+    /// - `w:` each word as normalized (abbreviations expanded, letter runs collapsed), and the
+    ///   vocabulary word a misspelling corrects to; `w:<num>` for numbers;
+    /// - `b:` each pair of adjacent words within a clause;
+    /// - `c:` the letter trigrams of each word with its edges marked (`<ki`, `kil`, `il>`), so
+    ///   spellings nobody listed still share most of their features;
+    /// - `f:` each clinical finding the context rules count as happening now, `g:` each one
+    ///   they do not (negated, past, hypothetical, joking); `f2:` a finding counted twice or
+    ///   more (two weak warning signs are not one); `n:0`, `n:1`, `n:2+` how many kinds of
+    ///   finding are happening now;
+    /// - `k:` each kind of context cue present (negation, history, information, fiction, …);
+    /// - `p:self`, `p:other`: whether the writer or someone else is named.
+    public func features(of message: String) -> [String] {
+        let tokens = normalizer.tokens(message)
+        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        let found = signals.matches(in: tokens)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        return features(tokens: tokens, context: context, found: found, read: read).sorted()
+    }
+
+    private func features(tokens: [Token], context: Context, found: [PhraseMatcher.Match], read: [ClinicalFindings.Finding]) -> Set<String> {
+        var out: Set<String> = []
+        var previous: String?
+        for t in tokens {
+            guard t.isWordLike else { previous = nil; continue }
+            let word = t.kind == .number ? PhraseMatcher.numberSymbol : t.text
+            out.insert("w:" + word)
+            if t.kind == .word {
+                if let fixed = spelling.correct(word) { out.insert("w:" + fixed) }
+                let letters = Array(("<" + word + ">").unicodeScalars)
+                if letters.count >= 5 {
+                    for i in 0...(letters.count - 3) {
+                        var gram = "c:"
+                        gram.unicodeScalars.append(contentsOf: letters[i..<(i + 3)])
+                        out.insert(gram)
+                    }
+                }
+                switch people.reference(word) {
+                case .firstPerson?: out.insert("p:self")
+                case .other?: out.insert("p:other")
+                default: break
+                }
+            }
+            if let previous { out.insert("b:" + previous + " " + word) }
+            previous = word
+        }
+        var current: [String: Int] = [:]
+        for f in read {
+            let name = findings.name(f.id)
+            if context.isCurrent(f.match, allowJest: true) {
+                out.insert("f:" + name)
+                current[name, default: 0] += 1
+            } else {
+                out.insert("g:" + name)
+            }
+        }
+        for (name, count) in current where count > 1 { out.insert("f2:" + name) }
+        out.insert("n:" + (current.isEmpty ? "0" : current.count == 1 ? "1" : "2+"))
+        for kind in context.cueKinds() { out.insert("k:" + kind.rawValue) }
+        return out
+    }
+
+    /// Who a reader's alert is about: the first person named in the message (`nil` for the
+    /// writer or no one), as the signal rules do when the person precedes the signal.
+    private func experiencer(tokens: [Token], context: Context) -> Gender? {
+        guard !tokens.isEmpty else { return nil }
+        return context.experiencer(of: PhraseMatcher.Match(payload: 0, first: tokens.count - 1, last: tokens.count - 1))
     }
 
     /// Whether the message is about an animal only: an animal word ("my dog", "our puppy", "the

@@ -53,6 +53,9 @@ public enum SafetyEvaluation {
         public var interactionTraps: [TrapScore]
         /// Cases that came out wrong, one line each.
         public var failures: [String]
+        /// Emergency detection by the signal phrases and red-flag rules alone, without the
+        /// learned reader (any alert counting), when measured.
+        public var rulesOnlyEmergency: Score?
         /// Mean time of one ``EmergencyDetector/assess(_:)`` call over the set, in microseconds.
         public var meanAssessMicroseconds: Double
         /// Mean time of one ``MedicationChecker/check(_:context:)`` call, in microseconds.
@@ -106,6 +109,7 @@ public enum SafetyEvaluation {
             lines.append(header)
             lines += emergency.map(row)
             lines.append(row(emergencyOverall))
+            if let r = rulesOnlyEmergency { lines.append(row(r)) }
             lines.append("")
             lines.append("by trap".padding(toLength: 28, withPad: " ", startingAt: 0) + "cases  right  accuracy")
             lines += emergencyTraps.map(trapRow)
@@ -193,10 +197,31 @@ public enum SafetyEvaluation {
         try run(detector: EmergencyDetector(), checker: MedicationChecker())
     }
 
+    /// Adds the rules-alone figure (no learned reader) for an emergency set to a report.
+    static func withRulesOnly(_ report: Report, emergencyFile: String) throws(SafetyDataError) -> Report {
+        let rules = try EmergencyDetector.rulesOnly()
+        var score = Score(name: "  signals and rules alone", expected: 0, found: 0, falsePositives: 0)
+        for c in try SafetyData.decodeLines(EmergencyCase.self, from: emergencyFile) {
+            let alert = rules.assess(c.text) != nil
+            if c.expect != nil {
+                score.expected += 1
+                if alert { score.found += 1 }
+            } else if alert {
+                score.falsePositives += 1
+            }
+        }
+        var out = report
+        out.rulesOnlyEmergency = score
+        return out
+    }
+
     /// Scores the bundled detector and checker on other sets: absolute paths to JSON Lines files in
     /// the layout above (for example a new set, before anyone tunes the rules to it).
     public static func run(emergencyFile: String, interactionFile: String) throws(SafetyDataError) -> Report {
-        try run(detector: EmergencyDetector(), checker: MedicationChecker(), emergencyFile: emergencyFile, interactionFile: interactionFile)
+        try withRulesOnly(
+            run(detector: EmergencyDetector(), checker: MedicationChecker(), emergencyFile: emergencyFile, interactionFile: interactionFile),
+            emergencyFile: emergencyFile
+        )
     }
 
     static func run(detector: EmergencyDetector, checker: MedicationChecker) throws(SafetyDataError) -> Report {
@@ -336,5 +361,31 @@ public enum SafetyEvaluation {
             meanCheckMicroseconds: micros(checkTime, checks),
             heldOutEmergency: nil, heldOutInteractions: nil, heldOutFailures: []
         )
+    }
+}
+
+extension SafetyEvaluation {
+    /// The learned reader's training rows for an emergency set (absolute path to JSON Lines in
+    /// the layout of `Data/eval/emergency.jsonl`): per case, one JSON object with its `id`,
+    /// `expect`, `also`, `trap`, what the signals and rules alone found (`rules`: a category or
+    /// `null`) and the reader's `features` (``EmergencyDetector/features(of:)``).
+    public static func readerRows(emergencyFile: String) throws(SafetyDataError) -> [String] {
+        let detector = try EmergencyDetector.rulesOnly()
+        let cases = try SafetyData.decodeLines(EmergencyCase.self, from: emergencyFile)
+        struct Row: Encodable {
+            var id: String
+            var expect: String?
+            var also: [String]
+            var trap: String
+            var rules: String?
+            var features: [String]
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return cases.map { c in
+            let row = Row(id: c.id, expect: c.expect, also: c.also ?? [], trap: c.trap, rules: detector.assess(c.text)?.category, features: detector.features(of: c.text))
+            // Encoding strings and arrays cannot fail.
+            return String(decoding: (try? encoder.encode(row)) ?? Data(), as: UTF8.self)
+        }
     }
 }
