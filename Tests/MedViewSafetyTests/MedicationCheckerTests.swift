@@ -76,8 +76,38 @@ import MedViewSafety
         #expect(pairs(["my dad is on warfarin", "my mom takes Advil", "can I give her more?"]).isEmpty)
         // The patient's own medicines never pair with the person's they care for.
         #expect(pairs(["I take warfarin", "can I give my son ibuprofen?"]).isEmpty)
-        // Mentioned in passing, without caring for them: not warned (someone else's medicine).
-        #expect(pairs(["My mom is on warfarin", "she wants to take ibuprofen"]).isEmpty)
+        // Both medicines one other person's: warned (for them) with or without a caring cue.
+        #expect(pairs(["My mom is on warfarin", "she wants to take ibuprofen"]) == [["ibuprofen", "warfarin"]])
+    }
+
+    @Test func bothMedicinesOfOneOtherPersonAreWarnedForThem() {
+        #expect(pairs(["My mom takes sertraline and she's been adding St John's wort from the health food store"]) == [["sertraline", "st johns wort"]])
+        // The husband took the writer's Ativan: the pair is his.
+        #expect(pairs(["My husband is on oxycodone after his surgery, and last night he took a couple of my Ativan."]) == [["lorazepam", "oxycodone"]])
+        #expect(pairs(["My 15 year old takes fluoxetine. He's got a cough and has been drinking Delsym."]) == [["dextromethorphan", "fluoxetine"]])
+        // What they stopped or were never given does not pair.
+        #expect(pairs(["My dad used to take Coumadin years ago but he's on Eliquis now"]).isEmpty)
+        #expect(pairs(["The ER almost gave my daughter tramadol, but since she's on Prozac they gave her Tylenol instead."]).isEmpty)
+        // Two people's medicines never pair.
+        #expect(pairs(["grandpa takes digoxin", "grandma just got started on amiodarone"]).isEmpty)
+    }
+
+    @Test func aMedicineOnlyMentionedOrRuledOutIsNotTaken() {
+        #expect(pairs(["My cardiologist told me Viagra is off limits while I'm on Imdur."]).isEmpty)
+        #expect(pairs(["Urgent care was going to give me clarithromycin, but I'm on simvastatin so they switched to doxycycline."]).isEmpty)
+        #expect(pairs(["Pharmacy flagged Bactrim with my lisinopril, so the doctor changed it to nitrofurantoin."]).isEmpty)
+        #expect(pairs(["My pharmacist said I shouldn't take potassium pills with my spironolactone."]).isEmpty)
+        #expect(pairs(["If I ever start an MAOI I'd have to stop my Lexapro first. I'm just on Lexapro right now."]).isEmpty)
+        // "with" ends the negation only after another medicine: the partner is still taken.
+        #expect(checker.mentions(in: "my doctor said I shouldn't take Advil with my warfarin").map(\.status) == [.notTaking, .taking])
+    }
+
+    @Test func aNamedMonthOrSeasonIsAPastTime() {
+        #expect(pairs(["I took fluconazole for a yeast infection back in March. Now I just started warfarin."]).isEmpty)
+        #expect(pairs(["I was on Prozac until January. Now my neurologist wants to start selegiline."]).isEmpty)
+        #expect(pairs(["I last took Sudafed in the winter. This month my neurologist started me on Azilect."]).isEmpty)
+        // A time before a comma belongs to the event, not the medicine.
+        #expect(pairs(["Had a stent put in in March, on Plavix. I also take Prilosec every morning."]) == [["clopidogrel", "omeprazole"]])
     }
 
     @Test func aContextStoredBeforePeopleWereTrackedStillDecodes() throws {
