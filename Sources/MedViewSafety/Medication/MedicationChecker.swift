@@ -122,6 +122,10 @@ public struct MedicationChecker: Sendable {
         for (i, kind) in MedicationCue.allCases.enumerated() {
             for p in lexicon.cues[kind.rawValue] ?? [] { cuePatterns.append((p, i)) }
         }
+        // The medication list's own real words (found by `medview safety vocab-audit`) are
+        // protected from the name matcher's misspelling index too.
+        var language = language
+        language.protectedWords += lexicon.realWords ?? []
         let compiler = PhraseCompiler(language: language)
         self.names = try compiler.matcher(patterns, skipFillers: false, fuzzy: true, soundKeys: true)
         self.cueMatcher = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
