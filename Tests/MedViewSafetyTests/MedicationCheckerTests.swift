@@ -106,6 +106,8 @@ import MedViewSafety
         #expect(pairs(["I took fluconazole for a yeast infection back in March. Now I just started warfarin."]).isEmpty)
         #expect(pairs(["I was on Prozac until January. Now my neurologist wants to start selegiline."]).isEmpty)
         #expect(pairs(["I last took Sudafed in the winter. This month my neurologist started me on Azilect."]).isEmpty)
+        // "since" a past time is ongoing.
+        #expect(pairs(["been on xeralto since my clot in may. took 3 ibuprofin for cramps today"]) == [["ibuprofen", "rivaroxaban"]])
         // A time before a comma belongs to the event, not the medicine.
         #expect(pairs(["Had a stent put in in March, on Plavix. I also take Prilosec every morning."]) == [["clopidogrel", "omeprazole"]])
     }

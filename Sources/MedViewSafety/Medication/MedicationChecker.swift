@@ -646,8 +646,10 @@ public struct MedicationChecker: Sendable {
         // Not across a comma ("had a stent put in in March, on Plavix"), unless the time opens
         // the sentence ("In 2019, I took Plavix").
         func noComma(_ a: Int, _ b: Int) -> Bool { !(a..<b).contains { tokens[$0].kind == .comma } }
+        // "on warfarin since last year", "on xeralto since my clot in May": ongoing since then.
+        func since(_ a: Int, _ b: Int) -> Bool { (a..<b).contains { tokens[$0].text == "since" } }
         let past = cues(.pastTime).contains { p in
-            if after(p) { return noComma(m.last, p.first) }
+            if after(p) { return noComma(m.last, p.first) && !since(m.last, p.first + 1) }
             guard before(p) else { return false }
             return noComma(p.last, m.first) || p.first == 0 || tokens[p.first - 1].kind == .boundary
                 || (p.first >= 1 && ["back", "so", "and"].contains(tokens[p.first - 1].text) && (p.first == 1 || tokens[p.first - 2].kind == .boundary))
