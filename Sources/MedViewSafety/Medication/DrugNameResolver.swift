@@ -34,8 +34,9 @@ struct DrugNameResolver: Sendable {
     private let names: [Name]
     /// Name indices by key.
     private let byKey: [String: [Int]]
-    /// Keys of names by the class of their first letter, for the distance search.
-    private let keysByInitial: [UInt8: [(key: [UInt8], name: Int)]]
+    /// Keys of names by their consonant skeleton and first-letter class, for the vowel-only
+    /// distance search (a word's candidates are one look-up away).
+    private let keysBySkeleton: [String: [(key: [UInt8], name: Int)]]
     /// Words the name matcher knows exactly.
     private let vocabulary: Set<String>
     /// Real words that are never read as a name by distance.
@@ -57,17 +58,17 @@ struct DrugNameResolver: Sendable {
     ///   - protected: real words that must not become names by distance.
     init(names: [Name], vocabulary: Set<String>, protected: Set<String>, common: Set<String> = []) {
         var byKey: [String: [Int]] = [:]
-        var byInitial: [UInt8: [(key: [UInt8], name: Int)]] = [:]
+        var bySkeleton: [String: [(key: [UInt8], name: Int)]] = [:]
         for (i, n) in names.enumerated() {
             let k = Self.key(n.words.joined())
             guard k.count >= 3 else { continue }
             byKey[k, default: []].append(i)
             let chars = Array(k.utf8)
-            byInitial[Self.initialClass(chars[0]), default: []].append((chars, i))
+            bySkeleton[Self.skeleton(chars), default: []].append((chars, i))
         }
         self.names = names
         self.byKey = byKey
-        self.keysByInitial = byInitial
+        self.keysBySkeleton = bySkeleton
         self.vocabulary = vocabulary
         self.protected = protected
         self.common = common
@@ -163,18 +164,20 @@ struct DrugNameResolver: Sendable {
         }
         let chars = Array(k.utf8)
         var best: (distance: Int, names: [Int]) = (Int.max, [])
-        for (nameKey, n) in keysByInitial[Self.initialClass(chars[0])] ?? [] {
+        for (nameKey, n) in keysBySkeleton[Self.skeleton(chars)] ?? [] {
             let allowed = Self.budget(forKeyLength: nameKey.count)
             guard allowed > 0, abs(nameKey.count - chars.count) <= 2 else { continue }
             let d = Self.distance(chars, nameKey, limit: allowed)
-            guard d <= allowed, Self.consonants(chars) == Self.consonants(nameKey) else { continue }
+            guard d <= allowed else { continue }
             if d < best.distance { best = (d, [n]) } else if d == best.distance { best.names.append(n) }
         }
         return unique(best.names).map { (names[$0].words, 1) }
     }
 
-    /// The consonant skeleton: vowel-only edits leave it unchanged.
-    private static func consonants(_ k: [UInt8]) -> [UInt8] { k.filter { !isVowel($0) } }
+    /// The first-letter class and the consonants: vowel-only edits leave it unchanged.
+    private static func skeleton(_ k: [UInt8]) -> String {
+        String(decoding: [initialClass(k[0])] + k.dropFirst().filter { !isVowel($0) }, as: UTF8.self)
+    }
 
     /// The one name meant, or `nil` when the names stand for different medicines.
     private func unique(_ ids: [Int]) -> Int? {
