@@ -98,6 +98,10 @@ import MedViewSafety
         #expect(pairs(["Pharmacy flagged Bactrim with my lisinopril, so the doctor changed it to nitrofurantoin."]).isEmpty)
         #expect(pairs(["My pharmacist said I shouldn't take potassium pills with my spironolactone."]).isEmpty)
         #expect(pairs(["If I ever start an MAOI I'd have to stop my Lexapro first. I'm just on Lexapro right now."]).isEmpty)
+        // A proposal replaced "instead"; a negation of "either" covers the message's medicines.
+        #expect(pairs(["doc wanted to give me tramadol but i said i'm on zoloft so she gave me a lidocaine patch instead"]).isEmpty)
+        #expect(pairs(["is it safe to take viagra with nitroglycerin? just asking generally, i don't take either"]).isEmpty)
+        #expect(pairs(["I keep Nitrostat in my pocket and I take Cialis on weekends. Never had both the same day."]) == [["nitroglycerin", "tadalafil"]])
         // "with" ends the negation only after another medicine: the partner is still taken.
         #expect(checker.mentions(in: "my doctor said I shouldn't take Advil with my warfarin").map(\.status) == [.notTaking, .taking])
     }

@@ -377,6 +377,24 @@ public struct MedicationChecker: Sendable {
                 out.append(MedicationMention(name: t, status: .stopped))
             }
         }
+        // "i don't take either", "I'm not on any of them": a negation whose object is a pronoun
+        // for the medicines, in a clause that names none, means none of this message's is taken.
+        for n in cues(.negation) where !cues(.pseudoNegation).contains(where: { $0.first <= n.last && n.first <= $0.last }) {
+            let clause = clauses.clause[n.first]
+            guard !nameSpans.contains(where: { clauses.clause[$0.first] == clause }) else { continue }
+            let end = min(tokens.count, n.last + 4)
+            guard ((n.last + 1)..<end).contains(where: { Self.allOfThem.contains(tokens[$0].text) && clauses.clause[$0] == clause }) else { continue }
+            for k in out.indices where outEnds[k] < n.first && out[k].status == .taking { out[k].status = .notTaking }
+        }
+        // A proposal replaced "instead" ("doc wanted to give me tramadol … so she gave me a
+        // lidocaine patch instead"): the proposed medicine was not taken.
+        if let instead = tokens.lastIndex(where: { $0.text == "instead" }) {
+            for p in cues(.proposal) {
+                guard let k = outStarts.indices.first(where: { outStarts[$0] > p.last && outStarts[$0] - p.last <= 4 && outEnds[$0] < instead }) else { continue }
+                if out[k].status == .taking { out[k].status = .notTaking }
+                if out[k].status == .someoneElse { out[k].theirStatus = .notTaking }
+            }
+        }
         // "Can I give him…", "is that ok for her?": the person in the cue, else the message's.
         // Without a person in the cue ("is that safe?"), the person whose medicines the message names.
         let medicinesPerson = out.last { $0.status == .someoneElse && $0.person != nil }?.person
@@ -451,6 +469,9 @@ public struct MedicationChecker: Sendable {
         if zip(words, words.dropFirst()).contains(where: { $0.text == "used" && $1.text == "to" }) { return 365 }
         return nil
     }
+
+    /// Pronouns for all the medicines named ("i don't take either").
+    static let allOfThem: Set<String> = ["either", "them", "any", "those", "neither"]
 
     /// Month names ("may" only after "in", "until" and the like, where it is a month).
     static let months: Set<String> = [

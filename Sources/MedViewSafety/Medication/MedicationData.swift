@@ -38,6 +38,9 @@ enum MedicationCue: String, CaseIterable, Sendable {
     case negationAfter
     /// "changed it to", "switched that for": the medicine named just before was replaced.
     case replaced
+    /// A clinician's proposal ("wanted to give me", "suggested"): not taken when the message
+    /// says something else was given "instead".
+    case proposal
 }
 
 struct InteractionData: Codable, Sendable {
