@@ -102,6 +102,8 @@ import MedViewSafety
         #expect(pairs(["doc wanted to give me tramadol but i said i'm on zoloft so she gave me a lidocaine patch instead"]).isEmpty)
         #expect(pairs(["is it safe to take viagra with nitroglycerin? just asking generally, i don't take either"]).isEmpty)
         #expect(pairs(["I keep Nitrostat in my pocket and I take Cialis on weekends. Never had both the same day."]) == [["nitroglycerin", "tadalafil"]])
+        #expect(pairs(["doc wanted clarithromycin", "I reminded her I'm on simvastatin so she gave me azithromycin instead"]).isEmpty)
+        #expect(pairs(["I take tramadol", "my doctor wants to start me on Zoloft instead of Prozac"]) == [["sertraline", "tramadol"]])
         // "with" ends the negation only after another medicine: the partner is still taken.
         #expect(checker.mentions(in: "my doctor said I shouldn't take Advil with my warfarin").map(\.status) == [.notTaking, .taking])
     }

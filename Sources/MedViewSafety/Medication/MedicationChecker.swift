@@ -178,6 +178,10 @@ public struct MedicationChecker: Sendable {
     public func check(_ message: String, context: inout MedicationContext) -> [InteractionWarning] {
         let scan = mentions(in: message, lastMentioned: context.lastMentioned, lastPerson: context.lastPerson)
         var found = scan.mentions
+        // "doc wanted clarithromycin" then "… so she gave me azithromycin instead": the proposal
+        // of the previous message was replaced, not taken.
+        if scan.instead { for name in context.lastProposed { context.remove(name) } }
+        context.setLastProposed(scan.proposed)
         if let person = scan.lastPerson { context.setLastPerson(person) }
         if let person = scan.caredFor { context.addCaredFor(person) }
         var warnings: [InteractionWarning] = []
@@ -286,7 +290,7 @@ public struct MedicationChecker: Sendable {
 
     /// The medicines of a message, the last other person it names (for pronouns in later
     /// messages) and the person the patient is caring for in it, if it says so.
-    private func mentions(in message: String, lastMentioned: [String], lastPerson: String?) -> (mentions: [MedicationMention], lastPerson: String?, caredFor: String?) {
+    private func mentions(in message: String, lastMentioned: [String], lastPerson: String?) -> (mentions: [MedicationMention], lastPerson: String?, caredFor: String?, proposed: [String], instead: Bool) {
         let tokens = resolver.resolving(normalizer.tokens(message))
         // Who a person word at `i` is: a noun as itself ("dads" → "dad"), a pronoun as the
         // nearest noun before it, in this message or the conversation.
@@ -388,11 +392,17 @@ public struct MedicationChecker: Sendable {
         }
         // A proposal replaced "instead" ("doc wanted to give me tramadol … so she gave me a
         // lidocaine patch instead"): the proposed medicine was not taken.
-        if let instead = tokens.lastIndex(where: { $0.text == "instead" }) {
-            for p in cues(.proposal) {
-                guard let k = outStarts.indices.first(where: { outStarts[$0] > p.last && outStarts[$0] - p.last <= 4 && outEnds[$0] < instead }) else { continue }
+        // Proposed here and not replaced here: a later message's "instead" may replace it.
+        var proposed: [String] = []
+        // ("instead of X" names the replaced one itself: a negation cue.)
+        let instead = tokens.indices.last { tokens[$0].text == "instead" && ($0 + 1 == tokens.count || tokens[$0 + 1].text != "of") }
+        for p in cues(.proposal) {
+            guard let k = outStarts.indices.first(where: { outStarts[$0] > p.last && outStarts[$0] - p.last <= 4 }) else { continue }
+            if let instead, outEnds[k] < instead {
                 if out[k].status == .taking { out[k].status = .notTaking }
                 if out[k].status == .someoneElse { out[k].theirStatus = .notTaking }
+            } else if out[k].status == .taking {
+                proposed.append(out[k].name)
             }
         }
         // "Can I give him…", "is that ok for her?": the person in the cue, else the message's.
@@ -417,7 +427,7 @@ public struct MedicationChecker: Sendable {
                 return person(at: i)
             }.first ?? medicinesPerson ?? messagePerson ?? lastPerson
         }
-        return (out, messagePerson ?? lastPerson, caredFor)
+        return (out, messagePerson ?? lastPerson, caredFor, proposed, instead != nil && cues(.proposal).isEmpty)
     }
 
     /// How long ago the clause of `m` says something happened: "4 days ago", "3 weeks ago", "a

@@ -22,6 +22,9 @@ public struct MedicationContext: Codable, Sendable, Equatable {
     /// Daily doses in mg the patient stated, by generic name ("simvastatin": 40), for
     /// dose-limited rules.
     public private(set) var doses: [String: Double]
+    /// Medicines the latest message named as a clinician's proposal ("doc wanted clarithromycin"),
+    /// so a next message's "… instead" can replace them.
+    public private(set) var lastProposed: [String]
 
     /// An empty context, for a new conversation.
     public init() {
@@ -32,10 +35,11 @@ public struct MedicationContext: Codable, Sendable, Equatable {
         lastPerson = nil
         caredFor = []
         doses = [:]
+        lastProposed = []
     }
 
     private enum CodingKeys: String, CodingKey {
-        case medicines, warnedPairs, lastMentioned, others, lastPerson, caredFor, doses
+        case medicines, warnedPairs, lastMentioned, others, lastPerson, caredFor, doses, lastProposed
     }
 
     /// Decodes a context; those stored before `others` existed decode with it empty.
@@ -48,6 +52,7 @@ public struct MedicationContext: Codable, Sendable, Equatable {
         lastPerson = try c.decodeIfPresent(String.self, forKey: .lastPerson)
         caredFor = try c.decodeIfPresent([String].self, forKey: .caredFor) ?? []
         doses = try c.decodeIfPresent([String: Double].self, forKey: .doses) ?? [:]
+        lastProposed = try c.decodeIfPresent([String].self, forKey: .lastProposed) ?? []
     }
 
     mutating func setDose(_ mg: Double, for name: String) {
@@ -64,6 +69,10 @@ public struct MedicationContext: Codable, Sendable, Equatable {
 
     mutating func remove(_ name: String, for person: String) {
         others[person]?.removeAll { $0 == name }
+    }
+
+    mutating func setLastProposed(_ names: [String]) {
+        lastProposed = names
     }
 
     mutating func setLastPerson(_ person: String) {
