@@ -108,6 +108,14 @@ import MedViewSafety
         #expect(checker.mentions(in: "my doctor said I shouldn't take Advil with my warfarin").map(\.status) == [.notTaking, .taking])
     }
 
+    @Test func aspirinWithTicagrelorWarnsOnlyAbove100Milligrams() {
+        #expect(pairs(["on brilinta with a baby aspirin 81 mg every day"]).isEmpty)
+        #expect(pairs(["on brilinta and a baby aspirin"]).isEmpty)
+        #expect(pairs(["on brilinta, and I keep taking my regular aspirin 325 every morning"]) == [["aspirin", "ticagrelor"]])
+        // Other NSAIDs with an antiplatelet still warn.
+        #expect(pairs(["I take Plavix", "can I take Advil?"]) == [["clopidogrel", "ibuprofen"]])
+    }
+
     @Test func aNamedMonthOrSeasonIsAPastTime() {
         #expect(pairs(["I took fluconazole for a yeast infection back in March. Now I just started warfarin."]).isEmpty)
         #expect(pairs(["I was on Prozac until January. Now my neurologist wants to start selegiline."]).isEmpty)

@@ -566,6 +566,11 @@ public struct MedicationChecker: Sendable {
         for j in [m.first - 2, m.first - 3] where j >= 0 {
             if let v = read(j), tokens[(j + 2)..<m.first].allSatisfy({ $0.text == "of" || $0.kind == .word && milligrams.contains($0.text) }) { return v }
         }
+        // "baby aspirin", "low dose aspirin": the 81 mg tablet.
+        let words = tokens[max(0, m.first - 2)...m.last].map(\.text)
+        if words.contains("baby") || zip(words, words.dropFirst()).contains(where: { $0 == "low" && $1 == "dose" }) {
+            return 81
+        }
         return nil
     }
 

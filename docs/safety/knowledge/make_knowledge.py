@@ -81,7 +81,14 @@ rule('mech-anticoagulant-pair', [C('anticoagulant')], [C('anticoagulant')], 'hig
      'FDA labels (warfarin, apixaban, rivaroxaban, dabigatran, enoxaparin): concomitant anticoagulants')
 rule('mech-antiplatelet-nsaid', [C('antiplatelet')], [C('nsaid')], 'moderate', 'bleeding',
      "An antiplatelet medicine such as clopidogrel (Plavix), prasugrel or ticagrelor with an NSAID pain reliever (ibuprofen, naproxen and others) raises the risk of stomach bleeding. Ask your prescriber before taking NSAIDs; acetaminophen (Tylenol) is usually the safer pain reliever.",
-     'FDA labels (clopidogrel, prasugrel, ticagrelor): NSAIDs increase bleeding risk')
+     'FDA labels (clopidogrel, prasugrel, ticagrelor): NSAIDs increase bleeding risk',
+     **{'except': ['aspirin']})
+# Low-dose aspirin with a P2Y12 inhibitor is standard dual antiplatelet therapy; above 100 mg a
+# day it blunts ticagrelor (branch med, issue 13).
+rule('dose-ticagrelor-aspirin', ['ticagrelor'], ['aspirin'], 'high', 'reduced effect',
+     "With Brilinta (ticagrelor), aspirin should not go above 100 mg a day: higher doses make ticagrelor less effective at preventing heart attack and stent clots. Check your aspirin dose with your cardiologist or pharmacist; low-dose (81 mg) aspirin is the usual partner.",
+     'FDA label (Brilinta/ticagrelor): boxed warning, maintenance doses of aspirin above 100 mg reduce effectiveness',
+     dose={'drug': 'aspirin', 'maxMg': 100})
 rule('mech-nsaid-pair', [C('nsaid')], [C('nsaid')], 'moderate', 'bleeding',
      "Two NSAID pain relievers together (for example ibuprofen with naproxen, or with aspirin) don't relieve pain better but do raise the risk of stomach bleeding and kidney harm, and ibuprofen can block the heart protection of low-dose aspirin. Take one, and ask your pharmacist how to time them.",
      'FDA OTC Drug Facts (NSAIDs: do not use with any other NSAID); FDA 2006 science paper (ibuprofen and low-dose aspirin)')
