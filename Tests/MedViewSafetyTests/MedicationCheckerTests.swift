@@ -98,6 +98,8 @@ import MedViewSafety
         #expect(pairs(["Pharmacy flagged Bactrim with my lisinopril, so the doctor changed it to nitrofurantoin."]).isEmpty)
         #expect(pairs(["My pharmacist said I shouldn't take potassium pills with my spironolactone."]).isEmpty)
         #expect(pairs(["If I ever start an MAOI I'd have to stop my Lexapro first. I'm just on Lexapro right now."]).isEmpty)
+        // "I was going to ask …" is no unrealised prescription.
+        #expect(pairs(["I take warfarin", "I was going to ask if ibuprofen is ok for my back"]) == [["ibuprofen", "warfarin"]])
         // A proposal replaced "instead"; a negation of "either" covers the message's medicines.
         #expect(pairs(["doc wanted to give me tramadol but i said i'm on zoloft so she gave me a lidocaine patch instead"]).isEmpty)
         #expect(pairs(["is it safe to take viagra with nitroglycerin? just asking generally, i don't take either"]).isEmpty)
