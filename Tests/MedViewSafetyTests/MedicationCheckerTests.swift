@@ -98,6 +98,10 @@ import MedViewSafety
         #expect(pairs(["Pharmacy flagged Bactrim with my lisinopril, so the doctor changed it to nitrofurantoin."]).isEmpty)
         #expect(pairs(["My pharmacist said I shouldn't take potassium pills with my spironolactone."]).isEmpty)
         #expect(pairs(["If I ever start an MAOI I'd have to stop my Lexapro first. I'm just on Lexapro right now."]).isEmpty)
+        // Cues that only look like negations.
+        #expect(pairs(["I take warfarin. If I ever miss a dose, what should I do? Also can I take Advil?"]) == [["ibuprofen", "warfarin"]])
+        #expect(pairs(["I shouldn't have taken ibuprofen yesterday with my warfarin"]) == [["ibuprofen", "warfarin"]])
+        #expect(pairs(["I take warfarin, and my doctor decided against adding aspirin"]).isEmpty)
         // "I was going to ask …" is no unrealised prescription.
         #expect(pairs(["I take warfarin", "I was going to ask if ibuprofen is ok for my back"]) == [["ibuprofen", "warfarin"]])
         // A proposal replaced "instead"; a negation of "either" covers the message's medicines.
