@@ -102,6 +102,7 @@ import MedViewSafety
         #expect(pairs(["I take warfarin. If I ever miss a dose, what should I do? Also can I take Advil?"]) == [["ibuprofen", "warfarin"]])
         #expect(pairs(["I shouldn't have taken ibuprofen yesterday with my warfarin"]) == [["ibuprofen", "warfarin"]])
         #expect(pairs(["I take warfarin, and my doctor decided against adding aspirin"]).isEmpty)
+        #expect(pairs(["I last took my warfarin this morning", "can I take Advil tonight?"]) == [["ibuprofen", "warfarin"]])
         // "I was going to ask …" is no unrealised prescription.
         #expect(pairs(["I take warfarin", "I was going to ask if ibuprofen is ok for my back"]) == [["ibuprofen", "warfarin"]])
         // A proposal replaced "instead"; a negation of "either" covers the message's medicines.
