@@ -7,7 +7,7 @@ struct SafetyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "safety",
         abstract: "Evaluate the clinical safety layer and audit its data.",
-        subcommands: [Eval.self, VocabularyAudit.self, Features.self]
+        subcommands: [Eval.self, VocabularyAudit.self, Features.self, Mentions.self]
     )
 
     struct Eval: AsyncParsableCommand {
@@ -73,6 +73,28 @@ struct SafetyCommand: AsyncParsableCommand {
         func run() async throws {
             let path = URL(fileURLWithPath: emergency).standardizedFileURL.path
             for row in try SafetyEvaluation.readerRows(emergencyFile: path) { print(row) }
+        }
+    }
+
+    struct Mentions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "mentions",
+            abstract: "Print the medicines the checker reads in each message and what it reads about each (a diagnostic).",
+            discussion: "For example: medview safety mentions \"I take Plavics\" \"my mom is on warfarin\""
+        )
+
+        @Argument(help: "Messages of one conversation, in order.")
+        var messages: [String]
+
+        func run() async throws {
+            let checker = try MedicationChecker()
+            var context = MedicationContext()
+            for message in messages {
+                for m in checker.mentions(in: message) {
+                    print("\(m.name)\t\(m.status.rawValue)\(m.person.map { "\t" + $0 + ":" + m.theirStatus.rawValue } ?? "")\(m.stoppedDaysAgo.map { "\tstopped \($0) days ago" } ?? "")")
+                }
+                for w in checker.check(message, context: &context) { print("WARNING \(w.drugs.joined(separator: " + ")) (\(w.interactionId))") }
+            }
         }
     }
 }

@@ -76,8 +76,61 @@ import MedViewSafety
         #expect(pairs(["my dad is on warfarin", "my mom takes Advil", "can I give her more?"]).isEmpty)
         // The patient's own medicines never pair with the person's they care for.
         #expect(pairs(["I take warfarin", "can I give my son ibuprofen?"]).isEmpty)
-        // Mentioned in passing, without caring for them: not warned (someone else's medicine).
-        #expect(pairs(["My mom is on warfarin", "she wants to take ibuprofen"]).isEmpty)
+        // Both medicines one other person's: warned (for them) with or without a caring cue.
+        #expect(pairs(["My mom is on warfarin", "she wants to take ibuprofen"]) == [["ibuprofen", "warfarin"]])
+    }
+
+    @Test func bothMedicinesOfOneOtherPersonAreWarnedForThem() {
+        #expect(pairs(["My mom takes sertraline and she's been adding St John's wort from the health food store"]) == [["sertraline", "st johns wort"]])
+        // The husband took the writer's Ativan: the pair is his.
+        #expect(pairs(["My husband is on oxycodone after his surgery, and last night he took a couple of my Ativan."]) == [["lorazepam", "oxycodone"]])
+        #expect(pairs(["My 15 year old takes fluoxetine. He's got a cough and has been drinking Delsym."]) == [["dextromethorphan", "fluoxetine"]])
+        // What they stopped or were never given does not pair.
+        #expect(pairs(["My dad used to take Coumadin years ago but he's on Eliquis now"]).isEmpty)
+        #expect(pairs(["The ER almost gave my daughter tramadol, but since she's on Prozac they gave her Tylenol instead."]).isEmpty)
+        // Two people's medicines never pair.
+        #expect(pairs(["grandpa takes digoxin", "grandma just got started on amiodarone"]).isEmpty)
+    }
+
+    @Test func aMedicineOnlyMentionedOrRuledOutIsNotTaken() {
+        #expect(pairs(["My cardiologist told me Viagra is off limits while I'm on Imdur."]).isEmpty)
+        #expect(pairs(["Urgent care was going to give me clarithromycin, but I'm on simvastatin so they switched to doxycycline."]).isEmpty)
+        #expect(pairs(["Pharmacy flagged Bactrim with my lisinopril, so the doctor changed it to nitrofurantoin."]).isEmpty)
+        #expect(pairs(["My pharmacist said I shouldn't take potassium pills with my spironolactone."]).isEmpty)
+        #expect(pairs(["If I ever start an MAOI I'd have to stop my Lexapro first. I'm just on Lexapro right now."]).isEmpty)
+        // Cues that only look like negations.
+        #expect(pairs(["I take warfarin. If I ever miss a dose, what should I do? Also can I take Advil?"]) == [["ibuprofen", "warfarin"]])
+        #expect(pairs(["I shouldn't have taken ibuprofen yesterday with my warfarin"]) == [["ibuprofen", "warfarin"]])
+        #expect(pairs(["I take warfarin, and my doctor decided against adding aspirin"]).isEmpty)
+        #expect(pairs(["I last took my warfarin this morning", "can I take Advil tonight?"]) == [["ibuprofen", "warfarin"]])
+        // "I was going to ask …" is no unrealised prescription.
+        #expect(pairs(["I take warfarin", "I was going to ask if ibuprofen is ok for my back"]) == [["ibuprofen", "warfarin"]])
+        // A proposal replaced "instead"; a negation of "either" covers the message's medicines.
+        #expect(pairs(["doc wanted to give me tramadol but i said i'm on zoloft so she gave me a lidocaine patch instead"]).isEmpty)
+        #expect(pairs(["is it safe to take viagra with nitroglycerin? just asking generally, i don't take either"]).isEmpty)
+        #expect(pairs(["I keep Nitrostat in my pocket and I take Cialis on weekends. Never had both the same day."]) == [["nitroglycerin", "tadalafil"]])
+        #expect(pairs(["doc wanted clarithromycin", "I reminded her I'm on simvastatin so she gave me azithromycin instead"]).isEmpty)
+        #expect(pairs(["I take tramadol", "my doctor wants to start me on Zoloft instead of Prozac"]) == [["sertraline", "tramadol"]])
+        // "with" ends the negation only after another medicine: the partner is still taken.
+        #expect(checker.mentions(in: "my doctor said I shouldn't take Advil with my warfarin").map(\.status) == [.notTaking, .taking])
+    }
+
+    @Test func aspirinWithTicagrelorWarnsOnlyAbove100Milligrams() {
+        #expect(pairs(["on brilinta with a baby aspirin 81 mg every day"]).isEmpty)
+        #expect(pairs(["on brilinta and a baby aspirin"]).isEmpty)
+        #expect(pairs(["on brilinta, and I keep taking my regular aspirin 325 every morning"]) == [["aspirin", "ticagrelor"]])
+        // Other NSAIDs with an antiplatelet still warn.
+        #expect(pairs(["I take Plavix", "can I take Advil?"]) == [["clopidogrel", "ibuprofen"]])
+    }
+
+    @Test func aNamedMonthOrSeasonIsAPastTime() {
+        #expect(pairs(["I took fluconazole for a yeast infection back in March. Now I just started warfarin."]).isEmpty)
+        #expect(pairs(["I was on Prozac until January. Now my neurologist wants to start selegiline."]).isEmpty)
+        #expect(pairs(["I last took Sudafed in the winter. This month my neurologist started me on Azilect."]).isEmpty)
+        // "since" a past time is ongoing.
+        #expect(pairs(["been on xeralto since my clot in may. took 3 ibuprofin for cramps today"]) == [["ibuprofen", "rivaroxaban"]])
+        // A time before a comma belongs to the event, not the medicine.
+        #expect(pairs(["Had a stent put in in March, on Plavix. I also take Prilosec every morning."]) == [["clopidogrel", "omeprazole"]])
     }
 
     @Test func aContextStoredBeforePeopleWereTrackedStillDecodes() throws {

@@ -17,11 +17,15 @@ import Testing
         #expect(report.names > 500)
         #expect(report.hitRate >= 0.97, "hit rate \(report.hitRate)")
         #expect(report.wrongRate <= 0.002, "wrong-medicine rate \(report.wrongRate)")
+        // The single-edit rules at 90 % each; the harder ones (two vowels, the first letter by
+        // sound, x as ks/cs, a split name) at the floors measured when they were added.
+        let floors = ["vowels2": 0.6, "initial": 0.6, "cluster": 0.8, "split": 0.5]
         for rule in report.rules {
-            #expect(Double(rule.hits) >= 0.9 * Double(rule.variants), "\(rule.rule): \(rule.hits)/\(rule.variants)")
+            #expect(Double(rule.hits) >= (floors[rule.rule] ?? 0.9) * Double(rule.variants), "\(rule.rule): \(rule.hits)/\(rule.variants)")
         }
         if !words.isEmpty {
             #expect(report.falseMatchRate <= 0.002, "\(report.falseMatches.prefix(20))")
+            #expect(report.falseMatchInSentenceRate <= 0.002, "\(report.falseMatchesInSentence.prefix(20))")
         }
     }
 

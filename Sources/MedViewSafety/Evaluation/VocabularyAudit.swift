@@ -12,7 +12,8 @@ public enum SafetyVocabularyAudit {
         public var word: String
         /// The key term it would become.
         public var term: String
-        /// `emergency`, `findings` or `medication`.
+        /// `emergency`, `findings`, `medication` or `medication-sound` (read by the
+        /// ``DrugNameResolver``: candidates for `realWords` in `drugs.json`).
         public var vocabulary: String
     }
 
@@ -33,6 +34,16 @@ public enum SafetyVocabularyAudit {
             for word in dictionary where word.count >= 4 && word.allSatisfy({ $0.isLowercase && $0.isLetter && $0.isASCII }) {
                 guard !vocabulary.contains(word), let term = index.correct(word) else { continue }
                 out.append(Collision(word: word, term: term, vocabulary: name))
+            }
+        }
+        // The medication names read by sound or weighted distance (``DrugNameResolver``): a
+        // real word read as a medicine where a medicine stands ("I take … every day") belongs
+        // in `realWords` of `drugs.json`.
+        let checker = try MedicationChecker()
+        let names = checker.nameVocabulary.union(checker.nameTable.keys)
+        for word in dictionary where word.count >= 4 && word.allSatisfy({ $0.isLowercase && $0.isLetter && $0.isASCII }) && !names.contains(word) {
+            if let m = checker.mentions(in: "I take \(word) every day").first {
+                out.append(Collision(word: word, term: m.name, vocabulary: "medication-sound"))
             }
         }
         return out

@@ -47,6 +47,10 @@ public struct MedicationMention: Sendable, Equatable {
     /// ("dad", "wife"; a pronoun is resolved to the person it refers to), when known.
     public var person: String?
 
+    /// For ``Status/someoneElse``: what the message says about that person and the medicine
+    /// (`taking`, `stopped` or `notTaking`), read from the same cues as the patient's own.
+    public var theirStatus: Status = .taking
+
     /// The daily dose in milligrams when the message states one next to the name ("40 mg").
     public var doseMg: Double?
 

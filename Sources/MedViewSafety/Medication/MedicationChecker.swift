@@ -38,6 +38,8 @@ public struct MedicationChecker: Sendable {
     let nameTable: [String: Set<String>]
     private let entryByName: [String: Int]
     private let names: PhraseMatcher
+    /// Reads names spelled by ear before the exact matcher runs ("Plavics", "symbalta").
+    private let resolver: DrugNameResolver
     private let cueMatcher: PhraseMatcher
     private let normalizer: TextNormalizer
     private let people: PersonLexicon
@@ -63,7 +65,7 @@ public struct MedicationChecker: Sendable {
         var groups: [[Int]] = []
         var groupOfName: [String: Int] = [:]
         func add(name raw: String, entry: Int) {
-            let n = Self.literal(raw).lowercased()
+            let n = Self.numbersAsSymbol(Self.literal(raw).lowercased())
             if let g = groupOfName[n] {
                 if !groups[g].contains(entry) { groups[g].append(entry) }
             } else {
@@ -120,9 +122,23 @@ public struct MedicationChecker: Sendable {
         for (i, kind) in MedicationCue.allCases.enumerated() {
             for p in lexicon.cues[kind.rawValue] ?? [] { cuePatterns.append((p, i)) }
         }
+        // The medication list's own real words (found by `medview safety vocab-audit`) are
+        // protected from the name matcher's misspelling index too.
+        var language = language
+        language.protectedWords += lexicon.realWords ?? []
         let compiler = PhraseCompiler(language: language)
         self.names = try compiler.matcher(patterns, skipFillers: false, fuzzy: true, soundKeys: true)
         self.cueMatcher = try compiler.matcher(cuePatterns, skipFillers: false, fuzzy: false)
+        var resolverNames: [DrugNameResolver.Name] = []
+        for (name, g) in patterns where !name.contains(PhraseMatcher.numberSymbol) {
+            let medicines = Set(groups[g].map { entries[$0].name })
+            for words in try compiler.phrases(name) { resolverNames.append(.init(words: words, medicines: medicines)) }
+        }
+        self.resolver = DrugNameResolver(
+            names: resolverNames, vocabulary: names.vocabulary,
+            protected: Set(language.protectedWords).union(lexicon.realWords ?? []),
+            common: cueMatcher.vocabulary.union(language.fillers).union(language.people.male + language.people.female + language.people.neutral + language.people.firstPerson + language.people.generic)
+        )
         self.normalizer = TextNormalizer(language: language, knownWords: names.vocabulary.union(cueMatcher.vocabulary).union(language.protectedWords))
         self.people = PersonLexicon(language.people)
         self.entries = entries
@@ -141,6 +157,14 @@ public struct MedicationChecker: Sendable {
         self.washoutDays = washout
     }
 
+    /// A number joined to a name by a hyphen ("theo-24") matches as any number: the matcher
+    /// reads numbers as one symbol. Other numbers stay as written ("tylenol #3" must not make
+    /// "tylenol 500" codeine).
+    private static func numbersAsSymbol(_ name: String) -> String {
+        guard let r = name.range(of: #"-[0-9]+$"#, options: .regularExpression) else { return name }
+        return name[..<r.lowerBound] + " " + PhraseMatcher.numberSymbol
+    }
+
     /// Drug names are literal text: parentheses and `$` in them are not pattern syntax.
     private static func literal(_ name: String) -> String {
         name.filter { !"()|$".contains($0) }
@@ -154,20 +178,30 @@ public struct MedicationChecker: Sendable {
     public func check(_ message: String, context: inout MedicationContext) -> [InteractionWarning] {
         let scan = mentions(in: message, lastMentioned: context.lastMentioned, lastPerson: context.lastPerson)
         var found = scan.mentions
+        // "doc wanted clarithromycin" then "… so she gave me azithromycin instead": the proposal
+        // of the previous message was replaced, not taken.
+        if scan.instead { for name in context.lastProposed { context.remove(name) } }
+        context.setLastProposed(scan.proposed)
         if let person = scan.lastPerson { context.setLastPerson(person) }
         if let person = scan.caredFor { context.addCaredFor(person) }
         var warnings: [InteractionWarning] = []
-        // Another person's medicines pair only with that person's, and are warned about only
-        // when the patient cares for them ("can I give him Advil?"), not for someone else's
-        // medicines mentioned in passing.
-        // Only people whose medicines or care changed in this message can have a new pair.
-        var touched = Set(scan.caredFor.map { [$0] } ?? [])
+        // Another person's medicines pair only with that person's, never with the patient's:
+        // when both medicines of a pair are one person's ("my mom takes sertraline and has been
+        // adding St John's wort"), the writer is in practice that person's caregiver and is
+        // warned for them. Medicines that person stopped (beyond their washout) or does not take
+        // leave their list, as the patient's own do.
+        // Only people whose medicines changed in this message can have a new pair.
+        var touched: [String] = []
         for m in found where m.status == .someoneElse {
             guard let person = m.person else { continue }
-            context.add(m.name, for: person)
-            touched.insert(person)
+            if m.theirStatus == .taking || m.theirStatus == .stopped && (m.stoppedDaysAgo ?? 0) < (washoutDays[m.name] ?? -1) {
+                context.add(m.name, for: person)
+                if !touched.contains(person) { touched.append(person) }
+            } else {
+                context.remove(m.name, for: person)
+            }
         }
-        for person in context.caredFor where touched.contains(person) {
+        for person in touched {
             let theirs = context.others[person] ?? []
             for (i, a) in theirs.enumerated() {
                 for b in theirs[..<i] {
@@ -256,8 +290,8 @@ public struct MedicationChecker: Sendable {
 
     /// The medicines of a message, the last other person it names (for pronouns in later
     /// messages) and the person the patient is caring for in it, if it says so.
-    private func mentions(in message: String, lastMentioned: [String], lastPerson: String?) -> (mentions: [MedicationMention], lastPerson: String?, caredFor: String?) {
-        let tokens = normalizer.tokens(message)
+    private func mentions(in message: String, lastMentioned: [String], lastPerson: String?) -> (mentions: [MedicationMention], lastPerson: String?, caredFor: String?, proposed: [String], instead: Bool) {
+        let tokens = resolver.resolving(normalizer.tokens(message))
         // Who a person word at `i` is: a noun as itself ("dads" → "dad"), a pronoun as the
         // nearest noun before it, in this message or the conversation.
         func noun(_ word: String) -> String? {
@@ -274,6 +308,7 @@ public struct MedicationChecker: Sendable {
         }
         func person(at i: Int) -> String? {
             if let n = noun(tokens[i].text) { return n }
+            if Self.isAgeNoun(at: i, tokens: tokens) { return "child" }
             // A gendered pronoun refers to the nearest person word of its gender ("my dad takes
             // warfarin and my mom wants to give him aspirin": him is dad).
             let wanted = gender(tokens[i].text).flatMap { $0 == .neutral ? nil : $0 }
@@ -282,6 +317,8 @@ public struct MedicationChecker: Sendable {
                 if let n = noun(tokens[j].text) {
                     let g = gender(tokens[j].text)
                     if wanted == nil || g == wanted || g == .neutral { return n }
+                } else if Self.isAgeNoun(at: j, tokens: tokens) {
+                    return "child"
                 }
                 j -= 1
             }
@@ -289,7 +326,7 @@ public struct MedicationChecker: Sendable {
             // unnamed other person, not nobody.
             return lastPerson ?? Self.unnamedPerson
         }
-        let messagePerson = tokens.indices.reversed().lazy.compactMap { noun(tokens[$0].text) }.first
+        let messagePerson = tokens.indices.reversed().lazy.compactMap { noun(tokens[$0].text) ?? (Self.isAgeNoun(at: $0, tokens: tokens) ? "child" : nil) }.first
         // Leftmost-longest, non-overlapping name matches.
         let raw = names.matches(in: tokens).sorted { ($0.first, -$0.last) < ($1.first, -$1.last) }
         var picked: [PhraseMatcher.Match] = []
@@ -305,13 +342,31 @@ public struct MedicationChecker: Sendable {
         let nameSpans = picked
 
         var out: [MedicationMention] = []
+        var outEnds: [Int] = []
+        var outStarts: [Int] = []
         for m in picked {
-            let (status, owner) = status(of: m, tokens: tokens, clauses: clauses, cues: cues)
+            let (status, owner, theirs) = status(of: m, tokens: tokens, clauses: clauses, cues: cues, names: picked)
             let dose = Self.dose(near: m, in: tokens)
-            let daysAgo = status == .stopped ? Self.daysAgo(inClauseOf: m, tokens: tokens, clauses: clauses) : nil
+            let daysAgo = status == .stopped || theirs == .stopped ? Self.daysAgo(inClauseOf: m, tokens: tokens, clauses: clauses) : nil
             for e in groups[m.payload] {
-                out.append(MedicationMention(name: entries[e].name, status: status, person: owner.flatMap(person(at:)), doseMg: dose, stoppedDaysAgo: daysAgo))
+                var mention = MedicationMention(name: entries[e].name, status: status, person: owner.flatMap(person(at:)), doseMg: dose, stoppedDaysAgo: daysAgo)
+                mention.theirStatus = theirs
+                out.append(mention)
+                outEnds.append(m.last)
+                outStarts.append(m.first)
             }
+        }
+        // "… flagged Bactrim, so the doctor changed it to nitrofurantoin": the medicine named last
+        // before "changed it to" was replaced, not taken.
+        for r in cues(.replaced) {
+            // Not one named after "with" ("flagged Bactrim with my lisinopril, so they changed it").
+            func afterWith(_ k: Int) -> Bool {
+                let first = outStarts[k]
+                return (1...2).contains { first - $0 >= 0 && tokens[first - $0].text == "with" }
+            }
+            guard let k = outEnds.indices.last(where: { outEnds[$0] < r.first && !afterWith($0) }) else { continue }
+            if out[k].status == .taking { out[k].status = .notTaking }
+            if out[k].status == .someoneElse { out[k].theirStatus = .notTaking }
         }
         // "I stopped it": a stop cue followed by a pronoun in a clause that names no medicine.
         for stop in cues(.stop) {
@@ -324,6 +379,30 @@ public struct MedicationChecker: Sendable {
             for t in targets {
                 out.removeAll { $0.name == t && $0.status == .taking }
                 out.append(MedicationMention(name: t, status: .stopped))
+            }
+        }
+        // "i don't take either", "I'm not on any of them": a negation whose object is a pronoun
+        // for the medicines, in a clause that names none, means none of this message's is taken.
+        for n in cues(.negation) where !cues(.pseudoNegation).contains(where: { $0.first <= n.last && n.first <= $0.last }) {
+            let clause = clauses.clause[n.first]
+            guard !nameSpans.contains(where: { clauses.clause[$0.first] == clause }) else { continue }
+            let end = min(tokens.count, n.last + 4)
+            guard ((n.last + 1)..<end).contains(where: { Self.allOfThem.contains(tokens[$0].text) && clauses.clause[$0] == clause }) else { continue }
+            for k in out.indices where outEnds[k] < n.first && out[k].status == .taking { out[k].status = .notTaking }
+        }
+        // A proposal replaced "instead" ("doc wanted to give me tramadol … so she gave me a
+        // lidocaine patch instead"): the proposed medicine was not taken.
+        // Proposed here and not replaced here: a later message's "instead" may replace it.
+        var proposed: [String] = []
+        // ("instead of X" names the replaced one itself: a negation cue.)
+        let instead = tokens.indices.last { tokens[$0].text == "instead" && ($0 + 1 == tokens.count || tokens[$0 + 1].text != "of") }
+        for p in cues(.proposal) {
+            guard let k = outStarts.indices.first(where: { outStarts[$0] > p.last && outStarts[$0] - p.last <= 4 }) else { continue }
+            if let instead, outEnds[k] < instead {
+                if out[k].status == .taking { out[k].status = .notTaking }
+                if out[k].status == .someoneElse { out[k].theirStatus = .notTaking }
+            } else if out[k].status == .taking {
+                proposed.append(out[k].name)
             }
         }
         // "Can I give him…", "is that ok for her?": the person in the cue, else the message's.
@@ -348,7 +427,7 @@ public struct MedicationChecker: Sendable {
                 return person(at: i)
             }.first ?? medicinesPerson ?? messagePerson ?? lastPerson
         }
-        return (out, messagePerson ?? lastPerson, caredFor)
+        return (out, messagePerson ?? lastPerson, caredFor, proposed, instead != nil && cues(.proposal).isEmpty)
     }
 
     /// How long ago the clause of `m` says something happened: "4 days ago", "3 weeks ago", "a
@@ -363,10 +442,18 @@ public struct MedicationChecker: Sendable {
             "year": 365, "years": 365, "yr": 365, "yrs": 365,
         ]
         let weekdays: Set<String> = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "weekend", "night"]
+        // A named month or season as the time it happened ("back in March", "until January", "in
+        // the winter") is months ago: no message says which month it is now, so a named month is
+        // read as two months, a season as three.
+        let seasons: Set<String> = ["winter", "summer", "spring", "fall", "autumn"]
+        let monthWords: Set<String> = ["in", "until", "till", "til", "through", "thru", "last", "during", "around"]
         for (k, t) in words.enumerated() {
+            if Self.months.contains(t.text), k >= 1, monthWords.contains(words[k - 1].text) { return 60 }
+            if seasons.contains(t.text), k >= 1, ["the", "last", "this"].contains(words[k - 1].text) { return words[k - 1].text == "this" ? 30 : 90 }
             switch t.text {
             case "yesterday": return 1
             case "today", "tonight": return 0
+            case "this" where k + 1 < words.count && ["morning", "afternoon", "evening"].contains(words[k + 1].text): return 0
             case "last", "past":
                 if k + 1 < words.count {
                     let n = words[k + 1].text
@@ -393,13 +480,25 @@ public struct MedicationChecker: Sendable {
         return nil
     }
 
+    /// Pronouns for all the medicines named ("i don't take either").
+    static let allOfThem: Set<String> = ["either", "them", "any", "those", "neither"]
+
+    /// Month names ("may" only after "in", "until" and the like, where it is a month).
+    static let months: Set<String> = [
+        "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december",
+        "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+    ]
+
+    /// Words that end a negation's reach before the medicine ("not … with my warfarin").
+    static let negationScopeEnds: Set<String> = ["while", "because", "since", "but"]
+
     /// Pronouns that can stand for the care team ("they added verapamil").
     static let careTeamPronouns: Set<String> = ["they", "theyre", "them"]
     /// Verbs of prescribing, and words that may come between the pronoun and the verb.
     static let prescribingVerbs: Set<String> = [
         "started", "start", "starting", "starts", "added", "add", "adding", "put", "putting", "gave", "give", "giving", "given",
         "prescribed", "prescribe", "prescribing", "switched", "switch", "switching", "changed", "upped", "increased", "raised",
-        "want", "wanted", "wants", "want to", "recommended", "suggested", "ordered",
+        "want", "wanted", "wants", "want to", "recommended", "suggested", "ordered", "sent", "send", "called", "wrote", "written",
     ]
     static func isPrescribing(after i: Int, tokens: [Token]) -> Bool {
         var j = i + 1
@@ -421,8 +520,10 @@ public struct MedicationChecker: Sendable {
         var j = m.last + 1
         while j + 1 < tokens.count, j <= m.last + 10, tokens[j].kind != .boundary {
             // The verb must refer back to it: end of sentence or "it", not another name ("and I take tramadol").
-            if ["i", "ive"].contains(tokens[j].text), verbs.contains(tokens[j + 1].text) {
-                let next = j + 2 < tokens.count ? tokens[j + 2] : nil
+            // "I've been taking it": the auxiliary is skipped.
+            let v = j + 2 < tokens.count && ["been", "have", "also", "just", "already"].contains(tokens[j + 1].text) ? j + 2 : j + 1
+            if ["i", "ive"].contains(tokens[j].text), verbs.contains(tokens[v].text) {
+                let next = v + 1 < tokens.count ? tokens[v + 1] : nil
                 if next == nil || !next!.isWordLike || ["it", "them", "too", "taking", "daily", "every", "that", "this", "one", "some", "doing"].contains(next!.text) { return true }
             }
             j += 1
@@ -465,6 +566,11 @@ public struct MedicationChecker: Sendable {
         for j in [m.first - 2, m.first - 3] where j >= 0 {
             if let v = read(j), tokens[(j + 2)..<m.first].allSatisfy({ $0.text == "of" || $0.kind == .word && milligrams.contains($0.text) }) { return v }
         }
+        // "baby aspirin", "low dose aspirin": the 81 mg tablet.
+        let words = tokens[max(0, m.first - 2)...m.last].map(\.text)
+        if words.contains("baby") || zip(words, words.dropFirst()).contains(where: { $0 == "low" && $1 == "dose" }) {
+            return 81
+        }
         return nil
     }
 
@@ -472,7 +578,52 @@ public struct MedicationChecker: Sendable {
     /// the person word that made it theirs.
     private func status(
         of m: PhraseMatcher.Match, tokens: [Token], clauses: ClauseMap,
-        cues: (MedicationCue) -> [PhraseMatcher.Match]
+        cues: (MedicationCue) -> [PhraseMatcher.Match], names: [PhraseMatcher.Match]
+    ) -> (MedicationMention.Status, Int?, MedicationMention.Status) {
+        let (own, owner) = ownStatus(of: m, tokens: tokens, clauses: clauses, cues: cues, names: names)
+        guard own == .someoneElse else { return (own, nil, .taking) }
+        // Someone else's: what the message says about them and it, from the same cues.
+        let (theirs, _) = ownStatus(of: m, tokens: tokens, clauses: clauses, cues: cues, names: names, ownerKnown: true)
+        return (.someoneElse, owner, theirs)
+    }
+
+    /// A person noun made of an age: "my 15 year old", "our 2 yo" ("yo" reads "years old").
+    static func isAgeNoun(at i: Int, tokens: [Token]) -> Bool {
+        guard tokens[i].text == "old", i >= 1 else { return false }
+        return ["year", "years", "yr", "yrs", "month", "months", "week", "weeks", "day", "days"].contains(tokens[i - 1].text)
+    }
+
+    /// Verbs by which someone takes a medicine that is not theirs ("he took a couple of my Ativan").
+    static let takingVerbs: Set<String> = [
+        "took", "take", "takes", "taking", "taken", "borrowed", "borrow", "borrows", "borrowing", "stole", "steals",
+        "stealing", "grabbed", "used", "uses", "using", "tried", "had", "has", "popped", "swallowed", "got", "into",
+    ]
+    /// Words of quantity between such a verb and "my" ("a couple of", "some of", "two of").
+    static let quantityWords: Set<String> = [
+        "a", "an", "some", "of", "couple", "few", "one", "two", "three", "several", "handful", "bunch", "pill", "pills",
+        "tablet", "tablets", "dose", "doses", "more", "extra", "the", "rest",
+    ]
+
+    /// For "my" at `i`: the other person who took what is mine ("he took a couple of my Ativan",
+    /// "my son got into my Xanax"), as the index of the person word; `nil` when none did.
+    private func takerOfMine(at i: Int, tokens: [Token]) -> Int? {
+        var k = i - 1
+        while k >= 0, tokens[k].kind == .word || tokens[k].kind == .number, Self.quantityWords.contains(tokens[k].text) || tokens[k].kind == .number { k -= 1 }
+        guard k >= 1, Self.takingVerbs.contains(tokens[k].text) else { return nil }
+        var j = k - 1
+        while j >= 0, j >= k - 4, tokens[j].isWordLike {
+            switch people.reference(tokens[j].text) {
+            case .other?: return j
+            case .firstPerson?, .generic?: return nil
+            case nil: j -= 1
+            }
+        }
+        return nil
+    }
+
+    private func ownStatus(
+        of m: PhraseMatcher.Match, tokens: [Token], clauses: ClauseMap,
+        cues: (MedicationCue) -> [PhraseMatcher.Match], names: [PhraseMatcher.Match], ownerKnown: Bool = false
     ) -> (MedicationMention.Status, Int?) {
         let clause = clauses.clause[m.first]
         func before(_ c: PhraseMatcher.Match) -> Bool { c.last < m.first && clauses.clause[c.last] == clause }
@@ -480,12 +631,15 @@ public struct MedicationChecker: Sendable {
         let pseudo = cues(.pseudoNegation)
 
         // Whose medicine: a "gave me"-type cue makes it the patient's; else the nearest person word.
-        let selfCue = cues(.selfCue).contains(where: before) || Self.writerTakesItAfter(m, tokens: tokens)
+        let selfCue = ownerKnown || cues(.selfCue).contains(where: before) || Self.writerTakesItAfter(m, tokens: tokens)
         if !selfCue {
             var i = m.first - 1
             search: while i >= 0 {
+                if Self.isAgeNoun(at: i, tokens: tokens) { return (.someoneElse, i) }
                 switch people.reference(tokens[i].text) {
-                case .firstPerson?: break search
+                case .firstPerson?:
+                    if tokens[i].text == "my", let taker = takerOfMine(at: i, tokens: tokens) { return (.someoneElse, taker) }
+                    break search
                 case .other?:
                     // "they started me on…", "they're starting linezolid": a plural pronoun
                     // before a prescribing verb is the care team, not another patient.
@@ -498,21 +652,44 @@ public struct MedicationChecker: Sendable {
                 }
             }
         }
-        // Negated: "I don't take any blood thinners".
+        // Negated: "I don't take any blood thinners". The medicine a "with" names is the one the
+        // patient takes, not the one negated ("I shouldn't take Advil with my warfarin").
         for n in cues(.negation) where before(n) && !pseudo.contains(where: { overlaps($0, n) }) {
-            let gap = tokens[(n.last + 1)..<m.first].filter(\.isWordLike).count
-            if gap <= 4 { return (.notTaking, nil) }
+            let gap = tokens[(n.last + 1)..<m.first].filter(\.isWordLike)
+            guard gap.count <= 4 else { continue }
+            // "with" ends it only after another medicine ("Advil with my warfarin"; but "not with nitrates").
+            let ends = ((n.last + 1)..<m.first).contains { k in
+                let w = tokens[k].text
+                if w == "with" { return names.contains { $0.first > n.last && $0.last < k } }
+                return Self.negationScopeEnds.contains(w)
+            }
+            if !ends { return (.notTaking, nil) }
+        }
+        func after(_ c: PhraseMatcher.Match) -> Bool { c.first > m.last && clauses.clause[c.first] == clause }
+        // Ruled out after the name: "Viagra is off limits", "talked about amiodarone but decided against it".
+        if let c = cues(.negationAfter).first(where: { $0.first > m.last && $0.first - m.last <= 8 && clauses.sentence[$0.first] == clauses.sentence[m.first] }),
+           !names.contains(where: { $0.first > m.last && $0.last < c.first }) {
+            return (.notTaking, nil)
         }
         // Stopped: "was stopped"/"anymore" after it in the clause; else the nearest stop, start or
         // use cue before it decides (a stop cue wins a tie: "stopped taking", "no longer on"); a
         // past time ("in 2019", "years ago") means stopped unless the patient says they started it.
-        func after(_ c: PhraseMatcher.Match) -> Bool { c.first > m.last && clauses.clause[c.first] == clause }
         if cues(.stopAfter).contains(where: after) { return (.stopped, nil) }
         let lastStop = cues(.stop).filter(before).map(\.last).max() ?? -1
         let lastStart = cues(.start).filter(before).map(\.last).max() ?? -1
         let lastUse = cues(.use).filter(before).map(\.last).max() ?? -1
         if lastStop >= 0 && lastStop >= max(lastStart, lastUse) { return (.stopped, nil) }
-        let past = cues(.pastTime).contains { after($0) || before($0) }
+        // Not across a comma ("had a stent put in in March, on Plavix"), unless the time opens
+        // the sentence ("In 2019, I took Plavix").
+        func noComma(_ a: Int, _ b: Int) -> Bool { !(a..<b).contains { tokens[$0].kind == .comma } }
+        // "on warfarin since last year", "on xeralto since my clot in May": ongoing since then.
+        func since(_ a: Int, _ b: Int) -> Bool { (a..<b).contains { tokens[$0].text == "since" } }
+        let past = cues(.pastTime).contains { p in
+            if after(p) { return noComma(m.last, p.first) && !since(m.last, p.first + 1) }
+            guard before(p) else { return false }
+            return noComma(p.last, m.first) || p.first == 0 || tokens[p.first - 1].kind == .boundary
+                || (p.first >= 1 && ["back", "so", "and"].contains(tokens[p.first - 1].text) && (p.first == 1 || tokens[p.first - 2].kind == .boundary))
+        }
         if past && lastStart < 0 { return (.stopped, nil) }
         return (.taking, nil)
     }

@@ -12,16 +12,19 @@ public struct MedicationContext: Codable, Sendable, Equatable {
     /// The medicines the latest message with any named, so "I stopped it" can refer to them.
     public private(set) var lastMentioned: [String]
     /// Medicines other people take, by person word ("dad": ["warfarin"]). They never pair with
-    /// the patient's own; a pair of one person's is warned about only when the patient cares
-    /// for that person (``caredFor``).
+    /// the patient's own; a pair of one person's is warned about (to the writer, for them).
     public private(set) var others: [String: [String]]
     /// The other person most recently named, so "can I give him Advil?" finds "him".
     public private(set) var lastPerson: String?
-    /// People the patient cares for ("can I give him…", "is that ok for her?"): only their pairs are warned about.
+    /// People the patient says they care for ("can I give him…", "is that ok for her?"). Kept
+    /// for the record; every person's own pairs are warned about, cared for or not.
     public private(set) var caredFor: [String]
     /// Daily doses in mg the patient stated, by generic name ("simvastatin": 40), for
     /// dose-limited rules.
     public private(set) var doses: [String: Double]
+    /// Medicines the latest message named as a clinician's proposal ("doc wanted clarithromycin"),
+    /// so a next message's "… instead" can replace them.
+    public private(set) var lastProposed: [String]
 
     /// An empty context, for a new conversation.
     public init() {
@@ -32,10 +35,11 @@ public struct MedicationContext: Codable, Sendable, Equatable {
         lastPerson = nil
         caredFor = []
         doses = [:]
+        lastProposed = []
     }
 
     private enum CodingKeys: String, CodingKey {
-        case medicines, warnedPairs, lastMentioned, others, lastPerson, caredFor, doses
+        case medicines, warnedPairs, lastMentioned, others, lastPerson, caredFor, doses, lastProposed
     }
 
     /// Decodes a context; those stored before `others` existed decode with it empty.
@@ -48,6 +52,7 @@ public struct MedicationContext: Codable, Sendable, Equatable {
         lastPerson = try c.decodeIfPresent(String.self, forKey: .lastPerson)
         caredFor = try c.decodeIfPresent([String].self, forKey: .caredFor) ?? []
         doses = try c.decodeIfPresent([String: Double].self, forKey: .doses) ?? [:]
+        lastProposed = try c.decodeIfPresent([String].self, forKey: .lastProposed) ?? []
     }
 
     mutating func setDose(_ mg: Double, for name: String) {
@@ -60,6 +65,14 @@ public struct MedicationContext: Codable, Sendable, Equatable {
 
     mutating func add(_ name: String, for person: String) {
         if !others[person, default: []].contains(name) { others[person, default: []].append(name) }
+    }
+
+    mutating func remove(_ name: String, for person: String) {
+        others[person]?.removeAll { $0 == name }
+    }
+
+    mutating func setLastProposed(_ names: [String]) {
+        lastProposed = names
     }
 
     mutating func setLastPerson(_ person: String) {

@@ -22,6 +22,10 @@ struct DrugLexiconData: Codable, Sendable {
     var classes: [DrugClass]
     /// Context cue lists by kind (see ``MedicationCue``).
     var cues: [String: [String]]
+    /// Real English words close to a medicine's name by sound or spelling that the
+    /// ``DrugNameResolver`` must not read as a name by distance (found with
+    /// `medview safety vocab-audit`); `nil` in older files.
+    var realWords: [String]?
 }
 
 /// Kinds of context cue in `drugs.json`.
@@ -30,6 +34,13 @@ enum MedicationCue: String, CaseIterable, Sendable {
     /// A caring verb ("manage", "fill", "sort out") and a word for someone's medicines in the
     /// same clause make the patient a caregiver.
     case careVerb, medicinesNoun
+    /// A medicine ruled out by what follows its name ("is off limits", "decided against it").
+    case negationAfter
+    /// "changed it to", "switched that for": the medicine named just before was replaced.
+    case replaced
+    /// A clinician's proposal ("wanted to give me", "suggested"): not taken when the message
+    /// says something else was given "instead".
+    case proposal
 }
 
 struct InteractionData: Codable, Sendable {

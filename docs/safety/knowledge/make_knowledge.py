@@ -81,7 +81,14 @@ rule('mech-anticoagulant-pair', [C('anticoagulant')], [C('anticoagulant')], 'hig
      'FDA labels (warfarin, apixaban, rivaroxaban, dabigatran, enoxaparin): concomitant anticoagulants')
 rule('mech-antiplatelet-nsaid', [C('antiplatelet')], [C('nsaid')], 'moderate', 'bleeding',
      "An antiplatelet medicine such as clopidogrel (Plavix), prasugrel or ticagrelor with an NSAID pain reliever (ibuprofen, naproxen and others) raises the risk of stomach bleeding. Ask your prescriber before taking NSAIDs; acetaminophen (Tylenol) is usually the safer pain reliever.",
-     'FDA labels (clopidogrel, prasugrel, ticagrelor): NSAIDs increase bleeding risk')
+     'FDA labels (clopidogrel, prasugrel, ticagrelor): NSAIDs increase bleeding risk',
+     **{'except': ['aspirin']})
+# Low-dose aspirin with a P2Y12 inhibitor is standard dual antiplatelet therapy; above 100 mg a
+# day it blunts ticagrelor (branch med, issue 13).
+rule('dose-ticagrelor-aspirin', ['ticagrelor'], ['aspirin'], 'high', 'reduced effect',
+     "With Brilinta (ticagrelor), aspirin should not go above 100 mg a day: higher doses make ticagrelor less effective at preventing heart attack and stent clots. Check your aspirin dose with your cardiologist or pharmacist; low-dose (81 mg) aspirin is the usual partner.",
+     'FDA label (Brilinta/ticagrelor): boxed warning, maintenance doses of aspirin above 100 mg reduce effectiveness',
+     dose={'drug': 'aspirin', 'maxMg': 100})
 rule('mech-nsaid-pair', [C('nsaid')], [C('nsaid')], 'moderate', 'bleeding',
      "Two NSAID pain relievers together (for example ibuprofen with naproxen, or with aspirin) don't relieve pain better but do raise the risk of stomach bleeding and kidney harm, and ibuprofen can block the heart protection of low-dose aspirin. Take one, and ask your pharmacist how to time them.",
      'FDA OTC Drug Facts (NSAIDs: do not use with any other NSAID); FDA 2006 science paper (ibuprofen and low-dose aspirin)')
@@ -259,6 +266,16 @@ rule('dose-pravastatin-clarithromycin', ['pravastatin'], ['clarithromycin'], 'mo
 rule('mech-statin-cyclosporine', ['atorvastatin', 'pitavastatin', 'fluvastatin', 'pravastatin'], ['cyclosporine'], 'high', 'muscle damage',
      "Cyclosporine raises the level of this statin several times over; the dose must be limited or the statin avoided. Check with your transplant team or prescriber.",
      'FDA labels: pitavastatin contraindicated with cyclosporine; atorvastatin avoid; pravastatin start 10 mg, max 20 mg; fluvastatin max 20 mg twice daily with cyclosporine')
+# Added on branch med (issue 13).
+rule('mech-isotretinoin-tetracycline', ['isotretinoin'], [C('tetracycline')], 'high', 'pseudotumor cerebri',
+     "Isotretinoin (Accutane, Absorica, Claravis and others) with a tetracycline antibiotic such as doxycycline or minocycline can raise the pressure around the brain (pseudotumor cerebri): severe headache, blurred or double vision. The combination should be avoided; check with the prescriber of both before the next dose.",
+     'FDA label (isotretinoin): concomitant tetracyclines contraindicated/avoid (pseudotumor cerebri)')
+rule('mech-tamoxifen-cyp2d6', ['tamoxifen'], [C('cyp2d6_strong')], 'high', 'reduced effect',
+     "Tamoxifen works through an active form made by the liver enzyme CYP2D6; this medicine blocks that enzyme and can make tamoxifen less effective against breast cancer. Ask your oncologist or prescriber about an alternative (for hot flashes or depression, some antidepressants block the enzyme much less).",
+     'FDA label (tamoxifen): CYP2D6 inhibitors reduce endoxifen; strong CYP2D6 inhibitors (paroxetine, fluoxetine, bupropion) should be avoided per clinical guidance (CPIC 2018)')
+rule('mech-colchicine-moderate', [C('cyp3a4_moderate'), C('pgp_inhibitor')], ['colchicine'], 'high', 'toxicity',
+     "This medicine raises colchicine levels (it blocks CYP3A4 or P-glycoprotein, which clear colchicine); colchicine toxicity can cause severe diarrhea, muscle weakness and blood problems. The colchicine dose usually has to be lowered: check with your prescriber or pharmacist.",
+     'FDA label (Colcrys/colchicine): dose adjustment with moderate CYP3A4 inhibitors (diltiazem, verapamil, fluconazole) and P-gp inhibitors (cyclosporine, ranolazine); fatal toxicity reported')
 LABELS.update({'dofetilide_raising': 'medicines that raise dofetilide levels', 'washout_14': 'medicines that keep interacting for 2 weeks after stopping (MAO inhibitors)', 'washout_35': 'medicines that keep interacting for 5 weeks after stopping (fluoxetine)', 'washout_90': 'medicines that keep interacting for months after stopping (amiodarone)'})
 for c in classes:
     c['label'] = LABELS.get(c['id'], c['label'])
