@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import MedViewSafety
 
@@ -20,6 +21,24 @@ import Testing
         let report = try SafetyEvaluation.run()
         let categories = Set(report.emergency.filter { $0.expected > 0 }.map(\.name))
         #expect(categories == ["cardiac", "stroke", "breathing", "bleeding", "anaphylaxis", "poisoning", "suicide", "seizure", "unconscious", "head_injury", "pregnancy"])
+    }
+
+    /// A warning about a combination kept as one generic counts for a pair that names one of its
+    /// ingredients; an unrelated pair still counts as a false warning.
+    @Test func aCombinationWarningCountsForItsIngredient() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UInt64.random(in: 0...UInt64.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let emergency = dir.appendingPathComponent("e.jsonl"), interactions = dir.appendingPathComponent("i.jsonl")
+        try #"{"id": "e1", "text": "what should I eat for breakfast", "expect": null}"#.write(to: emergency, atomically: true, encoding: .utf8)
+        try #"""
+            {"id": "i1", "messages": ["I'm on spironolactone and got Bactrim for a UTI."], "expect": [["spironolactone", "trimethoprim"]], "trap": "generic"}
+            {"id": "i2", "messages": ["I'm on spironolactone and got Bactrim for a UTI."], "expect": [["spironolactone", "warfarin"]], "trap": "generic"}
+            """#.write(to: interactions, atomically: true, encoding: .utf8)
+        let report = try SafetyEvaluation.run(emergencyFile: emergency.path, interactionFile: interactions.path)
+        #expect(report.interactionsOverall.expected == 2)
+        #expect(report.interactionsOverall.found == 1)
+        #expect(report.interactionsOverall.falsePositives == 1)
     }
 
     @Test func bundledDataLoads() throws {

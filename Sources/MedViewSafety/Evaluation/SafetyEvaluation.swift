@@ -296,10 +296,16 @@ public enum SafetyEvaluation {
             canonicalCache[name] = out
             return out
         }
+        // A warned combination kept as one generic ("sulfamethoxazole-trimethoprim") also
+        // stands for each of its ingredients, so a set may expect "trimethoprim".
+        func names(_ warned: String) -> [String] {
+            warned.contains("-") ? [warned] + warned.split(separator: "-").map(String.init) : [warned]
+        }
         func same(_ warned: [String], _ expected: [String]) -> Bool {
             guard warned.count == 2, expected.count == 2 else { return warned == expected }
             let a = canonical(expected[0]), b = canonical(expected[1])
-            return (a.contains(warned[0]) && b.contains(warned[1])) || (a.contains(warned[1]) && b.contains(warned[0]))
+            let x = names(warned[0]), y = names(warned[1])
+            return (x.contains(where: a.contains) && y.contains(where: b.contains)) || (y.contains(where: a.contains) && x.contains(where: b.contains))
         }
         func group(_ pair: [String]) -> String {
             guard pair.count == 2 else { return "unlisted" }
