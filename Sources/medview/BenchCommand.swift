@@ -198,9 +198,23 @@ struct BenchCommand: AsyncParsableCommand {
 
         @Option(help: "Chunks to scan.")
         var chunks = 20_000
+        @Option(help: "Also time every message of these sets (JSON Lines with a `text` or `messages` field, e.g. the evaluation sets): least of 5 runs per message, then p50, p99 and the slowest.")
+        var messages: [String] = []
 
         func run() async throws {
             try ComponentBenchmarks.safety(chunks: chunks, print: printLine)
+            if !messages.isEmpty {
+                var texts: [String] = []
+                for path in messages {
+                    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+                    for line in data.split(separator: UInt8(ascii: "\n")) {
+                        guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { continue }
+                        if let text = object["text"] as? String { texts.append(text) }
+                        if let list = object["messages"] as? [String] { texts += list }
+                    }
+                }
+                try ComponentBenchmarks.safetyPerMessage(texts, print: printLine)
+            }
         }
     }
 }
