@@ -40,11 +40,12 @@ final class APIGatewayConnection: Sendable {
 
     private let state: Mutex<State>
 
-    /// - Parameters:
-    ///   - connectedAt: when the handshake was accepted (what the Management API reports).
-    ///   - now: when serving started, where the idle clock starts. Not the handshake's time: on a
-    ///     loaded machine the two can be far apart, and an idle close sent right behind the 101
-    ///     meets a client bug (below).
+    /// A connection being served; `connectedAt` is when the handshake was accepted (what the
+    /// Management API reports).
+    ///
+    /// The idle clock starts now, when serving starts, not at the handshake's time: on a loaded
+    /// machine the two can be far apart, and an idle close sent right behind the 101 meets a
+    /// client bug (below).
     ///
     /// The client bug: HummingbirdWSClient (swift-websocket over NIO's typed client upgrade)
     /// can lose a close frame, and the FIN a Hummingbird server sends right behind it, that
@@ -52,13 +53,13 @@ final class APIGatewayConnection: Sendable {
     /// Seen 13 times in 40 connections closed 1 ms after the upgrade (packet capture: close frame
     /// and FIN on the wire, no answer). The MedView client is not stuck by it: it opens with a
     /// `ping` that must be acknowledged in time.
-    init(id: String, sourceIP: String, userAgent: String?, sendBufferLimit: Int, connectedAt: Date = Date(), now: Date = Date()) {
+    init(id: String, sourceIP: String, userAgent: String?, sendBufferLimit: Int, connectedAt: Date = Date()) {
         self.id = id
         self.connectedAt = connectedAt
         self.sourceIP = sourceIP
         self.userAgent = userAgent
         self.sendBufferLimit = sendBufferLimit
-        self.state = Mutex(State(lastActiveAt: now))
+        self.state = Mutex(State(lastActiveAt: Date()))
         (outgoing, continuation) = AsyncStream.makeStream(of: Outgoing.self)
     }
 

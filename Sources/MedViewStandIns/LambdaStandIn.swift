@@ -230,20 +230,7 @@ public final class LambdaStandIn: Service, Sendable {
             result = .failure(error)
         }
         await group.triggerGracefulShutdown()
-        let stopped = await withTaskGroup(of: Bool.self) { race in
-            race.addTask {
-                for await _ in ended {}
-                return !Task.isCancelled
-            }
-            race.addTask {
-                try? await Task.sleep(for: Self.shutdownBound)
-                return false
-            }
-            let first = await race.next() ?? false
-            race.cancelAll()
-            return first
-        }
-        if !stopped {
+        if await !finishes(ended, within: Self.shutdownBound) {
             running.cancel()
             (logger ?? quiet).error("lambda.standin.shutdown_forced", metadata: ["bound.seconds": "\(Self.shutdownBound.components.seconds)"])
         }
@@ -253,4 +240,23 @@ public final class LambdaStandIn: Service, Sendable {
     /// How long ``withRunning(configuration:logger:_:)`` waits for the stand-in's graceful
     /// shutdown before it cancels the stand-in and returns.
     static let shutdownBound: Duration = .seconds(10)
+}
+
+/// Whether `ended` finishes within `bound`: for shutdowns that run in a task of their own and
+/// must not hold the caller past a bound (the stand-in here, the Lambda shape tests' execution
+/// environments).
+public func finishes(_ ended: AsyncStream<Void>, within bound: Duration) async -> Bool {
+    await withTaskGroup(of: Bool.self) { race in
+        race.addTask {
+            for await _ in ended {}
+            return !Task.isCancelled
+        }
+        race.addTask {
+            try? await Task.sleep(for: bound)
+            return false
+        }
+        let first = await race.next() ?? false
+        race.cancelAll()
+        return first
+    }
 }

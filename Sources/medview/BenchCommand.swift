@@ -198,7 +198,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         @Option(help: "Chunks to scan.")
         var chunks = 20_000
-        @Option(help: "Also time every message of these sets (JSON Lines with a `text` or `messages` field, e.g. the evaluation sets): least of 5 runs per message, then p50, p99 and the slowest.")
+        @Option(parsing: .upToNextOption, help: "Also time every message of these sets (JSON Lines with a `text` or `messages` field, e.g. the evaluation sets): least of 5 runs per message, then p50, p99 and the slowest.")
         var messages: [String] = []
 
         func run() async throws {

@@ -124,20 +124,7 @@ struct LambdaShape: Sendable {
                 result = .failure(error)
             }
             await group.triggerGracefulShutdown()
-            let stopped = await withTaskGroup(of: Bool.self) { race in
-                race.addTask {
-                    for await _ in ended {}
-                    return !Task.isCancelled
-                }
-                race.addTask {
-                    try? await Task.sleep(for: .seconds(10))
-                    return false
-                }
-                let first = await race.next() ?? false
-                race.cancelAll()
-                return first
-            }
-            if !stopped {
+            if await !finishes(ended, within: .seconds(10)) {
                 environmentsTask.cancel()
                 Issue.record("the execution environments did not finish their graceful shutdown within 10 s")
             } else if let error = shutdownError.withLock({ $0 }) {
