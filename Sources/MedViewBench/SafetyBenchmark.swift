@@ -64,7 +64,8 @@ extension ComponentBenchmarks {
         emit("  output guard:        \(String(format: "%.1f µs", perChunk)) per 256-character chunk (\(released) characters released)")
         emit("  emergency detector:  \(micros(assessTime, rounds * messages.count)) per message")
         emit("  medication checker:  \(micros(checkTime, rounds * messages.count)) per message (\(hits) hits)")
-        emit(String(format: "  loading the data:    detector %.0f ms, checker %.0f ms (once per process)", Double((l1 - l0).components.attoseconds) / 1e15 + Double((l1 - l0).components.seconds) * 1e3, Double((l2 - l1).components.attoseconds) / 1e15 + Double((l2 - l1).components.seconds) * 1e3))
+        func millis(_ d: Duration) -> Double { Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) / 1e15 }
+        emit(String(format: "  loading the data:    detector %.0f ms, checker %.0f ms (once per process)", millis(l1 - l0), millis(l2 - l1)))
     }
 
     /// Per-message cost of the emergency detector and the medication checker on real message

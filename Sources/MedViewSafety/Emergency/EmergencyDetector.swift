@@ -147,7 +147,7 @@ public struct EmergencyDetector: Sendable {
             return nil
         }
         if result == nil, let reader,
-           let category = reader.emergency(in: features(tokens: tokens, context: context, found: found, read: read)),
+           let category = reader.emergency(in: features(tokens: tokens, context: context, read: read)),
            category == "suicide" || !findings.isFiction(read) {
             return assessment(category: category, bystander: experiencer(tokens: tokens, context: context))
         }
@@ -174,10 +174,10 @@ public struct EmergencyDetector: Sendable {
         let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let found = signals.matches(in: tokens)
         let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
-        return features(tokens: tokens, context: context, found: found, read: read).sorted()
+        return features(tokens: tokens, context: context, read: read).sorted()
     }
 
-    private func features(tokens: [Token], context: Context, found: [PhraseMatcher.Match], read: [ClinicalFindings.Finding]) -> Set<String> {
+    private func features(tokens: [Token], context: Context, read: [ClinicalFindings.Finding]) -> Set<String> {
         var out: Set<String> = []
         var previous: String?
         for t in tokens {
@@ -219,8 +219,9 @@ public struct EmergencyDetector: Sendable {
         return out
     }
 
-    /// Who a reader's alert is about: the first person named in the message (`nil` for the
-    /// writer or no one), as the signal rules do when the person precedes the signal.
+    /// Who a reader's alert is about: the person named last in the message, looking back from
+    /// its end (`nil` for the writer or no one) — the signal rules' reading of a signal that
+    /// comes after the person, with the whole message as the signal.
     private func experiencer(tokens: [Token], context: Context) -> Gender? {
         guard !tokens.isEmpty else { return nil }
         return context.experiencer(of: PhraseMatcher.Match(payload: 0, first: tokens.count - 1, last: tokens.count - 1))
