@@ -112,11 +112,15 @@ public struct EventDecodingError: Error, Sendable {
 extension ServerEvent {
     /// Encodes the event as compact JSON text, as it goes in a WebSocket text frame or an SSE `data:` line.
     public func jsonString() -> String {
-        String(decoding: encoded(), as: UTF8.self)
+        // A chunk is most of what a server sends: it is written directly, the same bytes
+        // `JSONEncoder` writes (`WireCodingTests` compares them on every kind of text).
+        if case .streamChunk(let chunk) = self { return chunk.jsonString() }
+        return String(decoding: encoded(), as: UTF8.self)
     }
 
     /// Encodes the event as compact JSON.
     public func encoded() -> Data {
+        if case .streamChunk(let chunk) = self { return Data(chunk.jsonString().utf8) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         // The value types contain only strings, numbers, booleans and arrays of them: encoding cannot fail.
@@ -152,5 +156,67 @@ extension ServerEvent {
     /// Decodes an event from a JSON string.
     public static func decode(_ text: String) throws -> ServerEvent {
         try decode(Data(text.utf8))
+    }
+}
+
+extension StreamChunk {
+    /// The chunk as compact JSON, keys in declaration order, as `JSONEncoder` with
+    /// `.withoutEscapingSlashes` writes it.
+    func jsonString() -> String {
+        var out = #"{"type":"#
+        out.reserveCapacity(64 + streamId.utf8.count + text.utf8.count + text.utf8.count / 8)
+        Self.appendQuoted(type, to: &out)
+        out += #","streamId":"#
+        Self.appendQuoted(streamId, to: &out)
+        out += #","seq":"#
+        out += String(seq)
+        out += #","text":"#
+        Self.appendQuoted(text, to: &out)
+        out += "}"
+        return out
+    }
+
+    /// Appends `value` as a JSON string: `"` and `\` escaped, the short escapes for backspace,
+    /// form feed, line feed, carriage return and tab, other control characters as `\u00XX`;
+    /// everything else (slashes and non-ASCII included) as it is.
+    static func appendQuoted(_ value: String, to out: inout String) {
+        out += "\""
+        let utf8 = value.utf8
+        // Fast path: nothing to escape.
+        if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out += value
+            out += "\""
+            return
+        }
+        var run = utf8.startIndex
+        var index = utf8.startIndex
+        func flush(upTo end: String.Index) {
+            if run < end { out += Substring(utf8[run..<end]) }
+        }
+        while index < utf8.endIndex {
+            let byte = utf8[index]
+            let escape: String?
+            switch byte {
+            case 0x22: escape = "\\\""
+            case 0x5C: escape = "\\\\"
+            case 0x08: escape = "\\b"
+            case 0x0C: escape = "\\f"
+            case 0x0A: escape = "\\n"
+            case 0x0D: escape = "\\r"
+            case 0x09: escape = "\\t"
+            case 0..<0x20:
+                let hex = String(byte, radix: 16)
+                escape = "\\u00" + (hex.count == 1 ? "0" : "") + hex
+            default: escape = nil
+            }
+            if let escape {
+                flush(upTo: index)
+                out += escape
+                run = utf8.index(after: index)
+            }
+            index = utf8.index(after: index)
+        }
+        flush(upTo: utf8.endIndex)
+        out += "\""
     }
 }

@@ -63,6 +63,8 @@ public final class CognitoTokenVerifier: TokenVerifier {
     private let minimumRefreshInterval: Duration
     private let logger: Logger
     private let cache = Mutex(Cache())
+    /// Tokens already verified (``VerifiedTokenCache``).
+    private let verified = VerifiedTokenCache()
 
     /// - Parameters:
     ///   - fetchKeys: how to get the JWKS; by default an HTTP GET of `settings.jwksURL`.
@@ -103,6 +105,7 @@ public final class CognitoTokenVerifier: TokenVerifier {
 
     public func verify(_ token: String) async throws(AuthError) -> VerifiedIdentity {
         guard !token.isEmpty else { throw .missing }
+        if let known = verified.identity(for: token) { return known }
         guard token.utf8.count <= 16 * 1024, let header = Self.header(of: token),
               header.alg == "RS256", let kid = header.kid, !kid.isEmpty, kid.utf8.count <= 256 else {
             throw .invalid
@@ -125,7 +128,9 @@ public final class CognitoTokenVerifier: TokenVerifier {
         default:
             throw .invalid
         }
-        return VerifiedIdentity(userId: claims.sub.value, expiresAt: claims.exp.value, issuer: settings.issuer)
+        let identity = VerifiedIdentity(userId: claims.sub.value, expiresAt: claims.exp.value, issuer: settings.issuer)
+        verified.remember(token, as: identity)
+        return identity
     }
 
     // MARK: - Keys

@@ -13,6 +13,8 @@ public final class DevTokenIssuer: TokenVerifier {
     public static let keyFileName = "dev-issuer-key.pem"
 
     private let keys: JWTKeyCollection
+    /// Tokens already verified (``VerifiedTokenCache``).
+    private let verified = VerifiedTokenCache()
     private let kid: JWKIdentifier
     /// Where the key is stored.
     public let keyPath: String
@@ -82,10 +84,13 @@ public final class DevTokenIssuer: TokenVerifier {
 
     public func verify(_ token: String) async throws(AuthError) -> VerifiedIdentity {
         guard !token.isEmpty else { throw .missing }
+        if let known = verified.identity(for: token) { return known }
         do {
             let claims = try await keys.verify(token, as: Claims.self)
             guard !claims.sub.value.isEmpty else { throw AuthError.invalid }
-            return VerifiedIdentity(userId: claims.sub.value, expiresAt: claims.exp.value, issuer: Self.issuer)
+            let identity = VerifiedIdentity(userId: claims.sub.value, expiresAt: claims.exp.value, issuer: Self.issuer)
+            verified.remember(token, as: identity)
+            return identity
         } catch let error as JWTError where error.errorType == .claimVerificationFailure && error.failedClaim is ExpirationClaim {
             throw .expired
         } catch {

@@ -37,10 +37,41 @@ import Testing
             try await LoopbackHTTPServer.with([.events(Self.answer, piece: piece)]) { server in
                 let result = await collect(model(server).stream(sampleRequest))
                 #expect(result.error == nil, "piece \(piece)")
-                #expect(result.deltas == ["Rest ", "and 🍵 fluids."])
+                // Deltas that arrive in one read are passed on joined: the text is what counts.
+                #expect(result.deltas.joined() == "Rest and 🍵 fluids.")
+                #expect(!result.deltas.contains(""))
                 #expect(result.usage == Usage(inputTokens: 42, outputTokens: 7))
                 #expect(result.events.last == .stop(.endTurn))
             }
+        }
+    }
+
+    @Test func anAnswerWrittenAtOnceReachesTheConsumerInAFewJoinedDeltas() async throws {
+        // A fast model (or a cache) writes a hundred deltas at once: they are decoded where they
+        // arrive and passed on joined, one batch per read of the socket, not one wake-up each.
+        let words = (0..<100).map { "word\($0) " }
+        let body = Self.chunk(content: "", role: true) + words.map { Self.chunk(content: $0) }.joined() + Self.chunk(content: nil, finish: "stop") + Self.done
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: [.send(body)])]) { server in
+            let result = await collect(model(server).stream(sampleRequest))
+            #expect(result.error == nil)
+            #expect(result.text == words.joined())
+            #expect(result.deltas.count < 20, "\(result.deltas.count) deltas for one write")
+            #expect(result.events.last == .stop(.endTurn))
+        }
+    }
+
+    @Test func aDeltaIsPassedOnAsSoonAsItArrivesNotHeldForTheNext() async throws {
+        // The server sends one delta and then nothing: the delta must arrive anyway (a batch is
+        // closed when its read has been handled, not when more text comes or the limit runs out).
+        let steps: [LoopbackHTTPServer.Step] = [.send(Self.chunk(content: "", role: true) + Self.chunk(content: "First")), .hold]
+        let patient = ModelTimeouts(response: .seconds(50), idle: .seconds(50), total: .seconds(50))
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
+            var first: ModelEvent?
+            for try await event in model(server, retry: .none, timeouts: patient).stream(sampleRequest) {
+                first = event
+                break
+            }
+            #expect(first == .delta("First"))
         }
     }
 

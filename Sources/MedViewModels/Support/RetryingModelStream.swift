@@ -1,4 +1,5 @@
 import MedViewCore
+import Synchronization
 
 /// Wraps a model call so that retryable failures before the first delta are retried.
 public enum RetryingModelStream {
@@ -18,20 +19,35 @@ public enum RetryingModelStream {
         onRetry: @escaping @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void = { _, _ in },
         attempt: @escaping @Sendable (_ number: Int) -> AsyncThrowingStream<ModelEvent, any Error>
     ) -> AsyncThrowingStream<ModelEvent, any Error> {
+        make(policy: policy, sleep: sleep, onRetry: onRetry) { (number: Int, yield: @escaping @Sendable (ModelEvent) -> Void) in
+            for try await event in attempt(number) { yield(event) }
+        }
+    }
+
+    /// The same retries for an attempt that hands its events straight to `yield` (no stream of
+    /// its own, so an event crosses one stream on its way to the consumer, not two). An attempt
+    /// returns when its answer is complete and throws when it failed; `yield` may be called from
+    /// any thread while the attempt runs, never after it returned.
+    public static func make(
+        policy: RetryPolicy,
+        sleep: @escaping Sleeper = { try await Task.sleep(for: $0) },
+        onRetry: @escaping @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void = { _, _ in },
+        attempt: @escaping @Sendable (_ number: Int, _ yield: @escaping @Sendable (ModelEvent) -> Void) async throws -> Void
+    ) -> AsyncThrowingStream<ModelEvent, any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 var generator = SystemRandomNumberGenerator()
                 var number = 1
                 while true {
-                    var sawDelta = false
+                    let sawDelta = Atomic(false)
                     do {
-                        for try await event in attempt(number) {
-                            if case .delta = event { sawDelta = true }
+                        try await attempt(number) { event in
+                            if case .delta = event { sawDelta.store(true, ordering: .relaxed) }
                             continuation.yield(event)
                         }
                         continuation.finish()
                         return
-                    } catch let error as ModelError where error.retryable && !sawDelta && number < policy.maxAttempts && !Task.isCancelled {
+                    } catch let error as ModelError where error.retryable && !sawDelta.load(ordering: .relaxed) && number < policy.maxAttempts && !Task.isCancelled {
                         guard let wait = policy.delay(beforeRetry: number, after: error, using: &generator) else {
                             continuation.finish(throwing: error)
                             return

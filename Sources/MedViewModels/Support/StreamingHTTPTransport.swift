@@ -14,8 +14,9 @@ import NIOHTTP1
 ///   or the AWS event stream plus a message mapper);
 /// - the mapping of a response that carries no stream (an HTTP error) to a ``ModelError``.
 ///
-/// The transport owns what is common: the response and idle timeouts (``SilenceWatchdog``) and the
-/// total one, the bounded read of error bodies and their `Retry-After`, the mapping of transport
+/// The transport owns what is common: the response and idle timeouts and the total one (kept by
+/// ``ModelResponseDelegate``, which also decodes the body where it arrives and passes it on in
+/// batches), the bounded read of error bodies and their `Retry-After`, the mapping of transport
 /// failures and cancellation, retries before the first delta (``RetryingModelStream``), and the
 /// logs (sizes, statuses and timings, never text; at info or below: the caller handles failures).
 struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
@@ -60,7 +61,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
                 }
                 logger.info("model.retry", metadata: ["model.provider": "\(provider)", "model.attempt": "\(next)", "model.error.detail": "\(error.detail)"])
             },
-            attempt: { number in self.attempt(http, number: number) }
+            attempt: { number, yield in try await self.run(http, attempt: number, yield: yield) }
         )
     }
 
@@ -79,28 +80,43 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         }
     }
 
-    private func run(_ request: StreamingHTTPRequest, attempt: Int, yield: @escaping @Sendable (ModelEvent) -> Void) async throws {
+    /// Runs one attempt, handing its events to `yield` (from the connection's event loop, in
+    /// batches: see ``ModelResponseDelegate``); returns when the answer is complete.
+    func run(_ request: StreamingHTTPRequest, attempt: Int, yield: @escaping @Sendable (ModelEvent) -> Void) async throws {
         let started = ContinuousClock.now
-        let watchdog = SilenceWatchdog(first: timeouts.response, tick: min(timeouts.response, timeouts.idle) / 4)
         let provider = self.provider
-        let timeouts = self.timeouts
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await exchange(request, watchdog: watchdog, attempt: attempt, started: started, yield: yield)
-                }
-                group.addTask {
-                    try await watchdog.waitForSilence()
-                    throw ModelError(
-                        kind: .unavailable, retryable: true,
-                        detail: watchdog.phase == .response
-                            ? "\(provider): request timed out: no response within \(timeouts.response)"
-                            : "\(provider): request timed out: the stream was silent for \(timeouts.idle)"
-                    )
-                }
-                try await group.next()
-                group.cancelAll()
+            let signed = try await signer.sign(request)
+            let clientRequest: HTTPClient.Request
+            do {
+                clientRequest = try HTTPClient.Request(url: signed.url, method: .POST, headers: signed.headers, body: .bytes(signed.body))
+            } catch {
+                throw ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
             }
+            try Task.checkCancellation()
+            let delegate = ModelResponseDelegate(
+                provider: provider, timeouts: timeouts, requestIdHeader: requestIdHeader, body: makeBody(),
+                mapHTTPError: mapHTTPError, started: started, yield: yield
+            )
+            let task = client.execute(request: clientRequest, delegate: delegate, eventLoop: .indifferent, deadline: .now() + .nanoseconds(Int64(clamping: timeouts.total.nanoseconds)), logger: logger)
+            delegate.arm(task)
+            do {
+                try await withTaskCancellationHandler {
+                    try await task.futureResult.get()
+                } onCancel: {
+                    task.cancel()
+                }
+            } catch {
+                if let decided = delegate.decidedFailure { throw decided }
+                if !delegate.endedEarly { throw error }
+            }
+            let summary = delegate.finalSummary
+            logger.debug("model.response.complete", metadata: [
+                "model.provider": "\(provider)", "model.attempt": "\(attempt)", "model.request_id": "\(summary.requestId ?? "-")",
+                "http.response.status_code": "\(summary.status)",
+                "model.response.bytes": "\(summary.bytes)", "model.deltas": "\(summary.deltas)", "first_delta.ms": "\(summary.firstDelta?.milliseconds ?? -1)",
+                "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
+            ])
         } catch let error as ModelError {
             logger.info("model.request.failed", metadata: [
                 "model.provider": "\(provider)", "model.attempt": "\(attempt)",
@@ -117,62 +133,6 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
             ])
             throw Self.transportError(error, provider: provider)
         }
-    }
-
-    private func exchange(
-        _ request: StreamingHTTPRequest,
-        watchdog: SilenceWatchdog,
-        attempt: Int,
-        started: ContinuousClock.Instant,
-        yield: @escaping @Sendable (ModelEvent) -> Void
-    ) async throws {
-        let signed = try await signer.sign(request)
-        let response = try await client.execute(signed.clientRequest, timeout: .nanoseconds(timeouts.total.nanoseconds), logger: logger)
-        watchdog.heard(next: timeouts.idle)
-        let requestId = response.headers.first(name: requestIdHeader)
-        let status = Int(response.status.code)
-        logger.debug("model.response.head", metadata: [
-            "model.provider": "\(provider)", "model.attempt": "\(attempt)",
-            "http.response.status_code": "\(status)", "model.request_id": "\(requestId ?? "-")",
-            "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
-        ])
-        var body = makeBody()
-        let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
-        guard body.carriesStream(status: status, contentType: contentType) else {
-            var bytes: [UInt8] = []
-            for try await piece in response.body {
-                watchdog.heard(next: timeouts.idle)
-                bytes.append(contentsOf: piece.readableBytesView.prefix(Self.errorBodyLimit - bytes.count))
-                if bytes.count >= Self.errorBodyLimit { break }
-            }
-            var error = mapHTTPError(HTTPErrorResponse(status: status, headers: response.headers, body: bytes, requestId: requestId))
-            if error.retryable, error.retryAfter == nil {
-                error.retryAfter = RetryAfter.parse(milliseconds: response.headers.first(name: "retry-after-ms"), retryAfter: response.headers.first(name: "retry-after"))
-            }
-            throw error
-        }
-        var bytes = 0
-        var deltas = 0
-        var firstDelta: Duration?
-        let emit = { (event: ModelEvent) in
-            if case .delta = event {
-                deltas += 1
-                if firstDelta == nil { firstDelta = ContinuousClock.now - started }
-            }
-            yield(event)
-        }
-        for try await piece in response.body {
-            watchdog.heard(next: timeouts.idle)
-            bytes += piece.readableBytes
-            try body.decode(piece.readableBytesView, emit: emit)
-            if body.isComplete { break }
-        }
-        try body.finish(emit: emit)
-        logger.debug("model.response.complete", metadata: [
-            "model.provider": "\(provider)", "model.attempt": "\(attempt)", "model.request_id": "\(requestId ?? "-")",
-            "model.response.bytes": "\(bytes)", "model.deltas": "\(deltas)", "first_delta.ms": "\(firstDelta?.milliseconds ?? -1)",
-            "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
-        ])
     }
 
     /// A failure below HTTP (connecting, a timeout of the client, a cut connection) as a retryable

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Misspelling tolerance for a fixed vocabulary of key terms, SymSpell style.
 ///
 /// Built once: every term maps each of its deletion variants (the term with up to `d` letters
@@ -13,11 +15,32 @@
 ///
 /// Allowed distance by term length: 0 up to 4 letters (only an adjacent swap of letters), 1
 /// for 5–8 letters, 2 from 9 letters.
+///
+/// Answers are remembered (a bounded memo shared by copies of the index): patients' messages
+/// reuse the same everyday words, and a word that is no term costs its deletion variants every
+/// time it is looked at.
 struct FuzzyIndex: Sendable {
     private let terms: [String]
     private let termSet: Set<String>
     private let protected: Set<String>
     private let variants: [String: [Int32]]
+    private let memo = Memo()
+
+    /// Corrections already worked out, by query word; emptied when it holds ``limit`` words.
+    final class Memo: Sendable {
+        static let limit = 50_000
+        private let answers = Mutex<[String: String?]>([:])
+
+        func answer(_ word: String, _ work: (String) -> String?) -> String? {
+            if let known = answers.withLock({ $0[word] }) { return known }
+            let answer = work(word)
+            answers.withLock {
+                if $0.count >= Self.limit { $0.removeAll(keepingCapacity: true) }
+                $0[word] = answer
+            }
+            return answer
+        }
+    }
 
     init(terms: some Sequence<String>, protected: Set<String>) {
         let sorted = Array(Set(terms)).sorted()
@@ -46,6 +69,10 @@ struct FuzzyIndex: Sendable {
     /// or a protected word, or is equally close to two terms.
     func correct(_ word: String) -> String? {
         guard !termSet.contains(word), !protected.contains(word) else { return nil }
+        return memo.answer(word) { correction(of: $0) }
+    }
+
+    private func correction(of word: String) -> String? {
         let chars = Array(word)
         guard chars.count >= 4, chars.allSatisfy(\.isLetter) else { return nil }
         var best: (term: Int32, distance: Int)?

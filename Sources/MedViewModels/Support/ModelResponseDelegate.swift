@@ -1,0 +1,227 @@
+import AsyncHTTPClient
+import MedViewCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// Reads one streaming model response on the connection's event loop: body pieces are decoded
+/// where they arrive, and what one read of the socket completed is handed on as one batch, with
+/// adjacent text deltas joined into one.
+///
+/// A provider that writes its whole answer at once (a fast model, a cache, a test upstream) sends
+/// a hundred small pieces in one read; decoding them where they arrive and passing the answer on
+/// once costs one wake-up of the consumer instead of a hundred. A model that streams token by token
+/// still gets every token passed on as soon as its read ends: a batch is closed by a task queued
+/// on the event loop, which runs as soon as the read that opened it has been handled.
+///
+/// The delegate also keeps the request's silence limits (``ModelTimeouts/response`` until the
+/// response head, then ``ModelTimeouts/idle`` between pieces) with a timer on the same loop.
+///
+/// Concurrency: every mutable field is touched only on the request's event loop (AsyncHTTPClient
+/// calls a delegate there; ``arm(_:)`` hops to it), except `failure`, which is guarded.
+final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDelegate, @unchecked Sendable {
+    typealias Response = Void
+
+    /// What the transport learns after the request ended.
+    struct Summary: Sendable {
+        var status = 0
+        var requestId: String?
+        var bytes = 0
+        var deltas = 0
+        var firstDelta: Duration?
+    }
+
+    private let provider: String
+    private let timeouts: ModelTimeouts
+    private let requestIdHeader: String
+    private let mapHTTPError: @Sendable (HTTPErrorResponse) -> ModelError
+    private let yield: @Sendable (ModelEvent) -> Void
+    private let started: ContinuousClock.Instant
+
+    // Event-loop confined.
+    private var body: Body
+    private var headers = HTTPHeaders()
+    private var streaming = false
+    private var errorBody: [UInt8] = []
+    private var pending: [ModelEvent] = []
+    private var flushScheduled = false
+    private var complete = false
+    private var finished = false
+    private var lastHeard: NIODeadline = .now()
+    private var sawHead = false
+    private var timer: Scheduled<Void>?
+    private var summary = Summary()
+
+    /// A failure decided here (a timeout, bytes that are no stream): the request's own error is
+    /// then only its consequence.
+    private let failure = NIOLockedValueBox<ModelError?>(nil)
+    private let early = NIOLockedValueBox(false)
+
+    init(
+        provider: String, timeouts: ModelTimeouts, requestIdHeader: String, body: Body,
+        mapHTTPError: @escaping @Sendable (HTTPErrorResponse) -> ModelError,
+        started: ContinuousClock.Instant, yield: @escaping @Sendable (ModelEvent) -> Void
+    ) {
+        self.provider = provider
+        self.timeouts = timeouts
+        self.requestIdHeader = requestIdHeader
+        self.body = body
+        self.mapHTTPError = mapHTTPError
+        self.started = started
+        self.yield = yield
+    }
+
+    /// The failure this delegate decided, if any.
+    var decidedFailure: ModelError? { failure.withLockedValue { $0 } }
+
+    /// Starts the silence limits for `task` (from the response timeout).
+    func arm(_ task: HTTPClient.Task<Void>) {
+        task.eventLoop.execute {
+            self.lastHeard = .now()
+            self.scheduleTimer(task)
+        }
+    }
+
+    /// What the request came to. Read it only after the task's future completed (its completion
+    /// orders the event loop's last writes before the read).
+    var finalSummary: Summary { summary }
+
+    /// Whether the answer was complete before the body ended, and the rest of the body was not
+    /// waited for (the task's cancellation is then the expected end, not a failure).
+    var endedEarly: Bool { early.withLockedValue { $0 } }
+
+    private func scheduleTimer(_ task: HTTPClient.Task<Void>) {
+        timer?.cancel()
+        timer = nil
+        guard !finished else { return }
+        let limit = sawHead ? timeouts.idle : timeouts.response
+        let due = lastHeard + .nanoseconds(Int64(clamping: limit.nanoseconds))
+        timer = task.eventLoop.scheduleTask(deadline: due) { [self] in
+            timer = nil
+            guard !finished else { return }
+            let limitNow = sawHead ? timeouts.idle : timeouts.response
+            if NIODeadline.now() >= lastHeard + .nanoseconds(Int64(clamping: limitNow.nanoseconds)) {
+                let detail = sawHead
+                    ? "\(provider): request timed out: the stream was silent for \(timeouts.idle)"
+                    : "\(provider): request timed out: no response within \(timeouts.response)"
+                fail(task, ModelError(kind: .unavailable, retryable: true, detail: detail))
+            } else {
+                scheduleTimer(task)
+            }
+        }
+    }
+
+    private func fail(_ task: HTTPClient.Task<Void>, _ error: ModelError) {
+        // What was decoded before the failure goes first (it may hold the first delta, which
+        // decides whether the call may be retried).
+        flush()
+        failure.withLockedValue { if $0 == nil { $0 = error } }
+        finished = true
+        timer?.cancel()
+        timer = nil
+        task.fail(reason: error)
+    }
+
+    func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        lastHeard = .now()
+        sawHead = true
+        headers = head.headers
+        summary.status = Int(head.status.code)
+        summary.requestId = head.headers.first(name: requestIdHeader)
+        let contentType = head.headers.first(name: "content-type")?.lowercased() ?? ""
+        streaming = body.carriesStream(status: summary.status, contentType: contentType)
+        // From now on the (usually shorter) limit between pieces applies.
+        scheduleTimer(task)
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        lastHeard = .now()
+        summary.bytes += buffer.readableBytes
+        guard !finished else { return task.eventLoop.makeSucceededVoidFuture() }
+        guard streaming else {
+            let room = StreamingHTTPTransport<Body>.errorBodyLimit - errorBody.count
+            if room > 0 { errorBody.append(contentsOf: buffer.readableBytesView.prefix(room)) }
+            return task.eventLoop.makeSucceededVoidFuture()
+        }
+        guard !complete else { return task.eventLoop.makeSucceededVoidFuture() }
+        do {
+            try body.decode(buffer.readableBytesView) { add($0) }
+        } catch {
+            fail(task, error)
+            return task.eventLoop.makeSucceededVoidFuture()
+        }
+        if body.isComplete {
+            complete = true
+            do {
+                try body.finish { add($0) }
+            } catch {
+                fail(task, error)
+                return task.eventLoop.makeSucceededVoidFuture()
+            }
+            // The answer is whole: once this read is handled, a body that has not ended is not
+            // waited for (events after the end are not decoded anyway).
+            task.eventLoop.execute {
+                guard !self.finished else { return }
+                self.flush()
+                self.finished = true
+                self.timer?.cancel()
+                self.timer = nil
+                self.early.withLockedValue { $0 = true }
+                task.cancel()
+            }
+        }
+        if !pending.isEmpty, !flushScheduled {
+            flushScheduled = true
+            task.eventLoop.execute { self.flush() }
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
+        flush()
+        finished = true
+        timer?.cancel()
+        timer = nil
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Void>) throws {
+        timer?.cancel()
+        timer = nil
+        guard !finished else { return }
+        finished = true
+        guard streaming else {
+            var error = mapHTTPError(HTTPErrorResponse(status: summary.status, headers: headers, body: errorBody, requestId: summary.requestId))
+            if error.retryable, error.retryAfter == nil {
+                error.retryAfter = RetryAfter.parse(milliseconds: headers.first(name: "retry-after-ms"), retryAfter: headers.first(name: "retry-after"))
+            }
+            throw error
+        }
+        defer { flush() }
+        if !complete {
+            complete = true
+            try body.finish { add($0) }
+        }
+    }
+
+    /// Queues an event, joining a text delta to the text delta before it.
+    private func add(_ event: ModelEvent) {
+        if case .delta(let text) = event {
+            summary.deltas += 1
+            if summary.firstDelta == nil { summary.firstDelta = ContinuousClock.now - started }
+            if case .delta(let before)? = pending.last {
+                pending[pending.count - 1] = .delta(before + text)
+                return
+            }
+        }
+        pending.append(event)
+    }
+
+    private func flush() {
+        flushScheduled = false
+        guard !pending.isEmpty else { return }
+        let events = pending
+        pending.removeAll(keepingCapacity: true)
+        for event in events { yield(event) }
+    }
+}
