@@ -73,10 +73,7 @@ public struct StreamProcessor: Sendable {
         pending += delta
         if wasEmpty || deadline == nil { restartClock(now) }
         var chunks: [String] = []
-        // A UTF-8 length within the limit cannot hold more characters than the limit.
-        while pending.utf8.count > configuration.maxCharacters, pending.count > configuration.maxCharacters {
-            chunks.append(takeFullChunk())
-        }
+        while let chunk = takeChunkIfFull() { chunks.append(chunk) }
         if !chunks.isEmpty { restartClock(now) }
         return chunks
     }
@@ -114,14 +111,64 @@ public struct StreamProcessor: Sendable {
     /// The stream is over: returns everything still pending, in chunks within the limit.
     public mutating func finish() -> [String] {
         var chunks: [String] = []
-        while pending.count > configuration.maxCharacters {
-            chunks.append(takeFullChunk())
-        }
+        while let chunk = takeChunkIfFull() { chunks.append(chunk) }
         if !pending.isEmpty { chunks.append(pending) }
         pending = ""
         pendingSince = nil
         deadline = nil
         return chunks
+    }
+
+    /// One chunk from the front of `pending` when it holds more than `maxCharacters` characters.
+    private mutating func takeChunkIfFull() -> String? {
+        // A UTF-8 length within the limit cannot hold more characters than the limit.
+        guard pending.utf8.count > configuration.maxCharacters else { return nil }
+        if !charactersOnly, Self.isSimpleASCII(pending) { return takeFullChunkOfBytes() }
+        guard pending.count > configuration.maxCharacters else { return nil }
+        return takeFullChunk()
+    }
+
+    /// Tests only: always cut on characters (the reference the byte path must agree with).
+    var charactersOnly = false
+
+    /// ASCII without a carriage return: every byte is one character (CR LF is the only cluster of
+    /// two ASCII scalars), so a chunk can be cut on bytes, the same cut as on characters.
+    static func isSimpleASCII(_ text: String) -> Bool {
+        text.utf8.allSatisfy { $0 < 0x80 && $0 != 0x0D }
+    }
+
+    /// ``takeFullChunk()`` for simple ASCII text (``isSimpleASCII(_:)``): the same rules on bytes.
+    private mutating func takeFullChunkOfBytes() -> String {
+        let limit = configuration.maxCharacters
+        var lastSentenceEnd: Int?
+        var lastWordEnd: Int?
+        var previous: UInt8 = 0
+        var count = 0
+        for byte in pending.utf8.prefix(limit) {
+            count += 1
+            // Character.isWhitespace for ASCII: tab, line feed, vertical tab, form feed, space.
+            if byte == 0x20 || (0x09...0x0C).contains(byte) {
+                lastWordEnd = count
+                // After . ! ? : ; (the character path's sentence terminators), or a line feed.
+                switch previous {
+                case 0x2E, 0x21, 0x3F, 0x3A, 0x3B: lastSentenceEnd = count
+                default: if byte == 0x0A { lastSentenceEnd = count }
+                }
+            }
+            previous = byte
+        }
+        let cut: Int
+        if let s = lastSentenceEnd, s * 5 >= limit * 3 {
+            cut = s
+        } else if let w = lastWordEnd, w * 2 >= limit {
+            cut = w
+        } else {
+            cut = count
+        }
+        let index = pending.utf8.index(pending.utf8.startIndex, offsetBy: cut)
+        let chunk = String(pending[..<index])
+        pending = String(pending[index...])
+        return chunk
     }
 
     /// Removes and returns one chunk of at most `maxCharacters` from the front of `pending`,

@@ -1,4 +1,4 @@
-import MedViewCore
+@testable import MedViewCore
 import Testing
 
 /// Offsets (in Unicode scalars) where grapheme clusters of `text` begin, plus the end.
@@ -138,5 +138,50 @@ func scalarDeltas(_ text: String, size: Int) -> [String] {
         // A combining acute accent arrives: it must join the held-back "e".
         _ = p.append("\u{301}", now: t0)
         #expect(p.finish() == ["e\u{301}"])
+    }
+}
+
+/// Plain ASCII text is cut on bytes (a fast path); the cuts must be the ones the character path makes.
+@Suite struct StreamProcessorByteCutTests {
+    @Test func asciiTextIsCutWhereTheCharacterPathCutsIt() {
+        var generator = SystemRandomNumberGenerator()
+        let pieces = ["word", "a", "Take", "ibuprofen", " ", " ", "  ", ". ", "! ", "? ", ": ", "; ", ".", "\n", "\n\n", "\t", "\u{0B}", "\u{0C}", ",", "x" + String(repeating: "y", count: 40)]
+        for round in 0..<400 {
+            var text = ""
+            while text.utf8.count < Int.random(in: 1...1400, using: &generator) {
+                text += pieces.randomElement(using: &generator)!
+            }
+            let limit = [8, 16, 64, 256].randomElement(using: &generator)!
+            let configuration = StreamProcessor.Configuration(maxCharacters: limit)
+            var bytes = StreamProcessor(configuration: configuration)
+            var characters = StreamProcessor(configuration: configuration)
+            characters.charactersOnly = true
+            let now = ContinuousClock.now
+            var fromBytes: [String] = []
+            var fromCharacters: [String] = []
+            var rest = Substring(text)
+            while !rest.isEmpty {
+                let delta = String(rest.prefix(Int.random(in: 1...300, using: &generator)))
+                rest = rest.dropFirst(delta.count)
+                fromBytes += bytes.append(delta, now: now)
+                fromCharacters += characters.append(delta, now: now)
+            }
+            fromBytes += bytes.finish()
+            fromCharacters += characters.finish()
+            #expect(fromBytes == fromCharacters, "round \(round), limit \(limit)")
+            #expect(fromBytes.joined() == text)
+            #expect(fromBytes.allSatisfy { !$0.isEmpty && $0.count <= limit })
+        }
+    }
+
+    @Test func textWithACarriageReturnOrNonASCIIIsCutOnCharacters() {
+        // CR LF is one character: a byte cut could split it; such text takes the character path.
+        #expect(!StreamProcessor.isSimpleASCII("line\r\nnext"))
+        #expect(!StreamProcessor.isSimpleASCII("café"))
+        #expect(StreamProcessor.isSimpleASCII("plain text.\n\tmore"))
+        var processor = StreamProcessor(configuration: .init(maxCharacters: 8))
+        let chunks = processor.append("abc\r\ndefgh\r\nij", now: .now) + processor.finish()
+        #expect(chunks.joined() == "abc\r\ndefgh\r\nij")
+        #expect(chunks.allSatisfy { $0.count <= 8 })
     }
 }
