@@ -224,12 +224,38 @@ private final class Generation: Sendable {
         if done { drained.fire() }
     }
 
+    /// The longest running calls are waited for when the pool is cancelled outright (not shut
+    /// down gracefully) before the client itself is cancelled.
+    static let cancellationDrain: Duration = .seconds(10)
+
     /// Runs the client until it is retired and drained.
+    ///
+    /// The client runs in a task of its own, not a child: cancelling the pool outright (a Lambda
+    /// environment frozen and shut down, a service group torn down) retires the generation, lets
+    /// the calls already running end (for at most ``cancellationDrain``) and only then cancels the
+    /// client. A `PostgresClient` cancelled under a running call can leave that call waiting for
+    /// ever (postgres-nio), so the call is never raced with the client's cancellation.
     func run() async {
-        await withDiscardingTaskGroup { group in
-            group.addTask { await self.client.run() }
+        let client = self.client
+        let clientTask = Task { await client.run() }
+        await withTaskCancellationHandler {
             await drained.wait()
-            group.cancelAll()
+        } onCancel: {
+            self.retire()
         }
+        if !drained.isFired {
+            // Cancelled: wait (in a task that the cancellation does not reach) for the running calls.
+            let drained = self.drained
+            await Task {
+                await withTaskGroup(of: Void.self) { race in
+                    race.addTask { await drained.wait() }
+                    race.addTask { try? await Task.sleep(for: Self.cancellationDrain) }
+                    await race.next()
+                    race.cancelAll()
+                }
+            }.value
+        }
+        clientTask.cancel()
+        await clientTask.value
     }
 }
