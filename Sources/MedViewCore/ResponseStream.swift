@@ -145,6 +145,33 @@ public final class ResponseStream: Sendable {
         }
     }
 
+    /// What a subscriber gets when it asks for everything after a `seq`.
+    public enum Batch: Sendable, Equatable {
+        /// Every event published after the `seq` asked for (at least one, at most the limit).
+        case events([ServerEvent])
+        /// The stream ended and the subscriber has seen every event.
+        case finished
+        /// Nothing new arrived within the timeout (used for keep-alives).
+        case timeout
+    }
+
+    /// Every event after `seq` that is already published (up to `limit`), waiting only when there
+    /// is none: a writer that fell behind catches up in one write, and waits (with its timeout
+    /// timer) once per batch instead of once per event. Cancellation ends it as ``next(after:timeout:)``.
+    public func nextBatch(after seq: Int, limit: Int = 64, timeout: Duration? = nil) async -> Batch {
+        while true {
+            if Task.isCancelled { return .finished }
+            let immediate: Batch? = state.withLock { s in
+                if seq < s.events.count { return .events(Array(s.events[seq..<min(s.events.count, seq + max(1, limit))])) }
+                if s.finished { return .finished }
+                return nil
+            }
+            if let immediate { return immediate }
+            let woke = await waitForChange(knownCount: seq, timeout: timeout)
+            if !woke { return .timeout }
+        }
+    }
+
     /// Events after `seq` as an async sequence that ends with the stream (or when the task is cancelled).
     public func subscribe(after seq: Int) -> AsyncStream<ServerEvent> {
         AsyncStream { continuation in

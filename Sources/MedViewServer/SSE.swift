@@ -37,12 +37,16 @@ package enum SSE {
             var last = after
             var firstChunkFrom = acceptedAt
             loop: while true {
-                switch await stream.next(after: last, timeout: keepAlive) {
-                case .event(let event):
-                    try await writer.write(ByteBuffer(string: frame(event)))
-                    last = event.seq ?? last
-                    if let metrics, case .streamChunk(let chunk) = event {
-                        let now = ContinuousClock.now
+                switch await stream.nextBatch(after: last, timeout: keepAlive) {
+                case .events(let events):
+                    // What was published while the last write went out leaves in one write.
+                    var text = ""
+                    for event in events { text += frame(event) }
+                    try await writer.write(ByteBuffer(string: text))
+                    let now = ContinuousClock.now
+                    for event in events {
+                        last = event.seq ?? last
+                        guard let metrics, case .streamChunk(let chunk) = event else { continue }
                         if let published = stream.publishedAt(seq: last) {
                             metrics.delivered(chunkOf: chunk.text.unicodeScalars.count, after: now - published, transport: .sse)
                         }

@@ -2,6 +2,13 @@ import MedViewCore
 import MedViewProtocol
 import Testing
 
+extension ResponseStream.Batch {
+    var events: [ServerEvent]? {
+        if case .events(let events) = self { return events }
+        return nil
+    }
+}
+
 @Suite(.timeLimit(.minutes(1))) struct ResponseStreamTests {
     func chunk(_ s: ResponseStream, _ text: String) {
         s.publish { .streamChunk(StreamChunk(streamId: s.id, seq: $0, text: text)) }
@@ -25,6 +32,26 @@ import Testing
         #expect(s.publish { .streamChunk(StreamChunk(streamId: "s1", seq: $0, text: "late")) } == nil)
         #expect(s.events.map(\.seq) == [1, 2, 3, 4, 5, 6])
         #expect(s.isFinished)
+    }
+
+    @Test("a batch is everything published after a seq (within the limit), then a wait, a timeout or the end")
+    func batches() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        #expect(await s.nextBatch(after: 0, timeout: .milliseconds(20)) == .timeout)
+        for i in 0..<5 { chunk(s, "\(i)") }
+        guard case .events(let first) = await s.nextBatch(after: 0, limit: 3) else { Issue.record("no batch"); return }
+        #expect(first.map(\.seq) == [1, 2, 3])
+        guard case .events(let rest) = await s.nextBatch(after: 3) else { Issue.record("no batch"); return }
+        #expect(rest.map(\.seq) == [4, 5])
+        let waiting = Task { await s.nextBatch(after: 5) }
+        try? await Task.sleep(for: .milliseconds(20))
+        chunk(s, "5")
+        end(s)
+        guard case .events(let live) = await waiting.value else { Issue.record("no live batch"); return }
+        #expect(live.first?.seq == 6)
+        let tail = live.count == 2 ? live : live + ((await s.nextBatch(after: 6)).events ?? [])
+        #expect(tail.map(\.seq) == [6, 7])
+        #expect(await s.nextBatch(after: 7) == .finished)
     }
 
     @Test("a subscriber that starts after seq N gets exactly the later events, then the live tail")
