@@ -276,6 +276,17 @@ rule('mech-tamoxifen-cyp2d6', ['tamoxifen'], [C('cyp2d6_strong')], 'high', 'redu
 rule('mech-colchicine-moderate', [C('cyp3a4_moderate'), C('pgp_inhibitor')], ['colchicine'], 'high', 'toxicity',
      "This medicine raises colchicine levels (it blocks CYP3A4 or P-glycoprotein, which clear colchicine); colchicine toxicity can cause severe diarrhea, muscle weakness and blood problems. The colchicine dose usually has to be lowered: check with your prescriber or pharmacist.",
      'FDA label (Colcrys/colchicine): dose adjustment with moderate CYP3A4 inhibitors (diltiazem, verapamil, fluconazole) and P-gp inhibitors (cyclosporine, ranolazine); fatal toxicity reported')
+# Added at stop 15 (issue 13): class rules the unseen sets showed missing.
+IMMUNOSUPPRESSANT_3A4 = ['cyclosporine', 'tacrolimus', 'sirolimus']
+rule('mech-inducer-immunosuppressant', [C('cyp3a4_inducer')], IMMUNOSUPPRESSANT_3A4, 'high', 'reduced effect',
+     "This medicine speeds up the liver's removal of your transplant or immune medicine (tacrolimus, cyclosporine or sirolimus) and can drop its level enough to risk rejection. St John's wort in particular should not be combined. Call your transplant team or prescriber before the next dose; they may need to check a blood level.",
+     "FDA labels (Prograf/tacrolimus, Neoral and Sandimmune/cyclosporine, Rapamune/sirolimus): strong CYP3A4 inducers (rifampin, phenytoin, carbamazepine, phenobarbital, St John's wort) lower concentrations; avoid or monitor levels")
+rule('mech-moderate3a4-immunosuppressant', [C('cyp3a4_moderate')], IMMUNOSUPPRESSANT_3A4, 'high', 'toxicity',
+     "This medicine slows the liver's removal of your transplant or immune medicine (tacrolimus, cyclosporine or sirolimus) and can raise its level enough to harm the kidneys or nerves. The dose often has to change and the blood level checked: tell your transplant team or prescriber before you start or stop it.",
+     'FDA labels (Prograf/tacrolimus: fluconazole, diltiazem, verapamil, grapefruit raise concentrations; Neoral/cyclosporine; Rapamune/sirolimus): moderate CYP3A4 inhibitors, monitor levels and adjust the dose')
+rule('mech-betablocker-ratecontrol-ccb', [C('beta_blocker')], [C('ccb_rate')], 'moderate', 'slow heart rate',
+     "A beta-blocker with verapamil or diltiazem slows the heart together: the pulse can drop too low, or the heart's conduction can block, with dizziness, fainting or breathlessness. Prescribers do combine them with care; check with yours, and get help at once for fainting, a very slow pulse or chest pain.",
+     'FDA labels (Calan/verapamil, Cardizem/diltiazem): with beta-blockers, additive negative effects on heart rate and AV conduction (bradycardia, AV block, heart failure); monitor')
 LABELS.update({'dofetilide_raising': 'medicines that raise dofetilide levels', 'washout_14': 'medicines that keep interacting for 2 weeks after stopping (MAO inhibitors)', 'washout_35': 'medicines that keep interacting for 5 weeks after stopping (fluoxetine)', 'washout_90': 'medicines that keep interacting for months after stopping (amiodarone)'})
 for c in classes:
     c['label'] = LABELS.get(c['id'], c['label'])
