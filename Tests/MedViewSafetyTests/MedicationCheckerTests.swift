@@ -24,6 +24,17 @@ import MedViewSafety
         #expect(w.source.contains("FDA"))
     }
 
+    @Test func aMedicineOnlyMentionedOrForLaterIsNotTakenButOneStartedIs() {
+        // Mentioned, then replaced; expected some time in the future; stopped decades ago.
+        #expect(pairs(["the doctor mentioned simvastatin but then prescribed rosuvastatin instead. I'm on clarithromycin too"]) == [])
+        #expect(pairs(["my cardiologist thinks I'll need amiodarone down the road. for now just warfarin"]) == [])
+        #expect(pairs(["I took tranylcypromine back in the 80s. These days I'm on sertraline"]) == [])
+        // The same medicines taken now still warn.
+        #expect(pairs(["I started amiodarone one day after my surgery and I take warfarin"]) == [["amiodarone", "warfarin"]])
+        #expect(pairs(["I'm on warfarin and they may need to put me on amiodarone, is that ok?"]) == [["amiodarone", "warfarin"]])
+        #expect(pairs(["in the 2 weeks since I started sertraline I also took tranylcypromine"]) == [["sertraline", "tranylcypromine"]])
+    }
+
     @Test func warnsForAPairInOneMessage() {
         #expect(pairs(["I use nitroglycerin. Can I try Viagra?"]) == [["nitroglycerin", "sildenafil"]])
         #expect(pairs(["I'm on oxycodone and my doctor gave me Xanax"]) == [["alprazolam", "oxycodone"]])

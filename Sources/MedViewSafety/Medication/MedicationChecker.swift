@@ -448,9 +448,17 @@ public struct MedicationChecker: Sendable {
         let seasons: Set<String> = ["winter", "summer", "spring", "fall", "autumn"]
         let monthWords: Set<String> = ["in", "until", "till", "til", "through", "thru", "last", "during", "around"]
         for (k, t) in words.enumerated() {
+            // "the 80s" arrives as the number 80 and the word "s".
+            if t.kind == .number, let v = t.value, [60, 70, 80, 90, 2000].contains(v), k >= 1, words[k - 1].text == "the",
+               k + 1 < words.count, words[k + 1].text == "s" {
+                return 3650
+            }
             if Self.months.contains(t.text), k >= 1, monthWords.contains(words[k - 1].text) { return 60 }
             if seasons.contains(t.text), k >= 1, ["the", "last", "this"].contains(words[k - 1].text) { return words[k - 1].text == "this" ? 30 : 90 }
             switch t.text {
+            // A decade ("in the nineties"; "the 80s" below) is years ago.
+            case "sixties", "seventies", "eighties", "nineties" where k >= 1 && words[k - 1].text == "the":
+                return 3650
             case "yesterday": return 1
             case "today", "tonight": return 0
             case "this" where k + 1 < words.count && ["morning", "afternoon", "evening"].contains(words[k + 1].text): return 0
