@@ -104,6 +104,13 @@ public struct MedViewEngine: Sendable {
 public func buildEngine(configuration: ServerConfiguration, dependencies: AppDependencies = .init()) async throws -> MedViewEngine {
     let logger = dependencies.logger
     let announce = dependencies.announce
+    // The bundled safety data takes a few hundred milliseconds to load: load it while the model
+    // and the store are opened (network and disk waits, on PostgreSQL a TLS handshake and the
+    // migration check), so a cold start does not pay for it after them.
+    let safetyData: Task<Void, Never>? = dependencies.safety == nil ? Task.detached(priority: .userInitiated) {
+        _ = EmergencyDetector.shared
+        _ = MedicationChecker.shared
+    } : nil
     let model: any ChatModel
     if let given = dependencies.model {
         model = given
@@ -143,6 +150,7 @@ public func buildEngine(configuration: ServerConfiguration, dependencies: AppDep
     }
     let audit = AuditWriter(store: auditStore, logger: logger)
     let metrics = dependencies.metrics ?? ServerMetrics(enabled: configuration.observability.metricsEnabled)
+    await safetyData?.value
     let safety = dependencies.safety ?? ClinicalSafetyPolicy(detector: .shared, checker: .shared, triage: modelTriage(configuration: configuration, model: model, metrics: metrics, logger: logger))
     let registry = StreamRegistry(
         maxActiveStreamsPerUser: configuration.chat.maxActiveStreamsPerUser,
