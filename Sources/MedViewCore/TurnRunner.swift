@@ -58,18 +58,6 @@ struct TurnRunner: Sendable {
             observer?.safetyAlert(category: emergency.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
-        // A model's second opinion runs alongside the answer (only when the detector found nothing);
-        // an alert it finds is published as soon as it arrives.
-        let triage: Task<Void, Never>? = job.emergency != nil ? nil : Task { [safety, logger, observer] in
-            guard let alert = await safety.triage(turn.userMessage.text, deterministic: nil) else { return }
-            let published = stream.publish { seq in
-                .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: alert.category, severity: alert.severity, guidance: alert.guidance, actions: alert.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
-            }
-            guard published != nil else { return }
-            observer?.alertPublished(after: ContinuousClock.now - job.started)
-            observer?.safetyAlert(category: alert.category)
-            logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
-        }
         let (history, medications) = if let prefetched = job.context {
             await prefetched.value
         } else {
@@ -102,6 +90,19 @@ struct TurnRunner: Sendable {
         pipeline.modelCalled(after: ContinuousClock.now - job.started)
         let modelTask = Task { [observer] in await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
         job.entry.attach(modelTask)
+        // A model's second opinion runs alongside the answer (only when the detector found nothing);
+        // an alert it finds is published as soon as it arrives. It starts just after the answer's
+        // call, so that a provider that serves requests in order starts the answer first.
+        let triage: Task<Void, Never>? = job.emergency != nil ? nil : Task { [safety, logger, observer] in
+            guard let alert = await safety.triage(turn.userMessage.text, deterministic: nil) else { return }
+            let published = stream.publish { seq in
+                .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: alert.category, severity: alert.severity, guidance: alert.guidance, actions: alert.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
+            }
+            guard published != nil else { return }
+            observer?.alertPublished(after: ContinuousClock.now - job.started)
+            observer?.safetyAlert(category: alert.category)
+            logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
+        }
         var outcome = await modelTask.value
         if case .cancelled = outcome, !registry.isAcceptingNew || job.entry.isInterrupted { outcome = .interruptedByShutdown }
         // The triage has a fixed budget: an alert it still finds goes out before the answer ends.
