@@ -132,16 +132,10 @@ public final class ResponseStream: Sendable {
     /// Returns `.finished` once everything has been seen, `.timeout` after `timeout` without news,
     /// and `.finished` if the calling task is cancelled.
     public func next(after seq: Int, timeout: Duration? = nil) async -> Next {
-        while true {
-            if Task.isCancelled { return .finished }
-            let immediate: Next? = state.withLock { s in
-                if seq < s.events.count { return .event(s.events[seq]) }
-                if s.finished { return .finished }
-                return nil
-            }
-            if let immediate { return immediate }
-            let woke = await waitForChange(knownCount: seq, timeout: timeout)
-            if !woke { return .timeout }
+        switch await nextBatch(after: seq, limit: 1, timeout: timeout) {
+        case .events(let events): .event(events[0])
+        case .finished: .finished
+        case .timeout: .timeout
         }
     }
 

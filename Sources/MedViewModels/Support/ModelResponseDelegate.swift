@@ -90,35 +90,42 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     /// waited for (the task's cancellation is then the expected end, not a failure).
     var endedEarly: Bool { early.withLockedValue { $0 } }
 
+    /// When the current silence limit runs out: the response limit until the head arrived,
+    /// then the idle limit after the last piece.
+    private var silenceDeadline: NIODeadline {
+        lastHeard + .nanoseconds(Int64(clamping: (sawHead ? timeouts.idle : timeouts.response).nanoseconds))
+    }
+
     private func scheduleTimer(_ task: HTTPClient.Task<Void>) {
-        timer?.cancel()
-        timer = nil
+        stopTimer()
         guard !finished else { return }
-        let limit = sawHead ? timeouts.idle : timeouts.response
-        let due = lastHeard + .nanoseconds(Int64(clamping: limit.nanoseconds))
-        timer = task.eventLoop.scheduleTask(deadline: due) { [self] in
+        timer = task.eventLoop.scheduleTask(deadline: silenceDeadline) { [self] in
             timer = nil
             guard !finished else { return }
-            let limitNow = sawHead ? timeouts.idle : timeouts.response
-            if NIODeadline.now() >= lastHeard + .nanoseconds(Int64(clamping: limitNow.nanoseconds)) {
-                let detail = sawHead
-                    ? "\(provider): request timed out: the stream was silent for \(timeouts.idle)"
-                    : "\(provider): request timed out: no response within \(timeouts.response)"
-                fail(task, ModelError(kind: .unavailable, retryable: true, detail: detail))
-            } else {
-                scheduleTimer(task)
-            }
+            guard NIODeadline.now() >= silenceDeadline else { return scheduleTimer(task) }
+            let detail = sawHead
+                ? "\(provider): request timed out: the stream was silent for \(timeouts.idle)"
+                : "\(provider): request timed out: no response within \(timeouts.response)"
+            fail(task, ModelError(kind: .unavailable, retryable: true, detail: detail))
         }
     }
 
-    private func fail(_ task: HTTPClient.Task<Void>, _ error: ModelError) {
-        // What was decoded before the failure goes first (it may hold the first delta, which
-        // decides whether the call may be retried).
-        flush()
-        failure.withLockedValue { if $0 == nil { $0 = error } }
-        finished = true
+    private func stopTimer() {
         timer?.cancel()
         timer = nil
+    }
+
+    /// Ends the reading: what was decoded goes on first (it may hold the first delta, which
+    /// decides whether the call may be retried), then nothing more is decoded or timed.
+    private func stop() {
+        flush()
+        finished = true
+        stopTimer()
+    }
+
+    private func fail(_ task: HTTPClient.Task<Void>, _ error: ModelError) {
+        stop()
+        failure.withLockedValue { if $0 == nil { $0 = error } }
         task.fail(reason: error)
     }
 
@@ -163,10 +170,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
             // waited for (events after the end are not decoded anyway).
             task.eventLoop.execute {
                 guard !self.finished else { return }
-                self.flush()
-                self.finished = true
-                self.timer?.cancel()
-                self.timer = nil
+                self.stop()
                 self.early.withLockedValue { $0 = true }
                 task.cancel()
             }
@@ -179,17 +183,13 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     }
 
     func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
-        flush()
-        finished = true
-        timer?.cancel()
-        timer = nil
+        stop()
     }
 
     func didFinishRequest(task: HTTPClient.Task<Void>) throws {
-        timer?.cancel()
-        timer = nil
+        // Whoever set `finished` before also stopped the timer.
         guard !finished else { return }
-        finished = true
+        defer { stop() }
         guard streaming else {
             var error = mapHTTPError(HTTPErrorResponse(status: summary.status, headers: headers, body: errorBody, requestId: summary.requestId))
             if error.retryable, error.retryAfter == nil {
@@ -197,7 +197,6 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
             }
             throw error
         }
-        defer { flush() }
         if !complete {
             complete = true
             try body.finish { add($0) }
