@@ -31,8 +31,6 @@ public protocol ChatObserver: Sendable {
     func modelFirstDelta(provider: String, after: Duration)
     /// A model call ended throttled (after any retries).
     func modelThrottled(provider: String)
-    /// A store call on the answer's path (`begin_turn`, `finish_turn`, `history`) took `duration`.
-    func storeOperation(_ operation: String, duration: Duration)
 }
 
 extension ChatObserver {
@@ -40,7 +38,6 @@ extension ChatObserver {
     public func safetyAlert(category: String) {}
     public func safetyWarning(category: String) {}
     public func streamError(code: String) {}
-    public func storeOperation(_ operation: String, duration: Duration) {}
     public func modelCalled(provider: String) {}
     public func modelFirstDelta(provider: String, after: Duration) {}
     public func modelThrottled(provider: String) {}
@@ -179,7 +176,6 @@ public final class ChatService: Sendable {
             ownerInstanceId: instanceId
         )
         let result: BeginTurnResult
-        let storeStarted = ContinuousClock.now
         // The conversation's earlier messages are read while the new ones are stored: the read
         // leaves this turn's messages out, so it need not wait for them (the model is still
         // called only once they are stored).
@@ -188,7 +184,6 @@ public final class ChatService: Sendable {
             await runner.loadContext(turn, isNewConversation: false)
         }
         do {
-            defer { runner.observer?.storeOperation("begin_turn", duration: .now - storeStarted) }
             result = try await store.beginTurn(turn, newConversation: newConversation)
         } catch StoreError.conversationNotFound {
             registry.abandon(entry)

@@ -124,8 +124,6 @@ struct TurnRunner: Sendable {
     func loadContext(_ turn: Turn, isNewConversation: Bool) async -> ([StoredMessage], Medications) {
         guard !isNewConversation else { return ([], Medications(context: MedicationContext(), saved: false)) }
         do {
-            let started = ContinuousClock.now
-            defer { observer?.storeOperation("history", duration: .now - started) }
             // A cached window needs only the latest few messages (and the saved safety state) to
             // be checked and extended; the store's whole window is read only when it cannot be.
             if let windows {
@@ -232,9 +230,7 @@ struct TurnRunner: Sendable {
         func log(_ last: ServerEvent) -> [StreamLogEntry] {
             (logged + [last]).map { StreamLogEntry(seq: $0.seq ?? 0, json: $0.jsonString()) }
         }
-        let storeStarted = ContinuousClock.now
         do {
-            defer { observer?.storeOperation("finish_turn", duration: .now - storeStarted) }
             try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)))
             unsaved.writeSucceeded()
         } catch {

@@ -15,10 +15,10 @@ func openConversationStore(configuration: ServerConfiguration, logger: Logger) a
     let openKeyStore: () async throws -> any DataKeyStore
     if let database = configuration.database {
         let postgres = try await openPostgresStore(database, environment: configuration.processEnvironment, logger: logger)
-        base = postgres
+        base = MeteredConversationStore(postgres)
         openKeyStore = { PostgresDataKeyStore(store: postgres, logger: logger) }
     } else {
-        base = try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger)
+        base = MeteredConversationStore(try await SQLiteConversationStore.open(path: configuration.databasePath, logger: logger))
         openKeyStore = {
             try await SQLiteDataKeyStore.open(path: EncryptionSettings.keyDatabasePath(dataDirectory: configuration.dataDirectory), logger: logger)
         }
@@ -31,10 +31,16 @@ func openConversationStore(configuration: ServerConfiguration, logger: Logger) a
     }
 }
 
-/// The PostgreSQL store `store` is, or wraps; `nil` for any other store.
+/// The PostgreSQL store `store` is, or wraps (encrypted, metered); `nil` for any other store.
 func postgresStore(in store: any ConversationStore) -> PostgresConversationStore? {
     if let postgres = store as? PostgresConversationStore { return postgres }
-    if let encrypted = store as? EncryptedConversationStore { return postgresStore(in: encrypted.base) }
+    return wrapped(in: store).flatMap(postgresStore(in:))
+}
+
+/// The store a decorator (``EncryptedConversationStore``, ``MeteredConversationStore``) wraps.
+func wrapped(in store: any ConversationStore) -> (any ConversationStore)? {
+    if let encrypted = store as? EncryptedConversationStore { return encrypted.base }
+    if let metered = store as? MeteredConversationStore { return metered.base }
     return nil
 }
 
@@ -55,15 +61,10 @@ func storeServices(for store: any ConversationStore) -> [any Service] {
     if let encrypted = store as? EncryptedConversationStore {
         return [DataKeyStoreService(keyStore: encrypted.ring.keyStore)] + storeServices(for: encrypted.base)
     }
+    if let metered = store as? MeteredConversationStore { return storeServices(for: metered.base) }
     if let sqlite = store as? SQLiteConversationStore { return [sqlite.writer] }
     if let postgres = store as? PostgresConversationStore { return [postgres.pool] }
     return [StoreService(store: store)]
-}
-
-/// The PostgreSQL store under `store` (itself, or the store an encrypted store wraps), if any.
-func postgresStore(under store: any ConversationStore) -> PostgresConversationStore? {
-    if let encrypted = store as? EncryptedConversationStore { return postgresStore(under: encrypted.base) }
-    return store as? PostgresConversationStore
 }
 
 /// Closes the wrapped-key store on graceful shutdown, after every service started after it.

@@ -166,7 +166,7 @@ public func buildEngine(configuration: ServerConfiguration, dependencies: AppDep
     let durability = configuration.durability
     let recovery = StreamRecovery(store: store, instanceId: Identifier.make("i"), heartbeatInterval: durability.heartbeatInterval, staleAfter: durability.staleAfter, logger: logger)
     let journal = durability.journalInterval.map { StreamJournal(store: store, interval: $0, logger: logger) }
-    let shared = postgresStore(under: store)
+    let shared = postgresStore(in: store)
     let notifier: PostgresStreamNotifier?
     if let shared, let settings = configuration.database {
         notifier = try PostgresStreamNotifier(settings: settings, credentials: databaseCredentials(settings, environment: configuration.processEnvironment), store: shared, logger: logger)

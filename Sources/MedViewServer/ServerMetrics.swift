@@ -163,11 +163,6 @@ public final class ServerMetrics: ChatObserver {
         CoreMetrics.Counter(label: "medview_safety_triage_total", dimensions: [("provider", Self.bounded(provider)), ("outcome", Self.bounded(outcome))], factory: factory).increment()
     }
 
-    public func storeOperation(_ operation: String, duration: Duration) {
-        guard enabled else { return }
-        CoreMetrics.Timer(label: "medview_store_operation_seconds", dimensions: [("operation", Self.bounded(operation))], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
-    }
-
     public func streamError(code: String) {
         error(code)
     }

@@ -67,7 +67,8 @@ struct PostgresServerTests {
             let model = ScriptedModel(configuration: .init(deltaDelay: .milliseconds(1), reply: "Grapefruit raises felodipine levels; ask your pharmacist."))
             let conversation = try await LiveServer.with(dataDirectory: directory, model: model, configure: { $0.database = settings }) { server in
                 let encrypted = try #require(server.chat.store as? EncryptedConversationStore)
-                #expect(encrypted.base is PostgresConversationStore)
+                // Encryption wraps the database store, timed by the metered store (store latency).
+                #expect((encrypted.base as? MeteredConversationStore)?.base is PostgresConversationStore)
                 let conversation = try await http.createConversation(server, user: "alice")
                 #expect(String(buffer: try await http.sse(server, conversation: conversation, user: "alice", id: "m1", text: question).body).contains("pharmacist"))
                 let messages = json(try await server.request("/v1/conversations/\(conversation)/messages", user: "alice"))["messages"] as? [[String: Any]]

@@ -274,6 +274,11 @@ def test_metrics_and_emf_count_real_connections_and_never_carry_text_or_tokens(j
     assert value(m, "medview_ready") == 1
     assert value(m, "medview_store_operation_seconds_count", operation="begin_turn") == 5
     assert value(m, "medview_store_operation_seconds_count", operation="finish_turn") == 5
+    # Every store call is timed, not only those on an answer's path: the journal's group commits,
+    # the heartbeat at start-up, the conversation created over HTTP.
+    assert value(m, "medview_store_operation_seconds_count", operation="append_stream_events") >= 1
+    assert value(m, "medview_store_operation_seconds_count", operation="record_heartbeat") >= 1
+    assert value(m, "medview_store_operation_seconds_count", operation="create_conversation") >= 1
     assert value(m, "medview_key_provider_seconds_count", provider="local", operation="generate") >= 1
     # 2 s is a bucket bound of every latency histogram (alarm 1 reads le="2").
     for name in ("medview_time_to_first_chunk_seconds", "medview_inter_chunk_gap_seconds", "medview_first_chunk_server_seconds"):
