@@ -124,17 +124,23 @@ final class LambdaFunctionQueue: Sendable {
     /// How many environments are waiting in `next`.
     var idlePollers: Int { state.withLock { $0.pollers.count } }
 
+    /// How many remembered invocations were dispatched or queued and have not finished.
+    var unfinishedCount: Int { state.withLock { Array($0.known.values) }.count { !$0.isFinished } }
+
     /// How many invocations the function received.
     var invocationCount: Int { state.withLock { $0.invocations } }
 
-    /// Stops: waiting pollers get nil, queued invocations fail, later invocations fail at once.
+    /// Stops: waiting pollers get nil; queued invocations and those still running in an
+    /// execution environment fail with `Runtime.ShutDown` (whoever waits on them, a `$connect`
+    /// handshake or a function URL response, must not wait for the function's timeout);
+    /// later invocations fail at once.
     func stop() {
-        let (pollers, queued) = state.withLock { state -> ([Poller], [LambdaInvocation]) in
+        let (pollers, unfinished) = state.withLock { state -> ([Poller], [LambdaInvocation]) in
             state.stopped = true
             defer { state.pollers.removeAll(); state.queued.removeAll() }
-            return (state.pollers, state.queued)
+            return (state.pollers, state.queued + state.known.values.filter { !$0.isFinished })
         }
         for poller in pollers { poller.continuation.resume(returning: nil) }
-        for invocation in queued { invocation.fail(.shutDown) }
+        for invocation in unfinished { invocation.fail(.shutDown) }
     }
 }

@@ -109,6 +109,14 @@ final class LambdaInvocation: Sendable {
         (bodyStream, body) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
     }
 
+    /// Whether the invocation ended (answered, failed, timed out).
+    var isFinished: Bool {
+        phase.withLock { phase in
+            if case .finished = phase { return true }
+            return false
+        }
+    }
+
     /// Waits for the function's answer: the reply (whose body may still be arriving), or the
     /// error it failed with before its first byte.
     func reply() async throws -> LambdaInvocationReply {

@@ -55,6 +55,16 @@ public final class LambdaStandIn: Service, Sendable {
     }
 
     private let listening = Mutex(Listening())
+    /// The parts of ``run()`` still running (`gateway`, `function-url`, `runtime:NAME`, `jobs`):
+    /// what a forced shutdown names.
+    private let runningParts = Mutex<Set<String>>([])
+
+    /// Runs `body` as the part `name` of ``run()``, recorded in ``runningParts`` while it runs.
+    private func part<T>(_ name: String, _ body: () async throws -> T) async rethrows -> T {
+        runningParts.withLock { _ = $0.insert(name) }
+        defer { runningParts.withLock { _ = $0.remove(name) } }
+        return try await body()
+    }
 
     public init(configuration: LambdaStandInConfiguration = .init(), logger: Logger) {
         self.configuration = configuration
@@ -162,25 +172,29 @@ public final class LambdaStandIn: Service, Sendable {
                 try await withThrowingDiscardingTaskGroup { group in
                     for (name, queue) in queues {
                         group.addTask {
-                            try await cancelWhenGracefulShutdown {
-                                try await LambdaRuntimeAPIServer(queue: queue, host: host, logger: logger).run { port in
-                                    self.update { $0.runtimePorts[name] = port }
+                            try await self.part("runtime:\(name)") {
+                                try await cancelWhenGracefulShutdown {
+                                    try await LambdaRuntimeAPIServer(queue: queue, host: host, logger: logger).run { port in
+                                        self.update { $0.runtimePorts[name] = port }
+                                    }
                                 }
                             }
                         }
                     }
                     group.addTask {
-                        try await self.gatewayApplication { port in self.update { $0.gatewayPort = port } }.run()
+                        try await self.part("gateway") { try await self.gatewayApplication { port in self.update { $0.gatewayPort = port } }.run() }
                     }
                     if let function = configuration.functionURLFunction {
                         group.addTask {
-                            try await self.functionURLApplication(function: function) { port in self.update { $0.functionURLPort = port } }.run()
+                            try await self.part("function-url") { try await self.functionURLApplication(function: function) { port in self.update { $0.functionURLPort = port } }.run() }
                         }
                     }
                     group.addTask {
-                        await cancelWhenGracefulShutdown {
-                            await withDiscardingTaskGroup { jobs in
-                                for await job in self.jobs { jobs.addTask { await job() } }
+                        await self.part("jobs") {
+                            await cancelWhenGracefulShutdown {
+                                await withDiscardingTaskGroup { jobs in
+                                    for await job in self.jobs { jobs.addTask { await job() } }
+                                }
                             }
                         }
                     }
@@ -232,7 +246,12 @@ public final class LambdaStandIn: Service, Sendable {
         await group.triggerGracefulShutdown()
         if await !finishes(ended, within: Self.shutdownBound) {
             running.cancel()
-            (logger ?? quiet).error("lambda.standin.shutdown_forced", metadata: ["bound.seconds": "\(Self.shutdownBound.components.seconds)"])
+            (logger ?? quiet).error("lambda.standin.shutdown_forced", metadata: [
+                "bound.seconds": "\(Self.shutdownBound.components.seconds)",
+                "still.running": "\(standIn.runningParts.withLock { $0.sorted() })",
+                "invocations.unfinished": "\(standIn.queues.mapValues(\.unfinishedCount).filter { $0.value > 0 })",
+                "websocket.connections": "\(standIn.connectionIDs.count)",
+            ])
         }
         return try result.get()
     }
