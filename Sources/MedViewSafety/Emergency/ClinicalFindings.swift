@@ -23,6 +23,9 @@ struct ClinicalFindings: Sendable {
     struct Hit: Sendable {
         var rule: FindingsData.Rule
         var anchor: Finding
+        /// The rule's finding told last (whose patient the animal check asks about: the
+        /// earliest may be background, like "a scratch" before the signs of sepsis).
+        var latest: Finding
         /// Whether the rule rests on a finding about a child or baby (the writer is then a
         /// bystander even with no person word: "my 8 month old has…").
         var aboutChild: Bool
@@ -236,7 +239,11 @@ struct ClinicalFindings: Sendable {
         for r in candidates {
             let present = r.rule.transient == true ? loose : r.rule.pastVerbCounts == true ? pastVerb : strict
             var anchor: Finding?
-            func note(_ f: Finding) { if anchor == nil || f.first < anchor!.first { anchor = f } }
+            var latest: Finding?
+            func note(_ f: Finding) {
+                if anchor == nil || f.first < anchor!.first { anchor = f }
+                if latest == nil || f.last > latest!.last { latest = f }
+            }
             var ok = true
             for set in r.all {
                 guard let f = set.lazy.compactMap({ present[$0]?.first }).first else { ok = false; break }
@@ -250,11 +257,11 @@ struct ClinicalFindings: Sendable {
             if !r.also.isEmpty {
                 guard r.also.contains(where: { present[$0] != nil }) else { continue }
             }
-            if let anchor {
+            if let anchor, let latest {
                 let ids = r.all.flatMap { $0 } + r.any + r.also
                 let aboutChild = ids.contains { present[$0] != nil && childFindings.contains($0) }
                 let cancelled = r.unless.contains { strict[$0] != nil || loose[$0] != nil }
-                return Hit(rule: r.rule, anchor: anchor, aboutChild: aboutChild, overrides: cancelled ? [] : r.rule.overrides ?? [])
+                return Hit(rule: r.rule, anchor: anchor, latest: latest, aboutChild: aboutChild, overrides: cancelled ? [] : r.rule.overrides ?? [])
             }
         }
         return nil

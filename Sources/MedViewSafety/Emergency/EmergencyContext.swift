@@ -112,10 +112,152 @@ extension EmergencyDetector {
                 if cues(.habitual).contains(where: inClause) { return false }
             }
             if allowJest && cues(.jest).contains(where: inClause) { return false }
+            // "Are seizures hereditary?", "Can you have anaphylaxis without hives?": a question
+            // about the condition in general, with nobody it is happening to.
+            if allowJest && inGeneralQuestion(m) { return false }
             // "my chest hurts when I cough", "sore from the gym": a benign cause named with it.
             if cues(.benignCause).contains(where: inClause) { return false }
             return true
         }
+
+        /// Whether the event at `m` was already seen to: it is told before a past assessment by
+        /// professionals ("…fainted at church, paramedics checked him over", "they said it was
+        /// muscular", "was discharged") that does not send the patient on for care ("…checked
+        /// her over and said to call 911"). What professionals did or reported ("gave him
+        /// naloxone", "said her blood pressure is low") is no assessment. Whatever is told after the assessment, in a clause of its own, is
+        /// assessed as usual ("…sent him home, now he can't talk").
+        func alreadyAssessed(_ m: PhraseMatcher.Match) -> Bool {
+            cues(.assessed).contains { a in
+                m.last < a.first
+                    && !tokens[(a.last + 1)..<min(tokens.count, a.last + 10)].contains { Self.onwardCare.contains($0.text) }
+            }
+        }
+
+        /// Words soon after an assessment that send the patient on for care.
+        static let onwardCare: Set<String> = [
+            "call", "go", "come", "ring", "phone", "911", "999", "112", "ambulance", "emergency", "er", "ed", "urgent",
+            "immediately", "asap", "straight", "rush", "head", "admitted", "admit", "keep", "keeping", "coming", "on",
+        ]
+
+        /// Words that open a question.
+        static let questionOpeners: Set<String> = [
+            "can", "could", "does", "do", "is", "are", "why", "how", "what", "whats", "which", "should", "will", "would",
+        ]
+        /// Words that make a question about what is happening, or a call for help, rather than
+        /// one about a condition in general ("is this a stroke", "can someone help").
+        static let situationWords: Set<String> = [
+            "this", "these", "thats", "happening", "help", "please", "pls", "plz", "hurry", "urgent", "emergency",
+            "asap", "quick", "quickly", "now", "rn", "again", "still", "here",
+            // A question about what would be lethal is a warning sign, never general knowledge.
+            "enough", "lethal", "fatal", "kill", "die", "dying", "dead", "wake",
+        ]
+        /// Pronouns that, in a general question, name nobody in particular ("why do they…").
+        static let impersonalPronouns: Set<String> = ["they", "them", "their", "theyre", "themselves"]
+        /// Articles that make the person after them anyone ("a newborn", "an adult").
+        static let indefiniteArticles: Set<String> = ["a", "an", "any"]
+
+        /// Whether the signal at `m` sits in a question about a condition in general: a sentence
+        /// that opens with a question word, names no particular person (the writer, someone they
+        /// know, or a pronoun for either; "a newborn", "they" and "you" are anyone) and says
+        /// nothing of a situation now or a call for help.
+        func inGeneralQuestion(_ m: PhraseMatcher.Match) -> Bool {
+            var start = m.first
+            while start > 0 && tokens[start - 1].kind != .boundary { start -= 1 }
+            var end = m.last
+            while end + 1 < tokens.count && tokens[end + 1].kind != .boundary { end += 1 }
+            guard let opener = tokens[start...end].first(where: { $0.isWordLike }), Self.questionOpeners.contains(opener.text) else { return false }
+            for i in start...end {
+                let word = tokens[i].text
+                if Self.situationWords.contains(word) { return false }
+                switch people.reference(word) {
+                case .firstPerson?:
+                    return false
+                case .other?:
+                    if Self.impersonalPronouns.contains(word) { continue }
+                    if i > start && Self.indefiniteArticles.contains(tokens[i - 1].text) { continue }
+                    return false
+                default:
+                    continue
+                }
+            }
+            return true
+        }
+
+        /// Whether the signal at `m` happens to an animal: the nearest person or animal named
+        /// before it (else after it in its clause) is an animal that is not the cause ("my cat
+        /// is having a seizure", "the horse cut his leg"), reached through a pronoun only when
+        /// no person is named before it ("my son was walking the dog when he collapsed" is
+        /// about the son). An animal that bit, stung or kicked is the cause, not the patient.
+        func happensToAnimal(_ m: PhraseMatcher.Match, animals: Set<String>) -> Bool {
+            guard !animals.isEmpty else { return false }
+            func isCause(_ k: Int) -> Bool {
+                if k + 1 < tokens.count, Self.animalActs.contains(tokens[k + 1].text) { return true }
+                return tokens[max(0, k - 3)..<k].contains { Self.causeMarkers.contains($0.text) }
+            }
+            func personNamed(before k: Int) -> Bool {
+                tokens[0..<k].contains { t in
+                    switch people.reference(t.text) {
+                    case .firstPerson?: return !Self.possessives.contains(t.text)
+                    case .other?: return !Self.pronouns.contains(t.text)
+                    default: return false
+                    }
+                }
+            }
+            var throughPronoun = false
+            // nil: keep looking; true: an animal; false: a person.
+            func look(_ k: Int) -> Bool? {
+                let word = tokens[k].text
+                if animals.contains(word) {
+                    // The cause, or a likeness ("cries like a kitten").
+                    if isCause(k) || tokens[max(0, k - 2)..<k].contains(where: { Self.likeness.contains($0.text) }) { return nil }
+                    // "my son and our dog both ate…": the person too.
+                    if tokens[max(0, k - 4)..<k].contains(where: { Self.coordinators.contains($0.text) }) && personNamed(before: k) { return false }
+                    return !throughPronoun || !personNamed(before: k)
+                }
+                switch people.reference(word) {
+                case .firstPerson?:
+                    // "my cat": the owner; "my throat": the patient.
+                    let owns = Self.possessives.contains(word) && k + 1 < tokens.count && animals.contains(tokens[k + 1].text)
+                    return owns ? nil : false
+                case .other?:
+                    if Self.pronouns.contains(word) { throughPronoun = true; return nil }
+                    return false
+                default:
+                    return nil
+                }
+            }
+            var k = m.last
+            while k >= 0 {
+                if let found = look(k) { return found }
+                k -= 1
+            }
+            let clause = clauses.clause[m.last]
+            k = m.last + 1
+            while k < tokens.count && clauses.clause[k] == clause {
+                if let found = look(k) { return found }
+                k += 1
+            }
+            return false
+        }
+
+        /// Words after an animal that make it the cause ("the dog bit…", "cat hair").
+        static let animalActs: Set<String> = [
+            "bit", "bite", "bites", "bitten", "attacked", "attacks", "mauled", "scratched", "scratch", "kicked", "trampled",
+            "bucked", "stung", "jumped", "knocked", "threw", "charged", "hair", "dander", "fur", "saliva",
+        ]
+        /// Words that join an animal to a person as patients together.
+        static let coordinators: Set<String> = ["and", "with", "plus", "both"]
+        /// Words shortly before an animal that make it a likeness, not a patient.
+        static let likeness: Set<String> = ["like", "as"]
+        /// Words shortly before an animal that make it the cause ("bitten by a dog", "allergic to cats").
+        static let causeMarkers: Set<String> = ["by", "allergic", "allergy", "allergies"]
+        /// Third-person pronouns, which may stand for an animal.
+        static let pronouns: Set<String> = [
+            "he", "him", "his", "himself", "hes", "she", "her", "hers", "herself", "shes", "they", "them", "their", "theyre",
+            "themselves", "themself",
+        ]
+        /// First-person possessives, which own an animal rather than name the patient ("my cat").
+        static let possessives: Set<String> = ["my", "mine", "our", "ours"]
 
         /// Whether a specific person (the writer or someone they name) is mentioned strictly
         /// between two tokens, other than hypothetically ("if I'm…").

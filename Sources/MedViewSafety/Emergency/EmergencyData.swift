@@ -59,5 +59,5 @@ struct EmergencyData: Codable, Sendable {
 /// Kinds of context cue in `emergency.json`'s `cues`.
 enum EmergencyCue: String, CaseIterable, Sendable {
     case negation, postNegation, uncertain, historyVerb, historyTime, recent, recurrence
-    case information, informationAfter, hypothetical, habitual, jest, clauseBreak, pastEvent, benignCause
+    case information, informationAfter, hypothetical, habitual, jest, clauseBreak, pastEvent, benignCause, assessed
 }

@@ -270,6 +270,8 @@ public struct EmergencyDetector: Sendable {
     /// The red-flag rules over the message's findings.
     private func assessFindings(_ read: [ClinicalFindings.Finding], context: Context) -> (assessment: EmergencyAssessment, overrides: [String])? {
         guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) }),
+              !context.happensToAnimal(hit.latest.match, animals: animalWords),
+              hit.rule.category == "suicide" || !context.alreadyAssessed(hit.anchor.match),
               let a = assessment(category: hit.rule.category, bystander: context.experiencer(of: hit.anchor.match) ?? (hit.aboutChild ? .neutral : nil), severity: hit.rule.severity)
         else { return nil }
         return (a, hit.overrides)
@@ -288,7 +290,9 @@ public struct EmergencyDetector: Sendable {
             if idioms.contains(where: { $0.first <= m.last && m.first <= $0.last }) { continue }
             if let minimum = signal.minNumber,
                !tokens[m.first...m.last].contains(where: { ($0.value ?? 0) >= minimum }) { continue }
-            if context.isCurrent(m, allowJest: signal.category != "suicide") {
+            let isSuicide = signal.category == "suicide"
+            if context.isCurrent(m, allowJest: !isSuicide) && !context.happensToAnimal(m, animals: animalWords)
+                && (isSuicide || !context.alreadyAssessed(m)) {
                 current.append((m.payload, m))
             }
         }
