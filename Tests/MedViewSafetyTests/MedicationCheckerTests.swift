@@ -35,6 +35,19 @@ import MedViewSafety
         #expect(pairs(["in the 2 weeks since I started sertraline I also took tranylcypromine"]) == [["sertraline", "tranylcypromine"]])
     }
 
+    @Test("a medicine read about, warned against, thrown out or never filled is not taken")
+    func aMedicineOnlyReadAboutOrRefusedIsNotTaken() {
+        #expect(pairs(["I'm on apixaban and I binned all the Advil in the cupboard"]) == [])
+        #expect(pairs(["taking warfarin. the leaflet mentions aspirin, I wasn't sure why"]) == [])
+        #expect(pairs(["on sertraline, watched a video about tramadol and serotonin last night"]) == [])
+        #expect(pairs(["I take lithium and I know ibuprofen is dangerous with it, so paracetamol only"]) == [])
+        #expect(pairs(["I'm on lisinopril. my GP wrote me a spironolactone prescription but I never filled it"]) == [])
+        #expect(pairs(["on simvastatin, they said they might add amlodipine next year"]) == [])
+        // Taken, with the same words nearby, still warns.
+        #expect(pairs(["I take my wife's tramadol sometimes when my back is bad. I'm on sertraline"]) == [["sertraline", "tramadol"]])
+        #expect(pairs(["I'm on warfarin and I took Advil this morning, is that dangerous?"]) == [["ibuprofen", "warfarin"]])
+    }
+
     @Test func warnsForAPairInOneMessage() {
         #expect(pairs(["I use nitroglycerin. Can I try Viagra?"]) == [["nitroglycerin", "sildenafil"]])
         #expect(pairs(["I'm on oxycodone and my doctor gave me Xanax"]) == [["alprazolam", "oxycodone"]])
