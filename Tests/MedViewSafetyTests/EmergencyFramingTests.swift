@@ -31,6 +31,23 @@ import MedViewSafety
         #expect(detector.assess(text) != nil, "\(text)")
     }
 
+    @Test("a condition asked about gets no alert from the rules", arguments: [
+        "If my little boy ever has a seizure at school, should the teacher call 911 or me?",
+        "Suppose I get stung on holiday and my lips swell up, would antihistamines be enough?",
+    ])
+    func conditionalQuestions(text: String) {
+        #expect(rules.assess(text) == nil)
+    }
+
+    @Test("a condition with a sign happening now, or a sign told before the question, still alerts", arguments: [
+        "if she is having a stroke right now what do I do, her face is drooping",
+        "my husband collapsed and isn't breathing, if I start CPR should I stop to call 911",
+        "if this is a heart attack should I call 911 my chest is crushing and my left arm is numb",
+    ])
+    func conditionsThatStillAlert(text: String) {
+        #expect(detector.assess(text) != nil, "\(text)")
+    }
+
     @Test("an animal as the patient gets no alert from the signal phrases", arguments: [
         "my rabbit is having a seizure on the rug, she's twitching, what do I do",
         "our horse got stung by wasps and his face is swelling",

@@ -115,6 +115,9 @@ extension EmergencyDetector {
             // "Are seizures hereditary?", "Can you have anaphylaxis without hives?": a question
             // about the condition in general, with nobody it is happening to.
             if allowJest && inGeneralQuestion(m) { return false }
+            // "If I ever get stung and my throat swells, do I use the EpiPen first?": a condition
+            // asked about, not a sign happening.
+            if allowJest && inConditionalQuestion(m) { return false }
             // "my chest hurts when I cough", "sore from the gym": a benign cause named with it.
             if cues(.benignCause).contains(where: inClause) { return false }
             return true
@@ -138,6 +141,29 @@ extension EmergencyDetector {
             "call", "go", "come", "ring", "phone", "911", "999", "112", "ambulance", "emergency", "er", "ed", "urgent",
             "immediately", "asap", "straight", "rush", "head", "admitted", "admit", "keep", "keeping", "coming", "on",
         ]
+
+        /// Words that open a condition ("if", "suppose"); "say" only at a sentence's start.
+        static let conditionOpeners: Set<String> = ["if", "suppose", "supposing", "imagine", "hypothetically", "case"]
+        /// Words that ask, after a condition ("…, what should I do?").
+        static let askingWords: Set<String> = [
+            "would", "should", "do", "does", "is", "can", "could", "what", "who", "how", "when", "which", "will", "whats",
+        ]
+
+        /// Whether the signal at `m` sits inside a condition that the same sentence goes on to
+        /// ask about: a condition opener before it, a question word after it, no sentence
+        /// boundary between, and nothing said to be happening now in the sentence ("if she's
+        /// having a stroke right now what do I do" is happening).
+        func inConditionalQuestion(_ m: PhraseMatcher.Match) -> Bool {
+            var start = m.first
+            while start > 0 && tokens[start - 1].kind != .boundary { start -= 1 }
+            var end = m.last
+            while end + 1 < tokens.count && tokens[end + 1].kind != .boundary { end += 1 }
+            let opened = (start..<m.first).contains { k in
+                Self.conditionOpeners.contains(tokens[k].text) || (k == start && tokens[k].text == "say")
+            }
+            guard opened, m.last < end, tokens[(m.last + 1)...end].contains(where: { Self.askingWords.contains($0.text) }) else { return false }
+            return !cues(.recent).contains { $0.first >= start && $0.last <= end }
+        }
 
         /// Words that open a question.
         static let questionOpeners: Set<String> = [
