@@ -41,6 +41,8 @@ public final class LambdaStandIn: Service, Sendable {
     let logger: Logger
     let queues: [String: LambdaFunctionQueue]
     let connections = Mutex([String: APIGatewayConnection]())
+    /// The gateway's open TCP connections (WebSocket API and Management API).
+    let gatewayChannels = OpenChannels()
     let jobs: AsyncStream<@Sendable () async -> Void>
     let jobQueue: AsyncStream<@Sendable () async -> Void>.Continuation
     /// The function URL's id (its domain's first label).
@@ -208,14 +210,24 @@ public final class LambdaStandIn: Service, Sendable {
     }
 
     /// Fails what waits on the Runtime API and closes every client's WebSocket (1001, as a
-    /// gateway going away does): the WebSocket server's graceful shutdown waits for its
-    /// connections, and a client that keeps its socket open would otherwise hold it forever.
+    /// gateway going away does); after ``closeGrace`` it drops every gateway connection still
+    /// open: the WebSocket server's graceful shutdown waits for its connections, and a client
+    /// that keeps its socket open, or never answers the closing handshake, would otherwise hold
+    /// it for ever.
     func stop() {
         for queue in queues.values { queue.stop() }
         for connection in connections.withLock({ Array($0.values) }) {
             connection.close(code: 1001, reason: "Going Away")
         }
+        let channels = gatewayChannels
+        Task {
+            try? await Task.sleep(for: Self.closeGrace)
+            channels.closeAll()
+        }
     }
+
+    /// How long stopping waits for the gateway's connections to close by themselves.
+    static let closeGrace: Duration = .seconds(1)
 
     /// Runs a stand-in for the duration of `body` (listening before `body` starts), then shuts
     /// it down.
@@ -251,6 +263,7 @@ public final class LambdaStandIn: Service, Sendable {
                 "still.running": "\(standIn.runningParts.withLock { $0.sorted() })",
                 "invocations.unfinished": "\(standIn.queues.mapValues(\.unfinishedCount).filter { $0.value > 0 })",
                 "websocket.connections": "\(standIn.connectionIDs.count)",
+                "gateway.channels.open": "\(standIn.gatewayChannels.counts)",
             ])
         }
         return try result.get()
