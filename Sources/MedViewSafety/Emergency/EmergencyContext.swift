@@ -142,6 +142,15 @@ extension EmergencyDetector {
             "immediately", "asap", "straight", "rush", "head", "admitted", "admit", "keep", "keeping", "coming", "on",
         ]
 
+        /// The first and last token of the sentence holding `m` (between boundary tokens).
+        private func sentence(around m: PhraseMatcher.Match) -> (start: Int, end: Int) {
+            var start = m.first
+            while start > 0 && tokens[start - 1].kind != .boundary { start -= 1 }
+            var end = m.last
+            while end + 1 < tokens.count && tokens[end + 1].kind != .boundary { end += 1 }
+            return (start, end)
+        }
+
         /// Words that open a condition ("if", "suppose"); "say" only at a sentence's start.
         static let conditionOpeners: Set<String> = ["if", "suppose", "supposing", "imagine", "hypothetically", "case"]
         /// Words that ask, after a condition ("…, what should I do?").
@@ -154,10 +163,7 @@ extension EmergencyDetector {
         /// boundary between, and nothing said to be happening now in the sentence ("if she's
         /// having a stroke right now what do I do" is happening).
         func inConditionalQuestion(_ m: PhraseMatcher.Match) -> Bool {
-            var start = m.first
-            while start > 0 && tokens[start - 1].kind != .boundary { start -= 1 }
-            var end = m.last
-            while end + 1 < tokens.count && tokens[end + 1].kind != .boundary { end += 1 }
+            let (start, end) = sentence(around: m)
             let opened = (start..<m.first).contains { k in
                 Self.conditionOpeners.contains(tokens[k].text) || (k == start && tokens[k].text == "say")
             }
@@ -187,10 +193,7 @@ extension EmergencyDetector {
         /// know, or a pronoun for either; "a newborn", "they" and "you" are anyone) and says
         /// nothing of a situation now or a call for help.
         func inGeneralQuestion(_ m: PhraseMatcher.Match) -> Bool {
-            var start = m.first
-            while start > 0 && tokens[start - 1].kind != .boundary { start -= 1 }
-            var end = m.last
-            while end + 1 < tokens.count && tokens[end + 1].kind != .boundary { end += 1 }
+            let (start, end) = sentence(around: m)
             guard let opener = tokens[start...end].first(where: { $0.isWordLike }), Self.questionOpeners.contains(opener.text) else { return false }
             for i in start...end {
                 let word = tokens[i].text
