@@ -181,12 +181,17 @@ struct LambdaRuntimeAPIServer: Sendable {
                 headers.add(name: "Lambda-Runtime-Deadline-Ms", value: String(deadline))
                 headers.add(name: "Lambda-Runtime-Invoked-Function-Arn", value: queue.arn)
                 headers.add(name: "Lambda-Runtime-Trace-Id", value: invocation.traceID)
+                // Undelivered (the head or the body could not be written): back to the queue's
+                // head. Once the body is written the event is delivered: the runtime client reads
+                // it by its Content-Length and may close before the end is written, and running
+                // the invocation a second time would answer one message twice.
                 do {
-                    try await write(outbound, status: .ok, headers: headers, body: invocation.payload)
+                    try await writeHead(outbound, status: .ok, headers: headers, body: invocation.payload)
                 } catch {
                     queue.requeue(invocation)
                     throw error
                 }
+                try await outbound.write(.end(nil))
                 logger.debug("lambda.invocation.dispatched", metadata: ["function.name": "\(queue.name)", "aws.request_id": "\(invocation.requestID)"])
                 return true
             }
@@ -328,10 +333,15 @@ struct LambdaRuntimeAPIServer: Sendable {
     }
 
     func write(_ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, status: HTTPResponseStatus, headers: HTTPHeaders = ["Content-Type": "application/json"], body: [UInt8]) async throws {
+        try await writeHead(outbound, status: status, headers: headers, body: body)
+        try await outbound.write(.end(nil))
+    }
+
+    /// Writes a response's head (with its Content-Length) and whole body, not its end.
+    func writeHead(_ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, status: HTTPResponseStatus, headers: HTTPHeaders, body: [UInt8]) async throws {
         var headers = headers
         headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
         try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
         try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
-        try await outbound.write(.end(nil))
     }
 }
