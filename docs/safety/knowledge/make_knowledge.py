@@ -287,6 +287,16 @@ rule('mech-moderate3a4-immunosuppressant', [C('cyp3a4_moderate')], IMMUNOSUPPRES
 rule('mech-betablocker-ratecontrol-ccb', [C('beta_blocker')], [C('ccb_rate')], 'moderate', 'slow heart rate',
      "A beta-blocker with verapamil or diltiazem slows the heart together: the pulse can drop too low, or the heart's conduction can block, with dizziness, fainting or breathlessness. Prescribers do combine them with care; check with yours, and get help at once for fainting, a very slow pulse or chest pain.",
      'FDA labels (Calan/verapamil, Cardizem/diltiazem): with beta-blockers, additive negative effects on heart rate and AV conduction (bradycardia, AV block, heart failure); monitor')
+# Added at stop 16 (issue 13): class rules sets J and K showed missing (both training sets now).
+rule('mech-pgp-dabigatran', [C('pgp_inhibitor')], ['dabigatran'], 'moderate', 'bleeding',
+     "This medicine blocks P-glycoprotein, which clears dabigatran (Pradaxa), so dabigatran's level and bleeding risk rise, more so if your kidneys work less well. Some combinations need a lower dabigatran dose or a gap between doses, and a few should be avoided: check with your prescriber or pharmacist, and get help at once for black stools, vomiting blood or unusual bruising.",
+     'FDA label (Pradaxa/dabigatran): P-gp inhibitors (dronedarone, systemic ketoconazole, verapamil, amiodarone, clarithromycin) increase exposure; dose reduction or avoidance by kidney function')
+rule('mech-cyp2c9-phenytoin', [C('cyp2c9_inhibitor')], ['phenytoin'], 'high', 'toxicity',
+     "This medicine slows the liver's removal of phenytoin (Dilantin), so phenytoin can build up: unsteadiness, double vision, slurred speech, drowsiness or confusion. The phenytoin level usually needs checking and the dose may need to change: tell your prescriber or pharmacist before you start it.",
+     'FDA label (Dilantin/phenytoin): drugs that increase phenytoin concentrations include fluconazole and other azoles, amiodarone, sulfamethoxazole-trimethoprim, metronidazole (CYP2C9 inhibition); monitor levels')
+rule('mech-cyp2d6-aripiprazole', [C('cyp2d6_strong')], ['aripiprazole'], 'moderate', 'toxicity',
+     "This medicine blocks the liver enzyme (CYP2D6) that clears aripiprazole (Abilify), roughly doubling its level; the label says to halve the aripiprazole dose. Side effects such as restlessness, stiffness, drowsiness or dizziness become more likely. Check the dose with your prescriber or pharmacist.",
+     'FDA label (Abilify/aripiprazole): with strong CYP2D6 inhibitors (fluoxetine, paroxetine, quinidine, bupropion) give half the usual dose')
 LABELS.update({'dofetilide_raising': 'medicines that raise dofetilide levels', 'washout_14': 'medicines that keep interacting for 2 weeks after stopping (MAO inhibitors)', 'washout_35': 'medicines that keep interacting for 5 weeks after stopping (fluoxetine)', 'washout_90': 'medicines that keep interacting for months after stopping (amiodarone)'})
 for c in classes:
     c['label'] = LABELS.get(c['id'], c['label'])
