@@ -40,13 +40,12 @@ extension LambdaStandIn {
         router.on("**", method: .delete) { request, context in try await self.manage(request, context: context) }
         let webSocket = WebSocketServerConfiguration(maxFrameSize: Self.frameSizeLimit, autoPing: .disabled)
         let refusals = UpgradeRefusalStatus()
-        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [UpgradeRefusalStatus.Handler(refusals), OpenChannels.Handler(self.gatewayChannels)])
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [UpgradeRefusalStatus.Handler(refusals)])
         return Application(
             router: router,
             server: HTTPServerBuilder { responder in
                 TrackedChildChannel(
                     base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: .init(http1: http1, ws: webSocket)) { head, channel, _ in
-                        self.gatewayChannels.track(channel, as: .webSocket)
                         let sourceIP = channel.remoteAddress?.ipAddress ?? "127.0.0.1"
                         let result = await self.upgrade(head, sourceIP: sourceIP)
                         if case .refuse(let status, _) = result.decision { refusals.refuse(channel, status: status) }

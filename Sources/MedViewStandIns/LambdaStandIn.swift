@@ -263,7 +263,7 @@ public final class LambdaStandIn: Service, Sendable {
                 "still.running": "\(standIn.runningParts.withLock { $0.sorted() })",
                 "invocations.unfinished": "\(standIn.queues.mapValues(\.unfinishedCount).filter { $0.value > 0 })",
                 "websocket.connections": "\(standIn.connectionIDs.count)",
-                "gateway.channels.open": "\(standIn.gatewayChannels.counts)",
+                "gateway.channels.open": "\(standIn.gatewayChannels.count)",
             ])
         }
         return try result.get()

@@ -9,53 +9,24 @@ import Synchronization
 /// arrives during its upgrade) or an HTTP client that keeps a connection open would otherwise
 /// hold the stand-in's shutdown for ever.
 final class OpenChannels: Sendable {
-    /// What a connection is, for the forced-shutdown log line.
-    enum Kind: String, Sendable {
-        /// Accepted, no request read yet.
-        case accepted
-        case webSocket = "websocket"
-        case http
-    }
+    private let open = Mutex([ObjectIdentifier: any Channel]())
 
-    private let open = Mutex([ObjectIdentifier: (channel: any Channel, kind: Kind)]())
-
-    /// Records `channel` until it closes; recording one twice keeps the later kind.
-    func track(_ channel: any Channel, as kind: Kind) {
+    /// Records `channel` until it closes.
+    func track(_ channel: any Channel) {
         let key = ObjectIdentifier(channel)
-        open.withLock { $0[key] = (channel, kind) }
+        open.withLock { $0[key] = channel }
         channel.closeFuture.whenComplete { _ in
             _ = self.open.withLock { $0.removeValue(forKey: key) }
         }
     }
 
-    /// How many connections of each kind are open.
-    var counts: [String: Int] {
-        open.withLock { open in
-            var counts: [String: Int] = [:]
-            for (_, entry) in open { counts[entry.kind.rawValue, default: 0] += 1 }
-            return counts
-        }
-    }
+    /// How many connections are open.
+    var count: Int { open.withLock { $0.count } }
 
     /// Closes every open connection.
     func closeAll() {
-        for entry in open.withLock({ Array($0.values) }) {
-            entry.channel.close(promise: nil)
-        }
-    }
-
-    /// Records the HTTP connections it is added to (Hummingbird adds `additionalChannelHandlers`
-    /// to each connection that is not upgraded).
-    final class Handler: ChannelInboundHandler, RemovableChannelHandler {
-        typealias InboundIn = Never
-        let channels: OpenChannels
-
-        init(_ channels: OpenChannels) {
-            self.channels = channels
-        }
-
-        func handlerAdded(context: ChannelHandlerContext) {
-            channels.track(context.channel, as: .http)
+        for channel in open.withLock({ Array($0.values) }) {
+            channel.close(promise: nil)
         }
     }
 }
@@ -69,7 +40,7 @@ struct TrackedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     let channels: OpenChannels
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channels.track(channel, as: .accepted)
+        channels.track(channel)
         return base.setup(channel: channel, logger: logger)
     }
 

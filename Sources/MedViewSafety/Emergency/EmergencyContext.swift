@@ -127,8 +127,8 @@ extension EmergencyDetector {
         /// professionals ("…fainted at church, paramedics checked him over", "they said it was
         /// muscular", "was discharged") that does not send the patient on for care ("…checked
         /// her over and said to call 911"). What professionals did or reported ("gave him
-        /// naloxone", "said her blood pressure is low") is no assessment. Whatever is told after the assessment, in a clause of its own, is
-        /// assessed as usual ("…sent him home, now he can't talk").
+        /// naloxone", "said her blood pressure is low") is no assessment. Whatever is told after
+        /// the assessment is assessed as usual ("…sent him home, now he can't talk").
         func alreadyAssessed(_ m: PhraseMatcher.Match) -> Bool {
             cues(.assessed).contains { a in
                 m.last < a.first

@@ -105,8 +105,7 @@ public struct EmergencyDetector: Sendable {
         self.spelling = FuzzyIndex(terms: signals.vocabulary.union(self.findings.vocabulary), protected: Set(language.protectedWords))
         self.people = PersonLexicon(language.people)
         self.animalWords = Set(language.animals ?? [])
-        let pronouns: Set<String> = ["he", "him", "his", "himself", "hes", "she", "her", "hers", "herself", "shes",
-                                     "they", "them", "their", "themselves", "themself", "theyre", "my", "mine", "id", "ill"]
+        let pronouns = Context.pronouns.union(["my", "mine", "id", "ill"])
         let p = language.people
         self.personWords = Set(p.male + p.female + p.neutral + p.firstPerson).subtracting(pronouns)
         self.categoryIndex = categoryIndex
