@@ -82,4 +82,53 @@ import MedViewSafety
     func assessmentsThatStillAlert(text: String) {
         #expect(detector.assess(text) != nil, "\(text)")
     }
+    @Test("an event told with its outcome on an earlier day gets no alert from the rules", arguments: [
+        "My son choked on a sweet at lunch yesterday, he coughed it out himself and he has been fine since.",
+        "Went to the ER on Sunday with chest pain, bloods and ECG were normal, it turned out to be reflux.",
+        "The paramedics came for my mum on Thursday, it was a TIA, she stayed in overnight and came home today. What should she eat?",
+        "had a stomach bug over the weekend, threw up for a day, back to normal now",
+    ])
+    func settledEarlier(text: String) {
+        #expect(rules.assess(text) == nil, "\(text)")
+    }
+
+    @Test("an outcome told of something still going on, or something new after the outcome, still alerts", arguments: [
+        "since yesterday I've had crushing chest pain and my left arm is numb, no problems since I took an aspirin",
+        "my face drooped for ten minutes this morning, she has been fine since",
+        "he choked on Friday and has been fine since, but now he can't breathe and his lips are blue",
+    ])
+    func settledThatStillAlerts(text: String) {
+        #expect(detector.assess(text) != nil, "\(text)")
+    }
+
+    @Test("a plainly hypothetical condition gets no alert, whatever else sounds recent", arguments: [
+        "Should we keep a bottle of aspirin at home in case my wife has a heart attack one day?",
+        "If I ever start feeling suicidal again, which number do I ring? I'm doing fine at the moment.",
+        "god forbid my dad has a stroke again, what should I watch for?",
+    ])
+    func strongHypotheticals(text: String) {
+        #expect(rules.assess(text) == nil, "\(text)")
+    }
+
+    @Test("fiction about a character gets no alert, the writer's own thoughts still do", arguments: [
+        ("working on a short story in which the main character attempts suicide, how do I write it safely?", false),
+        ("I'm writing a crime novel where the victim is poisoned with arsenic, what would she feel?", false),
+        ("watched a medical drama last night where a guy bled out in a minute, is that realistic?", false),
+        ("it's for my short story but honestly I want to kill myself tonight", true),
+    ])
+    func fictionCharacters(text: String, alerts: Bool) {
+        #expect((detector.assess(text) != nil) == alerts, "\(text)")
+    }
+
+    @Test("hyperbole about prices, exams and boredom gets no alert; the same words about a person still do", arguments: [
+        ("the new price of my inhaler nearly gave me a stroke", false),
+        ("I about passed out when I saw the bill from the dentist", false),
+        ("I blacked out on question 4 of the chemistry exam", false),
+        ("my shoulders keep seizing up at my desk, would a massage help?", false),
+        ("my dad passed out at the table and won't wake up", true),
+        ("my son is having a seizure and it won't stop", true),
+    ])
+    func hyperbole(text: String, alerts: Bool) {
+        #expect((detector.assess(text) != nil) == alerts, "\(text)")
+    }
 }

@@ -111,6 +111,11 @@ extension EmergencyDetector {
                 }
                 if cues(.habitual).contains(where: inClause) { return false }
             }
+            // "if I ever feel that way again", "in case my husband has a heart attack someday":
+            // a condition that is plainly not now, whatever else sounds recent ("again", "keep").
+            for h in cues(.strongHypothetical) where inClause(h) && h.first < m.first && !cancelled(h) {
+                return false
+            }
             if allowJest && cues(.jest).contains(where: inClause) { return false }
             // "Are seizures hereditary?", "Can you have anaphylaxis without hives?": a question
             // about the condition in general, with nobody it is happening to.
@@ -135,6 +140,21 @@ extension EmergencyDetector {
                     && !tokens[(a.last + 1)..<min(tokens.count, a.last + 10)].contains { Self.onwardCare.contains($0.text) }
             }
         }
+
+        /// Whether the event at `m` is over and told as such: set on an earlier day ("on Friday",
+        /// "last night", "over the weekend"; "since yesterday" is ongoing and does not count) and
+        /// followed by its outcome ("has been fine since", "turned out to be reflux", "back to
+        /// normal", "came home today"). Whatever is told after the outcome is assessed as usual
+        /// ("…fine since, but now she can't lift her arm").
+        func settledEarlier(_ m: PhraseMatcher.Match) -> Bool {
+            guard let outcome = cues(.settled).first(where: { $0.first > m.last }) else { return false }
+            return cues(.pastDay).contains { day in
+                day.first < outcome.first && !(day.first > 0 && Self.ongoingMarkers.contains(tokens[day.first - 1].text))
+            }
+        }
+
+        /// Words before a day that make it the start of something still going on ("since Monday").
+        static let ongoingMarkers: Set<String> = ["since", "from", "till", "until"]
 
         /// Words soon after an assessment that send the patient on for care.
         static let onwardCare: Set<String> = [

@@ -60,4 +60,5 @@ struct EmergencyData: Codable, Sendable {
 enum EmergencyCue: String, CaseIterable, Sendable {
     case negation, postNegation, uncertain, historyVerb, historyTime, recent, recurrence
     case information, informationAfter, hypothetical, habitual, jest, clauseBreak, pastEvent, benignCause, assessed
+    case strongHypothetical, settled, pastDay
 }

@@ -270,7 +270,7 @@ public struct EmergencyDetector: Sendable {
     private func assessFindings(_ read: [ClinicalFindings.Finding], context: Context) -> (assessment: EmergencyAssessment, overrides: [String])? {
         guard let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) }),
               !context.happensToAnimal(hit.latest.match, animals: animalWords),
-              hit.rule.category == "suicide" || !context.alreadyAssessed(hit.anchor.match),
+              hit.rule.category == "suicide" || !(context.alreadyAssessed(hit.anchor.match) || context.settledEarlier(hit.latest.match)),
               let a = assessment(category: hit.rule.category, bystander: context.experiencer(of: hit.anchor.match) ?? (hit.aboutChild ? .neutral : nil), severity: hit.rule.severity)
         else { return nil }
         return (a, hit.overrides)
@@ -291,7 +291,7 @@ public struct EmergencyDetector: Sendable {
                !tokens[m.first...m.last].contains(where: { ($0.value ?? 0) >= minimum }) { continue }
             let isSuicide = signal.category == "suicide"
             if context.isCurrent(m, allowJest: !isSuicide) && !context.happensToAnimal(m, animals: animalWords)
-                && (isSuicide || !context.alreadyAssessed(m)) {
+                && (isSuicide || !(context.alreadyAssessed(m) || context.settledEarlier(m))) {
                 current.append((m.payload, m))
             }
         }
