@@ -117,4 +117,29 @@ import Testing
         #expect(pairs(["I take warfarin", "the doctor started my son on amoxicillin"]).isEmpty)
         #expect(pairs(["my dad is on warfarin", "the doctor gave me ibuprofen"]).isEmpty)
     }
+    // MARK: Interactions: numbered products, short washouts, dose limits, ongoing use (stop 17)
+
+    @Test func aNumberedProductIsThatProduct() {
+        // Tylenol #3 is acetaminophen with codeine; plain Tylenol (any strength) is acetaminophen.
+        #expect(pairs(["the dentist gave me Tylenol #3", "I take lorazepam at night"]) == [["codeine", "lorazepam"]])
+        #expect(pairs(["tylenol no. 3 for my tooth and valium for my back"]) == [["codeine", "diazepam"]])
+        #expect(pairs(["tylenol 500 for my tooth and valium for my back"]).isEmpty)
+        #expect(Set(checker.mentions(in: "I have some Tylenol #4 left").map(\.name)) == ["codeine", "acetaminophen"])
+    }
+
+    @Test func fluconazoleStillInteractsForAWeekAfterTheLastDose() {
+        #expect(pairs(["I finished my Diflucan 3 days ago and I'm on Coumadin"]) == [["fluconazole", "warfarin"]])
+        #expect(pairs(["I finished my Diflucan a month ago and I'm on Coumadin"]).isEmpty)
+    }
+
+    @Test func citalopramAboveTwentyMilligramsWithACYP2C19Inhibitor() {
+        #expect(pairs(["celexa 40 mg and prilosec every morning"]) == [["citalopram", "omeprazole"]])
+        #expect(pairs(["celexa 10 mg and prilosec every morning"]).isEmpty)
+    }
+
+    @Test func useSinceAStopIsOngoing() {
+        let mentions = checker.mentions(in: "I came off sertraline 3 weeks ago and have been taking tramadol since")
+        #expect(mentions.first { $0.name == "tramadol" }?.status == .taking)
+        #expect(mentions.first { $0.name == "sertraline" }?.status == .stopped)
+    }
 }

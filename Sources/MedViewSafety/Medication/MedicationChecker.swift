@@ -34,6 +34,9 @@ public struct MedicationChecker: Sendable {
 
     private let entries: [Entry]
     private let groups: [[Int]]
+    /// Products named by a name and a number ("Tylenol #3" is acetaminophen with codeine, plain
+    /// "Tylenol" acetaminophen): the group of the plain name → the number → the product's group.
+    private let numbered: [Int: [Double: Int]]
     /// Every name the lexicon knows (lowercased) and the medicines (or class) it stands for.
     let nameTable: [String: Set<String>]
     private let entryByName: [String: Int]
@@ -108,6 +111,12 @@ public struct MedicationChecker: Sendable {
             for n in c.names { add(name: n, entry: id) }
         }
         let patterns = groupOfName.map { ($0.key, $0.value) }.sorted { $0.1 < $1.1 }
+        var numbered: [Int: [Double: Int]] = [:]
+        for (name, g) in patterns {
+            guard let (plain, number) = Self.numberedName(name), let base = groupOfName[plain] else { continue }
+            numbered[base, default: [:]][number] = g
+        }
+        self.numbered = numbered
         for i in rules {
             if let d = i.dose, !generics.contains(d.drug) { throw .unknownReference("interactions", "dose drug \(d.drug)") }
             for k in i.a + i.b {
@@ -164,6 +173,24 @@ public struct MedicationChecker: Sendable {
         guard let r = name.range(of: #"-[0-9]+$"#, options: .regularExpression) else { return name }
         return name[..<r.lowerBound] + " " + PhraseMatcher.numberSymbol
     }
+
+    /// A name that ends in a product number ("tylenol #3", "tylenol no 3", "tylenol 4"): the
+    /// plain name and the number; `nil` for any other name.
+    static func numberedName(_ name: String) -> (String, Double)? {
+        var words = name.split(separator: " ").map(String.init)
+        guard words.count >= 2, let last = words.last else { return nil }
+        let digits = last.hasPrefix("#") ? String(last.dropFirst()) : last
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Double(digits) else { return nil }
+        words.removeLast()
+        while let w = words.last, Self.productNumberWords.contains(w) { words.removeLast() }
+        return words.isEmpty ? nil : (words.joined(separator: " "), value)
+    }
+
+    /// Words between a past time and a medicine that make its use go on to now.
+    static let ongoingWords: Set<String> = ["been", "now", "currently", "still"]
+
+    /// Words between a product's name and its number ("Tylenol No. 3", "Tylenol number 3").
+    static let productNumberWords: Set<String> = ["no", "no.", "number", "num", "#"]
 
     /// Drug names are literal text: parentheses and `$` in them are not pattern syntax.
     private static func literal(_ name: String) -> String {
@@ -333,6 +360,18 @@ public struct MedicationChecker: Sendable {
         for m in raw {
             if let last = picked.last, m.first <= last.last { continue }
             picked.append(m)
+        }
+        // "Tylenol #3": a name followed by its product number is that product.
+        for (i, m) in picked.enumerated() {
+            guard let products = numbered[m.payload] else { continue }
+            var j = m.last + 1
+            // Skips "no", "number", "#" and the full stop of "No. 3".
+            while j < tokens.count,
+                  tokens[j].kind == .word && Self.productNumberWords.contains(tokens[j].text)
+                    || tokens[j].kind == .boundary && j > m.last + 1 && tokens[j - 1].text == "no" { j += 1 }
+            guard j < tokens.count, tokens[j].kind == .number, let v = tokens[j].value, let g = products[v],
+                  i + 1 == picked.count || picked[i + 1].first > j else { continue }
+            picked[i] = PhraseMatcher.Match(payload: g, first: m.first, last: j)
         }
         let cueMatches = cueMatcher.matches(in: tokens)
         var byKind = Array(repeating: [PhraseMatcher.Match](), count: MedicationCue.allCases.count)
@@ -695,6 +734,9 @@ public struct MedicationChecker: Sendable {
         let past = cues(.pastTime).contains { p in
             if after(p) { return noComma(m.last, p.first) && !since(m.last, p.first + 1) }
             guard before(p) else { return false }
+            // "stopped fluoxetine 2 weeks ago and have been taking tramadol since": ongoing.
+            if ((p.last + 1)..<m.first).contains(where: { Self.ongoingWords.contains(tokens[$0].text) })
+                || (m.last + 1 < tokens.count && tokens[m.last + 1].text == "since") { return false }
             return noComma(p.last, m.first) || p.first == 0 || tokens[p.first - 1].kind == .boundary
                 || (p.first >= 1 && ["back", "so", "and"].contains(tokens[p.first - 1].text) && (p.first == 1 || tokens[p.first - 2].kind == .boundary))
         }

@@ -144,6 +144,11 @@ rule('mech-atorvastatin-strong', [C('cyp3a4_strong')], ['atorvastatin'], 'modera
      'FDA label (Lipitor): clarithromycin, itraconazole, HIV protease inhibitors: atorvastatin above 20 mg with caution',
      dose={'drug': 'atorvastatin', 'maxMg': 20})
 # Dose-dependent statin limits.
+# Citalopram's QT effect rises with its level; CYP2C19 inhibitors raise the level (stop 17).
+rule('dose-citalopram-cyp2c19', ['citalopram'], [C('cyp2c19_inhibitor')], 'high', 'heart rhythm',
+     "With a medicine that slows how the body clears citalopram (such as omeprazole, esomeprazole, fluconazole or fluvoxamine), citalopram should not go above 20 mg a day: higher levels can cause a dangerous heart rhythm. Check your citalopram dose with your prescriber or pharmacist.",
+     'FDA label (Celexa/citalopram), Dosage and Administration and Warnings: 20 mg/day maximum with CYP2C19 inhibitors (e.g. cimetidine); FDA Drug Safety Communication 2012 (QT prolongation)',
+     dose={'drug': 'citalopram', 'maxMg': 20})
 rule('dose-simvastatin-10', ['simvastatin'], [C('statin_limit_10')], 'high', 'muscle damage',
      "With diltiazem, verapamil or dronedarone, simvastatin should not go above 10 mg a day: above that the risk of serious muscle damage rises. Check your simvastatin dose with your prescriber or pharmacist.",
      'FDA Drug Safety Communication 2011 and Zocor label: do not exceed 10 mg with verapamil, diltiazem, dronedarone',
