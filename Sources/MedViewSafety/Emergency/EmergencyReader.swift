@@ -32,7 +32,7 @@ struct EmergencyReader: Sendable {
 
     /// The feature layout ``EmergencyDetector/features(of:)`` produces. A model trained on
     /// another layout is refused at load.
-    static let schema = 2
+    static let schema = 3
 
     private let classes: [String]
     private let bias: [Double]

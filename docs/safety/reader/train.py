@@ -20,7 +20,7 @@ someone who has not seen the system can.
 import argparse, json, os, subprocess, sys
 from collections import Counter
 
-SCHEMA = 2          # EmergencyReader.schema in Swift: the feature layout
+SCHEMA = 3          # EmergencyReader.schema in Swift: the feature layout
 C = 1.0             # inverse regularisation strength
 MIN_DF = 2          # a feature must occur in at least this many training messages
 PRUNE = 0.02        # weights smaller than this are left out of the model file
