@@ -142,4 +142,15 @@ import Testing
         #expect(mentions.first { $0.name == "tramadol" }?.status == .taking)
         #expect(mentions.first { $0.name == "sertraline" }?.status == .stopped)
     }
+    @Test func aProposalThatGaveWayToAnotherMedicineIsNotTaken() {
+        #expect(pairs(["I take warfarin. The dentist wanted to give me metronidazole but I got amoxicillin in the end"]).isEmpty)
+        #expect(pairs(["on lithium; the walk-in clinic suggested ibuprofen but switched me to acetaminophen"]).isEmpty)
+        // Nothing given in its place: the proposal stands and is warned.
+        #expect(pairs(["I take warfarin and the dentist wanted to give me metronidazole, so I started it today"]) == [["metronidazole", "warfarin"]])
+    }
+
+    @Test func aMedicineNamedAsAWarningOrNotTakenIsNotPaired() {
+        #expect(pairs(["the pharmacist said erythromycin would interact with my simvastatin"]).isEmpty)
+        #expect(pairs(["I take lithium. My leaflet lists naproxen as a risk but I'm not on it"]).isEmpty)
+    }
 }

@@ -437,7 +437,14 @@ public struct MedicationChecker: Sendable {
         let instead = tokens.indices.last { tokens[$0].text == "instead" && ($0 + 1 == tokens.count || tokens[$0 + 1].text != "of") }
         for p in cues(.proposal) {
             guard let k = outStarts.indices.first(where: { outStarts[$0] > p.last && outStarts[$0] - p.last <= 4 }) else { continue }
-            if let instead, outEnds[k] < instead {
+            // "…wanted to give me cipro but I'm allergic so I got nitrofurantoin": another
+            // medicine given in the same sentence after a cue that the proposal gave way.
+            let sentence = clauses.sentence[outStarts[k]]
+            let overtaken = cues(.overtaken).contains { o in
+                o.first > outEnds[k] && clauses.sentence[o.first] == sentence
+                    && outStarts.indices.contains { outStarts[$0] > o.last && clauses.sentence[outStarts[$0]] == sentence && out[$0].name != out[k].name }
+            }
+            if overtaken || instead.map({ outEnds[k] < $0 }) == true {
                 if out[k].status == .taking { out[k].status = .notTaking }
                 if out[k].status == .someoneElse { out[k].theirStatus = .notTaking }
             } else if out[k].status == .taking {

@@ -41,6 +41,9 @@ enum MedicationCue: String, CaseIterable, Sendable {
     /// A clinician's proposal ("wanted to give me", "suggested"): not taken when the message
     /// says something else was given "instead".
     case proposal
+    /// What a proposal gave way to ("…wanted to give me cipro but I got nitrofurantoin", "…but
+    /// prescribed nitrofurantoin in the end"): a later medicine given in its place.
+    case overtaken
 }
 
 struct InteractionData: Codable, Sendable {
