@@ -131,4 +131,13 @@ import MedViewSafety
     func hyperbole(text: String, alerts: Bool) {
         #expect((detector.assess(text) != nil) == alerts, "\(text)")
     }
+    @Test("a sign negated inside a list of what is fine gets no alert; the same sign present still does", arguments: [
+        ("30 weeks pregnant, baby kicking lots, no bleeding, just some heartburn at night", false),
+        ("My mum's speech is fine and her face isn't drooping, she's just worn out after the trip", false),
+        ("30 weeks pregnant and bleeding a lot, soaking a pad every hour", true),
+        ("my mum's face is drooping on one side and her speech is slurred", true),
+    ])
+    func negatedInsideAList(text: String, alerts: Bool) {
+        #expect((detector.assess(text) != nil) == alerts, "\(text)")
+    }
 }

@@ -180,6 +180,7 @@ struct ClinicalFindings: Sendable {
                 var first = s.first
                 var last = s.last
                 var complete = true
+                var partStarts = [s.first]
                 for p in c.parts.dropFirst() {
                     // The nearest match of this part in the same clause, not the same words.
                     let candidates = (byConcept[p] ?? []).filter {
@@ -191,6 +192,13 @@ struct ClinicalFindings: Sendable {
                     }
                     first = min(first, best.first)
                     last = max(last, best.last)
+                    partStarts.append(best.first)
+                }
+                // "her face isn't drooping", "kicking lots, no bleeding": a later part negated
+                // right before it is not a finding of the whole (an earlier part's negation is the
+                // context rules' to read).
+                if complete, partStarts.contains(where: { $0 > first && Self.negators.contains(tokens[$0 - 1].text) }) {
+                    complete = false
                 }
                 if complete && wordsBetween(first, last) + 2 <= c.window + 1 + c.parts.count {
                     out.append(Finding(id: c.id, first: first, last: last))
@@ -199,6 +207,11 @@ struct ClinicalFindings: Sendable {
         }
         return out
     }
+
+    /// Words that negate the word after them, inside a composite finding.
+    static let negators: Set<String> = [
+        "no", "not", "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "never", "without", "nor", "hasnt", "havent",
+    ]
 
     /// Whether the message frames itself as fiction, an exam question or role play.
     func isFiction(_ found: [Finding]) -> Bool {
