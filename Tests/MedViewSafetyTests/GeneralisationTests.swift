@@ -153,4 +153,37 @@ import Testing
         #expect(pairs(["the pharmacist said erythromycin would interact with my simvastatin"]).isEmpty)
         #expect(pairs(["I take lithium. My leaflet lists naproxen as a risk but I'm not on it"]).isEmpty)
     }
+    @Test func aPossessiveOfASpelledOutWordNamesThatPerson() {
+        // "mum" is spelled "mom" by the abbreviations; "mum's" must be "mom's".
+        #expect(pairs(["I take fluconazole and my mum's on warfarin"]).isEmpty)
+        #expect(pairs(["my mum's on oxycodone and the doctor started diazepam for her back"]) == [["diazepam", "oxycodone"]])
+    }
+
+    @Test func aMedicineGivenToAnAnimalIsNotTheWriters() {
+        #expect(pairs(["sertraline for me, and the vet gave our dog tramadol"]).isEmpty)
+        #expect(pairs(["I take sertraline and the dog bit me so urgent care gave me tramadol"]) == [["sertraline", "tramadol"]])
+    }
+
+    @Test func onlyOnOneMedicineMeansTheOthersNamedAreNotTaken() {
+        #expect(pairs(["the leaflet says warfarin and fluconazole clash, I'm only on warfarin"]).isEmpty)
+    }
+
+    @Test func anOfferOrAnAdOrAStartMonthsAwayIsNotTaken() {
+        #expect(pairs(["I'm on Imdur and was offered Cialis at the clinic"]).isEmpty)
+        #expect(pairs(["on lithium, saw the ad for Advil on the bus"]).isEmpty)
+        #expect(pairs(["my doctor might start me on amiodarone next month, I'm on digoxin now"]).isEmpty)
+        // A procedure planned for next week still counts.
+        #expect(pairs(["they'll use methylene blue in my surgery next week", "I take Cymbalta"]) == [["duloxetine", "methylene blue"]])
+    }
+
+    @Test func kidneyHarmFromNSAIDsWithBloodPressureMedicinesAndWaterPills() {
+        #expect(pairs(["lisinopril and hydrochlorothiazide, and ibuprofen 600 three times a day for my back"])
+            .sorted { $0.joined() < $1.joined() } == [["hydrochlorothiazide", "ibuprofen"], ["ibuprofen", "lisinopril"]])
+        // Low-dose aspirin with an ACE inhibitor is the usual heart regimen, not warned.
+        #expect(pairs(["lisinopril 10 and aspirin 81 every morning"]).isEmpty)
+    }
+
+    @Test func tamoxifenWithAStrongCYP2D6Inhibitor() {
+        #expect(pairs(["paxil for years", "tamoxifen since my surgery"]) == [["paroxetine", "tamoxifen"]])
+    }
 }

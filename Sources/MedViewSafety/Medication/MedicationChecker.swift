@@ -46,6 +46,8 @@ public struct MedicationChecker: Sendable {
     private let cueMatcher: PhraseMatcher
     private let normalizer: TextNormalizer
     private let people: PersonLexicon
+    /// Animal words: a medicine given to a pet is not the writer's ("the vet gave our dog tramadol").
+    private let animals: Set<String>
     private let interactions: [InteractionData.Interaction]
     /// Days a medicine keeps interacting after it is stopped (class `washout_<days>`: MAO
     /// inhibitors 14, fluoxetine 35, amiodarone 90), by generic name.
@@ -150,6 +152,7 @@ public struct MedicationChecker: Sendable {
         )
         self.normalizer = TextNormalizer(language: language, knownWords: names.vocabulary.union(cueMatcher.vocabulary).union(language.protectedWords))
         self.people = PersonLexicon(language.people)
+        self.animals = Set(language.animals ?? [])
         self.entries = entries
         self.groups = groups
         self.nameTable = groupOfName.mapValues { Set(groups[$0].map { entries[$0].name }) }
@@ -451,6 +454,15 @@ public struct MedicationChecker: Sendable {
                 proposed.append(out[k].name)
             }
         }
+        // "I read that simvastatin interacts with grapefruit and clarithromycin, I'm only on
+        // simvastatin": the writer's medicines named before an "only" that does not name them.
+        for e in cues(.exclusive) {
+            let kept = Set(out.indices.filter { outStarts[$0] > e.last && clauses.sentence[outStarts[$0]] == clauses.sentence[e.last] }.map { out[$0].name })
+            guard !kept.isEmpty else { continue }
+            for k in out.indices where outEnds[k] < e.first && out[k].status == .taking && !kept.contains(out[k].name) {
+                out[k].status = .notTaking
+            }
+        }
         // "Can I give him…", "is that ok for her?": the person in the cue, else the message's.
         // Without a person in the cue ("is that safe?"), the person whose medicines the message names.
         let medicinesPerson = out.last { $0.status == .someoneElse && $0.person != nil }?.person
@@ -684,6 +696,15 @@ public struct MedicationChecker: Sendable {
         func overlaps(_ a: PhraseMatcher.Match, _ b: PhraseMatcher.Match) -> Bool { a.first <= b.last && b.first <= a.last }
         let pseudo = cues(.pseudoNegation)
 
+        // An animal named nearer than any person in the clause ("…and the vet gave our dog
+        // tramadol") owns it.
+        if !ownerKnown, !animals.isEmpty {
+            var i = m.first - 1
+            while i >= 0, clauses.clause[i] == clause, people.reference(tokens[i].text) == nil {
+                if animals.contains(tokens[i].text) { return (.someoneElse, i) }
+                i -= 1
+            }
+        }
         // Whose medicine: a "gave me"-type cue makes it the patient's; else the nearest person word.
         let selfCue = ownerKnown || cues(.selfCue).contains(where: before) || Self.writerTakesItAfter(m, tokens: tokens)
         if !selfCue {

@@ -44,6 +44,8 @@ enum MedicationCue: String, CaseIterable, Sendable {
     /// What a proposal gave way to ("…wanted to give me cipro but I got nitrofurantoin", "…but
     /// prescribed nitrofurantoin in the end"): a later medicine given in its place.
     case overtaken
+    /// "I'm only on simvastatin": the writer's other medicines named before it are not taken.
+    case exclusive
 }
 
 struct InteractionData: Codable, Sendable {

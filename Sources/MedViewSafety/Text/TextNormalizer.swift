@@ -167,13 +167,20 @@ struct TextNormalizer: Sendable {
     /// Normalizes one source word into zero or more tokens (the general path).
     private func emitWord(_ raw: String, hasLetter: Bool, start: Int, end: Int, into out: inout [Token]) {
         var word = raw
+        var possessive = false
         if word.contains("'") {
             if let form = apostropheForms[word] {
                 for w in form { out.append(Token(w, .word, start: start, end: end)) }
                 return
             }
+            possessive = word.hasSuffix("'s")
             word.removeAll { $0 == "'" }
             if word.isEmpty { return }
+        }
+        // "mum's", "hubby's": the possessive of a word the abbreviations spell out ("mom's").
+        if possessive, abbreviations[word] == nil, let base = abbreviations[String(word.dropLast())], base.count == 1 {
+            out.append(Token(base[0] + "s", .word, start: start, end: end))
+            return
         }
         if !hasLetter {
             // Digits, possibly with "." or "/": a number, or a date-like token kept as a word.

@@ -175,6 +175,19 @@ rule('mech-ksparing-kraising', [C('potassium-sparing diuretic')], [C('k_raising_
 rule('mech-ras-kraising', [C('ace inhibitor'), C('arb'), C('aliskiren')], [C('k_raising_other')], 'moderate', 'hyperkalemia',
      "Your blood pressure medicine (ACE inhibitor or ARB) and this medicine both raise potassium; in older adults or with kidney disease it can rise dangerously. Let your prescriber know; a potassium blood test may be needed.",
      'Antoniou et al., BMJ 2010 and CMAJ 2011 (co-trimoxazole with ACE inhibitors/ARBs); trimethoprim label')
+# Stop 17: kidney harm from NSAIDs with the renin-angiotensin system or diuretics (the "triple
+# whammy"), and tamoxifen weakened by strong CYP2D6 inhibitors.
+rule('mech-ras-nsaid', [C('ace inhibitor'), C('arb')], [C('nsaid')], 'moderate', 'kidney harm',
+     "An NSAID pain reliever (ibuprofen, naproxen and others) taken regularly with a blood pressure medicine of this kind (an ACE inhibitor or ARB) can harm the kidneys, raise potassium and weaken the blood pressure control, more so with a water pill as well or when you are dehydrated. Ask your prescriber or pharmacist before using NSAIDs for more than a day or two; acetaminophen (Tylenol) is usually the safer pain reliever.",
+     'FDA labels (ACE inhibitors, ARBs): NSAIDs including COX-2 inhibitors may deteriorate renal function and attenuate the antihypertensive effect; FDA OTC NSAID Drug Facts (ask a doctor if taking a diuretic or blood pressure medicine)',
+     **{'except': ['aspirin']})
+rule('mech-diuretic-nsaid', [C('thiazide'), C('loop')], [C('nsaid')], 'moderate', 'kidney harm',
+     "An NSAID pain reliever taken regularly with a water pill (diuretic) can weaken the water pill and harm the kidneys, especially if you are also on an ACE inhibitor or ARB. Ask your prescriber or pharmacist before using NSAIDs for more than a day or two.",
+     'FDA labels (furosemide, hydrochlorothiazide): NSAIDs can reduce the diuretic, natriuretic and antihypertensive effects; acute renal failure reported',
+     **{'except': ['aspirin']})
+rule('mech-cyp2d6-tamoxifen', [C('cyp2d6_strong')], ['tamoxifen'], 'high', 'reduced effect',
+     "This medicine strongly blocks the liver enzyme (CYP2D6) that turns tamoxifen into its active form, so tamoxifen may protect less well against breast cancer coming back. Ask your oncologist or pharmacist about an antidepressant or other medicine that does not block this enzyme.",
+     'FDA labels (Paxil/paroxetine, Prozac/fluoxetine): drug interactions, tamoxifen (reduced endoxifen, possibly reduced efficacy); FDA table of CYP2D6 strong inhibitors')
 rule('mech-dual-ras', [C('ace inhibitor')], [C('arb'), C('aliskiren')], 'high', 'hyperkalemia',
      "Taking two medicines that block the renin-angiotensin system (an ACE inhibitor with an ARB or aliskiren) raises the risk of high potassium, low blood pressure and kidney injury without extra benefit for most people. Ask your prescriber whether both are intended.",
      'FDA Drug Safety Communication 2014 (aliskiren); ONTARGET (NEJM 2008); ACE inhibitor and ARB labels (dual blockade)')
