@@ -146,4 +146,12 @@ import MedViewSafety
     func presentSignsStillAlert(text: String) {
         #expect(detector.assess(text) != nil, "\(text)")
     }
+    @Test("an account password is not a suicide warning sign; passwords handed over with a plan still are", arguments: [
+        ("how do I change my password", false),
+        ("forgot my password for the app again", false),
+        ("I wrote down all my passwords for you, I won't need them after tonight", true),
+    ])
+    func passwords(text: String, alerts: Bool) {
+        #expect((detector.assess(text) != nil) == alerts, "\(text)")
+    }
 }
