@@ -97,6 +97,31 @@ import Testing
         }
     }
 
+    @Test func anyTextReachesTheServerAsValidJSONExactlyAsWritten() async throws {
+        // The body is written without JSONEncoder: quotes, backslashes, every control character,
+        // slashes and non-ASCII text must still arrive as valid JSON that reads back unchanged.
+        var controls = ""
+        for value in UInt8(0)..<0x20 { controls.unicodeScalars.append(Unicode.Scalar(value)) }
+        let awkward = #"She said "it's \ fine" / 2 tablets"# + "\n\t\r" + controls + "\u{7F} é 😷 \u{2028}"
+        let request = ModelRequest(
+            system: "Line one\nLine \"two\" \\ three",
+            messages: [ModelMessage(role: .user, text: awkward), ModelMessage(role: .assistant, text: ""), ModelMessage(role: .user, text: patientText)],
+            maxOutputTokens: 0,
+            temperature: nil
+        )
+        try await LoopbackHTTPServer.with([.events(Self.answer)]) { server in
+            _ = await collect(model(server).stream(request))
+            let json = try #require(server.requests.first?.json)
+            #expect(json["model"] as? String == "test-model")
+            #expect(json["max_tokens"] as? Int == 1)
+            #expect(json.keys.contains("temperature") == false)
+            #expect(json["stream"] as? Bool == true)
+            let messages = try #require(json["messages"] as? [[String: Any]])
+            #expect(messages.map { $0["role"] as? String } == ["system", "user", "assistant", "user"])
+            #expect(messages.map { $0["content"] as? String } == [request.system, awkward, "", patientText])
+        }
+    }
+
     @Test func sendsNoAuthorizationHeaderWithoutAKey() async throws {
         try await LoopbackHTTPServer.with([.events(Self.answer)]) { server in
             _ = await collect(model(server).stream(sampleRequest))

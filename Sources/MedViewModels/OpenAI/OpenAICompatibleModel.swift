@@ -71,20 +71,40 @@ public struct OpenAICompatibleModel: ChatModel {
     }
 
     /// The HTTP request for `request`, before the key is added.
+    ///
+    /// The body is written directly (``JSONBodyWriter``), not with `JSONEncoder`: it is built on
+    /// every call, on the way to the model's first delta (twice per message with the model triage),
+    /// and holds the system prompt and the conversation's recent turns.
     func httpRequest(for request: ModelRequest) throws(ModelError) -> StreamingHTTPRequest {
-        struct StreamOptions: Encodable { var include_usage = true }
-        struct Body: Encodable {
-            var model: String
-            var messages: [ChatMessageJSON]
-            var max_tokens: Int
-            var temperature: Double?
-            var stream = true
-            var stream_options = StreamOptions()
+        var capacity = 160 + configuration.model.utf8.count + request.system.utf8.count
+        for message in request.messages { capacity += 32 + message.text.utf8.count }
+        var body = JSONBodyWriter(capacity: capacity + capacity / 16)
+        body.raw(#"{"model":"#)
+        body.string(configuration.model)
+        body.raw(#","messages":["#)
+        var first = true
+        func message(role: StaticString, content: String) {
+            if !first { body.raw(",") }
+            first = false
+            body.raw(#"{"role":""#)
+            body.raw(role)
+            body.raw(#"","content":"#)
+            body.string(content)
+            body.raw("}")
         }
-        var messages: [ChatMessageJSON] = []
-        if !request.system.isEmpty { messages.append(ChatMessageJSON(role: "system", content: request.system)) }
-        messages += request.messages.map(ChatMessageJSON.init)
-        let body = Body(model: configuration.model, messages: messages, max_tokens: max(1, request.maxOutputTokens), temperature: request.temperature)
-        return try StreamingHTTPRequest.json(body, base: configuration.baseURL, path: "/chat/completions", accept: "text/event-stream", provider: "openai")
+        if !request.system.isEmpty { message(role: "system", content: request.system) }
+        for turn in request.messages {
+            message(role: turn.role == .assistant ? "assistant" : "user", content: turn.text)
+        }
+        body.raw(#"],"max_tokens":"#)
+        body.number(max(1, request.maxOutputTokens))
+        if let temperature = request.temperature {
+            body.raw(#","temperature":"#)
+            guard body.number(temperature) else {
+                throw ModelError(kind: .invalidRequest, retryable: false, detail: "openai: the request could not be encoded")
+            }
+        }
+        body.raw(#","stream":true,"stream_options":{"include_usage":true}}"#)
+        return StreamingHTTPRequest.json(bytes: body.bytes, base: configuration.baseURL, path: "/chat/completions", accept: "text/event-stream")
     }
 }

@@ -21,6 +21,12 @@ struct StreamingHTTPRequest: Sendable {
         } catch {
             throw ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request could not be encoded")
         }
+        return json(bytes: bytes, base: base, path: path, accept: accept)
+    }
+
+    /// A POST of the JSON body `bytes`, already encoded, to `path` under `base` (trailing slashes
+    /// of `base` dropped) that asks for `accept`.
+    static func json(bytes: [UInt8], base: String, path: String, accept: String) -> StreamingHTTPRequest {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "accept", value: accept)
