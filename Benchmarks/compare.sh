@@ -49,6 +49,14 @@ fi
 # One load-generator worker sends far more messages than a patient could: the per-user message
 # rate limit (20 a minute) would refuse most of them, so it is lifted for the measurement.
 export MEDVIEW_RATE_LIMIT_PER_MINUTE=100000000 MEDVIEW_RATE_LIMIT_BURST=100000000
+# The shared side-by-side script leaves its FastAPI proxy running: stop the ones this run started.
+proxies_before=$(pgrep -f "uvicorn fastapi_proxy:app" || true)
+stop_new_proxies() {
+  for pid in $(pgrep -f "uvicorn fastapi_proxy:app" || true); do
+    printf '%s\n' "$proxies_before" | grep -qx "$pid" || kill "$pid" 2>/dev/null || true
+  done
+}
+trap stop_new_proxies EXIT
 echo "== side by side: upstream direct, FastAPI proxy, MedView ($BIN); clients: $COUNTS; $STREAMS streams"
 FRESH=10 bash "$PEERS/side-by-side.sh" "$BIN" "$COUNTS" "$STREAMS"
 echo "== MedView, one conversation per worker (the cost of a message as the conversation grows)"
