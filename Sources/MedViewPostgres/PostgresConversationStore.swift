@@ -514,29 +514,11 @@ public final class PostgresConversationStore: ConversationStore {
     /// uses it). The answer never waits for a check that does not heed cancellation (a connection
     /// whose database went silent): the check is left to finish on its own.
     public func checkHealth() async throws {
-        try await Self.withinDeadline(.seconds(5)) {
+        try await withinDeadline(.seconds(5), operation: "checkHealth") {
             try await self.withConnection("checkHealth") { connection in
                 try await connection.query("SELECT 1", logger: self.logger)
                 return ()
             }
-        }
-    }
-
-    /// `work`'s outcome, or ``StoreError/unavailable(_:)`` once `deadline` has passed (and `work`
-    /// is cancelled), whichever comes first. Unlike a task group, it does not wait for `work` to
-    /// end after the deadline.
-    static func withinDeadline(_ deadline: Duration, _ work: @escaping @Sendable () async throws -> Void) async throws {
-        let race = DeadlineRace()
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            race.begin(continuation)
-            let worker = Task {
-                do { try await work(); race.finish(.success(())) } catch { race.finish(.failure(error)) }
-            }
-            let timer = Task {
-                try? await Task.sleep(for: deadline)
-                if !Task.isCancelled { race.finish(.failure(StoreError.unavailable("checkHealth timed out"))) }
-            }
-            race.track([worker, timer])
         }
     }
 
@@ -680,40 +662,5 @@ extension PostgresConversationStore: SharedConnectionLimit {
             try await connection.query("DELETE FROM connections WHERE id = \(id)", logger: self.logger)
             return ()
         }
-    }
-}
-
-/// The first of a piece of work and its deadline (``PostgresConversationStore/withinDeadline(_:_:)``):
-/// resumes the waiter once and cancels both tasks, whichever finishes first.
-private final class DeadlineRace: Sendable {
-    private struct State {
-        var continuation: CheckedContinuation<Void, any Error>?
-        var tasks: [Task<Void, Never>] = []
-        var done = false
-    }
-    private let state = Mutex(State())
-
-    func begin(_ continuation: CheckedContinuation<Void, any Error>) {
-        state.withLock { $0.continuation = continuation }
-    }
-
-    /// The tasks to cancel when the race ends (at once, if it already has).
-    func track(_ tasks: [Task<Void, Never>]) {
-        let done = state.withLock { s -> Bool in
-            if !s.done { s.tasks = tasks }
-            return s.done
-        }
-        if done { for t in tasks { t.cancel() } }
-    }
-
-    func finish(_ result: Result<Void, any Error>) {
-        let (continuation, tasks) = state.withLock { s -> (CheckedContinuation<Void, any Error>?, [Task<Void, Never>]) in
-            guard !s.done else { return (nil, []) }
-            s.done = true
-            defer { s.continuation = nil; s.tasks = [] }
-            return (s.continuation, s.tasks)
-        }
-        for t in tasks { t.cancel() }
-        continuation?.resume(with: result)
     }
 }

@@ -11,22 +11,13 @@ extension PostgresPool {
     ///
     /// An operation that cannot get a connection and finish within ``operationTimeout`` (the
     /// database is unreachable: the pool keeps trying to connect, with backoff, and would
-    /// otherwise keep the caller waiting) fails with ``StoreError/unavailable(_:)``, so an
+    /// otherwise keep the caller waiting) fails with ``StoreError/unavailable(_:)`` at the deadline,
+    /// even when the work does not heed cancellation (``withinDeadline(_:operation:_:)``), so an
     /// answer's ending is kept for a later write and the client gets a typed, retryable error.
     func run<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let timeout = Self.operationTimeout
         do {
-            return try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask { try await self.withConnection(body) }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let value = first else {
-                    throw StoreError.unavailable("\(operation) timed out")
-                }
-                return value
+            return try await withinDeadline(Self.operationTimeout, operation: operation) {
+                try await self.withConnection(body)
             }
         } catch {
             throw PostgresConversationStore.storeError(error, operation: operation)

@@ -40,7 +40,7 @@ import Testing
         // Only so that a deadline that waits for the work cannot hang the suite.
         let fallback = Task { try? await Task.sleep(for: .seconds(30)); gate.release() }
         await #expect(throws: StoreError.self) {
-            try await PostgresConversationStore.withinDeadline(.milliseconds(100)) { await gate.wait() }
+            try await withinDeadline(.milliseconds(100), operation: "checkHealth") { await gate.wait() }
         }
         // The deadline answered while the work was still waiting.
         #expect(!gate.released)
@@ -49,10 +49,43 @@ import Testing
     }
 
     @Test func aCheckThatFinishesInTimeGivesItsOwnOutcome() async throws {
-        try await PostgresConversationStore.withinDeadline(.seconds(30)) {}
+        let rows = try await withinDeadline(.seconds(30), operation: "history") { 42 }
+        #expect(rows == 42)
         struct Refused: Error {}
         await #expect(throws: Refused.self) {
-            try await PostgresConversationStore.withinDeadline(.seconds(30)) { throw Refused() }
+            try await withinDeadline(.seconds(30), operation: "history") { throw Refused() }
         }
+    }
+
+    /// Every store operation (``PostgresPool/run(_:_:)``) uses the same deadline; its error names
+    /// the operation, never a query or its values.
+    @Test func theTimeoutNamesTheOperation() async {
+        let gate = Gate()
+        let fallback = Task { try? await Task.sleep(for: .seconds(30)); gate.release() }
+        do {
+            _ = try await withinDeadline(.milliseconds(50), operation: "appendTurn") { await gate.wait(); return 1 }
+            Issue.record("the deadline did not end the operation")
+        } catch let error as StoreError {
+            #expect(error == .unavailable("appendTurn timed out"))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        gate.release()
+        fallback.cancel()
+    }
+
+    /// A patient who cancels (or a connection that closes) stops waiting at once, even for work
+    /// that ignores cancellation.
+    @Test func theCallersCancellationEndsTheWaitAtOnce() async {
+        let gate = Gate()
+        let fallback = Task { try? await Task.sleep(for: .seconds(30)); gate.release() }
+        let caller = Task {
+            try await withinDeadline(.seconds(30), operation: "history") { await gate.wait() }
+        }
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+        #expect(!gate.released)
+        gate.release()
+        fallback.cancel()
     }
 }
