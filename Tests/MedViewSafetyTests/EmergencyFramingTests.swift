@@ -134,6 +134,8 @@ import MedViewSafety
     @Test("a sign negated inside a list of what is fine gets no alert from the rules", arguments: [
         "30 weeks pregnant, baby kicking lots, no bleeding, just some heartburn at night",
         "My mum's speech is fine and her face isn't drooping, she's just worn out after the trip",
+        // Any one-word negation cue of emergency.json negates the next part, not only "no"/"not".
+        "30 weeks pregnant, baby kicking lots, denies bleeding, just some heartburn at night",
     ])
     func negatedInsideAList(text: String) {
         #expect(rules.assess(text) == nil, "\(text)")

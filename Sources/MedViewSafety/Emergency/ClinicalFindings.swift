@@ -52,7 +52,12 @@ struct ClinicalFindings: Sendable {
     /// plain token scan instead.
     private let fillerConcepts: [String: [Int]]
 
-    init(data: FindingsData, compiler: PhraseCompiler) throws(SafetyDataError) {
+    /// Words that negate the word after them, inside a composite finding: the one-word negation
+    /// cues of `emergency.json` ("no", "isnt", "denies", "neither", …).
+    private let negators: Set<String>
+
+    init(data: FindingsData, negators: Set<String>, compiler: PhraseCompiler) throws(SafetyDataError) {
+        self.negators = negators
         var names = data.concepts.keys.sorted()
         var index: [String: Int] = [:]
         for (i, n) in names.enumerated() { index[n] = i }
@@ -197,7 +202,7 @@ struct ClinicalFindings: Sendable {
                 // "her face isn't drooping", "kicking lots, no bleeding": a later part negated
                 // right before it is not a finding of the whole (an earlier part's negation is the
                 // context rules' to read).
-                if complete, partStarts.contains(where: { $0 > first && Self.negators.contains(tokens[$0 - 1].text) }) {
+                if complete, partStarts.contains(where: { $0 > first && negators.contains(tokens[$0 - 1].text) }) {
                     complete = false
                 }
                 if complete && wordsBetween(first, last) + 2 <= c.window + 1 + c.parts.count {
@@ -208,10 +213,6 @@ struct ClinicalFindings: Sendable {
         return out
     }
 
-    /// Words that negate the word after them, inside a composite finding.
-    static let negators: Set<String> = [
-        "no", "not", "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "never", "without", "nor", "hasnt", "havent",
-    ]
 
     /// Whether the message frames itself as fiction, an exam question or role play.
     func isFiction(_ found: [Finding]) -> Bool {

@@ -74,7 +74,9 @@ public struct EmergencyDetector: Sendable {
         self.reader = reader
         self.data = data
         let compiler = PhraseCompiler(language: language)
-        self.findings = try ClinicalFindings(data: findings, compiler: compiler)
+        // One-word negation cues negate the next part of a composite finding ("face isnt drooping").
+        let negators = Set((data.cues[EmergencyCue.negation.rawValue] ?? []).filter { $0.allSatisfy(\.isLetter) })
+        self.findings = try ClinicalFindings(data: findings, negators: negators, compiler: compiler)
         var categoryIndex: [String: Int] = [:]
         for (i, c) in data.categories.enumerated() { categoryIndex[c.id] = i }
         var signalIndex: [String: Int] = [:]
