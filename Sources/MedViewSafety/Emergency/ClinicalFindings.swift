@@ -48,6 +48,8 @@ struct ClinicalFindings: Sendable {
     private let childFindings: Set<Int>
     /// Findings that count even when told in the past (``FindingsData/background``).
     private let background: Set<Int>
+    /// States a time told after dates at their start (``FindingsData/datedStates``).
+    private let datedStates: Set<Int>
     /// Concepts written as one word the phrase matcher skips as filler ("suddenly"): found by a
     /// plain token scan instead.
     private let fillerConcepts: [String: [Int]]
@@ -122,6 +124,9 @@ struct ClinicalFindings: Sendable {
         var background: Set<Int> = []
         for b in data.background ?? [] { background.insert(try known(b, "background concept")) }
         self.background = background
+        var datedStates: Set<Int> = []
+        for b in data.datedStates ?? [] { datedStates.insert(try known(b, "dated state")) }
+        self.datedStates = datedStates
         self.matcher = try compiler.matcher(patterns, skipFillers: true, fuzzy: true)
         self.names = names
         self.index = index
@@ -214,10 +219,17 @@ struct ClinicalFindings: Sendable {
     }
 
 
+    /// Where each lasting state ends ("c-section", "had surgery"): a time told right after one
+    /// dates that state, not what follows it (``EmergencyDetector/Context/timeAnchors``).
+    func datedStateEnds(_ found: [Finding]) -> [Int] {
+        found.filter { datedStates.contains($0.id) }.map(\.last)
+    }
+
     /// Whether the message frames itself as fiction, an exam question or role play.
-    func isFiction(_ found: [Finding]) -> Bool {
+    /// A frame that is negated ("not writing a story this time, this is real") is none.
+    func isFiction(_ found: [Finding], isNegated: (PhraseMatcher.Match) -> Bool) -> Bool {
         guard let fiction else { return false }
-        return found.contains { $0.id == fiction }
+        return found.contains { $0.id == fiction && !isNegated($0.match) }
     }
 
     /// The first rule whose findings are all happening now, in data order.

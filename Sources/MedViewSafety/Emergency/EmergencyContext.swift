@@ -28,6 +28,10 @@ extension EmergencyDetector {
         /// Words that make the person after them hypothetical ("how do I know if I'm…").
         static let hypotheticalMarkers: Set<String> = ["if", "whether", "when"]
 
+        /// Last tokens of the lasting states (``ClinicalFindings/datedStateEnds(_:)``): "c-section
+        /// 1 week ago, fever 39" dates the operation, not the fever after it.
+        var timeAnchors: [Int] = []
+
         init(tokens: [Token], cues found: [PhraseMatcher.Match], people: PersonLexicon) {
             self.tokens = tokens
             self.people = people
@@ -54,6 +58,16 @@ extension EmergencyDetector {
         private func words(between a: Int, _ b: Int) -> Int {
             guard b > a + 1 else { return 0 }
             return tokens[(a + 1)..<b].reduce(0) { $0 + ($1.isWordLike ? 1 : 0) }
+        }
+
+        /// Whether a negation cue reaches `m` from before it in its clause ("not writing a story").
+        func isNegated(_ m: PhraseMatcher.Match) -> Bool {
+            let clause = clauses.clause[m.first]
+            let uncertain = cues(.uncertain)
+            return cues(.negation).contains { n in
+                n.last < m.first && clauses.clause[n.last] == clause && !uncertain.contains { overlaps($0, n) }
+                    && words(between: n.last, m.first) <= Self.negationReach
+            }
         }
 
         /// Whether the signal at `m` describes something happening now.
@@ -84,7 +98,11 @@ extension EmergencyDetector {
                     $0.last < m.first && clauses.clause[$0.last] == clause && words(between: $0.last, m.first) <= Self.historyVerbReach
                         && !tokens[($0.last + 1)..<m.first].contains { Self.scopeEnders.contains($0.text) }
                 }
-                let historyTime = cues(.historyTime).contains { inClause($0) }
+                // A time told right after a background finding dates that finding only: what
+                // is told after it is still now ("gave birth 5 days ago, now a fever of 39").
+                let historyTime = cues(.historyTime).contains { t in
+                    inClause(t) && !(t.last < m.first && timeAnchors.contains { $0 < t.first && words(between: $0, t.first) <= 1 })
+                }
                 // "after my heart attack", "recovering from a stroke": a past event named as such.
                 let pastEvent = cues(.pastEvent).contains {
                     $0.last < m.first && clauses.clause[$0.last] == clause && words(between: $0.last, m.first) <= Self.historyVerbReach

@@ -134,9 +134,10 @@ public struct EmergencyDetector: Sendable {
     public func assess(_ message: String) -> EmergencyAssessment? {
         let tokens = normalizer.tokens(message)
         if isAboutAnimal(tokens) { return nil }
-        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        var context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let found = signals.matches(in: tokens)
         let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        context.timeAnchors = findings.datedStateEnds(read)
         let signals = assessSignals(tokens: tokens, found: found, context: context)
         let byRules = assessFindings(read, context: context)
         var result = signals ?? byRules?.assessment
@@ -144,12 +145,12 @@ public struct EmergencyDetector: Sendable {
         if let s = signals, let f = byRules, f.overrides.contains(s.category) {
             result = f.assessment
         }
-        if let result, findings.isFiction(read), !(result.category == "suicide" && !result.isBystander) {
+        if let result, findings.isFiction(read, isNegated: context.isNegated), !(result.category == "suicide" && !result.isBystander) {
             return nil
         }
         if result == nil, let reader,
            let category = reader.emergency(in: features(tokens: tokens, context: context, read: read)),
-           category == "suicide" || !findings.isFiction(read) {
+           category == "suicide" || !findings.isFiction(read, isNegated: context.isNegated) {
             return assessment(category: category, bystander: experiencer(tokens: tokens, context: context))
         }
         return result
@@ -172,9 +173,10 @@ public struct EmergencyDetector: Sendable {
     /// - `p:self`, `p:other`: whether the writer or someone else is named.
     public func features(of message: String) -> [String] {
         let tokens = normalizer.tokens(message)
-        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        var context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let found = signals.matches(in: tokens)
         let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        context.timeAnchors = findings.datedStateEnds(read)
         return features(tokens: tokens, context: context, read: read).sorted()
     }
 
@@ -246,9 +248,10 @@ public struct EmergencyDetector: Sendable {
     /// per-layer figures): the signal phrases' category and the findings rule's id.
     func layers(_ message: String) -> (signals: String?, rule: String?) {
         let tokens = normalizer.tokens(message)
-        let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        var context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         let found = signals.matches(in: tokens)
         let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        context.timeAnchors = findings.datedStateEnds(read)
         let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) })
         return (assessSignals(tokens: tokens, found: found, context: context)?.category, hit?.rule.id)
     }

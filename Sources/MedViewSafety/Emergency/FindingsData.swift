@@ -58,6 +58,9 @@ struct FindingsData: Codable, Sendable {
     /// ("had a UTI for a few days", "gave birth a week ago"), though not when negated,
     /// hypothetical or asked about in general.
     var background: [String]?
+    /// States that last after the event that began them ("c-section", "had surgery"): a time told
+    /// right after one dates the state's start, not what follows it ("c-section a week ago, fever 39").
+    var datedStates: [String]?
     var composites: [Composite]
     var measures: [Measure]
     /// Group id → finding ids (any of them).
