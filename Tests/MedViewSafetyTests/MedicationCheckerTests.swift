@@ -86,6 +86,25 @@ import MedViewSafety
         #expect(pairs(["I quit oxycodone months ago", "I take Xanax"]).isEmpty)
     }
 
+    @Test("a medicine seen on sale, refused by the pharmacist, ruled out or still being decided is not taken")
+    func aMedicineNotBoughtRefusedOrUndecidedIsNotTaken() {
+        #expect(pairs(["I'm on Xarelto, noticed ibuprofen on offer at the store but didn't get any"]) == [])
+        #expect(pairs(["on sertraline. the pharmacist refused to sell me tramadol without talking to my GP"]) == [])
+        #expect(pairs(["taking simvastatin, the doctor ruled out clarithromycin and gave me amoxicillin"]) == [])
+        #expect(pairs(["I'm on warfarin and my doctor is deciding whether I should start amiodarone"]) == [])
+        #expect(pairs(["I've had a prescription for sildenafil that I never filled, and I use nitroglycerin spray"]) == [])
+        // Bought, filled or started, it warns.
+        #expect(pairs(["I'm on Xarelto, ibuprofen was on offer so I bought some and took two this morning"]) == [["ibuprofen", "rivaroxaban"]])
+        #expect(pairs(["on sertraline, the pharmacist filled my tramadol today"]) == [["sertraline", "tramadol"]])
+    }
+
+    @Test("a medicine 'for' another person is theirs")
+    func aMedicineForSomeoneElseIsTheirs() {
+        #expect(pairs(["Ambien for me and Norco for my husband"]) == [])
+        #expect(pairs(["I take sertraline. The tramadol is for my dad"]) == [])
+        #expect(pairs(["I take zolpidem for me and hydrocodone for my back pain"]) == [["hydrocodone", "zolpidem"]])
+    }
+
     @Test func someoneElsesMedicinesAreNotPaired() {
         #expect(pairs(["My wife takes Zoloft", "I take tramadol for my back"]).isEmpty)
         #expect(pairs(["My husband is on nitroglycerin", "I take Viagra"]).isEmpty)

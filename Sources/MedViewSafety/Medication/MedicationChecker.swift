@@ -654,6 +654,23 @@ public struct MedicationChecker: Sendable {
     }
 
     /// A person noun made of an age: "my 15 year old", "our 2 yo" ("yo" reads "years old").
+    /// The other person a medicine is "for", told right after its name ("Norco for my husband",
+    /// "the Tylenol is for my son"): the index of the person word, or `nil`.
+    static func recipientAfter(_ m: PhraseMatcher.Match, tokens: [Token], people: PersonLexicon) -> Int? {
+        var j = m.last + 1
+        if j < tokens.count, ["is", "was", "are", "were", "thats", "its"].contains(tokens[j].text) { j += 1 }
+        guard j < tokens.count, tokens[j].text == "for" else { return nil }
+        for k in (j + 1)..<min(tokens.count, j + 4) {
+            guard tokens[k].isWordLike else { return nil }
+            switch people.reference(tokens[k].text) {
+            case .other?: return k
+            case .firstPerson?: if tokens[k].text == "me" || tokens[k].text == "myself" { return nil }
+            default: if !["my", "our", "his", "her", "their", "the", "a", "little", "old", "elderly"].contains(tokens[k].text) { return nil }
+            }
+        }
+        return nil
+    }
+
     static func isAgeNoun(at i: Int, tokens: [Token]) -> Bool {
         guard tokens[i].text == "old", i >= 1 else { return false }
         return ["year", "years", "yr", "yrs", "month", "months", "week", "weeks", "day", "days"].contains(tokens[i - 1].text)
@@ -705,6 +722,8 @@ public struct MedicationChecker: Sendable {
                 i -= 1
             }
         }
+        // "Ambien for me and Norco for my husband": a medicine "for" another person is theirs.
+        if !ownerKnown, let other = Self.recipientAfter(m, tokens: tokens, people: people) { return (.someoneElse, other) }
         // Whose medicine: a "gave me"-type cue makes it the patient's; else the nearest person word.
         let selfCue = ownerKnown || cues(.selfCue).contains(where: before) || Self.writerTakesItAfter(m, tokens: tokens)
         if !selfCue {
