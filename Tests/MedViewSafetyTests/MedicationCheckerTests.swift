@@ -105,6 +105,25 @@ import MedViewSafety
         #expect(pairs(["I take zolpidem for me and hydrocodone for my back pain"]) == [["hydrocodone", "zolpidem"]])
     }
 
+    @Test("a class named beside one of its own medicines is that medicine, not a second one")
+    func aClassBesideItsMedicineIsThatMedicine() {
+        #expect(pairs(["I care for my aunt, she's on oxycodone and her new sleeping pill is zolpidem"]) == [["oxycodone", "zolpidem"]])
+        #expect(pairs(["my blood thinner is Eliquis and I take aspirin"]) == [["apixaban", "aspirin"]])
+        // A class on its own still pairs.
+        #expect(pairs(["I'm on oxycodone and I take a sleeping pill at night"]) == [["oxycodone", "sleeping pills"]])
+    }
+
+    @Test("CYP2D6 inhibitors with metoprolol, estrogen with lamotrigine, rosuvastatin above 20 mg with clopidogrel")
+    func stop18MechanismRules() {
+        #expect(pairs(["metoprolol for my heart and paroxetine for depression"]) == [["metoprolol", "paroxetine"]])
+        #expect(pairs(["I take Toprol XL and just started Wellbutrin"]) == [["bupropion", "metoprolol"]])
+        #expect(pairs(["I take lamotrigine and started a combined pill with ethinyl estradiol"]) == [["ethinyl estradiol", "lamotrigine"]])
+        #expect(pairs(["rosuvastatin 40mg and clopidogrel"]) == [["clopidogrel", "rosuvastatin"]])
+        // Within the label's limit, or a beta-blocker CYP2D6 does not clear, no warning.
+        #expect(pairs(["rosuvastatin 10mg and clopidogrel"]) == [])
+        #expect(pairs(["atenolol for my blood pressure and paroxetine for anxiety"]) == [])
+    }
+
     @Test func someoneElsesMedicinesAreNotPaired() {
         #expect(pairs(["My wife takes Zoloft", "I take tramadol for my back"]).isEmpty)
         #expect(pairs(["My husband is on nitroglycerin", "I take Viagra"]).isEmpty)

@@ -332,13 +332,16 @@ public enum SafetyEvaluation {
                 groups[g, default: Score(name: g, expected: 0, found: 0, falsePositives: 0)].expected += 1
                 pairOverall.expected += 1
             }
+            // A combination product expected as one pair ("lisinopril" with "sacubitril/valsartan")
+            // is warned once per ingredient: the second warning is the same pair, not a false one.
+            var matched: [[String]] = []
             for pair in got {
                 let g = group(pair)
                 if let i = expected.firstIndex(where: { same(pair, $0) }) {
-                    expected.remove(at: i)
+                    matched.append(expected.remove(at: i))
                     groups[g]!.found += 1
                     pairOverall.found += 1
-                } else if c.also.contains(where: { same(pair, $0) }) {
+                } else if c.also.contains(where: { same(pair, $0) }) || matched.contains(where: { same(pair, $0) }) {
                     continue
                 } else {
                     groups[g, default: Score(name: g, expected: 0, found: 0, falsePositives: 0)].falsePositives += 1

@@ -208,6 +208,15 @@ public struct MedicationChecker: Sendable {
     public func check(_ message: String, context: inout MedicationContext) -> [InteractionWarning] {
         let scan = mentions(in: message, lastMentioned: context.lastMentioned, lastPerson: context.lastPerson)
         var found = scan.mentions
+        // "her new sleeping pill is zolpidem", "my blood thinner (Eliquis)": a class named beside
+        // one of its own medicines for the same person is that medicine, not a second one.
+        found = found.filter { m in
+            guard let i = entryByName[m.name], entries[i].keys.allSatisfy({ $0.hasPrefix("class:") }) else { return true }
+            return !found.contains { o in
+                o.name != m.name && o.person == m.person && o.status == m.status
+                    && entryByName[o.name].map { entries[$0].keys.isSuperset(of: entries[i].keys) } == true
+            }
+        }
         // "doc wanted clarithromycin" then "… so she gave me azithromycin instead": the proposal
         // of the previous message was replaced, not taken.
         if scan.instead { for name in context.lastProposed { context.remove(name) } }

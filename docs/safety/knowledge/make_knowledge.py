@@ -188,6 +188,12 @@ rule('mech-diuretic-nsaid', [C('thiazide'), C('loop')], [C('nsaid')], 'moderate'
 rule('mech-cyp2d6-tamoxifen', [C('cyp2d6_strong')], ['tamoxifen'], 'high', 'reduced effect',
      "This medicine strongly blocks the liver enzyme (CYP2D6) that turns tamoxifen into its active form, so tamoxifen may protect less well against breast cancer coming back. Ask your oncologist or pharmacist about an antidepressant or other medicine that does not block this enzyme.",
      'FDA labels (Paxil/paroxetine, Prozac/fluoxetine): drug interactions, tamoxifen (reduced endoxifen, possibly reduced efficacy); FDA table of CYP2D6 strong inhibitors')
+rule('mech-cyp2d6-metoprolol', [C('cyp2d6_strong')], ['metoprolol', 'nebivolol'], 'moderate', 'heart rhythm',
+     "This medicine strongly blocks the liver enzyme (CYP2D6) that clears metoprolol and nebivolol, so their levels can rise several times over: a very slow pulse, dizziness or fainting. Tell your prescriber if your pulse is under 50 or you feel faint; the beta-blocker dose may need lowering.",
+     'FDA labels (Lopressor/Toprol-XL/metoprolol, Bystolic/nebivolol): potent CYP2D6 inhibitors such as fluoxetine, paroxetine, bupropion and quinidine increase levels; FDA table of CYP2D6 strong inhibitors')
+rule('mech-estrogen-lamotrigine', [C('hormonal_contraceptive')], ['lamotrigine'], 'moderate', 'reduced effect',
+     "Estrogen-containing birth control lowers lamotrigine levels by about half, so seizures or mood symptoms can come back; in the pill-free week the level rises again. Make sure the prescriber of lamotrigine knows, as the dose usually needs adjusting.",
+     'FDA label (Lamictal/lamotrigine): estrogen-containing oral contraceptives decrease lamotrigine concentrations by about 50%')
 rule('mech-dual-ras', [C('ace inhibitor')], [C('arb'), C('aliskiren')], 'high', 'hyperkalemia',
      "Taking two medicines that block the renin-angiotensin system (an ACE inhibitor with an ARB or aliskiren) raises the risk of high potassium, low blood pressure and kidney injury without extra benefit for most people. Ask your prescriber whether both are intended.",
      'FDA Drug Safety Communication 2014 (aliskiren); ONTARGET (NEJM 2008); ACE inhibitor and ARB labels (dual blockade)')
@@ -278,6 +284,9 @@ rule('mech-qt-cyp2d6', ['thioridazine', 'pimozide'], [C('cyp2d6_strong')], 'high
 rule('dose-rosuvastatin-cyclosporine', ['rosuvastatin'], ['cyclosporine'], 'high', 'muscle damage',
      "With cyclosporine, rosuvastatin (Crestor) should not go above 5 mg a day: cyclosporine raises its level several times over and the risk of serious muscle damage rises. Check your dose with your prescriber or pharmacist.",
      'FDA label (Crestor/rosuvastatin): do not exceed 5 mg once daily with cyclosporine', dose={'drug': 'rosuvastatin', 'maxMg': 5})
+rule('dose-rosuvastatin-clopidogrel', ['rosuvastatin'], ['clopidogrel'], 'moderate', 'muscle damage',
+     "With clopidogrel (Plavix), rosuvastatin (Crestor) should not go above 20 mg a day: clopidogrel roughly doubles its level and raises the risk of muscle damage. Check your dose with your prescriber or pharmacist.",
+     'FDA label (Crestor/rosuvastatin): do not exceed 20 mg once daily with clopidogrel', dose={'drug': 'rosuvastatin', 'maxMg': 20})
 rule('dose-pravastatin-clarithromycin', ['pravastatin'], ['clarithromycin'], 'moderate', 'muscle damage',
      "With clarithromycin, pravastatin should not go above 40 mg a day: clarithromycin raises its level and the risk of muscle damage. Ask your prescriber or pharmacist whether to pause or lower the statin during the antibiotic.",
      'FDA label (Pravachol/pravastatin): limit to 40 mg daily with clarithromycin', dose={'drug': 'pravastatin', 'maxMg': 40})
