@@ -91,4 +91,26 @@ import MedViewSafety
     func hydrocarbons(text: String) {
         #expect(rules.assess(text)?.category == "poisoning", "\(text)")
     }
+
+    @Test("a reason or a contrast ends a negation's reach; a plain negation still holds", arguments: [
+        ("Didn't fancy dinner as my chest has been hurting for an hour now, heavy like a weight, and my jaw aches", true),
+        ("I couldn't sleep because my chest was crushing and my left arm went numb", true),
+        ("no chest pain and no jaw pain, just a bit tired after the gym", false),
+    ])
+    func negationScope(text: String, alerts: Bool) {
+        #expect((detector.assess(text) != nil) == alerts, "\(text)")
+    }
+
+    @Test("'a bit' is no bite, and 'back in March' dates an event", arguments: [
+        "my seizure meds make me a bit sleepy in the afternoons, is that common?",
+        "Back in March my sugar went really low and my wife had to use the glucagon. It's been fine since the change",
+    ])
+    func everydayPhrasesStayQuiet(text: String) {
+        #expect(detector.assess(text) == nil, "\(text)")
+    }
+
+    @Test("a bite with signs of infection still reads as an infection")
+    func aBiteStillCounts() {
+        #expect(rules.assess("the dog bit my hand two days ago, now it's red and spreading and I'm shaking uncontrollably with a fever")?.category == "sepsis")
+    }
 }

@@ -93,6 +93,10 @@ import MedViewSafety
         #expect(pairs(["taking simvastatin, the doctor ruled out clarithromycin and gave me amoxicillin"]) == [])
         #expect(pairs(["I'm on warfarin and my doctor is deciding whether I should start amiodarone"]) == [])
         #expect(pairs(["I've had a prescription for sildenafil that I never filled, and I use nitroglycerin spray"]) == [])
+        #expect(pairs(["I take warfarin. I saw fluconazole for yeast infections at the pharmacy, haven't bought it"]) == [])
+        #expect(pairs(["Viagra was suggested at my urology visit but I'm on Imdur so I said no"]) == [])
+        #expect(pairs(["On phenelzine. I know to steer clear of Sudafed"]) == [])
+        #expect(pairs(["I take Zoloft. The migraine doctor discussed triptans but we went with propranolol instead"]) == [])
         // Bought, filled or started, it warns.
         #expect(pairs(["I'm on Xarelto, ibuprofen was on offer so I bought some and took two this morning"]) == [["ibuprofen", "rivaroxaban"]])
         #expect(pairs(["on sertraline, the pharmacist filled my tramadol today"]) == [["sertraline", "tramadol"]])

@@ -25,6 +25,10 @@ extension EmergencyDetector {
         static let informationAfterReach = 3
         /// Words that end the reach of a "had"-type cue ("had a seizure and won't wake up").
         static let scopeEnders: Set<String> = ["and", "then", "but", "now"]
+        /// Words that end a negation's reach: a reason or a contrast begins a new statement
+        /// ("didn't sleep because my chest was hurting", "no fever but now she's floppy").
+        static let negationScopeEnders: Set<String> = ["as", "because", "cause", "cuz", "coz", "cos", "since", "so", "but", "although", "though", "until", "till"]
+
         /// Words that make the person after them hypothetical ("how do I know if I'm…").
         static let hypotheticalMarkers: Set<String> = ["if", "whether", "when"]
 
@@ -67,6 +71,8 @@ extension EmergencyDetector {
             return cues(.negation).contains { n in
                 n.last < m.first && clauses.clause[n.last] == clause && !uncertain.contains { overlaps($0, n) }
                     && words(between: n.last, m.first) <= Self.negationReach
+                    // "didn't fancy dinner as my chest has been hurting": a reason ends the negation.
+                    && !tokens[(n.last + 1)..<m.first].contains { Self.negationScopeEnders.contains($0.text) }
             }
         }
 
@@ -85,9 +91,7 @@ extension EmergencyDetector {
             func cancelled(_ x: PhraseMatcher.Match) -> Bool { uncertain.contains { overlaps($0, x) } }
 
             // Negation before the signal, within reach and in the same clause.
-            for n in cues(.negation) where n.last < m.first && clauses.clause[n.last] == clause && !cancelled(n) {
-                if words(between: n.last, m.first) <= Self.negationReach { return false }
-            }
+            if isNegated(m) { return false }
             for p in cues(.postNegation) where !resolvedCounts && p.first > m.last && clauses.clause[p.first] == clause {
                 if words(between: m.last, p.first) <= 3 { return false }
             }
