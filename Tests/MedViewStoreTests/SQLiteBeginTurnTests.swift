@@ -1,6 +1,6 @@
 import Foundation
 import MedViewCore
-import MedViewStore
+@testable import MedViewStore
 import Testing
 
 /// A new turn on SQLite is one statement (migration 5's `new_turns` trigger): what a patient
@@ -146,6 +146,66 @@ struct SQLiteBeginTurnTests {
             // The client message id was not consumed.
             let retry = Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: clash.clientMessageId, at: 70)
             #expect(try await store.beginTurn(retry, newConversation: nil) == .created)
+        }
+    }
+
+    @Test("messages sent at once are stored by one statement, and each sender gets the answer a lone send would get")
+    func batchIsOneStatement() async throws {
+        try await withSQLiteStore { store throws in
+            let mine = Sample.conversation(userId: alice)
+            let theirs = Sample.conversation(userId: bob)
+            let earlier = Sample.turn(conversationId: mine.id, userId: alice)
+            #expect(try await store.beginTurn(earlier, newConversation: mine) == .created)
+            #expect(try await store.beginTurn(Sample.turn(conversationId: theirs.id, userId: bob), newConversation: theirs) == .created)
+            let before = try await snapshot(store)
+
+            let opened = Sample.conversation(userId: alice, at: 20)
+            let fresh = Sample.turn(conversationId: mine.id, userId: alice, clientMessageId: "twice", at: 21)
+            let items: [(turn: Turn, newConversation: Conversation?)] = [
+                (Sample.turn(conversationId: mine.id, userId: alice, clientMessageId: earlier.clientMessageId, at: 20), nil),
+                (Sample.turn(conversationId: theirs.id, userId: alice, at: 20), nil),
+                (fresh, nil),
+                (Sample.turn(conversationId: mine.id, userId: alice, clientMessageId: "twice", at: 22), nil),
+                (Sample.turn(conversationId: opened.id, userId: alice, at: 23), opened),
+                (Sample.turn(conversationId: theirs.id, userId: bob, at: 24), nil),
+            ]
+            let (results, counts) = try await store.counting {
+                try await store.connection.withConnection("test") { connection in
+                    try await TurnSQL.beginMany(items, on: connection)
+                }
+            }
+            #expect(counts.writes == 1)
+            #expect(counts.commits == 1)
+            #expect(counts.transactionStatements == 0)
+            #expect(try results[0].get().duplicate?.streamId == earlier.streamId)
+            #expect(throws: StoreError.conversationNotFound) { try results[1].get() }
+            #expect(try results[2].get() == .created)
+            #expect(try results[3].get().duplicate?.streamId == fresh.streamId)
+            #expect(try results[4].get() == .created)
+            #expect(try results[5].get() == .created)
+
+            // Exactly the three new turns were written.
+            let after = try await snapshot(store)
+            #expect(after.first?["turns"] == "5")
+            #expect(after.first?["messages"] == "10")
+            #expect(after.first?["conversations"] == "3")
+            #expect(after != before)
+            #expect(try await store.messages(conversationId: mine.id, userId: alice).map(\.id) == [earlier.userMessage.id, earlier.assistantMessage.id, fresh.userMessage.id, fresh.assistantMessage.id])
+            #expect(try await store.conversation(id: mine.id, userId: alice)?.rounded == mine.rounded.bumped(to: fresh))
+            #expect(try await store.conversation(id: opened.id, userId: alice)?.rounded == opened.rounded.bumped(to: items[4].turn))
+            #expect(try await store.conversation(id: theirs.id, userId: bob)?.rounded == theirs.rounded.bumped(to: items[5].turn))
+
+            // A turn failing part-way fails the statement, and none of its batch is kept (the
+            // writer then retries each turn alone).
+            var clash = Sample.turn(conversationId: mine.id, userId: alice, at: 30)
+            clash.assistantMessage.id = earlier.userMessage.id
+            let good = Sample.turn(conversationId: mine.id, userId: alice, at: 31)
+            await #expect(throws: (any Error).self) {
+                try await store.connection.withConnection("test") { connection in
+                    try await TurnSQL.beginMany([(good, nil), (clash, nil)], on: connection)
+                }
+            }
+            #expect(try await snapshot(store) == after)
         }
     }
 
