@@ -20,8 +20,9 @@ extension SQLiteConversationStore {
     package struct StatementCounts: Sendable, Equatable {
         /// Transactions committed (explicit or implicit).
         package var commits = 0
-        /// Statements prepared that write a table or view (statements run by a trigger are not
-        /// counted: they belong to the statement that fired it).
+        /// Writes authorized while top-level statements were prepared: one per INSERT or DELETE,
+        /// one per column an UPDATE sets (the statements of a trigger are not counted: they run
+        /// inside the statement that fired it).
         package var writes = 0
         /// `BEGIN`, `COMMIT` and `ROLLBACK` statements prepared.
         package var transactionStatements = 0
