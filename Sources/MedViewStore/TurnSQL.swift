@@ -30,6 +30,10 @@ enum TurnSQL {
     /// fails, none. The rows it returns are the turns it wrote; each other turn is then read back
     /// by its client message id: found, it is a duplicate; not found, its conversation is not the
     /// user's. A failed read fails that turn only (the others are written and stay so).
+    ///
+    /// SQLite's documentation does not spell out RETURNING on a view: that it returns one row
+    /// per row its trigger completed, and none for a row ended by `RAISE(IGNORE)`, is what the
+    /// bundled SQLite does, and `SQLiteBeginTurnTests` fails if an upgrade changes it.
     static func beginMany(_ items: [(turn: Turn, newConversation: Conversation?)], on connection: SQLiteConnection) async throws -> [Result<BeginTurnResult, StoreError>] {
         assert(items.count <= turnsPerStatement, "beginMany writes at most turnsPerStatement turns")
         guard !items.isEmpty else { return [] }
