@@ -84,6 +84,10 @@ public struct StoreBenchmark: Sendable {
                 let s = r.firstChunkSequential.sorted(), c = r.firstChunkConcurrent.sorted()
                 print("    \(pad(mode.name, 38)) \(pad(String(Int(r.sequentialPerSecond)), 13)) \(pad(Benchmark.ms(Benchmark.pct(s, 0.5)), 12)) \(pad(Benchmark.ms(Benchmark.pct(s, 0.99)), 9)) \(pad(String(Int(r.concurrentPerSecond)), 15)) \(pad(Benchmark.ms(Benchmark.pct(c, 0.5)), 14)) \(Benchmark.ms(Benchmark.pct(c, 0.99)))")
             }
+            if store == "sqlite" {
+                let times = try await beginTurnPhase().sorted()
+                print("    a new turn stored, the SQLite store alone (no encryption, writer as a Service), \(times.count) one at a time: p50 \(Benchmark.ms(Benchmark.pct(times, 0.5))), p90 \(Benchmark.ms(Benchmark.pct(times, 0.9))), p99 \(Benchmark.ms(Benchmark.pct(times, 0.99)))")
+            }
             if conversationLength > 1 {
                 let (early, late) = try await lengthPhase(store: store)
                 print("    one conversation of \(conversationLength) messages (durable log + encryption): first chunk p50 of messages 1-20 \(Benchmark.ms(Benchmark.pct(early.sorted(), 0.5))), of the last 20 \(Benchmark.ms(Benchmark.pct(late.sorted(), 0.5))) (aim: within 10 %)")
@@ -123,6 +127,47 @@ public struct StoreBenchmark: Sendable {
             }
             return (Array(firsts.prefix(20)), Array(firsts.suffix(20)))
         }
+    }
+
+    /// How long `beginTurn` takes on its own: the SQLite store, its writer running as a
+    /// `Service` as in the application, one new turn at a time in conversations of ten (the
+    /// first turn of each opens it), after a warm-up.
+    private func beginTurnPhase() async throws -> [Duration] {
+        let directory = NSTemporaryDirectory() + "medview-bench-begin-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var logger = Logger(label: "medview-bench")
+        logger.logLevel = .error
+        let store = try await SQLiteConversationStore.open(path: directory + "/store.sqlite", logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: store.writer)], logger: logger))
+        let running = Task { try await group.run() }
+        defer { running.cancel() }
+        while !store.writer.isRunningAsService { try await Task.sleep(for: .milliseconds(1)) }
+        let clock = ContinuousClock()
+        var times: [Duration] = []
+        var conversation = ""
+        do {
+            for i in 0..<(200 + 2000) {
+                let now = Date()
+                let newConversation = i % 10 == 0 ? Conversation(id: "c\(i)", userId: "bench", title: "Sleep", createdAt: now, updatedAt: now) : nil
+                if let newConversation { conversation = newConversation.id }
+                let turn = Turn(
+                    streamId: "s\(i)", userId: "bench", conversationId: conversation, clientMessageId: "m\(i)",
+                    userMessage: StoredMessage(id: "u\(i)", conversationId: conversation, userId: "bench", role: .user, text: "How can I sleep better?", status: .complete, streamId: "s\(i)", createdAt: now),
+                    assistantMessage: StoredMessage(id: "a\(i)", conversationId: conversation, userId: "bench", role: .assistant, text: "", status: .streaming, streamId: "s\(i)", createdAt: now),
+                    events: [], ownerInstanceId: "bench"
+                )
+                let started = clock.now
+                guard case .created = try await store.beginTurn(turn, newConversation: newConversation) else { throw BenchError("turn \(i) was not created") }
+                if i >= 200 { times.append(clock.now - started) }
+            }
+        } catch {
+            await group.triggerGracefulShutdown()
+            _ = try? await running.value
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        _ = try? await running.value
+        return times
     }
 
     private func withApplication<T: Sendable>(store: String, mode: Mode, _ body: @Sendable (ChatService) async throws -> T) async throws -> T {

@@ -1,3 +1,6 @@
+import SQLiteNIO
+import Synchronization
+
 extension SQLiteConversationStore {
     /// Runs one raw statement and returns each row as column name to text (NULL columns are left
     /// out). For tests and diagnostics only.
@@ -11,5 +14,46 @@ extension SQLiteConversationStore {
                 return values
             }
         }
+    }
+
+    /// What SQLite was asked to do while a body ran (see ``counting(_:)``).
+    package struct StatementCounts: Sendable, Equatable {
+        /// Transactions committed (explicit or implicit).
+        package var commits = 0
+        /// Writes authorized while top-level statements were prepared: one per INSERT or DELETE,
+        /// one per column an UPDATE sets (the statements of a trigger are not counted: they run
+        /// inside the statement that fired it).
+        package var writes = 0
+        /// `BEGIN`, `COMMIT` and `ROLLBACK` statements prepared.
+        package var transactionStatements = 0
+    }
+
+    /// Runs `body` and counts the commits and statements it caused on this store's connection.
+    /// For tests only: the counts include any other call running meanwhile.
+    package func counting<T>(_ body: () async throws -> T) async throws -> (T, StatementCounts) {
+        let counts = Mutex(StatementCounts())
+        let tokens = try await connection.withConnection("counting") { connection in
+            let commits = try await connection.addCommitObserver(lifetime: .pinned) { _ in
+                counts.withLock { $0.commits += 1 }
+            }
+            let statements = try await connection.addAuthorizerObserver(lifetime: .pinned) { event in
+                guard event.trigger == nil else { return }
+                switch event.action {
+                case .insert, .update, .delete: counts.withLock { $0.writes += 1 }
+                case .transaction: counts.withLock { $0.transactionStatements += 1 }
+                default: break
+                }
+            }
+            return [commits, statements]
+        }
+        let result: T
+        do {
+            result = try await body()
+        } catch {
+            try await connection.withConnection("counting") { _ in tokens.forEach { $0.cancel() } }
+            throw error
+        }
+        try await connection.withConnection("counting") { _ in tokens.forEach { $0.cancel() } }
+        return (result, counts.withLock { $0 })
     }
 }

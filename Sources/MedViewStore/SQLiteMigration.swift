@@ -78,6 +78,47 @@ package struct SQLiteMigration: Sendable {
         SQLiteMigration(version: 4, statements: [
             "ALTER TABLE conversations ADD COLUMN safety_state TEXT",
         ]),
+        // A new turn in one statement (TurnSQL.beginMany): a row inserted into the empty view
+        // `new_turns` is written by its INSTEAD OF trigger, the idempotency and ownership checks
+        // included. One statement is one implicit transaction, so a message costs one trip to
+        // SQLite's thread before the model is called, not seven, and a failure at any step rolls
+        // the whole turn back. A turn not written (its client message id is taken, or the
+        // conversation is not the user's) is left out of the statement's RETURNING rows
+        // (RAISE(IGNORE) ends that row before them); checks come before writes, since IGNORE
+        // keeps what the row wrote already.
+        SQLiteMigration(version: 5, statements: [
+            """
+            CREATE VIEW new_turns AS SELECT
+                NULL AS stream_id, NULL AS user_id, NULL AS conversation_id, NULL AS client_message_id,
+                NULL AS owner_instance, NULL AS creates_conversation, NULL AS title,
+                NULL AS conversation_created_at, NULL AS updated_at,
+                NULL AS user_message_id, NULL AS user_text, NULL AS user_created_at,
+                NULL AS assistant_message_id, NULL AS assistant_created_at
+            WHERE 0
+            """,
+            """
+            CREATE TRIGGER new_turns_insert INSTEAD OF INSERT ON new_turns
+            BEGIN
+                SELECT RAISE(IGNORE) WHERE EXISTS (
+                    SELECT 1 FROM turns WHERE user_id = NEW.user_id AND client_message_id = NEW.client_message_id
+                );
+                SELECT RAISE(IGNORE) WHERE NOT NEW.creates_conversation AND NOT EXISTS (
+                    SELECT 1 FROM conversations WHERE id = NEW.conversation_id AND user_id = NEW.user_id
+                );
+                INSERT INTO conversations (id, user_id, title, created_at, updated_at)
+                    SELECT NEW.conversation_id, NEW.user_id, NEW.title, NEW.conversation_created_at, NEW.updated_at
+                    WHERE NEW.creates_conversation;
+                UPDATE conversations SET updated_at = MAX(updated_at, NEW.updated_at)
+                    WHERE NOT NEW.creates_conversation AND id = NEW.conversation_id;
+                INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id, owner_instance)
+                    VALUES (NEW.stream_id, NEW.user_id, NEW.conversation_id, NEW.client_message_id, NEW.owner_instance);
+                INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
+                    VALUES (NEW.user_message_id, NEW.conversation_id, NEW.stream_id, NEW.user_id, 'user', NEW.user_text, 'complete', NEW.user_created_at);
+                INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at)
+                    VALUES (NEW.assistant_message_id, NEW.conversation_id, NEW.stream_id, NEW.user_id, 'assistant', '', 'streaming', NEW.assistant_created_at);
+            END
+            """,
+        ]),
     ]
 
     /// Creates `schema_migrations` if needed and applies, in version order, each migration it

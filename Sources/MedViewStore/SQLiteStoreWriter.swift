@@ -6,10 +6,12 @@ import Synchronization
 /// The single writer of a ``SQLiteConversationStore``: commits new and finished turns together
 /// (group commit), and as a `Service` flushes them and closes the database on shutdown.
 ///
-/// Concurrent writes share one `BEGIN IMMEDIATE … COMMIT`, so a burst of messages pays for one
-/// commit, not one each. New turns go first (they gate an answer's first chunk); finished turns
-/// follow in bounded batches, so a new turn waits for at most one small transaction. If a batch
-/// fails unexpectedly it is rolled back and each write is retried alone, so one bad write cannot
+/// Concurrent writes are committed together, so a burst of messages pays for one commit, not one
+/// each: waiting new turns are written by one statement (its own transaction, one trip to
+/// SQLite's thread; see ``TurnSQL/beginMany(_:on:)``), finished turns share one `BEGIN IMMEDIATE
+/// … COMMIT`. New turns go first (they gate an answer's first chunk); finished turns follow in
+/// bounded batches, so a new turn waits for at most one small transaction. If a batch fails
+/// unexpectedly nothing of it is kept and each write is retried alone, so one bad write cannot
 /// fail its neighbours.
 ///
 /// Who commits:
@@ -23,6 +25,9 @@ import Synchronization
 public final class SQLiteStoreWriter: Service, Sendable {
     /// Finished turns written per transaction.
     static let finishesPerBatch = 32
+
+    /// New turns written per statement.
+    static let beginsPerBatch = TurnSQL.turnsPerStatement
 
     /// A `beginTurn` waiting for the group commit.
     private struct PendingBegin: Sendable {
@@ -180,14 +185,16 @@ public final class SQLiteStoreWriter: Service, Sendable {
         }
     }
 
-    /// Commits queued writes in batches until none are left: all waiting new turns first, then
-    /// finished turns in bounded batches. The caller must have set `committing`; this clears it.
+    /// Commits queued writes in batches until none are left: waiting new turns first (up to one
+    /// statement's worth at a time), then finished turns in bounded batches. The caller must have
+    /// set `committing`; this clears it.
     private func commitQueued() async {
         while true {
             let (begins, finishes, idle) = state.withLock { state -> ([PendingBegin], [PendingFinish], [CheckedContinuation<Void, Never>]) in
                 if !state.begins.isEmpty {
-                    defer { state.begins.removeAll(keepingCapacity: true) }
-                    return (state.begins, [], [])
+                    let batch = Array(state.begins.prefix(Self.beginsPerBatch))
+                    state.begins.removeFirst(batch.count)
+                    return (batch, [], [])
                 }
                 if state.finishes.isEmpty {
                     state.committing = false
@@ -209,10 +216,11 @@ public final class SQLiteStoreWriter: Service, Sendable {
         }
     }
 
-    /// Commits new turns in one transaction; on an unexpected failure, each alone.
+    /// Commits new turns in one statement (no explicit transaction: the statement is one, and
+    /// all or nothing); if it fails, each alone.
     private func commitBegins(_ batch: [PendingBegin]) async {
         do {
-            let results = try await connection.transaction("beginTurn") { connection in
+            let results = try await connection.withConnection("beginTurn") { connection in
                 try await TurnSQL.beginMany(batch.map { ($0.turn, $0.newConversation) }, on: connection)
             }
             for (item, result) in zip(batch, results) {
@@ -223,7 +231,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
             logger.debug("store.writer.batch_retried", metadata: ["store.operation": "beginTurn", "batch.size": "\(batch.count)"])
             for item in batch {
                 do {
-                    let result = try await connection.transaction("beginTurn") { connection in
+                    let result = try await connection.withConnection("beginTurn") { connection in
                         try await TurnSQL.beginMany([(item.turn, item.newConversation)], on: connection)[0].get()
                     }
                     item.result.resolve(.success(result))

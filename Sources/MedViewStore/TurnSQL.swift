@@ -5,9 +5,11 @@ import SQLiteNIO
 /// The SQL of each turn operation, run on a connection the caller holds (inside a transaction
 /// where it says so).
 ///
-/// Pure data access: no locking, no logging, no error mapping (``StoreConnection`` does those).
+/// Pure data access: no locking, no logging, no error mapping (``StoreConnection`` does those;
+/// ``beginMany(_:on:)`` maps the error of a turn it could not read back, as that turn's result).
 /// The batch functions take many turns at once with a fixed number of statements per batch, so
-/// that the group commit of ``SQLiteStoreWriter`` pays for one transaction, not one per turn.
+/// that the group commit of ``SQLiteStoreWriter`` pays for one statement (new turns) or one
+/// transaction (finished turns), not one per turn.
 enum TurnSQL {
     /// Rows per multi-row statement (SQLite allows 32,766 bound values; a message row binds 8).
     private static let rowsPerStatement = 500
@@ -15,103 +17,64 @@ enum TurnSQL {
     /// Most events inserted by one statement (three binds each).
     private static let eventsPerInsert = 200
 
-    /// Writes many new turns inside an open transaction; each gets the result a lone `beginTurn`
-    /// would give. A fixed number of statements per batch: one lookup of existing client message
-    /// ids, one ownership check, multi-row inserts, and one update per conversation touched. Each
-    /// turn's typed outcome (duplicate, conversation not found) is decided before anything is written.
+    /// Most new turns ``beginMany(_:on:)`` writes (one statement, 14 binds each).
+    static let turnsPerStatement = 500
+
+    /// Writes new turns (at most ``turnsPerStatement``) in one statement, and gives each the
+    /// result a lone `beginTurn` would give.
+    ///
+    /// The statement inserts one row per turn into the view `new_turns`, whose trigger (migration
+    /// 5) checks and writes each turn: the new conversation or the existing one's `updated_at`,
+    /// the turn and its two messages. Outside a transaction the statement is its own, so a new
+    /// turn costs one job on SQLite's thread: all of the turns are written, or, if the statement
+    /// fails, none. The rows it returns are the turns it wrote; each other turn is then read back
+    /// by its client message id: found, it is a duplicate; not found, its conversation is not the
+    /// user's. A failed read fails that turn only (the others are written and stay so).
+    ///
+    /// SQLite's documentation does not spell out RETURNING on a view: that it returns one row
+    /// per row its trigger completed, and none for a row ended by `RAISE(IGNORE)`, is what the
+    /// bundled SQLite does, and `SQLiteBeginTurnTests` fails if an upgrade changes it.
     static func beginMany(_ items: [(turn: Turn, newConversation: Conversation?)], on connection: SQLiteConnection) async throws -> [Result<BeginTurnResult, StoreError>] {
-        // 1. Client message ids already stored.
-        var existing: Set<String> = []
-        for slice in items.chunked(rowsPerStatement) {
-            let rows = try await connection.query(
-                "SELECT user_id, CAST(client_message_id AS BLOB) AS client_message_id FROM turns WHERE (user_id, client_message_id) IN (VALUES \(placeholders(slice.count, "(?, ?)")))",
-                slice.flatMap { [SQLiteData.text($0.turn.userId), .text($0.turn.clientMessageId)] }
-            )
-            for row in rows { existing.insert(try row.text("user_id") + "\u{0}" + row.text("client_message_id")) }
-        }
-        // 2. Owners of the existing conversations named.
-        let named = Array(Set(items.filter { $0.newConversation == nil }.map(\.turn.conversationId)))
-        var owner: [String: String] = [:]
-        for slice in named.chunked(rowsPerStatement) {
-            let rows = try await connection.query(
-                "SELECT id, user_id FROM conversations WHERE id IN (\(placeholders(slice.count, "?")))", slice.map { .text($0) }
-            )
-            for row in rows { owner[try row.text("id")] = try row.text("user_id") }
-        }
-        // 3. Decide each item; the first of several with one client message id is the one created.
-        enum Decision { case create, duplicateStored, duplicateOf(Int), notFound }
-        var decisions: [Decision] = []
-        var firstIndex: [String: Int] = [:]
-        for (index, item) in items.enumerated() {
-            let key = item.turn.userId + "\u{0}" + item.turn.clientMessageId
-            if existing.contains(key) {
-                decisions.append(.duplicateStored)
-            } else if let first = firstIndex[key] {
-                decisions.append(.duplicateOf(first))
-            } else if item.newConversation == nil, owner[item.turn.conversationId] != item.turn.userId {
-                decisions.append(.notFound)
-            } else {
-                firstIndex[key] = index
-                decisions.append(.create)
+        assert(items.count <= turnsPerStatement, "beginMany writes at most turnsPerStatement turns")
+        guard !items.isEmpty else { return [] }
+        let rows = try await connection.query(
+            """
+            INSERT INTO new_turns (stream_id, user_id, conversation_id, client_message_id, owner_instance,
+                creates_conversation, title, conversation_created_at, updated_at,
+                user_message_id, user_text, user_created_at, assistant_message_id, assistant_created_at)
+            VALUES \(placeholders(items.count, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) RETURNING stream_id
+            """,
+            items.flatMap { item -> [SQLiteData] in
+                let t = item.turn, c = item.newConversation
+                let newest = max(t.userMessage.createdAt, t.assistantMessage.createdAt).timeIntervalSince1970
+                return [
+                    .text(t.streamId), .text(t.userId), .text(t.conversationId), .text(t.clientMessageId),
+                    t.ownerInstanceId.map(SQLiteData.text) ?? .null,
+                    .integer(c == nil ? 0 : 1), c.map { .text($0.title) } ?? .null,
+                    c.map { .float($0.createdAt.timeIntervalSince1970) } ?? .null,
+                    .float(max(c?.updatedAt.timeIntervalSince1970 ?? newest, newest)),
+                    .text(t.userMessage.id), .text(t.userMessage.text), .float(t.userMessage.createdAt.timeIntervalSince1970),
+                    .text(t.assistantMessage.id), .float(t.assistantMessage.createdAt.timeIntervalSince1970),
+                ]
             }
-        }
-        let created = zip(items, decisions).compactMap { item, decision -> (turn: Turn, newConversation: Conversation?)? in
-            if case .create = decision { return item }
-            return nil
-        }
-        // 4. Each conversation touched moves forward to its newest message.
-        var newest: [String: Double] = [:]
-        for item in created {
-            let t = max(item.turn.userMessage.createdAt, item.turn.assistantMessage.createdAt).timeIntervalSince1970
-            newest[item.turn.conversationId] = max(newest[item.turn.conversationId] ?? t, t)
-        }
-        // 5. Multi-row inserts (new conversations carry their newest time already).
-        let conversations = created.compactMap(\.newConversation)
-        for slice in conversations.chunked(rowsPerStatement) {
-            _ = try await connection.query(
-                "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES \(placeholders(slice.count, "(?, ?, ?, ?, ?)"))",
-                slice.flatMap { c -> [SQLiteData] in
-                    [.text(c.id), .text(c.userId), .text(c.title), .float(c.createdAt.timeIntervalSince1970),
-                     .float(max(c.updatedAt.timeIntervalSince1970, newest[c.id] ?? 0))]
-                }
-            )
-        }
-        for slice in created.chunked(rowsPerStatement) {
-            _ = try await connection.query(
-                "INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id, owner_instance) VALUES \(placeholders(slice.count, "(?, ?, ?, ?, ?)"))",
-                slice.flatMap { [SQLiteData.text($0.turn.streamId), .text($0.turn.userId), .text($0.turn.conversationId), .text($0.turn.clientMessageId), $0.turn.ownerInstanceId.map(SQLiteData.text) ?? .null] }
-            )
-            // The user message of each turn comes before its assistant message (lower seq).
-            _ = try await connection.query(
-                "INSERT INTO messages (id, conversation_id, stream_id, user_id, role, text, status, created_at) VALUES \(placeholders(slice.count * 2, "(?, ?, ?, ?, ?, ?, ?, ?)"))",
-                slice.flatMap { item -> [SQLiteData] in
-                    let t = item.turn
-                    let common: [SQLiteData] = [.text(t.conversationId), .text(t.streamId), .text(t.userId)]
-                    return [.text(t.userMessage.id)] + common + [
-                        .text(MessageRole.user.rawValue), .text(t.userMessage.text),
-                        .text(MessageStatus.complete.rawValue), .float(t.userMessage.createdAt.timeIntervalSince1970),
-                    ] + [.text(t.assistantMessage.id)] + common + [
-                        .text(MessageRole.assistant.rawValue), .text(""),
-                        .text(MessageStatus.streaming.rawValue), .float(t.assistantMessage.createdAt.timeIntervalSince1970),
-                    ]
-                }
-            )
-        }
-        let newIds = Set(conversations.map(\.id))
-        for (id, time) in newest where !newIds.contains(id) {
-            _ = try await connection.query("UPDATE conversations SET updated_at = MAX(updated_at, ?) WHERE id = ?", [.float(time), .text(id)])
-        }
-        // 6. Results; duplicates are read back as stored.
+        )
+        // Decoding cannot fail here: once the statement has run, the turns are written, and a
+        // throw would make the writer retry them as if they were not.
+        let written = Set(rows.compactMap { $0.column("stream_id")?.string })
         var results: [Result<BeginTurnResult, StoreError>] = []
-        for (item, decision) in zip(items, decisions) {
-            switch decision {
-            case .create: results.append(.success(.created))
-            case .notFound: results.append(.failure(.conversationNotFound))
-            case .duplicateStored, .duplicateOf:
-                guard let stored = try await turn(clientMessageId: item.turn.clientMessageId, userId: item.turn.userId, on: connection) else {
-                    throw StoreError.unavailable("beginTurn failed: duplicate vanished")
+        for item in items {
+            if written.contains(item.turn.streamId) {
+                results.append(.success(.created))
+                continue
+            }
+            do {
+                if let stored = try await turn(clientMessageId: item.turn.clientMessageId, userId: item.turn.userId, on: connection) {
+                    results.append(.success(.duplicate(stored)))
+                } else {
+                    results.append(.failure(.conversationNotFound))
                 }
-                results.append(.success(.duplicate(stored)))
+            } catch {
+                results.append(.failure(StoreConnection.storeError(error, operation: "beginTurn")))
             }
         }
         return results

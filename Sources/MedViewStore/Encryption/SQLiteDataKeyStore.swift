@@ -40,16 +40,22 @@ public final class SQLiteDataKeyStore: DataKeyStore {
         SQLiteDataKeyStore(connection: try await StoreConnection.open(path: path, logger: logger, migrations: migrations))
     }
 
+    /// Stores `key` unless its conversation has that version already; returns the stored one.
+    ///
+    /// One statement when the key is new (the first message of a conversation, on the way to its
+    /// first chunk): the insert returns the row it stored. Only when another attempt stored that
+    /// version first is it read back.
     public func insertOrGet(_ key: WrappedDataKey) async throws -> WrappedDataKey {
-        try await connection.transaction("insertDataKey") { connection in
-            _ = try await connection.query(
+        try await connection.withConnection("insertDataKey") { connection in
+            let inserted = try await connection.query(
                 """
                 INSERT INTO data_keys (conversation_id, version, user_id, provider, master_key_id, wrapped, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, version) DO NOTHING
+                VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id, version) DO NOTHING RETURNING *
                 """,
                 [.text(key.context.conversationId), .integer(key.context.version), .text(key.context.userId), .text(key.provider),
                  .text(key.masterKeyId), .blob(ByteBuffer(bytes: key.blob)), .float(key.createdAt.timeIntervalSince1970)]
             )
+            if let row = inserted.first { return try Self.key(row) }
             let rows = try await connection.query(
                 "SELECT * FROM data_keys WHERE conversation_id = ? AND version = ?",
                 [.text(key.context.conversationId), .integer(key.context.version)]
