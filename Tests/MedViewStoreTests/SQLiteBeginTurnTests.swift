@@ -10,25 +10,6 @@ struct SQLiteBeginTurnTests {
     let alice = "u_alice"
     let bob = "u_bob"
 
-    /// Opens the store at `path` (in a fresh directory if `nil`), runs `body`, and always closes it.
-    private func withSQLiteStore<T>(
-        at path: String? = nil,
-        migrations: [SQLiteMigration] = SQLiteMigration.all,
-        _ body: (SQLiteConversationStore) async throws -> T
-    ) async throws -> T {
-        let directory = path == nil ? try TemporaryDirectory() : nil
-        defer { directory?.remove() }
-        let store = try await SQLiteConversationStore.open(path: path ?? directory!.path("store.sqlite"), logger: testLogger, migrations: migrations)
-        do {
-            let result = try await body(store)
-            try await store.close()
-            return result
-        } catch {
-            try? await store.close()
-            throw error
-        }
-    }
-
     /// Row counts of the tables a turn writes, and the conversations' `updated_at`.
     private func snapshot(_ store: SQLiteConversationStore) async throws -> [[String: String]] {
         try await store.rawQuery("""

@@ -8,23 +8,6 @@ import Testing
 struct SQLiteConversationStoreTests {
     let alice = "u_alice"
 
-    /// Opens the store at `path`, runs `body`, and always closes it.
-    private func withOpenStore<T>(
-        at path: String,
-        migrations: [SQLiteMigration] = SQLiteMigration.all,
-        _ body: (SQLiteConversationStore) async throws -> T
-    ) async throws -> T {
-        let store = try await SQLiteConversationStore.open(path: path, logger: testLogger, migrations: migrations)
-        do {
-            let result = try await body(store)
-            try await store.close()
-            return result
-        } catch {
-            try? await store.close()
-            throw error
-        }
-    }
-
     /// Runs `body` with a fresh temporary directory, removed afterwards.
     private func withDirectory<T>(_ body: (TemporaryDirectory) async throws -> T) async throws -> T {
         let directory = try TemporaryDirectory()
@@ -40,7 +23,7 @@ struct SQLiteConversationStoreTests {
             let turn = Sample.turn(conversationId: conversation.id, userId: alice)
             let streaming = Sample.turn(conversationId: conversation.id, userId: alice, at: 2)
             let events = Sample.events(4)
-            try await withOpenStore(at: path) { store throws in
+            try await withSQLiteStore(at: path) { store throws in
                 #expect(try await store.beginTurn(turn, newConversation: conversation) == .created)
                 try await store.finishTurn(TurnCompletion(
                     streamId: turn.streamId, userId: alice, assistantText: "Stored answer", status: .complete, events: events
@@ -49,7 +32,7 @@ struct SQLiteConversationStoreTests {
             }
             #expect(FileManager.default.fileExists(atPath: path))
 
-            try await withOpenStore(at: path) { store throws in
+            try await withSQLiteStore(at: path) { store throws in
                 let read = try #require(try await store.conversation(id: conversation.id, userId: alice))
                 #expect(read.rounded == conversation.bumped(to: streaming))
                 let stored = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
@@ -70,7 +53,7 @@ struct SQLiteConversationStoreTests {
         try await withDirectory { directory throws in
             let created = Date(timeIntervalSince1970: 1_750_000_000.123456)
             let conversation = Conversation(id: "c_1", userId: alice, title: "t", createdAt: created, updatedAt: created)
-            try await withOpenStore(at: directory.path("store.sqlite")) { store throws in
+            try await withSQLiteStore(at: directory.path("store.sqlite")) { store throws in
                 try await store.createConversation(conversation)
                 let read = try #require(try await store.conversation(id: "c_1", userId: alice))
                 #expect(abs(read.createdAt.timeIntervalSince(created)) < 0.000_01)
@@ -82,7 +65,7 @@ struct SQLiteConversationStoreTests {
 
     @Test func connectionIsConfigured() async throws {
         try await withDirectory { directory throws in
-            try await withOpenStore(at: directory.path("store.sqlite")) { store throws in
+            try await withSQLiteStore(at: directory.path("store.sqlite")) { store throws in
                 #expect(try await store.rawQuery("PRAGMA journal_mode").first?["journal_mode"] == "wal")
                 #expect(try await store.rawQuery("PRAGMA foreign_keys").first?["foreign_keys"] == "1")
                 #expect(try await store.rawQuery("PRAGMA busy_timeout").first?["timeout"] == "5000")
@@ -96,14 +79,14 @@ struct SQLiteConversationStoreTests {
         try await withDirectory { directory throws in
             let path = directory.path("store.sqlite")
             let query = "SELECT version, applied_at FROM schema_migrations ORDER BY version"
-            let first = try await withOpenStore(at: path) { store throws in
+            let first = try await withSQLiteStore(at: path) { store throws in
                 try await store.rawQuery(query)
             }
             #expect(first.map { $0["version"] } == SQLiteMigration.all.map { "\($0.version)" })
             #expect(first.allSatisfy { ($0["applied_at"] ?? "").hasPrefix("20") })
 
             // Reopening applies nothing (re-running migration 1 would fail: its tables exist).
-            let second = try await withOpenStore(at: path) { store throws in
+            let second = try await withSQLiteStore(at: path) { store throws in
                 try await store.rawQuery(query)
             }
             #expect(second == first)
@@ -114,13 +97,13 @@ struct SQLiteConversationStoreTests {
                 "CREATE TABLE migration_probe (id INTEGER PRIMARY KEY)",
                 "INSERT INTO migration_probe (id) VALUES (1)",
             ])]
-            let third = try await withOpenStore(at: path, migrations: extended) { store throws in
+            let third = try await withSQLiteStore(at: path, migrations: extended) { store throws in
                 #expect(try await store.rawQuery("SELECT count(*) AS n FROM migration_probe").first?["n"] == "1")
                 return try await store.rawQuery(query)
             }
             #expect(Array(third.prefix(first.count)) == first)
             #expect(third.map { $0["version"] } == extended.map { "\($0.version)" })
-            try await withOpenStore(at: path, migrations: extended) { store throws in
+            try await withSQLiteStore(at: path, migrations: extended) { store throws in
                 #expect(try await store.rawQuery("SELECT count(*) AS n FROM migration_probe").first?["n"] == "1")
                 #expect(try await store.rawQuery(query) == third)
             }
@@ -137,7 +120,7 @@ struct SQLiteConversationStoreTests {
             await #expect(throws: StoreError.self) {
                 try await SQLiteConversationStore.open(path: path, logger: testLogger, migrations: broken)
             }
-            try await withOpenStore(at: path) { store throws in
+            try await withSQLiteStore(at: path) { store throws in
                 let versions = try await store.rawQuery("SELECT version FROM schema_migrations ORDER BY version")
                 #expect(versions.map { $0["version"] } == SQLiteMigration.all.map { "\($0.version)" })
                 let table = try await store.rawQuery("SELECT name FROM sqlite_master WHERE name = 'half_done'")
@@ -151,7 +134,7 @@ struct SQLiteConversationStoreTests {
             let path = directory.path("store.sqlite")
             let conversation = Sample.conversation(userId: alice)
             let turn = Sample.turn(conversationId: conversation.id, userId: alice)
-            try await withOpenStore(at: path, migrations: Array(SQLiteMigration.all.prefix(1))) { store throws in
+            try await withSQLiteStore(at: path, migrations: Array(SQLiteMigration.all.prefix(1))) { store throws in
                 // Rows as a build that knew only migration 1 wrote them (today's code writes newer columns).
                 try await store.createConversation(conversation)
                 _ = try await store.rawQuery("INSERT INTO turns (stream_id, user_id, conversation_id, client_message_id) VALUES (?, ?, ?, ?)", [turn.streamId, alice, conversation.id, turn.clientMessageId])
@@ -164,7 +147,7 @@ struct SQLiteConversationStoreTests {
                 let versions = try await store.rawQuery("SELECT version FROM schema_migrations")
                 #expect(versions.map { $0["version"] } == ["1"])
             }
-            try await withOpenStore(at: path) { store throws in
+            try await withSQLiteStore(at: path) { store throws in
                 let versions = try await store.rawQuery("SELECT version FROM schema_migrations ORDER BY version")
                 #expect(versions.map { $0["version"] } == SQLiteMigration.all.map { "\($0.version)" })
                 let index = try await store.rawQuery("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'messages_streaming'")
@@ -185,7 +168,7 @@ struct SQLiteConversationStoreTests {
                 Sample.turn(conversationId: doomed.id, userId: alice, text: "\(marker) question \(index)", at: Double(index))
             }
             let keptTurn = Sample.turn(conversationId: kept.id, userId: alice, text: "kept question")
-            try await withOpenStore(at: path) { store throws in
+            try await withSQLiteStore(at: path) { store throws in
                 _ = try await store.beginTurn(keptTurn, newConversation: kept)
                 for (index, turn) in turns.enumerated() {
                     _ = try await store.beginTurn(turn, newConversation: index == 0 ? doomed : nil)
