@@ -113,4 +113,30 @@ import MedViewSafety
     func aBiteStillCounts() {
         #expect(rules.assess("the dog bit my hand two days ago, now it's red and spreading and I'm shaking uncontrollably with a fever")?.category == "sepsis")
     }
+
+    @Test("a penetrating wound alerts as bleeding; a flu shot, a stubbed toe and a betrayal do not", arguments: [
+        ("I've been stabbed in the stomach", true),
+        ("my brother got shot in the leg, we're in the car", true),
+        ("Had my flu shot today, arm is a bit sore", false),
+        ("stubbed my toe on the bed, it's a bit bruised", false),
+        ("my best friend stabbed me in the back at work today", false),
+    ])
+    func penetratingTrauma(text: String, alerts: Bool) {
+        #expect((rules.assess(text)?.category == "bleeding") == alerts, "\(text)")
+    }
+
+    @Test("a frame beside an unrelated errand in a later sentence does not frame the emergency told after it")
+    func aLaterFrameFramesOnlyItsSentence() {
+        let text = "Can my appointment move? It clashes with my grandson's school play. Also since breakfast I've had this pressure in my chest going up into my jaw and I'm sweaty and breathless"
+        #expect(detector.assess(text) != nil)
+        #expect(detector.assess("For my novel: the character has crushing chest pain going into her jaw. How would she describe it?") == nil)
+    }
+
+    @Test("intent told in non-native or plain words alerts as suicide", arguments: [
+        "I am so alone here, I think is better if I die, I have the knife with me now",
+        "i want die, nobody care",
+    ])
+    func plainIntent(text: String) {
+        #expect(rules.assess(text)?.category == "suicide", "\(text)")
+    }
 }

@@ -38,6 +38,7 @@ import Testing
         "bleeding-internal": ("my poop is black like tar", "bleeding"),
         "bleeding-anticoagulated": ("my gums are bleeding, I feel faint and dizzy", "bleeding"),
         "poisoning-ingestion": ("I swallowed a whole bottle of sleeping pills", "poisoning"),
+        "penetrating-trauma": ("my neighbour has been stabbed in the chest", "bleeding"),
         "envenomation": ("bitten by a copperhead while gardening, the bite is swelling and burning", "poisoning"),
         "poisoning-co": ("the carbon monoxide alarm is beeping, we all have headaches", "poisoning"),
         "suicide-intent": ("honestly I want to end my life", "suicide"),

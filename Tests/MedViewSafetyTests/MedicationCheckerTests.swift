@@ -123,6 +123,9 @@ import MedViewSafety
         #expect(pairs(["I take Toprol XL and just started Wellbutrin"]) == [["bupropion", "metoprolol"]])
         #expect(pairs(["I take lamotrigine and started a combined pill with ethinyl estradiol"]) == [["ethinyl estradiol", "lamotrigine"]])
         #expect(pairs(["rosuvastatin 40mg and clopidogrel"]) == [["clopidogrel", "rosuvastatin"]])
+        #expect(pairs(["I'm on spironolactone and I've been taking ibuprofen every day for my knee"]) == [["ibuprofen", "spironolactone"]])
+        #expect(pairs(["my husband has a GTN spray for angina and he just took sildenafil"]) == [["nitroglycerin", "sildenafil"]])
+        #expect(pairs(["I'm on phenelzine, my flatmate takes Sudafed"]) == [])
         // Within the label's limit, or a beta-blocker CYP2D6 does not clear, no warning.
         #expect(pairs(["rosuvastatin 10mg and clopidogrel"]) == [])
         #expect(pairs(["atenolol for my blood pressure and paroxetine for anxiety"]) == [])

@@ -227,9 +227,16 @@ struct ClinicalFindings: Sendable {
 
     /// Whether the message frames itself as fiction, an exam question or role play.
     /// A frame that is negated ("not writing a story this time, this is real") is none.
-    func isFiction(_ found: [Finding], isNegated: (PhraseMatcher.Match) -> Bool) -> Bool {
+    /// A frame frames its own sentence and, told in the first sentence, the whole message ("For my
+    /// novel: …"); one told later beside an unrelated errand ("…clashes with my grandson's school
+    /// play") does not frame what another sentence says ("…pressure in my chest going into my jaw").
+    func isFiction(_ found: [Finding], isNegated: (PhraseMatcher.Match) -> Bool, sentenceOf: (Int) -> Int) -> Bool {
         guard let fiction else { return false }
-        return found.contains { $0.id == fiction && !isNegated($0.match) }
+        let frames = found.filter { $0.id == fiction && !isNegated($0.match) }
+        guard !frames.isEmpty else { return false }
+        let first = sentenceOf(0)
+        let told = Set(found.filter { $0.id != fiction }.map { sentenceOf($0.first) })
+        return frames.contains { let s = sentenceOf($0.first); return s == first || told.contains(s) }
     }
 
     /// The first rule whose findings are all happening now, in data order.

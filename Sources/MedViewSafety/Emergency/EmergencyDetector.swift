@@ -145,12 +145,12 @@ public struct EmergencyDetector: Sendable {
         if let s = signals, let f = byRules, f.overrides.contains(s.category) {
             result = f.assessment
         }
-        if let result, findings.isFiction(read, isNegated: context.isNegated), !(result.category == "suicide" && !result.isBystander) {
+        if let result, findings.isFiction(read, isNegated: context.isNegated, sentenceOf: { context.clauses.sentence[$0] }), !(result.category == "suicide" && !result.isBystander) {
             return nil
         }
         if result == nil, let reader,
            let category = reader.emergency(in: features(tokens: tokens, context: context, read: read)),
-           category == "suicide" || !findings.isFiction(read, isNegated: context.isNegated) {
+           category == "suicide" || !findings.isFiction(read, isNegated: context.isNegated, sentenceOf: { context.clauses.sentence[$0] }) {
             return assessment(category: category, bystander: experiencer(tokens: tokens, context: context))
         }
         return result

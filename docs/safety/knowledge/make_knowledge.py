@@ -190,6 +190,10 @@ rule('mech-ras-nsaid', [C('ace inhibitor'), C('arb')], [C('nsaid')], 'moderate',
      "An NSAID pain reliever (ibuprofen, naproxen and others) taken regularly with a blood pressure medicine of this kind (an ACE inhibitor or ARB) can harm the kidneys, raise potassium and weaken the blood pressure control, more so with a water pill as well or when you are dehydrated. Ask your prescriber or pharmacist before using NSAIDs for more than a day or two; acetaminophen (Tylenol) is usually the safer pain reliever.",
      'FDA labels (ACE inhibitors, ARBs): NSAIDs including COX-2 inhibitors may deteriorate renal function and attenuate the antihypertensive effect; FDA OTC NSAID Drug Facts (ask a doctor if taking a diuretic or blood pressure medicine)',
      **{'except': ['aspirin']})
+rule('mech-ksparing-nsaid', [C('k_sparing')], [C('nsaid')], 'moderate', 'hyperkalemia',
+     "An NSAID pain reliever (ibuprofen, naproxen and others) taken regularly with a potassium-sparing water pill (spironolactone, eplerenone, amiloride, triamterene) can raise potassium to dangerous levels and harm the kidneys. Ask your prescriber or pharmacist before using NSAIDs for more than a day or two; get care at once for muscle weakness, an irregular heartbeat or very little urine.",
+     'FDA labels (Aldactone/spironolactone, Inspra/eplerenone, Midamor/amiloride, Dyrenium/triamterene): NSAIDs may cause hyperkalemia and reduce the diuretic effect; ONC high-priority DDI list (potassium-sparing diuretics)',
+     **{'except': ['aspirin']})
 rule('mech-diuretic-nsaid', [C('thiazide'), C('loop')], [C('nsaid')], 'moderate', 'kidney harm',
      "An NSAID pain reliever taken regularly with a water pill (diuretic) can weaken the water pill and harm the kidneys, especially if you are also on an ACE inhibitor or ARB. Ask your prescriber or pharmacist before using NSAIDs for more than a day or two.",
      'FDA labels (furosemide, hydrochlorothiazide): NSAIDs can reduce the diuretic, natriuretic and antihypertensive effects; acute renal failure reported',
