@@ -218,7 +218,6 @@ struct ClinicalFindings: Sendable {
         return out
     }
 
-
     /// Where each lasting state ends ("c-section", "had surgery"): a time told right after one
     /// dates that state, not what follows it (``EmergencyDetector/Context/timeAnchors``).
     func datedStateEnds(_ found: [Finding]) -> [Int] {

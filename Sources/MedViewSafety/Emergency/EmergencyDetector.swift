@@ -134,10 +134,7 @@ public struct EmergencyDetector: Sendable {
     public func assess(_ message: String) -> EmergencyAssessment? {
         let tokens = normalizer.tokens(message)
         if isAboutAnimal(tokens) { return nil }
-        var context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
-        let found = signals.matches(in: tokens)
-        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
-        context.timeAnchors = findings.datedStateEnds(read)
+        let (context, found, read) = reading(tokens)
         let signals = assessSignals(tokens: tokens, found: found, context: context)
         let byRules = assessFindings(read, context: context)
         var result = signals ?? byRules?.assessment
@@ -145,12 +142,12 @@ public struct EmergencyDetector: Sendable {
         if let s = signals, let f = byRules, f.overrides.contains(s.category) {
             result = f.assessment
         }
-        if let result, findings.isFiction(read, isNegated: context.isNegated, sentenceOf: { context.clauses.sentence[$0] }), !(result.category == "suicide" && !result.isBystander) {
+        if let result, isFiction(read, context), !(result.category == "suicide" && !result.isBystander) {
             return nil
         }
         if result == nil, let reader,
            let category = reader.emergency(in: features(tokens: tokens, context: context, read: read)),
-           category == "suicide" || !findings.isFiction(read, isNegated: context.isNegated, sentenceOf: { context.clauses.sentence[$0] }) {
+           category == "suicide" || !isFiction(read, context) {
             return assessment(category: category, bystander: experiencer(tokens: tokens, context: context))
         }
         return result
@@ -173,10 +170,7 @@ public struct EmergencyDetector: Sendable {
     /// - `p:self`, `p:other`: whether the writer or someone else is named.
     public func features(of message: String) -> [String] {
         let tokens = normalizer.tokens(message)
-        var context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
-        let found = signals.matches(in: tokens)
-        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
-        context.timeAnchors = findings.datedStateEnds(read)
+        let (context, _, read) = reading(tokens)
         return features(tokens: tokens, context: context, read: read).sorted()
     }
 
@@ -248,10 +242,7 @@ public struct EmergencyDetector: Sendable {
     /// per-layer figures): the signal phrases' category and the findings rule's id.
     func layers(_ message: String) -> (signals: String?, rule: String?) {
         let tokens = normalizer.tokens(message)
-        var context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
-        let found = signals.matches(in: tokens)
-        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
-        context.timeAnchors = findings.datedStateEnds(read)
+        let (context, found, read) = reading(tokens)
         let hit = findings.evaluate(read, isCurrent: { context.isCurrent($0, allowJest: true, resolvedCounts: $1, history: $2) })
         return (assessSignals(tokens: tokens, found: found, context: context)?.category, hit?.rule.id)
     }
@@ -261,6 +252,22 @@ public struct EmergencyDetector: Sendable {
         let tokens = normalizer.tokens(message)
         let context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
         return findings.findings(in: tokens, clauses: context.clauses).map { findings.name($0.id) + "[\($0.first)-\($0.last)]" }
+    }
+
+    /// One reading of a message, shared by ``assess(_:)``, ``features(of:)`` and `layers`: its
+    /// context cues (with the lasting states that date what follows them), the signal phrases, and
+    /// the clinical findings outside idioms.
+    private func reading(_ tokens: [Token]) -> (context: Context, found: [PhraseMatcher.Match], read: [ClinicalFindings.Finding]) {
+        var context = Context(tokens: tokens, cues: cues.matches(in: tokens), people: people)
+        let found = signals.matches(in: tokens)
+        let read = withoutIdioms(findings.findings(in: tokens, clauses: context.clauses), found: found)
+        context.timeAnchors = findings.datedStateEnds(read)
+        return (context, found, read)
+    }
+
+    /// Whether the findings frame the message as fiction (``ClinicalFindings/isFiction(_:isNegated:sentenceOf:)``).
+    private func isFiction(_ read: [ClinicalFindings.Finding], _ context: Context) -> Bool {
+        findings.isFiction(read, isNegated: context.isNegated, sentenceOf: { context.clauses.sentence[$0] })
     }
 
     /// Findings that sit inside an idiom ("this exam is killing me", "dying of laughter") are dropped.

@@ -662,7 +662,6 @@ public struct MedicationChecker: Sendable {
         return (.someoneElse, owner, theirs)
     }
 
-    /// A person noun made of an age: "my 15 year old", "our 2 yo" ("yo" reads "years old").
     /// The other person a medicine is "for", told right after its name ("Norco for my husband",
     /// "the Tylenol is for my son"): the index of the person word, or `nil`.
     static func recipientAfter(_ m: PhraseMatcher.Match, tokens: [Token], people: PersonLexicon) -> Int? {
@@ -680,6 +679,7 @@ public struct MedicationChecker: Sendable {
         return nil
     }
 
+    /// A person noun made of an age: "my 15 year old", "our 2 yo" ("yo" reads "years old").
     static func isAgeNoun(at i: Int, tokens: [Token]) -> Bool {
         guard tokens[i].text == "old", i >= 1 else { return false }
         return ["year", "years", "yr", "yrs", "month", "months", "week", "weeks", "day", "days"].contains(tokens[i - 1].text)

@@ -55,8 +55,7 @@ DESCRIPTORS = set('''childrens children infants infant junior otc liqui gels liq
 ec odt hfa mlt mpc zmt pm ls af iv xl cd es ab ir novaplus respiclick respimat respules ellipta sensimist
 solutab soltab symtouch dosepro multidose hyclate monohydrate mycite tts plus lil dg topcare macrocrystals'''.split())
 ALIASES = {  # NDC ingredient names that this project spells another way
-    'acetaminophen': 'acetaminophen', 'levothyroxine': 'levothyroxine', 'valproic acid': 'valproate',
-    'divalproex': 'valproate', 'aspirin': 'aspirin', 'esomeprazole': 'esomeprazole',
+    'valproic acid': 'valproate', 'divalproex': 'valproate',
     'amphetamine aspartate': 'amphetamine', 'dextroamphetamine': 'amphetamine',
 }
 
