@@ -243,6 +243,8 @@ public struct Benchmark: Sendable {
     private static func idleConnection(url: String, token: String, opened: Counter, release: Gate) async throws {
         var configuration = WebSocketClientConfiguration()
         configuration.additionalHeaders[.authorization] = "Bearer \(token)"
+        // Offered as browsers offer it; the server declines it (docs/PROTOCOL.md, "No compression").
+        configuration.additionalHeaders[.secWebSocketExtensions] = "permessage-deflate; client_max_window_bits"
         configuration.autoPing = .disabled
         try await WebSocketClient.connect(url: url, configuration: configuration, logger: Logger(label: "bench")) { inbound, outbound, _ in
             try await outbound.write(.text(String(decoding: ClientCommand.ping(Ping(id: "p")).encoded(), as: UTF8.self)))

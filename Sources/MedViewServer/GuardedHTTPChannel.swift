@@ -1,17 +1,16 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 
-/// Hummingbird's HTTP/1.1 + WebSocket upgrade channel with a ``ConnectionGuard`` on every
+/// The HTTP/1.1 + WebSocket upgrade channel (``WebSocketUpgradeChannel``) with a ``ConnectionGuard`` on every
 /// connection: its raw handler before the HTTP parser, its parts handler right after it (before
 /// the upgrade handler, which Hummingbird's own `additionalChannelHandlers` come after, so they
 /// would see neither the first request's head nor its parse errors).
 struct GuardedHTTPChannel: ServerChildChannel {
-    typealias Value = HTTP1WebSocketUpgradeChannel.Value
+    typealias Value = WebSocketUpgradeChannel.Value
 
-    let base: HTTP1WebSocketUpgradeChannel
+    let base: WebSocketUpgradeChannel
     let settings: ConnectionGuard.Settings
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -34,16 +33,24 @@ struct GuardedHTTPChannel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with WebSocket upgrades on `webSocketRouter`, every connection guarded.
-    static func guardedHTTP1WebSocketUpgrade<WSResponderBuilder: HTTPResponderBuilder & _HB_SendableMetatype>(
-        webSocketRouter: WSResponderBuilder,
-        configuration: HTTP1WebSocketUpgradeChannel.Configuration,
+    /// HTTP/1.1 with WebSocket upgrades served by `webSocket`, every connection guarded.
+    static func guardedHTTP1WebSocketUpgrade(
+        webSocket: WebSocketServing,
+        http1: HTTP1Channel.Configuration,
+        maxFrameSize: Int,
+        maxMessageBytes: Int,
         guardSettings: ConnectionGuard.Settings
-    ) -> HTTPServerBuilder where WSResponderBuilder.Responder.Context: WebSocketRequestContext {
-        let webSocketResponder = webSocketRouter.buildResponder()
-        return .init { responder in
+    ) -> HTTPServerBuilder {
+        .init { responder in
             GuardedHTTPChannel(
-                base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: configuration),
+                base: WebSocketUpgradeChannel(
+                    responder: responder,
+                    http1: http1,
+                    maxFrameSize: maxFrameSize,
+                    maxMessageBytes: maxMessageBytes,
+                    authorize: { head, channel in await webSocket.authorize(head, channel: channel) },
+                    open: { connection, upgrade in await webSocket.open(connection, upgrade: upgrade) }
+                ),
                 settings: guardSettings
             )
         }

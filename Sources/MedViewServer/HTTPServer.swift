@@ -115,37 +115,22 @@ func makeHTTPServer(
     let serving = WebSocketServing(
         chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sweeper: sweeper,
         connections: ConnectionLimiter(maxPerUser: limits.maxConnectionsPerUser),
-        sharedConnections: sharedConnections, instanceId: instanceId, logger: logger
+        sharedConnections: sharedConnections, unauthenticated: unauthenticated, instanceId: instanceId, logger: logger
     )
-    let wsRouter = Router(context: WSRequestContext.self)
-    wsRouter.add(middleware: WebSocketAuthMiddleware(verifier: verifier, connections: unauthenticated))
-    wsRouter.ws("v1/ws") { _, context in
-        // Failed authentication and over-limit connections are upgraded only to be told why and
-        // closed (4401, 4429): a refused upgrade would reach clients as an empty 400.
-        .upgrade(context.offeredSubprotocol ? [.secWebSocketProtocol: ProtocolLimits.subprotocol] : [:])
-    } onUpgrade: { inbound, outbound, context in
-        await serving.serve(inbound: inbound, outbound: outbound, context: context.requestContext)
-    }
 
     var app = Application(
         router: router,
         server: .guardedHTTP1WebSocketUpgrade(
-            webSocketRouter: wsRouter,
-            configuration: .init(
-                // The guard measures heads first; the parser's own limits are a backstop for
-                // the bytes it cannot attribute (a pipelined request that arrived with another).
-                http1: .init(httpDecoderConfiguration: .init(
-                    maxHeaderFieldSize: configuration.http.maxRequestLineBytes + configuration.http.maxHeaderBytes,
-                    maxHeaderListSize: configuration.http.maxRequestLineBytes + configuration.http.maxHeaderBytes,
-                    maxHeaderFieldCount: configuration.http.maxHeaderCount + 1
-                )),
-                ws: .init(
-                    maxFrameSize: limits.hardFrameBytes,
-                    // Pings come from the shared SessionSweeper, not a task per connection.
-                    autoPing: .disabled,
-                    validateUTF8: false
-                )
-            ),
+            webSocket: serving,
+            // The guard measures heads first; the parser's own limits are a backstop for
+            // the bytes it cannot attribute (a pipelined request that arrived with another).
+            http1: .init(httpDecoderConfiguration: .init(
+                maxHeaderFieldSize: configuration.http.maxRequestLineBytes + configuration.http.maxHeaderBytes,
+                maxHeaderListSize: configuration.http.maxRequestLineBytes + configuration.http.maxHeaderBytes,
+                maxHeaderFieldCount: configuration.http.maxHeaderCount + 1
+            )),
+            maxFrameSize: limits.hardFrameBytes,
+            maxMessageBytes: limits.maxFrameBytes,
             guardSettings: .init(
                 limits: configuration.http,
                 origins: OriginPolicy(allowedOrigins: configuration.allowedOrigins),

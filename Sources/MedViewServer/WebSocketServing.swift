@@ -1,16 +1,15 @@
-import HummingbirdWebSocket
 import Logging
 import MedViewCore
 import MedViewProtocol
+import NIOCore
+import NIOHTTP1
 
 /// Serves each upgraded WebSocket: admission (authentication outcome, the per-user limits,
 /// the shared connection record), the session, and the close-out.
 ///
-/// Memory: the connection's task lives as long as the socket, and a Swift task keeps the stack
-/// slabs its deepest `await` needed until it ends (heaptrack on 2,000 idle sockets: about 29 of
-/// the 36 KiB each held were such slabs). So everything that awaits on the way in or out
-/// (refusals, the database's connection record) runs in a short-lived child task, and the
-/// frames that stay while the socket idles are only this function's and the read loop's.
+/// Memory: no task lives as long as the socket (``WebSocketUpgradeChannel``). Admission runs in
+/// the connection's task, which ends once the session is attached to the socket's frame
+/// handler; the close-out runs when the channel closes.
 struct WebSocketServing: Sendable {
     let chat: ChatService
     let verifier: any TokenVerifier
@@ -20,50 +19,57 @@ struct WebSocketServing: Sendable {
     let sweeper: SessionSweeper
     let connections: ConnectionLimiter
     let sharedConnections: (any SharedConnectionLimit)?
+    let unauthenticated: UnauthenticatedConnections?
     let instanceId: String
     let logger: Logger
 
-    /// An admitted connection: its session and, with several processes, its shared record.
-    private struct Admission: Sendable {
-        var session: WebSocketSession
-        var sharedConnectionId: String?
+    /// Whether an upgrade request may be upgraded, and as whom: `nil` (an empty 400) for any
+    /// path but `GET /v1/ws`.
+    ///
+    /// Non-browser clients send `Authorization: Bearer <jwt>`. Browsers, which cannot set
+    /// headers on a WebSocket, offer two subprotocols: `medview.v1` and `medview.bearer.<jwt>`;
+    /// the server answers with `medview.v1` only, so the token is never echoed, and it never
+    /// appears in a URL.
+    ///
+    /// A failed check does not refuse the upgrade: browsers cannot read upgrade statuses at all.
+    /// Instead the socket opens only to carry one typed `error` (`unauthorized` or
+    /// `token_expired`) and closes with 4401; no command is ever read on it.
+    func authorize(_ head: HTTPRequestHead, channel: any Channel) async -> WebSocketUpgrade? {
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        guard head.method == .GET, path == "/v1/ws" else { return nil }
+        let offer = UpgradeCredentials(authorization: head.headers.first(name: "Authorization"), subprotocolHeaders: head.headers["Sec-WebSocket-Protocol"])
+        var upgrade = WebSocketUpgrade(offeredSubprotocol: offer.offeredSubprotocol, sourceAddress: channel.remoteAddress?.ipAddress)
+        if let failure = offer.failure {
+            upgrade.authFailure = failure
+        } else if let token = offer.token, !token.isEmpty {
+            do {
+                upgrade.identity = try await verifier.verify(token)
+                unauthenticated?.authenticated(channel)
+            } catch {
+                upgrade.authFailure = ErrorEvent(code: error.errorCode, message: error.message)
+            }
+        } else {
+            upgrade.authFailure = ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
+        }
+        return upgrade
     }
 
-    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, context: WSRequestContext) async {
-        guard let admission = await Self.inChildTask({ await admit(inbound: inbound, outbound: outbound, context: context) }) else { return }
-        let session = admission.session
-        let userId = session.userId
-        metrics.connectionAttempt(.websocket, .accepted)
-        metrics.connectionOpened(.websocket)
-        audit.record(AuditEvent(action: .connectionOpened, userId: userId, channelId: session.connectionId, sourceAddress: context.sourceAddress))
-        sweeper.add(session)
-        await LogContext.$connectionId.withValue(session.connectionId) {
-            await session.run(inbound: inbound)
-        }
-        sweeper.remove(session)
-        connections.release(userId)
-        metrics.connectionClosed(.websocket)
-        audit.record(AuditEvent(action: .connectionClosed, userId: userId, channelId: session.connectionId, sourceAddress: context.sourceAddress))
-        if let id = admission.sharedConnectionId {
-            await Self.inChildTask { await closeShared(id) }
-        }
-    }
-
-    /// The session for an authenticated connection within its limits; otherwise tells the client
-    /// why (4401, 4429) and returns `nil`.
-    private func admit(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, context: WSRequestContext) async -> Admission? {
-        let source = context.sourceAddress
-        guard let identity = context.identity else {
-            let failure = context.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
+    /// Admits an upgraded socket and attaches its session to it, or refuses it (4401, 4429).
+    /// Returns once that is done; the socket stays open.
+    func open(_ connection: WebSocketConnection, upgrade: WebSocketUpgrade) async {
+        let source = upgrade.sourceAddress
+        guard let identity = upgrade.identity else {
+            let failure = upgrade.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
             metrics.error(failure.code.rawValue)
             metrics.connectionAttempt(.websocket, .authRefused)
             audit.record(AuditEvent(action: .signInRefused, sourceAddress: source, outcome: .refused, reason: failure.code.rawValue))
-            await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: failure, closeCode: WebSocketSession.CloseCode.unauthorized)
-            return nil
+            connection.refuse(failure, closeCode: WebSocketSession.CloseCode.unauthorized)
+            return
         }
-        guard connections.acquire(identity.userId) else {
-            await refuseOverLimit(identity.userId, inbound: inbound, outbound: outbound, source: source)
-            return nil
+        let userId = identity.userId
+        guard connections.acquire(userId) else {
+            refuseOverLimit(userId, connection: connection, source: source)
+            return
         }
         // With several processes on one database, the limit counts the user's connections on
         // all of them. If the database cannot answer, the per-process limit alone applies.
@@ -71,28 +77,43 @@ struct WebSocketServing: Sendable {
         if let sharedConnections {
             let id = Identifier.make("w")
             do {
-                guard try await sharedConnections.openConnection(id: id, userId: identity.userId, instanceId: instanceId) else {
-                    connections.release(identity.userId)
-                    await refuseOverLimit(identity.userId, inbound: inbound, outbound: outbound, source: source)
-                    return nil
+                guard try await sharedConnections.openConnection(id: id, userId: userId, instanceId: instanceId) else {
+                    connections.release(userId)
+                    refuseOverLimit(userId, connection: connection, source: source)
+                    return
                 }
                 sharedConnectionId = id
             } catch {
                 logger.info("connections.shared.unavailable", metadata: ["error.type": "\(type(of: error))"])
             }
         }
-        let channel = context.channel
-        let session = WebSocketSession(identity: identity, outbound: outbound, chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger) {
-            channel.close(promise: nil)
+        let session = WebSocketSession(identity: identity, writer: WebSocketWriter(channel: connection.channel), chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sourceAddress: source, logger: logger)
+        metrics.connectionAttempt(.websocket, .accepted)
+        metrics.connectionOpened(.websocket)
+        audit.record(AuditEvent(action: .connectionOpened, userId: userId, channelId: session.connectionId, sourceAddress: source))
+        sweeper.add(session)
+        LogContext.$connectionId.withValue(session.connectionId) {
+            logger.debug("ws.open", metadata: ["ws.id": "\(session.connectionId)"])
         }
-        return Admission(session: session, sharedConnectionId: sharedConnectionId)
+        // Runs at once if the client has already gone.
+        connection.channel.closeFuture.whenComplete { [self, sharedConnectionId] _ in
+            session.connectionClosed()
+            sweeper.remove(session)
+            connections.release(userId)
+            metrics.connectionClosed(.websocket)
+            audit.record(AuditEvent(action: .connectionClosed, userId: userId, channelId: session.connectionId, sourceAddress: source))
+            if let id = sharedConnectionId {
+                Task { await closeShared(id) }
+            }
+        }
+        connection.attach(session)
     }
 
-    private func refuseOverLimit(_ userId: String, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, source: String?) async {
+    private func refuseOverLimit(_ userId: String, connection: WebSocketConnection, source: String?) {
         metrics.error(ErrorCode.tooManyConnections.rawValue)
         metrics.connectionAttempt(.websocket, .limit)
         audit.record(AuditEvent(action: .connectionOpened, userId: userId, sourceAddress: source, outcome: .refused, reason: ErrorCode.tooManyConnections.rawValue))
-        await WebSocketSession.refuse(inbound: inbound, outbound: outbound, error: ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
+        connection.refuse(ErrorEvent(code: .tooManyConnections, message: "Too many open connections for this user."), closeCode: WebSocketSession.CloseCode.tooManyConnections)
     }
 
     private func closeShared(_ id: String) async {
@@ -101,14 +122,6 @@ struct WebSocketServing: Sendable {
         } catch {
             // Forgotten anyway once this process stops (its rows go with its heartbeat).
             logger.info("connections.shared.close_failed", metadata: ["error.type": "\(type(of: error))"])
-        }
-    }
-
-    /// Runs `body` in a child task, whose stack slabs are freed when it ends.
-    static func inChildTask<T: Sendable>(_ body: @escaping @Sendable () async -> T) async -> T {
-        await withTaskGroup(of: T.self) { group in
-            group.addTask(operation: body)
-            return await group.next()!
         }
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import HummingbirdWebSocket
 import Logging
 import MedViewCore
 import MedViewProtocol
@@ -7,9 +6,10 @@ import NIOCore
 import NIOWebSocket
 import Synchronization
 
-/// One client's WebSocket: reads commands, runs them, and pumps the events of each stream it follows.
+/// One client's WebSocket: runs its commands and pumps the events of each stream it follows.
 ///
-/// Commands are handled one at a time in arrival order. Each followed stream has its own pump task
+/// The socket's ``WebSocketFrameHandler`` hands over whole messages (``deliver(_:)``); commands
+/// are handled one at a time in arrival order, by a task that exists only while some wait. Each followed stream has its own pump task
 /// reading the stream's log, so a stream never waits for another and a stalled socket stalls only
 /// this connection's pumps, never the model or other clients. Dropping the socket stops the pumps,
 /// not the streams: the client resumes them after reconnecting.
@@ -33,9 +33,12 @@ final class WebSocketSession: Sendable {
         /// Since when the socket has taken no write while some waited (`nil`: none waits).
         var writeWaitingSince: ContinuousClock.Instant?
         var lastPing: ContinuousClock.Instant = .now
+        /// Whole messages waiting to be handled, in arrival order, and whether a task handles them.
+        var inbox: [WebSocketMessage] = []
+        var handling = false
     }
 
-    private let outbound: WebSocketOutboundWriter
+    private let writer: WebSocketWriter
     private let chat: ChatService
     private let verifier: any TokenVerifier
     private let limits: ServerConfiguration.Limits
@@ -44,13 +47,10 @@ final class WebSocketSession: Sendable {
     private let sourceAddress: String?
     private let logger: Logger
     private let state: Mutex<State>
-    /// Closes the connection at once, unwritten frames and all (a stalled client).
-    private let closeChannel: @Sendable () -> Void
     let connectionId = Identifier.make("ws")
 
-    init(identity: VerifiedIdentity, outbound: WebSocketOutboundWriter, chat: ChatService, verifier: any TokenVerifier, limits: ServerConfiguration.Limits, metrics: ServerMetrics, audit: any AuditSink, sourceAddress: String?, logger: Logger, closeChannel: @escaping @Sendable () -> Void = {}) {
-        self.outbound = outbound
-        self.closeChannel = closeChannel
+    init(identity: VerifiedIdentity, writer: WebSocketWriter, chat: ChatService, verifier: any TokenVerifier, limits: ServerConfiguration.Limits, metrics: ServerMetrics, audit: any AuditSink, sourceAddress: String?, logger: Logger) {
+        self.writer = writer
         self.audit = audit
         self.sourceAddress = sourceAddress
         self.chat = chat
@@ -65,94 +65,74 @@ final class WebSocketSession: Sendable {
 
     var userId: String { state.withLock { $0.identity.userId } }
 
-    /// Serves the connection until the client or the server closes it.
-    func run(inbound: WebSocketInboundStream) async {
-        logger.debug("ws.open", metadata: ["ws.id": "\(connectionId)"])
-        await readLoop(inbound)
+    /// Takes a whole message from the socket's frame handler (on its event loop) and has it
+    /// handled after those before it. Returns whether the handler should keep reading: `false`
+    /// once ``inboxLimit`` messages wait, and reading starts again when they are taken.
+    ///
+    /// Messages are handled by a task that exists only while some wait, so an idle socket keeps
+    /// no task (and no task's stack slabs) at all.
+    func deliver(_ message: WebSocketMessage) -> Bool {
+        let (start, keepReading) = state.withLock { s -> (Bool, Bool) in
+            guard !s.closing else { return (false, true) }
+            s.inbox.append(message)
+            let start = !s.handling
+            s.handling = true
+            return (start, s.inbox.count < Self.inboxLimit)
+        }
+        if start {
+            Task { await self.handleInbox() }
+        }
+        return keepReading
+    }
+
+    /// Messages waiting to be handled before the socket stops being read.
+    static let inboxLimit = 16
+
+    private func handleInbox() async {
+        await LogContext.$connectionId.withValue(connectionId) {
+            while let message = nextMessage() {
+                await receive(message)
+            }
+        }
+    }
+
+    private func nextMessage() -> WebSocketMessage? {
+        let (message, resume) = state.withLock { s -> (WebSocketMessage?, Bool) in
+            guard !s.closing, !s.inbox.isEmpty else {
+                s.handling = false
+                s.inbox.removeAll()
+                return (nil, false)
+            }
+            let wasFull = s.inbox.count >= Self.inboxLimit
+            return (s.inbox.removeFirst(), wasFull)
+        }
+        if resume { writer.setReading(true) }
+        return message
+    }
+
+    /// The socket closed: stops pumping (the streams go on; the client resumes them after
+    /// reconnecting) and drops messages not yet handled.
+    func connectionClosed() {
         let pumps = state.withLock { s in
             s.closing = true
+            s.inbox.removeAll()
             defer { s.pumps.removeAll() }
             return s.pumps.values.map(\.task)
         }
         for task in pumps { task.cancel() }
-        logger.debug("ws.close", metadata: ["ws.id": "\(connectionId)"])
+        LogContext.$connectionId.withValue(connectionId) {
+            logger.debug("ws.close", metadata: ["ws.id": "\(connectionId)"])
+        }
     }
 
     /// Sends a typed error and closes with `code`.
     func reject(_ error: ErrorEvent, closeCode: Int) async {
         await send(.error(error))
-        try? await outbound.close(.init(codeNumber: closeCode), reason: error.code.rawValue)
-    }
-
-    /// Refuses a socket that was just opened: waits for the client's first frame (or `grace`),
-    /// then sends one typed error and closes with `closeCode`. Writing the instant the upgrade
-    /// completes makes HummingbirdWSClient hang intermittently (see STYLE.md); a client that
-    /// speaks first is answered at once.
-    static func refuse(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, error: ErrorEvent, closeCode: Int, grace: Duration = .milliseconds(250)) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                var iterator = inbound.makeAsyncIterator()
-                _ = try? await iterator.next()
-            }
-            group.addTask { try? await Task.sleep(for: grace) }
-            await group.next()
-            group.cancelAll()
-        }
-        try? await outbound.write(.text(ServerEvent.error(error).jsonString()))
-        try? await outbound.close(.init(codeNumber: closeCode), reason: error.code.rawValue)
-    }
-
-    // MARK: - Reading
-
-    private func readLoop(_ inbound: WebSocketInboundStream) async {
-        var iterator = inbound.makeAsyncIterator()
-        var opcode: WebSocketDataFrame.Opcode?
-        var buffer = ByteBuffer()
-        var oversized = false
-        do {
-            while let frame = try await iterator.next() {
-                switch frame.opcode {
-                case .text, .binary:
-                    opcode = frame.opcode
-                    buffer.clear()
-                    oversized = false
-                case .continuation:
-                    guard opcode != nil else { continue }
-                }
-                if !oversized {
-                    if buffer.readableBytes + frame.data.readableBytes > limits.maxFrameBytes {
-                        oversized = true
-                        buffer = ByteBuffer()
-                    } else {
-                        var data = frame.data
-                        buffer.writeBuffer(&data)
-                    }
-                }
-                guard frame.fin else { continue }
-                let message = Message(data: oversized ? nil : Data(buffer.readableBytesView), binary: opcode == .binary)
-                opcode = nil
-                // A child task per message: the async frames of handling it (answers, errors)
-                // grow the running task's stack slabs, and a task keeps its slabs until it ends.
-                // Run in the connection's long-lived task they would stay with every idle socket.
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask { await self.receive(message) }
-                }
-                // Keep a small buffer for the next message; give a large one back.
-                if buffer.capacity > 4096 { buffer = ByteBuffer() } else { buffer.clear() }
-            }
-        } catch {
-            logger.debug("ws.read.ended", metadata: ["ws.id": "\(connectionId)", "error.type": "\(type(of: error))"])
-        }
-    }
-
-    /// One whole message from the client: its bytes (`nil` when it was too large).
-    private struct Message: Sendable {
-        var data: Data?
-        var binary: Bool
+        await writer.close(code: closeCode, reason: error.code.rawValue)
     }
 
     /// Checks a whole message and handles it, or tells the client what is wrong with it.
-    private func receive(_ message: Message) async {
+    private func receive(_ message: WebSocketMessage) async {
         guard let data = message.data else {
             await sendError(ErrorEvent(code: .frameTooLarge, message: "A message may be at most \(limits.maxFrameBytes) bytes."))
             return
@@ -300,7 +280,7 @@ final class WebSocketSession: Sendable {
     @discardableResult
     private func send(_ event: ServerEvent) async -> Bool {
         do {
-            try await writing { try await outbound.write(.text(event.jsonString())) }
+            try await writing { try await writer.send(text: event.jsonString()) }
             return true
         } catch {
             return false
@@ -368,7 +348,7 @@ final class WebSocketSession: Sendable {
             // answers go on and are stored; the client reconnects and resumes them.
             logger.info("ws.write_stalled", metadata: ["ws.id": "\(connectionId)"])
             metrics.connectionStalled()
-            closeChannel()
+            writer.drop()
         }
     }
 
@@ -382,7 +362,7 @@ final class WebSocketSession: Sendable {
         }
         guard due else { return }
         Task {
-            try? await writing { try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "ka")))) }
+            try? await writing { try await writer.ping() }
             state.withLock { $0.pingInFlight = false }
         }
     }
