@@ -164,16 +164,25 @@ struct WebSocketConnection: Sendable {
     }
 }
 
-/// The server's side of one upgraded socket, for writing: frames go out on the channel, and a
-/// write completes when the socket has taken it (so a pump that awaits each write never holds
-/// more than one event of a stalled client's).
+/// The server's side of one upgraded socket, for writing: frames go out on the channel.
+///
+/// While the channel is writable (less than its high-water mark, 64 KiB, waits to go out) a
+/// write returns once it is queued; past the mark it returns only when the socket has taken it.
+/// So a client that stops reading holds at most the mark plus one event per stream it follows,
+/// and its writes then wait, which is what the sweeper's stall check sees.
 struct WebSocketWriter: Sendable {
     let channel: any Channel
 
     func send(text: String) async throws {
         var buffer = channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)
-        try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: buffer)).get()
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
+        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        if channel.isWritable {
+            channel.writeAndFlush(frame, promise: nil)
+        } else {
+            try await channel.writeAndFlush(frame).get()
+        }
     }
 
     func ping() async throws {
