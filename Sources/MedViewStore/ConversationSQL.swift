@@ -78,22 +78,27 @@ enum ConversationSQL {
         return try rows.map(StoredMessage.init(row:))
     }
 
-    /// The latest `limit` messages (oldest first), whether older ones exist, and the safety state.
+    /// The latest `limit` messages (oldest first), whether older ones exist, and the safety state,
+    /// in one statement: one snapshot (on the store's reader, a write may commit between two
+    /// statements) and one thread-pool round trip. `nil` if the conversation is not the user's.
     static func recentContext(conversationId: String, userId: String, limit: Int, on connection: SQLiteConnection) async throws -> ConversationContext? {
-        let head = try await connection.query(
-            "SELECT CAST(safety_state AS BLOB) AS safety_state FROM conversations WHERE id = ? AND user_id = ?",
-            [.text(conversationId), .text(userId)]
-        )
-        guard let row = head.first else { return nil }
-        let state: String? = (row.column("safety_state")?.isNull ?? true) ? nil : try row.text("safety_state")
         let rows = try await connection.query(
             """
-            SELECT id, conversation_id, user_id, role, CAST(text AS BLOB) AS text, status, stream_id, created_at FROM messages
-            WHERE conversation_id = ? AND user_id = ? ORDER BY seq DESC LIMIT ?
+            SELECT CAST(c.safety_state AS BLOB) AS safety_state, m.id AS id, m.conversation_id AS conversation_id,
+                   m.user_id AS user_id, m.role AS role, CAST(m.text AS BLOB) AS text, m.status AS status,
+                   m.stream_id AS stream_id, m.created_at AS created_at
+            FROM conversations c
+            LEFT JOIN (
+                SELECT * FROM messages WHERE conversation_id = ? AND user_id = ? ORDER BY seq DESC LIMIT ?
+            ) m ON 1
+            WHERE c.id = ? AND c.user_id = ?
+            ORDER BY m.seq DESC
             """,
-            [.text(conversationId), .text(userId), .integer(limit + 1)]
+            [.text(conversationId), .text(userId), .integer(limit + 1), .text(conversationId), .text(userId)]
         )
-        var messages = try rows.map(StoredMessage.init(row:))
+        guard let first = rows.first else { return nil }
+        let state: String? = (first.column("safety_state")?.isNull ?? true) ? nil : try first.text("safety_state")
+        var messages = try rows.filter { !($0.column("id")?.isNull ?? true) }.map(StoredMessage.init(row:))
         let hasOlder = messages.count > limit
         if hasOlder { messages.removeLast() }
         return ConversationContext(messages: messages.reversed(), hasOlder: hasOlder, safetyState: state)

@@ -4,16 +4,26 @@ import MedViewCore
 import SQLiteNIO
 import Synchronization
 
-/// The store's one SQLite connection, and the lock that keeps each call's statements together.
+/// The store's SQLite connection, and the lock that keeps each call's statements together; and
+/// a second, read-only connection for the reads on the path of a new message.
 ///
-/// Invariants: every statement runs while holding `lock`, so two calls never interleave inside
-/// one transaction; once ``close()`` has run, the connection is `nil` and every call throws
-/// ``StoreError/unavailable(_:)``. Failures leave here as ``StoreError`` only, naming the
-/// operation and SQLite's result code, never SQLite's message (which may quote data).
+/// Invariants: every statement on the connection runs while holding `lock`, so two calls never
+/// interleave inside one transaction; once ``close()`` has run, both connections are `nil` and
+/// every call throws ``StoreError/unavailable(_:)``. Failures leave here as ``StoreError`` only,
+/// naming the operation and SQLite's result code, never SQLite's message (which may quote data).
+///
+/// The reader (``withReader(_:_:)``): in WAL mode a read on another connection sees every
+/// transaction committed before it starts and never waits for a write in progress, so the
+/// conversation's context is read while the new turn is stored instead of after it (issue 16).
+/// Each of its statements is its own read transaction. Without WAL (a file system that cannot
+/// share memory) there is no reader and reads take the lock like writes.
 final class StoreConnection: Sendable {
     /// `nil` once closed. Read only while holding `lock`.
     private let connection: Mutex<SQLiteConnection?>
     private let lock = AsyncLock()
+    /// The read-only connection (`nil` without WAL, and once closed). Read only while holding `readLock`.
+    private let reader: Mutex<SQLiteConnection?>
+    private let readLock = AsyncLock()
     private let logger: Logger
 
     /// Per-connection settings applied on open. `secure_delete` overwrites deleted content so an
@@ -26,8 +36,9 @@ final class StoreConnection: Sendable {
         "PRAGMA secure_delete=ON",
     ]
 
-    private init(connection: SQLiteConnection, logger: Logger) {
+    private init(connection: SQLiteConnection, reader: SQLiteConnection?, logger: Logger) {
         self.connection = Mutex(connection)
+        self.reader = Mutex(reader)
         self.logger = logger
     }
 
@@ -54,6 +65,7 @@ final class StoreConnection: Sendable {
             throw StoreError.unavailable("cannot create the database directory")
         }
         let connection: SQLiteConnection
+        var isWAL = false
         do {
             connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         } catch {
@@ -68,7 +80,8 @@ final class StoreConnection: Sendable {
                 throw StoreError.unavailable("foreign keys are not supported")
             }
             let journal = try await connection.query("PRAGMA journal_mode", [])
-            if journal.first?.column("journal_mode")?.string?.lowercased() != "wal" {
+            isWAL = journal.first?.column("journal_mode")?.string?.lowercased() == "wal"
+            if !isWAL {
                 logger.info("store.journal.not_wal")
             }
             try await SQLiteMigration.migrate(connection, to: migrations, logger: logger)
@@ -76,7 +89,22 @@ final class StoreConnection: Sendable {
             try? await connection.close()
             throw storeError(error, operation: "open")
         }
-        return StoreConnection(connection: connection, logger: logger)
+        var reader: SQLiteConnection?
+        if isWAL {
+            do {
+                let opened = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+                reader = opened
+                for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA query_only=ON"] {
+                    _ = try await opened.query(pragma, [])
+                }
+            } catch {
+                // Reads then share the one connection, as without WAL.
+                try? await reader?.close()
+                reader = nil
+                logger.info("store.reader.unavailable", metadata: ["error.type": "\(type(of: error))"])
+            }
+        }
+        return StoreConnection(connection: connection, reader: reader, logger: logger)
     }
 
     /// Runs `body` with the connection while holding the lock.
@@ -87,6 +115,23 @@ final class StoreConnection: Sendable {
                     throw StoreError.unavailable("store is closed")
                 }
                 return try await body(connection)
+            }
+        } catch {
+            throw Self.storeError(error, operation: operation)
+        }
+    }
+
+    /// Runs `body` with the read-only connection, which does not wait for writes (see the type's
+    /// notes); with the connection itself when there is none. `body` must only read, and should
+    /// be one statement where a consistent view matters (each statement is its own snapshot).
+    func withReader<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        guard reader.withLock({ $0 != nil }) else { return try await withConnection(operation, body) }
+        do {
+            return try await readLock.withLock {
+                guard let reader = self.reader.withLock({ $0 }) else {
+                    throw StoreError.unavailable("store is closed")
+                }
+                return try await body(reader)
             }
         } catch {
             throw Self.storeError(error, operation: operation)
@@ -122,6 +167,13 @@ final class StoreConnection: Sendable {
                 return connection
             }
             guard let open else { return }
+            let reader = await readLock.withLock {
+                self.reader.withLock { reader -> SQLiteConnection? in
+                    defer { reader = nil }
+                    return reader
+                }
+            }
+            try? await reader?.close()
             do {
                 try await open.close()
             } catch {
