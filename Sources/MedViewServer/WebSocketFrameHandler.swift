@@ -67,6 +67,12 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
             sendClose(code: 1002, reason: "unmasked frame", context: context)
             return
         }
+        // No extension is negotiated, so no reserved bit may be set (§5.2): a compressed frame
+        // from a client that assumed permessage-deflate is refused, not read as text.
+        guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else {
+            sendClose(code: 1002, reason: "reserved bit set", context: context)
+            return
+        }
         switch frame.opcode {
         case .ping:
             // A client that sends pings and reads nothing gets no more pongs once the socket's

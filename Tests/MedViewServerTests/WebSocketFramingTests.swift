@@ -35,8 +35,8 @@ import Testing
         }
 
         /// One frame as a client writes it: masked unless `masked` is false.
-        static func frame(opcode: UInt8, fin: Bool = true, payload: [UInt8], masked: Bool = true) -> [UInt8] {
-            var bytes: [UInt8] = [(fin ? 0x80 : 0) | opcode]
+        static func frame(opcode: UInt8, fin: Bool = true, payload: [UInt8], masked: Bool = true, rsv1: Bool = false) -> [UInt8] {
+            var bytes: [UInt8] = [(fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode]
             let maskBit: UInt8 = masked ? 0x80 : 0
             if payload.count < 126 {
                 bytes.append(maskBit | UInt8(payload.count))
@@ -144,6 +144,17 @@ import Testing
         try await LiveServer.with { server in
             let ws = try await RawWebSocket.open(server)
             await ws.socket.send(RawWebSocket.frame(opcode: 0x1, payload: Array(#"{"type":"ping","id":"x"}"#.utf8), masked: false))
+            #expect(await ws.waitFor { $0.closeCode() != nil })
+            #expect(ws.closeCode() == 1002)
+            #expect(Self.ackIds(ws.events()).isEmpty)
+        }
+    }
+
+    @Test("a frame with a reserved bit set (a client that assumed compression) closes the connection with 1002")
+    func reservedBitCloses() async throws {
+        try await LiveServer.with { server in
+            let ws = try await RawWebSocket.open(server)
+            await ws.socket.send(RawWebSocket.frame(opcode: 0x1, payload: Array(#"{"type":"ping","id":"x"}"#.utf8), rsv1: true))
             #expect(await ws.waitFor { $0.closeCode() != nil })
             #expect(ws.closeCode() == 1002)
             #expect(Self.ackIds(ws.events()).isEmpty)
