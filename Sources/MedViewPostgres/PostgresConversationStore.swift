@@ -187,23 +187,38 @@ public final class PostgresConversationStore: ConversationStore {
 
     /// The latest `limit` messages (oldest first) and the safety state, reads bounded by `limit`.
     public func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? {
+        // One statement: one round trip, and the safety state and the messages from one snapshot
+        // (under READ COMMITTED each statement has its own). A conversation without messages is
+        // one row of NULLs beside its state.
         try await withConnection("recentContext") { connection in
             var found = false
             var state: String?
-            for try await value in try await connection.query(
-                "SELECT safety_state FROM conversations WHERE id = \(conversationId) AND user_id = \(userId)", logger: self.logger
-            ).decode(String?.self) {
-                found = true
-                state = value
-            }
-            guard found else { return nil }
-            var messages = try await Self.messages(try await connection.query(
+            var messages: [StoredMessage] = []
+            let rows = try await connection.query(
                 """
-                SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at FROM messages
-                WHERE conversation_id = \(conversationId) AND user_id = \(userId) ORDER BY seq DESC LIMIT \(limit + 1)
+                SELECT c.safety_state, m.id, m.conversation_id, m.user_id, m.role, m.text, m.status, m.stream_id, m.created_at
+                FROM conversations c
+                LEFT JOIN LATERAL (
+                    SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at, seq FROM messages
+                    WHERE conversation_id = c.id AND user_id = c.user_id ORDER BY seq DESC LIMIT \(limit + 1)
+                ) m ON true
+                WHERE c.id = \(conversationId) AND c.user_id = \(userId)
+                ORDER BY m.seq DESC
                 """,
                 logger: self.logger
-            ))
+            )
+            for try await (safetyState, id, messageConversation, messageUser, role, text, status, streamId, created) in rows.decode(
+                (String?, String?, String?, String?, String?, String?, String?, String?, Date?).self
+            ) {
+                found = true
+                state = safetyState
+                guard let id, let messageConversation, let messageUser, let text, let streamId, let created else { continue }
+                guard let role = role.flatMap(MessageRole.init(rawValue:)), let status = status.flatMap(MessageStatus.init(rawValue:)) else {
+                    throw StoreError.unavailable("a stored message has an unknown role or status")
+                }
+                messages.append(StoredMessage(id: id, conversationId: messageConversation, userId: messageUser, role: role, text: text, status: status, streamId: streamId, createdAt: created))
+            }
+            guard found else { return nil }
             let hasOlder = messages.count > limit
             if hasOlder { messages.removeLast() }
             return ConversationContext(messages: messages.reversed(), hasOlder: hasOlder, safetyState: state)
