@@ -1,5 +1,4 @@
 import Hummingbird
-import HummingbirdWebSocket
 import MedViewCore
 import NIOCore
 

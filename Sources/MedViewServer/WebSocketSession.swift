@@ -9,9 +9,10 @@ import Synchronization
 /// One client's WebSocket: runs its commands and pumps the events of each stream it follows.
 ///
 /// The socket's ``WebSocketFrameHandler`` hands over whole messages (``deliver(_:)``); commands
-/// are handled one at a time in arrival order, by a task that exists only while some wait. Each followed stream has its own pump task
-/// reading the stream's log, so a stream never waits for another and a stalled socket stalls only
-/// this connection's pumps, never the model or other clients. Dropping the socket stops the pumps,
+/// are handled one at a time in arrival order, by a task that exists only while some wait. Each
+/// followed stream has its own pump task reading the stream's log, so a stream never waits for
+/// another and a stalled socket stalls only this connection's pumps, never the model or other
+/// clients. Dropping the socket stops the pumps,
 /// not the streams: the client resumes them after reconnecting.
 final class WebSocketSession: Sendable {
     /// Close codes this server uses beyond the standard ones.
