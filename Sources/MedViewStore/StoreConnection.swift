@@ -109,16 +109,7 @@ final class StoreConnection: Sendable {
 
     /// Runs `body` with the connection while holding the lock.
     func withConnection<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
-        do {
-            return try await lock.withLock {
-                guard let connection = self.connection.withLock({ $0 }) else {
-                    throw StoreError.unavailable("store is closed")
-                }
-                return try await body(connection)
-            }
-        } catch {
-            throw Self.storeError(error, operation: operation)
-        }
+        try await with(connection, holding: lock, operation, body)
     }
 
     /// Runs `body` with the read-only connection, which does not wait for writes (see the type's
@@ -126,12 +117,17 @@ final class StoreConnection: Sendable {
     /// be one statement where a consistent view matters (each statement is its own snapshot).
     func withReader<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
         guard reader.withLock({ $0 != nil }) else { return try await withConnection(operation, body) }
+        return try await with(reader, holding: readLock, operation, body)
+    }
+
+    /// Runs `body` with the connection in `slot` while holding `lock`; a closed store is `unavailable`.
+    private func with<T>(_ slot: borrowing Mutex<SQLiteConnection?>, holding lock: AsyncLock, _ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
         do {
-            return try await readLock.withLock {
-                guard let reader = self.reader.withLock({ $0 }) else {
+            return try await lock.withLock {
+                guard let connection = slot.withLock({ $0 }) else {
                     throw StoreError.unavailable("store is closed")
                 }
-                return try await body(reader)
+                return try await body(connection)
             }
         } catch {
             throw Self.storeError(error, operation: operation)

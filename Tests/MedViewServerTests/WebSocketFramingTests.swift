@@ -139,22 +139,12 @@ import Testing
         }
     }
 
-    @Test("an unmasked frame from a client closes the connection with 1002 (RFC 6455 §5.1)")
-    func unmaskedFrameCloses() async throws {
+    @Test("a frame a server must refuse closes the connection with 1002 and is not read: unmasked (RFC 6455 §5.1), or with a reserved bit set though no extension was negotiated (§5.2)", arguments: ["unmasked", "reserved bit"])
+    func refusedFrameCloses(kind: String) async throws {
         try await LiveServer.with { server in
             let ws = try await RawWebSocket.open(server)
-            await ws.socket.send(RawWebSocket.frame(opcode: 0x1, payload: Array(#"{"type":"ping","id":"x"}"#.utf8), masked: false))
-            #expect(await ws.waitFor { $0.closeCode() != nil })
-            #expect(ws.closeCode() == 1002)
-            #expect(Self.ackIds(ws.events()).isEmpty)
-        }
-    }
-
-    @Test("a frame with a reserved bit set (a client that assumed compression) closes the connection with 1002")
-    func reservedBitCloses() async throws {
-        try await LiveServer.with { server in
-            let ws = try await RawWebSocket.open(server)
-            await ws.socket.send(RawWebSocket.frame(opcode: 0x1, payload: Array(#"{"type":"ping","id":"x"}"#.utf8), rsv1: true))
+            let payload = Array(#"{"type":"ping","id":"x"}"#.utf8)
+            await ws.socket.send(RawWebSocket.frame(opcode: 0x1, payload: payload, masked: kind != "unmasked", rsv1: kind == "reserved bit"))
             #expect(await ws.waitFor { $0.closeCode() != nil })
             #expect(ws.closeCode() == 1002)
             #expect(Self.ackIds(ws.events()).isEmpty)
