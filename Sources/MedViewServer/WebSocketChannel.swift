@@ -50,6 +50,38 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     /// Admits an upgraded socket and attaches its session (or its refusal) to the handler.
     let open: @Sendable (WebSocketConnection, WebSocketUpgrade) async -> Void
 
+    init(
+        responder: @escaping HTTPChannelHandler.Responder,
+        http1: HTTP1Channel.Configuration,
+        maxFrameSize: Int,
+        maxMessageBytes: Int,
+        authorize: @escaping @Sendable (HTTPRequestHead, any Channel) async -> WebSocketUpgrade?,
+        open: @escaping @Sendable (WebSocketConnection, WebSocketUpgrade) async -> Void
+    ) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.http1 = http1
+        self.maxFrameSize = maxFrameSize
+        self.maxMessageBytes = maxMessageBytes
+        self.authorize = authorize
+        self.open = open
+    }
+
+    /// NIO's upgrader sees only a connection's first request. An upgrade request that comes
+    /// later on a kept-alive connection is answered with a 307 to the same path and the
+    /// connection closed, so the client asks again on a new connection, where it is upgraded.
+    static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                return try await responder(request, writer, channel)
+            }
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: request.uri.string]))
+            // Ending the request loop with an error closes the connection.
+            throw LateUpgrade()
+        }
+    }
+
+    private struct LateUpgrade: Error {}
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)

@@ -151,6 +151,25 @@ import Testing
         }
     }
 
+    @Test("an upgrade asked for after another request on the same connection gets a 307 to the same path, and the connection closes")
+    func lateUpgradeIsRedirected() async throws {
+        try await LiveServer.with { server in
+            let socket = try RawSocket(port: server.port)
+            await socket.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(await socket.response()?.status == 200)
+            let token = try await server.token("framing-user")
+            await socket.send(
+                "GET /v1/ws?x=1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer \(token)\r\n\r\n"
+            )
+            #expect(await socket.waitForClose(timeout: .seconds(5)))
+            let text = String(decoding: socket.received, as: UTF8.self).lowercased()
+            #expect(text.contains("http/1.1 307"), "\(text.prefix(400))")
+            #expect(text.contains("location: /v1/ws?x=1"))
+            #expect(!text.contains("101 switching protocols"))
+        }
+    }
+
     @Test("on shutdown an idle socket is closed with 1000")
     func shutdownCloses() async throws {
         try await LiveServer.with { server in
