@@ -231,6 +231,12 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
             sendClose(code: 1000, reason: "", context: context)
             return
         }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            // The client ended its side without a close frame (the server allows half-closure
+            // for HTTP): nothing more can arrive, so the connection is closed.
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 

@@ -56,6 +56,11 @@ final class RawSocket: @unchecked Sendable {
         return true
     }
 
+    /// Ends this side of the connection (TCP FIN) and keeps reading.
+    func shutdownWrite() {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
     /// Reads what has arrived, without waiting.
     private func drain() {
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -170,6 +170,28 @@ import Testing
         }
     }
 
+    @Test("a client that ends its side of the connection without a close frame is disconnected, and its place is freed")
+    func halfClosedSocketIsClosed() async throws {
+        try await LiveServer.with(configure: { $0.limits.maxConnectionsPerUser = 1 }) { server in
+            let ws = try await RawWebSocket.open(server, user: "half-closer")
+            await ws.socket.send(RawWebSocket.text(#"{"type":"ping","id":"before"}"#))
+            #expect(await ws.waitFor { Self.ackIds($0.events()) == ["before"] })
+            ws.socket.shutdownWrite()
+            #expect(await ws.socket.waitForClose(timeout: .seconds(5)))
+            // The one connection this user may have is free again (the close-out runs as the
+            // channel closes, so allow it a moment).
+            var answered: [String] = []
+            for attempt in 0..<10 where answered != ["after"] {
+                if attempt > 0 { try await Task.sleep(for: .milliseconds(200)) }
+                let next = try await RawWebSocket.open(server, user: "half-closer")
+                await next.socket.send(RawWebSocket.text(#"{"type":"ping","id":"after"}"#))
+                _ = await next.socket.wait(timeout: .seconds(3)) { _ in !Self.ackIds(next.events()).isEmpty || next.closeCode() != nil }
+                answered = Self.ackIds(next.events())
+            }
+            #expect(answered == ["after"])
+        }
+    }
+
     @Test("on shutdown an idle socket is closed with 1000")
     func shutdownCloses() async throws {
         try await LiveServer.with { server in
