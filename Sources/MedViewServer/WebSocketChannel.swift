@@ -84,24 +84,25 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            let attempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
-            let decided = NIOLoopBoundBox<WebSocketUpgrade?>(nil, eventLoop: channel.eventLoop)
+            // What `shouldUpgrade` decided for this connection's upgrade request, if it had one.
+            enum Attempt { case none, refused, accepted(WebSocketUpgrade) }
+            let attempt = NIOLoopBoundBox(Attempt.none, eventLoop: channel.eventLoop)
             let authorize = self.authorize
             let maxMessageBytes = self.maxMessageBytes
             let upgrader = NIOTypedWebSocketServerUpgrader<Outcome>(
                 maxFrameSize: maxFrameSize,
                 shouldUpgrade: { channel, head in
-                    attempted.value = true
+                    attempt.value = .refused
                     let promise = channel.eventLoop.makePromise(of: WebSocketUpgrade?.self)
                     promise.completeWithTask { await authorize(head, channel) }
                     return promise.futureResult.map { upgrade in
-                        decided.value = upgrade
+                        if let upgrade { attempt.value = .accepted(upgrade) }
                         return upgrade.map(\.responseHeaders)
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        guard let upgrade = decided.value else { throw ChannelError.inappropriateOperationForState }
+                        guard case .accepted(let upgrade) = attempt.value else { throw ChannelError.inappropriateOperationForState }
                         let handler = WebSocketFrameHandler(maxMessageBytes: maxMessageBytes)
                         try channel.pipeline.syncOperations.addHandler(handler)
                         return .webSocket(NIOLoopBound(handler, eventLoop: channel.eventLoop), upgrade)
@@ -121,7 +122,8 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true)
                         )
-                        return attempted.value ? .refusedUpgrade(asyncChannel) : .http(asyncChannel)
+                        if case .none = attempt.value { return .http(asyncChannel) }
+                        return .refusedUpgrade(asyncChannel)
                     }
                 }
             )
@@ -162,10 +164,14 @@ struct WebSocketUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
 /// Who asked for a WebSocket, as the upgrade request said.
 struct WebSocketUpgrade: Sendable {
-    /// The authenticated caller, or `nil` with ``authFailure`` saying why not.
-    var identity: VerifiedIdentity?
-    /// Why authentication failed: the socket opens only to say so, then closes with 4401.
-    var authFailure: ErrorEvent?
+    /// Who is calling, as the token said.
+    enum Caller: Sendable {
+        case authenticated(VerifiedIdentity)
+        /// Why authentication failed: the socket opens only to say so, then closes with 4401.
+        case refused(ErrorEvent)
+    }
+
+    var caller: Caller
     /// Whether the client offered the `medview.v1` subprotocol (it is then echoed back).
     var offeredSubprotocol: Bool
     /// The client's address as this server saw it (for the audit trail).
@@ -206,10 +212,10 @@ struct WebSocketWriter: Sendable {
     let channel: any Channel
 
     func send(text: String) async throws {
+        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
         var buffer = channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)
         let frame = WebSocketFrame(fin: true, opcode: .text, data: buffer)
-        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
         if channel.isWritable {
             channel.writeAndFlush(frame, promise: nil)
         } else {
@@ -232,10 +238,10 @@ struct WebSocketWriter: Sendable {
         channel.close(promise: nil)
     }
 
-    /// Stops reading the client's frames (too many wait to be handled) or starts again.
-    func setReading(_ on: Bool) {
-        // Turning it back on reads at once.
-        channel.setOption(ChannelOptions.autoRead, value: on).whenComplete { _ in }
+    /// Reads the client's frames again after ``WebSocketFrameHandler`` stopped because too many
+    /// waited to be handled (turning `autoRead` back on reads at once).
+    func resumeReading() {
+        channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
     }
 }
 

@@ -22,8 +22,6 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
 
-    /// Messages waiting for a session before reading stops.
-    static let waitingLimit = 16
     /// How long the client has to answer the server's close frame before the connection is dropped.
     static let closeTimeout = TimeAmount.seconds(5)
 
@@ -44,7 +42,6 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
     private var joined: ByteBuffer?
     private var oversized = false
     private var closeSent = false
-    private var closeReceived = false
 
     init(maxMessageBytes: Int) {
         self.maxMessageBytes = maxMessageBytes
@@ -82,7 +79,6 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
         case .pong:
             break
         case .connectionClose:
-            closeReceived = true
             if closeSent {
                 context.close(promise: nil)
             } else {
@@ -144,7 +140,7 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
         case .admitting(var waiting):
             waiting.append(message)
             mode = .admitting(waiting: waiting)
-            if waiting.count >= Self.waitingLimit { setReading(false) }
+            if waiting.count >= WebSocketSession.inboxLimit { setReading(false) }
         case .serving(let session):
             if !session.deliver(message) { setReading(false) }
         case .refusing(let error, let closeCode):
@@ -168,7 +164,7 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
         for message in waiting {
             reading = session.deliver(message)
         }
-        if waiting.count >= Self.waitingLimit || !reading { setReading(reading) }
+        if waiting.count >= WebSocketSession.inboxLimit || !reading { setReading(reading) }
     }
 
     /// The connection is refused: tells the client why at its first message or after `grace`.
@@ -179,7 +175,6 @@ final class WebSocketFrameHandler: ChannelDuplexHandler {
             return
         }
         mode = .refusing(error, closeCode: closeCode)
-        setReading(true)
         context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(grace / .milliseconds(1)))) {
             if case .refusing(let error, let closeCode) = self.mode { self.sendRefusal(error, closeCode: closeCode) }
         }

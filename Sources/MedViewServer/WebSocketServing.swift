@@ -38,28 +38,31 @@ struct WebSocketServing: Sendable {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         guard head.method == .GET, path == "/v1/ws" else { return nil }
         let offer = UpgradeCredentials(authorization: head.headers.first(name: "Authorization"), subprotocolHeaders: head.headers["Sec-WebSocket-Protocol"])
-        var upgrade = WebSocketUpgrade(offeredSubprotocol: offer.offeredSubprotocol, sourceAddress: channel.remoteAddress?.ipAddress)
+        let caller: WebSocketUpgrade.Caller
         if let failure = offer.failure {
-            upgrade.authFailure = failure
+            caller = .refused(failure)
         } else if let token = offer.token, !token.isEmpty {
             do {
-                upgrade.identity = try await verifier.verify(token)
+                caller = .authenticated(try await verifier.verify(token))
                 unauthenticated?.authenticated(channel)
             } catch {
-                upgrade.authFailure = ErrorEvent(code: error.errorCode, message: error.message)
+                caller = .refused(ErrorEvent(code: error.errorCode, message: error.message))
             }
         } else {
-            upgrade.authFailure = ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
+            caller = .refused(ErrorEvent(code: .unauthorized, message: AuthError.missing.message))
         }
-        return upgrade
+        return WebSocketUpgrade(caller: caller, offeredSubprotocol: offer.offeredSubprotocol, sourceAddress: channel.remoteAddress?.ipAddress)
     }
 
     /// Admits an upgraded socket and attaches its session to it, or refuses it (4401, 4429).
     /// Returns once that is done; the socket stays open.
     func open(_ connection: WebSocketConnection, upgrade: WebSocketUpgrade) async {
         let source = upgrade.sourceAddress
-        guard let identity = upgrade.identity else {
-            let failure = upgrade.authFailure ?? ErrorEvent(code: .unauthorized, message: AuthError.missing.message)
+        let identity: VerifiedIdentity
+        switch upgrade.caller {
+        case .authenticated(let verified):
+            identity = verified
+        case .refused(let failure):
             metrics.error(failure.code.rawValue)
             metrics.connectionAttempt(.websocket, .authRefused)
             audit.record(AuditEvent(action: .signInRefused, sourceAddress: source, outcome: .refused, reason: failure.code.rawValue))

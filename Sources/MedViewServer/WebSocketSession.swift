@@ -107,7 +107,7 @@ final class WebSocketSession: Sendable {
             let wasFull = s.inbox.count >= Self.inboxLimit
             return (s.inbox.removeFirst(), wasFull)
         }
-        if resume { writer.setReading(true) }
+        if resume { writer.resumeReading() }
         return message
     }
 
