@@ -316,39 +316,43 @@ public final class PostgresConversationStore: ConversationStore {
     }
 
     /// Stores the assistant text and status and the replay log (replacing any earlier one), in
-    /// one transaction. Does nothing if the stream is not the user's.
+    /// one statement, so in one round trip and one transaction. Does nothing if the stream is not
+    /// the user's or no longer streaming.
     public func finishTurn(_ completion: TurnCompletion) async throws {
         try Self.checkText(completion.assistantText, field: "message.text")
         for event in completion.events { try Self.checkText(event.json, field: "stream_event.json") }
         let seqs = completion.events.map(\.seq)
         let payloads = completion.events.map(\.json)
-        try await transaction("finishTurn") { connection in
-            let updated = try await connection.query(
+        let last = seqs.max() ?? 0
+        let notice = "a:" + completion.streamId
+        // Every part waits on `ended`, the answer's own row: when it is not the user's streaming
+        // answer, nothing is written and nobody is told. The ending's log replaces what the
+        // journal appended: rows past its end go, the others are overwritten (an upsert, since a
+        // journal append may commit concurrently). The two touch different rows, as the parts of
+        // one statement must. The notice is sent when the statement commits, so followers on
+        // other processes read the ending as soon as they hear of it.
+        try await withConnection("finishTurn") { connection in
+            let rows = try await connection.query(
                 """
-                UPDATE messages SET text = \(completion.assistantText), status = \(completion.status.rawValue)
-                WHERE stream_id = \(completion.streamId) AND user_id = \(completion.userId) AND role = 'assistant' AND status = 'streaming'
-                RETURNING seq
+                WITH ended AS (
+                    UPDATE messages SET text = \(completion.assistantText), status = \(completion.status.rawValue)
+                    WHERE stream_id = \(completion.streamId) AND user_id = \(completion.userId) AND role = 'assistant' AND status = 'streaming'
+                    RETURNING seq
+                ), cut AS (
+                    DELETE FROM stream_events
+                    WHERE stream_id = \(completion.streamId) AND seq > \(last) AND EXISTS (SELECT 1 FROM ended)
+                ), logged AS (
+                    INSERT INTO stream_events (stream_id, seq, json)
+                    SELECT \(completion.streamId), e.seq::integer, e.json FROM unnest(\(seqs)::bigint[], \(payloads)::text[]) AS e(seq, json)
+                    WHERE EXISTS (SELECT 1 FROM ended)
+                    ON CONFLICT (stream_id, seq) DO UPDATE SET json = excluded.json
+                )
+                SELECT pg_notify(\(Self.notificationChannel), \(notice)) FROM ended
                 """,
                 logger: self.logger
             )
-            var found = false
-            for try await _ in updated { found = true }
-            guard found else { return }
-            // The ending's log replaces what the journal appended: rows past its end go, the
-            // others are overwritten (an upsert, since a journal append may commit concurrently).
-            let last = seqs.max() ?? 0
-            try await connection.query("DELETE FROM stream_events WHERE stream_id = \(completion.streamId) AND seq > \(last)", logger: self.logger)
-            guard !seqs.isEmpty else { return }
-            try await connection.query(
-                """
-                INSERT INTO stream_events (stream_id, seq, json)
-                SELECT \(completion.streamId), e.seq::integer, e.json FROM unnest(\(seqs)::bigint[], \(payloads)::text[]) AS e(seq, json)
-                ON CONFLICT (stream_id, seq) DO UPDATE SET json = excluded.json
-                """,
-                logger: self.logger
-            )
-            // Followers on other processes read the ending as soon as it is committed.
-            try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \("a:" + completion.streamId))", logger: self.logger)
+            for try await _ in rows {}
+            return ()
         }
         logger.debug("store.turn.finished", metadata: ["stream.id": "\(completion.streamId)", "stream.status": "\(completion.status.rawValue)"])
     }
@@ -396,20 +400,22 @@ public final class PostgresConversationStore: ConversationStore {
         guard !seqs.isEmpty else { return }
         let (streamIds, userIds, sequence, jsons) = (streams, users, seqs, payloads)
         let notices = Self.appendedNotices(Array(Set(appends.map(\.streamId))))
+        // One statement: the notices are sent when the insert commits.
         try await withConnection("appendStreamEvents") { connection in
-            try await connection.query(
+            let rows = try await connection.query(
                 """
-                INSERT INTO stream_events (stream_id, seq, json)
-                SELECT e.stream_id, e.seq::integer, e.json
-                FROM unnest(\(streamIds)::text[], \(userIds)::text[], \(sequence)::bigint[], \(jsons)::text[]) AS e(stream_id, user_id, seq, json)
-                JOIN messages m ON m.stream_id = e.stream_id AND m.user_id = e.user_id AND m.role = 'assistant' AND m.status = 'streaming'
-                ON CONFLICT (stream_id, seq) DO NOTHING
+                WITH logged AS (
+                    INSERT INTO stream_events (stream_id, seq, json)
+                    SELECT e.stream_id, e.seq::integer, e.json
+                    FROM unnest(\(streamIds)::text[], \(userIds)::text[], \(sequence)::bigint[], \(jsons)::text[]) AS e(stream_id, user_id, seq, json)
+                    JOIN messages m ON m.stream_id = e.stream_id AND m.user_id = e.user_id AND m.role = 'assistant' AND m.status = 'streaming'
+                    ON CONFLICT (stream_id, seq) DO NOTHING
+                )
+                SELECT pg_notify(\(Self.notificationChannel), n) FROM unnest(\(notices)::text[]) AS n
                 """,
                 logger: self.logger
             )
-            for notice in notices {
-                try await connection.query("SELECT pg_notify(\(Self.notificationChannel), \(notice))", logger: self.logger)
-            }
+            for try await _ in rows {}
             return ()
         }
     }

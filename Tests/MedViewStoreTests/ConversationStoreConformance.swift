@@ -580,6 +580,15 @@ enum ConversationStoreConformance {
             let finished = try #require(try await store.streamEvents(streamId: turn.streamId, userId: alice, after: 0))
             #expect(finished.status == .complete)
             #expect(finished.events == all)
+
+            // An ending shorter than what the journal appended (the guard replaced the answer's
+            // tail) cuts the log at its end and overwrites the rows it rewrote.
+            let cutTurn = Sample.turn(conversationId: conversation.id, userId: alice, at: 7)
+            _ = try await store.beginTurn(cutTurn, newConversation: nil)
+            try await append(all[0..<5], to: cutTurn, as: alice)
+            let ending = [all[0], all[1], StreamLogEntry(seq: 3, json: #"{"type":"stream.end","seq":3}"#)]
+            try await store.finishTurn(TurnCompletion(streamId: cutTurn.streamId, userId: alice, assistantText: "replaced", status: .complete, events: ending))
+            #expect(try await store.streamEvents(streamId: cutTurn.streamId, userId: alice, after: 0)?.events == ending)
         }
     }
 
