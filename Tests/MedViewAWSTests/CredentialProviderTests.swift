@@ -113,7 +113,7 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
             let requests = { server.requests }
             let provider = ContainerCredentialProvider(environment: [
                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/abc", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "ecs-token",
-            ], relativeBase: url)
+            ], timeout: .seconds(30), relativeBase: url)
             let identity = try await provider.resolve()
             #expect(identity?.credentials == SigV4Credentials(accessKeyID: "ASIAECS", secretAccessKey: secret, sessionToken: "tok-ASIAECS"))
             #expect(identity?.expiration == Date(timeIntervalSince1970: 1_893_456_000))
@@ -131,9 +131,9 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
             let provider = ContainerCredentialProvider(environment: [
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI": url + "/creds",
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": tokenFile, "AWS_CONTAINER_AUTHORIZATION_TOKEN": "ignored",
-            ])
+            ], timeout: .seconds(30))
             #expect(try await provider.resolve()?.credentials.accessKeyID == "ASIAEKS")
-            let wrong = ContainerCredentialProvider(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url + "/creds", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "bad"])
+            let wrong = ContainerCredentialProvider(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url + "/creds", "AWS_CONTAINER_AUTHORIZATION_TOKEN": "bad"], timeout: .seconds(30))
             await #expect(throws: AWSCredentialError.httpStatus(source: "container", status: 401, code: nil)) { try await wrong.resolve() }
         }
         let remote = ContainerCredentialProvider(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds"])
@@ -144,7 +144,7 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
     @Test func containerAnswerWithoutSecretIsInvalid() async throws {
         try await LoopbackHTTPServer.with(respond: { _ in .init(200, #"{"AccessKeyId":"ASIA"}"#) }) { server async throws -> Void in
             let url = server.baseURL
-            let provider = ContainerCredentialProvider(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url + "/"])
+            let provider = ContainerCredentialProvider(environment: ["AWS_CONTAINER_CREDENTIALS_FULL_URI": url + "/"], timeout: .seconds(30))
             await #expect(throws: AWSCredentialError.invalid(source: "container", reason: "the answer lacks AccessKeyId or SecretAccessKey")) { try await provider.resolve() }
         }
     }
@@ -164,7 +164,8 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
         }) { server async throws -> Void in
             let url = server.baseURL
             let requests = { server.requests }
-            let identity = try await InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": url + "/"]).resolve()
+            // The 1 s default is for a real instance; a busy test machine may answer later.
+            let identity = try await InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": url + "/"], timeout: .seconds(30)).resolve()
             #expect(identity?.credentials.accessKeyID == "ASIAEC2")
             #expect(identity?.source == "instance metadata")
             #expect(requests().map(\.method) == ["PUT", "GET", "GET"])
@@ -178,7 +179,7 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
         try await LoopbackHTTPServer.with(respond: { request in request.method == "PUT" ? .init(200, "t") : .init(404) }) { server async throws -> Void in
             let url = server.baseURL
             await #expect(throws: AWSCredentialError.invalid(source: "instance metadata", reason: "the instance has no IAM role")) {
-                try await InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": url]).resolve()
+                try await InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": url], timeout: .seconds(30)).resolve()
             }
         }
         let closed = InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(closedLoopbackPort())"])

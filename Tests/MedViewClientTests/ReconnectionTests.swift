@@ -305,12 +305,13 @@ struct ReconnectionTests {
     func tokenRenewedOnOpenSocket() async throws {
         try await withProxiedServer { server, proxy, _ in
             let calls = Counter()
-            let client = MedViewClient(configuration: testConfiguration(port: proxy.port), tokenProvider: server.tokenProvider(user: "renew", lifetime: .seconds(8), calls: calls))
+            let client = MedViewClient(configuration: testConfiguration(port: proxy.port), tokenProvider: server.tokenProvider(user: "renew", lifetime: .seconds(24), calls: calls))
             let states = await client.connectionStates()
             await client.connect()
             try await eventually { await client.connectionState == .connected(.webSocket) }
-            // Past the first token's expiry (8 s; renewed 2 s before) and the server's once-a-second check.
-            try await Task.sleep(for: .seconds(10))
+            // Past the first token's expiry (24 s; renewed 6 s before, which leaves a loaded machine
+            // time to fetch and send the new one) and the server's once-a-second check.
+            try await Task.sleep(for: .seconds(26))
             let outcome = await client.send("Still there? [[delay:0]]").outcome()
             let stats = await client.statistics
             await client.close()

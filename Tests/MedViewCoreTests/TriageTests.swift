@@ -23,7 +23,7 @@ import Testing
 
     @Test("an emergency the detector missed but the model's triage names is alerted in the same stream, before it ends")
     func triageAlert() async throws {
-        let chat = service(triage: ModelTriage(budget: .milliseconds(1500), detector: .shared) { _, _ in "stroke" })
+        let chat = service(triage: ModelTriage(budget: .seconds(900), detector: .shared) { _, _ in "stroke" })
         let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "Hello, a quick question about my week.")
         let events = await collect(result.stream)
         let found = alerts(events)

@@ -213,7 +213,7 @@ import MedViewTestSupport
         let issuer = try await DevTokenIssuer.load(dataDirectory: directory)
         _ = try await issuer.verify(try await devToken(DevClaims(), issuer: issuer))
         _ = try await issuer.verify(try await devToken(DevClaims(iat: Date().addingTimeInterval(20), nbf: Date().addingTimeInterval(20)), issuer: issuer))
-        for claims in [DevClaims(nbf: Date().addingTimeInterval(300)), DevClaims(iat: Date().addingTimeInterval(300)), DevClaims(exp: Date().addingTimeInterval(7200), iat: Date().addingTimeInterval(3600))] {
+        for claims in [DevClaims(nbf: Date().addingTimeInterval(3000)), DevClaims(iat: Date().addingTimeInterval(3000)), DevClaims(exp: Date().addingTimeInterval(7200), iat: Date().addingTimeInterval(3600))] {
             await #expect(throws: AuthError.invalid) {
                 _ = try await issuer.verify(try await devToken(claims, issuer: issuer))
             }
@@ -244,7 +244,7 @@ import MedViewTestSupport
         }
         _ = try await verifier.verify(try await sign(CognitoClaims()))
         _ = try await verifier.verify(try await sign(CognitoClaims(iat: Date().addingTimeInterval(20), nbf: Date().addingTimeInterval(20))))
-        #expect(await CognitoTokenVerifierTests.refusal(verifier, try await sign(CognitoClaims(nbf: Date().addingTimeInterval(300)))) == .invalid)
-        #expect(await CognitoTokenVerifierTests.refusal(verifier, try await sign(CognitoClaims(iat: Date().addingTimeInterval(300)))) == .invalid)
+        #expect(await CognitoTokenVerifierTests.refusal(verifier, try await sign(CognitoClaims(nbf: Date().addingTimeInterval(3000)))) == .invalid)
+        #expect(await CognitoTokenVerifierTests.refusal(verifier, try await sign(CognitoClaims(iat: Date().addingTimeInterval(3000)))) == .invalid)
     }
 }
