@@ -208,8 +208,9 @@ def test_sigkill_of_the_answering_instance_gives_the_other_instances_client_the_
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1)), "gap or repeat"
     terminal = events[-1]
     assert terminal["type"] == "error" and terminal["code"] == "interrupted" and terminal["retryable"] is True, terminal
-    # Recovered once A's heartbeat went stale (2.5 s) and B's next sweep ran (0.25 s), not much later.
-    assert recovered_after < 10, recovered_after
+    # Recovered once A's heartbeat went stale (2.5 s) and B's next sweep ran (0.25 s); the bound
+    # leaves a busy machine room while still far below an answer that is never recovered.
+    assert recovered_after < 25, recovered_after
     stored = messages(b, token, ack["conversationId"])
     assert stored[-1]["status"] == "failed"
     assert stored[-1]["text"] == chunks(events) and stored[-1]["text"], "the partial text sent is kept"
@@ -266,7 +267,8 @@ def test_a_cancel_sent_to_the_other_instance_stops_the_answer(pair):
 
     ack, events, took = run(scenario())
     assert events[-1]["type"] == "stream.end" and events[-1]["finishReason"] == "cancelled", events[-1]
-    assert took < 5, took
+    # Cancelled, not finished (above); the bound only leaves a busy machine room.
+    assert took < 20, took
     stored = messages(a, token, ack["conversationId"])
     assert stored[-1]["status"] == "cancelled" and stored[-1]["text"] == chunks(events)
 
