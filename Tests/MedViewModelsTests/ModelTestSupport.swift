@@ -57,7 +57,7 @@ let fastTimeouts = ModelTimeouts(response: .seconds(5), idle: .seconds(5), total
 let fastRetry = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
 
 /// Starts `model` answering, cancels the consumer after its first delta, and checks that `server`
-/// saw the HTTP connection closed promptly (the scripted answer would otherwise run 10 s more).
+/// saw the HTTP connection closed promptly (the scripted answer would otherwise run 40 s more; the 30 s bound leaves a busy machine room).
 func expectCancellingClosesTheConnection(_ model: any ChatModel, server: LoopbackHTTPServer) async throws {
     let firstDelta = AsyncStream<Void>.makeStream()
     let consumer = Task {
@@ -69,8 +69,8 @@ func expectCancellingClosesTheConnection(_ model: any ChatModel, server: Loopbac
     await iterator.next()
     let cancelled = ContinuousClock.now
     consumer.cancel()
-    #expect(await server.waitForClientClosures(1, timeout: .seconds(5)))
+    #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
     let closed = try #require(server.clientClosures.first)
-    #expect(closed - cancelled < .seconds(5))
+    #expect(closed - cancelled < .seconds(30))
     #expect(server.requests.count == 1)
 }

@@ -275,7 +275,7 @@ import Testing
 
     @Test func cancellingTheConsumerClosesTheConnectionPromptly() async throws {
         var steps: [LoopbackHTTPServer.Step] = [.send(Self.chunk(content: "First"))]
-        for _ in 0..<100 { steps += [.pause(.milliseconds(100)), .send(Self.chunk(content: " more"))] }
+        for _ in 0..<400 { steps += [.pause(.milliseconds(100)), .send(Self.chunk(content: " more"))] }
         try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
             try await expectCancellingClosesTheConnection(model(server), server: server)
         }

@@ -52,7 +52,8 @@ final class ShutdownRecordingStore: ConversationStore {
         let store = ShutdownRecordingStore()
         let events = try await LiveServer.with(store: store, configure: { $0.limits.shutdownGracePeriod = gracePeriod }) { server in
             let ws = try await server.connect("alice")
-            ws.send(.chatSend(ChatSend(id: "m1", text: "How can I sleep better? [[delay:10]]")))
+            // A few seconds long, so a busy machine still stops it mid-answer.
+            ws.send(.chatSend(ChatSend(id: "m1", text: "How can I sleep better? [[delay:10]] [[repeat:5]]")))
             let streamId = try #require(ack(try await ws.next())?.streamId)
             var events: [ServerEvent] = []
             while chunks(events).count < 2 {

@@ -31,11 +31,11 @@ struct SQLiteReaderTests {
 
             // The write holds the connection (and its lock) until released: the read must not wait.
             let read = Task { try await store.recentContext(conversationId: conversation.id, userId: alice, limit: 10) }
-            // Were it to wait, only this watchdog would end the write (after 3 s), and say so.
+            // Were it to wait, only this watchdog would end the write (after 30 s), and say so.
             let finished = Mutex(false)
             let releasedByWatchdog = Mutex(false)
             let watchdog = Task {
-                try? await Task.sleep(for: .seconds(3))
+                try? await Task.sleep(for: .seconds(30))
                 guard !finished.withLock({ $0 }) else { return }
                 releasedByWatchdog.withLock { $0 = true }
                 releaseContinuation.yield()
