@@ -7,7 +7,7 @@ import MedViewSafety
 /// a person who only groans when shaken, a fast pulse with an infection) now alert, each with a
 /// twin that must stay quiet.
 @Suite struct EmergencyFindingsVocabularyTests {
-    let rules = try! EmergencyDetector.rulesOnly()
+    let rules = SharedDetectors.rulesOnly
     let detector = EmergencyDetector.shared
 
     // Filler words (a, the, my) are dropped from phrases, so "my book" once matched "book".

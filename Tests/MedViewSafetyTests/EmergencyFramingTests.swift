@@ -6,7 +6,7 @@ import MedViewSafety
 /// mostly from these (docs/safety/fresh-j-first-run.md); each suppression has a twin that must
 /// still alert, since a missed emergency is the worse failure.
 @Suite struct EmergencyFramingTests {
-    let rules = try! EmergencyDetector.rulesOnly()
+    let rules = SharedDetectors.rulesOnly
     let detector = EmergencyDetector.shared
 
     @Test("a question about a condition in general gets no alert from the rules", arguments: [

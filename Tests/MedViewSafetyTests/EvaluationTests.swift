@@ -2,9 +2,12 @@ import Foundation
 import Testing
 @testable import MedViewSafety
 
+/// The evaluations build the detector and checker from their data and run thousands of checks:
+/// seconds of CPU each in a debug build. They run on threads of their own (``onOwnThread``), so the
+/// Swift concurrency pool, which every other suite's timers and sockets need, is never held by them.
 @Suite struct EvaluationTests {
-    @Test func evaluationSetMeetsTheAims() throws {
-        let report = try SafetyEvaluation.run()
+    @Test func evaluationSetMeetsTheAims() async throws {
+        let report = try await onOwnThread { try SafetyEvaluation.run() }
         #expect(report.emergencyOverall.expected >= 100)
         #expect(report.emergencyTraps.reduce(0) { $0 + $1.cases } >= 120)
         #expect(report.interactionTraps.reduce(0) { $0 + $1.cases } >= 80)
@@ -17,15 +20,15 @@ import Testing
         #expect(report.heldOutEmergency != nil)
     }
 
-    @Test func everyCategoryHasPositivesInTheSet() throws {
-        let report = try SafetyEvaluation.run()
+    @Test func everyCategoryHasPositivesInTheSet() async throws {
+        let report = try await onOwnThread { try SafetyEvaluation.run() }
         let categories = Set(report.emergency.filter { $0.expected > 0 }.map(\.name))
         #expect(categories == ["cardiac", "stroke", "breathing", "bleeding", "anaphylaxis", "poisoning", "suicide", "seizure", "unconscious", "head_injury", "pregnancy"])
     }
 
     /// A warning about a combination kept as one generic counts for a pair that names one of its
     /// ingredients; an unrelated pair still counts as a false warning.
-    @Test func aCombinationWarningCountsForItsIngredient() throws {
+    @Test func aCombinationWarningCountsForItsIngredient() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UInt64.random(in: 0...UInt64.max))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -35,24 +38,26 @@ import Testing
             {"id": "i1", "messages": ["I'm on spironolactone and got Bactrim for a UTI."], "expect": [["spironolactone", "trimethoprim"]], "trap": "generic"}
             {"id": "i2", "messages": ["I'm on spironolactone and got Bactrim for a UTI."], "expect": [["spironolactone", "warfarin"]], "trap": "generic"}
             """#.write(to: interactions, atomically: true, encoding: .utf8)
-        let report = try SafetyEvaluation.run(emergencyFile: emergency.path, interactionFile: interactions.path)
+        let report = try await onOwnThread { try SafetyEvaluation.run(emergencyFile: emergency.path, interactionFile: interactions.path) }
         #expect(report.interactionsOverall.expected == 2)
         #expect(report.interactionsOverall.found == 1)
         #expect(report.interactionsOverall.falsePositives == 1)
     }
 
-    @Test func bundledDataLoads() throws {
-        _ = try EmergencyDetector()
-        _ = try MedicationChecker()
-        _ = try OutputPolicy()
+    @Test func bundledDataLoads() async throws {
+        try await onOwnThread {
+            _ = try EmergencyDetector()
+            _ = try MedicationChecker()
+            _ = try OutputPolicy()
+        }
     }
 
-    @Test func vocabularyAuditFindsCollisionsAndTheDataProtectsThem() throws {
-        let found = try SafetyVocabularyAudit.collisions(dictionary: ["cooking", "chocking", "alive", "doing", "zzzz"])
+    @Test func vocabularyAuditFindsCollisionsAndTheDataProtectsThem() async throws {
+        let found = try await onOwnThread { try SafetyVocabularyAudit.collisions(dictionary: ["cooking", "chocking", "alive", "doing", "zzzz"]) }
         // Protected words are already handled; only the deliberately correctable one remains.
         // (It is near a term of both emergency vocabularies: the signal phrases and the findings.)
         #expect(Set(found.map(\.word)) == ["chocking"])
-        let unprotected = try SafetyVocabularyAudit.collisions(dictionary: ["seizing", "breather"])
+        let unprotected = try await onOwnThread { try SafetyVocabularyAudit.collisions(dictionary: ["seizing", "breather"]) }
         #expect(unprotected.isEmpty)
     }
 
