@@ -36,8 +36,10 @@ import Testing
         #expect(detector.assess("In my novel the detective feels quorble") == nil)
     }
 
-    @Test func neverWithdrawsARuleAlert() throws {
-        let detector = try EmergencyDetector(reader: Self.model())
+    // Building a detector takes seconds of CPU in a debug build: on a thread of its own, not the
+    // Swift concurrency pool other suites need (onOwnThread).
+    @Test func neverWithdrawsARuleAlert() async throws {
+        let detector = try await onOwnThread { try EmergencyDetector(reader: Self.model()) }
         // The strongest "none" feature cannot take away what the rules found.
         #expect(detector.assess("I have crushing chest pain going down my left arm snarfle")?.category == "cardiac")
         #expect(detector.assess("I want to kill myself snarfle")?.category == "suicide")
@@ -68,8 +70,8 @@ import Testing
     /// The bundled model loads with the bundled rules and catches emergencies told in words the
     /// rules were never written for (messages of the training sets: this checks the wiring,
     /// not how well it generalises — that is the unseen sets' job, docs/SAFETY.md).
-    @Test func theBundledReaderIsPartOfTheDetector() throws {
-        let detector = try EmergencyDetector()
+    @Test func theBundledReaderIsPartOfTheDetector() async throws {
+        let detector = try await onOwnThread { try EmergencyDetector() }
         #expect(detector.assess("Feels like an elephant is sitting on my chest and I'm drenched in sweat. I'm 58.") != nil)
         #expect(detector.assess("What should I pack for my trip to the beach next week?") == nil)
     }

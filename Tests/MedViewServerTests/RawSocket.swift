@@ -98,7 +98,7 @@ final class RawSocket: @unchecked Sendable {
     }
 
     /// Waits for one whole response (head, and a body of its Content-Length).
-    func response(timeout: Duration = .seconds(5)) async -> RawResponse? {
+    func response(timeout: Duration = .seconds(30)) async -> RawResponse? {
         await wait(timeout: timeout) { RawResponse(parsing: $0.received) != nil }
         return RawResponse(parsing: received)
     }

@@ -22,7 +22,7 @@ import Testing
             )
             let marker = Array("\r\n\r\n".utf8)
             var end: Int?
-            await socket.wait(timeout: .seconds(5)) { s in
+            await socket.wait(timeout: .seconds(30)) { s in
                 end = s.received.indices.dropLast(3).first { Array(s.received[$0..<$0 + 4]) == marker }.map { $0 + 4 }
                 return end != nil
             }
@@ -108,7 +108,7 @@ import Testing
             await ws.socket.send(RawWebSocket.frame(opcode: 0x8, payload: [0x0F, 0xA0]))  // 4000
             #expect(await ws.waitFor { $0.closeCode() != nil })
             #expect(ws.closeCode() == 4000)
-            #expect(await ws.socket.waitForClose(timeout: .seconds(5)))
+            #expect(await ws.socket.waitForClose(timeout: .seconds(30)))
         }
     }
 
@@ -162,7 +162,7 @@ import Testing
                 "GET /v1/ws?x=1 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer \(token)\r\n\r\n"
             )
-            #expect(await socket.waitForClose(timeout: .seconds(5)))
+            #expect(await socket.waitForClose(timeout: .seconds(30)))
             let text = String(decoding: socket.received, as: UTF8.self).lowercased()
             #expect(text.contains("http/1.1 307"), "\(text.prefix(400))")
             #expect(text.contains("location: /v1/ws?x=1"))
@@ -177,7 +177,7 @@ import Testing
             await ws.socket.send(RawWebSocket.text(#"{"type":"ping","id":"before"}"#))
             #expect(await ws.waitFor { Self.ackIds($0.events()) == ["before"] })
             ws.socket.shutdownWrite()
-            #expect(await ws.socket.waitForClose(timeout: .seconds(5)))
+            #expect(await ws.socket.waitForClose(timeout: .seconds(30)))
             // The one connection this user may have is free again (the close-out runs as the
             // channel closes, so allow it a moment).
             var answered: [String] = []

@@ -317,7 +317,7 @@ import MedViewTestSupport
                 } else {
                     ws.send(.authRefresh(AuthRefresh(id: "r\(i)", token: try await server.token("alice"))))
                 }
-                let answer = try await ws.next(timeout: .seconds(5))
+                let answer = try await ws.next(timeout: .seconds(30))
                 if let e = errorEvent(answer) {
                     closedBy = e
                 } else {

@@ -90,7 +90,7 @@ public final class WSTestClient: Sendable {
     }
 
     /// The next incoming item, or a timeout error.
-    public func nextItem(timeout: Duration = .seconds(10)) async throws -> Incoming {
+    public func nextItem(timeout: Duration = .seconds(30)) async throws -> Incoming {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while ContinuousClock.now < deadline {
             let item = mailbox.withLock { box -> Incoming? in
@@ -106,7 +106,7 @@ public final class WSTestClient: Sendable {
     }
 
     /// The next event; fails if the connection closed or nothing came in time.
-    public func next(timeout: Duration = .seconds(10)) async throws -> ServerEvent {
+    public func next(timeout: Duration = .seconds(30)) async throws -> ServerEvent {
         switch try await nextItem(timeout: timeout) {
         case .event(let e): return e
         case .closed: throw TestTimeout(description: "connection closed while waiting for an event")
