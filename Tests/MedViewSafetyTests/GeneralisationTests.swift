@@ -105,6 +105,16 @@ import Testing
         #expect(checker.mentions(in: "I stopped phenelzine").first?.stoppedDaysAgo == nil)
     }
 
+    @Test func anAgeInDecadesIsNotWhenAMedicineStopped() {
+        // "In my seventies" says how old, not when: the stop is still read from "10 days ago".
+        for decade in ["sixties", "seventies", "eighties", "nineties"] {
+            #expect(checker.mentions(in: "I'm in my \(decade) and stopped phenelzine 10 days ago").first?.stoppedDaysAgo == 10, "\(decade)")
+        }
+        #expect(pairs(["I'm in my seventies and quit Parnate 5 days ago", "my doctor started me on Zoloft"]) == [["sertraline", "tranylcypromine"]])
+        // "In the eighties" is a time: years ago.
+        #expect(checker.mentions(in: "I stopped phenelzine in the eighties").first?.stoppedDaysAgo == 3650)
+    }
+
     // MARK: Interactions: a caregiver reporting another person's regimen
 
     @Test func aClinicianChangingAnotherPersonsRegimenIsWarned() {

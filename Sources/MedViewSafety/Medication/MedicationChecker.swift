@@ -523,9 +523,9 @@ public struct MedicationChecker: Sendable {
             if Self.months.contains(t.text), k >= 1, monthWords.contains(words[k - 1].text) { return 60 }
             if seasons.contains(t.text), k >= 1, ["the", "last", "this"].contains(words[k - 1].text) { return words[k - 1].text == "this" ? 30 : 90 }
             switch t.text {
-            // A decade ("in the nineties"; "the 80s" below) is years ago.
-            case "sixties", "seventies", "eighties", "nineties" where k >= 1 && words[k - 1].text == "the":
-                return 3650
+            // A decade ("in the nineties"; "the 80s" above) is years ago; "in my seventies" is an age.
+            case "sixties", "seventies", "eighties", "nineties":
+                if k >= 1, words[k - 1].text == "the" { return 3650 }
             case "yesterday": return 1
             case "today", "tonight": return 0
             case "this" where k + 1 < words.count && ["morning", "afternoon", "evening"].contains(words[k + 1].text): return 0
