@@ -12,8 +12,8 @@ import Synchronization
 /// are handled one at a time in arrival order, by a task that exists only while some wait. Each
 /// followed stream has its own pump task reading the stream's log, so a stream never waits for
 /// another and a stalled socket stalls only this connection's pumps, never the model or other
-/// clients. Dropping the socket stops the pumps,
-/// not the streams: the client resumes them after reconnecting.
+/// clients. Dropping the socket stops the pumps, not the streams: the client resumes them after
+/// reconnecting.
 final class WebSocketSession: Sendable {
     /// Close codes this server uses beyond the standard ones.
     enum CloseCode {

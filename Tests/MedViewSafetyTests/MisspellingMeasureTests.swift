@@ -48,12 +48,3 @@ import Testing
         #expect(!v.contains { $0.1 == "xanax" })
     }
 }
-
-/// Runs `work` on a new thread and returns its result.
-func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread { continuation.resume(with: Result { try work() }) }
-        thread.stackSize = 8 << 20
-        thread.start()
-    }
-}

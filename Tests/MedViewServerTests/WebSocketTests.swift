@@ -294,8 +294,8 @@ import MedViewTestSupport
         try await LiveServer.with(configure: { $0.limits.idleTimeout = .seconds(5) }) { server in
             let ws = try await server.connect("alice")
             ws.send(.ping(Ping(id: "p")))
-            #expect(ack(try await ws.next(timeout: .seconds(30)))?.id == "p")
-            let e = try #require(errorEvent(try await ws.next(timeout: .seconds(30))))
+            #expect(ack(try await ws.next())?.id == "p")
+            let e = try #require(errorEvent(try await ws.next()))
             #expect(e.code == .idleTimeout)
             guard case .closed(let frame) = try await ws.nextItem() else { Issue.record("expected close"); return }
             #expect(frame?.closeCode == .unknown(4408))
@@ -317,7 +317,7 @@ import MedViewTestSupport
                 } else {
                     ws.send(.authRefresh(AuthRefresh(id: "r\(i)", token: try await server.token("alice"))))
                 }
-                let answer = try await ws.next(timeout: .seconds(30))
+                let answer = try await ws.next()
                 if let e = errorEvent(answer) {
                     closedBy = e
                 } else {
@@ -341,7 +341,7 @@ import MedViewTestSupport
             ws.send(.chatSend(ChatSend(id: "m1", text: "hello")))
             var ended = false
             while !ended {
-                let event = try await ws.next(timeout: .seconds(30))
+                let event = try await ws.next()
                 if errorEvent(event)?.code == .idleTimeout { Issue.record("closed while answering"); return }
                 if case .streamEnd = event { ended = true }
             }

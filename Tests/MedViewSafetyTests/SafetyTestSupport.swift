@@ -1,3 +1,4 @@
+import Foundation
 import MedViewSafety
 
 /// The bundled rules without the learned reader, built once for the whole test process.
@@ -14,4 +15,15 @@ enum SharedDetectors {
             fatalError("the bundled emergency rules do not load: \(error)")
         }
     }()
+}
+
+/// Runs `work` on a new thread and returns its result: for seconds of CPU (building a detector,
+/// an evaluation), which would otherwise hold a thread of the Swift concurrency pool that every
+/// other suite's timers and sockets need.
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try work() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
 }
