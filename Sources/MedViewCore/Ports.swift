@@ -202,6 +202,22 @@ public protocol ChatModel: Sendable {
     var descriptor: ModelDescriptor { get }
     /// Starts answering `request`.
     func stream(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error>
+    /// The whole text of a short reply (a classification of a few tokens, such as the safety
+    /// triage's one word), read at once rather than streamed. An HTTP model asks its provider for
+    /// an unstreamed response, which spares the event framing of every token; the default reads
+    /// ``stream(_:)`` to its end. Throws what ``stream(_:)`` would.
+    func reply(_ request: ModelRequest) async throws -> String
+}
+
+extension ChatModel {
+    /// Reads ``stream(_:)`` to its end and joins its text.
+    public func reply(_ request: ModelRequest) async throws -> String {
+        var text = ""
+        for try await event in stream(request) {
+            if case .delta(let piece) = event { text += piece }
+        }
+        return text
+    }
 }
 
 /// Turns a bearer token into an identity, or refuses it.

@@ -321,10 +321,8 @@ func modelTriage(configuration: ServerConfiguration, model: any ChatModel, metri
     let provider = model.descriptor.provider
     let counters = ModelTriage.Counters { outcome in metrics.safetyTriage(provider: provider, outcome: outcome.name) }
     return ModelTriage(budget: configuration.safetyTriageBudget, counters: counters, detector: .shared) { system, message in
-        var reply = ""
-        for try await event in model.stream(ModelRequest(system: system, messages: [ModelMessage(role: .user, text: message)], maxOutputTokens: 4, temperature: 0)) {
-            if case .delta(let text) = event { reply += text }
-        }
-        return reply
+        // One word is wanted: an unstreamed reply (ChatModel.reply) costs the provider and this
+        // server less than a stream of one or two events.
+        try await model.reply(ModelRequest(system: system, messages: [ModelMessage(role: .user, text: message)], maxOutputTokens: 4, temperature: 0))
     }
 }

@@ -12,7 +12,8 @@ import Synchronization
 ///
 /// It answers `POST /model/{modelId}/converse-stream` and
 /// `POST /model/{modelId}/invoke-with-response-stream` with event streams written by
-/// ``EventStreamEncoder``, after checking each request's SigV4 signature against
+/// ``EventStreamEncoder``, and their unstreamed forms `/converse` and `/invoke` with one JSON
+/// answer, after checking each request's SigV4 signature against
 /// ``Configuration/credentials`` (or a bearer API key): a bad signature gets 403 with
 /// `x-amzn-ErrorType` as AWS sends it. What it answers is scripted by directives in the last user
 /// message (``StandInScript``). It never logs message text.
@@ -132,7 +133,7 @@ public struct BedrockStandIn: Sendable {
         let body = Array(buffer: try await request.body.collect(upTo: 4 * 1024 * 1024))
         let rawPath = request.uri.path
         let segments = rawPath.split(separator: "/", omittingEmptySubsequences: false)
-        guard segments.count == 4, segments[0].isEmpty, segments[1] == "model", let operation = Operation(rawValue: String(segments[3])),
+        guard segments.count == 4, segments[0].isEmpty, segments[1] == "model", let (operation, streaming) = Self.operation(segments[3]),
               let modelID = String(segments[2]).removingPercentEncoding, !modelID.isEmpty
         else {
             return Self.error(404, "UnknownOperationException", "The operation is not supported by the Bedrock stand-in.")
@@ -166,8 +167,8 @@ public struct BedrockStandIn: Sendable {
         let script = StandInScript(message: text, defaultText: configuration.defaultText)
         statistics.add("requests")
         let statistics = self.statistics
-        let attempt = await ledger.next(operation.rawValue + modelID + SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined())
-        logger.info("standin.request", metadata: ["operation": "\(operation.rawValue)", "request.bytes": "\(body.count)", "attempt": "\(attempt)"])
+        let attempt = await ledger.next(String(segments[3]) + modelID + SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined())
+        logger.info("standin.request", metadata: ["operation": "\(segments[3])", "request.bytes": "\(body.count)", "attempt": "\(attempt)"])
         if attempt <= script.throttleAttempts {
             return Self.error(429, "ThrottlingException", "Too many requests, please wait before trying again.")
         }
@@ -176,6 +177,7 @@ public struct BedrockStandIn: Sendable {
         }
         let inputTokens = max(1, body.count / 4)
         let events = StandInEvents(operation: operation, modelID: modelID)
+        guard streaming else { return Self.whole(script: script, attempt: attempt, events: events, inputTokens: inputTokens, statistics: statistics) }
         return Response(
             status: .ok,
             headers: [.contentType: "application/vnd.amazon.eventstream", HTTPField.Name("x-amzn-RequestId")!: UUID().uuidString.lowercased()],
@@ -221,6 +223,46 @@ public struct BedrockStandIn: Sendable {
     }
 
     /// An error answer as Bedrock sends it: `x-amzn-ErrorType` and a JSON `message`.
+    /// The operation a path's last segment names, and whether it streams.
+    static func operation(_ segment: Substring) -> (Operation, Bool)? {
+        switch segment {
+        case "converse-stream": (.converse, true)
+        case "converse": (.converse, false)
+        case "invoke-with-response-stream": (.invoke, true)
+        case "invoke": (.invoke, false)
+        default: nil
+        }
+    }
+
+    /// An unstreamed answer (Converse, InvokeModel): the script's text in one JSON body; what a
+    /// stream would have carried as an exception is an HTTP error, as Bedrock sends it.
+    static func whole(script: StandInScript, attempt: Int, events: StandInEvents, inputTokens: Int, statistics: Statistics) -> Response {
+        if attempt <= script.streamThrottleAttempts {
+            return error(429, "ThrottlingException", "Too many tokens, please wait before trying again.")
+        }
+        if let exception = script.exception {
+            let code = exception.prefix(1).uppercased() + exception.dropFirst()
+            let status = switch exception {
+            case "throttlingException": 429
+            case "validationException": 400
+            case "serviceUnavailableException": 503
+            case "modelTimeoutException": 408
+            default: 500
+            }
+            return error(status, code, "Scripted exception from the Bedrock stand-in.")
+        }
+        if script.failAfterDeltas != nil {
+            return error(500, "InternalServerException", "The model failed before it answered.")
+        }
+        let deltas = script.deltas
+        statistics.add("completed")
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json", HTTPField.Name("x-amzn-RequestId")!: UUID().uuidString.lowercased()],
+            body: .init(byteBuffer: ByteBuffer(bytes: events.whole(text: deltas.joined(), stopReason: script.stopReason, inputTokens: inputTokens, outputTokens: deltas.count)))
+        )
+    }
+
     static func error(_ status: Int, _ code: String, _ message: String) -> Response {
         let body = (try? JSONSerialization.data(withJSONObject: ["message": message])) ?? Data()
         return Response(

@@ -76,4 +76,24 @@ struct StandInEvents {
             ]
         }
     }
+
+    /// The JSON body of an unstreamed answer: a Converse response, or an Anthropic `message`.
+    func whole(text: String, stopReason: String, inputTokens: Int, outputTokens: Int) -> [UInt8] {
+        switch operation {
+        case .converse:
+            Self.json([
+                "output": ["message": ["role": "assistant", "content": [["text": text]]]],
+                "stopReason": stopReason,
+                "usage": ["inputTokens": inputTokens, "outputTokens": outputTokens, "totalTokens": inputTokens + outputTokens],
+                "metrics": ["latencyMs": 1],
+            ])
+        case .invoke:
+            Self.json([
+                "id": "msg_standin", "type": "message", "role": "assistant", "model": modelID,
+                "content": [["type": "text", "text": text]],
+                "stop_reason": stopReason, "stop_sequence": NSNull(),
+                "usage": ["input_tokens": inputTokens, "output_tokens": outputTokens],
+            ])
+        }
+    }
 }

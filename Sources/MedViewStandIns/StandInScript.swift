@@ -15,6 +15,9 @@ import Foundation
 /// | `[[exception:TYPE]]` | every attempt gets the stream exception TYPE (e.g. `validationException`) before any delta |
 /// | `[[fail-after:N]]` | every attempt gets `modelStreamErrorException` after N deltas |
 /// | `[[stop:REASON]]` | the stop reason (default `end_turn`) |
+///
+/// The unstreamed `/converse` and `/invoke` answer the same text in one JSON body; a stream
+/// throttle or exception is an HTTP error there, and `fail-after` a 500.
 public struct StandInScript: Sendable, Equatable {
     public var text: String
     public var charactersPerDelta = 8

@@ -137,7 +137,8 @@ def assert_bound_to_the_apps_context(condition: dict, where: str):
 
 
 def check_model_statement(statement: dict):
-    assert statement["Action"] == "bedrock:InvokeModelWithResponseStream"
+    # Streamed answers, and the safety triage's unstreamed one-word reply.
+    assert sorted(as_list(statement["Action"])) == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     assert sub_text(statement["Resource"]) == "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${BedrockModelId}"
 
 

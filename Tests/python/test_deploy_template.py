@@ -56,7 +56,7 @@ def test_the_task_role_may_do_three_things_only():
     statements = task_statements()
     actions = sorted(a for s in statements.values() for a in as_list(s["Action"]))
     assert actions == sorted(
-        ["bedrock:InvokeModelWithResponseStream", "kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "rds-db:connect"]
+        ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "rds-db:connect"]
     )
 
 

@@ -11,11 +11,13 @@ asks for one. It records what it was sent, so the tests check the request the se
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from conftest import LiveServer, start_medview, stop_medview
@@ -72,7 +74,21 @@ def _make_handler(state: StandIn):
             self._chunk(json.dumps(body).encode())
             self._chunk(b"")
 
-        def _triage_none(self) -> None:
+        def _triage_none(self, stream: bool) -> None:
+            if not stream:
+                # The unstreamed reply the server asks for (ChatModel.reply): one JSON object.
+                if self.path == "/v1/chat/completions":
+                    reply = {"id": "t", "object": "chat.completion", "model": "test",
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": "none"}, "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+                else:
+                    reply = {"id": "t", "type": "message", "role": "assistant", "model": "claude-test",
+                             "content": [{"type": "text", "text": "none"}], "stop_reason": "end_turn",
+                             "usage": {"input_tokens": 1, "output_tokens": 1}}
+                self._start(200, "application/json")
+                self._chunk(json.dumps(reply).encode())
+                self._chunk(b"")
+                return
             self._start(200, "text/event-stream")
             if self.path == "/v1/chat/completions":
                 for obj in ({"id": "t", "object": "chat.completion.chunk", "model": "test", "choices": [{"index": 0, "delta": {"content": "none"}, "finish_reason": None}]},
@@ -96,7 +112,7 @@ def _make_handler(state: StandIn):
             if _is_triage(body):
                 with state.lock:
                     state.triage.append({"path": self.path, "body": body})
-                self._triage_none()
+                self._triage_none(body.get("stream") is not False)
                 return
             with state.lock:
                 state.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
@@ -258,7 +274,13 @@ def test_a_full_answer_streams_from_the_provider_to_a_websocket_client(request, 
     assert len(sent) == 1
     # The model triage asked the same provider about the same message, alongside the answer.
     with state.lock:
-        assert any(t["path"] == path and t["body"]["messages"][-1]["content"] == text for t in state.triage)
+        asked = [t for t in state.triage if t["path"] == path and t["body"]["messages"][-1]["content"] == text]
+    assert asked
+    # It asks for one unstreamed reply: a word needs no stream. The stand-in's JSON reply "none"
+    # was read as a clear triage.
+    assert all(t["body"]["stream"] is False for t in asked)
+    metrics = httpx.get(server.http_url + "/metrics", timeout=10).text
+    assert re.search(r'^medview_safety_triage_total\{[^}]*outcome="clear"[^}]*\} [1-9]', metrics, re.M), "no clear triage counted"
     body, headers = sent[0]["body"], {k.lower(): v for k, v in sent[0]["headers"].items()}
     assert body["stream"] is True
     if provider == "openai":

@@ -158,7 +158,7 @@ def role_actions(role: str) -> set[str]:
 
 def test_each_function_may_do_its_job_only():
     base = {"logs:CreateLogStream", "logs:PutLogEvents", "rds-db:connect"} | VPC_NETWORK_ACTIONS
-    answer = {"bedrock:InvokeModelWithResponseStream", "kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"}
+    answer = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"}
     assert role_actions("ConnectionRole") == base, "$connect/$disconnect touch no model, no PHI key, no connection"
     assert role_actions("StreamRole") == base | answer
     assert role_actions("MessageRole") == base | answer | {"execute-api:ManageConnections"}

@@ -51,6 +51,8 @@ public struct AnthropicModel: ChatModel {
     /// `anthropic` and the model id.
     public let descriptor: ModelDescriptor
     private let transport: StreamingHTTPTransport<ServerSentEventBody<AnthropicStreamDecoder>>
+    /// The same calls, unstreamed (``reply(_:)``).
+    private let replies: StreamingHTTPTransport<WholeReplyBody<AnthropicReplyDecoder>>
 
     /// A model calling the API through `client`.
     /// - Parameters:
@@ -75,6 +77,27 @@ public struct AnthropicModel: ChatModel {
             makeBody: { ServerSentEventBody(provider: "anthropic", decoder: AnthropicStreamDecoder()) },
             mapHTTPError: AnthropicErrors.http
         )
+        self.replies = StreamingHTTPTransport(
+            provider: "anthropic",
+            client: client,
+            timeouts: configuration.timeouts,
+            retry: configuration.retry,
+            sleep: sleep,
+            logger: logger,
+            requestIdHeader: "request-id",
+            signer: HeaderSigner([("x-api-key", configuration.apiKey.value)]),
+            makeBody: { WholeReplyBody(provider: "anthropic", decoder: AnthropicReplyDecoder(provider: "anthropic")) },
+            mapHTTPError: AnthropicErrors.http
+        )
+    }
+
+    /// The whole reply to a short request, unstreamed (`"stream": false`), retried as a stream is.
+    public func reply(_ request: ModelRequest) async throws -> String {
+        var text = ""
+        for try await event in replies.answer(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) }) {
+            if case .delta(let piece) = event { text += piece }
+        }
+        return text
     }
 
     /// Streams the answer to `request`.
@@ -83,23 +106,24 @@ public struct AnthropicModel: ChatModel {
     }
 
     /// The HTTP request for `request`, before the key is added.
-    func httpRequest(for request: ModelRequest) throws(ModelError) -> StreamingHTTPRequest {
+    func httpRequest(for request: ModelRequest, streaming: Bool = true) throws(ModelError) -> StreamingHTTPRequest {
         struct Body: Encodable {
             var model: String
             var system: String?
             var messages: [ChatMessageJSON]
             var max_tokens: Int
             var temperature: Double?
-            var stream = true
+            var stream: Bool
         }
         let body = Body(
             model: configuration.model,
             system: request.system.isEmpty ? nil : request.system,
             messages: request.messages.map(ChatMessageJSON.init),
             max_tokens: max(1, request.maxOutputTokens),
-            temperature: request.temperature
+            temperature: request.temperature,
+            stream: streaming
         )
-        var http = try StreamingHTTPRequest.json(body, base: configuration.baseURL, path: "/v1/messages", accept: "text/event-stream", provider: "anthropic")
+        var http = try StreamingHTTPRequest.json(body, base: configuration.baseURL, path: "/v1/messages", accept: streaming ? "text/event-stream" : "application/json", provider: "anthropic")
         http.headers.add(name: "anthropic-version", value: configuration.apiVersion)
         return http
     }

@@ -174,7 +174,17 @@ public struct BedrockConfiguration: Sendable {
     }
 
     /// The request path for this model and API.
-    public var path: String {
-        "/model/" + Self.encodePathSegment(modelID) + (api == .converse ? "/converse-stream" : "/invoke-with-response-stream")
+    public var path: String { path(streaming: true) }
+
+    /// The request path for this model and API, streamed (`/converse-stream`,
+    /// `/invoke-with-response-stream`) or not (`/converse`, `/invoke`).
+    public func path(streaming: Bool) -> String {
+        let action = switch (api, streaming) {
+        case (.converse, true): "/converse-stream"
+        case (.converse, false): "/converse"
+        case (.invoke, true): "/invoke-with-response-stream"
+        case (.invoke, false): "/invoke"
+        }
+        return "/model/" + Self.encodePathSegment(modelID) + action
     }
 }

@@ -24,6 +24,8 @@ public struct BedrockModel: ChatModel {
     /// `bedrock` and the model id.
     public let descriptor: ModelDescriptor
     private let transport: StreamingHTTPTransport<EventStreamBody<BedrockStreamMapper>>
+    /// The same calls, unstreamed (``reply(_:)``).
+    private let replies: StreamingHTTPTransport<WholeReplyBody<AnyWholeReplyDecoder>>
 
     /// A model using `client` (``HTTPClient/shared`` by default).
     /// - Parameters:
@@ -41,20 +43,45 @@ public struct BedrockModel: ChatModel {
         case .sigV4(let cache): SigV4RequestSigner(service: "bedrock", region: configuration.region, credentials: cache, now: now)
         }
         let api = configuration.api
+        let mapHTTPError: @Sendable (HTTPErrorResponse) -> ModelError = { response in
+            BedrockModel.httpError(status: response.status, headers: response.headers, body: ByteBuffer(bytes: response.body))
+        }
+        let timeouts = ModelTimeouts(response: configuration.requestTimeout, idle: configuration.requestTimeout, total: .seconds(3600))
         self.transport = StreamingHTTPTransport(
             provider: "bedrock",
             client: client,
-            timeouts: ModelTimeouts(response: configuration.requestTimeout, idle: configuration.requestTimeout, total: .seconds(3600)),
+            timeouts: timeouts,
             retry: configuration.retryPolicy,
             sleep: sleep,
             logger: logger,
             requestIdHeader: "x-amzn-RequestId",
             signer: signer,
             makeBody: { EventStreamBody(provider: "bedrock", mapper: BedrockStreamMapper(api: api)) },
-            mapHTTPError: { response in
-                BedrockModel.httpError(status: response.status, headers: response.headers, body: ByteBuffer(bytes: response.body))
-            }
+            mapHTTPError: mapHTTPError
         )
+        let replyDecoder = api == .converse ? AnyWholeReplyDecoder(BedrockConverseReplyDecoder()) : AnyWholeReplyDecoder(AnthropicReplyDecoder(provider: "bedrock"))
+        self.replies = StreamingHTTPTransport(
+            provider: "bedrock",
+            client: client,
+            timeouts: timeouts,
+            retry: configuration.retryPolicy,
+            sleep: sleep,
+            logger: logger,
+            requestIdHeader: "x-amzn-RequestId",
+            signer: signer,
+            makeBody: { WholeReplyBody(provider: "bedrock", decoder: replyDecoder) },
+            mapHTTPError: mapHTTPError
+        )
+    }
+
+    /// The whole reply to a short request, unstreamed (`/converse` or `/invoke`), retried as a
+    /// stream is.
+    public func reply(_ request: ModelRequest) async throws -> String {
+        var text = ""
+        for try await event in replies.answer(Result { () throws(ModelError) in try unsignedRequest(request, streaming: false) }) {
+            if case .delta(let piece) = event { text += piece }
+        }
+        return text
     }
 
     /// Streams the answer to `request`, retrying before the first delta.
@@ -72,9 +99,9 @@ public struct BedrockModel: ChatModel {
     }
 
     /// The JSON body for `request` (ConverseStream or Anthropic Messages, by ``BedrockConfiguration/api``).
-    public func requestBody(_ request: ModelRequest) throws(ModelError) -> [UInt8] {
+    public func requestBody(_ request: ModelRequest, streaming: Bool = true) throws(ModelError) -> [UInt8] {
         do {
-            return try BedrockRequestBody.encode(request, configuration: configuration)
+            return try BedrockRequestBody.encode(request, configuration: configuration, streaming: streaming)
         } catch {
             throw ModelError(kind: .invalidRequest, retryable: false, detail: "bedrock request could not be encoded")
         }
@@ -86,12 +113,12 @@ public struct BedrockModel: ChatModel {
     }
 
     /// The request for `request` before signing: body, content headers and guardrail headers.
-    func unsignedRequest(_ request: ModelRequest) throws(ModelError) -> StreamingHTTPRequest {
+    func unsignedRequest(_ request: ModelRequest, streaming: Bool = true) throws(ModelError) -> StreamingHTTPRequest {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         switch configuration.api {
         case .converse:
-            headers.add(name: "Accept", value: "application/vnd.amazon.eventstream")
+            headers.add(name: "Accept", value: streaming ? "application/vnd.amazon.eventstream" : "application/json")
         case .invoke:
             headers.add(name: "Accept", value: "application/json")
             if let guardrail = configuration.guardrail {
@@ -99,9 +126,9 @@ public struct BedrockModel: ChatModel {
                 headers.add(name: "X-Amzn-Bedrock-GuardrailVersion", value: guardrail.version)
             }
         }
-        let url = configuration.endpoint + configuration.path
+        let url = configuration.endpoint + configuration.path(streaming: streaming)
         guard URL(string: url) != nil else { throw ModelError(kind: .invalidRequest, retryable: false, detail: "bedrock endpoint is not a URL") }
-        return StreamingHTTPRequest(url: url, headers: headers, body: try requestBody(request))
+        return StreamingHTTPRequest(url: url, headers: headers, body: try requestBody(request, streaming: streaming))
     }
 
     /// The error for a non-200 answer: the code from `x-amzn-ErrorType`, else the JSON body's

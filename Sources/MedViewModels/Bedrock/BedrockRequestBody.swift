@@ -2,12 +2,18 @@ import Foundation
 import MedViewCore
 import MedViewProtocol
 
-/// The JSON bodies of ConverseStream and InvokeModelWithResponseStream (Anthropic Messages).
+/// The JSON bodies of ConverseStream and InvokeModelWithResponseStream (Anthropic Messages), and
+/// of their unstreamed forms Converse and InvokeModel (``BedrockModel/reply(_:)``).
 enum BedrockRequestBody {
     struct Text: Encodable { var text: String }
     struct ConverseMessage: Encodable { var role: String; var content: [Text] }
     struct InferenceConfig: Encodable { var maxTokens: Int; var temperature: Double?; var topP: Double? }
-    struct GuardrailConfig: Encodable { var guardrailIdentifier: String; var guardrailVersion: String; var streamProcessingMode = "sync" }
+    struct GuardrailConfig: Encodable {
+        var guardrailIdentifier: String
+        var guardrailVersion: String
+        /// Only for ConverseStream; Converse has no such field.
+        var streamProcessingMode: String?
+    }
     struct Converse: Encodable {
         var system: [Text]?
         var messages: [ConverseMessage]
@@ -42,7 +48,9 @@ enum BedrockRequestBody {
         return result
     }
 
-    static func encode(_ request: ModelRequest, configuration: BedrockConfiguration) throws -> [UInt8] {
+    /// The body for `request`; `streaming` is false for the unstreamed Converse (whose guardrail
+    /// configuration has no processing mode) and InvokeModel.
+    static func encode(_ request: ModelRequest, configuration: BedrockConfiguration, streaming: Bool = true) throws -> [UInt8] {
         let messages = alternating(request.messages)
         let maxTokens = configuration.maxTokens ?? request.maxOutputTokens
         let temperature = configuration.temperature ?? request.temperature
@@ -55,7 +63,7 @@ enum BedrockRequestBody {
                 system: system.map { [Text(text: $0)] },
                 messages: messages.map { ConverseMessage(role: $0.role, content: [Text(text: $0.text)]) },
                 inferenceConfig: InferenceConfig(maxTokens: maxTokens, temperature: temperature, topP: configuration.topP),
-                guardrailConfig: configuration.guardrail.map { GuardrailConfig(guardrailIdentifier: $0.identifier, guardrailVersion: $0.version) }
+                guardrailConfig: configuration.guardrail.map { GuardrailConfig(guardrailIdentifier: $0.identifier, guardrailVersion: $0.version, streamProcessingMode: streaming ? "sync" : nil) }
             )
             return Array(try encoder.encode(body))
         case .invoke:

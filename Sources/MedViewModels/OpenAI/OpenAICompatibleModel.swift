@@ -39,6 +39,8 @@ public struct OpenAICompatibleModel: ChatModel {
     /// `openai` and the model name.
     public let descriptor: ModelDescriptor
     private let transport: StreamingHTTPTransport<ServerSentEventBody<OpenAIStreamDecoder>>
+    /// The same calls, unstreamed (``reply(_:)``).
+    private let replies: StreamingHTTPTransport<WholeReplyBody<OpenAIReplyDecoder>>
 
     /// A model calling the server through `client`.
     /// - Parameters:
@@ -51,6 +53,7 @@ public struct OpenAICompatibleModel: ChatModel {
     ) {
         self.configuration = configuration
         self.descriptor = ModelDescriptor(provider: "openai", id: configuration.model, demo: false)
+        let signer = configuration.apiKey.map { HeaderSigner.bearer($0.value) } ?? HeaderSigner()
         self.transport = StreamingHTTPTransport(
             provider: "openai",
             client: client,
@@ -59,8 +62,20 @@ public struct OpenAICompatibleModel: ChatModel {
             sleep: sleep,
             logger: logger,
             requestIdHeader: "x-request-id",
-            signer: configuration.apiKey.map { HeaderSigner.bearer($0.value) } ?? HeaderSigner(),
+            signer: signer,
             makeBody: { ServerSentEventBody(provider: "openai", decoder: OpenAIStreamDecoder()) },
+            mapHTTPError: OpenAIErrors.http
+        )
+        self.replies = StreamingHTTPTransport(
+            provider: "openai",
+            client: client,
+            timeouts: configuration.timeouts,
+            retry: configuration.retry,
+            sleep: sleep,
+            logger: logger,
+            requestIdHeader: "x-request-id",
+            signer: signer,
+            makeBody: { WholeReplyBody(provider: "openai", decoder: OpenAIReplyDecoder()) },
             mapHTTPError: OpenAIErrors.http
         )
     }
@@ -70,12 +85,21 @@ public struct OpenAICompatibleModel: ChatModel {
         transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) })
     }
 
+    /// The whole reply to a short request, unstreamed (`"stream": false`), retried as a stream is.
+    public func reply(_ request: ModelRequest) async throws -> String {
+        var text = ""
+        for try await event in replies.answer(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) }) {
+            if case .delta(let piece) = event { text += piece }
+        }
+        return text
+    }
+
     /// The HTTP request for `request`, before the key is added.
     ///
     /// The body is written directly (``JSONBodyWriter``), not with `JSONEncoder`: it is built on
     /// every call, on the way to the model's first delta (twice per message with the model triage),
     /// and holds the system prompt and the conversation's recent turns.
-    func httpRequest(for request: ModelRequest) throws(ModelError) -> StreamingHTTPRequest {
+    func httpRequest(for request: ModelRequest, streaming: Bool = true) throws(ModelError) -> StreamingHTTPRequest {
         var capacity = 160 + configuration.model.utf8.count + request.system.utf8.count
         for message in request.messages { capacity += 32 + message.text.utf8.count }
         var body = JSONBodyWriter(capacity: capacity + capacity / 16)
@@ -103,6 +127,10 @@ public struct OpenAICompatibleModel: ChatModel {
             guard body.number(temperature) else {
                 throw ModelError(kind: .invalidRequest, retryable: false, detail: "openai: the request could not be encoded")
             }
+        }
+        guard streaming else {
+            body.raw(#","stream":false}"#)
+            return StreamingHTTPRequest.json(bytes: body.bytes, base: configuration.baseURL, path: "/chat/completions", accept: "application/json")
         }
         body.raw(#","stream":true,"stream_options":{"include_usage":true}}"#)
         return StreamingHTTPRequest.json(bytes: body.bytes, base: configuration.baseURL, path: "/chat/completions", accept: "text/event-stream")
