@@ -132,9 +132,6 @@ public final class ChatService: Sendable {
         try TextRules.validateMessage(text)
         guard text.count <= configuration.maxMessageCharacters else { throw .messageTooLarge(limit: configuration.maxMessageCharacters) }
         let digest = Idempotency.digest(text)
-        // Emergency detection needs only the text: do it now, so the alert is ready to go out
-        // right behind `stream.start`, before anything else.
-        let emergency = safety.assessEmergency(text)
         let streamId = Identifier.make("s")
         let conversation = conversationId ?? Identifier.make("c")
 
@@ -176,13 +173,15 @@ public final class ChatService: Sendable {
             ownerInstanceId: instanceId
         )
         let result: BeginTurnResult
-        // The conversation's earlier messages are read while the new ones are stored: the read
-        // leaves this turn's messages out, so it need not wait for them (the model is still
-        // called only once they are stored).
+        // What the answer needs that does not depend on this turn's messages being stored is
+        // worked out while they are stored, on other threads: the emergency assessment (needs only
+        // the text), and the conversation's earlier messages with the medication check (the read
+        // leaves this turn's messages out). The model is still called only once they are stored.
         let runner = self.runner
-        let context: Task<([StoredMessage], TurnRunner.Medications), Never>? = newConversation != nil ? nil : Task {
-            await runner.loadContext(turn, isNewConversation: false)
-        }
+        let safety = self.safety
+        let emergency = Task { safety.assessEmergency(text) }
+        let isNewConversation = newConversation != nil
+        let context = Task { await runner.prepareContext(turn, isNewConversation: isNewConversation) }
         do {
             result = try await store.beginTurn(turn, newConversation: newConversation)
         } catch StoreError.conversationNotFound {
@@ -204,7 +203,7 @@ public final class ChatService: Sendable {
             return try await reattach(.stored(stored), userId: userId, digest: digest)
         case .created:
             logger.debug("stream.created", metadata: ["stream.id": "\(streamId)", "conversation.id": "\(conversation)", "user.id": "\(userId)"])
-            let job = TurnRunner.Job(entry: entry, turn: turn, started: started, isNewConversation: newConversation != nil, emergency: emergency, context: context)
+            let job = TurnRunner.Job(entry: entry, turn: turn, started: started, emergency: emergency, context: context)
             Task { await runner.run(job) }
             return SendResult(stream: entry.stream, conversationId: conversation, duplicate: false)
         }

@@ -6,7 +6,8 @@ import MedViewSafety
 /// The input check runs on the patient's text before the model is called; the output guard sits
 /// in the stream processing path (``ChunkPipeline``), so only text it has cleared is chunked.
 public protocol SafetyPolicy: Sendable {
-    /// Emergency signs in the patient's own message, if any (called before anything is stored).
+    /// Emergency signs in the patient's own message, if any (called while the message is being
+    /// stored; its alert goes out right behind `stream.start`, before the model is called).
     func assessEmergency(_ text: String) -> EmergencyAssessment?
     /// Interaction warnings for `text`, given the conversation's earlier patient messages (oldest first).
     func checkMedications(history: [String], text: String) -> [InteractionWarning]

@@ -35,10 +35,29 @@ struct TurnRunner: Sendable {
         var entry: StreamRegistry.Entry
         var turn: Turn
         var started: ContinuousClock.Instant
-        var isNewConversation: Bool
-        var emergency: EmergencyAssessment?
-        /// The conversation's context, read while the turn was being stored (``loadContext(_:isNewConversation:)``).
-        var context: Task<([StoredMessage], Medications), Never>?
+        /// The emergency assessment of the patient's text, made while the turn was being stored.
+        var emergency: Task<EmergencyAssessment?, Never>
+        /// The conversation's context and the medication check, worked out while the turn was
+        /// being stored (``prepareContext(_:isNewConversation:)``).
+        var context: Task<Context, Never>
+    }
+
+    /// What the answer starts from: the conversation's latest earlier messages, its medication
+    /// context, and the medication check of the new message against it.
+    struct Context: Sendable {
+        var history: [StoredMessage]
+        var medications: Medications
+        var warnings: [InteractionWarning]
+        /// The medication context with the new message taken in.
+        var updatedMedications: MedicationContext
+    }
+
+    /// Reads the conversation's context (``loadContext(_:isNewConversation:)``) and checks the new
+    /// message's medicines against it.
+    func prepareContext(_ turn: Turn, isNewConversation: Bool) async -> Context {
+        let (history, medications) = await loadContext(turn, isNewConversation: isNewConversation)
+        let (warnings, updated) = safety.checkMedications(context: medications.context, text: turn.userMessage.text)
+        return Context(history: history, medications: medications, warnings: warnings, updatedMedications: updated)
     }
 
     func run(_ job: Job) async {
@@ -48,7 +67,8 @@ struct TurnRunner: Sendable {
             .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: model.descriptor))
         }
         var safetyNotes: [String] = []
-        if let emergency = job.emergency {
+        let emergency = await job.emergency.value
+        if let emergency {
             // Emergency guidance goes out before the model is even called.
             stream.publish { seq in
                 .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: emergency.category, severity: emergency.severity, guidance: emergency.guidance, actions: emergency.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
@@ -58,12 +78,8 @@ struct TurnRunner: Sendable {
             observer?.safetyAlert(category: emergency.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
-        let (history, medications) = if let prefetched = job.context {
-            await prefetched.value
-        } else {
-            await loadContext(turn, isNewConversation: job.isNewConversation)
-        }
-        let (warnings, updatedMedications) = safety.checkMedications(context: medications.context, text: turn.userMessage.text)
+        let context = await job.context.value
+        let (history, medications, warnings, updatedMedications) = (context.history, context.medications, context.warnings, context.updatedMedications)
         // The conversation's medication context is saved alongside the answer (it must be
         // stored before this turn's ending, so the next message finds it).
         let savingMedications: Task<Void, Never>? = updatedMedications == medications.context && medications.saved ? nil : Task { [store, logger] in
@@ -93,7 +109,7 @@ struct TurnRunner: Sendable {
         // A model's second opinion runs alongside the answer (only when the detector found nothing);
         // an alert it finds is published as soon as it arrives. It starts just after the answer's
         // call, so that a provider that serves requests in order starts the answer first.
-        let triage: Task<Void, Never>? = job.emergency != nil ? nil : Task { [safety, logger, observer] in
+        let triage: Task<Void, Never>? = emergency != nil ? nil : Task { [safety, logger, observer] in
             guard let alert = await safety.triage(turn.userMessage.text, deterministic: nil) else { return }
             let published = stream.publish { seq in
                 .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: alert.category, severity: alert.severity, guidance: alert.guidance, actions: alert.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
