@@ -59,7 +59,7 @@ public struct AnthropicModel: ChatModel {
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
         configuration: Configuration,
-        client: HTTPClient = .shared,
+        client: HTTPClient = .models,
         logger: Logger = Logger(label: "medview.model.anthropic"),
         sleep: @escaping RetryingModelStream.Sleeper = { try await Task.sleep(for: $0) }
     ) {

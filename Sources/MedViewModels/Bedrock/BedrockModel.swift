@@ -27,12 +27,12 @@ public struct BedrockModel: ChatModel {
     /// The same calls, unstreamed (``reply(_:)``).
     private let replies: StreamingHTTPTransport<WholeReplyBody<AnyWholeReplyDecoder>>
 
-    /// A model using `client` (``HTTPClient/shared`` by default).
+    /// A model using `client` (``HTTPClient/models`` by default).
     /// - Parameters:
     ///   - now: the SigV4 signing time.
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
-        configuration: BedrockConfiguration, client: HTTPClient = .shared, logger: Logger = Logger(label: "medview.bedrock"),
+        configuration: BedrockConfiguration, client: HTTPClient = .models, logger: Logger = Logger(label: "medview.bedrock"),
         now: @escaping @Sendable () -> Date = { Date() },
         sleep: @escaping RetryingModelStream.Sleeper = { try await Task.sleep(for: $0) }
     ) {

@@ -47,7 +47,7 @@ public struct OpenAICompatibleModel: ChatModel {
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
         configuration: Configuration,
-        client: HTTPClient = .shared,
+        client: HTTPClient = .models,
         logger: Logger = Logger(label: "medview.model.openai"),
         sleep: @escaping RetryingModelStream.Sleeper = { try await Task.sleep(for: $0) }
     ) {
