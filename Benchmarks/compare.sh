@@ -14,7 +14,9 @@
 # under $PEERS_SCRATCH (default /tmp/peers-scratch). Everything listens on 127.0.0.1 only.
 #
 # After the side-by-side table it runs MedView once more with every worker keeping one
-# conversation (FRESH=0), to show how the cost of a message follows the conversation's length.
+# conversation (FRESH=0), to show how the cost of a message follows the conversation's length;
+# then Benchmarks/slow-model.sh with 30 and 200 patients at once (SLOW_CLIENTS) behind a model
+# that takes 2 s to answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${PEERS:-$(cd .. && pwd)/shared/peers}
@@ -61,3 +63,8 @@ echo "== side by side: upstream direct, FastAPI proxy, MedView ($BIN); clients: 
 FRESH=10 bash "$PEERS/side-by-side.sh" "$BIN" "$COUNTS" "$STREAMS"
 echo "== MedView, one conversation per worker (the cost of a message as the conversation grows)"
 FRESH=0 bash "$PEERS/side-by-side.sh" "$BIN" "1" "$((STREAMS / 2))" | grep -E "medview|loadavg|RSS"
+# Many patients at once behind a model that takes 2 s to answer (the fake upstream paced at 20 ms a
+# delta): time to first chunk when the model, not this machine's CPU, is the slow part.
+for clients in ${SLOW_CLIENTS:-30 200}; do
+  bash Benchmarks/slow-model.sh "$BIN" "$clients" 20
+done

@@ -31,5 +31,6 @@ for _ in $(seq 1 150); do
 done
 for u in $(seq 1 "$CLIENTS"); do "$BIN" token --user "slow$u" --data-dir "$W/data" 2>/dev/null | tail -1; done > "$W/tokens"
 echo "== $CLIENTS patients at once, a model answering 100 deltas $DELAY ms apart ($((DELAY * 100)) ms an answer)"
-"$S/bin/sseload" -url http://127.0.0.1:18923/v1/chat/completions -c "$CLIENTS" -n "$CLIENTS" -label fastapi -max-time 120s | head -3
+"$S/bin/sseload" -url http://127.0.0.1:18923/v1/chat/completions -c "$CLIENTS" -n "$CLIENTS" -label fastapi -max-time 120s > "$W/fastapi.out"
+head -3 "$W/fastapi.out"
 "$S/bin/mvload" -url http://127.0.0.1:18925 -tokens "$W/tokens" -fresh 1 -c "$CLIENTS" -n "$CLIENTS" -label medview -max-time 120s
