@@ -16,11 +16,13 @@ extension HTTPClient {
     /// behind a model that streams for 2 s: first chunk p50 2.1 s, p90 6.1 s). Over HTTPS a
     /// provider that offers HTTP/2 multiplexes its requests on one connection either way.
     /// Redirects are not followed and bodies are not decompressed: a model API answers directly.
+    /// No tracing span is started per request (the service bootstraps no tracer).
     public static let models: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: modelConnectionsPerHost)
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
+        configuration.tracing.tracer = nil
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 }
