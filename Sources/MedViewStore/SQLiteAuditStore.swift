@@ -2,12 +2,21 @@ import Foundation
 import Logging
 import MedViewCore
 import SQLiteNIO
+import Synchronization
 
 /// The audit log in its own SQLite file (`audit.sqlite` beside the conversations), append-only:
 /// the store has no update or delete. Entries are read back in the order they were stored
 /// (`rowid`), so an entry put in later shows up where it was put, for ``AuditChain/verify(_:)``.
 public final class SQLiteAuditStore: AuditStore {
     private let connection: StoreConnection
+    /// The chain's last entry as this store last wrote (or read) it. ``appendChained(_:)`` writes
+    /// after it in one statement that checks it is still the file's last entry; `nil` until the
+    /// first append, and after a failed one.
+    private let head = Mutex<(seq: Int64, hash: String)?>(nil)
+
+    /// The most entries appended in one statement (11 values each, well under SQLite's limit on
+    /// bound values); a larger batch takes the transaction.
+    static let entriesPerStatement = 200
 
     static let migrations = [
         SQLiteMigration(version: 1, statements: [
@@ -55,16 +64,78 @@ public final class SQLiteAuditStore: AuditStore {
         }
     }
 
-    /// Reads the last entry and appends after it in one `BEGIN IMMEDIATE` transaction, so another
-    /// process writing the same file (`medview keys rotate` beside a server) cannot fork the chain.
+    /// Appends after the chain's last entry without forking it, even when another process writes
+    /// the same file (`medview keys rotate` beside a server).
+    ///
+    /// When this store knows the last entry (it wrote it), the events are chained after it and
+    /// written by one statement that inserts them only if that entry is still the file's last:
+    /// one trip to SQLite instead of four (begin, read the last entry, insert, commit). If another
+    /// writer got in between, the statement writes nothing, and the last entry is read and the
+    /// events appended after it in one `BEGIN IMMEDIATE` transaction, as on the first append.
     @discardableResult
     public func appendChained(_ events: [AuditEvent]) async throws -> [AuditEntry] {
         guard !events.isEmpty else { return [] }
-        return try await connection.transaction("audit.append") { db in
-            let entries = AuditChain.entries(after: try await Self.last(on: db), events: events)
-            try await Self.insert(entries, on: db)
+        do {
+            if let known = head.withLock({ $0 }), events.count <= Self.entriesPerStatement {
+                let entries = AuditChain.entries(after: known, events: events)
+                let written = try await connection.withConnection("audit.append") { db in
+                    try await Self.insert(entries, ifLastHashIs: known.hash, on: db)
+                }
+                if written == entries.count {
+                    remember(entries)
+                    return entries
+                }
+                guard written == 0 else {
+                    throw StoreError.unavailable("audit append wrote \(written) of \(entries.count) entries")
+                }
+            }
+            let entries = try await connection.transaction("audit.append") { db in
+                let entries = AuditChain.entries(after: try await Self.last(on: db), events: events)
+                try await Self.insert(entries, on: db)
+                return entries
+            }
+            remember(entries)
             return entries
+        } catch {
+            head.withLock { $0 = nil }
+            throw error
         }
+    }
+
+    private func remember(_ entries: [AuditEntry]) {
+        guard let last = entries.last else { return }
+        head.withLock { $0 = (last.seq, last.hash) }
+    }
+
+    /// Inserts `entries` in one statement if the file's last entry has `lastHash`, else nothing;
+    /// returns how many it inserted (all or none: a statement is atomic, and its `SELECT` is
+    /// evaluated before any row is inserted).
+    private static func insert(_ entries: [AuditEntry], ifLastHashIs lastHash: String, on db: SQLiteConnection) async throws -> Int {
+        var values: [SQLiteData] = []
+        values.reserveCapacity(entries.count * 11 + 1)
+        for entry in entries { values += row(entry) }
+        values.append(.text(lastHash))
+        let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: entries.count).joined(separator: ", ")
+        let inserted = try await db.query(
+            """
+            INSERT INTO audit_log (seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash)
+            SELECT * FROM (VALUES \(rows))
+            WHERE (SELECT hash FROM audit_log ORDER BY rowid DESC LIMIT 1) IS ?
+            RETURNING seq
+            """,
+            values
+        )
+        return inserted.count
+    }
+
+    private static func row(_ entry: AuditEntry) -> [SQLiteData] {
+        let e = entry.event
+        func optional(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+        return [
+            .integer(Int(entry.seq)), .integer(Int((e.at.timeIntervalSince1970 * 1000).rounded())), .text(e.action.rawValue),
+            optional(e.userId), optional(e.channelId), optional(e.sourceAddress), optional(e.record),
+            .text(e.outcome.rawValue), optional(e.reason), .text(entry.previousHash), .text(entry.hash),
+        ]
     }
 
     private static func last(on db: SQLiteConnection) async throws -> (seq: Int64, hash: String)? {
@@ -75,15 +146,9 @@ public final class SQLiteAuditStore: AuditStore {
 
     private static func insert(_ entries: [AuditEntry], on db: SQLiteConnection) async throws {
         for entry in entries {
-            let e = entry.event
-            func optional(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
             _ = try await db.query(
                 "INSERT INTO audit_log (seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    .integer(Int(entry.seq)), .integer(Int((e.at.timeIntervalSince1970 * 1000).rounded())), .text(e.action.rawValue),
-                    optional(e.userId), optional(e.channelId), optional(e.sourceAddress), optional(e.record),
-                    .text(e.outcome.rawValue), optional(e.reason), .text(entry.previousHash), .text(entry.hash),
-                ]
+                row(entry)
             )
         }
     }

@@ -122,6 +122,24 @@ actor StalledAuditStore: AuditStore {
         #expect(AuditChain.verify(entries) == .intact(count: 120))
     }
 
+    @Test("a writer whose last entry is no longer the file's last chains after the other writer's, not its own")
+    func staleHeadFallsBackToTheFile() async throws {
+        let path = temporaryPath()
+        let first = try await SQLiteAuditStore.open(path: path, logger: logger)
+        let second = try await SQLiteAuditStore.open(path: path, logger: logger)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        try await first.appendChained(events(4, start: start))
+        try await first.appendChained(events(4, start: start))
+        try await second.appendChained(events(2, start: start))
+        // `first` last wrote entry 8; the file's last is now 10.
+        let appended = try await first.appendChained(events(5, start: start))
+        #expect(appended.map(\.seq) == [11, 12, 13, 14, 15])
+        let entries = try await first.entries(since: nil)
+        try await first.close()
+        try await second.close()
+        #expect(AuditChain.verify(entries) == .intact(count: 15))
+    }
+
     @Test("export since a time gives the later entries")
     func exportSince() async throws {
         let path = temporaryPath()
