@@ -77,27 +77,12 @@ public struct AnthropicModel: ChatModel {
             makeBody: { ServerSentEventBody(provider: "anthropic", decoder: AnthropicStreamDecoder()) },
             mapHTTPError: AnthropicErrors.http
         )
-        self.replies = StreamingHTTPTransport(
-            provider: "anthropic",
-            client: client,
-            timeouts: configuration.timeouts,
-            retry: configuration.retry,
-            sleep: sleep,
-            logger: logger,
-            requestIdHeader: "request-id",
-            signer: HeaderSigner([("x-api-key", configuration.apiKey.value)]),
-            makeBody: { WholeReplyBody(provider: "anthropic", decoder: AnthropicReplyDecoder(provider: "anthropic")) },
-            mapHTTPError: AnthropicErrors.http
-        )
+        self.replies = transport.reading { WholeReplyBody(provider: "anthropic", decoder: AnthropicReplyDecoder(provider: "anthropic")) }
     }
 
     /// The whole reply to a short request, unstreamed (`"stream": false`), retried as a stream is.
     public func reply(_ request: ModelRequest) async throws -> String {
-        var text = ""
-        for try await event in replies.answer(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) }) {
-            if case .delta(let piece) = event { text += piece }
-        }
-        return text
+        try await replies.text(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) })
     }
 
     /// Streams the answer to `request`.

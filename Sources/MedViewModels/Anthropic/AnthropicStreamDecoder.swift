@@ -15,21 +15,30 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
     private var stopReason: ModelStopReason?
     private var usage = Usage(inputTokens: 0, outputTokens: 0)
 
+    /// Token counts as Anthropic reports them (in a stream and in a whole `message`).
+    struct TokenUsage: Decodable {
+        var input_tokens: Int?
+        var output_tokens: Int?
+        var cache_creation_input_tokens: Int?
+        var cache_read_input_tokens: Int?
+
+        /// Input tokens with the cache's writes and reads counted in.
+        var input: Int? {
+            input_tokens.map { $0 + (cache_creation_input_tokens ?? 0) + (cache_read_input_tokens ?? 0) }
+        }
+    }
+
+    /// An `error` object's type.
+    struct Failure: Decodable {
+        var type: String?
+    }
+
     private struct Event: Decodable {
         struct Message: Decodable { var usage: TokenUsage? }
         struct Delta: Decodable {
             var type: String?
             var text: String?
             var stop_reason: String?
-        }
-        struct TokenUsage: Decodable {
-            var input_tokens: Int?
-            var output_tokens: Int?
-            var cache_creation_input_tokens: Int?
-            var cache_read_input_tokens: Int?
-        }
-        struct Failure: Decodable {
-            var type: String?
         }
         var type: String?
         var message: Message?
@@ -88,9 +97,9 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
         throw ModelError(kind: .failed, retryable: true, detail: "anthropic: the stream ended before the answer was complete")
     }
 
-    private mutating func apply(_ reported: Event.TokenUsage) {
-        if let input = reported.input_tokens {
-            usage.inputTokens = input + (reported.cache_creation_input_tokens ?? 0) + (reported.cache_read_input_tokens ?? 0)
+    private mutating func apply(_ reported: TokenUsage) {
+        if let input = reported.input {
+            usage.inputTokens = input
         }
         if let output = reported.output_tokens { usage.outputTokens = output }
     }

@@ -60,28 +60,13 @@ public struct BedrockModel: ChatModel {
             mapHTTPError: mapHTTPError
         )
         let replyDecoder = api == .converse ? AnyWholeReplyDecoder(BedrockConverseReplyDecoder()) : AnyWholeReplyDecoder(AnthropicReplyDecoder(provider: "bedrock"))
-        self.replies = StreamingHTTPTransport(
-            provider: "bedrock",
-            client: client,
-            timeouts: timeouts,
-            retry: configuration.retryPolicy,
-            sleep: sleep,
-            logger: logger,
-            requestIdHeader: "x-amzn-RequestId",
-            signer: signer,
-            makeBody: { WholeReplyBody(provider: "bedrock", decoder: replyDecoder) },
-            mapHTTPError: mapHTTPError
-        )
+        self.replies = transport.reading { WholeReplyBody(provider: "bedrock", decoder: replyDecoder) }
     }
 
     /// The whole reply to a short request, unstreamed (`/converse` or `/invoke`), retried as a
     /// stream is.
     public func reply(_ request: ModelRequest) async throws -> String {
-        var text = ""
-        for try await event in replies.answer(Result { () throws(ModelError) in try unsignedRequest(request, streaming: false) }) {
-            if case .delta(let piece) = event { text += piece }
-        }
-        return text
+        try await replies.text(Result { () throws(ModelError) in try unsignedRequest(request, streaming: false) })
     }
 
     /// Streams the answer to `request`, retrying before the first delta.

@@ -66,18 +66,7 @@ public struct OpenAICompatibleModel: ChatModel {
             makeBody: { ServerSentEventBody(provider: "openai", decoder: OpenAIStreamDecoder()) },
             mapHTTPError: OpenAIErrors.http
         )
-        self.replies = StreamingHTTPTransport(
-            provider: "openai",
-            client: client,
-            timeouts: configuration.timeouts,
-            retry: configuration.retry,
-            sleep: sleep,
-            logger: logger,
-            requestIdHeader: "x-request-id",
-            signer: signer,
-            makeBody: { WholeReplyBody(provider: "openai", decoder: OpenAIReplyDecoder()) },
-            mapHTTPError: OpenAIErrors.http
-        )
+        self.replies = transport.reading { WholeReplyBody(provider: "openai", decoder: OpenAIReplyDecoder()) }
     }
 
     /// Streams the answer to `request`.
@@ -87,11 +76,7 @@ public struct OpenAICompatibleModel: ChatModel {
 
     /// The whole reply to a short request, unstreamed (`"stream": false`), retried as a stream is.
     public func reply(_ request: ModelRequest) async throws -> String {
-        var text = ""
-        for try await event in replies.answer(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) }) {
-            if case .delta(let piece) = event { text += piece }
-        }
-        return text
+        try await replies.text(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) })
     }
 
     /// The HTTP request for `request`, before the key is added.

@@ -23,16 +23,24 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
         var code: LooseString?
     }
 
+    /// Token counts as OpenAI-compatible servers report them.
+    struct TokenUsage: Decodable {
+        var prompt_tokens: Int?
+        var completion_tokens: Int?
+
+        /// The counts, if any was reported.
+        var usage: Usage? {
+            guard prompt_tokens != nil || completion_tokens != nil else { return nil }
+            return Usage(inputTokens: prompt_tokens ?? 0, outputTokens: completion_tokens ?? 0)
+        }
+    }
+
     private struct Chunk: Decodable {
         struct Choice: Decodable {
             struct Delta: Decodable { var content: String? }
             var index: Int?
             var delta: Delta?
             var finish_reason: String?
-        }
-        struct TokenUsage: Decodable {
-            var prompt_tokens: Int?
-            var completion_tokens: Int?
         }
         var object: String?
         var choices: [Choice]?
@@ -72,9 +80,7 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
             if let text = choice.delta?.content, !text.isEmpty { events.append(.delta(text)) }
             if let reason = choice.finish_reason { finishReason = Self.stopReason(reason) }
         }
-        if let usage = chunk.usage, usage.prompt_tokens != nil || usage.completion_tokens != nil {
-            events.append(.usage(Usage(inputTokens: usage.prompt_tokens ?? 0, outputTokens: usage.completion_tokens ?? 0)))
-        }
+        if let usage = chunk.usage?.usage { events.append(.usage(usage)) }
         return events
     }
 

@@ -65,6 +65,24 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         )
     }
 
+    /// The same transport (client, limits, retries, signer, error mapping) reading its bodies with
+    /// `makeBody`: an unstreamed reply's transport made from a stream's.
+    func reading<Other: StreamBodyDecoder>(_ makeBody: @escaping @Sendable () -> Other) -> StreamingHTTPTransport<Other> {
+        StreamingHTTPTransport<Other>(
+            provider: provider, client: client, timeouts: timeouts, retry: retry, sleep: sleep, logger: logger,
+            requestIdHeader: requestIdHeader, signer: signer, makeBody: makeBody, mapHTTPError: mapHTTPError
+        )
+    }
+
+    /// The whole text of the answer to `request` (``ChatModel/reply(_:)``), retried as a stream is.
+    func text(_ request: Result<StreamingHTTPRequest, ModelError>) async throws -> String {
+        var text = ""
+        for try await event in answer(request) {
+            if case .delta(let piece) = event { text += piece }
+        }
+        return text
+    }
+
     /// One attempt at `request`, without retries; cancelling the consumer cancels the request.
     func attempt(_ request: StreamingHTTPRequest, number: Int) -> AsyncThrowingStream<ModelEvent, any Error> {
         AsyncThrowingStream { continuation in

@@ -49,6 +49,15 @@ struct WholeReplyBody<Decoder: WholeReplyDecoder>: StreamBodyDecoder {
     }
 }
 
+/// A whole answer's events: its text (if any) as one delta, its usage (if reported), its stop.
+func replyEvents(text: String, usage: Usage?, stop: ModelStopReason) -> [ModelEvent] {
+    var events: [ModelEvent] = []
+    if !text.isEmpty { events.append(.delta(text)) }
+    if let usage { events.append(.usage(usage)) }
+    events.append(.stop(stop))
+    return events
+}
+
 /// Decodes `json` as `T`, or throws a non-retryable `failed` error naming only the provider and
 /// the size.
 func decodeReply<T: Decodable>(_ type: T.Type, from json: [UInt8], provider: String) throws(ModelError) -> T {
@@ -69,13 +78,9 @@ struct OpenAIReplyDecoder: WholeReplyDecoder {
             var message: Message?
             var finish_reason: String?
         }
-        struct TokenUsage: Decodable {
-            var prompt_tokens: Int?
-            var completion_tokens: Int?
-        }
         var object: String?
         var choices: [Choice]?
-        var usage: TokenUsage?
+        var usage: OpenAIStreamDecoder.TokenUsage?
         var error: OpenAIStreamDecoder.Failure?
         var type: String?
         var code: LooseString?
@@ -88,13 +93,7 @@ struct OpenAIReplyDecoder: WholeReplyDecoder {
         guard let choice = completion.choices?.first(where: { ($0.index ?? 0) == 0 }) else {
             throw ModelError(kind: .failed, retryable: false, detail: "openai: the reply has no choice")
         }
-        var events: [ModelEvent] = []
-        if let text = choice.message?.content, !text.isEmpty { events.append(.delta(text)) }
-        if let usage = completion.usage, usage.prompt_tokens != nil || usage.completion_tokens != nil {
-            events.append(.usage(Usage(inputTokens: usage.prompt_tokens ?? 0, outputTokens: usage.completion_tokens ?? 0)))
-        }
-        events.append(.stop(OpenAIStreamDecoder.stopReason(choice.finish_reason ?? "stop")))
-        return events
+        return replyEvents(text: choice.message?.content ?? "", usage: completion.usage?.usage, stop: OpenAIStreamDecoder.stopReason(choice.finish_reason ?? "stop"))
     }
 }
 
@@ -109,18 +108,11 @@ struct AnthropicReplyDecoder: WholeReplyDecoder {
             var type: String?
             var text: String?
         }
-        struct TokenUsage: Decodable {
-            var input_tokens: Int?
-            var output_tokens: Int?
-            var cache_creation_input_tokens: Int?
-            var cache_read_input_tokens: Int?
-        }
-        struct Failure: Decodable { var type: String? }
         var type: String?
         var content: [Block]?
         var stop_reason: String?
-        var usage: TokenUsage?
-        var error: Failure?
+        var usage: AnthropicStreamDecoder.TokenUsage?
+        var error: AnthropicStreamDecoder.Failure?
     }
 
     func decode(_ json: [UInt8]) throws(ModelError) -> [ModelEvent] {
@@ -132,18 +124,14 @@ struct AnthropicReplyDecoder: WholeReplyDecoder {
         guard let blocks = message.content else {
             throw ModelError(kind: .failed, retryable: false, detail: "\(provider): the reply has no content")
         }
-        var events: [ModelEvent] = []
         let text = blocks.filter { $0.type == nil || $0.type == "text" }.compactMap(\.text).joined()
-        if !text.isEmpty { events.append(.delta(text)) }
-        if let usage = message.usage, usage.input_tokens != nil || usage.output_tokens != nil {
-            let input = (usage.input_tokens ?? 0) + (usage.cache_creation_input_tokens ?? 0) + (usage.cache_read_input_tokens ?? 0)
-            events.append(.usage(Usage(inputTokens: input, outputTokens: usage.output_tokens ?? 0)))
+        let usage = message.usage.flatMap { usage in
+            usage.input_tokens == nil && usage.output_tokens == nil ? nil : Usage(inputTokens: usage.input ?? 0, outputTokens: usage.output_tokens ?? 0)
         }
         let stop = provider == "anthropic"
             ? AnthropicStreamDecoder.stopReason(message.stop_reason ?? "end_turn")
             : BedrockStreamMapper.stopReason(message.stop_reason)
-        events.append(.stop(stop))
-        return events
+        return replyEvents(text: text, usage: usage, stop: stop)
     }
 }
 
@@ -172,14 +160,10 @@ struct BedrockConverseReplyDecoder: WholeReplyDecoder {
         guard let blocks = response.output?.message?.content else {
             throw ModelError(kind: .failed, retryable: false, detail: "bedrock: the reply has no content")
         }
-        var events: [ModelEvent] = []
-        let text = blocks.compactMap(\.text).joined()
-        if !text.isEmpty { events.append(.delta(text)) }
-        if let usage = response.usage, usage.inputTokens != nil || usage.outputTokens != nil {
-            events.append(.usage(Usage(inputTokens: usage.inputTokens ?? 0, outputTokens: usage.outputTokens ?? 0)))
+        let usage = response.usage.flatMap { usage in
+            usage.inputTokens == nil && usage.outputTokens == nil ? nil : Usage(inputTokens: usage.inputTokens ?? 0, outputTokens: usage.outputTokens ?? 0)
         }
-        events.append(.stop(BedrockStreamMapper.stopReason(response.stopReason)))
-        return events
+        return replyEvents(text: blocks.compactMap(\.text).joined(), usage: usage, stop: BedrockStreamMapper.stopReason(response.stopReason))
     }
 }
 
