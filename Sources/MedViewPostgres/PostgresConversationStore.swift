@@ -194,22 +194,8 @@ public final class PostgresConversationStore: ConversationStore {
             var found = false
             var state: String?
             var messages: [StoredMessage] = []
-            let rows = try await connection.query(
-                """
-                SELECT c.safety_state, m.id, m.conversation_id, m.user_id, m.role, m.text, m.status, m.stream_id, m.created_at
-                FROM conversations c
-                LEFT JOIN LATERAL (
-                    SELECT id, conversation_id, user_id, role, text, status, stream_id, created_at, seq FROM messages
-                    WHERE conversation_id = c.id AND user_id = c.user_id ORDER BY seq DESC LIMIT \(limit + 1)
-                ) m ON true
-                WHERE c.id = \(conversationId) AND c.user_id = \(userId)
-                ORDER BY m.seq DESC
-                """,
-                logger: self.logger
-            )
-            for try await (safetyState, id, messageConversation, messageUser, role, text, status, streamId, created) in rows.decode(
-                (String?, String?, String?, String?, String?, String?, String?, String?, Date?).self
-            ) {
+            let rows = try await connection.execute(HotStatements.RecentContext(conversationId: conversationId, userId: userId, rows: limit + 1), logger: self.logger)
+            for try await (safetyState, id, messageConversation, messageUser, role, text, status, streamId, created) in rows {
                 found = true
                 state = safetyState
                 guard let id, let messageConversation, let messageUser, let text, let streamId, let created else { continue }
@@ -288,18 +274,15 @@ public final class PostgresConversationStore: ConversationStore {
         let updated = newConversation.map { max($0.updatedAt, newest) } ?? newest
         let outcome = try await withConnection("beginTurn") { connection -> String in
             do {
-                let rows = try await connection.query(
-                    """
-                    SELECT medview_begin_turn(\(turn.streamId), \(turn.userId), \(turn.conversationId), \(turn.clientMessageId),
-                        \(turn.ownerInstanceId), \(isNew), \(title), \(created), \(updated),
-                        \(turn.userMessage.id), \(turn.userMessage.text), \(turn.userMessage.createdAt),
-                        \(turn.assistantMessage.id), \(turn.assistantMessage.createdAt),
-                        \(limit), \(Self.turnLockClass), \(aliveSince))
-                    """,
-                    logger: self.logger
-                )
+                let rows = try await connection.execute(HotStatements.BeginTurn(
+                    streamId: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, clientMessageId: turn.clientMessageId,
+                    ownerInstanceId: turn.ownerInstanceId, isNewConversation: isNew, title: title, created: created, updated: updated,
+                    userMessageId: turn.userMessage.id, userText: turn.userMessage.text, userCreated: turn.userMessage.createdAt,
+                    assistantMessageId: turn.assistantMessage.id, assistantCreated: turn.assistantMessage.createdAt,
+                    streamLimit: limit, lockClass: Self.turnLockClass, aliveSince: aliveSince
+                ), logger: self.logger)
                 var outcome = ""
-                for try await value in rows.decode(String.self) { outcome = value }
+                for try await value in rows { outcome = value }
                 return outcome
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
                 // Another attempt with this client message id committed first: ours rolled back.
@@ -332,25 +315,10 @@ public final class PostgresConversationStore: ConversationStore {
         // one statement must. The notice is sent when the statement commits, so followers on
         // other processes read the ending as soon as they hear of it.
         try await withConnection("finishTurn") { connection in
-            let rows = try await connection.query(
-                """
-                WITH ended AS (
-                    UPDATE messages SET text = \(completion.assistantText), status = \(completion.status.rawValue)
-                    WHERE stream_id = \(completion.streamId) AND user_id = \(completion.userId) AND role = 'assistant' AND status = 'streaming'
-                    RETURNING seq
-                ), cut AS (
-                    DELETE FROM stream_events
-                    WHERE stream_id = \(completion.streamId) AND seq > \(last) AND EXISTS (SELECT 1 FROM ended)
-                ), logged AS (
-                    INSERT INTO stream_events (stream_id, seq, json)
-                    SELECT \(completion.streamId), e.seq::integer, e.json FROM unnest(\(seqs)::bigint[], \(payloads)::text[]) AS e(seq, json)
-                    WHERE EXISTS (SELECT 1 FROM ended)
-                    ON CONFLICT (stream_id, seq) DO UPDATE SET json = excluded.json
-                )
-                SELECT pg_notify(\(Self.notificationChannel), \(notice)) FROM ended
-                """,
-                logger: self.logger
-            )
+            let rows: AsyncThrowingMapSequence<PostgresRowSequence, Void> = try await connection.execute(HotStatements.FinishTurn(
+                text: completion.assistantText, status: completion.status.rawValue, streamId: completion.streamId, userId: completion.userId,
+                lastSeq: last, seqs: seqs, payloads: payloads, channel: Self.notificationChannel, notice: notice
+            ), logger: self.logger)
             for try await _ in rows {}
             return ()
         }
