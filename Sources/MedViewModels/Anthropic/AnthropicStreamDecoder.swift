@@ -26,6 +26,12 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
         var input: Int? {
             input_tokens.map { $0 + (cache_creation_input_tokens ?? 0) + (cache_read_input_tokens ?? 0) }
         }
+
+        /// The counts, if any was reported.
+        var usage: Usage? {
+            guard input_tokens != nil || output_tokens != nil else { return nil }
+            return Usage(inputTokens: input ?? 0, outputTokens: output_tokens ?? 0)
+        }
     }
 
     /// An `error` object's type.

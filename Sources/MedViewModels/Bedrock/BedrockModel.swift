@@ -43,21 +43,19 @@ public struct BedrockModel: ChatModel {
         case .sigV4(let cache): SigV4RequestSigner(service: "bedrock", region: configuration.region, credentials: cache, now: now)
         }
         let api = configuration.api
-        let mapHTTPError: @Sendable (HTTPErrorResponse) -> ModelError = { response in
-            BedrockModel.httpError(status: response.status, headers: response.headers, body: ByteBuffer(bytes: response.body))
-        }
-        let timeouts = ModelTimeouts(response: configuration.requestTimeout, idle: configuration.requestTimeout, total: .seconds(3600))
         self.transport = StreamingHTTPTransport(
             provider: "bedrock",
             client: client,
-            timeouts: timeouts,
+            timeouts: ModelTimeouts(response: configuration.requestTimeout, idle: configuration.requestTimeout, total: .seconds(3600)),
             retry: configuration.retryPolicy,
             sleep: sleep,
             logger: logger,
             requestIdHeader: "x-amzn-RequestId",
             signer: signer,
             makeBody: { EventStreamBody(provider: "bedrock", mapper: BedrockStreamMapper(api: api)) },
-            mapHTTPError: mapHTTPError
+            mapHTTPError: { response in
+                BedrockModel.httpError(status: response.status, headers: response.headers, body: ByteBuffer(bytes: response.body))
+            }
         )
         let replyDecoder = api == .converse ? AnyWholeReplyDecoder(BedrockConverseReplyDecoder()) : AnyWholeReplyDecoder(AnthropicReplyDecoder(provider: "bedrock"))
         self.replies = transport.reading { WholeReplyBody(provider: "bedrock", decoder: replyDecoder) }

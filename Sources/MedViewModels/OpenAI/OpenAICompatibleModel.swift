@@ -53,7 +53,6 @@ public struct OpenAICompatibleModel: ChatModel {
     ) {
         self.configuration = configuration
         self.descriptor = ModelDescriptor(provider: "openai", id: configuration.model, demo: false)
-        let signer = configuration.apiKey.map { HeaderSigner.bearer($0.value) } ?? HeaderSigner()
         self.transport = StreamingHTTPTransport(
             provider: "openai",
             client: client,
@@ -62,7 +61,7 @@ public struct OpenAICompatibleModel: ChatModel {
             sleep: sleep,
             logger: logger,
             requestIdHeader: "x-request-id",
-            signer: signer,
+            signer: configuration.apiKey.map { HeaderSigner.bearer($0.value) } ?? HeaderSigner(),
             makeBody: { ServerSentEventBody(provider: "openai", decoder: OpenAIStreamDecoder()) },
             mapHTTPError: OpenAIErrors.http
         )

@@ -125,13 +125,10 @@ struct AnthropicReplyDecoder: WholeReplyDecoder {
             throw ModelError(kind: .failed, retryable: false, detail: "\(provider): the reply has no content")
         }
         let text = blocks.filter { $0.type == nil || $0.type == "text" }.compactMap(\.text).joined()
-        let usage = message.usage.flatMap { usage in
-            usage.input_tokens == nil && usage.output_tokens == nil ? nil : Usage(inputTokens: usage.input ?? 0, outputTokens: usage.output_tokens ?? 0)
-        }
         let stop = provider == "anthropic"
             ? AnthropicStreamDecoder.stopReason(message.stop_reason ?? "end_turn")
             : BedrockStreamMapper.stopReason(message.stop_reason)
-        return replyEvents(text: text, usage: usage, stop: stop)
+        return replyEvents(text: text, usage: message.usage?.usage, stop: stop)
     }
 }
 
@@ -149,6 +146,11 @@ struct BedrockConverseReplyDecoder: WholeReplyDecoder {
         struct TokenUsage: Decodable {
             var inputTokens: Int?
             var outputTokens: Int?
+
+            var usage: Usage? {
+                guard inputTokens != nil || outputTokens != nil else { return nil }
+                return Usage(inputTokens: inputTokens ?? 0, outputTokens: outputTokens ?? 0)
+            }
         }
         var output: Output?
         var stopReason: String?
@@ -160,10 +162,7 @@ struct BedrockConverseReplyDecoder: WholeReplyDecoder {
         guard let blocks = response.output?.message?.content else {
             throw ModelError(kind: .failed, retryable: false, detail: "bedrock: the reply has no content")
         }
-        let usage = response.usage.flatMap { usage in
-            usage.inputTokens == nil && usage.outputTokens == nil ? nil : Usage(inputTokens: usage.inputTokens ?? 0, outputTokens: usage.outputTokens ?? 0)
-        }
-        return replyEvents(text: blocks.compactMap(\.text).joined(), usage: usage, stop: BedrockStreamMapper.stopReason(response.stopReason))
+        return replyEvents(text: blocks.compactMap(\.text).joined(), usage: response.usage?.usage, stop: BedrockStreamMapper.stopReason(response.stopReason))
     }
 }
 
