@@ -193,7 +193,7 @@ public final class ChatService: Sendable {
         } catch {
             registry.abandon(entry)
             unsaved.writeFailed(.beginTurn)
-            logger.info("store.begin_turn.failed", metadata: ["stream.id": "\(streamId)", "error.type": "\(type(of: error))"])
+            logger.info("store.begin_turn.failed", metadata: .failure(error, ["stream.id": "\(streamId)"]))
             throw .storageUnavailable(.saveMessage)
         }
         unsaved.writeSucceeded()

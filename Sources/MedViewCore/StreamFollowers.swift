@@ -77,7 +77,7 @@ public final class StreamFollowers: Service, Sendable {
                 failures = 0
             } catch {
                 failures += 1
-                logger.info("stream.follow.read_failed", metadata: ["stream.id": "\(stream.id)", "error.type": "\(type(of: error))"])
+                logger.info("stream.follow.read_failed", metadata: .failure(error, ["stream.id": "\(stream.id)"]))
                 // The store is away: keep trying (the answer is stored by its owner meanwhile).
                 try? await Task.sleep(for: min(pollInterval * failures, .seconds(5)))
                 continue

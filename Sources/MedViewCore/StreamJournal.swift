@@ -100,7 +100,7 @@ public final class StreamJournal: Service, Sendable {
         do {
             try await store.appendStreamEvents(appends)
         } catch {
-            logger.info("journal.append.failed", metadata: ["journal.events": "\(batch.count)", "error.type": "\(type(of: error))"])
+            logger.info("journal.append.failed", metadata: .failure(error, ["journal.events": "\(batch.count)"]))
             state.withLock { s in
                 s.queue.insert(contentsOf: batch, at: 0)
                 // Over the bound: give up on whole streams, oldest first (a stream loses all its

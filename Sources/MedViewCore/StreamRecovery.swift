@@ -85,7 +85,7 @@ public final class StreamRecovery: Service, Sendable {
                     try await self.store.recordHeartbeat(instanceId: self.instanceId, at: Date())
                     try await self.recoverOrphans(notAliveSince: Date() - self.staleAfter.timeInterval)
                 } catch {
-                    self.logger.info("streams.recovery.failed", metadata: ["error.type": "\(type(of: error))"])
+                    self.logger.info("streams.recovery.failed", metadata: .failure(error))
                 }
             }
         }

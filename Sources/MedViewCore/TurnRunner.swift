@@ -87,7 +87,7 @@ struct TurnRunner: Sendable {
             do {
                 try await store.saveSafetyState(conversationId: turn.conversationId, userId: turn.userId, state: json)
             } catch {
-                logger.info("store.safety_state.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
+                logger.info("store.safety_state.failed", metadata: .failure(error, ["stream.id": "\(turn.streamId)"]))
             }
         }
         for warning in warnings {
@@ -175,7 +175,7 @@ struct TurnRunner: Sendable {
             }
             return (history, Medications(context: rebuilt, saved: false))
         } catch {
-            logger.info("store.history.failed", metadata: ["stream.id": "\(turn.streamId)", "error.type": "\(type(of: error))"])
+            logger.info("store.history.failed", metadata: .failure(error, ["stream.id": "\(turn.streamId)"]))
             return ([], Medications(context: MedicationContext(), saved: false))
         }
     }
@@ -250,7 +250,7 @@ struct TurnRunner: Sendable {
             try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)))
             unsaved.writeSucceeded()
         } catch {
-            logger.warning("store.finish_turn.failed", metadata: ["stream.id": "\(stream.id)", "error.type": "\(type(of: error))"])
+            logger.warning("store.finish_turn.failed", metadata: .failure(error, ["stream.id": "\(stream.id)"]))
             unsaved.writeFailed(.finishTurn)
             status = .failed
             ending = WireMapping.unsavedTerminal(streamId: stream.id, seq: seq)

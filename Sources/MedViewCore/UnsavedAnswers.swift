@@ -109,7 +109,7 @@ public final class UnsavedAnswers: Service, Sendable {
                 try await store.finishTurn(next.completion)
             } catch {
                 writeFailed(.retryUnsaved)
-                logger.info("store.unsaved.retry_failed", metadata: ["stream.id": "\(next.completion.streamId)", "error.type": "\(type(of: error))"])
+                logger.info("store.unsaved.retry_failed", metadata: .failure(error, ["stream.id": "\(next.completion.streamId)"]))
                 return count
             }
             let remaining = state.withLock { s -> Int in

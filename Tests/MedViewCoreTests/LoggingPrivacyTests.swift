@@ -1,5 +1,6 @@
 import Logging
 import MedViewCore
+import MedViewModels
 import MedViewProtocol
 import Synchronization
 import Testing
@@ -56,5 +57,25 @@ struct LeakyFailingModel: ChatModel {
         #expect(!all.contains("jane.doe@example.com"))
         #expect(!all.contains("415-555-0134"))
         #expect(!all.contains("12345678"))
+    }
+
+    @Test("a store failure's log line names the operation and the store's code (so a storage_unavailable can be diagnosed), never the message text")
+    func storeFailureDetailIsLogged() async throws {
+        let logs = CapturedLogs()
+        let logger = Logger(label: "test", factory: logs.handler)
+        let store = FlakyFinishStore()
+        store.failing.withLock { $0 = true }
+        let chat = ChatService(model: ScriptedModel(configuration: .init(deltaDelay: .zero)), store: store, configuration: ChatConfiguration(), safety: NoSafetyPolicy(), logger: logger)
+        let secret = "my ssn is 123-45-6789 and I feel dizzy"
+        let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: secret)
+        _ = await collect(result.stream)
+        _ = try await eventually { logs.lines.withLock { $0 }.contains { $0.contains("store.finish_turn.failed") } }
+        let line = try #require(logs.lines.withLock { $0 }.first { $0.contains("store.finish_turn.failed") })
+        #expect(line.contains("finishTurn failed: disk full"))
+        #expect(line.contains("StoreError"))
+        #expect(line.contains(result.stream.id))
+        let all = logs.lines.withLock { $0 }.joined(separator: "\n")
+        #expect(!all.contains("dizzy"))
+        #expect(!all.contains("123-45-6789"))
     }
 }

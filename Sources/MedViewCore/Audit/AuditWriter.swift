@@ -104,7 +104,7 @@ public final class AuditWriter: AuditSink, Service, Sendable {
             try await store.appendChained(batch)
             state.withLock { $0.pending.removeFirst(batch.count) }
         } catch {
-            logger.info("audit.append.failed", metadata: ["audit.events": "\(batch.count)", "error.type": "\(type(of: error))"])
+            logger.info("audit.append.failed", metadata: .failure(error, ["audit.events": "\(batch.count)"]))
             try? await Task.sleep(for: retryDelay)
         }
     }
