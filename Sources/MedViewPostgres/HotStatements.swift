@@ -1,4 +1,5 @@
 import Foundation
+import MedViewCore
 import PostgresNIO
 
 /// The statements every message runs, prepared once per connection (a named statement that
@@ -138,5 +139,42 @@ enum HotStatements {
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row {}
+    }
+
+    /// `medview_audit_append` (migration 8): `entries` appended if the chain's last entry is
+    /// `last` (`nil`: the log is empty); the row says whether they were, and the last entry after.
+    struct AuditAppend: PostgresPreparedStatement {
+        static let name = "medview_audit_append_v1"
+        static let sql = "SELECT o_written, o_seq, o_hash FROM medview_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        typealias Row = (Bool, Int64?, String?)
+
+        var lockClass: Int32
+        var last: (seq: Int64, hash: String)?
+        var entries: [AuditEntry]
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 14)
+            bindings.append(lockClass)
+            bindings.append(last?.seq)
+            bindings.append(last?.hash)
+            // A missing optional is sent as '' and stored as NULL (the hash treats both alike).
+            let events = entries.map(\.event)
+            bindings.append(entries.map(\.seq))
+            bindings.append(events.map { PostgresAuditStore.milliseconds($0.at) })
+            bindings.append(events.map(\.action.rawValue))
+            bindings.append(events.map { $0.userId ?? "" })
+            bindings.append(events.map { $0.channelId ?? "" })
+            bindings.append(events.map { $0.sourceAddress ?? "" })
+            bindings.append(events.map { $0.record ?? "" })
+            bindings.append(events.map(\.outcome.rawValue))
+            bindings.append(events.map { $0.reason ?? "" })
+            bindings.append(entries.map(\.previousHash))
+            bindings.append(entries.map(\.hash))
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row {
+            try row.decode(Row.self)
+        }
     }
 }

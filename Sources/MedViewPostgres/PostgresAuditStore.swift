@@ -2,15 +2,17 @@ import Foundation
 import Logging
 import MedViewCore
 import PostgresNIO
+import Synchronization
 
 /// The audit log in the `audit_log` table of the PostgreSQL database (schema version 3), shared
 /// by every `medview serve` task and `medview keys rotate`, on the conversation store's pool.
 ///
-/// One chain under concurrent writers: ``appendChained(_:)`` runs in one transaction that first
-/// takes the transaction-scoped advisory lock ``lockClass`` / hash of the schema, then reads the
-/// last entry and inserts after it. Writers of one log therefore append one batch at a time; the
-/// lock is released when the transaction ends (commit or rollback), after its rows are visible,
-/// so the next writer's read sees them. `seq` is also unique, so a writer that ever skipped the
+/// One chain under concurrent writers: every append first takes the transaction-scoped advisory
+/// lock ``lockClass`` / hash of the schema, then reads the last entry and inserts after it
+/// (``appendChained(_:)`` does all three in one call of `medview_audit_append`, which writes
+/// nothing if the batch was chained after another entry). Writers of one log therefore append
+/// one batch at a time; the lock is released when the transaction ends (commit or rollback),
+/// after its rows are visible, so the next writer's read sees them. `seq` is also unique, so a writer that ever skipped the
 /// lock would fail rather than fork the chain. Entries are read back in insertion order
 /// (`position`), so a row put in later shows up where it was put, for ``AuditChain/verify(_:)``.
 ///
@@ -27,6 +29,7 @@ public final class PostgresAuditStore: AuditStore {
 
     private let pool: PostgresPool
     private let logger: Logger
+    private let head = Mutex(Head.unknown)
 
     /// The audit table on `store`'s pool (and in its schema).
     public convenience init(store: PostgresConversationStore, logger: Logger) {
@@ -52,16 +55,65 @@ public final class PostgresAuditStore: AuditStore {
         }
     }
 
+    /// Appends after the chain's last entry in one round trip (`medview_audit_append`, migration
+    /// 8): the events are chained after the last entry this store knows of (the one it wrote, or
+    /// read on its first append) and inserted under the append lock only if that entry is still
+    /// the log's last. If another writer got in between, nothing is written and the function
+    /// returns the log's last entry; the events are chained after it and sent again. After
+    /// ``appendAttempts`` such sends (writers busy on every side) the batch is appended in a
+    /// transaction that holds the lock across the read, as every append used to be: it cannot
+    /// lose, so no batch waits forever.
     @discardableResult
     public func appendChained(_ events: [AuditEvent]) async throws -> [AuditEntry] {
         guard !events.isEmpty else { return [] }
-        return try await pool.transaction("audit.append", logger: logger) { connection in
-            try await Self.lock(connection, logger: self.logger)
-            let last = try await Self.last(on: connection, logger: self.logger)
-            let entries = AuditChain.entries(after: last.map { ($0.seq, $0.hash) }, events: events.map(Self.storable))
-            try await Self.insert(entries, on: connection, logger: self.logger)
+        let events = events.map(Self.storable)
+        do {
+            var last: (seq: Int64, hash: String)?
+            switch head.withLock({ $0 }) {
+            case .known(let known): last = known
+            case .unknown: last = try await self.last()
+            }
+            for _ in 0..<Self.appendAttempts {
+                let entries = AuditChain.entries(after: last, events: events)
+                let statement = HotStatements.AuditAppend(lockClass: Self.lockClass, last: last, entries: entries)
+                let (written, seq, hash) = try await pool.run("audit.append") { connection in
+                    var outcome: HotStatements.AuditAppend.Row?
+                    for try await row in try await connection.execute(statement, logger: self.logger) where outcome == nil {
+                        outcome = row
+                    }
+                    guard let outcome else { throw StoreError.unavailable("audit.append failed: no outcome") }
+                    return outcome
+                }
+                if written {
+                    head.withLock { $0 = .known(entries.last.map { ($0.seq, $0.hash) }) }
+                    return entries
+                }
+                if let seq, let hash { last = (seq, hash) } else { last = nil }
+            }
+            // Busy writers kept getting in between: append holding the lock across the read.
+            let entries = try await pool.transaction("audit.append", logger: logger) { connection in
+                try await Self.lock(connection, logger: self.logger)
+                let entries = AuditChain.entries(after: try await Self.last(on: connection, logger: self.logger), events: events)
+                try await Self.insert(entries, on: connection, logger: self.logger)
+                return entries
+            }
+            head.withLock { $0 = .known(entries.last.map { ($0.seq, $0.hash) }) }
             return entries
+        } catch {
+            head.withLock { $0 = .unknown }
+            throw error
         }
+    }
+
+    /// Sends of one batch in one round trip before it is appended in a transaction that holds the
+    /// lock across the read (each send is lost only to another writer's append in between).
+    static let appendAttempts = 2
+
+    /// The chain's last entry as this store last saw it.
+    enum Head {
+        case unknown
+        /// `nil`: the log was empty.
+        case known((seq: Int64, hash: String)?)
     }
 
     public func entries(since: Date?) async throws -> [AuditEntry] {

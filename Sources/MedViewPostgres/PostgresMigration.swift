@@ -211,6 +211,38 @@ public struct PostgresMigration: Sendable {
             $$
             """,
         ]),
+        // An audit append in one round trip (issue 16): the append lock taken, the chain's last
+        // entry read after it (a statement of a function sees what committed before it started,
+        // so after the lock), and the caller's entries inserted only if they follow that entry.
+        // Otherwise nothing is written and the last entry is returned, to chain after it.
+        PostgresMigration(version: 8, statements: [
+            """
+            CREATE FUNCTION medview_audit_append(
+                p_lock_class integer, p_last_seq bigint, p_last_hash text,
+                p_seq bigint[], p_at bigint[], p_action text[], p_user text[], p_channel text[], p_source text[],
+                p_record text[], p_outcome text[], p_reason text[], p_previous text[], p_hash text[]
+            ) RETURNS TABLE (o_written boolean, o_seq bigint, o_hash text) LANGUAGE plpgsql AS $$
+            DECLARE
+                v_seq bigint;
+                v_hash text;
+            BEGIN
+                PERFORM pg_advisory_xact_lock(p_lock_class, hashtext(current_schema()));
+                SELECT a.seq, a.hash INTO v_seq, v_hash FROM audit_log a ORDER BY a.position DESC LIMIT 1;
+                IF v_seq IS DISTINCT FROM p_last_seq OR v_hash IS DISTINCT FROM p_last_hash THEN
+                    RETURN QUERY SELECT false, v_seq, v_hash;
+                    RETURN;
+                END IF;
+                INSERT INTO audit_log (seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash)
+                SELECT e.seq, e.at_ms, e.action, NULLIF(e.user_id, ''), NULLIF(e.channel_id, ''), NULLIF(e.source_address, ''),
+                       NULLIF(e.record, ''), e.outcome, NULLIF(e.reason, ''), e.previous_hash, e.hash
+                FROM unnest(p_seq, p_at, p_action, p_user, p_channel, p_source, p_record, p_outcome, p_reason, p_previous, p_hash)
+                     WITH ORDINALITY AS e(seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash, n)
+                ORDER BY e.n;
+                RETURN QUERY SELECT true, p_seq[array_upper(p_seq, 1)], p_hash[array_upper(p_hash, 1)];
+            END
+            $$
+            """,
+        ]),
     ]
 
     /// The newest version this build knows.

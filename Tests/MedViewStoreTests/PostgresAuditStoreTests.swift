@@ -121,6 +121,30 @@ struct PostgresAuditStoreTests {
         }
     }
 
+    @Test("a task whose last entry is no longer the log's last chains after the other task's entries, in the order they were written")
+    func staleHeadChainsAfterTheOthers() async throws {
+        try await withAuditTask { first, settings in
+            let second = try await PostgresAuditTask.open(settings)
+            do {
+                try await first.audit.appendChained(events(3, user: "first"))
+                try await second.audit.appendChained(events(2, user: "second"))
+                // `first` last wrote entry 3; the log's last is now 5.
+                let appended = try await first.audit.appendChained(events(2, user: "first-again"))
+                #expect(appended.map(\.seq) == [6, 7])
+                try await second.audit.appendChained(events(1, user: "second-again"))
+                let entries = try await first.audit.entries(since: nil)
+                #expect(entries.map(\.seq) == Array(1...8))
+                #expect(entries.map { $0.event.userId ?? "" } == ["first", "first", "first", "second", "second", "first-again", "first-again", "second-again"])
+                #expect(AuditChain.verify(entries) == .intact(count: 8))
+                #expect(appended.last?.hash == entries[6].hash)
+            } catch {
+                try? await second.close()
+                throw error
+            }
+            try await second.close()
+        }
+    }
+
     @Test("the table refuses UPDATE, DELETE and TRUNCATE")
     func appendOnly() async throws {
         try await withAuditTask { task, _ in
