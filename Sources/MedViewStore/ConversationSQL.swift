@@ -81,7 +81,7 @@ enum ConversationSQL {
     /// The latest `limit` messages (oldest first), whether older ones exist, and the safety state,
     /// in one statement: one snapshot (on the store's reader, a write may commit between two
     /// statements) and one thread-pool round trip. `nil` if the conversation is not the user's.
-    static func recentContext(conversationId: String, userId: String, limit: Int, on connection: SQLiteConnection) async throws -> ConversationContext? {
+    static func recentContext(conversationId: String, userId: String, limit: Int, on connection: some StatementExecutor) async throws -> ConversationContext? {
         let rows = try await connection.query(
             """
             SELECT CAST(c.safety_state AS BLOB) AS safety_state, m.id AS id, m.conversation_id AS conversation_id,

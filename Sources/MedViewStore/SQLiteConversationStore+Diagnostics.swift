@@ -46,13 +46,21 @@ extension SQLiteConversationStore {
             }
             return [commits, statements]
         }
+        // The direct writer (the path of new and finished turns) is counted the same way.
+        await connection.observeDirectWriter(DirectSQLite.Observer(
+            write: { counts.withLock { $0.writes += 1 } },
+            transaction: { counts.withLock { $0.transactionStatements += 1 } },
+            commit: { counts.withLock { $0.commits += 1 } }
+        ))
         let result: T
         do {
             result = try await body()
         } catch {
+            await connection.observeDirectWriter(nil)
             try await connection.withConnection("counting") { _ in tokens.forEach { $0.cancel() } }
             throw error
         }
+        await connection.observeDirectWriter(nil)
         try await connection.withConnection("counting") { _ in tokens.forEach { $0.cancel() } }
         return (result, counts.withLock { $0 })
     }

@@ -94,7 +94,7 @@ public final class SQLiteConversationStore: ConversationStore {
 
     /// The latest `limit` messages and the safety state, in one read bounded by `limit`.
     public func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? {
-        try await connection.withReader("recentContext") { connection in
+        try await connection.withFastReader("recentContext") { connection in
             try await ConversationSQL.recentContext(conversationId: conversationId, userId: userId, limit: limit, on: connection)
         }
     }

@@ -2,7 +2,7 @@ import Foundation
 import MedViewCore
 import SQLiteNIO
 
-extension SQLiteRow {
+extension StoreRow {
     /// The column's text; throws if it is missing or not text. A BLOB column (text selected
     /// `CAST(… AS BLOB)`, so that it is read with its length) is decoded as UTF-8, exactly.
     func text(_ column: String) throws(StoreError) -> String {
@@ -44,7 +44,7 @@ extension SQLiteRow {
 
 extension Conversation {
     /// The conversation in a row of `id, user_id, title, created_at, updated_at`.
-    init(row: SQLiteRow) throws(StoreError) {
+    init(row: some StoreRow) throws(StoreError) {
         self.init(
             id: try row.text("id"),
             userId: try row.text("user_id"),
@@ -57,7 +57,7 @@ extension Conversation {
 
 extension StoredMessage {
     /// The message in a row of `id, conversation_id, user_id, role, text, status, stream_id, created_at`.
-    init(row: SQLiteRow) throws(StoreError) {
+    init(row: some StoreRow) throws(StoreError) {
         self.init(
             id: try row.text("id"),
             conversationId: try row.text("conversation_id"),

@@ -220,7 +220,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
     /// all or nothing); if it fails, each alone.
     private func commitBegins(_ batch: [PendingBegin]) async {
         do {
-            let results = try await connection.withConnection("beginTurn") { connection in
+            let results = try await connection.withWriter("beginTurn") { connection in
                 try await TurnSQL.beginMany(batch.map { ($0.turn, $0.newConversation) }, on: connection)
             }
             for (item, result) in zip(batch, results) {
@@ -231,7 +231,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
             logger.debug("store.writer.batch_retried", metadata: ["store.operation": "beginTurn", "batch.size": "\(batch.count)"])
             for item in batch {
                 do {
-                    let result = try await connection.withConnection("beginTurn") { connection in
+                    let result = try await connection.withWriter("beginTurn") { connection in
                         try await TurnSQL.beginMany([(item.turn, item.newConversation)], on: connection)[0].get()
                     }
                     item.result.resolve(.success(result))
@@ -245,7 +245,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
     /// Commits finished turns in one transaction; on an unexpected failure, each alone.
     private func commitFinishes(_ batch: [PendingFinish]) async {
         do {
-            try await connection.transaction("finishTurn") { connection in
+            try await connection.writerTransaction("finishTurn") { connection in
                 try await TurnSQL.finishMany(batch.map(\.completion), on: connection)
             }
             for item in batch { item.result.resolve(.success(())) }
@@ -254,7 +254,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
             logger.debug("store.writer.batch_retried", metadata: ["store.operation": "finishTurn", "batch.size": "\(batch.count)"])
             for item in batch {
                 do {
-                    try await connection.transaction("finishTurn") { connection in
+                    try await connection.writerTransaction("finishTurn") { connection in
                         try await TurnSQL.finishMany([item.completion], on: connection)
                     }
                     item.result.resolve(.success(()))

@@ -24,6 +24,13 @@ final class StoreConnection: Sendable {
     /// The read-only connection (`nil` without WAL, and once closed). Read only while holding `readLock`.
     private let reader: Mutex<SQLiteConnection?>
     private let readLock = AsyncLock()
+    /// Direct handles on the file for the statements on every message's path (``DirectSQLite``):
+    /// `nil` without WAL or if one could not be opened. The writer is used only while holding
+    /// `lock`, the reader only while holding `readLock`; both are closed by ``close()``.
+    private let directWriter: DirectSQLite?
+    private let directReader: DirectSQLite?
+    /// A WAL checkpoint has been asked for and not yet run.
+    private let checkpointPending = Atomic<Bool>(false)
     private let logger: Logger
 
     /// Per-connection settings applied on open. `secure_delete` overwrites deleted content so an
@@ -36,10 +43,13 @@ final class StoreConnection: Sendable {
         "PRAGMA secure_delete=ON",
     ]
 
-    private init(connection: SQLiteConnection, reader: SQLiteConnection?, logger: Logger) {
+    private init(connection: SQLiteConnection, reader: SQLiteConnection?, directWriter: DirectSQLite?, directReader: DirectSQLite?, logger: Logger) {
         self.connection = Mutex(connection)
         self.reader = Mutex(reader)
+        self.directWriter = directWriter
+        self.directReader = directReader
         self.logger = logger
+        directWriter?.onLargeWAL = { [weak self] in self?.checkpointSoon() }
     }
 
     /// Opens (creating it, mode 0600, and its parent directory, mode 0700, if needed) the database at `path`, configures
@@ -104,7 +114,20 @@ final class StoreConnection: Sendable {
                 logger.info("store.reader.unavailable", metadata: ["error.type": "\(type(of: error))"])
             }
         }
-        return StoreConnection(connection: connection, reader: reader, logger: logger)
+        var directWriter: DirectSQLite?
+        var directReader: DirectSQLite?
+        if reader != nil {
+            do {
+                directWriter = try DirectSQLite(path: path, readOnly: false)
+                directReader = try DirectSQLite(path: path, readOnly: true)
+            } catch {
+                // The store works without them, through SQLiteNIO alone.
+                directWriter?.close()
+                directWriter = nil
+                logger.info("store.direct.unavailable", metadata: ["error.type": "\(type(of: error))"])
+            }
+        }
+        return StoreConnection(connection: connection, reader: reader, directWriter: directWriter, directReader: directReader, logger: logger)
     }
 
     /// Runs `body` with the connection while holding the lock.
@@ -131,6 +154,96 @@ final class StoreConnection: Sendable {
             }
         } catch {
             throw Self.storeError(error, operation: operation)
+        }
+    }
+
+    /// Runs `body` while holding the lock with the direct writer (``DirectSQLite``) when there is
+    /// one, else with the SQLiteNIO connection. `body` must be one statement, or run inside
+    /// ``writerTransaction(_:_:)``: if another process holds the database's write lock, the
+    /// direct attempt has written nothing, and `body` runs again on the SQLiteNIO connection,
+    /// whose busy timeout waits on a thread-pool thread instead of the caller's.
+    func withWriter<T>(_ operation: String, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
+        do {
+            return try await lock.withLock {
+                guard let connection = connection.withLock({ $0 }) else {
+                    throw StoreError.unavailable("store is closed")
+                }
+                if let directWriter {
+                    do {
+                        return try await body(directWriter)
+                    } catch DirectSQLite.Failure.busy {
+                        logger.debug("store.direct.busy", metadata: ["store.operation": "\(operation)"])
+                    }
+                }
+                return try await body(connection)
+            }
+        } catch {
+            throw Self.storeError(error, operation: operation)
+        }
+    }
+
+    /// ``withWriter(_:_:)`` inside `BEGIN IMMEDIATE ... COMMIT`, rolled back if anything throws.
+    func writerTransaction<T>(_ operation: String, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
+        try await withWriter(operation) { db in
+            _ = try await db.query("BEGIN IMMEDIATE", [])
+            do {
+                let result = try await body(db)
+                _ = try await db.query("COMMIT", [])
+                return result
+            } catch {
+                do {
+                    _ = try await db.query("ROLLBACK", [])
+                } catch {
+                    logger.info("store.rollback.failed", metadata: ["store.operation": "\(operation)"])
+                }
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body`, which must only read and should be one statement, with the direct reader
+    /// (on the caller's thread; ``DirectSQLite``) when there is one, else as ``withReader(_:_:)``.
+    func withFastReader<T>(_ operation: String, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
+        guard let directReader else { return try await withReader(operation) { try await body($0) } }
+        do {
+            return try await readLock.withLock {
+                guard let reader = reader.withLock({ $0 }) else {
+                    throw StoreError.unavailable("store is closed")
+                }
+                do {
+                    return try await body(directReader)
+                } catch DirectSQLite.Failure.busy {
+                    return try await body(reader)
+                }
+            }
+        } catch {
+            throw Self.storeError(error, operation: operation)
+        }
+    }
+
+    /// Sets (or clears) the direct writer's observer while holding the lock; whether there is a
+    /// direct writer. For tests.
+    @discardableResult
+    func observeDirectWriter(_ observer: DirectSQLite.Observer?) async -> Bool {
+        await lock.withLock {
+            directWriter?.observer = observer
+            return directWriter != nil
+        }
+    }
+
+    /// Checkpoints the WAL soon, on the SQLiteNIO connection (a thread-pool thread), once: the
+    /// direct writer never checkpoints on its caller's thread.
+    private func checkpointSoon() {
+        guard checkpointPending.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        Task {
+            defer { checkpointPending.store(false, ordering: .relaxed) }
+            do {
+                try await withConnection("checkpoint") { connection in
+                    _ = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)", [])
+                }
+            } catch {
+                logger.info("store.checkpoint.failed", metadata: ["error.detail": "\(Self.storeError(error, operation: "checkpoint"))"])
+            }
         }
     }
 
@@ -163,8 +276,10 @@ final class StoreConnection: Sendable {
                 return connection
             }
             guard let open else { return }
+            directWriter?.close()
             let reader = await readLock.withLock {
-                self.reader.withLock { reader -> SQLiteConnection? in
+                directReader?.close()
+                return self.reader.withLock { reader -> SQLiteConnection? in
                     defer { reader = nil }
                     return reader
                 }
@@ -184,6 +299,7 @@ final class StoreConnection: Sendable {
     static func storeError(_ error: any Error, operation: String) -> StoreError {
         if let error = error as? StoreError { return error }
         if let error = error as? SQLiteError { return .unavailable("\(operation) failed: \(error.reason)") }
+        if let error = error as? DirectSQLite.Failure { return .unavailable("\(operation) failed: \(error)") }
         return .unavailable("\(operation) failed")
     }
 }

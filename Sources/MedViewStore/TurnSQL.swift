@@ -34,7 +34,7 @@ enum TurnSQL {
     /// SQLite's documentation does not spell out RETURNING on a view: that it returns one row
     /// per row its trigger completed, and none for a row ended by `RAISE(IGNORE)`, is what the
     /// bundled SQLite does, and `SQLiteBeginTurnTests` fails if an upgrade changes it.
-    static func beginMany(_ items: [(turn: Turn, newConversation: Conversation?)], on connection: SQLiteConnection) async throws -> [Result<BeginTurnResult, StoreError>] {
+    static func beginMany(_ items: [(turn: Turn, newConversation: Conversation?)], on connection: some StatementExecutor) async throws -> [Result<BeginTurnResult, StoreError>] {
         assert(items.count <= turnsPerStatement, "beginMany writes at most turnsPerStatement turns")
         guard !items.isEmpty else { return [] }
         let rows = try await connection.query(
@@ -83,7 +83,7 @@ enum TurnSQL {
     /// Stores finished turns inside an open transaction: each assistant message's text and status,
     /// and the replay logs (replacing earlier ones). Turns that are not the user's (for example,
     /// their conversation was deleted meanwhile) are skipped.
-    static func finishMany(_ completions: [TurnCompletion], on connection: SQLiteConnection) async throws {
+    static func finishMany(_ completions: [TurnCompletion], on connection: some StatementExecutor) async throws {
         var found: [TurnCompletion] = []
         for c in completions {
             let updated = try await connection.query(
@@ -111,7 +111,7 @@ enum TurnSQL {
 
     /// Appends events to the logs of the user's streams that are still streaming (inside an open
     /// transaction), skipping events already stored.
-    static func appendMany(_ appends: [StreamAppend], on connection: SQLiteConnection) async throws {
+    static func appendMany(_ appends: [StreamAppend], on connection: some StatementExecutor) async throws {
         var running: Set<String> = []
         for slice in appends.chunked(rowsPerStatement) {
             let rows = try await connection.query(
@@ -133,7 +133,7 @@ enum TurnSQL {
     }
 
     /// The user's stream's events after `seq` and its status.
-    static func events(streamId: String, userId: String, after seq: Int, on connection: SQLiteConnection) async throws -> StreamEventsPage? {
+    static func events(streamId: String, userId: String, after seq: Int, on connection: some StatementExecutor) async throws -> StreamEventsPage? {
         let head = try await connection.query(
             "SELECT conversation_id, status FROM messages WHERE stream_id = ? AND user_id = ? AND role = 'assistant'",
             [.text(streamId), .text(userId)]
@@ -146,7 +146,7 @@ enum TurnSQL {
     }
 
     /// Records `instanceId`'s heartbeat (never moving it back).
-    static func heartbeat(instanceId: String, at date: Date, on connection: SQLiteConnection) async throws {
+    static func heartbeat(instanceId: String, at date: Date, on connection: some StatementExecutor) async throws {
         _ = try await connection.query(
             """
             INSERT INTO instances (id, heartbeat_at) VALUES (?, ?)
@@ -157,7 +157,7 @@ enum TurnSQL {
     }
 
     /// Streaming turns whose owner has no heartbeat at or after `date`, oldest first.
-    static func orphaned(notAliveSince date: Date, limit: Int, on connection: SQLiteConnection) async throws -> [Turn] {
+    static func orphaned(notAliveSince date: Date, limit: Int, on connection: some StatementExecutor) async throws -> [Turn] {
         let rows = try await connection.query(
             """
             SELECT t.stream_id, t.user_id FROM messages m
@@ -178,17 +178,17 @@ enum TurnSQL {
     }
 
     /// The turn produced by `streamId`, with its messages and replay log, if it is the user's.
-    static func turn(streamId: String, userId: String, on connection: SQLiteConnection) async throws -> Turn? {
+    static func turn(streamId: String, userId: String, on connection: some StatementExecutor) async throws -> Turn? {
         try await load(where: "stream_id = ? AND user_id = ?", [.text(streamId), .text(userId)], on: connection)
     }
 
     /// The user's turn begun with `clientMessageId`, with its messages and replay log, if any.
-    static func turn(clientMessageId: String, userId: String, on connection: SQLiteConnection) async throws -> Turn? {
+    static func turn(clientMessageId: String, userId: String, on connection: some StatementExecutor) async throws -> Turn? {
         try await load(where: "user_id = ? AND client_message_id = ?", [.text(userId), .text(clientMessageId)], on: connection)
     }
 
     /// Loads the one turn matching `condition` (on the `turns` table) with its messages and events.
-    private static func load(where condition: String, _ binds: [SQLiteData], on connection: SQLiteConnection) async throws -> Turn? {
+    private static func load(where condition: String, _ binds: [SQLiteData], on connection: some StatementExecutor) async throws -> Turn? {
         let turns = try await connection.query(
             "SELECT stream_id, user_id, conversation_id, CAST(client_message_id AS BLOB) AS client_message_id, owner_instance FROM turns WHERE \(condition)", binds
         )
