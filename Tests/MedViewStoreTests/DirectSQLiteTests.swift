@@ -1,0 +1,96 @@
+import Foundation
+import Synchronization
+import MedViewCore
+@testable import MedViewStore
+import Testing
+
+/// The direct handles the SQLite store runs a message's statements on (issue 16): what must
+/// hold although they skip SQLiteNIO's thread pool.
+@Suite("SQLite direct handles", .timeLimit(.minutes(1)))
+struct DirectSQLiteTests {
+    let alice = "u_alice"
+
+    @Test("while another process holds the write lock, a new message waits for it (off the caller's thread) and is stored once it is free, not refused")
+    func busyDatabaseWaitsInsteadOfFailing() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("store.sqlite")
+        try await withSQLiteStore(at: path) { store in
+            let conversation = Sample.conversation(userId: alice)
+            #expect(try await store.beginTurn(Sample.turn(conversationId: conversation.id, userId: alice), newConversation: conversation) == .created)
+
+            // Another writer of the file (as `medview keys rotate` beside a server) takes the lock.
+            let other = try DirectSQLite(path: path, readOnly: false)
+            defer { other.close() }
+            _ = try other.query("BEGIN IMMEDIATE")
+            let next = Sample.turn(conversationId: conversation.id, userId: alice, at: 5)
+            let finished = Mutex(false)
+            let sending = Task {
+                defer { finished.withLock { $0 = true } }
+                return try await store.beginTurn(next, newConversation: nil)
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            // Still waiting: refused at once (busy) would have ended the task already.
+            #expect(!finished.withLock { $0 })
+            _ = try other.query("COMMIT")
+            #expect(try await sending.value == .created)
+            #expect(try await store.messages(conversationId: conversation.id, userId: alice).count == 4)
+        }
+    }
+
+    @Test("the WAL is checkpointed as turns are written through the direct handle, so the file does not grow without bound")
+    func walIsCheckpointed() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("store.sqlite")
+        try await withSQLiteStore(at: path) { store in
+            let conversation = Sample.conversation(userId: alice)
+            _ = try await store.beginTurn(Sample.turn(conversationId: conversation.id, userId: alice), newConversation: conversation)
+            // About 24 MB of messages: six times the WAL size that asks for a checkpoint.
+            let text = String(repeating: "Headache after the new tablets, worse in the morning. ", count: 300)
+            for index in 0..<1_500 {
+                let turn = Sample.turn(conversationId: conversation.id, userId: alice, text: text, at: Double(index + 2))
+                _ = try await store.beginTurn(turn, newConversation: nil)
+            }
+            let wal = try #require(try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int)
+            let pageSize = 4096
+            #expect(wal < 3 * Int(DirectSQLite.checkpointPages) * pageSize, "WAL is \(wal) bytes")
+        }
+    }
+
+    @Test("compiled statements are kept up to a bound, and a statement dropped from the cache still runs")
+    func statementCacheIsBounded() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("scratch.sqlite")
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let db = try DirectSQLite(path: path, readOnly: false)
+        defer { db.close() }
+        _ = try db.query("CREATE TABLE t (n INTEGER, label TEXT)")
+        for n in 0..<(DirectSQLite.cachedStatements * 2) {
+            _ = try db.query("INSERT INTO t (n, label) VALUES (?, ?) -- \(n)", [.integer(n), .text("row \(n)")])
+        }
+        #expect(db.cachedCount <= DirectSQLite.cachedStatements)
+        _ = try db.query("INSERT INTO t (n, label) VALUES (?, ?) -- 0", [.integer(-1), .null])
+        let rows = try db.query("SELECT count(*) AS count, sum(n) AS total FROM t WHERE label IS NOT NULL")
+        #expect(rows.first?.column("count")?.integer == DirectSQLite.cachedStatements * 2)
+        #expect(try db.query("SELECT label FROM t WHERE n = ?", [.integer(-1)]).first?.column("label")?.isNull == true)
+    }
+
+    @Test("a failing statement is a typed error naming SQLite's result code, and the handle stays usable")
+    func failureIsTyped() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("scratch.sqlite")
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let db = try DirectSQLite(path: path, readOnly: false)
+        defer { db.close() }
+        _ = try db.query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+        _ = try db.query("INSERT INTO t (n) VALUES (?)", [.integer(1)])
+        #expect(throws: DirectSQLite.Failure.code(19)) { // SQLITE_CONSTRAINT
+            try db.query("INSERT INTO t (n) VALUES (?)", [.integer(1)])
+        }
+        #expect(throws: DirectSQLite.Failure.self) { try db.query("SELEC nonsense") }
+        #expect(try db.query("SELECT count(*) AS c FROM t").first?.column("c")?.integer == 1)
+    }
+}
