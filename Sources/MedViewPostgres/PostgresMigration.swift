@@ -211,42 +211,49 @@ public struct PostgresMigration: Sendable {
             $$
             """,
         ]),
-        // An audit append in one round trip (issue 16): the append lock taken, the chain's last
-        // entry read after it (a statement of a function sees what committed before it started,
-        // so after the lock), and the caller's entries inserted only if they follow that entry.
-        // Otherwise nothing is written and the last entry is returned, to chain after it.
-        PostgresMigration(version: 8, statements: [
-            """
-            CREATE FUNCTION medview_audit_append(
-                p_lock_class integer, p_last_seq bigint, p_last_hash text,
-                p_seq bigint[], p_at bigint[], p_action text[], p_user text[], p_channel text[], p_source text[],
-                p_record text[], p_outcome text[], p_reason text[], p_previous text[], p_hash text[]
-            ) RETURNS TABLE (o_written boolean, o_seq bigint, o_hash text) LANGUAGE plpgsql AS $$
-            DECLARE
-                v_seq bigint;
-                v_hash text;
-            BEGIN
-                PERFORM pg_advisory_xact_lock(p_lock_class, hashtext(current_schema()));
-                SELECT a.seq, a.hash INTO v_seq, v_hash FROM audit_log a ORDER BY a.position DESC LIMIT 1;
-                IF v_seq IS DISTINCT FROM p_last_seq OR v_hash IS DISTINCT FROM p_last_hash THEN
-                    RETURN QUERY SELECT false, v_seq, v_hash;
-                    RETURN;
-                END IF;
-                INSERT INTO audit_log (seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash)
-                SELECT e.seq, e.at_ms, e.action, NULLIF(e.user_id, ''), NULLIF(e.channel_id, ''), NULLIF(e.source_address, ''),
-                       NULLIF(e.record, ''), e.outcome, NULLIF(e.reason, ''), e.previous_hash, e.hash
-                FROM unnest(p_seq, p_at, p_action, p_user, p_channel, p_source, p_record, p_outcome, p_reason, p_previous, p_hash)
-                     WITH ORDINALITY AS e(seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash, n)
-                ORDER BY e.n;
-                RETURN QUERY SELECT true, p_seq[array_upper(p_seq, 1)], p_hash[array_upper(p_hash, 1)];
-            END
-            $$
-            """,
-        ]),
     ]
 
     /// The newest version this build knows.
     public static var latestVersion: Int { all.map(\.version).max() ?? 0 }
+
+    /// Functions every start (re)creates, after the versioned migrations and under the same lock
+    /// (`CREATE OR REPLACE`, so running them again changes nothing). They are not a version:
+    /// a build refuses a schema version newer than it knows, so a versioned migration would keep
+    /// the previous release from starting when a deploy is rolled back; the previous release
+    /// simply does not call them. A later change to one gets a new name, so that a build still
+    /// running the old one is not broken by its successor's start.
+    public static let repeatable: [String] = [
+        // An audit append in one round trip (issue 16): the append lock taken, the chain's last
+        // entry read after it (each statement of a function takes its own snapshot), and the
+        // caller's entries inserted only if they follow that entry. Otherwise nothing is
+        // written and the last entry is returned, to chain after it.
+        """
+        CREATE OR REPLACE FUNCTION medview_audit_append(
+            p_lock_class integer, p_last_seq bigint, p_last_hash text,
+            p_seq bigint[], p_at bigint[], p_action text[], p_user text[], p_channel text[], p_source text[],
+            p_record text[], p_outcome text[], p_reason text[], p_previous text[], p_hash text[]
+        ) RETURNS TABLE (o_written boolean, o_seq bigint, o_hash text) LANGUAGE plpgsql AS $$
+        DECLARE
+            v_seq bigint;
+            v_hash text;
+        BEGIN
+            PERFORM pg_advisory_xact_lock(p_lock_class, hashtext(current_schema()));
+            SELECT a.seq, a.hash INTO v_seq, v_hash FROM audit_log a ORDER BY a.position DESC LIMIT 1;
+            IF v_seq IS DISTINCT FROM p_last_seq OR v_hash IS DISTINCT FROM p_last_hash THEN
+                RETURN QUERY SELECT false, v_seq, v_hash;
+                RETURN;
+            END IF;
+            INSERT INTO audit_log (seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash)
+            SELECT e.seq, e.at_ms, e.action, NULLIF(e.user_id, ''), NULLIF(e.channel_id, ''), NULLIF(e.source_address, ''),
+                   NULLIF(e.record, ''), e.outcome, NULLIF(e.reason, ''), e.previous_hash, e.hash
+            FROM unnest(p_seq, p_at, p_action, p_user, p_channel, p_source, p_record, p_outcome, p_reason, p_previous, p_hash)
+                 WITH ORDINALITY AS e(seq, at_ms, action, user_id, channel_id, source_address, record, outcome, reason, previous_hash, hash, n)
+            ORDER BY e.n;
+            RETURN QUERY SELECT true, p_seq[array_upper(p_seq, 1)], p_hash[array_upper(p_hash, 1)];
+        END
+        $$
+        """,
+    ]
 }
 
 /// What a migration run found and did.
@@ -313,6 +320,14 @@ enum PostgresMigrator {
             }
             applied.append(migration.version)
             logger.info("store.migration.applied", metadata: ["migration.version": "\(migration.version)"])
+        }
+        for (index, statement) in PostgresMigration.repeatable.enumerated() {
+            do {
+                try await run(connection, PostgresQuery(unsafeSQL: statement), logger)
+            } catch {
+                let state = (error as? PSQLError)?.serverInfo?[.sqlState].map { "SQLSTATE \($0)" } ?? String(describing: type(of: error))
+                throw PostgresStoreError.functionSetupFailed(index: index + 1, detail: state)
+            }
         }
         return PostgresMigrationReport(previousVersion: previous, applied: applied, currentVersion: max(previous, applied.max() ?? 0))
     }

@@ -18,6 +18,9 @@ public enum PostgresStoreError: Error, Sendable, Equatable, CustomStringConverti
     case schemaTooNew(database: Int, known: Int)
     /// A migration failed; nothing of it was applied.
     case migrationFailed(version: Int, detail: String)
+    /// Creating one of the functions every start (re)creates failed
+    /// (``PostgresMigration/repeatable``, counted from 1).
+    case functionSetupFailed(index: Int, detail: String)
     /// An IAM authentication token could not be made (no AWS credentials, signing failed).
     case iamTokenUnavailable(String)
     /// The text of `field` contains U+0000, which a PostgreSQL `text` column cannot hold; nothing
@@ -33,6 +36,7 @@ public enum PostgresStoreError: Error, Sendable, Equatable, CustomStringConverti
         case .authenticationFailed(let detail): "PostgreSQL refused the credentials: \(detail)"
         case .schemaTooNew(let database, let known): "the database schema is at version \(database), newer than the \(known) this build knows: upgrade medview before running it against this database"
         case .migrationFailed(let version, let detail): "schema migration \(version) failed: \(detail)"
+        case .functionSetupFailed(let index, let detail): "creating the store's function \(index) failed: \(detail)"
         case .iamTokenUnavailable(let detail): "no IAM database token: \(detail)"
         case .textContainsNUL(let field): "\(field) contains U+0000 (NUL), which PostgreSQL text cannot store"
         }

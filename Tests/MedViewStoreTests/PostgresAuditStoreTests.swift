@@ -145,6 +145,23 @@ struct PostgresAuditStoreTests {
         }
     }
 
+    @Test("every start (re)creates the append function, so a database restored from before it existed works again after a restart")
+    func appendFunctionIsRecreatedAtStart() async throws {
+        try await withAuditTask { first, settings in
+            try await first.audit.appendChained(events(2))
+            try await first.sql("DROP FUNCTION medview_audit_append")
+            let restarted = try await PostgresAuditTask.open(settings)
+            do {
+                try await restarted.audit.appendChained(events(3, user: "after-restart"))
+                #expect(AuditChain.verify(try await restarted.audit.entries(since: nil)) == .intact(count: 5))
+            } catch {
+                try? await restarted.close()
+                throw error
+            }
+            try await restarted.close()
+        }
+    }
+
     @Test("the table refuses UPDATE, DELETE and TRUNCATE")
     func appendOnly() async throws {
         try await withAuditTask { task, _ in
