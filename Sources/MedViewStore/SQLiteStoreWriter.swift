@@ -216,11 +216,20 @@ public final class SQLiteStoreWriter: Service, Sendable {
         }
     }
 
+    /// Whether a batch of `count` writes runs on the committing task's own thread: a lone write
+    /// with nothing else queued (a quiet service, where a thread hop would be most of its time).
+    /// Bigger batches, or a busy queue, run on SQLite's thread pool and leave the few threads of
+    /// Swift's tasks to the answers (50 clients: first chunk p50 40.9–47.0 ms with every batch on
+    /// the pool, 48.9–62.9 ms with every batch inline).
+    private func isLoneWrite(_ count: Int) -> Bool {
+        count == 1 && state.withLock { $0.begins.isEmpty && $0.finishes.isEmpty }
+    }
+
     /// Commits new turns in one statement (no explicit transaction: the statement is one, and
     /// all or nothing); if it fails, each alone.
     private func commitBegins(_ batch: [PendingBegin]) async {
         do {
-            let results = try await connection.withWriter("beginTurn") { connection in
+            let results = try await connection.withWriter("beginTurn", inline: isLoneWrite(batch.count)) { connection in
                 try await TurnSQL.beginMany(batch.map { ($0.turn, $0.newConversation) }, on: connection)
             }
             for (item, result) in zip(batch, results) {
@@ -231,7 +240,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
             logger.debug("store.writer.batch_retried", metadata: ["store.operation": "beginTurn", "batch.size": "\(batch.count)"])
             for item in batch {
                 do {
-                    let result = try await connection.withWriter("beginTurn") { connection in
+                    let result = try await connection.withWriter("beginTurn", inline: false) { connection in
                         try await TurnSQL.beginMany([(item.turn, item.newConversation)], on: connection)[0].get()
                     }
                     item.result.resolve(.success(result))
@@ -245,7 +254,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
     /// Commits finished turns in one transaction; on an unexpected failure, each alone.
     private func commitFinishes(_ batch: [PendingFinish]) async {
         do {
-            try await connection.writerTransaction("finishTurn") { connection in
+            try await connection.writerTransaction("finishTurn", inline: isLoneWrite(batch.count)) { connection in
                 try await TurnSQL.finishMany(batch.map(\.completion), on: connection)
             }
             for item in batch { item.result.resolve(.success(())) }
@@ -254,7 +263,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
             logger.debug("store.writer.batch_retried", metadata: ["store.operation": "finishTurn", "batch.size": "\(batch.count)"])
             for item in batch {
                 do {
-                    try await connection.writerTransaction("finishTurn") { connection in
+                    try await connection.writerTransaction("finishTurn", inline: false) { connection in
                         try await TurnSQL.finishMany([item.completion], on: connection)
                     }
                     item.result.resolve(.success(()))

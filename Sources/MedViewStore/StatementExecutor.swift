@@ -1,3 +1,4 @@
+import NIOPosix
 import SQLiteNIO
 
 /// A result row, by column name: SQLiteNIO's rows and ``DirectSQLite``'s alike, so one decoder
@@ -19,3 +20,14 @@ protocol StatementExecutor {
 extension SQLiteConnection: StatementExecutor {}
 
 extension DirectSQLite: StatementExecutor {}
+
+/// A ``DirectSQLite`` handle whose statements run on SQLite's thread pool (each a job there and
+/// a hop back, but compiled once): for work that would hold the caller's thread for long, or
+/// while the service is busy, when the caller's thread is better left to other tasks.
+struct PooledDirectSQLite: StatementExecutor {
+    let db: DirectSQLite
+
+    func query(_ sql: String, _ binds: [SQLiteData]) async throws -> [DirectSQLite.Row] {
+        try await NIOThreadPool.singleton.runIfActive { try db.query(sql, binds) }
+    }
+}

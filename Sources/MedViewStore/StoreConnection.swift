@@ -29,6 +29,8 @@ final class StoreConnection: Sendable {
     /// `lock`, the reader only while holding `readLock`; both are closed by ``close()``.
     private let directWriter: DirectSQLite?
     private let directReader: DirectSQLite?
+    /// Reads running or waiting in ``withFastReader(_:_:)``.
+    private let fastReads = Atomic<Int>(0)
     /// A WAL checkpoint has been asked for and not yet run.
     private let checkpointPending = Atomic<Bool>(false)
     private let logger: Logger
@@ -159,10 +161,14 @@ final class StoreConnection: Sendable {
 
     /// Runs `body` while holding the lock with the direct writer (``DirectSQLite``) when there is
     /// one, else with the SQLiteNIO connection. `body` must be one statement, or run inside
-    /// ``writerTransaction(_:_:)``: if another process holds the database's write lock, the
+    /// ``writerTransaction(_:inline:_:)``: if another process holds the database's write lock, the
     /// direct attempt has written nothing, and `body` runs again on the SQLiteNIO connection,
     /// whose busy timeout waits on a thread-pool thread instead of the caller's.
-    func withWriter<T>(_ operation: String, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
+    ///
+    /// `inline`: the statements run on the caller's thread (no hop: for one small write while the
+    /// service is quiet); otherwise each is a job on SQLite's thread pool, so that a long batch
+    /// does not hold one of the few threads Swift's tasks run on.
+    func withWriter<T>(_ operation: String, inline: Bool, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
         do {
             return try await lock.withLock {
                 guard let connection = connection.withLock({ $0 }) else {
@@ -170,7 +176,7 @@ final class StoreConnection: Sendable {
                 }
                 if let directWriter {
                     do {
-                        return try await body(directWriter)
+                        return try await inline ? body(directWriter) : body(PooledDirectSQLite(db: directWriter))
                     } catch DirectSQLite.Failure.busy {
                         logger.debug("store.direct.busy", metadata: ["store.operation": "\(operation)"])
                     }
@@ -182,9 +188,9 @@ final class StoreConnection: Sendable {
         }
     }
 
-    /// ``withWriter(_:_:)`` inside `BEGIN IMMEDIATE ... COMMIT`, rolled back if anything throws.
-    func writerTransaction<T>(_ operation: String, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
-        try await withWriter(operation) { db in
+    /// ``withWriter(_:inline:_:)`` inside `BEGIN IMMEDIATE ... COMMIT`, rolled back if anything throws.
+    func writerTransaction<T>(_ operation: String, inline: Bool, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
+        try await withWriter(operation, inline: inline) { db in
             _ = try await db.query("BEGIN IMMEDIATE", [])
             do {
                 let result = try await body(db)
@@ -203,15 +209,20 @@ final class StoreConnection: Sendable {
 
     /// Runs `body`, which must only read and should be one statement, with the direct reader
     /// (on the caller's thread; ``DirectSQLite``) when there is one, else as ``withReader(_:_:)``.
+    ///
+    /// On the caller's thread only when no other such read is running or waiting (a quiet
+    /// service, where the hop would be most of the read's time); else on SQLite's thread pool.
     func withFastReader<T>(_ operation: String, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
         guard let directReader else { return try await withReader(operation) { try await body($0) } }
+        let quiet = fastReads.wrappingAdd(1, ordering: .relaxed).oldValue == 0
+        defer { fastReads.wrappingSubtract(1, ordering: .relaxed) }
         do {
             return try await readLock.withLock {
                 guard let reader = reader.withLock({ $0 }) else {
                     throw StoreError.unavailable("store is closed")
                 }
                 do {
-                    return try await body(directReader)
+                    return try await quiet ? body(directReader) : body(PooledDirectSQLite(db: directReader))
                 } catch DirectSQLite.Failure.busy {
                     return try await body(reader)
                 }
