@@ -18,9 +18,11 @@ import VaporCSQLite
 ///   server): its busy timeout is zero, and a busy database is ``Failure/busy``, on which the
 ///   caller runs the work on the SQLiteNIO connection, whose 5 s busy timeout waits on a
 ///   thread-pool thread, not on the caller's.
-/// - It never checkpoints the WAL on the caller's thread (a checkpoint writes and syncs the
+/// - It does not checkpoint the WAL on the caller's thread (a checkpoint writes and syncs the
 ///   database file): automatic checkpoints are off on this handle, and after a commit that left
 ///   the WAL past ``checkpointPages`` it asks its owner (``onLargeWAL``) to checkpoint elsewhere.
+///   Only if those checkpoints fall behind, past four times that, it checkpoints itself, so the
+///   WAL stays bounded.
 /// - It is only used in WAL mode (see ``StoreConnection``), where the two handles share the
 ///   WAL's index in memory.
 final class DirectSQLite: @unchecked Sendable {
@@ -155,7 +157,11 @@ final class DirectSQLite: @unchecked Sendable {
             }
             rows.append(Row(names: names ?? [], values: (0..<count).map { Self.value(statement, $0) }))
         }
-        if walPages > Self.checkpointPages {
+        if walPages > Self.checkpointPages * 4 {
+            // The checkpoints asked for fell behind the writes: bound the WAL here.
+            walPages = 0
+            sqlite_nio_sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        } else if walPages > Self.checkpointPages {
             walPages = 0
             onLargeWAL()
         }
