@@ -106,10 +106,16 @@ def wait_for(predicate, timeout: float = 15, what: str = "condition"):
 def pair(schema_url, tmp_path):
     """Two processes on one PostgreSQL schema, sharing a data directory (one dev-token key)."""
     a = Serve(schema_url, tmp_path, FAST_DEATH, log_name="a.log")
-    b = Serve(schema_url, tmp_path, FAST_DEATH, log_name="b.log")
-    yield a, b
-    a.stop()
-    b.stop()
+    try:
+        b = Serve(schema_url, tmp_path, FAST_DEATH, log_name="b.log")
+    except BaseException:
+        a.stop()  # a failed start of the second must not leave the first running
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
 
 
 async def start_answer(server: Serve, token: str, *, text: str = SLOW, min_seq: int = 6, message_id: str | None = None):
