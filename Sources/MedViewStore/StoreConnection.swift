@@ -191,19 +191,7 @@ final class StoreConnection: Sendable {
     /// ``withWriter(_:inline:_:)`` inside `BEGIN IMMEDIATE ... COMMIT`, rolled back if anything throws.
     func writerTransaction<T>(_ operation: String, inline: Bool, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
         try await withWriter(operation, inline: inline) { db in
-            _ = try await db.query("BEGIN IMMEDIATE", [])
-            do {
-                let result = try await body(db)
-                _ = try await db.query("COMMIT", [])
-                return result
-            } catch {
-                do {
-                    _ = try await db.query("ROLLBACK", [])
-                } catch {
-                    logger.info("store.rollback.failed", metadata: ["store.operation": "\(operation)"])
-                }
-                throw error
-            }
+            try await inTransaction(operation, on: db) { try await body($0) }
         }
     }
 
@@ -261,20 +249,25 @@ final class StoreConnection: Sendable {
     /// Runs `body` inside `BEGIN IMMEDIATE ... COMMIT`, rolling back if anything throws.
     func transaction<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
         try await withConnection(operation) { connection in
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            try await inTransaction(operation, on: connection, body)
+        }
+    }
+
+    /// `body` on `db` inside `BEGIN IMMEDIATE ... COMMIT`, rolled back if anything throws.
+    private func inTransaction<DB: StatementExecutor, T>(_ operation: String, on db: DB, _ body: (DB) async throws -> T) async throws -> T {
+        _ = try await db.query("BEGIN IMMEDIATE", [])
+        do {
+            let result = try await body(db)
+            _ = try await db.query("COMMIT", [])
+            return result
+        } catch {
             do {
-                let result = try await body(connection)
-                _ = try await connection.query("COMMIT", [])
-                return result
+                _ = try await db.query("ROLLBACK", [])
             } catch {
-                do {
-                    _ = try await connection.query("ROLLBACK", [])
-                } catch {
-                    // The caller gets the original failure; the failed rollback is context only.
-                    logger.info("store.rollback.failed", metadata: ["store.operation": "\(operation)"])
-                }
-                throw error
+                // The caller gets the original failure; the failed rollback is context only.
+                logger.info("store.rollback.failed", metadata: ["store.operation": "\(operation)"])
             }
+            throw error
         }
     }
 

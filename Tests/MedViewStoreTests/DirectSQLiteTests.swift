@@ -59,38 +59,41 @@ struct DirectSQLiteTests {
     }
 
     @Test("compiled statements are kept up to a bound, and a statement dropped from the cache still runs")
-    func statementCacheIsBounded() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let path = directory.path("scratch.sqlite")
-        #expect(FileManager.default.createFile(atPath: path, contents: nil))
-        let db = try DirectSQLite(path: path, readOnly: false)
-        defer { db.close() }
-        _ = try db.query("CREATE TABLE t (n INTEGER, label TEXT)")
-        for n in 0..<(DirectSQLite.cachedStatements * 2) {
-            _ = try db.query("INSERT INTO t (n, label) VALUES (?, ?) -- \(n)", [.integer(n), .text("row \(n)")])
+    func statementCacheIsBounded() throws {
+        try withScratchDatabase { db in
+            _ = try db.query("CREATE TABLE t (n INTEGER, label TEXT)")
+            for n in 0..<(DirectSQLite.cachedStatements * 2) {
+                _ = try db.query("INSERT INTO t (n, label) VALUES (?, ?) -- \(n)", [.integer(n), .text("row \(n)")])
+            }
+            #expect(db.cachedCount <= DirectSQLite.cachedStatements)
+            _ = try db.query("INSERT INTO t (n, label) VALUES (?, ?) -- 0", [.integer(-1), .null])
+            let rows = try db.query("SELECT count(*) AS count, sum(n) AS total FROM t WHERE label IS NOT NULL")
+            #expect(rows.first?.column("count")?.integer == DirectSQLite.cachedStatements * 2)
+            #expect(try db.query("SELECT label FROM t WHERE n = ?", [.integer(-1)]).first?.column("label")?.isNull == true)
         }
-        #expect(db.cachedCount <= DirectSQLite.cachedStatements)
-        _ = try db.query("INSERT INTO t (n, label) VALUES (?, ?) -- 0", [.integer(-1), .null])
-        let rows = try db.query("SELECT count(*) AS count, sum(n) AS total FROM t WHERE label IS NOT NULL")
-        #expect(rows.first?.column("count")?.integer == DirectSQLite.cachedStatements * 2)
-        #expect(try db.query("SELECT label FROM t WHERE n = ?", [.integer(-1)]).first?.column("label")?.isNull == true)
     }
 
     @Test("a failing statement is a typed error naming SQLite's result code, and the handle stays usable")
-    func failureIsTyped() async throws {
+    func failureIsTyped() throws {
+        try withScratchDatabase { db in
+            _ = try db.query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            _ = try db.query("INSERT INTO t (n) VALUES (?)", [.integer(1)])
+            #expect(throws: DirectSQLite.Failure.code(19)) { // SQLITE_CONSTRAINT
+                try db.query("INSERT INTO t (n) VALUES (?)", [.integer(1)])
+            }
+            #expect(throws: DirectSQLite.Failure.self) { try db.query("SELEC nonsense") }
+            #expect(try db.query("SELECT count(*) AS c FROM t").first?.column("c")?.integer == 1)
+        }
+    }
+
+    /// Runs `body` with a direct handle on an empty scratch file, removed afterwards.
+    private func withScratchDatabase(_ body: (DirectSQLite) throws -> Void) throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.path("scratch.sqlite")
         #expect(FileManager.default.createFile(atPath: path, contents: nil))
         let db = try DirectSQLite(path: path, readOnly: false)
         defer { db.close() }
-        _ = try db.query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-        _ = try db.query("INSERT INTO t (n) VALUES (?)", [.integer(1)])
-        #expect(throws: DirectSQLite.Failure.code(19)) { // SQLITE_CONSTRAINT
-            try db.query("INSERT INTO t (n) VALUES (?)", [.integer(1)])
-        }
-        #expect(throws: DirectSQLite.Failure.self) { try db.query("SELEC nonsense") }
-        #expect(try db.query("SELECT count(*) AS c FROM t").first?.column("c")?.integer == 1)
+        try body(db)
     }
 }
