@@ -141,7 +141,7 @@ enum HotStatements {
         func decodeRow(_ row: PostgresRow) throws -> Row {}
     }
 
-    /// `medview_audit_append` (migration 8): `entries` appended if the chain's last entry is
+    /// `medview_audit_append` (``PostgresMigration/repeatable``): `entries` appended if the chain's last entry is
     /// `last` (`nil`: the log is empty); the row says whether they were, and the last entry after.
     struct AuditAppend: PostgresPreparedStatement {
         static let name = "medview_audit_append_v1"

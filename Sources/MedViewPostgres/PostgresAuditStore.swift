@@ -12,8 +12,8 @@ import Synchronization
 /// (``appendChained(_:)`` does all three in one call of `medview_audit_append`, which writes
 /// nothing if the batch was chained after another entry). Writers of one log therefore append
 /// one batch at a time; the lock is released when the transaction ends (commit or rollback),
-/// after its rows are visible, so the next writer's read sees them. `seq` is also unique, so a writer that ever skipped the
-/// lock would fail rather than fork the chain. Entries are read back in insertion order
+/// after its rows are visible, so the next writer's read sees them. `seq` is also unique, so a
+/// writer that ever skipped the lock would fail rather than fork the chain. Entries are read back in insertion order
 /// (`position`), so a row put in later shows up where it was put, for ``AuditChain/verify(_:)``.
 ///
 /// Append-only: the table's triggers refuse `UPDATE`, `DELETE` and `TRUNCATE` (an owner can
@@ -55,8 +55,8 @@ public final class PostgresAuditStore: AuditStore {
         }
     }
 
-    /// Appends after the chain's last entry in one round trip (`medview_audit_append`, migration
-    /// 8): the events are chained after the last entry this store knows of (the one it wrote, or
+    /// Appends after the chain's last entry in one round trip (`medview_audit_append`, created at
+    /// every start: ``PostgresMigration/repeatable``): the events are chained after the last entry this store knows of (the one it wrote, or
     /// read on its first append) and inserted under the append lock only if that entry is still
     /// the log's last. If another writer got in between, nothing is written and the function
     /// returns the log's last entry; the events are chained after it and sent again. After
@@ -84,10 +84,7 @@ public final class PostgresAuditStore: AuditStore {
                     guard let outcome else { throw StoreError.unavailable("audit.append failed: no outcome") }
                     return outcome
                 }
-                if written {
-                    head.withLock { $0 = .known(entries.last.map { ($0.seq, $0.hash) }) }
-                    return entries
-                }
+                if written { return remember(entries) }
                 if let seq, let hash { last = (seq, hash) } else { last = nil }
             }
             // Busy writers kept getting in between: append holding the lock across the read.
@@ -97,12 +94,17 @@ public final class PostgresAuditStore: AuditStore {
                 try await Self.insert(entries, on: connection, logger: self.logger)
                 return entries
             }
-            head.withLock { $0 = .known(entries.last.map { ($0.seq, $0.hash) }) }
-            return entries
+            return remember(entries)
         } catch {
             head.withLock { $0 = .unknown }
             throw error
         }
+    }
+
+    /// Records `entries`' last as the chain's head (they were just written after it) and returns them.
+    private func remember(_ entries: [AuditEntry]) -> [AuditEntry] {
+        head.withLock { $0 = .known(entries.last.map { ($0.seq, $0.hash) }) }
+        return entries
     }
 
     /// Sends of one batch in one round trip before it is appended in a transaction that holds the

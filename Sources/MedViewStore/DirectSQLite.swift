@@ -191,19 +191,6 @@ final class DirectSQLite: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
-    func transaction<T>(_ body: () throws -> T) throws -> T {
-        _ = try query("BEGIN IMMEDIATE")
-        do {
-            let result = try body()
-            _ = try query("COMMIT")
-            return result
-        } catch {
-            _ = try? query("ROLLBACK")
-            throw error
-        }
-    }
-
     /// Finalizes every kept statement and closes the handle. Closing twice is harmless.
     func close() {
         for statement in statements.values { sqlite_nio_sqlite3_finalize(statement) }

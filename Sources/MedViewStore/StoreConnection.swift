@@ -169,22 +169,15 @@ final class StoreConnection: Sendable {
     /// service is quiet); otherwise each is a job on SQLite's thread pool, so that a long batch
     /// does not hold one of the few threads Swift's tasks run on.
     func withWriter<T>(_ operation: String, inline: Bool, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
-        do {
-            return try await lock.withLock {
-                guard let connection = connection.withLock({ $0 }) else {
-                    throw StoreError.unavailable("store is closed")
+        try await with(connection, holding: lock, operation) { connection in
+            if let directWriter {
+                do {
+                    return try await inline ? body(directWriter) : body(PooledDirectSQLite(db: directWriter))
+                } catch DirectSQLite.Failure.busy {
+                    logger.debug("store.direct.busy", metadata: ["store.operation": "\(operation)"])
                 }
-                if let directWriter {
-                    do {
-                        return try await inline ? body(directWriter) : body(PooledDirectSQLite(db: directWriter))
-                    } catch DirectSQLite.Failure.busy {
-                        logger.debug("store.direct.busy", metadata: ["store.operation": "\(operation)"])
-                    }
-                }
-                return try await body(connection)
             }
-        } catch {
-            throw Self.storeError(error, operation: operation)
+            return try await body(connection)
         }
     }
 
@@ -196,38 +189,25 @@ final class StoreConnection: Sendable {
     }
 
     /// Runs `body`, which must only read and should be one statement, with the direct reader
-    /// (on the caller's thread; ``DirectSQLite``) when there is one, else as ``withReader(_:_:)``.
-    ///
-    /// On the caller's thread only when no other such read is running or waiting (a quiet
-    /// service, where the hop would be most of the read's time); else on SQLite's thread pool.
+    /// (``DirectSQLite``) when there is one, else as ``withReader(_:_:)``: on the caller's thread
+    /// when no other such read is running or waiting (a quiet service, where the hop would be most
+    /// of the read's time), else on SQLite's thread pool; on the SQLiteNIO reader if it is busy.
     func withFastReader<T>(_ operation: String, _ body: (any StatementExecutor) async throws -> T) async throws -> T {
         guard let directReader else { return try await withReader(operation) { try await body($0) } }
         let quiet = fastReads.wrappingAdd(1, ordering: .relaxed).oldValue == 0
         defer { fastReads.wrappingSubtract(1, ordering: .relaxed) }
-        do {
-            return try await readLock.withLock {
-                guard let reader = reader.withLock({ $0 }) else {
-                    throw StoreError.unavailable("store is closed")
-                }
-                do {
-                    return try await quiet ? body(directReader) : body(PooledDirectSQLite(db: directReader))
-                } catch DirectSQLite.Failure.busy {
-                    return try await body(reader)
-                }
+        return try await with(reader, holding: readLock, operation) { reader in
+            do {
+                return try await quiet ? body(directReader) : body(PooledDirectSQLite(db: directReader))
+            } catch DirectSQLite.Failure.busy {
+                return try await body(reader)
             }
-        } catch {
-            throw Self.storeError(error, operation: operation)
         }
     }
 
-    /// Sets (or clears) the direct writer's observer while holding the lock; whether there is a
-    /// direct writer. For tests.
-    @discardableResult
-    func observeDirectWriter(_ observer: DirectSQLite.Observer?) async -> Bool {
-        await lock.withLock {
-            directWriter?.observer = observer
-            return directWriter != nil
-        }
+    /// Sets (or clears) the direct writer's observer while holding the lock. For tests.
+    func observeDirectWriter(_ observer: DirectSQLite.Observer?) async {
+        await lock.withLock { directWriter?.observer = observer }
     }
 
     /// Checkpoints the WAL soon, on the SQLiteNIO connection (a thread-pool thread), once: the
