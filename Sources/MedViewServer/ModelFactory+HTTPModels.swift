@@ -25,7 +25,7 @@ extension ModelFactory {
             baseURL: baseURL,
             timeouts: try timeouts(context, setting: setting)
         )
-        return AnthropicModel(configuration: configuration, logger: context.logger)
+        return AnthropicModel(configuration: configuration, client: try http(context, setting: setting), logger: context.logger)
     }
 
     /// `openai:<base-url>#<model>` (a local Ollama, vLLM or llama.cpp server, or any compatible API),
@@ -52,7 +52,7 @@ extension ModelFactory {
         let url = try httpURL(base, name: "the base URL", setting: setting)
         let key = context.environment["OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : APIKey($0) }
         let configuration = OpenAICompatibleModel.Configuration(baseURL: url, model: model, apiKey: key, timeouts: try timeouts(context, setting: setting))
-        return OpenAICompatibleModel(configuration: configuration, logger: context.logger)
+        return OpenAICompatibleModel(configuration: configuration, client: try http(context, setting: setting), logger: context.logger)
     }
 
     /// `raw` if it is an absolute http(s) URL with a host and no query or fragment.
@@ -80,5 +80,15 @@ extension ModelFactory {
             timeouts.total = max(timeouts.total, .seconds(seconds * 2))
         }
         return timeouts
+    }
+
+    /// The HTTP client model calls go through: `MEDVIEW_MODEL_HTTP_CLIENT` is `lean` (the
+    /// default: ``ModelHTTP1Client``, HTTP/1.1 with kept-alive connections) or `asynchttpclient`
+    /// (AsyncHTTPClient, which also speaks HTTP/2 to a provider that offers it).
+    static func http(_ context: Context, setting: String) throws -> ModelHTTP {
+        guard let client = ModelHTTP.named(context.environment["MEDVIEW_MODEL_HTTP_CLIENT"]) else {
+            throw UnknownModel(setting: setting, reason: "MEDVIEW_MODEL_HTTP_CLIENT must be 'lean' (the default) or 'asynchttpclient'.")
+        }
+        return client
     }
 }

@@ -68,7 +68,7 @@ public enum ModelFactory {
             let configuration = try BedrockConfiguration.parse(details, api: api, environment: context.environment)
             let auth = if case .bearer = configuration.authentication { "Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)" } else { "SigV4, AWS credential chain" }
             context.announce("  Bedrock: \(configuration.api == .converse ? "ConverseStream" : "InvokeModelWithResponseStream") in \(configuration.region) at \(configuration.endpoint); auth: \(auth)")
-            return BedrockModel(configuration: configuration, logger: context.logger)
+            return BedrockModel(configuration: configuration, client: try http(context, setting: setting), logger: context.logger)
         } catch {
             throw UnknownModel(setting: setting, reason: String(describing: error))
         }

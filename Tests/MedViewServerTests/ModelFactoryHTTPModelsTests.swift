@@ -77,6 +77,14 @@ import Testing
         #expect(await refusal("anthropic:m", ["ANTHROPIC_API_KEY": "k", "MEDVIEW_MODEL_TIMEOUT_SECONDS": "soon"])?.contains("MEDVIEW_MODEL_TIMEOUT_SECONDS") == true)
     }
 
+    @Test func theModelHTTPClientIsTheLeanOneUnlessAsyncHTTPClientIsChosen() async throws {
+        let lean = try #require(try await make("openai:http://127.0.0.1:1/v1#m", [:]) as? OpenAICompatibleModel)
+        #expect(lean.httpClientName == "lean")
+        let chosen = try #require(try await make("anthropic:m", ["ANTHROPIC_API_KEY": "k", "MEDVIEW_MODEL_HTTP_CLIENT": "AsyncHTTPClient"]) as? AnthropicModel)
+        #expect(chosen.httpClientName == "asynchttpclient")
+        #expect(await refusal("openai:http://127.0.0.1:1/v1#m", ["MEDVIEW_MODEL_HTTP_CLIENT": "curl"])?.contains("MEDVIEW_MODEL_HTTP_CLIENT") == true)
+    }
+
     @Test func anUnknownProviderStillListsTheSupportedOnes() async {
         let message = await refusal("gemini:pro")
         #expect(message?.contains("Unknown model setting") == true)

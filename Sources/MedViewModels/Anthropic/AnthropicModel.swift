@@ -51,6 +51,8 @@ public struct AnthropicModel: ChatModel {
     /// `anthropic` and the model id.
     public let descriptor: ModelDescriptor
     private let transport: StreamingHTTPTransport<ServerSentEventBody<AnthropicStreamDecoder>>
+    /// The HTTP client its calls go through (`lean` or `asynchttpclient`), for logs and tests.
+    public var httpClientName: String { transport.client.name }
     /// The same calls, unstreamed (``reply(_:)``).
     private let replies: StreamingHTTPTransport<WholeReplyBody<AnthropicReplyDecoder>>
 
@@ -59,7 +61,7 @@ public struct AnthropicModel: ChatModel {
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
         configuration: Configuration,
-        client: HTTPClient = .models,
+        client: ModelHTTP = .models,
         logger: Logger = Logger(label: "medview.model.anthropic"),
         sleep: @escaping RetryingModelStream.Sleeper = { try await Task.sleep(for: $0) }
     ) {

@@ -24,6 +24,8 @@ public struct BedrockModel: ChatModel {
     /// `bedrock` and the model id.
     public let descriptor: ModelDescriptor
     private let transport: StreamingHTTPTransport<EventStreamBody<BedrockStreamMapper>>
+    /// The HTTP client its calls go through (`lean` or `asynchttpclient`), for logs and tests.
+    public var httpClientName: String { transport.client.name }
     /// The same calls, unstreamed (``reply(_:)``).
     private let replies: StreamingHTTPTransport<WholeReplyBody<AnyWholeReplyDecoder>>
 
@@ -32,7 +34,7 @@ public struct BedrockModel: ChatModel {
     ///   - now: the SigV4 signing time.
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
-        configuration: BedrockConfiguration, client: HTTPClient = .models, logger: Logger = Logger(label: "medview.bedrock"),
+        configuration: BedrockConfiguration, client: ModelHTTP = .models, logger: Logger = Logger(label: "medview.bedrock"),
         now: @escaping @Sendable () -> Date = { Date() },
         sleep: @escaping RetryingModelStream.Sleeper = { try await Task.sleep(for: $0) }
     ) {

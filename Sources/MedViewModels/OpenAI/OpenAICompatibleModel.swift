@@ -39,6 +39,8 @@ public struct OpenAICompatibleModel: ChatModel {
     /// `openai` and the model name.
     public let descriptor: ModelDescriptor
     private let transport: StreamingHTTPTransport<ServerSentEventBody<OpenAIStreamDecoder>>
+    /// The HTTP client its calls go through (`lean` or `asynchttpclient`), for logs and tests.
+    public var httpClientName: String { transport.client.name }
     /// The same calls, unstreamed (``reply(_:)``).
     private let replies: StreamingHTTPTransport<WholeReplyBody<OpenAIReplyDecoder>>
 
@@ -47,7 +49,7 @@ public struct OpenAICompatibleModel: ChatModel {
     ///   - sleep: waits between retries; tests pass a no-op.
     public init(
         configuration: Configuration,
-        client: HTTPClient = .models,
+        client: ModelHTTP = .models,
         logger: Logger = Logger(label: "medview.model.openai"),
         sleep: @escaping RetryingModelStream.Sleeper = { try await Task.sleep(for: $0) }
     ) {

@@ -19,7 +19,7 @@ import NIOHTTP1
 ///
 /// Concurrency: every mutable field is touched only on the request's event loop (AsyncHTTPClient
 /// calls a delegate there; ``arm(_:)`` hops to it), except `failure`, which is guarded.
-final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDelegate, @unchecked Sendable {
+final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDelegate, ModelResponseReceiver, @unchecked Sendable {
     typealias Response = Void
 
     /// What the transport learns after the request ended.
@@ -75,7 +75,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     var decidedFailure: ModelError? { failure.withLockedValue { $0 } }
 
     /// Starts the silence limits for `task` (from the response timeout).
-    func arm(_ task: HTTPClient.Task<Void>) {
+    func arm(_ task: any ModelExchangeControl) {
         task.eventLoop.execute {
             self.lastHeard = .now()
             self.scheduleTimer(task)
@@ -96,7 +96,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
         lastHeard + .nanoseconds(Int64(clamping: (sawHead ? timeouts.idle : timeouts.response).nanoseconds))
     }
 
-    private func scheduleTimer(_ task: HTTPClient.Task<Void>) {
+    private func scheduleTimer(_ task: any ModelExchangeControl) {
         stopTimer()
         guard !finished else { return }
         timer = task.eventLoop.scheduleTask(deadline: silenceDeadline) { [self] in
@@ -123,13 +123,32 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
         stopTimer()
     }
 
-    private func fail(_ task: HTTPClient.Task<Void>, _ error: ModelError) {
+    private func fail(_ task: any ModelExchangeControl, _ error: ModelError) {
         stop()
         failure.withLockedValue { if $0 == nil { $0 = error } }
         task.fail(reason: error)
     }
 
+    // AsyncHTTPClient's delegate: each call goes to the receiver's.
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        receiveHead(head, control: task)
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        receiveBody(buffer, control: task)
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
+        receiveError(error, control: task)
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Void>) throws {
+        try receiveEnd(control: task)
+    }
+
+    func receiveHead(_ head: HTTPResponseHead, control task: any ModelExchangeControl) {
         lastHeard = .now()
         sawHead = true
         headers = head.headers
@@ -139,24 +158,23 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
         streaming = body.carriesStream(status: summary.status, contentType: contentType)
         // From now on the (usually shorter) limit between pieces applies.
         scheduleTimer(task)
-        return task.eventLoop.makeSucceededVoidFuture()
     }
 
-    func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+    func receiveBody(_ buffer: ByteBuffer, control task: any ModelExchangeControl) {
         lastHeard = .now()
         summary.bytes += buffer.readableBytes
-        guard !finished else { return task.eventLoop.makeSucceededVoidFuture() }
+        guard !finished else { return }
         guard streaming else {
             let room = StreamingHTTPTransport<Body>.errorBodyLimit - errorBody.count
             if room > 0 { errorBody.append(contentsOf: buffer.readableBytesView.prefix(room)) }
-            return task.eventLoop.makeSucceededVoidFuture()
+            return
         }
-        guard !complete else { return task.eventLoop.makeSucceededVoidFuture() }
+        guard !complete else { return }
         do {
             try body.decode(buffer.readableBytesView) { add($0) }
         } catch {
             fail(task, error)
-            return task.eventLoop.makeSucceededVoidFuture()
+            return
         }
         if body.isComplete {
             complete = true
@@ -164,7 +182,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
                 try body.finish { add($0) }
             } catch {
                 fail(task, error)
-                return task.eventLoop.makeSucceededVoidFuture()
+                return
             }
             // The answer is whole: once this read is handled, a body that has not ended is not
             // waited for (events after the end are not decoded anyway).
@@ -179,14 +197,13 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
             flushScheduled = true
             task.eventLoop.execute { self.flush() }
         }
-        return task.eventLoop.makeSucceededVoidFuture()
     }
 
-    func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
+    func receiveError(_ error: any Error, control task: any ModelExchangeControl) {
         stop()
     }
 
-    func didFinishRequest(task: HTTPClient.Task<Void>) throws {
+    func receiveEnd(control task: any ModelExchangeControl) throws {
         // Whoever set `finished` before also stopped the timer.
         guard !finished else { return }
         defer { stop() }
@@ -224,3 +241,5 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
         for event in events { yield(event) }
     }
 }
+
+extension HTTPClient.Task: ModelExchangeControl {}

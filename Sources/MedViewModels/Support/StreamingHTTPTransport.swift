@@ -22,7 +22,7 @@ import NIOHTTP1
 struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
     /// Who is called (`bedrock`, `anthropic`, `openai`), for error details and logs.
     var provider: String
-    var client: HTTPClient
+    var client: ModelHTTP
     var timeouts: ModelTimeouts
     var retry: RetryPolicy
     var sleep: RetryingModelStream.Sleeper
@@ -105,24 +105,34 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         let provider = self.provider
         do {
             let signed = try await signer.sign(request)
-            let clientRequest: HTTPClient.Request
-            do {
-                clientRequest = try HTTPClient.Request(url: signed.url, method: .POST, headers: signed.headers, body: .bytes(signed.body))
-            } catch {
-                throw ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
-            }
             try Task.checkCancellation()
             let delegate = ModelResponseDelegate(
                 provider: provider, timeouts: timeouts, requestIdHeader: requestIdHeader, body: makeBody(),
                 mapHTTPError: mapHTTPError, started: started, yield: yield
             )
-            let task = client.execute(request: clientRequest, delegate: delegate, eventLoop: .indifferent, deadline: .now() + .nanoseconds(Int64(clamping: timeouts.total.nanoseconds)), logger: logger)
-            delegate.arm(task)
+            let deadline = NIODeadline.now() + .nanoseconds(Int64(clamping: timeouts.total.nanoseconds))
+            let control: any ModelExchangeControl
+            let result: EventLoopFuture<Void>
+            switch client.backend {
+            case .lean(let lean):
+                let exchange = lean.execute(signed, receiver: delegate, deadline: deadline)
+                (control, result) = (exchange, exchange.futureResult)
+            case .asyncHTTPClient(let http):
+                let clientRequest: HTTPClient.Request
+                do {
+                    clientRequest = try HTTPClient.Request(url: signed.url, method: .POST, headers: signed.headers, body: .bytes(signed.body))
+                } catch {
+                    throw ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
+                }
+                let task = http.execute(request: clientRequest, delegate: delegate, eventLoop: .indifferent, deadline: deadline, logger: logger)
+                (control, result) = (task, task.futureResult)
+            }
+            delegate.arm(control)
             do {
                 try await withTaskCancellationHandler {
-                    try await task.futureResult.get()
+                    try await result.get()
                 } onCancel: {
-                    task.cancel()
+                    control.cancel()
                 }
             } catch {
                 if let decided = delegate.decidedFailure { throw decided }
@@ -145,6 +155,10 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         } catch {
             if Task.isCancelled || error is CancellationError { throw CancellationError() }
             if let clientError = error as? HTTPClientError, clientError == .cancelled { throw CancellationError() }
+            if let leanError = error as? ModelHTTPError, leanError == .cancelled { throw CancellationError() }
+            if let leanError = error as? ModelHTTPError, leanError == .invalidURL {
+                throw ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
+            }
             logger.info("model.request.failed", metadata: [
                 "model.provider": "\(provider)", "model.attempt": "\(attempt)",
                 "model.error.kind": "transport", "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
@@ -158,6 +172,9 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
     static func transportError(_ error: any Error, provider: String) -> ModelError {
         if let clientError = error as? HTTPClientError, clientError == .deadlineExceeded || clientError == .readTimeout || clientError == .connectTimeout {
             return ModelError(kind: .unavailable, retryable: true, detail: "\(provider): request timed out (\(clientError))")
+        }
+        if let leanError = error as? ModelHTTPError {
+            return ModelError(kind: .unavailable, retryable: true, detail: leanError.isTimeout ? "\(provider): request timed out (\(leanError))" : "\(provider): transport error: \(leanError)")
         }
         return ModelError(kind: .unavailable, retryable: true, detail: "\(provider): transport error \(describe(error))")
     }
