@@ -81,6 +81,11 @@ enum ConversationSQL {
     /// The latest `limit` messages (oldest first), whether older ones exist, and the safety state,
     /// in one statement: one snapshot (on the store's reader, a write may commit between two
     /// statements) and one thread-pool round trip. `nil` if the conversation is not the user's.
+    ///
+    /// The limit is written into the SQL, not bound: SQLite plans with a bound `LIMIT`'s value
+    /// and marks the compiled statement stale whenever that parameter is bound again or cleared,
+    /// so the direct reader compiled this statement afresh on every message. The limit is an
+    /// integer of ours (never user input), and each distinct value is one kept statement.
     static func recentContext(conversationId: String, userId: String, limit: Int, on connection: some StatementExecutor) async throws -> ConversationContext? {
         let rows = try await connection.query(
             """
@@ -89,12 +94,12 @@ enum ConversationSQL {
                    m.stream_id AS stream_id, m.created_at AS created_at
             FROM conversations c
             LEFT JOIN (
-                SELECT * FROM messages WHERE conversation_id = ? AND user_id = ? ORDER BY seq DESC LIMIT ?
+                SELECT * FROM messages WHERE conversation_id = ? AND user_id = ? ORDER BY seq DESC LIMIT \(max(0, limit) + 1)
             ) m ON 1
             WHERE c.id = ? AND c.user_id = ?
             ORDER BY m.seq DESC
             """,
-            [.text(conversationId), .text(userId), .integer(limit + 1), .text(conversationId), .text(userId)]
+            [.text(conversationId), .text(userId), .text(conversationId), .text(userId)]
         )
         guard let first = rows.first else { return nil }
         let state: String? = (first.column("safety_state")?.isNull ?? true) ? nil : try first.text("safety_state")

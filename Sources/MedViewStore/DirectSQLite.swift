@@ -124,7 +124,13 @@ final class DirectSQLite: @unchecked Sendable {
         defer {
             if kept {
                 sqlite_nio_sqlite3_reset(statement)
-                sqlite_nio_sqlite3_clear_bindings(statement)
+                // The values (message text among them) are not kept in the statement. Each is
+                // set to NULL rather than cleared at once: `sqlite3_clear_bindings` marks a
+                // statement whose plan looked at any bound value as stale, so it would be
+                // compiled again at its next run.
+                for index in 0..<sqlite_nio_sqlite3_bind_parameter_count(statement) {
+                    sqlite_nio_sqlite3_bind_null(statement, index + 1)
+                }
             } else {
                 sqlite_nio_sqlite3_finalize(statement)
             }
@@ -205,6 +211,12 @@ final class DirectSQLite: @unchecked Sendable {
 
     /// Statements kept now (tests check the cache is bounded).
     var cachedCount: Int { statements.count }
+
+    /// How many times SQLite compiled the kept statements again (tests check a statement kept
+    /// for reuse is not compiled anew at each run).
+    var recompilations: Int {
+        statements.values.reduce(0) { $0 + Int(sqlite_nio_sqlite3_stmt_status($1, SQLITE_STMTSTATUS_REPREPARE, 0)) }
+    }
 
     /// The compiled statement for `sql`, and whether it is kept for reuse.
     private func prepared(_ sql: String, on handle: OpaquePointer) throws(Failure) -> (OpaquePointer, Bool) {

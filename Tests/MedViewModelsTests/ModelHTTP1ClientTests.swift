@@ -74,9 +74,9 @@ import X509
         }
     }
 
-    @Test func idleConnectionsAreBoundedAndClosedWhenUnusedTooLong() async throws {
+    @Test func idleConnectionsAreBounded() async throws {
         try await KeepAliveServer.with(.init(body: Self.answer, delayBeforeHead: .milliseconds(200))) { server in
-            let client = ModelHTTP1Client(configuration: .init(idleConnectionTimeout: .milliseconds(400), maxIdleConnectionsPerOrigin: 2))
+            let client = ModelHTTP1Client(configuration: .init(maxIdleConnectionsPerOrigin: 2))
             let model = model(server.baseURL, client)
             // Four answers at once need four connections; only two are kept when they end.
             await withTaskGroup(of: Void.self) { group in
@@ -85,8 +85,16 @@ import X509
             #expect(server.connections == 4)
             #expect(client.idleConnections == 2)
             #expect(await server.waitForClosed(2))
-            // Unused past the idle limit, the kept two are closed too.
+            client.closeIdleConnections()
             #expect(await server.waitForClosed(4))
+        }
+    }
+
+    @Test func aConnectionUnusedTooLongIsClosed() async throws {
+        try await KeepAliveServer.with(.init(body: Self.answer)) { server in
+            let client = ModelHTTP1Client(configuration: .init(idleConnectionTimeout: .milliseconds(300)))
+            #expect(await collect(model(server.baseURL, client).stream(sampleRequest)).text == "Sip water slowly.")
+            #expect(await server.waitForClosed(1))
             #expect(client.idleConnections == 0)
         }
     }

@@ -73,6 +73,29 @@ struct DirectSQLiteTests {
         }
     }
 
+    @Test("a new message's context read is compiled once, not again for each conversation it reads")
+    func contextReadIsCompiledOnce() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("store.sqlite")
+        var conversations: [String] = []
+        try await withSQLiteStore(at: path) { store in
+            for n in 0..<6 {
+                let conversation = Sample.conversation(userId: alice)
+                _ = try await store.beginTurn(Sample.turn(conversationId: conversation.id, userId: alice, at: Double(n)), newConversation: conversation)
+                conversations.append(conversation.id)
+            }
+        }
+        let db = try DirectSQLite(path: path, readOnly: true)
+        defer { db.close() }
+        for (n, id) in (conversations + conversations).enumerated() {
+            let context = try await ConversationSQL.recentContext(conversationId: id, userId: alice, limit: 4 + n % 2, on: db)
+            #expect(context?.messages.count == 2)
+        }
+        // A bound LIMIT made SQLite compile the statement again at every run (12 here).
+        #expect(db.recompilations == 0)
+    }
+
     @Test("a failing statement is a typed error naming SQLite's result code, and the handle stays usable")
     func failureIsTyped() throws {
         try withScratchDatabase { db in
