@@ -59,7 +59,7 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
 
     mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         if isComplete { return [] }
-        if fastPath, event.type == "content_block_delta", let delta = DeltaJSONScanner.anthropicContentDelta(Array(event.data.utf8)) {
+        if fastPath, event.type == "content_block_delta", let delta = DeltaJSONScanner.anthropicContentDelta(event.bytes) {
             if case .text(let text) = delta { return [.delta(text)] }
             return []
         }
@@ -67,7 +67,7 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
         do {
             decoded = try json.decode(Event.self, from: Data(event.data.utf8))
         } catch {
-            throw ModelError(kind: .failed, retryable: false, detail: "anthropic: malformed stream event '\(ModelError.sanitizedToken(event.type) ?? "?")' (\(event.data.utf8.count) bytes)")
+            throw ModelError(kind: .failed, retryable: false, detail: "anthropic: malformed stream event '\(ModelError.sanitizedToken(event.type) ?? "?")' (\(event.bytes.count) bytes)")
         }
         switch decoded.type ?? event.type {
         case "message_start":

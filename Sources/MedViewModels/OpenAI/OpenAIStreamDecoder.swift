@@ -53,16 +53,17 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
 
     mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         if isComplete { return [] }
-        let data = event.data
-        if data.utf8.count <= 16 && data.trimmingCharacters(in: .whitespaces) == "[DONE]" {
+        let bytes = event.bytes
+        if bytes.count <= 16, String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces) == "[DONE]" {
             isComplete = true
             return [.stop(finishReason ?? .endTurn)]
         }
-        if fastPath, event.type != "error", let chunk = DeltaJSONScanner.openAIChunk(Array(data.utf8)) {
+        if fastPath, event.type != "error", let chunk = DeltaJSONScanner.openAIChunk(bytes) {
             if let reason = chunk.finishReason { finishReason = Self.stopReason(reason) }
             if let text = chunk.text, !text.isEmpty { return [.delta(text)] }
             return []
         }
+        let data = event.data
         let chunk: Chunk
         do {
             chunk = try json.decode(Chunk.self, from: Data(data.utf8))

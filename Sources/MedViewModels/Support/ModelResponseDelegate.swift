@@ -225,8 +225,10 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
         if case .delta(let text) = event {
             summary.deltas += 1
             if summary.firstDelta == nil { summary.firstDelta = ContinuousClock.now - started }
-            if case .delta(let before)? = pending.last {
-                pending[pending.count - 1] = .delta(before + text)
+            if case .delta? = pending.last, case .delta(var joined) = pending.removeLast() {
+                // Taken out of the list, the text is this function's alone: appended in place.
+                joined += text
+                pending.append(.delta(joined))
                 return
             }
         }

@@ -13,7 +13,8 @@ public enum ServerSentEventError: Error, Sendable, Equatable {
 /// are one terminator). A leading UTF-8 byte order mark is skipped. Lines starting with `:` are
 /// comments and are ignored; fields other than `event`, `data`, `id` and `retry` are ignored; a
 /// field without a colon has an empty value; one space after the colon is removed. An empty line
-/// dispatches the event if it has data. Invalid UTF-8 is replaced with U+FFFD. An event the body
+/// dispatches the event if it has data. An event's ``ServerSentEvent/data`` replaces invalid UTF-8
+/// with U+FFFD (its ``ServerSentEvent/bytes`` are as they arrived). An event the body
 /// ends in the middle of (no blank line after it) is not dispatched, as the specification says;
 /// ``hasPendingEvent`` tells whether that happened.
 ///
@@ -170,6 +171,6 @@ public struct ServerSentEventParser: Sendable {
         }
         guard hasData else { return }
         let type = eventType.flatMap { $0.isEmpty ? nil : $0 } ?? "message"
-        events.append(ServerSentEvent(type: type, data: String(decoding: data, as: UTF8.self), lastEventId: lastEventId))
+        events.append(ServerSentEvent(type: type, bytes: data, lastEventId: lastEventId))
     }
 }
