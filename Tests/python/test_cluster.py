@@ -339,6 +339,14 @@ def test_per_user_limits_hold_across_instances_and_a_dead_instance_releases_its_
         # Connections: one on A and one on B use the user's two; a third, on either, is refused.
         ws_a = await ws_open(a, token)
         ws_b = await ws_open(b, token)
+        # A connection is recorded in the database just after its handshake; an acknowledged
+        # ping shows it was. Without it, the third connection could be counted before the second
+        # was recorded (a CI run once waited in vain for its refusal).
+        for ws in (ws_a, ws_b):
+            ping = "p-" + uuid.uuid4().hex[:8]
+            await send(ws, {"type": "ping", "id": ping})
+            reply = await recv(ws)
+            assert reply["type"] == "ack" and reply["id"] == ping, reply
         third = await refused_connection(a)
         assert third["event"]["code"] == "too_many_connections" and third["close"] == 4429, third
         # Streams: one running on A; a new message on B is refused while it runs.
