@@ -82,13 +82,10 @@ public final class ModelHTTP1Client: Sendable {
 
     /// Sends `request` and hands its response to `receiver` on the connection's event loop.
     /// The exchange's future succeeds when the response ended and `receiver` accepted its end.
-    func execute(_ request: StreamingHTTPRequest, receiver: any ModelResponseReceiver, deadline: NIODeadline) -> ModelExchange {
-        guard let target = ModelURL(request.url) else {
-            let loop = group.next()
-            let exchange = ModelExchange(eventLoop: loop, receiver: receiver)
-            loop.execute { exchange.finish(.failure(ModelHTTPError.invalidURL)) }
-            return exchange
-        }
+    ///
+    /// - Throws: ``ModelHTTPError/invalidURL`` when the URL is not an http(s) URL this client can call.
+    func execute(_ request: StreamingHTTPRequest, receiver: any ModelResponseReceiver, deadline: NIODeadline) throws(ModelHTTPError) -> ModelExchange {
+        guard let target = ModelURL(request.url) else { throw .invalidURL }
         let pooled = takeIdle(target.origin)
         let loop = pooled?.channel.eventLoop ?? group.next()
         let exchange = ModelExchange(eventLoop: loop, receiver: receiver)
@@ -183,8 +180,7 @@ public final class ModelHTTP1Client: Sendable {
 
     private static func connectFailure(_ error: any Error) -> ModelHTTPError {
         if let channelError = error as? ChannelError, case .connectTimeout = channelError { return .connectTimedOut }
-        if error is NIOSSLError || error is BoringSSLError { return .tlsFailed }
-        return .connectFailed
+        return ModelConnectionHandler.classify(error) == .tlsFailed ? .tlsFailed : .connectFailed
     }
 }
 
@@ -415,10 +411,7 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        written.futureResult.whenFailure { [weak self] error in
-            let failure = Self.classify(error)
-            self?.connectionFailed(failure, stale: failure == .connectionClosed)
-        }
+        written.futureResult.whenFailure { [weak self] error in self?.connectionFailed(error) }
     }
 
     /// Closes the connection after `deadline` unless a request begins first.
@@ -432,9 +425,17 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
 
     /// The exchange gave up mid-answer: the rest of its response cannot be told from the next's.
     func abandon() {
+        _ = detach()
+        context?.close(promise: nil)
+    }
+
+    /// Lets go of the current exchange, which reads this connection no more.
+    private func detach() -> ModelExchange? {
+        let current = exchange
         exchange = nil
         onStale = nil
-        context?.close(promise: nil)
+        current?.handler = nil
+        return current
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -447,9 +448,7 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
         case .body(let buffer):
             exchange.receiver.receiveBody(buffer, control: exchange)
         case .end:
-            self.exchange = nil
-            onStale = nil
-            exchange.handler = nil
+            _ = detach()
             let result = Result { try exchange.receiver.receiveEnd(control: exchange) }
             if keepAlive, context.channel.isActive {
                 client.release(self, channel: context.channel, origin: origin)
@@ -468,8 +467,7 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let failure = Self.classify(error)
-        connectionFailed(failure, stale: failure == .connectionClosed)
+        connectionFailed(error)
         context.close(promise: nil)
     }
 
@@ -481,18 +479,14 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
         return .connectionClosed
     }
 
-    /// The connection failed under the current exchange; a `stale` failure before any byte of
-    /// the response on a reused connection is retried on a fresh one.
-    private func connectionFailed(_ error: any Error, stale: Bool = true) {
-        guard let exchange else { return }
-        self.exchange = nil
-        exchange.handler = nil
+    /// The connection failed under the current exchange. A closed connection on a reused
+    /// connection, before any byte of the response, is retried on a fresh one (`onStale`).
+    private func connectionFailed(_ error: any Error) {
+        let failure = Self.classify(error)
+        let retry = heard || failure != .connectionClosed ? nil : onStale
+        guard let exchange = detach() else { return }
         context?.close(promise: nil)
-        if stale, !heard, let onStale {
-            self.onStale = nil
-            return onStale(error)
-        }
-        onStale = nil
-        exchange.finish(.failure(Self.classify(error)))
+        if let retry { return retry(failure) }
+        exchange.finish(.failure(failure))
     }
 }

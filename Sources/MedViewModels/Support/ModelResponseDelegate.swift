@@ -17,8 +17,11 @@ import NIOHTTP1
 /// The delegate also keeps the request's silence limits (``ModelTimeouts/response`` until the
 /// response head, then ``ModelTimeouts/idle`` between pieces) with a timer on the same loop.
 ///
-/// Concurrency: every mutable field is touched only on the request's event loop (AsyncHTTPClient
-/// calls a delegate there; ``arm(_:)`` hops to it), except `failure`, which is guarded.
+/// It reads for either client: ``ModelHTTP1Client`` calls it as a ``ModelResponseReceiver``,
+/// AsyncHTTPClient as its delegate (each call forwarded to the receiver's).
+///
+/// Concurrency: every mutable field is touched only on the request's event loop (both clients
+/// call it there; ``arm(_:)`` hops to it), except `failure`, which is guarded.
 final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDelegate, ModelResponseReceiver, @unchecked Sendable {
     typealias Response = Void
 

@@ -111,18 +111,16 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
                 mapHTTPError: mapHTTPError, started: started, yield: yield
             )
             let deadline = NIODeadline.now() + .nanoseconds(Int64(clamping: timeouts.total.nanoseconds))
+            let invalidURL = ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
             let control: any ModelExchangeControl
             let result: EventLoopFuture<Void>
             switch client.backend {
             case .lean(let lean):
-                let exchange = lean.execute(signed, receiver: delegate, deadline: deadline)
+                guard let exchange = try? lean.execute(signed, receiver: delegate, deadline: deadline) else { throw invalidURL }
                 (control, result) = (exchange, exchange.futureResult)
             case .asyncHTTPClient(let http):
-                let clientRequest: HTTPClient.Request
-                do {
-                    clientRequest = try HTTPClient.Request(url: signed.url, method: .POST, headers: signed.headers, body: .bytes(signed.body))
-                } catch {
-                    throw ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
+                guard let clientRequest = try? HTTPClient.Request(url: signed.url, method: .POST, headers: signed.headers, body: .bytes(signed.body)) else {
+                    throw invalidURL
                 }
                 let task = http.execute(request: clientRequest, delegate: delegate, eventLoop: .indifferent, deadline: deadline, logger: logger)
                 (control, result) = (task, task.futureResult)
@@ -156,9 +154,6 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
             if Task.isCancelled || error is CancellationError { throw CancellationError() }
             if let clientError = error as? HTTPClientError, clientError == .cancelled { throw CancellationError() }
             if let leanError = error as? ModelHTTPError, leanError == .cancelled { throw CancellationError() }
-            if let leanError = error as? ModelHTTPError, leanError == .invalidURL {
-                throw ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
-            }
             logger.info("model.request.failed", metadata: [
                 "model.provider": "\(provider)", "model.attempt": "\(attempt)",
                 "model.error.kind": "transport", "duration.ms": "\((ContinuousClock.now - started).milliseconds)",
