@@ -182,8 +182,10 @@ private func credentialsJSON(_ id: String, expiration: String = "2030-01-01T00:0
                 try await InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": url], timeout: .seconds(30)).resolve()
             }
         }
-        let closed = InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(closedLoopbackPort())"])
-        #expect(try await closed.resolve() == nil)
+        try await withRefusingLoopbackPort { port async throws in
+            let closed = InstanceMetadataCredentialProvider(environment: ["AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:\(port)"])
+            #expect(try await closed.resolve() == nil)
+        }
     }
 
     @Test func webIdentityPostsTheTokenToSTSAndParsesTheXML() async throws {

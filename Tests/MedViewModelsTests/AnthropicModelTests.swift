@@ -257,12 +257,12 @@ import Testing
     }
 
     @Test func anUnreachableServerIsAnUnavailableRetryableError() async throws {
-        // Bind and release a port so nothing listens there. AsyncHTTPClient keeps trying to connect
-        // until its connect timeout, so the response timeout is what ends the wait.
-        let port = try await LoopbackHTTPServer.with([]) { $0.port }
+        // A port kept bound with nothing listening (another test's server cannot take it meanwhile).
         let timeouts = ModelTimeouts(response: .milliseconds(500), idle: .seconds(5), total: .seconds(30))
-        let model = AnthropicModel(configuration: .init(model: "m", apiKey: APIKey("k"), baseURL: "http://127.0.0.1:\(port)", timeouts: timeouts, retry: .none))
-        let result = await collect(model.stream(sampleRequest))
+        let result = await withRefusingLoopbackPort { port in
+            let model = AnthropicModel(configuration: .init(model: "m", apiKey: APIKey("k"), baseURL: "http://127.0.0.1:\(port)", timeouts: timeouts, retry: .none))
+            return await collect(model.stream(sampleRequest))
+        }
         let error = try #require(result.modelError)
         #expect(error.kind == .unavailable)
         #expect(error.retryable)

@@ -136,7 +136,7 @@ import X509
         #expect(withUser.modelError?.kind == .invalidRequest)
         #expect(withUser.modelError?.detail.contains("secret") == false)
 
-        let refused = await collect(model("http://127.0.0.1:\(closedLoopbackPort())", client).stream(sampleRequest))
+        let refused = await withRefusingLoopbackPort { port in await collect(model("http://127.0.0.1:\(port)", client).stream(sampleRequest)) }
         #expect(refused.modelError?.kind == .unavailable)
         #expect(refused.modelError?.retryable == true)
         #expect(refused.modelError?.detail.contains("could not connect") == true)

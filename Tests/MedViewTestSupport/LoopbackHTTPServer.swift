@@ -264,8 +264,9 @@ public final class LoopbackHTTPServer: Sendable {
     }
 }
 
-/// A port on loopback with nothing listening (bound then closed).
-public func closedLoopbackPort() -> Int {
+/// Runs `body` with a loopback port where a connection is refused: the port stays bound (so no
+/// other test's server can take it meanwhile) but nothing listens on it.
+public func withRefusingLoopbackPort<T>(_ body: (Int) async throws -> T) async rethrows -> T {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
@@ -275,5 +276,5 @@ public func closedLoopbackPort() -> Int {
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
+    return try await body(Int(UInt16(bigEndian: address.sin_port)))
 }
