@@ -36,8 +36,11 @@ package enum SSE {
             try await writer.write(ByteBuffer(string: head))
             var last = after
             var firstChunkFrom = acceptedAt
+            // One keep-alive timer for the whole response, not one per wait.
+            let reader = stream.reader(idle: keepAlive)
+            defer { reader.close() }
             loop: while true {
-                switch await stream.nextBatch(after: last, timeout: keepAlive) {
+                switch await reader.nextBatch(after: last) {
                 case .events(let events):
                     // What was published while the last write went out leaves in one write.
                     var text = ""

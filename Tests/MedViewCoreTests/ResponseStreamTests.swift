@@ -105,6 +105,52 @@ extension ResponseStream.Batch {
         #expect(await s.next(after: 2) == .finished)
     }
 
+    @Test("a reader's wait ends with a timeout only once it lasted the idle limit, wait after wait")
+    func idleReader() async throws {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        let idle = Duration.milliseconds(150)
+        let reader = s.reader(idle: idle)
+        defer { reader.close() }
+        let clock = ContinuousClock()
+        // Nothing published: the wait ends after the idle limit, and so does the next one.
+        for _ in 0..<2 {
+            let start = clock.now
+            #expect(await reader.nextBatch(after: 0) == .timeout)
+            #expect(clock.now - start >= idle)
+        }
+        // News inside the limit is read as news, however many short waits came before (together
+        // longer than the limit): each wait is timed from its own start, not from the reading's.
+        let patient = s.reader(idle: .milliseconds(1500))
+        defer { patient.close() }
+        for i in 1...5 {
+            let publisher = Task {
+                try await Task.sleep(for: .milliseconds(400))
+                chunk(s, "\(i)")
+            }
+            #expect(await patient.nextBatch(after: i - 1).events?.map(\.seq) == [i])
+            try await publisher.value
+        }
+        let start = clock.now
+        #expect(await reader.nextBatch(after: 5) == .timeout)
+        #expect(clock.now - start >= idle)
+        // Already published events come at once, then the end.
+        chunk(s, "6")
+        end(s)
+        #expect(await reader.nextBatch(after: 5).events?.map(\.seq) == [6, 7])
+        #expect(await reader.nextBatch(after: 7) == .finished)
+    }
+
+    @Test("a cancelled reader's wait ends at once, as finished")
+    func idleReaderCancelled() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        let reader = s.reader(idle: .seconds(600))
+        let waiting = Task { await reader.nextBatch(after: 0) }
+        try? await Task.sleep(for: .milliseconds(30))
+        waiting.cancel()
+        #expect(await waiting.value == .finished)
+        reader.close()
+    }
+
     @Test("a stream rebuilt from a stored log replays it and is finished")
     func replay() async {
         let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
