@@ -112,15 +112,26 @@ public struct EventDecodingError: Error, Sendable {
 extension ServerEvent {
     /// Encodes the event as compact JSON text, as it goes in a WebSocket text frame or an SSE `data:` line.
     public func jsonString() -> String {
-        // A chunk is most of what a server sends: it is written directly, the same bytes
-        // `JSONEncoder` writes (`WireCodingTests` compares them on every kind of text).
-        if case .streamChunk(let chunk) = self { return chunk.jsonString() }
+        // The events every answer has (its chunks, `stream.start`, `stream.end`, the `ack`) are
+        // written directly, as `JSONEncoder` writes them (`WireCodingTests` compares the two).
+        if let direct = directJSON() { return direct }
         return String(decoding: encoded(), as: UTF8.self)
+    }
+
+    /// The event written without `JSONEncoder`, for the kinds every answer has.
+    private func directJSON() -> String? {
+        switch self {
+        case .streamChunk(let chunk): chunk.jsonString()
+        case .streamStart(let start): start.jsonString()
+        case .streamEnd(let end): end.jsonString()
+        case .ack(let ack) where ack.expiresAt == nil: ack.jsonString()
+        default: nil
+        }
     }
 
     /// Encodes the event as compact JSON.
     public func encoded() -> Data {
-        if case .streamChunk(let chunk) = self { return Data(chunk.jsonString().utf8) }
+        if let direct = directJSON() { return Data(direct.utf8) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         // The value types contain only strings, numbers, booleans and arrays of them: encoding cannot fail.
@@ -156,6 +167,75 @@ extension ServerEvent {
     /// Decodes an event from a JSON string.
     public static func decode(_ text: String) throws -> ServerEvent {
         try decode(Data(text.utf8))
+    }
+}
+
+extension StreamStart {
+    /// The event as compact JSON, as `JSONEncoder` writes it.
+    func jsonString() -> String {
+        var out = #"{"type":"#
+        StreamChunk.appendQuoted(type, to: &out)
+        out += #","streamId":"#
+        StreamChunk.appendQuoted(streamId, to: &out)
+        out += #","seq":"#
+        out += String(seq)
+        out += #","conversationId":"#
+        StreamChunk.appendQuoted(conversationId, to: &out)
+        out += #","userMessageId":"#
+        StreamChunk.appendQuoted(userMessageId, to: &out)
+        out += #","messageId":"#
+        StreamChunk.appendQuoted(messageId, to: &out)
+        out += #","model":{"provider":"#
+        StreamChunk.appendQuoted(model.provider, to: &out)
+        out += #","id":"#
+        StreamChunk.appendQuoted(model.id, to: &out)
+        out += model.demo ? #","demo":true}}"# : #","demo":false}}"#
+        return out
+    }
+}
+
+extension StreamEnd {
+    /// The event as compact JSON, as `JSONEncoder` writes it (no `usage` when there is none).
+    func jsonString() -> String {
+        var out = #"{"type":"#
+        StreamChunk.appendQuoted(type, to: &out)
+        out += #","streamId":"#
+        StreamChunk.appendQuoted(streamId, to: &out)
+        out += #","seq":"#
+        out += String(seq)
+        out += #","finishReason":"#
+        StreamChunk.appendQuoted(finishReason.rawValue, to: &out)
+        if let usage {
+            out += #","usage":{"inputTokens":"#
+            out += String(usage.inputTokens)
+            out += #","outputTokens":"#
+            out += String(usage.outputTokens)
+            out += "}"
+        }
+        out += "}"
+        return out
+    }
+}
+
+extension Ack {
+    /// The acknowledgement as compact JSON, as `JSONEncoder` writes it (absent fields left out);
+    /// `expiresAt` (a fraction) is left to `JSONEncoder`, so this is for acks without it.
+    func jsonString() -> String {
+        var out = #"{"type":"#
+        StreamChunk.appendQuoted(type, to: &out)
+        out += #","id":"#
+        StreamChunk.appendQuoted(id, to: &out)
+        if let streamId {
+            out += #","streamId":"#
+            StreamChunk.appendQuoted(streamId, to: &out)
+        }
+        if let conversationId {
+            out += #","conversationId":"#
+            StreamChunk.appendQuoted(conversationId, to: &out)
+        }
+        if let duplicate { out += duplicate ? #","duplicate":true"# : #","duplicate":false"# }
+        out += "}"
+        return out
     }
 }
 

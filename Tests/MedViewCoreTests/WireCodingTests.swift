@@ -43,4 +43,37 @@ import Testing
             #expect(try ServerEvent.decode(event.encoded()) == event)
         }
     }
+    @Test func theStartTheEndAndTheAckAreWrittenAsJSONEncoderWritesThem() throws {
+        let texts = ["", "s_1", "quote \" and backslash \\ / slash", "tab\tnew\nline", "café 💧 e\u{301}", "\u{01}\u{1F}\u{7F}"]
+        var events: [(ServerEvent, Data)] = []
+        for (i, text) in texts.enumerated() {
+            for demo in [true, false] {
+                let start = StreamStart(streamId: text, seq: i, conversationId: "c_\(text)", userMessageId: text + "u", messageId: "m" + text, model: ModelDescriptor(provider: text, id: "id/" + text, demo: demo))
+                events.append((.streamStart(start), try Self.encoder.encode(start)))
+            }
+            for reason in [FinishReason.complete, .length, .cancelled, .safety] {
+                for usage in [nil, Usage(inputTokens: i, outputTokens: 1_000_000 + i)] {
+                    let end = StreamEnd(streamId: text, seq: i * 104_729, finishReason: reason, usage: usage)
+                    events.append((.streamEnd(end), try Self.encoder.encode(end)))
+                }
+            }
+            for streamId in [nil, text] {
+                for conversationId in [nil, "c" + text] {
+                    for duplicate in [nil, true, false] {
+                        let ack = Ack(id: text.isEmpty ? "x" : text, streamId: streamId, conversationId: conversationId, duplicate: duplicate)
+                        events.append((.ack(ack), try Self.encoder.encode(ack)))
+                    }
+                }
+            }
+        }
+        // An ack with an expiry still goes through JSONEncoder.
+        let refreshed = Ack(id: "r", expiresAt: 1_780_000_000.5)
+        events.append((.ack(refreshed), try Self.encoder.encode(refreshed)))
+        for (event, encoded) in events {
+            let json = event.jsonString()
+            #expect(try Self.object(Data(json.utf8)) == Self.object(encoded), "\(json)")
+            #expect(try Self.object(event.encoded()) == Self.object(Data(json.utf8)))
+            #expect(try ServerEvent.decode(event.encoded()) == event)
+        }
+    }
 }
