@@ -29,6 +29,35 @@ import Testing
         }
     }
 
+    @Test func soundKeysAreTheSameAsWhenFoundationReplacedTheLetterGroups() {
+        // The key as it was made with Foundation's `replacingOccurrences`.
+        func reference(_ word: String) -> String {
+            var s = word
+            for (a, b) in [("tion", "shun"), ("ph", "f"), ("ck", "k"), ("qu", "kw"), ("ie", "i"), ("ei", "i"), ("y", "i")] {
+                s = s.replacingOccurrences(of: a, with: b)
+            }
+            var chars = Array(s)
+            if chars.first == "x" { chars[0] = "z" }
+            for i in chars.indices where chars[i] == "c" {
+                let next: Character? = i + 1 < chars.count ? chars[i + 1] : nil
+                if next.map({ !"eiy".contains($0) }) ?? true { chars[i] = "k" }
+            }
+            var out: [Character] = []
+            for c in chars {
+                if let last = out.last, last == c { continue }
+                out.append(c)
+            }
+            return String(out)
+        }
+        let dictionary = ((try? String(contentsOfFile: "/usr/share/dict/words", encoding: .utf8))?.split(whereSeparator: \.isNewline).map { $0.lowercased() } ?? [])
+        let words = ["phenergan", "fenergan", "xanax", "zanax", "quetiapine", "seroquil", "promethazine", "yieield", "eieio", "tiontion",
+                     "ciprofloxacin", "acetaminophen", "ckck", "ququ", "yy", "x", "", "cc", "naïve", "señora", "ñtion", "tioñ", "phé",
+                     "e\u{301}ie", "cafe\u{301}", "x\u{301}anax", "c\u{327}a"] + dictionary.prefix(20_000)
+        for word in words {
+            #expect(SoundKey.key(word) == reference(word), "\(word)")
+        }
+    }
+
     @Test func soundAlikeSpellingsShareAKeyButRealWordsDoNotBecomeMedicines() {
         #expect(SoundKey.key("zanax") == SoundKey.key("xanax"))
         #expect(SoundKey.key("fenergan") == SoundKey.key("phenergan"))

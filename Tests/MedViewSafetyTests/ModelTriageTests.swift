@@ -43,6 +43,29 @@ import Testing
         #expect(triage.counters.count("timed_out") == 1)
     }
 
+    @Test func theCategoryWordIsTrimmedAsFoundationTrimsIt() {
+        // What the check did before it trimmed without Foundation: the same replies must give the same word.
+        func reference(_ reply: String) -> String? {
+            let trimmed = reply.lowercased().trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters).union(.symbols))
+            guard !trimmed.isEmpty, trimmed.allSatisfy({ ($0.isLetter && $0.isASCII) || $0 == "_" }) else { return nil }
+            return SafetyPrompt.triageCategories.contains(trimmed) ? trimmed : nil
+        }
+        let rambling = String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 40)
+        let replies = [
+            " None.\n", "**cardiac**", "«stroke»", "\u{3000}sepsis\u{3000}", "Cardiac!!!", "—diabetic—", "\u{00A0}pediatric\u{00A0}",
+            "\u{2028}seizure\u{2029}", "\u{85}bleeding\t", "HEAD_INJURY", "_cardiac_", "☎️ poisoning", "☎ poisoning",
+            "anaphylaxis\u{0301}", "suicide$", "+unconscious=", "pregnancy…", "¿none?", "", "   ", "...", "no ne", "cardiac." + rambling,
+            rambling, "\u{212A}", "STROKE", "stroke\r\n\r\n", "'none'", "(cardiac)", "[sepsis]", "{diabetic}", "1) cardiac", "cardiac 3",
+        ]
+        for reply in replies {
+            #expect(ModelTriage.category(in: reply) == reference(reply), "\(reply.prefix(40))")
+        }
+        // One difference, on purpose: symbols newer than Foundation's tables on Linux (most emoji)
+        // are trimmed as the symbols they are, so a model that decorates its word is still read.
+        #expect(ModelTriage.category(in: "🚑 breathing") == "breathing")
+        #expect(ModelTriage.category(in: "stroke 🧠") == "stroke")
+    }
+
     @Test func aFailingOrRamblingModelShowsNothing() async {
         struct Down: Error {}
         let failing = ModelTriage(budget: .seconds(900)) { _, _ in throw Down() }

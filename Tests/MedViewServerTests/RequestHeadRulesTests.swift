@@ -1,3 +1,4 @@
+import Foundation
 @testable import MedViewServer
 import Testing
 
@@ -77,5 +78,23 @@ import Testing
         #expect(OriginPolicy.applies(method: "POST", isUpgrade: false))
         #expect(OriginPolicy.applies(method: "GET", isUpgrade: true))
         #expect(!OriginPolicy.applies(method: "GET", isUpgrade: false))
+    }
+    @Test("a bearer token is read as before, spaces and tabs around it trimmed")
+    func bearerTokens() {
+        // How the token was read when Foundation trimmed it: the same headers must give the same token.
+        func reference(_ header: String?) -> String? {
+            guard let header else { return nil }
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+            let token = parts[1].trimmingCharacters(in: .whitespaces)
+            return token.isEmpty ? nil : token
+        }
+        let headers: [String?] = [
+            nil, "", "Bearer", "Bearer ", "Bearer  ", "Bearer abc.def.ghi", "bearer abc", "BEARER  abc\t", "Bearer \tabc \t ",
+            "Bearer a b", "Basic abc", "Bearer\tabc", "Bearer \u{00A0}abc\u{3000}", "Bearer \u{2028}abc", "Bearer abc\n", " Bearer abc",
+        ]
+        for header in headers {
+            #expect(AuthMiddleware.bearerToken(header) == reference(header), "\(String(describing: header))")
+        }
     }
 }

@@ -10,11 +10,13 @@
 enum SoundKey {
     /// The key of a lowercase word.
     static func key(_ word: String) -> String {
-        var s = word
-        for (a, b) in [("tion", "shun"), ("ph", "f"), ("ck", "k"), ("qu", "kw"), ("ie", "i"), ("ei", "i"), ("y", "i")] {
-            s = s.replacingOccurrences(of: a, with: b)
+        var chars = Array(word)
+        // Each fold in turn over the whole word, left to right, as `replacingOccurrences` did
+        // (characters compared as Swift compares them, so "n" does not match "ñ"), without
+        // Foundation: on Linux each of its replacements went through NSString.
+        for (a, b) in folds {
+            chars = replacing(a, with: b, in: chars)
         }
-        var chars = Array(s)
         if chars.first == "x" { chars[0] = "z" }
         // c before a, o, u or a consonant sounds like k.
         for i in chars.indices where chars[i] == "c" {
@@ -27,5 +29,28 @@ enum SoundKey {
             out.append(c)
         }
         return String(out)
+    }
+
+    /// The sound-alike letter groups, folded in this order.
+    private static let folds: [([Character], [Character])] = [
+        ("tion", "shun"), ("ph", "f"), ("ck", "k"), ("qu", "kw"), ("ie", "i"), ("ei", "i"), ("y", "i"),
+    ].map { (Array($0.0), Array($0.1)) }
+
+    /// `chars` with every occurrence of `target` replaced by `replacement`, left to right, without overlaps.
+    private static func replacing(_ target: [Character], with replacement: [Character], in chars: [Character]) -> [Character] {
+        guard chars.count >= target.count, let head = target.first, chars.contains(head) else { return chars }
+        var out: [Character] = []
+        out.reserveCapacity(chars.count + 2)
+        var i = 0
+        while i < chars.count {
+            if chars[i] == head, i + target.count <= chars.count, chars[i..<(i + target.count)].elementsEqual(target) {
+                out.append(contentsOf: replacement)
+                i += target.count
+            } else {
+                out.append(chars[i])
+                i += 1
+            }
+        }
+        return out
     }
 }

@@ -140,9 +140,39 @@ public struct ModelTriage: Sendable {
     /// (a digit, a space, a second word: "3. diabetic", "not diabetic") makes it unparsable, so a
     /// list number or a negation is never read as a category.
     static func category(in reply: String) -> String? {
-        let trimmed = reply.lowercased().trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters).union(.symbols))
-        guard !trimmed.isEmpty, trimmed.allSatisfy({ ($0.isLetter && $0.isASCII) || $0 == "_" }) else { return nil }
+        // Trimmed from both ends without Foundation (whose trimming copies the whole reply through
+        // NSString on Linux): only the trimmed scalars are visited, so a model that rambles costs
+        // almost nothing here.
+        let scalars = reply.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isEdge($0) }), let last = scalars.lastIndex(where: { !isEdge($0) }) else { return nil }
+        let core = reply.unicodeScalars[first...last]
+        // Lower-casing never turns one scalar into fewer: a longer text cannot be a category.
+        guard core.count <= Self.longestCategory else { return nil }
+        let trimmed = String(core).lowercased()
+        guard trimmed.allSatisfy({ ($0.isLetter && $0.isASCII) || $0 == "_" }) else { return nil }
         return SafetyPrompt.triageCategories.contains(trimmed) ? trimmed : nil
+    }
+
+    private static let longestCategory = SafetyPrompt.triageCategories.map(\.unicodeScalars.count).max() ?? 0
+
+    /// What is trimmed from a reply's ends: white space and line breaks (Unicode `Z*`, U+0009 to
+    /// U+000D, U+0085), punctuation (`P*`) and symbols (`S*`), as Foundation's
+    /// `whitespacesAndNewlines`, `punctuationCharacters` and `symbols` sets define them.
+    static func isEdge(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x09...0x0D, 0x85: return true
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return false
+        default: break
+        }
+        switch scalar.properties.generalCategory {
+        case .spaceSeparator, .lineSeparator, .paragraphSeparator,
+             .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+             .initialPunctuation, .finalPunctuation, .otherPunctuation,
+             .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol:
+            return true
+        default:
+            return false
+        }
     }
 }
 
