@@ -1,4 +1,5 @@
 import Foundation
+import MedViewProtocol
 @testable import MedViewModels
 import Testing
 
@@ -151,7 +152,14 @@ import Testing
         if Int.random(in: 0..<10, using: &rng) > 0 { top.append("\"choices\":" + pick(["[" + choices.joined(separator: ",") + "]", "[" + choices.joined(separator: ",") + "]", "null", "{}"], &rng)) }
         top.append("\"id\":\"chatcmpl-1\"")
         if Int.random(in: 0..<2, using: &rng) == 0 { top.append("\"object\":" + pick(["\"chat.completion.chunk\"", "\"error\"", "5", "null"], &rng)) }
-        if Int.random(in: 0..<5, using: &rng) == 0 { top.append("\"usage\":" + pick(["null", "{\"prompt_tokens\":3,\"completion_tokens\":4}", "{}"], &rng)) }
+        if Int.random(in: 0..<5, using: &rng) == 0 {
+            top.append("\"usage\":" + pick([
+                "null", "{\"prompt_tokens\":3,\"completion_tokens\":4}", "{}", "{\"prompt_tokens\":null,\"completion_tokens\":7}",
+                "{\"completion_tokens\":12,\"total_tokens\":15,\"prompt_tokens_details\":{\"cached_tokens\":0}}", "{\"prompt_tokens\":-1}",
+                "{\"prompt_tokens\":1.5}", "{\"prompt_tokens\":\"3\"}", "{\"prompt_tokens\":1e2}", "{\"prompt_tokens\":0,\"prompt_tokens\":9}",
+                "\"x\"", "[]", "{\"completion_tokens\":1234567890123}",
+            ], &rng))
+        }
         if Int.random(in: 0..<8, using: &rng) == 0 { top.append("\"error\":" + pick(["null", "{\"type\":\"rate_limit_error\",\"code\":\"429\"}", "{\"message\":\"x\"}"], &rng)) }
         if Int.random(in: 0..<10, using: &rng) == 0 { top.append("\"type\":" + pick(["\"BadRequestError\"", "null", "3"], &rng)) }
         if Int.random(in: 0..<10, using: &rng) == 0 { top.append("\"code\":" + pick(["400", "\"x\"", "null"], &rng)) }
@@ -175,7 +183,29 @@ import Testing
         }
         #expect(fast > 500, "the fast path should take the ordinary chunks (took \(fast))")
         let typical = #"{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":" water \u00e9"},"logprobs":null,"finish_reason":null}]}"#
-        #expect(DeltaJSONScanner.openAIChunk(Array(typical.utf8)) == .init(text: " water é", finishReason: nil))
+        #expect(DeltaJSONScanner.openAIChunk(Array(typical.utf8)) == .init(text: " water é", finishReason: nil, hasChoice: true))
+        let usage = #"{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":100,"total_tokens":110}}"#
+        #expect(DeltaJSONScanner.openAIChunk(Array(usage.utf8)) == .init(usage: Usage(inputTokens: 10, outputTokens: 100)))
+    }
+
+    @Test func openAIRepliesGiveTheSameEventsAndErrorsOnBothPaths() {
+        var rng = Rng(state: 13)
+        var fast = 0
+        func outcome(_ decoder: OpenAIReplyDecoder, _ json: [UInt8]) -> String {
+            do { return "events \(try decoder.decode(json))" } catch { return "error \(error)" }
+        }
+        for i in 0..<4000 {
+            // A whole reply has the shape of a chunk with `message` where a chunk has `delta`.
+            var text = openAIChunk(&rng).replacingOccurrences(of: "\"delta\":", with: "\"message\":")
+            if i % 10 == 9 { text = String(text.prefix(Int.random(in: 0..<text.count, using: &rng))) }  // truncated
+            var off = OpenAIReplyDecoder()
+            off.fastPath = false
+            #expect(outcome(OpenAIReplyDecoder(), Array(text.utf8)) == outcome(off, Array(text.utf8)), "\(text)")
+            if let reply = DeltaJSONScanner.openAIChunk(Array(text.utf8), choiceKey: "message"), reply.hasChoice { fast += 1 }
+        }
+        #expect(fast > 200, "the fast path should take the ordinary replies (took \(fast))")
+        let typical = #"{"id":"chatcmpl-9","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"none"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":90,"completion_tokens":1,"total_tokens":91}}"#
+        #expect(DeltaJSONScanner.openAIChunk(Array(typical.utf8), choiceKey: "message") == .init(text: "none", finishReason: "stop", usage: Usage(inputTokens: 90, outputTokens: 1), hasChoice: true))
     }
 
     @Test func anthropicDeltasGiveTheSameEventsAndErrorsOnBothPaths() {

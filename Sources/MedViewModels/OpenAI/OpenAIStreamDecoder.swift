@@ -60,8 +60,10 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
         }
         if fastPath, event.type != "error", let chunk = DeltaJSONScanner.openAIChunk(bytes) {
             if let reason = chunk.finishReason { finishReason = Self.stopReason(reason) }
-            if let text = chunk.text, !text.isEmpty { return [.delta(text)] }
-            return []
+            var events: [ModelEvent] = []
+            if let text = chunk.text, !text.isEmpty { events.append(.delta(text)) }
+            if let usage = chunk.usage { events.append(.usage(usage)) }
+            return events
         }
         let data = event.data
         let chunk: Chunk

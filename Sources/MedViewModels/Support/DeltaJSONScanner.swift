@@ -103,23 +103,29 @@ struct DeltaJSONScanner {
         }
     }
 
-    /// What an ordinary OpenAI-compatible stream chunk says: the text of choice 0 and its finish
-    /// reason (either may be absent).
+    /// What an ordinary OpenAI-compatible stream chunk (or whole reply) says: the text of choice 0
+    /// and its finish reason (either may be absent), and the token counts of a `usage` object.
     struct OpenAIChunk: Equatable {
         var text: String?
         var finishReason: String?
+        /// The counts of a non-null `usage` object; nil when it has neither count (or is absent).
+        var usage: Usage?
+        /// Whether a choice with index 0 was there.
+        var hasChoice = false
     }
 
     /// Reads a `chat.completion.chunk` (`{"id":…,"choices":[{"index":0,"delta":{"content":"…"},
-    /// "finish_reason":null}]}`): the first choice with index 0 (or none), its `delta.content` and
-    /// `finish_reason`. Nil when the chunk carries anything else that matters — an `error`, a
-    /// non-null `usage`, `"object":"error"`, a field of an unexpected type — or is not valid JSON:
-    /// the caller decodes those properly.
-    static func openAIChunk(_ bytes: [UInt8]) -> OpenAIChunk? {
+    /// "finish_reason":null}]}`), or with `choiceKey` `message` a whole `chat.completion`: the first
+    /// choice with index 0 (or none), its `content` and `finish_reason`, and `usage`'s
+    /// `prompt_tokens` and `completion_tokens`. Nil when the object carries anything else that
+    /// matters — an `error`, `"object":"error"`, a field of an unexpected type, a count that is not
+    /// a plain whole number — or is not valid JSON: the caller decodes those properly.
+    static func openAIChunk(_ bytes: [UInt8], choiceKey: String = "delta") -> OpenAIChunk? {
         bytes.withUnsafeBufferPointer { buffer in
             var cursor = Cursor(bytes: buffer)
             var result = OpenAIChunk()
-            var chosen = false
+            var promptTokens: Int?
+            var completionTokens: Int?
             guard cursor.object({ key, cursor in
                 switch key {
                 case "choices":
@@ -134,7 +140,7 @@ struct DeltaJSONScanner {
                                 guard let value = cursor.integer() else { return false }
                                 index = value
                                 return true
-                            case "delta":
+                            case choiceKey:
                                 cursor.skipWhitespace()
                                 if cursor.literal("null") { return true }
                                 return cursor.object { key, cursor in
@@ -147,16 +153,30 @@ struct DeltaJSONScanner {
                                 return cursor.skipValue()
                             }
                         }) else { return false }
-                        if index == 0, !chosen {
-                            result = choice
-                            chosen = true
+                        if index == 0, !result.hasChoice {
+                            result.text = choice.text
+                            result.finishReason = choice.finishReason
+                            result.hasChoice = true
                         }
                         return true
+                    }
+                case "usage":
+                    cursor.skipWhitespace()
+                    if cursor.literal("null") { return true }
+                    // A count given twice goes to the decoder (which keeps the first).
+                    var seen: Set<String> = []
+                    return cursor.object { key, cursor in
+                        switch key {
+                        case "prompt_tokens", "completion_tokens":
+                            guard seen.insert(key).inserted else { return false }
+                            return key == "prompt_tokens" ? cursor.optionalInteger(into: &promptTokens) : cursor.optionalInteger(into: &completionTokens)
+                        default: return cursor.skipValue()
+                        }
                     }
                 case "type":
                     var type: String?
                     return cursor.optionalString(into: &type)
-                case "error", "usage", "code":
+                case "error", "code":
                     // Only an explicit null is ordinary; anything else goes to the decoder.
                     cursor.skipWhitespace()
                     return cursor.literal("null")
@@ -169,7 +189,11 @@ struct DeltaJSONScanner {
                 }
             }) else { return nil }
             cursor.skipWhitespace()
-            return cursor.atEnd ? result : nil
+            guard cursor.atEnd else { return nil }
+            if promptTokens != nil || completionTokens != nil {
+                result.usage = Usage(inputTokens: promptTokens ?? 0, outputTokens: completionTokens ?? 0)
+            }
+            return result
         }
     }
 
@@ -316,6 +340,18 @@ struct DeltaJSONScanner {
             }
             guard peek == UInt8(ascii: "\""), let text = string() else { return false }
             value = text
+            return true
+        }
+
+        /// A whole number as ``integer()`` reads it, or `null` (leaving `value` nil); `false` for anything else.
+        mutating func optionalInteger(into value: inout Int?) -> Bool {
+            skipWhitespace()
+            if literal("null") {
+                value = nil
+                return true
+            }
+            guard let number = integer() else { return false }
+            value = number
             return true
         }
 

@@ -86,7 +86,14 @@ struct OpenAIReplyDecoder: WholeReplyDecoder {
         var code: LooseString?
     }
 
+    /// Whether an ordinary reply is read by ``DeltaJSONScanner`` (off only in tests that check
+    /// both paths give the same events).
+    var fastPath = true
+
     func decode(_ json: [UInt8]) throws(ModelError) -> [ModelEvent] {
+        if fastPath, let reply = DeltaJSONScanner.openAIChunk(json, choiceKey: "message"), reply.hasChoice {
+            return replyEvents(text: reply.text ?? "", usage: reply.usage, stop: OpenAIStreamDecoder.stopReason(reply.finishReason ?? "stop"))
+        }
         let completion = try decodeReply(Completion.self, from: json, provider: "openai")
         if let failure = completion.error { throw OpenAIErrors.streamError(type: failure.type, code: failure.code?.value) }
         if completion.object == "error" { throw OpenAIErrors.streamError(type: completion.type, code: completion.code?.value) }
