@@ -106,11 +106,12 @@ public struct ModelTriage: Sendable {
         let budget = self.budget
         let raw: Raw = await withCheckedContinuation { (continuation: CheckedContinuation<Raw, Never>) in
             once.set(continuation)
+            // The classifier's task hands its own result on (whichever of it and the timer is first wins).
             let work = Task {
                 do {
-                    return Raw.reply(try await classify(SafetyPrompt.triageInstructions, message))
+                    once.resume(Raw.reply(try await classify(SafetyPrompt.triageInstructions, message)))
                 } catch {
-                    return Raw.failed
+                    once.resume(Raw.failed)
                 }
             }
             // The budget is kept by a Dispatch timer, not a task: it fires on time even when the
@@ -119,9 +120,6 @@ public struct ModelTriage: Sendable {
             DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(min(nanoseconds, UInt64(Int.max))))) {
                 once.resume(.timedOut)
                 work.cancel()
-            }
-            Task {
-                once.resume(await work.value)
             }
         }
         switch raw {
