@@ -23,12 +23,14 @@ struct DeltaJSONScanner {
         bytes.withUnsafeBufferPointer { buffer in
             var scanner = Cursor(bytes: buffer)
             var fields = Fields()
-            guard scanner.object({ key, cursor in
+            guard scanner.object({ name, cursor in
+                let key = name.string
                 if key == nestedKey {
                     cursor.skipWhitespace()
                     guard cursor.peek == UInt8(ascii: "{") else { return cursor.skipValue() }
                     fields.hasNested = true
-                    return cursor.object { inner, cursor in
+                    return cursor.object { name, cursor in
+                        let inner = name.string
                         if nestedFields.contains(inner) {
                             cursor.skipWhitespace()
                             if cursor.peek == UInt8(ascii: "\"") {
@@ -140,7 +142,7 @@ struct DeltaJSONScanner {
                                 guard let value = cursor.integer() else { return false }
                                 index = value
                                 return true
-                            case choiceKey:
+                            case _ where key.matches(choiceKey):
                                 cursor.skipWhitespace()
                                 if cursor.literal("null") { return true }
                                 return cursor.object { key, cursor in
@@ -164,12 +166,18 @@ struct DeltaJSONScanner {
                     cursor.skipWhitespace()
                     if cursor.literal("null") { return true }
                     // A count given twice goes to the decoder (which keeps the first).
-                    var seen: Set<String> = []
+                    var seenPrompt = false
+                    var seenCompletion = false
                     return cursor.object { key, cursor in
                         switch key {
-                        case "prompt_tokens", "completion_tokens":
-                            guard seen.insert(key).inserted else { return false }
-                            return key == "prompt_tokens" ? cursor.optionalInteger(into: &promptTokens) : cursor.optionalInteger(into: &completionTokens)
+                        case "prompt_tokens":
+                            guard !seenPrompt else { return false }
+                            seenPrompt = true
+                            return cursor.optionalInteger(into: &promptTokens)
+                        case "completion_tokens":
+                            guard !seenCompletion else { return false }
+                            seenCompletion = true
+                            return cursor.optionalInteger(into: &completionTokens)
                         default: return cursor.skipValue()
                         }
                     }
@@ -221,14 +229,15 @@ struct DeltaJSONScanner {
         }
 
         /// Walks an object, calling `member` with each key and the cursor before its value;
-        /// `member` must consume the value and return `false` on malformed input.
-        mutating func object(_ member: (String, inout Cursor) -> Bool) -> Bool {
+        /// `member` must consume the value and return `false` on malformed input. A key that is
+        /// not plain ASCII without escapes is not understood (the caller's decoder reads those).
+        mutating func object(_ member: (Key, inout Cursor) -> Bool) -> Bool {
             guard expect(UInt8(ascii: "{")) else { return false }
             skipWhitespace()
             if peek == UInt8(ascii: "}") { index += 1; return true }
             while true {
                 skipWhitespace()
-                guard peek == UInt8(ascii: "\""), let key = string(), expect(UInt8(ascii: ":")) else { return false }
+                guard peek == UInt8(ascii: "\""), let key = key(), expect(UInt8(ascii: ":")) else { return false }
                 guard member(key, &self) else { return false }
                 skipWhitespace()
                 guard let next = peek else { return false }
@@ -236,6 +245,79 @@ struct DeltaJSONScanner {
                 if next == UInt8(ascii: "}") { return true }
                 guard next == UInt8(ascii: ",") else { return false }
             }
+        }
+
+        /// Reads a key at the cursor (on its opening quote) as its bytes, without making a
+        /// string; nil for a key with an escape, a control character or a non-ASCII byte.
+        mutating func key() -> Key? {
+            index += 1
+            let start = index
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\"") {
+                    defer { index += 1 }
+                    return Key(bytes: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+                }
+                if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { return nil }
+                index += 1
+            }
+            return nil
+        }
+
+        /// Skips a string at the cursor (on its opening quote): plain ASCII without escapes is
+        /// only scanned; anything else is read as ``string()`` reads it, with the same checks.
+        mutating func skipString() -> Bool {
+            let start = index
+            index += 1
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\"") {
+                    index += 1
+                    return true
+                }
+                if byte == UInt8(ascii: "\\") || byte >= 0x80 {
+                    index = start
+                    return string() != nil
+                }
+                if byte < 0x20 { return false }
+                index += 1
+            }
+            return false
+        }
+
+        /// Skips a number at the cursor if it is one as JSON writes numbers (`-`, digits without
+        /// a leading zero, a fraction, an exponent), followed by a delimiter or the end.
+        mutating func skipNumber() -> Bool {
+            var i = index
+            func digits() -> Bool {
+                let from = i
+                while i < bytes.count, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") { i += 1 }
+                return i > from
+            }
+            if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard i < bytes.count else { return false }
+            if bytes[i] == UInt8(ascii: "0") {
+                i += 1
+            } else {
+                guard digits() else { return false }
+            }
+            if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+                i += 1
+                guard digits() else { return false }
+            }
+            if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+                i += 1
+                if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+                guard digits() else { return false }
+            }
+            if i < bytes.count {
+                switch bytes[i] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D: break
+                default: return false
+                }
+            }
+            index = i
+            return true
         }
 
         /// Reads a string at the cursor (which is on its opening quote), decoding escapes.
@@ -398,9 +480,21 @@ struct DeltaJSONScanner {
             guard let first = peek else { return false }
             switch first {
             case UInt8(ascii: "\""):
-                return string() != nil
+                return skipString()
             case UInt8(ascii: "{"):
-                return object { _, cursor in cursor.skipValue() }
+                // Any string is a name here: the object is only checked and passed over.
+                index += 1
+                skipWhitespace()
+                if peek == UInt8(ascii: "}") { index += 1; return true }
+                while true {
+                    skipWhitespace()
+                    guard peek == UInt8(ascii: "\""), skipString(), expect(UInt8(ascii: ":")), skipValue() else { return false }
+                    skipWhitespace()
+                    guard let next = peek else { return false }
+                    index += 1
+                    if next == UInt8(ascii: "}") { return true }
+                    guard next == UInt8(ascii: ",") else { return false }
+                }
             case UInt8(ascii: "["):
                 index += 1
                 skipWhitespace()
@@ -413,25 +507,37 @@ struct DeltaJSONScanner {
                     if next == UInt8(ascii: "]") { return true }
                     guard next == UInt8(ascii: ",") else { return false }
                 }
+            case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
+                return literal("true") || literal("false") || literal("null")
             default:
-                // A number, true, false or null: the JSON decoder would check it; here only its
-                // characters are accepted, and anything odd falls back to the decoder.
-                let start = index
-                let isWord = first >= UInt8(ascii: "a") && first <= UInt8(ascii: "z")
-                guard isWord || first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) else { return false }
-                while let byte = peek, byte != UInt8(ascii: ","), byte != UInt8(ascii: "}"), byte != UInt8(ascii: "]"),
-                      byte != 0x20, byte != 0x09, byte != 0x0A, byte != 0x0D {
-                    switch byte {
-                    case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."),
-                         UInt8(ascii: "e"), UInt8(ascii: "E"), UInt8(ascii: "a")...UInt8(ascii: "z"):
-                        index += 1
-                    default:
-                        return false
-                    }
-                }
-                let literal = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-                return isWord ? (literal == "true" || literal == "false" || literal == "null") : Double(literal) != nil
+                return skipNumber()
             }
+        }
+    }
+
+    /// An object member's name as it is written: plain ASCII, no escapes.
+    struct Key {
+        let bytes: UnsafeBufferPointer<UInt8>
+
+        /// The name as a string.
+        var string: String { String(decoding: bytes, as: UTF8.self) }
+
+        static func == (key: Key, name: StaticString) -> Bool {
+            let count = name.utf8CodeUnitCount
+            guard key.bytes.count == count else { return false }
+            let text = name.utf8Start
+            for i in 0..<count where key.bytes[i] != text[i] { return false }
+            return true
+        }
+
+        /// Whether the key is `name` (a name known only at run time).
+        func matches(_ name: String) -> Bool {
+            name.utf8.elementsEqual(bytes)
+        }
+
+        /// Lets a `switch` over a key match names written as literals.
+        static func ~= (name: StaticString, key: Key) -> Bool {
+            key == name
         }
     }
 }
