@@ -99,6 +99,18 @@ import Testing
             #expect(DeltaJSONScanner.scan(Array(text.utf8), top: [], nestedKey: "delta", nestedFields: ["text"]) == nil, "\(text)")
             #expect((try? JSONSerialization.jsonObject(with: Data(text.utf8))) == nil, "the reference accepts \(text)")
         }
+        // Skipped numbers are held to JSON's grammar: anything else goes to the decoder.
+        for number in ["0", "-0", "12", "-0.5", "1e5", "1E+5", "2.5e-3"] {
+            #expect(DeltaJSONScanner.openAIChunk(Array(#"{"created":\#(number),"choices":[]}"#.utf8)) != nil, "\(number)")
+        }
+        for number in ["-.5", "01", "1.", "1e", ".5", "+1", "1e+", "--1", "0x10", "1.5.2"] {
+            #expect(DeltaJSONScanner.openAIChunk(Array(#"{"created":\#(number),"choices":[]}"#.utf8)) == nil, "\(number)")
+        }
+        // A key written with an escape or in non-ASCII is not compared as bytes: the decoder reads it.
+        #expect(DeltaJSONScanner.openAIChunk(Array(#"{"\u0065rror":{"type":"x"},"choices":[]}"#.utf8)) == nil)
+        #expect(DeltaJSONScanner.openAIChunk(Array(#"{"ünknown":1,"choices":[]}"#.utf8)) == nil)
+        // In an object that is only passed over, any string is a name.
+        #expect(DeltaJSONScanner.openAIChunk(Array(#"{"x":{"\u00fc":1,"ü":[{"a\"b":null}]},"choices":[]}"#.utf8)) != nil)
         // Foundation's parser accepts a trailing comma; the scanner does not, so the decoder decides.
         #expect(DeltaJSONScanner.scan(Array(#"{"delta":{"text":"a"},}"#.utf8), top: [], nestedKey: "delta", nestedFields: ["text"]) == nil)
         #expect(DeltaJSONScanner.scan([0x7B, 0x22, 0x64, 0xFF, 0x22, 0x3A, 0x31, 0x7D], top: [], nestedKey: "delta", nestedFields: []) == nil)
