@@ -116,6 +116,7 @@ public final class ChatService: Sendable {
             safety: safety,
             contextBuilder: ContextBuilder(systemPrompt: configuration.systemPrompt, budgetTokens: configuration.contextBudgetTokens, maxOutputTokens: configuration.maxOutputTokens, temperature: configuration.temperature),
             chunking: configuration.chunking,
+            flushTimer: CoarseTimer(tick: CoarseTimer.tick(for: configuration.chunking.maxDelay)),
             contextWindowMessages: configuration.contextWindowMessages,
             windows: windows,
             registry: registry,

@@ -15,7 +15,8 @@ final class ChunkPipeline: Sendable {
         var outputGuard: StreamGuard?
         var violation: OutputViolation?
         var sent = ""
-        var flushTask: Task<Void, Never>?
+        /// The pending flush's token with ``timer``.
+        var flushToken: UInt64?
         var firstChunkSeen = false
         var finished = false
         var beforeModel: Duration = .zero
@@ -26,9 +27,12 @@ final class ChunkPipeline: Sendable {
     private let state: Mutex<State>
     private let observer: (any ChatObserver)?
     private let started: ContinuousClock.Instant
+    /// Runs the flush when pending text's deadline passes (shared by all answers).
+    private let timer: CoarseTimer
 
-    init(stream: ResponseStream, configuration: StreamProcessor.Configuration, outputGuard: StreamGuard?, observer: (any ChatObserver)?, started: ContinuousClock.Instant) {
+    init(stream: ResponseStream, configuration: StreamProcessor.Configuration, outputGuard: StreamGuard?, observer: (any ChatObserver)?, started: ContinuousClock.Instant, timer: CoarseTimer) {
         self.stream = stream
+        self.timer = timer
         self.state = Mutex(State(processor: StreamProcessor(configuration: configuration), outputGuard: outputGuard))
         self.observer = observer
         self.started = started
@@ -98,8 +102,8 @@ final class ChunkPipeline: Sendable {
     /// Publishes everything pending; returns the whole text sent as chunks.
     func finish() -> String {
         state.withLock { s in
-            s.flushTask?.cancel()
-            s.flushTask = nil
+            if let token = s.flushToken { timer.cancel(token) }
+            s.flushToken = nil
             publish(s.processor.finish(), &s, deltaArrived: .now)
             s.finished = true
             return s.sent
@@ -108,7 +112,7 @@ final class ChunkPipeline: Sendable {
 
     private func flushDue() {
         state.withLock { s in
-            s.flushTask = nil
+            s.flushToken = nil
             guard !s.finished else { return }
             publish(s.processor.flushIfDue(now: .now), &s, deltaArrived: .now)
             scheduleFlush(&s)
@@ -116,12 +120,8 @@ final class ChunkPipeline: Sendable {
     }
 
     private func scheduleFlush(_ s: inout State) {
-        guard s.flushTask == nil, let deadline = s.processor.flushDeadline else { return }
-        s.flushTask = Task { [weak self] in
-            try? await Task.sleep(until: deadline, clock: .continuous)
-            guard !Task.isCancelled else { return }
-            self?.flushDue()
-        }
+        guard s.flushToken == nil, let deadline = s.processor.flushDeadline else { return }
+        s.flushToken = timer.schedule(at: deadline) { [weak self] in self?.flushDue() }
     }
 
     /// Publishes `chunks`; `deltaArrived` is when the engine got the text that completed them

@@ -20,6 +20,8 @@ struct TurnRunner: Sendable {
     let safety: any SafetyPolicy
     let contextBuilder: ContextBuilder
     let chunking: StreamProcessor.Configuration
+    /// Flushes held-back text when its deadline passes, for every answer.
+    let flushTimer: CoarseTimer
     /// Most earlier messages read for a new answer (``ChatConfiguration/contextWindowMessages``).
     let contextWindowMessages: Int
     /// Recent conversations' windows, so a new message reads only the latest few messages.
@@ -102,7 +104,7 @@ struct TurnRunner: Sendable {
 
         let system = safetyNotes.isEmpty ? nil : safety.systemPrompt(notes: safetyNotes)
         let request = contextBuilder.request(history: history, newText: turn.userMessage.text, system: system)
-        let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started)
+        let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started, timer: flushTimer)
         pipeline.modelCalled(after: ContinuousClock.now - job.started)
         let modelTask = Task { [observer] in await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
         job.entry.attach(modelTask)

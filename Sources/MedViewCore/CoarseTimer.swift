@@ -1,0 +1,86 @@
+import Synchronization
+
+/// Runs short actions at their deadlines, each within about one `tick` after it, with one sleeping
+/// task for all of them instead of a task, a sleeping task and a Dispatch timer for each.
+///
+/// Every answer arms a flush deadline for the text its chunker holds back (``ChunkPipeline``), and
+/// nearly every one is cancelled a moment later when the answer ends: per answer, a timer of its
+/// own cost two task creations and a wake-up of Dispatch's timer thread. Here scheduling and
+/// cancelling are a dictionary update under a lock. While anything is scheduled, one task wakes
+/// every `tick` and runs what is due (outside the lock, earliest first); with nothing scheduled it
+/// ends, so an idle service has no wake-ups.
+///
+/// Actions must be short and must not block: they run on the timer's task, one after another.
+public final class CoarseTimer: Sendable {
+    /// How often the timer looks for due actions while any is scheduled.
+    public let tick: Duration
+
+    private struct Entry {
+        var deadline: ContinuousClock.Instant
+        var action: @Sendable () -> Void
+    }
+
+    private struct State {
+        var entries: [UInt64: Entry] = [:]
+        var nextId: UInt64 = 0
+        var running = false
+    }
+
+    private let state = Mutex(State())
+
+    /// A timer that looks for due actions every `tick` (at least 1 ms).
+    public init(tick: Duration) {
+        self.tick = max(tick, .milliseconds(1))
+    }
+
+    /// The tick for deadlines `delay` away: a fifth of it, between 1 and 10 ms.
+    public static func tick(for delay: Duration) -> Duration {
+        min(max(delay / 5, .milliseconds(1)), .milliseconds(10))
+    }
+
+    /// Schedules `action` for `deadline` (it runs within about a tick after it); returns the token
+    /// that ``cancel(_:)`` takes.
+    @discardableResult
+    public func schedule(at deadline: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) -> UInt64 {
+        let (id, start) = state.withLock { s in
+            s.nextId &+= 1
+            s.entries[s.nextId] = Entry(deadline: deadline, action: action)
+            defer { s.running = true }
+            return (s.nextId, !s.running)
+        }
+        if start {
+            Task { await self.run() }
+        }
+        return id
+    }
+
+    /// Cancels a scheduled action; nothing happens if it already ran or was cancelled.
+    public func cancel(_ id: UInt64) {
+        state.withLock { _ = $0.entries.removeValue(forKey: id) }
+    }
+
+    /// How many actions are scheduled (for tests).
+    public var scheduledCount: Int { state.withLock { $0.entries.count } }
+
+    /// Whether the timer's task is running (for tests: it ends when nothing is scheduled).
+    public var isRunning: Bool { state.withLock { $0.running } }
+
+    private func run() async {
+        while true {
+            try? await Task.sleep(for: tick)
+            let now = ContinuousClock.now
+            let due: [Entry]? = state.withLock { s in
+                guard !s.entries.isEmpty else {
+                    s.running = false
+                    return nil
+                }
+                let ids = s.entries.compactMap { $0.value.deadline <= now ? $0.key : nil }
+                return ids.compactMap { s.entries.removeValue(forKey: $0) }
+            }
+            guard let due else { return }
+            for entry in due.sorted(by: { $0.deadline < $1.deadline }) {
+                entry.action()
+            }
+        }
+    }
+}
