@@ -27,6 +27,8 @@ public final class ResponseStream: Sendable {
         /// Suspended subscribers, resumed with `true` for news (or cancellation), `false` when
         /// their idle limit ran out (``interruptWait(_:)``).
         var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        /// Waits whose idle limit ran out before they began waiting (a timer that fired early).
+        var interrupted: Set<UInt64> = []
         var nextWaiterId: UInt64 = 0
     }
 
@@ -188,9 +190,9 @@ public final class ResponseStream: Sendable {
     }
 
     /// A reader of this stream whose waits end with `.timeout` after `idle` without news (for
-    /// keep-alives), timed by one timer for the whole reading (``IdleReader``).
-    public func reader(idle: Duration) -> IdleReader {
-        IdleReader(stream: self, idle: idle)
+    /// keep-alives), timed by `timer` (``IdleReader``).
+    public func reader(idle: Duration, timer: CoarseTimer) -> IdleReader {
+        IdleReader(stream: self, idle: idle, timer: timer)
     }
 
     /// Suspends until the log grows past `knownCount` or the stream ends. Returns `false` on timeout.
@@ -210,7 +212,7 @@ public final class ResponseStream: Sendable {
     }
 
     /// A new id for ``wait(knownCount:waiterId:)``.
-    fileprivate func makeWaiterId() -> UInt64 {
+    func makeWaiterId() -> UInt64 {
         state.withLock { s in
             s.nextWaiterId &+= 1
             return s.nextWaiterId
@@ -219,15 +221,16 @@ public final class ResponseStream: Sendable {
 
     /// Suspends until the log grows past `knownCount`, the stream ends, the task is cancelled
     /// (all `true`) or ``interruptWait(_:)`` ends the wait (`false`).
-    fileprivate func wait(knownCount: Int, waiterId: UInt64) async -> Bool {
+    func wait(knownCount: Int, waiterId: UInt64) async -> Bool {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                let resumeNow = state.withLock { s -> Bool in
+                let resumeNow = state.withLock { s -> Bool? in
+                    if s.interrupted.remove(waiterId) != nil { return false }
                     if knownCount < s.events.count || s.finished || Task.isCancelled { return true }
                     s.waiters[waiterId] = c
-                    return false
+                    return nil
                 }
-                if resumeNow { c.resume(returning: true) }
+                if let resumeNow { c.resume(returning: resumeNow) }
             }
         } onCancel: {
             let w = state.withLock { $0.waiters.removeValue(forKey: waiterId) }
@@ -235,45 +238,35 @@ public final class ResponseStream: Sendable {
         }
     }
 
-    /// Ends the wait `waiterId` with a timeout, if it is still waiting.
-    @discardableResult
-    fileprivate func interruptWait(_ waiterId: UInt64) -> Bool {
-        guard let w = state.withLock({ $0.waiters.removeValue(forKey: waiterId) }) else { return false }
-        w.resume(returning: false)
-        return true
+    /// Ends the wait `waiterId` with a timeout: at once if it is waiting, or as soon as it begins
+    /// (a timer may fire before its waiter got to wait). Call it only while the wait is still to
+    /// be decided: after the wait ended, its id would be kept for nothing.
+    func interruptWait(_ waiterId: UInt64) {
+        let w: CheckedContinuation<Bool, Never>? = state.withLock { s in
+            if let w = s.waiters.removeValue(forKey: waiterId) { return w }
+            s.interrupted.insert(waiterId)
+            return nil
+        }
+        w?.resume(returning: false)
     }
 }
 
 /// Reads a ``ResponseStream`` batch by batch as ``ResponseStream/nextBatch(after:limit:timeout:)``
-/// does, a wait ending with `.timeout` once it has lasted `idle` without news, but timed by one
-/// timer task for the whole reading instead of one per wait.
+/// does, a wait ending with `.timeout` once it has lasted `idle` without news, but timed by a
+/// shared ``CoarseTimer`` instead of a task, a sleeping task and a Dispatch timer per wait.
 ///
 /// A fast answer's reader waits three or four times in a few milliseconds (for `stream.start`, the
-/// chunks, the ending); a timer per wait cost a task, a sleeping task and a Dispatch timer each
-/// time. This reader's timer starts at its first wait, sleeps until the current wait's deadline,
-/// and sleeps again when that wait ended early. ``close()`` (or the reader's end) stops it.
-public final class IdleReader: Sendable {
-    private struct State {
-        /// The wait in progress: its id and when it began.
-        var waiting: (id: UInt64, since: ContinuousClock.Instant)?
-        var timer: Task<Void, Never>?
-        var closed = false
-    }
-
+/// chunks, the ending): each wait arms the shared timer and disarms it when news comes, a
+/// dictionary update each. The timeout comes within one of the timer's ticks after `idle`.
+public struct IdleReader: Sendable {
     private let stream: ResponseStream
     private let idle: Duration
-    /// Shared with the timer task, which holds this and the stream but not the reader, so that a
-    /// reader dropped without ``close()`` still stops its timer (in `deinit`).
-    private let state: MutexBox<State>
+    private let timer: CoarseTimer
 
-    fileprivate init(stream: ResponseStream, idle: Duration) {
+    fileprivate init(stream: ResponseStream, idle: Duration, timer: CoarseTimer) {
         self.stream = stream
         self.idle = idle
-        self.state = MutexBox(State())
-    }
-
-    deinit {
-        close()
+        self.timer = timer
     }
 
     /// Every event after `seq` already published (up to `limit`), waiting when there is none:
@@ -283,48 +276,10 @@ public final class IdleReader: Sendable {
             if Task.isCancelled { return .finished }
             if let immediate = stream.immediateBatch(after: seq, limit: limit) { return immediate }
             let id = stream.makeWaiterId()
-            state.value.withLock { s in
-                s.waiting = (id, .now)
-                if s.timer == nil, !s.closed { s.timer = Self.startTimer(stream: stream, idle: idle, state: state) }
-            }
+            let token = timer.schedule(at: .now + idle) { [stream] in stream.interruptWait(id) }
             let woke = await stream.wait(knownCount: seq, waiterId: id)
-            state.value.withLock { $0.waiting = nil }
+            timer.cancel(token)
             if !woke { return .timeout }
         }
-    }
-
-    /// Stops the timer; later waits are not timed.
-    public func close() {
-        state.value.withLock { s in
-            s.closed = true
-            s.timer?.cancel()
-            s.timer = nil
-        }
-    }
-
-    /// The timer: sleeps until the current wait has lasted `idle` (or for `idle` when none is in
-    /// progress), then ends that wait if it is still waiting.
-    private static func startTimer(stream: ResponseStream, idle: Duration, state: MutexBox<State>) -> Task<Void, Never> {
-        Task {
-            while !Task.isCancelled {
-                let deadline = state.value.withLock { s in (s.waiting?.since ?? .now) + idle }
-                try? await Task.sleep(until: deadline, clock: .continuous)
-                if Task.isCancelled { return }
-                let due = state.value.withLock { s -> UInt64? in
-                    guard let w = s.waiting, ContinuousClock.now >= w.since + idle else { return nil }
-                    return w.id
-                }
-                if let due { stream.interruptWait(due) }
-            }
-        }
-    }
-}
-
-/// A `Mutex` in a class, to be shared by reference.
-final class MutexBox<Value: ~Copyable>: Sendable {
-    let value: Mutex<Value>
-
-    init(_ value: consuming sending Value) {
-        self.value = Mutex(value)
     }
 }

@@ -9,6 +9,8 @@ struct APIController {
     let chat: ChatService
     let limits: ServerConfiguration.Limits
     let metrics: ServerMetrics
+    /// Times the keep-alives of every SSE response.
+    let keepAliveTimer: CoarseTimer
 
     struct ConversationView: Codable {
         var id: String
@@ -172,7 +174,7 @@ struct APIController {
         var headers = SSE.headers
         headers[HTTPField.Name("X-Stream-Id")!] = stream.id
         metrics.connectionAttempt(.sse, .accepted)
-        return Response(status: .ok, headers: headers, body: SSE.body(stream: stream, after: after, prelude: prelude, keepAlive: limits.keepAliveInterval, metrics: metrics, acceptedAt: acceptedAt))
+        return Response(status: .ok, headers: headers, body: SSE.body(stream: stream, after: after, prelude: prelude, keepAlive: limits.keepAliveInterval, keepAliveTimer: keepAliveTimer, metrics: metrics, acceptedAt: acceptedAt))
     }
 
     private func requireEventStream(_ request: Request) throws {

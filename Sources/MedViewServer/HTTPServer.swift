@@ -109,7 +109,7 @@ func makeHTTPServer(
         .add(middleware: SSEAttemptMiddleware(metrics: metrics))
         .add(middleware: AuthMiddleware(verifier: verifier, audit: audit, connections: unauthenticated))
         .add(middleware: AuditMiddleware(audit: audit))
-    APIController(chat: chat, limits: limits, metrics: metrics).addRoutes(to: api)
+    APIController(chat: chat, limits: limits, metrics: metrics, keepAliveTimer: SSE.keepAliveTimer(for: limits.keepAliveInterval)).addRoutes(to: api)
 
     let serving = WebSocketServing(
         chat: chat, verifier: verifier, limits: limits, metrics: metrics, audit: audit, sweeper: sweeper,

@@ -12,6 +12,12 @@ package enum SSE {
         HTTPField.Name("X-Accel-Buffering")!: "no",
     ]
 
+    /// The timer for keep-alives every `interval`: it looks for due ones every eighth of the
+    /// interval, at most every second (a keep-alive comes at most that late).
+    static func keepAliveTimer(for interval: Duration) -> CoarseTimer {
+        CoarseTimer(tick: min(interval / 8, .seconds(1)))
+    }
+
     package static func frame(_ event: ServerEvent) -> String {
         var text = ""
         if let seq = event.seq { text += "id: \(seq)\n" }
@@ -20,11 +26,12 @@ package enum SSE {
     }
 
     /// A streaming body: the `prelude` events (an `ack`), then every event of `stream` after `after`,
-    /// with a keep-alive comment whenever `keepAlive` passes without one. Always ends with `finish`.
+    /// with a keep-alive comment whenever `keepAlive` passes without one (timed by `keepAliveTimer`,
+    /// shared by every response: see ``keepAliveTimer(for:)``). Always ends with `finish`.
     ///
     /// `metrics` counts the open stream and each chunk delivered; `acceptedAt` (a new `chat.send`)
     /// also measures the first chunk's time as the patient sees it.
-    static func body(stream: ResponseStream, after: Int, prelude: [ServerEvent], keepAlive: Duration, metrics: ServerMetrics? = nil, acceptedAt: ContinuousClock.Instant? = nil) -> ResponseBody {
+    static func body(stream: ResponseStream, after: Int, prelude: [ServerEvent], keepAlive: Duration, keepAliveTimer: CoarseTimer, metrics: ServerMetrics? = nil, acceptedAt: ContinuousClock.Instant? = nil) -> ResponseBody {
         // The body is written after the route returned, outside its task: its lines name the
         // request again.
         let requestId = LogContext.requestId
@@ -36,9 +43,8 @@ package enum SSE {
             try await writer.write(ByteBuffer(string: head))
             var last = after
             var firstChunkFrom = acceptedAt
-            // One keep-alive timer for the whole response, not one per wait.
-            let reader = stream.reader(idle: keepAlive)
-            defer { reader.close() }
+            // The keep-alive is timed by the server's shared timer, not by a timer per wait.
+            let reader = stream.reader(idle: keepAlive, timer: keepAliveTimer)
             loop: while true {
                 switch await reader.nextBatch(after: last) {
                 case .events(let events):

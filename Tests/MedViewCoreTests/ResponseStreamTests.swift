@@ -1,4 +1,4 @@
-import MedViewCore
+@testable import MedViewCore
 import MedViewProtocol
 import Testing
 
@@ -109,8 +109,7 @@ extension ResponseStream.Batch {
     func idleReader() async throws {
         let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
         let idle = Duration.milliseconds(150)
-        let reader = s.reader(idle: idle)
-        defer { reader.close() }
+        let reader = s.reader(idle: idle, timer: CoarseTimer(tick: .milliseconds(10)))
         let clock = ContinuousClock()
         // Nothing published: the wait ends after the idle limit, and so does the next one.
         for _ in 0..<2 {
@@ -120,8 +119,7 @@ extension ResponseStream.Batch {
         }
         // News inside the limit is read as news, however many short waits came before (together
         // longer than the limit): each wait is timed from its own start, not from the reading's.
-        let patient = s.reader(idle: .milliseconds(1500))
-        defer { patient.close() }
+        let patient = s.reader(idle: .milliseconds(1500), timer: CoarseTimer(tick: .milliseconds(100)))
         for i in 1...5 {
             let publisher = Task {
                 try await Task.sleep(for: .milliseconds(400))
@@ -140,15 +138,32 @@ extension ResponseStream.Batch {
         #expect(await reader.nextBatch(after: 7) == .finished)
     }
 
+    @Test("a timeout that runs out before its wait has begun still ends that wait")
+    func timeoutBeforeTheWait() async {
+        let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
+        // The timer fired first: the wait that begins afterwards ends at once, with the timeout.
+        let early = s.makeWaiterId()
+        s.interruptWait(early)
+        #expect(await s.wait(knownCount: 0, waiterId: early) == false)
+        // A zero limit races the timer against the waiter's own registration, many times over:
+        // each wait must end with the timeout, none may hang.
+        for _ in 0..<300 {
+            #expect(await s.next(after: 0, timeout: .zero) == .timeout)
+        }
+        let reader = s.reader(idle: .zero, timer: CoarseTimer(tick: .milliseconds(1)))
+        for _ in 0..<50 {
+            #expect(await reader.nextBatch(after: 0) == .timeout)
+        }
+    }
+
     @Test("a cancelled reader's wait ends at once, as finished")
     func idleReaderCancelled() async {
         let s = ResponseStream(id: "s1", userId: "u", conversationId: "c")
-        let reader = s.reader(idle: .seconds(600))
+        let reader = s.reader(idle: .seconds(600), timer: CoarseTimer(tick: .seconds(1)))
         let waiting = Task { await reader.nextBatch(after: 0) }
         try? await Task.sleep(for: .milliseconds(30))
         waiting.cancel()
         #expect(await waiting.value == .finished)
-        reader.close()
     }
 
     @Test("a stream rebuilt from a stored log replays it and is finished")
