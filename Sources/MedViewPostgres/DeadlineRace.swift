@@ -19,23 +19,30 @@ func withinDeadline<T: Sendable>(
             let worker = Task {
                 do { race.finish(.success(try await work())) } catch { race.finish(.failure(error)) }
             }
-            let timer = Task {
-                try? await Task.sleep(for: deadline)
-                if !Task.isCancelled { race.finish(.failure(StoreError.unavailable("\(operation) timed out"))) }
+            // The deadline is kept by the shared timer (a dictionary update to arm and to disarm),
+            // not by a sleeping task and a Dispatch timer of its own per operation.
+            let timer = storeDeadlines.schedule(at: .now + deadline) {
+                race.finish(.failure(StoreError.unavailable("\(operation) timed out")))
             }
-            race.track([worker, timer])
+            race.track(worker, timer: timer)
         }
     } onCancel: {
         race.finish(.failure(CancellationError()))
     }
 }
 
+/// Keeps the deadline of every store operation: a tick of 100 ms, so a deadline of seconds is
+/// kept within a tenth of a second.
+let storeDeadlines = CoarseTimer(tick: .milliseconds(100))
+
 /// The first of a piece of work, its deadline and the caller's cancellation
-/// (``withinDeadline(_:operation:_:)``): resumes the waiter once and cancels both tasks.
+/// (``withinDeadline(_:operation:_:)``): resumes the waiter once, cancels the work and disarms
+/// the deadline.
 private final class DeadlineRace<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
-        var tasks: [Task<Void, Never>] = []
+        var worker: Task<Void, Never>?
+        var timer: UInt64?
         /// Set when the race ended before the waiter arrived (the caller was already cancelled).
         var early: Result<T, any Error>?
         var done = false
@@ -54,24 +61,31 @@ private final class DeadlineRace<T: Sendable>: Sendable {
         return false
     }
 
-    /// The tasks to cancel when the race ends (at once, if it already has).
-    func track(_ tasks: [Task<Void, Never>]) {
+    /// The work to cancel and the deadline to disarm when the race ends (at once, if it already has).
+    func track(_ worker: Task<Void, Never>, timer: UInt64) {
         let done = state.withLock { s -> Bool in
-            if !s.done { s.tasks = tasks }
+            if !s.done {
+                s.worker = worker
+                s.timer = timer
+            }
             return s.done
         }
-        if done { for t in tasks { t.cancel() } }
+        if done {
+            worker.cancel()
+            storeDeadlines.cancel(timer)
+        }
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let (continuation, tasks) = state.withLock { s -> (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) in
-            guard !s.done else { return (nil, []) }
+        let (continuation, worker, timer) = state.withLock { s -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, UInt64?) in
+            guard !s.done else { return (nil, nil, nil) }
             s.done = true
             if s.continuation == nil { s.early = result }
-            defer { s.continuation = nil; s.tasks = [] }
-            return (s.continuation, s.tasks)
+            defer { s.continuation = nil; s.worker = nil; s.timer = nil }
+            return (s.continuation, s.worker, s.timer)
         }
-        for t in tasks { t.cancel() }
+        worker?.cancel()
+        if let timer { storeDeadlines.cancel(timer) }
         continuation?.resume(with: result)
     }
 }
