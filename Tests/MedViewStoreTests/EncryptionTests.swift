@@ -162,6 +162,35 @@ struct EncryptionTests {
         try await store.encrypted.close()
     }
 
+    @Test func fieldEnvelopesReadAndWriteTheStoredFormat() throws {
+        // The authenticated data as stored envelopes have always bound it: "medview.field.v1", then
+        // user, conversation, record, field and key version, each after its length (4 bytes, big-endian).
+        func storedFormatAAD(_ b: FieldCipher.Binding, version: Int) -> Data {
+            var data = Data("medview.field.v1".utf8)
+            for part in [b.userId, b.conversationId, b.recordId, b.field.rawValue, String(version)] {
+                let bytes = Data(part.utf8)
+                withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { data.append(contentsOf: $0) }
+                data.append(bytes)
+            }
+            return data
+        }
+        let key = SymmetricKey(size: .bits256)
+        for (binding, version, text) in [
+            (FieldCipher.Binding(userId: "u_a", conversationId: "c_1", recordId: "r_1", field: .messageText), 1, "chest pain"),
+            (FieldCipher.Binding(userId: "ü_🩺", conversationId: "", recordId: String(repeating: "r", count: 300), field: .conversationTitle), 12, "naïve 💧"),
+        ] {
+            // What this version seals opens with the stored format's data...
+            let sealed = try FieldCipher.seal(text, key: key, version: version, binding: binding)
+            let combined = try #require(Data(base64Encoded: String(sealed.split(separator: ":")[2])))
+            let opened = try AES.GCM.open(AES.GCM.SealedBox(combined: combined), using: key, authenticating: storedFormatAAD(binding, version: version))
+            #expect(String(decoding: opened, as: UTF8.self) == text)
+            // ...and an envelope sealed with it (as stored before) opens here.
+            let old = try AES.GCM.seal(Data(text.utf8), using: key, authenticating: storedFormatAAD(binding, version: version))
+            let envelope = "ev1:\(version):" + (try #require(old.combined)).base64EncodedString()
+            #expect(try FieldCipher.open(envelope, key: key, binding: binding) == text)
+        }
+    }
+
     @Test func fieldCipherBindsUserConversationRecordAndField() throws {
         let key = SymmetricKey(size: .bits256)
         let binding = FieldCipher.Binding(userId: "u_a", conversationId: "c_1", recordId: "r_1", field: .messageText)
