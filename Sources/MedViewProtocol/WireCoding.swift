@@ -170,50 +170,85 @@ extension ServerEvent {
     }
 }
 
+/// Writes a JSON object's members in the order given, compact, strings escaped as `JSONEncoder`
+/// with `.withoutEscapingSlashes` escapes them (``StreamChunk/appendQuoted(_:to:)``).
+struct JSONObjectText {
+    private var out = "{"
+    private var empty = true
+
+    init(reserving capacity: Int = 0) {
+        out.reserveCapacity(capacity)
+    }
+
+    private mutating func key(_ name: StaticString) {
+        out += empty ? "\"" : ",\""
+        empty = false
+        name.withUTF8Buffer { out += String(decoding: $0, as: UTF8.self) }
+        out += "\":"
+    }
+
+    mutating func string(_ name: StaticString, _ value: String) {
+        key(name)
+        StreamChunk.appendQuoted(value, to: &out)
+    }
+
+    mutating func number(_ name: StaticString, _ value: Int) {
+        key(name)
+        out += String(value)
+    }
+
+    mutating func bool(_ name: StaticString, _ value: Bool) {
+        key(name)
+        out += value ? "true" : "false"
+    }
+
+    /// A member whose value is already JSON (a nested object).
+    mutating func json(_ name: StaticString, _ value: String) {
+        key(name)
+        out += value
+    }
+
+    /// The object's text (call once, after the last member).
+    mutating func text() -> String {
+        out += "}"
+        return out
+    }
+}
+
 extension StreamStart {
     /// The event as compact JSON, as `JSONEncoder` writes it.
     func jsonString() -> String {
-        var out = #"{"type":"#
-        StreamChunk.appendQuoted(type, to: &out)
-        out += #","streamId":"#
-        StreamChunk.appendQuoted(streamId, to: &out)
-        out += #","seq":"#
-        out += String(seq)
-        out += #","conversationId":"#
-        StreamChunk.appendQuoted(conversationId, to: &out)
-        out += #","userMessageId":"#
-        StreamChunk.appendQuoted(userMessageId, to: &out)
-        out += #","messageId":"#
-        StreamChunk.appendQuoted(messageId, to: &out)
-        out += #","model":{"provider":"#
-        StreamChunk.appendQuoted(model.provider, to: &out)
-        out += #","id":"#
-        StreamChunk.appendQuoted(model.id, to: &out)
-        out += model.demo ? #","demo":true}}"# : #","demo":false}}"#
-        return out
+        var model = JSONObjectText()
+        model.string("provider", self.model.provider)
+        model.string("id", self.model.id)
+        model.bool("demo", self.model.demo)
+        var o = JSONObjectText(reserving: 256)
+        o.string("type", type)
+        o.string("streamId", streamId)
+        o.number("seq", seq)
+        o.string("conversationId", conversationId)
+        o.string("userMessageId", userMessageId)
+        o.string("messageId", messageId)
+        o.json("model", model.text())
+        return o.text()
     }
 }
 
 extension StreamEnd {
     /// The event as compact JSON, as `JSONEncoder` writes it (no `usage` when there is none).
     func jsonString() -> String {
-        var out = #"{"type":"#
-        StreamChunk.appendQuoted(type, to: &out)
-        out += #","streamId":"#
-        StreamChunk.appendQuoted(streamId, to: &out)
-        out += #","seq":"#
-        out += String(seq)
-        out += #","finishReason":"#
-        StreamChunk.appendQuoted(finishReason.rawValue, to: &out)
+        var o = JSONObjectText(reserving: 160)
+        o.string("type", type)
+        o.string("streamId", streamId)
+        o.number("seq", seq)
+        o.string("finishReason", finishReason.rawValue)
         if let usage {
-            out += #","usage":{"inputTokens":"#
-            out += String(usage.inputTokens)
-            out += #","outputTokens":"#
-            out += String(usage.outputTokens)
-            out += "}"
+            var counts = JSONObjectText()
+            counts.number("inputTokens", usage.inputTokens)
+            counts.number("outputTokens", usage.outputTokens)
+            o.json("usage", counts.text())
         }
-        out += "}"
-        return out
+        return o.text()
     }
 }
 
@@ -221,21 +256,13 @@ extension Ack {
     /// The acknowledgement as compact JSON, as `JSONEncoder` writes it (absent fields left out);
     /// `expiresAt` (a fraction) is left to `JSONEncoder`, so this is for acks without it.
     func jsonString() -> String {
-        var out = #"{"type":"#
-        StreamChunk.appendQuoted(type, to: &out)
-        out += #","id":"#
-        StreamChunk.appendQuoted(id, to: &out)
-        if let streamId {
-            out += #","streamId":"#
-            StreamChunk.appendQuoted(streamId, to: &out)
-        }
-        if let conversationId {
-            out += #","conversationId":"#
-            StreamChunk.appendQuoted(conversationId, to: &out)
-        }
-        if let duplicate { out += duplicate ? #","duplicate":true"# : #","duplicate":false"# }
-        out += "}"
-        return out
+        var o = JSONObjectText(reserving: 160)
+        o.string("type", type)
+        o.string("id", id)
+        if let streamId { o.string("streamId", streamId) }
+        if let conversationId { o.string("conversationId", conversationId) }
+        if let duplicate { o.bool("duplicate", duplicate) }
+        return o.text()
     }
 }
 
@@ -243,17 +270,12 @@ extension StreamChunk {
     /// The chunk as compact JSON, keys in declaration order, as `JSONEncoder` with
     /// `.withoutEscapingSlashes` writes it.
     func jsonString() -> String {
-        var out = #"{"type":"#
-        out.reserveCapacity(64 + streamId.utf8.count + text.utf8.count + text.utf8.count / 8)
-        Self.appendQuoted(type, to: &out)
-        out += #","streamId":"#
-        Self.appendQuoted(streamId, to: &out)
-        out += #","seq":"#
-        out += String(seq)
-        out += #","text":"#
-        Self.appendQuoted(text, to: &out)
-        out += "}"
-        return out
+        var o = JSONObjectText(reserving: 64 + streamId.utf8.count + text.utf8.count + text.utf8.count / 8)
+        o.string("type", type)
+        o.string("streamId", streamId)
+        o.number("seq", seq)
+        o.string("text", text)
+        return o.text()
     }
 
     /// Appends `value` as a JSON string: `"` and `\` escaped, the short escapes for backspace,
