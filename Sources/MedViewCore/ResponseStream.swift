@@ -239,8 +239,8 @@ public final class ResponseStream: Sendable {
     }
 
     /// Ends the wait `waiterId` with a timeout: at once if it is waiting, or as soon as it begins
-    /// (a timer may fire before its waiter got to wait). Call it only while the wait is still to
-    /// be decided: after the wait ended, its id would be kept for nothing.
+    /// (a timer may fire before its waiter got to wait). A timer that fires just as its wait ended
+    /// with news leaves the id behind, unused, until the stream is released (a few bytes, rarely).
     func interruptWait(_ waiterId: UInt64) {
         let w: CheckedContinuation<Bool, Never>? = state.withLock { s in
             if let w = s.waiters.removeValue(forKey: waiterId) { return w }

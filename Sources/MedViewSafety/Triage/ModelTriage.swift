@@ -155,7 +155,9 @@ public struct ModelTriage: Sendable {
 
     /// What is trimmed from a reply's ends: white space and line breaks (Unicode `Z*`, U+0009 to
     /// U+000D, U+0085), punctuation (`P*`) and symbols (`S*`), as Foundation's
-    /// `whitespacesAndNewlines`, `punctuationCharacters` and `symbols` sets define them.
+    /// `whitespacesAndNewlines`, `punctuationCharacters` and `symbols` sets define them, by the
+    /// standard library's current Unicode data (Foundation's tables on Linux miss newer symbols,
+    /// most emoji among them).
     static func isEdge(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
         case 0x09...0x0D, 0x85: return true
