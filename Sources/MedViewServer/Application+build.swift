@@ -320,7 +320,14 @@ func modelTriage(configuration: ServerConfiguration, model: any ChatModel, metri
     guard configuration.safetyTriage, ["bedrock", "anthropic", "openai"].contains(model.descriptor.provider) else { return nil }
     let provider = model.descriptor.provider
     let counters = ModelTriage.Counters { outcome in metrics.safetyTriage(provider: provider, outcome: outcome.name) }
-    return ModelTriage(budget: configuration.safetyTriageBudget, counters: counters, detector: .shared) { system, message in
+    // Every check's budget is kept by one shared timer on its own thread (not a Dispatch timer
+    // per message), disarmed when the check ends first.
+    let timer = CoarseTimer(tick: CoarseTimer.tick(for: configuration.safetyTriageBudget))
+    let deadline: ModelTriage.Deadline = { after, action in
+        let id = timer.schedule(at: .now + after, action)
+        return { timer.cancel(id) }
+    }
+    return ModelTriage(budget: configuration.safetyTriageBudget, counters: counters, detector: .shared, deadline: deadline) { system, message in
         // One word is wanted: an unstreamed reply (ChatModel.reply) costs the provider and this
         // server less than a stream of one or two events.
         try await model.reply(ModelRequest(system: system, messages: [ModelMessage(role: .user, text: message)], maxOutputTokens: 4, temperature: 0))

@@ -1,3 +1,4 @@
+import Foundation
 import MedViewCore
 import Synchronization
 import Testing
@@ -55,5 +56,20 @@ import Testing
         #expect(CoarseTimer.tick(for: .milliseconds(20)) == .milliseconds(4))
         #expect(CoarseTimer.tick(for: .microseconds(100)) == .milliseconds(1))
         #expect(CoarseTimer.tick(for: .seconds(5)) == .milliseconds(10))
+    }
+    @Test("a deadline is kept while every thread of Swift's pool is busy")
+    func keptWhenThePoolIsBusy() async {
+        let timer = CoarseTimer(tick: .milliseconds(5))
+        let ranAt = Mutex<ContinuousClock.Instant?>(nil)
+        let start = ContinuousClock.now
+        timer.schedule(at: start + .milliseconds(50)) { ranAt.withLock { $0 = .now } }
+        // Occupy more threads than the pool has for 1.5 s, without yielding.
+        let blockers = (0..<max(4, ProcessInfo.processInfo.activeProcessorCount * 2)).map { _ in
+            Task.detached { usleep(1_500_000) }
+        }
+        for blocker in blockers { await blocker.value }
+        let at = ranAt.withLock { $0 }
+        #expect(at != nil)
+        if let at { #expect(at - start < .milliseconds(1000), "the action ran \(at - start) after scheduling") }
     }
 }

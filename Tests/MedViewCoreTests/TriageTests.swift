@@ -54,6 +54,28 @@ import Testing
         #expect(end.finishReason == .complete)
     }
 
+    @Test("with the service's shared timer: a check past its budget ends at the budget, and a check that answers disarms its timer")
+    func sharedTimerDeadline() async throws {
+        let timer = CoarseTimer(tick: .milliseconds(5))
+        let deadline: ModelTriage.Deadline = { after, action in
+            let id = timer.schedule(at: .now + after, action)
+            return { timer.cancel(id) }
+        }
+        let slow = ModelTriage(budget: .milliseconds(100), detector: .shared, deadline: deadline) { _, _ in
+            try await Task.sleep(for: .seconds(60))
+            return "cardiac"
+        }
+        let started = ContinuousClock.now
+        #expect(await slow.triage("my chest feels odd", deterministic: nil) == .timedOut)
+        #expect(ContinuousClock.now - started < .seconds(30))
+        let quick = ModelTriage(budget: .seconds(900), detector: .shared, deadline: deadline) { _, _ in "none" }
+        for _ in 0..<20 {
+            #expect(await quick.triage("how much water should I drink", deterministic: nil) == .clear)
+        }
+        // Nothing is left armed for 900 s: each answered check disarmed its own deadline.
+        #expect(timer.scheduledCount == 0)
+    }
+
     @Test("when the detector alerts, the model is not asked and its answer cannot withdraw the alert")
     func detectorFirst() async throws {
         let asked = Mutex(0)

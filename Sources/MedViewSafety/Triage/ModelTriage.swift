@@ -78,12 +78,29 @@ public struct ModelTriage: Sendable {
     private let classify: Classifier
     private let detector: EmergencyDetector
 
-    /// A triage check asking `classify`, giving up after `budget`.
-    public init(budget: Duration = .milliseconds(1500), counters: Counters = Counters(), detector: EmergencyDetector = .shared, classify: @escaping Classifier) {
+    /// Arms `action` to run once `after` has passed and returns what disarms it (it is called
+    /// when the check ends first). The action must be short; it must run even when Swift's
+    /// concurrency pool is busy.
+    public typealias Deadline = @Sendable (_ after: Duration, _ action: @escaping @Sendable () -> Void) -> (@Sendable () -> Void)
+
+    /// A Dispatch timer: fires on time even when the Swift concurrency pool is busy (it cannot be
+    /// disarmed, so it fires, and does nothing, after a check that ended first).
+    public static let dispatchDeadline: Deadline = { after, action in
+        let nanoseconds = UInt64(max(0, after.components.seconds)) * 1_000_000_000 + UInt64(max(0, after.components.attoseconds / 1_000_000_000))
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(min(nanoseconds, UInt64(Int.max)))), execute: action)
+        return {}
+    }
+
+    private let deadline: Deadline
+
+    /// A triage check asking `classify`, giving up after `budget`, kept by `deadline` (a Dispatch
+    /// timer unless the service gives its own shared timer).
+    public init(budget: Duration = .milliseconds(1500), counters: Counters = Counters(), detector: EmergencyDetector = .shared, deadline: @escaping Deadline = ModelTriage.dispatchDeadline, classify: @escaping Classifier) {
         self.budget = budget
         self.counters = counters
         self.classify = classify
         self.detector = detector
+        self.deadline = deadline
     }
 
     /// Runs the check for one patient message; never takes longer than ``budget`` (plus
@@ -103,24 +120,29 @@ public struct ModelTriage: Sendable {
         enum Raw: Sendable { case reply(String), failed, timedOut }
         let once = Once<Raw>()
         let classify = self.classify
-        let budget = self.budget
         let raw: Raw = await withCheckedContinuation { (continuation: CheckedContinuation<Raw, Never>) in
             once.set(continuation)
-            // The classifier's task hands its own result on (whichever of it and the timer is first wins).
+            // The classifier's task hands its own result on (whichever of it and the timer is first
+            // wins) and disarms the timer. The budget is kept by a timer, not a task: it fires on
+            // time even when the Swift concurrency pool is busy.
+            let disarm = Mutex<(@Sendable () -> Void)?>(nil)
             let work = Task {
+                let raw: Raw
                 do {
-                    once.resume(Raw.reply(try await classify(SafetyPrompt.triageInstructions, message)))
+                    raw = .reply(try await classify(SafetyPrompt.triageInstructions, message))
                 } catch {
-                    once.resume(Raw.failed)
+                    raw = .failed
                 }
+                once.resume(raw)
+                disarm.withLock { $0 }?()
             }
-            // The budget is kept by a Dispatch timer, not a task: it fires on time even when the
-            // Swift concurrency pool is busy.
-            let nanoseconds = UInt64(max(0, budget.components.seconds)) * 1_000_000_000 + UInt64(max(0, budget.components.attoseconds / 1_000_000_000))
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(min(nanoseconds, UInt64(Int.max))))) {
+            let stop = deadline(budget) {
                 once.resume(.timedOut)
                 work.cancel()
             }
+            disarm.withLock { $0 = stop }
+            // Already over: disarm it now (the task could not yet).
+            if once.isDone { stop() }
         }
         switch raw {
         case .timedOut: return .timedOut
@@ -180,6 +202,9 @@ public struct ModelTriage: Sendable {
 private final class Once<Value: Sendable>: Sendable {
     private struct State { var continuation: CheckedContinuation<Value, Never>?; var pending: Value?; var done = false }
     private let state = Mutex(State())
+
+    /// Whether a value has been handed on.
+    var isDone: Bool { state.withLock { $0.done } }
 
     func set(_ continuation: CheckedContinuation<Value, Never>) {
         let value: Value? = state.withLock { s in
