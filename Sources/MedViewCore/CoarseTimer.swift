@@ -81,7 +81,7 @@ public final class CoarseTimer: Sendable {
     /// How many actions are scheduled (for tests).
     public var scheduledCount: Int { state.withLock { $0.entries.count } }
 
-    /// Whether the timer's task is running (for tests: it ends when nothing is scheduled).
+    /// Whether the timer's thread is running (for tests: it ends a while after nothing is scheduled).
     public var isRunning: Bool { state.withLock { $0.running } }
 
     private func run() {

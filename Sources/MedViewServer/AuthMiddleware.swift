@@ -35,11 +35,7 @@ struct AuthMiddleware: RouterMiddleware {
         guard let header else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        // Trimmed of spaces and tabs (Unicode `Zs` and U+0009, Foundation's `whitespaces`) without
-        // Foundation, whose trimming goes through NSString on Linux.
-        let scalars = parts[1].unicodeScalars
-        let isSpace = { (scalar: Unicode.Scalar) in scalar == "\t" || scalar.properties.generalCategory == .spaceSeparator }
-        guard let first = scalars.firstIndex(where: { !isSpace($0) }), let last = scalars.lastIndex(where: { !isSpace($0) }) else { return nil }
-        return String(scalars[first...last])
+        let token = parts[1].trimmingScalars(where: \.isSpaceOrTab)
+        return token.isEmpty ? nil : token
     }
 }

@@ -54,7 +54,7 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
     mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         if isComplete { return [] }
         let bytes = event.bytes
-        if bytes.count <= 16, bytes.elementsEqual("[DONE]".utf8) || String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces) == "[DONE]" {
+        if bytes.count <= 16, String(decoding: bytes, as: UTF8.self).trimmingScalars(where: \.isSpaceOrTab) == "[DONE]" {
             isComplete = true
             return [.stop(finishReason ?? .endTurn)]
         }

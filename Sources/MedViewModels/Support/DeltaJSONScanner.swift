@@ -496,17 +496,7 @@ struct DeltaJSONScanner {
                     guard next == UInt8(ascii: ",") else { return false }
                 }
             case UInt8(ascii: "["):
-                index += 1
-                skipWhitespace()
-                if peek == UInt8(ascii: "]") { index += 1; return true }
-                while true {
-                    guard skipValue() else { return false }
-                    skipWhitespace()
-                    guard let next = peek else { return false }
-                    index += 1
-                    if next == UInt8(ascii: "]") { return true }
-                    guard next == UInt8(ascii: ",") else { return false }
-                }
+                return array { $0.skipValue() }
             case UInt8(ascii: "t"), UInt8(ascii: "f"), UInt8(ascii: "n"):
                 return literal("true") || literal("false") || literal("null")
             default:
