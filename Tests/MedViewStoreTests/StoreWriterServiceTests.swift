@@ -151,4 +151,43 @@ struct StoreWriterServiceTests {
         }
         try await reopened.close()
     }
+
+    /// While the service runs, a write that finds the writer idle is committed by its own caller
+    /// and writes arriving meanwhile are handed on to the service: under a burst of new and
+    /// finished turns from many tasks, every write is acknowledged (none is left waiting) and
+    /// every acknowledged write is stored.
+    @Test func writesArrivingWhileACallerCommitsAreCommittedByTheService() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try await SQLiteConversationStore.open(path: directory.path("store.sqlite"), logger: testLogger)
+        let conversation = Sample.conversation(userId: alice)
+        try await store.createConversation(conversation)
+        let group = ServiceGroup(services: [store.writer], logger: testLogger)
+        try await whileRunning(group) { () throws in
+            while !store.writer.isRunningAsService { try await Task.sleep(for: .milliseconds(1)) }
+            for round in 0..<3 {
+                let turns = (0..<80).map { Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: "r\(round)m\($0)") }
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    for (index, turn) in turns.enumerated() {
+                        tasks.addTask {
+                            #expect(try await store.beginTurn(turn, newConversation: nil) == .created)
+                            try await store.finishTurn(TurnCompletion(
+                                streamId: turn.streamId, userId: self.alice, assistantText: "Answer \(index)", status: .complete, events: Sample.events(2)
+                            ))
+                        }
+                    }
+                    try await tasks.waitForAll()
+                }
+                for (index, turn) in turns.enumerated() {
+                    let stored = try #require(try await store.turn(streamId: turn.streamId, userId: alice))
+                    #expect(stored.assistantMessage.text == "Answer \(index)")
+                    #expect(stored.assistantMessage.status == .complete)
+                }
+                // A lone write after the burst (the writer idle again) is committed too.
+                let lone = Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: "lone\(round)")
+                #expect(try await store.beginTurn(lone, newConversation: nil) == .created)
+            }
+        }
+        try await store.close()
+    }
 }
