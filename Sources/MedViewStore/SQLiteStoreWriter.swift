@@ -15,12 +15,8 @@ import Synchronization
 /// fail its neighbours.
 ///
 /// Who commits:
-/// - While ``run()`` runs (the writer added to the application's `ServiceGroup`): a write that
-///   finds nothing queued and no commit running is committed at once by its own caller, on the
-///   caller's thread (a quiet service's message is stored without waking the service's task and
-///   waiting for it to wake the caller again: at one client `begin_turn` 0.37-0.40 -> 0.22-0.30
-///   ms); writes that arrive meanwhile are left to the service, which commits them in the
-///   background while their callers only wait for their result.
+/// - While ``run()`` runs (the writer added to the application's `ServiceGroup`), it commits in
+///   the background and callers only wait for their result.
 /// - Otherwise (tests and tools without a `ServiceGroup`), the first caller that finds no commit
 ///   running commits every queued write, its own included, before returning.
 ///
@@ -61,7 +57,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
 
     /// What a caller does after queueing a write.
     private enum Next {
-        case wait, commit, commitOneRound
+        case wait, wakeService, commit
     }
 
     /// What a closing caller does next.
@@ -138,23 +134,16 @@ public final class SQLiteStoreWriter: Service, Sendable {
     private func submit(_ enqueue: (inout State) -> Void) async throws {
         let next = try state.withLock { state throws(StoreError) -> Next in
             guard !state.closing else { throw StoreError.unavailable("store is closed") }
-            let wasEmpty = state.begins.isEmpty && state.finishes.isEmpty
             enqueue(&state)
             if state.committing { return .wait }
-            guard state.serviceRunning else {
-                state.committing = true
-                return .commit
-            }
-            // Writes already queued with no commit running were handed on to the service,
-            // which has been woken for them and takes this one too.
-            guard wasEmpty else { return .wait }
+            if state.serviceRunning { return .wakeService }
             state.committing = true
-            return .commitOneRound
+            return .commit
         }
         switch next {
         case .wait: break
+        case .wakeService: wake.yield()
         case .commit: await commitQueued()
-        case .commitOneRound: await commitQueued(handingOn: true)
         }
     }
 
@@ -199,20 +188,9 @@ public final class SQLiteStoreWriter: Service, Sendable {
     /// Commits queued writes in batches until none are left: waiting new turns first (up to one
     /// statement's worth at a time), then finished turns in bounded batches. The caller must have
     /// set `committing`; this clears it.
-    ///
-    /// `handingOn`: the caller is a writer that found no commit running while ``run()`` runs. It
-    /// commits one batch on its own thread (its own write, in a quiet service, with no wake-up of
-    /// the service's task and none back), and leaves any writes queued meanwhile to the service.
-    private func commitQueued(handingOn: Bool = false) async {
-        var rounds = 0
+    private func commitQueued() async {
         while true {
-            var handedOn = false
             let (begins, finishes, idle) = state.withLock { state -> ([PendingBegin], [PendingFinish], [CheckedContinuation<Void, Never>]) in
-                if handingOn, rounds > 0, !(state.begins.isEmpty && state.finishes.isEmpty) {
-                    state.committing = false
-                    handedOn = true
-                    return ([], [], [])
-                }
                 if !state.begins.isEmpty {
                     let batch = Array(state.begins.prefix(Self.beginsPerBatch))
                     state.begins.removeFirst(batch.count)
@@ -227,15 +205,10 @@ public final class SQLiteStoreWriter: Service, Sendable {
                 state.finishes.removeFirst(batch.count)
                 return ([], batch, [])
             }
-            rounds += 1
             if !begins.isEmpty {
                 await commitBegins(begins)
             } else if !finishes.isEmpty {
                 await commitFinishes(finishes)
-            } else if handedOn {
-                // The service commits what was queued meanwhile.
-                wake.yield()
-                return
             } else {
                 for waiter in idle { waiter.resume() }
                 return

@@ -152,11 +152,10 @@ struct StoreWriterServiceTests {
         try await reopened.close()
     }
 
-    /// While the service runs, a write that finds the writer idle is committed by its own caller
-    /// and writes arriving meanwhile are handed on to the service: under a burst of new and
-    /// finished turns from many tasks, every write is acknowledged (none is left waiting) and
-    /// every acknowledged write is stored.
-    @Test func writesArrivingWhileACallerCommitsAreCommittedByTheService() async throws {
+    /// While the service runs, under bursts of new and finished turns from many tasks, every
+    /// write is acknowledged (none is left waiting) and every acknowledged write is stored; a lone
+    /// write after a burst is committed too.
+    @Test func burstsOfWritesWhileTheServiceRunsAreAllCommitted() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let store = try await SQLiteConversationStore.open(path: directory.path("store.sqlite"), logger: testLogger)
