@@ -12,7 +12,7 @@
 # point it at a throwaway database, as scripts/throwaway-postgres.sh gives). Per run it prints
 # streams/s, first chunk p50 and p99 as `mvload` sees them, and from the server's own process
 # (/proc): CPU milliseconds and context switches per answer (with PostgreSQL, also the CPU of
-# every `postgres` process on the machine per answer); then, per figure, each build's
+# every `postgres` process on the machine and the write-ahead log it wrote, per answer); then, per figure, each build's
 # median and how many pairs B won. Run Benchmarks/compare.sh once first: it installs the load
 # generator and the Python environment under $PEERS_SCRATCH.
 set -euo pipefail
@@ -37,6 +37,10 @@ export MEDVIEW_RATE_LIMIT_PER_MINUTE=100000000 MEDVIEW_RATE_LIMIT_BURST=10000000
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU ticks of every `postgres` process alive now (the database server on this machine).
 pg_ticks() { for p in $(pgrep -x postgres || true); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{n += $1} END {print n + 0}'; }
+# PostgreSQL's write-ahead log position in bytes (0 without PostgreSQL).
+wal_bytes() {
+  if [ -n "${MEDVIEW_DATABASE_URL:-}" ]; then psql "$MEDVIEW_DATABASE_URL" -At -c "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"; else echo 0; fi
+}
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n}'; }
 HZ=$(getconf CLK_TCK)
 
@@ -52,23 +56,23 @@ run() {
   for u in $(seq 1 "$CLIENTS"); do "$bin" token --user "pair$u" --data-dir "$data" 2>/dev/null | tail -1; done > "$W/tokens"
   # A short warm-up (connections, compiled statements, the safety data), not measured.
   "$S/bin/mvload" -url http://127.0.0.1:18935 -tokens "$W/tokens" -fresh 10 -c "$CLIENTS" -n $((CLIENTS * 20)) -max-time 60s >/dev/null
-  local t0 s0 t1 s1 p0 p1
-  t0=$(ticks "$mv"); s0=$(switches "$mv"); p0=$(pg_ticks)
+  local t0 s0 t1 s1 p0 p1 w0 w1
+  w0=$(wal_bytes); t0=$(ticks "$mv"); s0=$(switches "$mv"); p0=$(pg_ticks)
   "$S/bin/mvload" -url http://127.0.0.1:18935 -tokens "$W/tokens" -fresh 10 -c "$CLIENTS" -n "$MESSAGES" -json -max-time 120s > "$W/out.json"
-  t1=$(ticks "$mv"); s1=$(switches "$mv"); p1=$(pg_ticks)
+  t1=$(ticks "$mv"); s1=$(switches "$mv"); p1=$(pg_ticks); w1=$(wal_bytes)
   kill "$mv" 2>/dev/null || true; wait "$mv" 2>/dev/null || true
   rm -rf "$data"
-  python3 - "$W/out.json" "$label" "$((t1 - t0))" "$HZ" "$((s1 - s0))" "$MESSAGES" "$((p1 - p0))" >> "$W/runs" <<'PY'
+  python3 - "$W/out.json" "$label" "$((t1 - t0))" "$HZ" "$((s1 - s0))" "$MESSAGES" "$((p1 - p0))" "$((w1 - w0))" >> "$W/runs" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); label = sys.argv[2]
-ticks, hz, switches, n, pg = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+ticks, hz, switches, n, pg, wal = (int(x) for x in sys.argv[3:9])
 bad = r["non_200"] + r["errors"] + r["wrong_stream"]
 if bad:
     print(f"{label} FAILED: {bad} of {r['issued']} requests failed ({r['first_error']})", file=sys.stderr)
 f = r["first_content_ms"]
-print(label, round(r["rps"], 1), round(f["P50"], 3), round(f["P99"], 3), round(ticks * 1000 / hz / n, 3), round(switches / n, 1), round(pg * 1000 / hz / n, 3))
+print(label, round(r["rps"], 1), round(f["P50"], 3), round(f["P99"], 3), round(ticks * 1000 / hz / n, 3), round(switches / n, 1), round(pg * 1000 / hz / n, 3), round(wal / n / 1024, 2))
 PY
-  tail -1 "$W/runs" | awk -v pg="${MEDVIEW_DATABASE_URL:+1}" '{printf "%-2s %8s streams/s  first chunk p50 %6s ms  p99 %7s ms  CPU %6s ms/answer  %5s context switches/answer", $1, $2, $3, $4, $5, $6; if (pg) printf "  postgres CPU %6s ms/answer", $7; printf "\n"}'
+  tail -1 "$W/runs" | awk -v pg="${MEDVIEW_DATABASE_URL:+1}" '{printf "%-2s %8s streams/s  first chunk p50 %6s ms  p99 %7s ms  CPU %6s ms/answer  %5s context switches/answer", $1, $2, $3, $4, $5, $6; if (pg) printf "  postgres CPU %6s ms/answer  WAL %6s KiB/answer", $7, $8; printf "\n"}'
 }
 
 echo "== A: $A"
@@ -84,10 +88,10 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 a = [list(map(float, r[1:])) for r in rows if r[0] == "A"]
 b = [list(map(float, r[1:])) for r in rows if r[0] == "B"]
-names = [("streams/s", True), ("first chunk p50 ms", False), ("first chunk p99 ms", False), ("CPU ms/answer", False), ("context switches/answer", False), ("postgres CPU ms/answer", False)]
+names = [("streams/s", True), ("first chunk p50 ms", False), ("first chunk p99 ms", False), ("CPU ms/answer", False), ("context switches/answer", False), ("postgres CPU ms/answer", False), ("postgres WAL KiB/answer", False)]
 print("== medians (A -> B), and the pairs B won")
 for i, (name, higher) in enumerate(names):
-    if name.startswith("postgres") and not any(r[i] for r in a + b):
+    if name.startswith("postgres") and not any(r[i] for r in a + b):  # SQLite runs
         continue
     wins = sum(1 for x, y in zip(a, b) if (y[i] > x[i] if higher else y[i] < x[i]))
     print(f"{name:26s} {statistics.median(r[i] for r in a):9.3f} -> {statistics.median(r[i] for r in b):9.3f}   B better in {wins} of {len(b)}")

@@ -95,7 +95,7 @@ enum HotStatements {
     /// text and status, the replay log past the ending cut and the rest upserted, and the notice
     /// to followers, all only if the answer is the user's and still streaming.
     struct FinishTurn: PostgresPreparedStatement {
-        static let name = "medview_finish_turn_v2"
+        static let name = "medview_finish_turn_v1"
         static let sql = """
             WITH ended AS (
                 UPDATE messages SET text = $1, status = $2
@@ -109,7 +109,6 @@ enum HotStatements {
                 SELECT $3, e.seq::integer, e.json FROM unnest($6::bigint[], $7::text[]) AS e(seq, json)
                 WHERE EXISTS (SELECT 1 FROM ended)
                 ON CONFLICT (stream_id, seq) DO UPDATE SET json = excluded.json
-                WHERE stream_events.json IS DISTINCT FROM excluded.json
             )
             SELECT pg_notify($8, $9) FROM ended
             """

@@ -96,23 +96,14 @@ enum TurnSQL {
             if !updated.isEmpty { found.append(c) }
         }
         guard !found.isEmpty else { return }
-        // The ending's log replaces what the journal appended: rows past its end go, and of the
-        // rest only those that differ are rewritten. The journal appended the same events the
-        // ending holds, so most rows are left as they are (not deleted and written again, which
-        // with `secure_delete` also zeroed the freed space).
-        for c in found {
-            _ = try await connection.query(
-                "DELETE FROM stream_events WHERE stream_id = ? AND seq > ?",
-                [.text(c.streamId), .integer(c.events.map(\.seq).max() ?? 0)]
-            )
-        }
+        let ids = found.map { SQLiteData.text($0.streamId) }
+        _ = try await connection.query(
+            "DELETE FROM stream_events WHERE stream_id IN (\(placeholders(ids.count, "?")))", ids
+        )
         let rows = found.flatMap { c in c.events.map { (streamId: c.streamId, event: $0) } }
         for slice in rows.chunked(eventsPerInsert) {
             _ = try await connection.query(
-                """
-                INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders(slice.count, "(?, ?, ?)"))
-                ON CONFLICT (stream_id, seq) DO UPDATE SET json = excluded.json WHERE json IS NOT excluded.json
-                """,
+                "INSERT INTO stream_events (stream_id, seq, json) VALUES \(placeholders(slice.count, "(?, ?, ?)"))",
                 slice.flatMap { row -> [SQLiteData] in [.text(row.streamId), .integer(row.event.seq), .text(row.event.json)] }
             )
         }
