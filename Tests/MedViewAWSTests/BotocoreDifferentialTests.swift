@@ -20,12 +20,20 @@ struct BotocoreDifferentialTests {
     static let streams = 300
     static let corruptStreams = 100
 
-    /// The one botocore run shared by the tests of this suite.
-    static let run: Result<Run, Botocore.Failure> = Result { () throws(Botocore.Failure) in try Run.execute() }
+    /// The one botocore run shared by the tests of this suite. It waits for a Python process
+    /// without holding a thread of Swift's pool (a pool of two threads on a 2-core machine, which
+    /// every other suite running meanwhile needs).
+    static let run = Task { () -> Result<Run, Botocore.Failure> in
+        do throws(Botocore.Failure) {
+            return .success(try await Run.execute())
+        } catch {
+            return .failure(error)
+        }
+    }
 
     @Test("botocore's SigV4Auth agrees on 1,200 generated requests (canonical request, string to sign, signature, headers)")
-    func headerForm() throws {
-        let run = try Self.run.get()
+    func headerForm() async throws {
+        let run = try await Self.run.value.get()
         let cases = run.sigv4.filter { $0.mode == "header" }
         #expect(cases.count == Self.headerCases)
         var mismatches: [String] = []
@@ -45,8 +53,8 @@ struct BotocoreDifferentialTests {
     }
 
     @Test("botocore's SigV4QueryAuth agrees on 300 generated presigned URLs")
-    func queryForm() throws {
-        let run = try Self.run.get()
+    func queryForm() async throws {
+        let run = try await Self.run.value.get()
         let cases = run.sigv4.filter { $0.mode == "query" }
         #expect(cases.count == Self.presignCases)
         var mismatches: [String] = []
@@ -70,8 +78,8 @@ struct BotocoreDifferentialTests {
     /// after signing; the request given to our signer has the URL (so the `Host`), the body and
     /// the headers botocore signed, as our Bedrock client will.
     @Test("a real bedrock-runtime client's ConverseStream requests get the same signature here (model ids encoded twice)")
-    func bedrockClient() throws {
-        let run = try Self.run.get()
+    func bedrockClient() async throws {
+        let run = try await Self.run.value.get()
         #expect(run.output.bedrock.count == Self.bedrockCases)
         for (input, theirs) in zip(run.input.bedrock, run.output.bedrock) {
             let authorization = try #require(theirs.headers.first { $0[0] == "Authorization" }?[1])
@@ -95,8 +103,8 @@ struct BotocoreDifferentialTests {
     }
 
     @Test("botocore decodes every stream our encoder writes to the same headers, payloads, lengths and CRCs")
-    func eventStreams() throws {
-        let run = try Self.run.get()
+    func eventStreams() async throws {
+        let run = try await Self.run.value.get()
         var messages = 0
         var types = Set<UInt8>()
         for stream in run.streams where !stream.corrupt {
@@ -121,8 +129,8 @@ struct BotocoreDifferentialTests {
     }
 
     @Test("a one-byte corruption is rejected by botocore and by our decoder, after the same messages")
-    func corruptStreams() throws {
-        let run = try Self.run.get()
+    func corruptStreams() async throws {
+        let run = try await Self.run.value.get()
         let corrupt = run.streams.filter(\.corrupt)
         #expect(corrupt.count == Self.corruptStreams)
         for stream in corrupt {
@@ -136,8 +144,8 @@ struct BotocoreDifferentialTests {
     }
 
     @Test("the botocore run is quick (under 20 s)")
-    func quick() throws {
-        let run = try Self.run.get()
+    func quick() async throws {
+        let run = try await Self.run.value.get()
         let messages = run.output.eventstream.reduce(0) { $0 + $1.messages.count }
         print("botocore \(run.output.botocore_version): \(run.output.sigv4.count) signed requests (\(Self.headerCases) header, \(Self.presignCases) presigned), \(run.output.bedrock.count) bedrock-runtime requests, \(run.output.eventstream.count) event streams (\(messages) messages decoded) in \(run.output.seconds) s")
         #expect(run.output.seconds < 20, "botocore_differential.py took \(run.output.seconds) s")
@@ -192,7 +200,7 @@ extension BotocoreDifferentialTests {
         var sigv4: [SignedCase]
         var streams: [Stream]
 
-        static func execute() throws(Botocore.Failure) -> Run {
+        static func execute() async throws(Botocore.Failure) -> Run {
             var rng = SeededRandom(seed: 0xB070C0)
             var input = Botocore.Input(sigv4: [], bedrock: [], eventstream: [])
             var sigv4: [SignedCase] = []
@@ -255,7 +263,7 @@ extension BotocoreDifferentialTests {
                     min_piece: small ? 1 : 512, max_piece: small ? 64 : 8_192
                 ))
             }
-            let output = try Botocore.run(input)
+            let output = try await Botocore.run(input)
             return Run(input: input, output: output, sigv4: sigv4, streams: streams)
         }
     }
@@ -357,7 +365,7 @@ enum RequestGenerator {
 
 enum Botocore {
     /// `true` when `python3 -c "import botocore"` succeeds.
-    static let available: Bool = (try? runPython(["-c", "import botocore"], timeout: 60).status) == 0
+    static let available: Bool = succeedsBlocking(["-c", "import botocore"], timeout: 60)
 
     static let script = Vectors.repositoryRoot.appendingPathComponent("Tests/python/botocore_differential.py")
 
@@ -449,14 +457,14 @@ enum Botocore {
     }
 
     /// Writes `input`, runs the script once, reads its answer.
-    static func run(_ input: Input) throws(Failure) -> Output {
+    static func run(_ input: Input) async throws(Failure) -> Output {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("medview-botocore-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             let inURL = folder.appendingPathComponent("cases.json"), outURL = folder.appendingPathComponent("results.json")
             try JSONEncoder().encode(input).write(to: inURL)
-            let result = try runPython([script.path, inURL.path, outURL.path], timeout: 120)
+            let result = try await runPython([script.path, inURL.path, outURL.path], timeout: 120)
             guard result.status == 0 else { throw Failure.python("exit \(result.status): \(result.stderr.suffix(2_000))") }
             return try JSONDecoder().decode(Output.self, from: Data(contentsOf: outURL))
         } catch let failure as Failure {
@@ -466,30 +474,59 @@ enum Botocore {
         }
     }
 
-    /// Runs `python3 arguments…`, killing it after `timeout` seconds.
-    static func runPython(_ arguments: [String], timeout: TimeInterval) throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("medview-python-\(UUID().uuidString).err")
-        guard FileManager.default.createFile(atPath: errors.path, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
-        defer { try? FileManager.default.removeItem(at: errors) }
-        let errorHandle = try FileHandle(forWritingTo: errors)
-        defer { try? errorHandle.close() }
-        process.standardError = errorHandle
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+    /// Runs `python3 arguments…`, killing it after `timeout` seconds; waits between looks at the
+    /// process without holding a thread of Swift's pool.
+    static func runPython(_ arguments: [String], timeout: TimeInterval) async throws -> (status: Int32, stderr: String) {
+        let (process, errors, errorHandle) = try launchPython(arguments)
+        defer { try? errorHandle.close(); try? FileManager.default.removeItem(at: errors) }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline {
+                process.terminate()
+                while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+                return (-1, "timed out after \(Int(timeout)) s")
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let stderr = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+        return (process.terminationStatus, stderr)
+    }
+
+    /// Whether `python3 arguments…` exits with status 0 within `timeout` seconds, waiting on the
+    /// calling thread (for the suite's condition, checked before its tests run).
+    static func succeedsBlocking(_ arguments: [String], timeout: TimeInterval) -> Bool {
+        guard let (process, errors, errorHandle) = try? launchPython(arguments) else { return false }
+        defer { try? errorHandle.close(); try? FileManager.default.removeItem(at: errors) }
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
                 process.terminate()
                 process.waitUntilExit()
-                return (-1, "timed out after \(Int(timeout)) s")
+                return false
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
-        let stderr = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-        return (process.terminationStatus, stderr)
+        return process.terminationStatus == 0
+    }
+
+    /// Starts `python3 arguments…` with its standard error going to a new temporary file.
+    private static func launchPython(_ arguments: [String]) throws -> (Process, URL, FileHandle) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3"] + arguments
+        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("medview-python-\(UUID().uuidString).err")
+        guard FileManager.default.createFile(atPath: errors.path, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
+        let errorHandle = try FileHandle(forWritingTo: errors)
+        process.standardError = errorHandle
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            try? errorHandle.close()
+            try? FileManager.default.removeItem(at: errors)
+            throw error
+        }
+        return (process, errors, errorHandle)
     }
 }
