@@ -330,3 +330,62 @@ struct EncryptionTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
     }
 }
+
+/// A key store that counts its reads and writes (``DataKeyRing``'s round trips to the database).
+private actor CountingDataKeyStore: DataKeyStore {
+    let inner = InMemoryDataKeyStore()
+    private(set) var reads = 0
+    private(set) var writes = 0
+
+    func insertOrGet(_ key: WrappedDataKey) async throws -> WrappedDataKey {
+        writes += 1
+        return try await inner.insertOrGet(key)
+    }
+    func keys(conversationId: String, userId: String) async throws -> [WrappedDataKey] {
+        reads += 1
+        return try await inner.keys(conversationId: conversationId, userId: userId)
+    }
+    func deleteKeys(conversationId: String, userId: String) async throws -> Int { try await inner.deleteKeys(conversationId: conversationId, userId: userId) }
+    func keys(notWrappedBy masterKeyId: String, limit: Int) async throws -> [WrappedDataKey] { try await inner.keys(notWrappedBy: masterKeyId, limit: limit) }
+    func replaceWrapping(_ key: WrappedDataKey, previousMasterKeyId: String) async throws -> Bool { try await inner.replaceWrapping(key, previousMasterKeyId: previousMasterKeyId) }
+    func close() async throws { try await inner.close() }
+}
+
+@Suite("Data keys of new conversations")
+struct NewConversationKeyTests {
+    /// A message that starts a conversation creates its key without first reading the key store
+    /// for keys a conversation made a moment ago cannot have (a database round trip fewer); the
+    /// next message finds the key in memory; another user's message under the same id is refused.
+    @Test func aNewConversationsKeyIsWrittenWithoutReadingTheStoreFirst() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let keys = CountingDataKeyStore()
+        let store = EncryptedConversationStore(base: InMemoryConversationStore(), ring: DataKeyRing(provider: try LocalKeyProvider.load(path: directory.path("master.key")), keyStore: keys))
+        let conversation = Sample.conversation(userId: "u_alice")
+        let first = Sample.turn(conversationId: conversation.id, userId: "u_alice", text: "I take warfarin")
+        #expect(try await store.beginTurn(first, newConversation: conversation) == .created)
+        #expect(await keys.reads == 0)
+        #expect(await keys.writes == 1)
+
+        let second = Sample.turn(conversationId: conversation.id, userId: "u_alice", clientMessageId: "second", text: "and aspirin", at: 1)
+        #expect(try await store.beginTurn(second, newConversation: nil) == .created)
+        #expect(await keys.writes == 1)
+        #expect(try await store.messages(conversationId: conversation.id, userId: "u_alice").map(\.text).contains("and aspirin"))
+
+        // A conversation created on its own (`POST /v1/conversations`) is keyed the same way.
+        let created = Sample.conversation(userId: "u_alice", at: 3)
+        try await store.createConversation(created)
+        #expect(await keys.reads == 0)
+        #expect(await keys.writes == 2)
+        let inCreated = Sample.turn(conversationId: created.id, userId: "u_alice", text: "is ibuprofen safe", at: 4)
+        #expect(try await store.beginTurn(inCreated, newConversation: nil) == .created)
+        #expect(try await store.messages(conversationId: created.id, userId: "u_alice").map(\.text).contains("is ibuprofen safe"))
+        #expect(await keys.writes == 2)
+
+        // The same id proposed as new by another user: the stored key is not theirs.
+        let theirs = Sample.conversation(id: conversation.id, userId: "u_bob")
+        await #expect(throws: StoreError.conversationNotFound) {
+            try await store.beginTurn(Sample.turn(conversationId: conversation.id, userId: "u_bob", at: 2), newConversation: theirs)
+        }
+    }
+}

@@ -25,16 +25,23 @@ public final class DataKeyRing: Sendable {
 
     /// The newest key of the conversation, for encrypting; creates version 1 when it has none and
     /// `create` is true, else returns `nil`.
+    ///
+    /// `fresh`: the conversation is being created now, under an id just made (so it has no key
+    /// yet): version 1 is created without first reading the key store for keys it cannot have
+    /// (one round trip to the database fewer for a new conversation). Should the id have a key
+    /// after all, the key store keeps that one and it is returned, as without `fresh`.
     /// - Throws: ``StoreError/conversationNotFound`` if the conversation id has keys of another user.
-    func currentKey(userId: String, conversationId: String, create: Bool) async throws -> (version: Int, key: SymmetricKey)? {
-        if let hit = cache.withLock({ cache in
-            current.withLock { $0[conversationId] }.flatMap { context in
-                context.userId == userId ? cache[context].map { (context.version, $0) } : nil
+    func currentKey(userId: String, conversationId: String, create: Bool, fresh: Bool = false) async throws -> (version: Int, key: SymmetricKey)? {
+        if !(create && fresh) {
+            if let hit = cache.withLock({ cache in
+                current.withLock { $0[conversationId] }.flatMap { context in
+                    context.userId == userId ? cache[context].map { (context.version, $0) } : nil
+                }
+            }) { return hit }
+            let stored = try await keyStore.keys(conversationId: conversationId, userId: userId)
+            if let newest = stored.last {
+                return (newest.context.version, try await key(for: newest))
             }
-        }) { return hit }
-        let stored = try await keyStore.keys(conversationId: conversationId, userId: userId)
-        if let newest = stored.last {
-            return (newest.context.version, try await key(for: newest))
         }
         guard create else { return nil }
         let context = DataKeyContext(userId: userId, conversationId: conversationId, version: 1)
@@ -45,6 +52,10 @@ public final class DataKeyRing: Sendable {
             let key = SymmetricKey(data: generated.plaintext)
             remember(key, for: context)
             return (1, key)
+        }
+        if fresh, let newest = try await keyStore.keys(conversationId: conversationId, userId: userId).last {
+            // Not fresh after all: its newest key, which may be past version 1.
+            return (newest.context.version, try await key(for: newest))
         }
         return (kept.context.version, try await key(for: kept))
     }

@@ -80,7 +80,7 @@ public final class EncryptedConversationStore: ConversationStore {
                 throw StoreError.conversationNotFound
             }
         }
-        let (version, key) = try await currentKey(userId: turn.userId, conversationId: turn.conversationId)
+        let (version, key) = try await currentKey(userId: turn.userId, conversationId: turn.conversationId, fresh: newConversation != nil)
         var sealedTurn = turn
         // Stores take the messages' ids from the turn; bind them the same way.
         for path in [\Turn.userMessage, \Turn.assistantMessage] {
@@ -230,15 +230,17 @@ public final class EncryptedConversationStore: ConversationStore {
         message.role == .assistant ? assistantRecord(message.streamId) : "user:" + message.id
     }
 
-    private func currentKey(userId: String, conversationId: String) async throws -> (Int, SymmetricKey) {
-        guard let current = try await ring.currentKey(userId: userId, conversationId: conversationId, create: true) else {
+    private func currentKey(userId: String, conversationId: String, fresh: Bool = false) async throws -> (Int, SymmetricKey) {
+        guard let current = try await ring.currentKey(userId: userId, conversationId: conversationId, create: true, fresh: fresh) else {
             throw EncryptionError.keyNotFound
         }
         return current
     }
 
+    /// A conversation being created, sealed with its first key (made without a look for keys it
+    /// cannot have yet: ``DataKeyRing/currentKey(userId:conversationId:create:fresh:)``).
     private func sealed(_ conversation: Conversation) async throws -> Conversation {
-        let (version, key) = try await currentKey(userId: conversation.userId, conversationId: conversation.id)
+        let (version, key) = try await currentKey(userId: conversation.userId, conversationId: conversation.id, fresh: true)
         return try seal(conversation, key: key, version: version)
     }
 
