@@ -32,16 +32,14 @@ public final class DataKeyRing: Sendable {
     /// after all, the key store keeps that one and it is returned, as without `fresh`.
     /// - Throws: ``StoreError/conversationNotFound`` if the conversation id has keys of another user.
     func currentKey(userId: String, conversationId: String, create: Bool, fresh: Bool = false) async throws -> (version: Int, key: SymmetricKey)? {
-        if !(create && fresh) {
+        let fresh = fresh && create
+        if !fresh {
             if let hit = cache.withLock({ cache in
                 current.withLock { $0[conversationId] }.flatMap { context in
                     context.userId == userId ? cache[context].map { (context.version, $0) } : nil
                 }
             }) { return hit }
-            let stored = try await keyStore.keys(conversationId: conversationId, userId: userId)
-            if let newest = stored.last {
-                return (newest.context.version, try await key(for: newest))
-            }
+            if let newest = try await newestStoredKey(userId: userId, conversationId: conversationId) { return newest }
         }
         guard create else { return nil }
         let context = DataKeyContext(userId: userId, conversationId: conversationId, version: 1)
@@ -53,11 +51,15 @@ public final class DataKeyRing: Sendable {
             remember(key, for: context)
             return (1, key)
         }
-        if fresh, let newest = try await keyStore.keys(conversationId: conversationId, userId: userId).last {
-            // Not fresh after all: its newest key, which may be past version 1.
-            return (newest.context.version, try await key(for: newest))
-        }
+        // Not fresh after all: its newest key, which may be past version 1.
+        if fresh, let newest = try await newestStoredKey(userId: userId, conversationId: conversationId) { return newest }
         return (kept.context.version, try await key(for: kept))
+    }
+
+    /// The newest key the key store holds for the user's conversation, unwrapped, if any.
+    private func newestStoredKey(userId: String, conversationId: String) async throws -> (version: Int, key: SymmetricKey)? {
+        guard let newest = try await keyStore.keys(conversationId: conversationId, userId: userId).last else { return nil }
+        return (newest.context.version, try await key(for: newest))
     }
 
     /// The key for `context`, for decrypting.

@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import MedViewCore
-import MedViewProtocol
 
 /// Encrypts one stored field with AES-256-GCM, bound to where it is stored.
 ///
