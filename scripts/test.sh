@@ -43,8 +43,13 @@ throwaway_postgres_start
 echo "== Swift tests (the store conformance suite runs on SQLite, in memory and on PostgreSQL)"
 # The Lambda shape suite (three execution environments, a PostgreSQL schema and the AWS stand-in
 # per test) runs after the others, on its own: in the same run its load made a timing test of the
-# HTTP layer miss its bound once.
-swift test --skip-build --skip LambdaShapeTests
+# HTTP layer miss its bound once. The safety and local-model suites run on their own too: they are
+# tens of seconds of synchronous CPU work in a debug build (evaluation sets, inference) that never
+# yields, and beside the others they held both threads of Swift's pool on a 2-core machine for half
+# a minute, so tests with a deadline (a store operation's, an HTTP client's) timed out on work that
+# had not been given a thread (three times in eight full runs on 2026-12-06).
+swift test --skip-build --skip 'LambdaShapeTests|MedViewSafetyTests|MedViewLocalModelTests'
+swift test --skip-build --filter 'MedViewSafetyTests|MedViewLocalModelTests'
 swift test --skip-build --filter LambdaShapeTests
 
 # The Dockerfile's build, as a script (no container engine here): debug variant, own scratch

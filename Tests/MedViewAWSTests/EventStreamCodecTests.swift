@@ -236,13 +236,16 @@ import Testing
     // MARK: Fuzz
 
     @Test("random flips, truncations, insertions and deletions never crash: a typed error or valid messages")
-    func corruptionFuzz() throws {
+    func corruptionFuzz() async throws {
         var rng = SeededRandom(seed: 0xF022)
         var messages = (0..<25).map { _ in RandomMessages.message(using: &rng, maxPayload: 120) }
         messages += Self.vectorMessages()
         let pristine = try EventStreamEncoder().encode(messages)
         var outcomes: [String: Int] = [:]
-        for _ in 0..<2_500 {
+        for round in 0..<2_500 {
+            // Tens of seconds of CPU in a debug build: give the other suites a turn on Swift's
+            // pool (two threads on a 2-core machine) now and then, so they are not starved.
+            if round % 50 == 0 { await Task.yield() }
             var bytes = pristine
             for _ in 0..<Int.random(in: 1...3, using: &rng) {
                 mutate(&bytes, using: &rng)
@@ -258,10 +261,11 @@ import Testing
     }
 
     @Test("garbage headers behind recomputed checksums never crash: a typed error or a valid message")
-    func headerFuzz() throws {
+    func headerFuzz() async throws {
         var rng = SeededRandom(seed: 0xBEEF)
         var outcomes: [String: Int] = [:]
-        for _ in 0..<3_000 {
+        for round in 0..<3_000 {
+            if round % 50 == 0 { await Task.yield() } // as in corruptionFuzz
             let message = RandomMessages.message(using: &rng, maxPayload: 16)
             var headerBytes = Array(try EventStreamEncoder().encode(message).dropFirst(12).dropLast(4 + message.payload.count))
             if headerBytes.isEmpty || Bool.random(using: &rng) {
