@@ -1,4 +1,5 @@
 import Foundation
+import MedViewSafety
 import Synchronization
 
 /// The latest finished messages of recently active conversations, kept in memory so that a new
@@ -32,6 +33,20 @@ public final class ContextWindowCache: Sendable {
         var userId: String
         var window: [StoredMessage]
         var usedAt: ContinuousClock.Instant
+        /// The saved safety state the window was used with, and the medication context it decodes
+        /// to (decoding it again for every message was about 1 % of the server's CPU).
+        var medications: SavedMedications?
+    }
+
+    /// A conversation's saved safety state (as stored) and the medication context it holds.
+    public struct SavedMedications: Sendable {
+        public var state: String
+        public var context: MedicationContext
+
+        public init(state: String, context: MedicationContext) {
+            self.state = state
+            self.context = context
+        }
     }
 
     private struct State {
@@ -63,9 +78,20 @@ public final class ContextWindowCache: Sendable {
         }
     }
 
+    /// The medication context decoded from `state` when this conversation's cached entry was kept
+    /// with exactly that saved state (so nothing needs decoding); `nil` otherwise. Does not touch
+    /// the entry's age: ``window(conversationId:userId:probe:limit:)`` does.
+    public func medications(conversationId: String, userId: String, state: String) -> MedicationContext? {
+        self.state.withLock { cache -> MedicationContext? in
+            guard let entry = cache.entries[conversationId], entry.userId == userId, let kept = entry.medications, kept.state == state else { return nil }
+            return kept.context
+        }
+    }
+
     /// Keeps `window` (the earlier messages of a new answer, oldest first) for the conversation's
-    /// next message; a window with a message still streaming is not kept.
-    public func store(conversationId: String, userId: String, window: [StoredMessage]) {
+    /// next message, with the saved safety state it was used with; a window with a message still
+    /// streaming is not kept.
+    public func store(conversationId: String, userId: String, window: [StoredMessage], medications: SavedMedications? = nil) {
         guard capacity > 0 else { return }
         guard !window.contains(where: { $0.status == .streaming }) else {
             remove(conversationId: conversationId)
@@ -73,7 +99,7 @@ public final class ContextWindowCache: Sendable {
         }
         let now = ContinuousClock.now
         state.withLock { state in
-            state.entries[conversationId] = Entry(userId: userId, window: window, usedAt: now)
+            state.entries[conversationId] = Entry(userId: userId, window: window, usedAt: now, medications: medications)
             guard state.entries.count > capacity else { return }
             // Over capacity: the expired and the least recently used leave (a batch, so that
             // eviction is not a scan on every message).

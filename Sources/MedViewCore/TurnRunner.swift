@@ -150,11 +150,12 @@ struct TurnRunner: Sendable {
                     return ([], Medications(context: MedicationContext(), saved: false))
                 }
                 let latest = probe.messages.filter { $0.streamId != turn.streamId }
-                if let saved = Self.savedMedications(probe.safetyState) {
+                if let state = probe.safetyState,
+                   let saved = windows.medications(conversationId: turn.conversationId, userId: turn.userId, state: state) ?? Self.savedMedications(state) {
                     if let window = probe.hasOlder
                         ? windows.window(conversationId: turn.conversationId, userId: turn.userId, probe: latest, limit: contextWindowMessages)
                         : Array(latest.suffix(contextWindowMessages)) {
-                        windows.store(conversationId: turn.conversationId, userId: turn.userId, window: window)
+                        windows.store(conversationId: turn.conversationId, userId: turn.userId, window: window, medications: .init(state: state, context: saved))
                         return (window, Medications(context: saved, saved: true))
                     }
                 }
@@ -164,8 +165,8 @@ struct TurnRunner: Sendable {
                 return ([], Medications(context: MedicationContext(), saved: false))
             }
             let history = Array(context.messages.filter { $0.streamId != turn.streamId }.suffix(contextWindowMessages))
-            if let saved = Self.savedMedications(context.safetyState) {
-                windows?.store(conversationId: turn.conversationId, userId: turn.userId, window: history)
+            if let state = context.safetyState, let saved = Self.savedMedications(state) {
+                windows?.store(conversationId: turn.conversationId, userId: turn.userId, window: history, medications: .init(state: state, context: saved))
                 return (history, Medications(context: saved, saved: true))
             }
             let earlier = context.hasOlder

@@ -134,6 +134,52 @@ final class HistoryCountingStore: ConversationStore {
         #expect(cache.count <= 10)
     }
 
+    @Test("the medication context kept with a cached window is the saved one: medicines named in the last message, or through another process, are warned about")
+    func keptMedicationsFollowTheStore() async throws {
+        let store = InMemoryConversationStore()
+        var configuration = ChatConfiguration()
+        configuration.usageLimits = nil
+        let safety = ClinicalSafetyPolicy(detector: .shared, checker: .shared)
+        let chat = ChatService(model: ScriptedModel(configuration: .init(deltaDelay: .zero, reply: "Noted.")), store: store, configuration: configuration, safety: safety, logger: Logger(label: "test"))
+        let other = ChatService(model: ScriptedModel(configuration: .init(deltaDelay: .zero, reply: "Noted.")), store: store, configuration: configuration, safety: safety, logger: Logger(label: "test"))
+        func warned(_ engine: ChatService, _ conversation: String?, _ id: String, _ text: String) async throws -> (String, [Set<String>]) {
+            let result = try await engine.send(userId: "dana", conversationId: conversation, clientMessageId: id, text: text)
+            let events = await collect(result.stream)
+            return (result.conversationId, events.compactMap { event -> Set<String>? in
+                if case .safetyWarning(let warning) = event { return Set(warning.drugs ?? []) }
+                return nil
+            })
+        }
+        let (conversation, _) = try await warned(chat, nil, "d0", "I take lithium.")
+        for i in 1..<4 { _ = try await warned(chat, conversation, "d\(i)", "Thanks (\(i))") }
+        // The last message changed the saved context; the next one (its window cached) sees it.
+        _ = try await warned(chat, conversation, "d4", "My doctor also started me on methotrexate.")
+        let (_, first) = try await warned(chat, conversation, "d5", "Can I take ibuprofen for my back?")
+        #expect(first.contains(["lithium", "ibuprofen"]))
+        #expect(first.contains(["methotrexate", "ibuprofen"]), "the medicine named in the previous message is in the context")
+        // Another task answers a message that adds a medicine; this task's next message sees it.
+        _ = try await warned(other, conversation, "d6", "And I was given warfarin last week.")
+        let (_, second) = try await warned(chat, conversation, "d7", "Is naproxen any better?")
+        #expect(second.contains(["warfarin", "naproxen"]), "the medicine saved by the other task is in the context")
+    }
+
+    @Test("a cached medication context is given back only for the same saved state and user")
+    func keptMedicationsMatchTheirState() throws {
+        let message = StoredMessage(id: "a", conversationId: "c", userId: "u", role: .user, text: "a", status: .complete, streamId: "s", createdAt: Date())
+        let context = try JSONDecoder().decode(MedicationContext.self, from: Data(#"{"medicines":["lithium"],"warnedPairs":[],"lastMentioned":[]}"#.utf8))
+        let cache = ContextWindowCache(capacity: 10)
+        #expect(cache.medications(conversationId: "c", userId: "u", state: "s1") == nil, "nothing kept yet")
+        cache.store(conversationId: "c", userId: "u", window: [message], medications: .init(state: "s1", context: context))
+        #expect(cache.medications(conversationId: "c", userId: "u", state: "s1") == context)
+        #expect(cache.medications(conversationId: "c", userId: "u", state: "s2") == nil, "the saved state changed: decode it again")
+        #expect(cache.medications(conversationId: "c", userId: "mallory", state: "s1") == nil, "another user's")
+        cache.store(conversationId: "c", userId: "u", window: [message])
+        #expect(cache.medications(conversationId: "c", userId: "u", state: "s1") == nil, "a window kept without it")
+        cache.store(conversationId: "c", userId: "u", window: [message], medications: .init(state: "s1", context: context))
+        cache.remove(conversationId: "c")
+        #expect(cache.medications(conversationId: "c", userId: "u", state: "s1") == nil, "an erased conversation")
+    }
+
     @Test("a conversation stored before the medication context was kept rebuilds it once from its history")
     func legacyConversationRebuildsOnce() async throws {
         let store = HistoryCountingStore()
