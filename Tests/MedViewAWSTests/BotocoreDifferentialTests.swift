@@ -516,7 +516,13 @@ enum Botocore {
         process.arguments = ["python3"] + arguments
         let errors = FileManager.default.temporaryDirectory.appendingPathComponent("medview-python-\(UUID().uuidString).err")
         guard FileManager.default.createFile(atPath: errors.path, contents: nil) else { throw CocoaError(.fileWriteUnknown) }
-        let errorHandle = try FileHandle(forWritingTo: errors)
+        let errorHandle: FileHandle
+        do {
+            errorHandle = try FileHandle(forWritingTo: errors)
+        } catch {
+            try? FileManager.default.removeItem(at: errors)
+            throw error
+        }
         process.standardError = errorHandle
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
