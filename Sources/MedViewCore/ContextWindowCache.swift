@@ -16,6 +16,9 @@ import Synchronization
 ///   process added it; otherwise the window is read whole again;
 /// - messages are deleted only with their conversation, and ``remove(conversationId:)`` drops it.
 ///
+/// Beside a window it keeps the medication context decoded from the conversation's saved safety
+/// state, with that state's text: it is given back only while the store's state is the same text.
+///
 /// Memory: at most ``capacity`` conversations, the least recently used leaving first, and none
 /// kept past ``idleLifetime`` (decrypted PHI does not linger in memory for conversations nobody
 /// uses). Holds no key and writes nothing.
