@@ -1,4 +1,5 @@
 import Foundation
+import MedViewCore
 import MedViewProtocol
 @testable import MedViewModels
 import Testing
@@ -123,6 +124,30 @@ import Testing
 @Suite struct StreamDecoderFastPathTests {
     typealias Rng = DeltaJSONScannerTests.SeededGenerator
 
+    /// ``outcome(_:_:)`` with the event decoded as the parser hands it over (borrowed, in place).
+    func viewOutcome<D: ServerSentEventDecoder>(_ decoder: D, _ event: ServerSentEvent) -> String {
+        var decoder = decoder
+        var out: String
+        var events: [ModelEvent] = []
+        do {
+            try event.type.utf8.withContiguousStorageIfAvailable { type in
+                try event.bytes.withUnsafeBufferPointer { bytes throws(ModelError) in
+                    let typeBytes = event.type == "message" ? UnsafeBufferPointer(start: nil, count: 0) : type
+                    try decoder.decode(ServerSentEventView(typeBytes: typeBytes, bytes: bytes, lastEventId: event.lastEventId)) { events.append($0) }
+                }
+            }
+            out = "events \(events)"
+        } catch {
+            out = "error \(error)"
+        }
+        do {
+            out += " / finish \(try decoder.finish())"
+        } catch {
+            out += " / finish error \(error)"
+        }
+        return out
+    }
+
     func outcome<D: ServerSentEventDecoder>(_ decoder: D, _ event: ServerSentEvent) -> String {
         var decoder = decoder
         var out: String
@@ -191,6 +216,7 @@ import Testing
             var off = OpenAIStreamDecoder()
             off.fastPath = false
             #expect(outcome(OpenAIStreamDecoder(), event) == outcome(off, event), "\(text)")
+            #expect(viewOutcome(OpenAIStreamDecoder(), event) == outcome(off, event), "in place: \(text)")
             if type == "message", DeltaJSONScanner.openAIChunk(Array(text.utf8)) != nil { fast += 1 }
         }
         #expect(fast > 500, "the fast path should take the ordinary chunks (took \(fast))")
@@ -198,6 +224,16 @@ import Testing
         #expect(DeltaJSONScanner.openAIChunk(Array(typical.utf8)) == .init(text: " water é", finishReason: nil, hasChoice: true))
         let usage = #"{"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":100,"total_tokens":110}}"#
         #expect(DeltaJSONScanner.openAIChunk(Array(usage.utf8)) == .init(usage: Usage(inputTokens: 10, outputTokens: 100)))
+    }
+
+    @Test func theDoneMarkerEndsTheAnswerOnBothPathsOnlyWithSpacesOrTabsAroundIt() {
+        for (data, done) in [("[DONE]", true), (" [DONE]", true), ("[DONE]\t ", true), ("\t[DONE] ", true), ("[DONE] x", false), ("[done]", false), ("[DONE", false), ("", false)] {
+            let event = ServerSentEvent(data: data)
+            var decoder = OpenAIStreamDecoder()
+            _ = try? decoder.decode(ServerSentEvent(data: #"{"choices":[{"index":0,"delta":{"content":"Rest."},"finish_reason":"length"}]}"#))
+            #expect(outcome(decoder, event) == viewOutcome(decoder, event), "\(data)")
+            #expect(outcome(decoder, event).hasPrefix("events [MedViewCore.ModelEvent.stop(MedViewCore.ModelStopReason.maxTokens)]") == done, "\(data)")
+        }
     }
 
     @Test func openAIRepliesGiveTheSameEventsAndErrorsOnBothPaths() {
@@ -239,6 +275,7 @@ import Testing
             var off = AnthropicStreamDecoder()
             off.fastPath = false
             #expect(outcome(AnthropicStreamDecoder(), event) == outcome(off, event), "\(text)")
+            #expect(viewOutcome(AnthropicStreamDecoder(), event) == outcome(off, event), "in place: \(text)")
             if DeltaJSONScanner.anthropicContentDelta(Array(text.utf8)) != nil { fast += 1 }
         }
         #expect(fast > 1000, "the fast path should take the ordinary deltas (took \(fast))")

@@ -68,6 +68,45 @@ import Testing
         }
     }
 
+    /// Feeds `bytes` cut at `cuts` and copies out every event handed over in place.
+    func parseInPlace(_ bytes: [UInt8], cuts: [Int]) throws(ServerSentEventError) -> [ServerSentEvent] {
+        var parser = ServerSentEventParser()
+        var events: [ServerSentEvent] = []
+        var start = 0
+        for cut in cuts + [bytes.count] {
+            try parser.feed(bytes[start..<cut]) { view in
+                events.append(ServerSentEvent(type: view.type, bytes: Array(view.bytes), lastEventId: view.lastEventId))
+                return true
+            }
+            start = cut
+        }
+        return events
+    }
+
+    @Test func handsOverInPlaceTheSameEventsWhereverTheBodyIsSplit() throws {
+        let bytes = Self.mixed
+        for first in 0...bytes.count {
+            for second in stride(from: first, through: bytes.count, by: 5) {
+                let events = try parseInPlace(bytes, cuts: [first, second])
+                if events != Self.mixedEvents {
+                    Issue.record("split at \(first) and \(second): \(events)")
+                    return
+                }
+            }
+        }
+        #expect(try parseInPlace(bytes, cuts: Array(1..<bytes.count)) == Self.mixedEvents)
+    }
+
+    @Test func anEventHandedOverInPlaceNamesItsTypeAndStopsTheParseWhenRefused() throws {
+        var parser = ServerSentEventParser()
+        var seen: [String] = []
+        try parser.feed(Array("event: content_block_delta\ndata: a\n\ndata: b\n\ndata: c\n\n".utf8)) { view in
+            seen.append("\(view.isType("content_block_delta")) \(view.isType("message")) \(String(decoding: view.bytes, as: UTF8.self))")
+            return seen.count < 2
+        }
+        #expect(seen == ["true false a", "false true b"])
+    }
+
     @Test func givesTheSameEventsFedOneByteAtATimeOrInRandomPieces() throws {
         let bytes = Self.mixed
         #expect(try parse(bytes, cuts: Array(1..<bytes.count)) == Self.mixedEvents)

@@ -57,6 +57,17 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
     /// check both paths give the same events).
     var fastPath = true
 
+    /// The once-per-delta event is read where the parser holds it; any other is copied out and
+    /// decoded by ``decode(_:)``.
+    mutating func decode(_ event: ServerSentEventView, emit: (ModelEvent) -> Void) throws(ModelError) {
+        if isComplete { return }
+        if fastPath, event.isType("content_block_delta"), let delta = DeltaJSONScanner.anthropicContentDelta(event.bytes) {
+            if case .text(let text) = delta { emit(.delta(text)) }
+            return
+        }
+        for modelEvent in try decode(event.event) { emit(modelEvent) }
+    }
+
     mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         if isComplete { return [] }
         if fastPath, event.type == "content_block_delta", let delta = DeltaJSONScanner.anthropicContentDelta(event.bytes) {

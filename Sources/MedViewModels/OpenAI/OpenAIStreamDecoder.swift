@@ -51,18 +51,31 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
         var code: LooseString?
     }
 
+    /// Ordinary chunks (and `[DONE]`) are read where the parser holds them; anything else is
+    /// copied out and decoded by ``decode(_:)``.
+    mutating func decode(_ event: ServerSentEventView, emit: (ModelEvent) -> Void) throws(ModelError) {
+        if isComplete { return }
+        if Self.isDone(event.bytes) {
+            isComplete = true
+            return emit(.stop(finishReason ?? .endTurn))
+        }
+        if fastPath, !event.isType("error"), let chunk = DeltaJSONScanner.openAIChunk(event.bytes) {
+            accept(chunk, emit: emit)
+            return
+        }
+        for modelEvent in try decode(event.event) { emit(modelEvent) }
+    }
+
     mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         if isComplete { return [] }
         let bytes = event.bytes
-        if bytes.count <= 16, String(decoding: bytes, as: UTF8.self).trimmingScalars(where: \.isSpaceOrTab) == "[DONE]" {
+        if bytes.withUnsafeBufferPointer(Self.isDone) {
             isComplete = true
             return [.stop(finishReason ?? .endTurn)]
         }
         if fastPath, event.type != "error", let chunk = DeltaJSONScanner.openAIChunk(bytes) {
-            if let reason = chunk.finishReason { finishReason = Self.stopReason(reason) }
             var events: [ModelEvent] = []
-            if let text = chunk.text, !text.isEmpty { events.append(.delta(text)) }
-            if let usage = chunk.usage { events.append(.usage(usage)) }
+            accept(chunk) { events.append($0) }
             return events
         }
         let data = event.data
@@ -85,6 +98,23 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
         }
         if let usage = chunk.usage?.usage { events.append(.usage(usage)) }
         return events
+    }
+
+    /// Whether the data is `[DONE]`, with spaces or tabs around it.
+    private static func isDone(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard bytes.count <= 16 else { return false }
+        var start = 0
+        var end = bytes.count
+        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+        while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+        return UnsafeBufferPointer(rebasing: bytes[start..<end]).elementsEqual("[DONE]".utf8)
+    }
+
+    /// What a chunk the scanner read says: its finish reason kept, its text and usage emitted.
+    private mutating func accept(_ chunk: DeltaJSONScanner.OpenAIChunk, emit: (ModelEvent) -> Void) {
+        if let reason = chunk.finishReason { finishReason = Self.stopReason(reason) }
+        if let text = chunk.text, !text.isEmpty { emit(.delta(text)) }
+        if let usage = chunk.usage { emit(.usage(usage)) }
     }
 
     mutating func finish() throws(ModelError) -> [ModelEvent] {

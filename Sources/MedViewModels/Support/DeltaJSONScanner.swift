@@ -71,7 +71,12 @@ struct DeltaJSONScanner {
     /// Field types are checked as strictly as the decoder checks them: a number where a string
     /// belongs gives nil, not a quietly skipped field.
     static func anthropicContentDelta(_ bytes: [UInt8]) -> AnthropicDelta? {
-        bytes.withUnsafeBufferPointer { buffer in
+        bytes.withUnsafeBufferPointer { anthropicContentDelta($0) }
+    }
+
+    /// ``anthropicContentDelta(_:)-([UInt8])`` over bytes held elsewhere.
+    static func anthropicContentDelta(_ buffer: UnsafeBufferPointer<UInt8>) -> AnthropicDelta? {
+        do {
             var cursor = Cursor(bytes: buffer)
             var type: String?
             var deltaType: String?
@@ -123,7 +128,12 @@ struct DeltaJSONScanner {
     /// matters — an `error`, `"object":"error"`, a field of an unexpected type, a count that is not
     /// a plain whole number — or is not valid JSON: the caller decodes those properly.
     static func openAIChunk(_ bytes: [UInt8], choiceKey: String = "delta") -> OpenAIChunk? {
-        bytes.withUnsafeBufferPointer { buffer in
+        bytes.withUnsafeBufferPointer { openAIChunk($0, choiceKey: choiceKey) }
+    }
+
+    /// ``openAIChunk(_:choiceKey:)-([UInt8],_)`` over bytes held elsewhere.
+    static func openAIChunk(_ buffer: UnsafeBufferPointer<UInt8>, choiceKey: String = "delta") -> OpenAIChunk? {
+        do {
             var cursor = Cursor(bytes: buffer)
             var result = OpenAIChunk()
             var promptTokens: Int?

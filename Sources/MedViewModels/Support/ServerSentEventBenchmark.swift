@@ -1,11 +1,13 @@
 import Foundation
 import MedViewCore
+import NIOCore
 
 /// Measures what the SSE providers cost per byte and per delta, without a network.
 ///
 /// Builds realistic Anthropic and OpenAI-compatible streams in memory (one short text delta per
 /// event, as the APIs send them), feeds them in 4 KiB pieces, and times the SSE parser alone and
-/// the parser plus each provider's decoder.
+/// the parser plus each provider's decoder, as a model response is read (`ServerSentEventBody`:
+/// each event handed to the decoder where the parser holds it).
 public enum ServerSentEventBenchmark {
     /// One measurement.
     public struct Figure: Sendable {
@@ -40,13 +42,14 @@ public enum ServerSentEventBenchmark {
         let openAIBytes = Array(openAI.utf8)
 
         return [
-            try measure("SSE parser only (Anthropic stream)", anthropicBytes, deltas: deltas, rounds: rounds) { events in events.count },
+            try measureParser("SSE parser only (Anthropic stream)", anthropicBytes, deltas: deltas, rounds: rounds),
             try measure("Anthropic: parse + decode", anthropicBytes, deltas: deltas, rounds: rounds, decoder: AnthropicStreamDecoder()),
             try measure("OpenAI-compatible: parse + decode", openAIBytes, deltas: deltas, rounds: rounds, decoder: OpenAIStreamDecoder()),
         ]
     }
 
-    private static func measure(_ name: String, _ bytes: [UInt8], deltas: Int, rounds: Int, consume: ([ServerSentEvent]) -> Int) throws -> Figure {
+    /// The parser alone, handing each event over in place as the providers read it.
+    private static func measureParser(_ name: String, _ bytes: [UInt8], deltas: Int, rounds: Int) throws -> Figure {
         var best = Double.infinity
         var sink = 0
         for _ in 0..<max(1, rounds) {
@@ -56,7 +59,10 @@ public enum ServerSentEventBenchmark {
             var offset = 0
             while offset < bytes.count {
                 let end = min(offset + 4096, bytes.count)
-                sink &+= consume(try parser.feed(bytes[offset..<end]))
+                try parser.feed(bytes[offset..<end]) { event in
+                    sink &+= event.bytes.count
+                    return true
+                }
                 offset = end
             }
             best = min(best, seconds(clock.now - start))
@@ -70,22 +76,21 @@ public enum ServerSentEventBenchmark {
         for _ in 0..<max(1, rounds) {
             let clock = ContinuousClock()
             let start = clock.now
-            var parser = ServerSentEventParser()
-            var decoder = initial
+            // As the model transports read a response: ``ServerSentEventBody``.
+            var body = ServerSentEventBody(provider: name, decoder: initial)
             var seen = 0
             var offset = 0
+            let buffer = ByteBuffer(bytes: bytes)
             while offset < bytes.count {
                 let end = min(offset + 4096, bytes.count)
-                for event in try parser.feed(bytes[offset..<end]) {
-                    for modelEvent in try decoder.decode(event) {
-                        if case .delta = modelEvent { seen += 1 }
-                    }
+                try body.decode(buffer.getSlice(at: offset, length: end - offset)!.readableBytesView) { modelEvent in
+                    if case .delta = modelEvent { seen += 1 }
                 }
                 offset = end
             }
-            _ = try decoder.finish()
+            try body.finish { _ in }
             best = min(best, seconds(clock.now - start))
-            guard seen == deltas, decoder.isComplete else {
+            guard seen == deltas, body.isComplete else {
                 throw ModelError(kind: .failed, retryable: false, detail: "benchmark: \(name) decoded \(seen) of \(deltas) deltas")
             }
         }

@@ -24,17 +24,25 @@ struct ServerSentEventBody<Decoder: ServerSentEventDecoder>: StreamBodyDecoder {
         (200..<300).contains(status) && !contentType.contains("json")
     }
 
+    /// Each event is decoded as the parser completes it, where it lies (no copy, no list of events).
     mutating func decode(_ piece: ByteBufferView, emit: (ModelEvent) -> Void) throws(ModelError) {
-        let events: [ServerSentEvent]
+        var failure: ModelError?
+        var decoder = self.decoder
+        defer { self.decoder = decoder }
         do {
-            events = try parser.feed(piece)
+            try parser.feed(piece) { event in
+                do throws(ModelError) {
+                    try decoder.decode(event, emit: emit)
+                } catch {
+                    failure = error
+                    return false
+                }
+                return !decoder.isComplete
+            }
         } catch {
             throw ModelError(kind: .failed, retryable: false, detail: "\(provider): invalid event stream (\(error))")
         }
-        for event in events {
-            for modelEvent in try decoder.decode(event) { emit(modelEvent) }
-            if decoder.isComplete { return }
-        }
+        if let failure { throw failure }
     }
 
     mutating func finish(emit: (ModelEvent) -> Void) throws(ModelError) {

@@ -31,7 +31,8 @@ public struct ServerSentEventParser: Sendable {
     private var line: [UInt8] = []
     private var data: [UInt8] = []
     private var hasData = false
-    private var eventType: String?
+    /// The `event:` name's bytes (empty: none, or empty, so `message`).
+    private var eventType: [UInt8] = []
     private var lastEventId: String?
     private var sawFieldInEvent = false
     /// The previous piece ended with CR: an LF starting the next piece belongs to it.
@@ -53,20 +54,37 @@ public struct ServerSentEventParser: Sendable {
     /// - Throws: ``ServerSentEventError`` when a line or an event exceeds the limits; the parser is unusable afterwards.
     public mutating func feed(_ bytes: some Collection<UInt8>) throws(ServerSentEventError) -> [ServerSentEvent] {
         var events: [ServerSentEvent] = []
-        var failure: ServerSentEventError?
-        let handled: Void? = bytes.withContiguousStorageIfAvailable { buffer in
-            do throws(ServerSentEventError) { try feed(buffer, into: &events) } catch { failure = error }
+        try feed(bytes) { view in
+            events.append(view.event)
+            return true
         }
-        if handled == nil {
-            [UInt8](bytes).withUnsafeBufferPointer { buffer in
-                do throws(ServerSentEventError) { try feed(buffer, into: &events) } catch { failure = error }
-            }
-        }
-        if let failure { throw failure }
         return events
     }
 
-    private mutating func feed(_ buffer: UnsafeBufferPointer<UInt8>, into events: inout [ServerSentEvent]) throws(ServerSentEventError) {
+    /// Parses the next piece of the body and hands each event it completes to `each`, in order,
+    /// as a view valid only during that call: an event whose one `data:` line lies in this piece
+    /// is handed over where it lies, without being copied. `each` returns `false` to stop
+    /// (the rest of the piece is then not parsed, and the parser should not be fed again).
+    /// - Throws: ``ServerSentEventError`` when a line or an event exceeds the limits; the parser is unusable afterwards.
+    public mutating func feed(_ bytes: some Collection<UInt8>, each: (ServerSentEventView) -> Bool) throws(ServerSentEventError) {
+        var failure: ServerSentEventError?
+        let handled: Void? = bytes.withContiguousStorageIfAvailable { buffer in
+            do throws(ServerSentEventError) { try feed(buffer, each: each) } catch { failure = error }
+        }
+        if handled == nil {
+            [UInt8](bytes).withUnsafeBufferPointer { buffer in
+                do throws(ServerSentEventError) { try feed(buffer, each: each) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    private mutating func feed(_ buffer: UnsafeBufferPointer<UInt8>, each: (ServerSentEventView) -> Bool) throws(ServerSentEventError) {
+        // The data of the event being read, while it is one line of `buffer` (not yet copied).
+        var slice: UnsafeBufferPointer<UInt8>?
+        // Whatever ends this call, data that lies in `buffer` is kept before `buffer` goes.
+        defer { if let pending = slice { data.append(contentsOf: pending) } }
+        var stopped = false
         var index = 0
         let count = buffer.count
         if !started {
@@ -89,7 +107,7 @@ public struct ServerSentEventParser: Sendable {
             skipLeadingLineFeed = false
             if buffer[index] == UInt8(ascii: "\n") { index += 1 }
         }
-        while index < count {
+        while index < count && !stopped {
             // Find the end of the current line in this piece.
             var end = index
             while end < count {
@@ -104,13 +122,13 @@ public struct ServerSentEventParser: Sendable {
                 return
             }
             if line.isEmpty {
-                try processLine(UnsafeBufferPointer(rebasing: buffer[index..<end]), into: &events)
+                try processLine(UnsafeBufferPointer(rebasing: buffer[index..<end]), inPiece: true, slice: &slice, stopped: &stopped, each: each)
             } else {
                 line.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[index..<end]))
                 let whole = line
                 line.removeAll(keepingCapacity: true)
                 try whole.withUnsafeBufferPointer { (pointer) throws(ServerSentEventError) in
-                    try processLine(pointer, into: &events)
+                    try processLine(pointer, inPiece: false, slice: &slice, stopped: &stopped, each: each)
                 }
             }
             // Consume the terminator: CR, LF, or CR LF (possibly split across pieces).
@@ -127,9 +145,14 @@ public struct ServerSentEventParser: Sendable {
         }
     }
 
-    private mutating func processLine(_ bytes: UnsafeBufferPointer<UInt8>, into events: inout [ServerSentEvent]) throws(ServerSentEventError) {
+    /// One line. `inPiece`: the line's bytes stay valid until the piece being fed is done, so a
+    /// first data line may be kept as `slice` rather than copied.
+    private mutating func processLine(
+        _ bytes: UnsafeBufferPointer<UInt8>, inPiece: Bool, slice: inout UnsafeBufferPointer<UInt8>?,
+        stopped: inout Bool, each: (ServerSentEventView) -> Bool
+    ) throws(ServerSentEventError) {
         if bytes.isEmpty {
-            dispatch(into: &events)
+            dispatch(slice: &slice, stopped: &stopped, each: each)
             return
         }
         if bytes[0] == UInt8(ascii: ":") { return }
@@ -142,13 +165,25 @@ public struct ServerSentEventParser: Sendable {
         switch name.count {
         case 4 where name.elementsEqual("data".utf8):
             sawFieldInEvent = true
+            if value.count > maxEventBytes { throw .eventTooLarge(limit: maxEventBytes) }
+            if !hasData && inPiece {
+                // The event's first data line, where it lies: copied only if more follows.
+                slice = value
+                hasData = true
+                return
+            }
+            if let pending = slice {
+                data.append(contentsOf: pending)
+                slice = nil
+            }
             if hasData { data.append(UInt8(ascii: "\n")) }
             if data.count + value.count > maxEventBytes { throw .eventTooLarge(limit: maxEventBytes) }
             data.append(contentsOf: value)
             hasData = true
         case 5 where name.elementsEqual("event".utf8):
             sawFieldInEvent = true
-            eventType = String(decoding: value, as: UTF8.self)
+            eventType.removeAll(keepingCapacity: true)
+            eventType.append(contentsOf: value)
         case 2 where name.elementsEqual("id".utf8):
             sawFieldInEvent = true
             if !value.contains(0) { lastEventId = String(decoding: value, as: UTF8.self) }
@@ -162,15 +197,53 @@ public struct ServerSentEventParser: Sendable {
         }
     }
 
-    private mutating func dispatch(into events: inout [ServerSentEvent]) {
+    private mutating func dispatch(slice: inout UnsafeBufferPointer<UInt8>?, stopped: inout Bool, each: (ServerSentEventView) -> Bool) {
         defer {
+            slice = nil
             data.removeAll(keepingCapacity: true)
             hasData = false
-            eventType = nil
+            eventType.removeAll(keepingCapacity: true)
             sawFieldInEvent = false
         }
         guard hasData else { return }
-        let type = eventType.flatMap { $0.isEmpty ? nil : $0 } ?? "message"
-        events.append(ServerSentEvent(type: type, bytes: data, lastEventId: lastEventId))
+        let lastEventId = self.lastEventId
+        eventType.withUnsafeBufferPointer { type in
+            if let slice {
+                stopped = !each(ServerSentEventView(typeBytes: type, bytes: slice, lastEventId: lastEventId))
+            } else {
+                data.withUnsafeBufferPointer { bytes in
+                    stopped = !each(ServerSentEventView(typeBytes: type, bytes: bytes, lastEventId: lastEventId))
+                }
+            }
+        }
     }
+}
+
+/// One event of a stream as ``ServerSentEventParser/feed(_:each:)`` hands it over: its bytes are
+/// borrowed from the parser (or from the piece being fed) and valid only during that call.
+public struct ServerSentEventView {
+    /// The `event:` name's bytes; empty when the event named none (its type is then `message`).
+    public let typeBytes: UnsafeBufferPointer<UInt8>
+    /// The `data:` lines' bytes joined with `\n`.
+    public let bytes: UnsafeBufferPointer<UInt8>
+    /// The last `id:` seen in the stream so far, if any.
+    public let lastEventId: String?
+
+    init(typeBytes: UnsafeBufferPointer<UInt8>, bytes: UnsafeBufferPointer<UInt8>, lastEventId: String?) {
+        self.typeBytes = typeBytes
+        self.bytes = bytes
+        self.lastEventId = lastEventId
+    }
+
+    /// Whether the event's type is `name`.
+    public func isType(_ name: StaticString) -> Bool {
+        let expected = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        return typeBytes.isEmpty ? expected.elementsEqual("message".utf8) : typeBytes.elementsEqual(expected)
+    }
+
+    /// The event's type (`message` when it named none).
+    public var type: String { typeBytes.isEmpty ? "message" : String(decoding: typeBytes, as: UTF8.self) }
+
+    /// The event, copied out.
+    public var event: ServerSentEvent { ServerSentEvent(type: type, bytes: Array(bytes), lastEventId: lastEventId) }
 }
