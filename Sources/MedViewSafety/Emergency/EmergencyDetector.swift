@@ -186,9 +186,7 @@ public struct EmergencyDetector: Sendable {
                 let letters = Array(("<" + word + ">").unicodeScalars)
                 if letters.count >= 5 {
                     for i in 0...(letters.count - 3) {
-                        var gram = "c:"
-                        gram.unicodeScalars.append(contentsOf: letters[i..<(i + 3)])
-                        out.insert(gram)
+                        out.insert(String(prefix: "c:", scalars: letters[i..<(i + 3)]))
                     }
                 }
                 switch people.reference(word) {

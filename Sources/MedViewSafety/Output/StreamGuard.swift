@@ -95,11 +95,10 @@ public struct StreamGuard: Sendable {
             cut -= 1  // a non-ASCII trailing scalar could still gain a combining mark
         }
         guard cut > base else { return GuardOutput(release: "") }
-        var released = String.UnicodeScalarView()
-        released.append(contentsOf: buffer[0..<(cut - base)])
+        let released = String(scalars: buffer[0..<(cut - base)])
         buffer.removeFirst(cut - base)
         base = cut
-        return GuardOutput(release: String(released))
+        return GuardOutput(release: released)
     }
 
     /// Feeds one token; returns a violation as soon as one is certain.
