@@ -284,8 +284,10 @@ extension StreamChunk {
     static func appendQuoted(_ value: String, to out: inout String) {
         out += "\""
         let utf8 = value.utf8
-        // Fast path: nothing to escape.
-        if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+        // Fast path: nothing to escape (looked for in the string's own bytes when it has them
+        // in one piece, as native strings do: a loop over a buffer, not over string indices).
+        let needsEscape: (UInt8) -> Bool = { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }
+        if !(utf8.withContiguousStorageIfAvailable { $0.contains(where: needsEscape) } ?? utf8.contains(where: needsEscape)) {
             out += value
             out += "\""
             return
