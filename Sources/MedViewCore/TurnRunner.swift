@@ -183,10 +183,9 @@ struct TurnRunner: Sendable {
         }
     }
 
-    /// The medication context saved with the conversation, if any.
-    private static func savedMedications(_ json: String?) -> MedicationContext? {
-        guard let json else { return nil }
-        return try? JSONDecoder().decode(MedicationContext.self, from: Data(json.utf8))
+    /// The medication context in the conversation's saved safety state (nil if it does not read as one).
+    private static func savedMedications(_ json: String) -> MedicationContext? {
+        try? JSONDecoder().decode(MedicationContext.self, from: Data(json.utf8))
     }
 
     /// Streams the model's text into the pipeline and says how it ended.
