@@ -13,7 +13,9 @@
 # generators, and a Python virtual environment with fastapi, uvicorn, httpx, uvloop and httptools,
 # under $PEERS_SCRATCH (default /tmp/peers-scratch). Everything listens on 127.0.0.1 only.
 #
-# After the side-by-side table it runs MedView once more with every worker keeping one
+# The side-by-side runs ROUNDS times (default 3) and ends with each figure's median and every
+# round's value (streams/s, first content or first chunk p50, and MedView's ratio to the proxy).
+# After that it runs MedView once more with every worker keeping one
 # conversation (FRESH=0), to show how the cost of a message follows the conversation's length;
 # then Benchmarks/slow-model.sh with 30 and 200 patients at once (SLOW_CLIENTS) behind a model
 # that takes 2 s to answer.
@@ -59,8 +61,45 @@ stop_new_proxies() {
   done
 }
 trap stop_new_proxies EXIT
-echo "== side by side: upstream direct, FastAPI proxy, MedView ($BIN); clients: $COUNTS; $STREAMS streams"
-FRESH=10 bash "$PEERS/side-by-side.sh" "$BIN" "$COUNTS" "$STREAMS"
+# One round on a shared 2-core machine moves by 10–20 % from the next, for the proxy as for
+# MedView: the side-by-side runs ROUNDS times (default 3), each round starting all three afresh,
+# and ends with each figure's median and every round's value.
+ROUNDS=${ROUNDS:-3}
+RUNS=$(mktemp -d)
+trap 'stop_new_proxies; rm -rf "$RUNS"' EXIT
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== side by side, round $round of $ROUNDS: upstream direct, FastAPI proxy, MedView ($BIN); clients: $COUNTS; $STREAMS streams"
+  FRESH=10 bash "$PEERS/side-by-side.sh" "$BIN" "$COUNTS" "$STREAMS" | tee "$RUNS/round$round"
+done
+python3 - "$RUNS" "$ROUNDS" <<'SUMMARY'
+import re, statistics, sys
+runs, rounds = sys.argv[1], int(sys.argv[2])
+# figures[(label, clients)] = list of (streams/s, first content or first chunk p50 ms), one per round
+figures = {}
+for r in range(1, rounds + 1):
+    label = clients = None
+    for line in open(f"{runs}/round{r}"):
+        head = re.match(r"(\S+) c=(\d+) .*rps=([\d.]+)", line)
+        if head:
+            label, clients, rps = head.group(1).split("(")[0], int(head.group(2)), float(head.group(3))
+            continue
+        first = re.match(r"\s+first (content|chunk)\s.*p50\s+([\d.]+)", line)
+        if first and label:
+            figures.setdefault((label, clients), []).append((rps, float(first.group(2))))
+            label = None
+def cell(values, fmt):
+    return fmt.format(statistics.median(values)) + " (" + " ".join(fmt.format(v) for v in values) + ")"
+print(f"== side by side over {rounds} rounds: median (each round)")
+for clients in sorted({c for _, c in figures}):
+    proxy, medview = figures.get(("fastapi", clients), []), figures.get(("medview", clients), [])
+    if not proxy or not medview:
+        continue
+    ratios = [m[0] / p[0] for p, m in zip(proxy, medview)]
+    print(f"clients {clients}: streams/s  proxy {cell([p[0] for p in proxy], '{:.1f}')}  MedView {cell([m[0] for m in medview], '{:.1f}')}  "
+          f"ratio {cell(ratios, '{:.2f}')}")
+    print(f"clients {clients}: first content (proxy) / first chunk (MedView) p50 ms  proxy {cell([p[1] for p in proxy], '{:.2f}')}  "
+          f"MedView {cell([m[1] for m in medview], '{:.2f}')}")
+SUMMARY
 echo "== MedView, one conversation per worker (the cost of a message as the conversation grows)"
 FRESH=0 bash "$PEERS/side-by-side.sh" "$BIN" "1" "$((STREAMS / 2))" | grep -E "medview|loadavg|RSS"
 # Many patients at once behind a model that takes 2 s to answer (the fake upstream paced at 20 ms a
