@@ -227,7 +227,7 @@ import Testing
     }
 
     @Test func theDoneMarkerEndsTheAnswerOnBothPathsOnlyWithSpacesOrTabsAroundIt() {
-        for (data, done) in [("[DONE]", true), (" [DONE]", true), ("[DONE]\t ", true), ("\t[DONE] ", true), ("[DONE] x", false), ("[done]", false), ("[DONE", false), ("", false)] {
+        for (data, done) in [("[DONE]", true), (" [DONE]", true), ("[DONE]\t ", true), ("\t[DONE] ", true), ("\u{A0}[DONE]\u{3000}", true), ("[DONE] x", false), ("[done]", false), ("[DONE", false), ("", false)] {
             let event = ServerSentEvent(data: data)
             var decoder = OpenAIStreamDecoder()
             _ = try? decoder.decode(ServerSentEvent(data: #"{"choices":[{"index":0,"delta":{"content":"Rest."},"finish_reason":"length"}]}"#))

@@ -100,14 +100,9 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
         return events
     }
 
-    /// Whether the data is `[DONE]`, with spaces or tabs around it.
+    /// Whether the data is `[DONE]`, with spaces (any Unicode space separator) or tabs around it.
     private static func isDone(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard bytes.count <= 16 else { return false }
-        var start = 0
-        var end = bytes.count
-        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
-        while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
-        return UnsafeBufferPointer(rebasing: bytes[start..<end]).elementsEqual("[DONE]".utf8)
+        bytes.count <= 16 && String(decoding: bytes, as: UTF8.self).trimmingScalars(where: \.isSpaceOrTab) == "[DONE]"
     }
 
     /// What a chunk the scanner read says: its finish reason kept, its text and usage emitted.
