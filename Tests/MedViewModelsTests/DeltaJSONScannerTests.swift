@@ -124,19 +124,12 @@ import Testing
 @Suite struct StreamDecoderFastPathTests {
     typealias Rng = DeltaJSONScannerTests.SeededGenerator
 
-    /// ``outcome(_:_:)`` with the event decoded as the parser hands it over (borrowed, in place).
-    func viewOutcome<D: ServerSentEventDecoder>(_ decoder: D, _ event: ServerSentEvent) -> String {
+    /// What `decode` gives (its events, or its error), then what the decoder's `finish` gives.
+    func outcome<D: ServerSentEventDecoder>(_ decoder: D, decode: (inout D) throws -> [ModelEvent]) -> String {
         var decoder = decoder
         var out: String
-        var events: [ModelEvent] = []
         do {
-            try event.type.utf8.withContiguousStorageIfAvailable { type in
-                try event.bytes.withUnsafeBufferPointer { bytes throws(ModelError) in
-                    let typeBytes = event.type == "message" ? UnsafeBufferPointer(start: nil, count: 0) : type
-                    try decoder.decode(ServerSentEventView(typeBytes: typeBytes, bytes: bytes, lastEventId: event.lastEventId)) { events.append($0) }
-                }
-            }
-            out = "events \(events)"
+            out = "events \(try decode(&decoder))"
         } catch {
             out = "error \(error)"
         }
@@ -149,19 +142,21 @@ import Testing
     }
 
     func outcome<D: ServerSentEventDecoder>(_ decoder: D, _ event: ServerSentEvent) -> String {
-        var decoder = decoder
-        var out: String
-        do {
-            out = "events \(try decoder.decode(event))"
-        } catch {
-            out = "error \(error)"
+        outcome(decoder) { (decoder: inout D) throws in try decoder.decode(event) }
+    }
+
+    /// ``outcome(_:_:)`` with the event decoded as the parser hands it over (borrowed, in place).
+    func viewOutcome<D: ServerSentEventDecoder>(_ decoder: D, _ event: ServerSentEvent) -> String {
+        outcome(decoder) { (decoder: inout D) throws in
+            var events: [ModelEvent] = []
+            try event.type.utf8.withContiguousStorageIfAvailable { type in
+                try event.bytes.withUnsafeBufferPointer { bytes throws(ModelError) in
+                    let typeBytes = event.type == "message" ? UnsafeBufferPointer(start: nil, count: 0) : type
+                    try decoder.decode(ServerSentEventView(typeBytes: typeBytes, bytes: bytes, lastEventId: event.lastEventId)) { events.append($0) }
+                }
+            }
+            return events
         }
-        do {
-            out += " / finish \(try decoder.finish())"
-        } catch {
-            out += " / finish error \(error)"
-        }
-        return out
     }
 
     func pick(_ options: [String], _ rng: inout Rng) -> String { options.randomElement(using: &rng)! }
