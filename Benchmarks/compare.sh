@@ -14,7 +14,8 @@
 # under $PEERS_SCRATCH (default /tmp/peers-scratch). Everything listens on 127.0.0.1 only.
 #
 # The side-by-side runs ROUNDS times (default 3) and ends with each figure's median and every
-# round's value (streams/s, first content or first chunk p50, and MedView's ratio to the proxy).
+# round's value (streams/s, first content or first chunk p50, what each adds to the upstream's own
+# first content, and MedView's ratio to the proxy).
 # After that it runs MedView once more with every worker keeping one
 # conversation (FRESH=0), to show how the cost of a message follows the conversation's length;
 # then Benchmarks/slow-model.sh with 30 and 200 patients at once (SLOW_CLIENTS) behind a model
@@ -99,6 +100,12 @@ for clients in sorted({c for _, c in figures}):
           f"ratio {cell(ratios, '{:.2f}')}")
     print(f"clients {clients}: first content (proxy) / first chunk (MedView) p50 ms  proxy {cell([p[1] for p in proxy], '{:.2f}')}  "
           f"MedView {cell([m[1] for m in medview], '{:.2f}')}")
+    direct = figures.get(("direct", clients), [])
+    if len(direct) == len(proxy) == len(medview):
+        # What each adds to the upstream's own first content in the same round (the issue's
+        # "server-added time to first chunk").
+        print(f"clients {clients}: server-added p50 ms (minus the upstream's own first content)  proxy {cell([p[1] - d[1] for p, d in zip(proxy, direct)], '{:.2f}')}  "
+              f"MedView {cell([m[1] - d[1] for m, d in zip(medview, direct)], '{:.2f}')}")
 SUMMARY
 echo "== MedView, one conversation per worker (the cost of a message as the conversation grows)"
 FRESH=0 bash "$PEERS/side-by-side.sh" "$BIN" "1" "$((STREAMS / 2))" | grep -E "medview|loadavg|RSS"
