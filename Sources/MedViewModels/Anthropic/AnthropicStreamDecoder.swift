@@ -57,23 +57,20 @@ struct AnthropicStreamDecoder: ServerSentEventDecoder {
     /// check both paths give the same events).
     var fastPath = true
 
-    /// The once-per-delta event is read where the parser holds it; any other is copied out and
-    /// decoded by ``decode(_:)``.
+    /// The once-per-delta event is read where the parser holds it (``DeltaJSONScanner``); any
+    /// other is copied out and decoded with `JSONDecoder`.
     mutating func decode(_ event: ServerSentEventView, emit: (ModelEvent) -> Void) throws(ModelError) {
         if isComplete { return }
         if fastPath, event.isType("content_block_delta"), let delta = DeltaJSONScanner.anthropicContentDelta(event.bytes) {
             if case .text(let text) = delta { emit(.delta(text)) }
             return
         }
-        for modelEvent in try decode(event.event) { emit(modelEvent) }
+        for modelEvent in try decodeWithJSON(event.event) { emit(modelEvent) }
     }
 
-    mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
-        if isComplete { return [] }
-        if fastPath, event.type == "content_block_delta", let delta = DeltaJSONScanner.anthropicContentDelta(event.bytes) {
-            if case .text(let text) = delta { return [.delta(text)] }
-            return []
-        }
+    /// An event the scanner does not take: every event but the deltas, and anything it does not
+    /// fully understand.
+    private mutating func decodeWithJSON(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         let decoded: Event
         do {
             decoded = try json.decode(Event.self, from: Data(event.data.utf8))

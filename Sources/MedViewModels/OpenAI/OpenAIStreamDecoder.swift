@@ -51,8 +51,8 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
         var code: LooseString?
     }
 
-    /// Ordinary chunks (and `[DONE]`) are read where the parser holds them; anything else is
-    /// copied out and decoded by ``decode(_:)``.
+    /// `[DONE]` and ordinary chunks are read where the parser holds them (``DeltaJSONScanner``);
+    /// anything else is copied out and decoded with `JSONDecoder`.
     mutating func decode(_ event: ServerSentEventView, emit: (ModelEvent) -> Void) throws(ModelError) {
         if isComplete { return }
         if Self.isDone(event.bytes) {
@@ -60,24 +60,16 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
             return emit(.stop(finishReason ?? .endTurn))
         }
         if fastPath, !event.isType("error"), let chunk = DeltaJSONScanner.openAIChunk(event.bytes) {
-            accept(chunk, emit: emit)
+            if let reason = chunk.finishReason { finishReason = Self.stopReason(reason) }
+            if let text = chunk.text, !text.isEmpty { emit(.delta(text)) }
+            if let usage = chunk.usage { emit(.usage(usage)) }
             return
         }
-        for modelEvent in try decode(event.event) { emit(modelEvent) }
+        for modelEvent in try decodeWithJSON(event.event) { emit(modelEvent) }
     }
 
-    mutating func decode(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
-        if isComplete { return [] }
-        let bytes = event.bytes
-        if bytes.withUnsafeBufferPointer(Self.isDone) {
-            isComplete = true
-            return [.stop(finishReason ?? .endTurn)]
-        }
-        if fastPath, event.type != "error", let chunk = DeltaJSONScanner.openAIChunk(bytes) {
-            var events: [ModelEvent] = []
-            accept(chunk) { events.append($0) }
-            return events
-        }
+    /// A chunk the scanner does not take: an error, or anything it does not fully understand.
+    private mutating func decodeWithJSON(_ event: ServerSentEvent) throws(ModelError) -> [ModelEvent] {
         let data = event.data
         let chunk: Chunk
         do {
@@ -103,13 +95,6 @@ struct OpenAIStreamDecoder: ServerSentEventDecoder {
     /// Whether the data is `[DONE]`, with spaces (any Unicode space separator) or tabs around it.
     private static func isDone(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         bytes.count <= 16 && String(decoding: bytes, as: UTF8.self).trimmingScalars(where: \.isSpaceOrTab) == "[DONE]"
-    }
-
-    /// What a chunk the scanner read says: its finish reason kept, its text and usage emitted.
-    private mutating func accept(_ chunk: DeltaJSONScanner.OpenAIChunk, emit: (ModelEvent) -> Void) {
-        if let reason = chunk.finishReason { finishReason = Self.stopReason(reason) }
-        if let text = chunk.text, !text.isEmpty { emit(.delta(text)) }
-        if let usage = chunk.usage { emit(.usage(usage)) }
     }
 
     mutating func finish() throws(ModelError) -> [ModelEvent] {
