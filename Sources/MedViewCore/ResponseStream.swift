@@ -122,6 +122,12 @@ public final class ResponseStream: Sendable {
         return event
     }
 
+    /// The store has this stream's whole replay log (its ending was stored): the journal need
+    /// not write what it still holds of it.
+    func logStored() {
+        journal?.logStored(streamId: id)
+    }
+
     /// What a subscriber gets when it asks for the event after `seq`.
     public enum Next: Sendable, Equatable {
         case event(ServerEvent)

@@ -12,7 +12,10 @@ import Synchronization
 /// Invariants: each stream's events reach the store in sequence order, and a stream's persisted
 /// log is always a prefix of what its clients were sent (a batch that fails is retried, ahead of
 /// anything newer, until it is written or its answer has ended; the ending stores the whole log
-/// anyway). The queue is bounded: past `maxQueuedEvents` (the store is down), whole streams
+/// anyway). Once an answer's ending is stored, what is still queued of it is skipped
+/// (``logStored(streamId:)``): the ending wrote those events with the rest, and most answers end
+/// within one interval, so the journal writes only the events of answers still running when it
+/// commits. The queue is bounded: past `maxQueuedEvents` (the store is down), whole streams
 /// leave the queue, oldest first, and queue nothing more; they still store their whole log when
 /// they end.
 public final class StreamJournal: Service, Sendable {
@@ -28,6 +31,9 @@ public final class StreamJournal: Service, Sendable {
         /// Streams whose events were dropped while the queue was full: nothing more of them is
         /// queued (a gap would break the prefix invariant); their ending stores the whole log.
         var dropped: Set<String> = []
+        /// Streams whose ending (with the whole log) is stored: the next flush skips their
+        /// queued events. Every event of such a stream was queued before it was added here.
+        var stored: Set<String> = []
         var stopped = false
     }
 
@@ -70,6 +76,19 @@ public final class StreamJournal: Service, Sendable {
         if first { wake.yield() }
     }
 
+    /// The answer's ending, with its whole replay log, is stored: the events still queued of it
+    /// would only be written a second time (or skipped by the store as no longer running), so
+    /// the next flush skips them (marked here in constant time: an answer's ending must not wait
+    /// on a scan of the queue under the lock that every publish takes). Called before the
+    /// terminal event is published, never for an ending the store refused (its events are still
+    /// worth writing while it waits to be stored).
+    func logStored(streamId: String) {
+        state.withLock { s in
+            s.dropped.remove(streamId)
+            if !s.queue.isEmpty { s.stored.insert(streamId) }
+        }
+    }
+
     /// Events waiting to be written (tests and `/metrics`).
     public var queuedEvents: Int { state.withLock { $0.queue.count } }
 
@@ -91,11 +110,15 @@ public final class StreamJournal: Service, Sendable {
     /// caller waits one interval and writes again). On failure the batch goes back to the front.
     @discardableResult
     package func flush() async -> Bool {
-        let batch = state.withLock { s -> [Pending] in
-            defer { s.queue.removeAll(keepingCapacity: true) }
-            return s.queue
+        let (queued, stored) = state.withLock { s -> ([Pending], Set<String>) in
+            defer {
+                s.queue.removeAll(keepingCapacity: true)
+                s.stored.removeAll(keepingCapacity: true)
+            }
+            return (s.queue, s.stored)
         }
-        guard !batch.isEmpty else { return false }
+        let batch = stored.isEmpty ? queued : queued.filter { !stored.contains($0.streamId) }
+        guard !batch.isEmpty else { return state.withLock { !$0.queue.isEmpty } }
         let appends = Self.group(batch)
         do {
             try await store.appendStreamEvents(appends)

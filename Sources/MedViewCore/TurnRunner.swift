@@ -251,6 +251,7 @@ struct TurnRunner: Sendable {
         do {
             try await store.finishTurn(TurnCompletion(streamId: stream.id, userId: job.turn.userId, assistantText: text, status: status, events: log(ending)))
             unsaved.writeSucceeded()
+            stream.logStored()
         } catch {
             logger.warning("store.finish_turn.failed", metadata: .failure(error, ["stream.id": "\(stream.id)"]))
             unsaved.writeFailed(.finishTurn)
