@@ -17,6 +17,20 @@ actor StalledAuditStore: AuditStore {
     func close() {}
 }
 
+/// An audit store in memory that records each append's size.
+actor CountingAuditStore: AuditStore {
+    private let inner = InMemoryAuditStore()
+    private(set) var appendSizes: [Int] = []
+
+    func last() async -> (seq: Int64, hash: String)? { await inner.last() }
+    func append(_ entries: [AuditEntry]) async throws {
+        appendSizes.append(entries.count)
+        try await inner.append(entries)
+    }
+    func entries(since: Date?) async throws -> [AuditEntry] { try await inner.entries(since: since) }
+    func close() {}
+}
+
 @Suite(.timeLimit(.minutes(1))) struct AuditLogTests {
     let logger = Logger(label: "test")
 
@@ -149,6 +163,33 @@ actor StalledAuditStore: AuditStore {
         let later = try await store.entries(since: start.addingTimeInterval(3))
         try await store.close()
         #expect(later.map(\.seq) == [4, 5, 6])
+    }
+
+    @Test("events recorded within the gathering window are written together in one append, and a shutdown inside the window still writes them")
+    func gathersEvents() async throws {
+        let store = CountingAuditStore()
+        let writer = AuditWriter(store: store, gatherWindow: .milliseconds(300), logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [writer], logger: logger))
+        let running = Task { try await group.run() }
+        // Five requests, a few milliseconds apart (a quiet server at one patient): one append.
+        for event in events(5) {
+            writer.record(event)
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        var written: [Int] = []
+        for _ in 0..<200 {
+            written = await store.appendSizes
+            if written.reduce(0, +) == 5 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(written == [5])
+        // Recorded just before a graceful shutdown, inside the next window: written before the store closes.
+        for event in events(2, start: Date(timeIntervalSince1970: 1_900_000_000)) { writer.record(event) }
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(await store.appendSizes.reduce(0, +) == 7)
+        let entries = try await store.entries(since: nil)
+        #expect(AuditChain.verify(entries) == .intact(count: 7))
     }
 
     @Test("recording never waits for the store: a stalled store does not slow the caller, and a full buffer counts what it drops")
