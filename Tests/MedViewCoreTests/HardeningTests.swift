@@ -7,10 +7,12 @@ import MedViewTestSupport
 import Synchronization
 import Testing
 
-/// A store whose writes of answer endings fail while `failing` is set (a full disk, as the engine sees it).
+/// A store whose writes of answer endings fail while `failing` is set (a full disk, as the engine
+/// sees it); it also records what the journal appends.
 final class FlakyFinishStore: ConversationStore {
     let inner = InMemoryConversationStore()
     let failing = Mutex(false)
+    let appends = Mutex<[StreamAppend]>([])
 
     func createConversation(_ conversation: Conversation) async throws { try await inner.createConversation(conversation) }
     func conversation(id: String, userId: String) async throws -> Conversation? { try await inner.conversation(id: id, userId: userId) }
@@ -26,7 +28,10 @@ final class FlakyFinishStore: ConversationStore {
     func turn(clientMessageId: String, userId: String) async throws -> Turn? { try await inner.turn(clientMessageId: clientMessageId, userId: userId) }
     func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? { try await inner.recentContext(conversationId: conversationId, userId: userId, limit: limit) }
     func saveSafetyState(conversationId: String, userId: String, state: String) async throws { try await inner.saveSafetyState(conversationId: conversationId, userId: userId, state: state) }
-    func appendStreamEvents(_ appends: [StreamAppend]) async throws { try await inner.appendStreamEvents(appends) }
+    func appendStreamEvents(_ appends: [StreamAppend]) async throws {
+        self.appends.withLock { $0 += appends }
+        try await inner.appendStreamEvents(appends)
+    }
     func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage? { try await inner.streamEvents(streamId: streamId, userId: userId, after: seq) }
     func recordHeartbeat(instanceId: String, at date: Date) async throws { try await inner.recordHeartbeat(instanceId: instanceId, at: date) }
     func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] { try await inner.orphanedTurns(notAliveSince: date, limit: limit) }

@@ -7,38 +7,6 @@ import MedViewTestSupport
 import Synchronization
 import Testing
 
-/// A store that records what the journal appends (and can refuse endings, as ``FlakyFinishStore``).
-final class AppendRecordingStore: ConversationStore {
-    let inner = FlakyFinishStore()
-    let appends = Mutex<[StreamAppend]>([])
-
-    var failingFinish: Bool {
-        get { inner.failing.withLock { $0 } }
-        set { inner.failing.withLock { $0 = newValue } }
-    }
-
-    func createConversation(_ conversation: Conversation) async throws { try await inner.createConversation(conversation) }
-    func conversation(id: String, userId: String) async throws -> Conversation? { try await inner.conversation(id: id, userId: userId) }
-    func conversations(userId: String, limit: Int) async throws -> [Conversation] { try await inner.conversations(userId: userId, limit: limit) }
-    func deleteConversation(id: String, userId: String) async throws -> Bool { try await inner.deleteConversation(id: id, userId: userId) }
-    func messages(conversationId: String, userId: String) async throws -> [StoredMessage] { try await inner.messages(conversationId: conversationId, userId: userId) }
-    func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult { try await inner.beginTurn(turn, newConversation: newConversation) }
-    func finishTurn(_ completion: TurnCompletion) async throws { try await inner.finishTurn(completion) }
-    func turn(streamId: String, userId: String) async throws -> Turn? { try await inner.turn(streamId: streamId, userId: userId) }
-    func turn(clientMessageId: String, userId: String) async throws -> Turn? { try await inner.turn(clientMessageId: clientMessageId, userId: userId) }
-    func recentContext(conversationId: String, userId: String, limit: Int) async throws -> ConversationContext? { try await inner.recentContext(conversationId: conversationId, userId: userId, limit: limit) }
-    func saveSafetyState(conversationId: String, userId: String, state: String) async throws { try await inner.saveSafetyState(conversationId: conversationId, userId: userId, state: state) }
-    func appendStreamEvents(_ appends: [StreamAppend]) async throws {
-        self.appends.withLock { $0 += appends }
-        try await inner.appendStreamEvents(appends)
-    }
-    func streamEvents(streamId: String, userId: String, after seq: Int) async throws -> StreamEventsPage? { try await inner.streamEvents(streamId: streamId, userId: userId, after: seq) }
-    func recordHeartbeat(instanceId: String, at date: Date) async throws { try await inner.recordHeartbeat(instanceId: instanceId, at: date) }
-    func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] { try await inner.orphanedTurns(notAliveSince: date, limit: limit) }
-    func checkHealth() async throws {}
-    func close() async throws {}
-}
-
 /// Streams a first delta, then waits until `release()` before the rest.
 final class HeldModel: ChatModel {
     let descriptor = ModelDescriptor(provider: "held", id: "held", demo: true)
@@ -67,13 +35,18 @@ final class HeldModel: ChatModel {
         StreamJournal(store: store, interval: .seconds(3600), logger: Logger(label: "test"))
     }
 
-    @Test("an answer whose ending is stored leaves the journal's queue: its events are not written a second time")
-    func storedEndingLeavesQueue() async throws {
-        let store = AppendRecordingStore()
-        let journal = journal(store)
+    /// One whole answer from the scripted model, through a chat service with `journal`.
+    func answer(_ store: FlakyFinishStore, _ journal: StreamJournal) async throws -> (stream: ResponseStream, events: [ServerEvent]) {
         let chat = ChatService(model: ScriptedModel(configuration: .init(deltaDelay: .zero)), store: store, configuration: ChatConfiguration(), safety: NoSafetyPolicy(), logger: Logger(label: "test"), journal: journal)
         let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "How do I sleep better?")
-        let events = await collect(result.stream)
+        return (result.stream, await collect(result.stream))
+    }
+
+    @Test("an answer whose ending is stored leaves the journal's queue: its events are not written a second time")
+    func storedEndingLeavesQueue() async throws {
+        let store = FlakyFinishStore()
+        let journal = journal(store)
+        let (stream, events) = try await answer(store, journal)
         guard case .streamEnd? = events.last else {
             Issue.record("the answer must end with stream.end, got \(String(describing: events.last))")
             return
@@ -82,13 +55,13 @@ final class HeldModel: ChatModel {
         #expect(store.appends.withLock { $0.isEmpty })
         #expect(journal.queuedEvents == 0)
         // The ending holds the whole log.
-        let turn = try #require(try await store.turn(streamId: result.stream.id, userId: "alice"))
+        let turn = try #require(try await store.turn(streamId: stream.id, userId: "alice"))
         #expect(try turn.events.map { try ServerEvent.decode($0.json) } == events)
     }
 
     @Test("a running answer's events are journaled, in order, and what the flush wrote is a prefix of what was sent")
     func runningAnswerIsJournaled() async throws {
-        let store = AppendRecordingStore()
+        let store = FlakyFinishStore()
         let journal = journal(store)
         let model = HeldModel()
         let chat = ChatService(model: model, store: store, configuration: ChatConfiguration(), safety: NoSafetyPolicy(), logger: Logger(label: "test"), journal: journal)
@@ -125,22 +98,20 @@ final class HeldModel: ChatModel {
 
     @Test("an ending the store refused keeps its events in the journal, which writes them once the store takes writes")
     func refusedEndingKeepsEvents() async throws {
-        let store = AppendRecordingStore()
-        store.failingFinish = true
+        let store = FlakyFinishStore()
+        store.failing.withLock { $0 = true }
         let journal = journal(store)
-        let chat = ChatService(model: ScriptedModel(configuration: .init(deltaDelay: .zero)), store: store, configuration: ChatConfiguration(), safety: NoSafetyPolicy(), logger: Logger(label: "test"), journal: journal)
-        let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "How do I sleep better?")
-        let events = await collect(result.stream)
-        guard case .error(let error)? = events.last else {
-            Issue.record("the terminal event must be an error, got \(String(describing: events.last))")
-            return
+        let (stream, events) = try await answer(store, journal)
+        if case .error(let error)? = events.last {
+            #expect(error.code == .storageUnavailable)
+        } else {
+            Issue.record("the terminal event must be a storage_unavailable error, got \(String(describing: events.last))")
         }
-        #expect(error.code == .storageUnavailable)
         #expect(journal.queuedEvents == events.count - 1)
         #expect(await journal.flush() == false)
         let written = try store.appends.withLock { $0 }.flatMap(\.events).map { try ServerEvent.decode($0.json) }
         #expect(written == Array(events.dropLast()))
-        let stored = try #require(try await store.streamEvents(streamId: result.stream.id, userId: "alice", after: 0))
+        let stored = try #require(try await store.streamEvents(streamId: stream.id, userId: "alice", after: 0))
         #expect(stored.events.count == events.count - 1)
     }
 }
