@@ -122,10 +122,11 @@ public struct ModelTriage: Sendable {
         let classify = self.classify
         let raw: Raw = await withCheckedContinuation { (continuation: CheckedContinuation<Raw, Never>) in
             once.set(continuation)
-            // The classifier's task hands its own result on (whichever of it and the timer is first
-            // wins) and disarms the timer. The budget is kept by a timer, not a task: it fires on
-            // time even when the Swift concurrency pool is busy.
-            let disarm = Mutex<(@Sendable () -> Void)?>(nil)
+            // The classifier's task disarms the timer, then hands its own result on (whichever of
+            // it and the timer is first wins): a caller that has the result never finds the timer
+            // still armed. The budget is kept by a timer, not a task: it fires on time even when
+            // the Swift concurrency pool is busy.
+            let disarm = Mutex<(stop: (@Sendable () -> Void)?, answered: Bool)>((nil, false))
             let work = Task {
                 let raw: Raw
                 do {
@@ -133,16 +134,22 @@ public struct ModelTriage: Sendable {
                 } catch {
                     raw = .failed
                 }
+                disarm.withLock { state -> (@Sendable () -> Void)? in
+                    state.answered = true
+                    return state.stop
+                }?()
                 once.resume(raw)
-                disarm.withLock { $0 }?()
             }
             let stop = deadline(budget) {
                 once.resume(.timedOut)
                 work.cancel()
             }
-            disarm.withLock { $0 = stop }
-            // Already over: disarm it now (the task could not yet).
-            if once.isDone { stop() }
+            // Answered before the timer was known: disarm it now (the task could not).
+            let answered = disarm.withLock { state -> Bool in
+                state.stop = stop
+                return state.answered
+            }
+            if answered { stop() }
         }
         switch raw {
         case .timedOut: return .timedOut
@@ -202,9 +209,6 @@ public struct ModelTriage: Sendable {
 private final class Once<Value: Sendable>: Sendable {
     private struct State { var continuation: CheckedContinuation<Value, Never>?; var pending: Value?; var done = false }
     private let state = Mutex(State())
-
-    /// Whether a value has been handed on.
-    var isDone: Bool { state.withLock { $0.done } }
 
     func set(_ continuation: CheckedContinuation<Value, Never>) {
         let value: Value? = state.withLock { s in
