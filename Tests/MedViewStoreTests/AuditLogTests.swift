@@ -168,16 +168,18 @@ actor CountingAuditStore: AuditStore {
     @Test("events recorded within the gathering window are written together in one append, and a shutdown inside the window still writes them")
     func gathersEvents() async throws {
         let store = CountingAuditStore()
-        let writer = AuditWriter(store: store, gatherWindow: .milliseconds(300), logger: logger)
+        // A long window, so that a loaded machine still records the later events inside it.
+        let writer = AuditWriter(store: store, gatherWindow: .seconds(2), logger: logger)
         let group = ServiceGroup(configuration: .init(services: [writer], logger: logger))
         let running = Task { try await group.run() }
-        // Five requests, a few milliseconds apart (a quiet server at one patient): one append.
-        for event in events(5) {
-            writer.record(event)
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        // One request, then four more after the writer has woken for the first (without the
+        // window, the first would be appended alone): one append.
+        let five = events(5)
+        writer.record(five[0])
+        try await Task.sleep(for: .milliseconds(50))
+        for event in five.dropFirst() { writer.record(event) }
         var written: [Int] = []
-        for _ in 0..<200 {
+        for _ in 0..<800 {
             written = await store.appendSizes
             if written.reduce(0, +) == 5 { break }
             try await Task.sleep(for: .milliseconds(10))
