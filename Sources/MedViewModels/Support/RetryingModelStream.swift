@@ -36,37 +36,48 @@ public enum RetryingModelStream {
     ) -> AsyncThrowingStream<ModelEvent, any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
-                var generator = SystemRandomNumberGenerator()
-                var number = 1
-                while true {
-                    let sawDelta = Atomic(false)
-                    do {
-                        try await attempt(number) { event in
-                            if case .delta = event { sawDelta.store(true, ordering: .relaxed) }
-                            continuation.yield(event)
-                        }
-                        continuation.finish()
-                        return
-                    } catch let error as ModelError where error.retryable && !sawDelta.load(ordering: .relaxed) && number < policy.maxAttempts && !Task.isCancelled {
-                        guard let wait = policy.delay(beforeRetry: number, after: error, using: &generator) else {
-                            continuation.finish(throwing: error)
-                            return
-                        }
-                        number += 1
-                        onRetry(number, error)
-                        do {
-                            try await sleep(wait)
-                        } catch {
-                            continuation.finish(throwing: CancellationError())
-                            return
-                        }
-                    } catch {
-                        continuation.finish(throwing: error)
-                        return
-                    }
+                do {
+                    try await run(policy: policy, sleep: sleep, onRetry: onRetry, yield: { continuation.yield($0) }, attempt: attempt)
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
                 }
             }
             continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// The retries of ``make(policy:sleep:onRetry:attempt:)`` run in the caller's task, for a
+    /// caller that wants the whole answer rather than a stream (a short reply: no task and no
+    /// stream of its own). Returns when an attempt completed; throws the error that ended the
+    /// call (`CancellationError` if cancelled while waiting to retry).
+    public static func run(
+        policy: RetryPolicy,
+        sleep: Sleeper = { try await Task.sleep(for: $0) },
+        onRetry: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void = { _, _ in },
+        yield: @escaping @Sendable (ModelEvent) -> Void,
+        attempt: @Sendable (_ number: Int, _ yield: @escaping @Sendable (ModelEvent) -> Void) async throws -> Void
+    ) async throws {
+        var generator = SystemRandomNumberGenerator()
+        var number = 1
+        while true {
+            let sawDelta = Atomic(false)
+            do {
+                try await attempt(number) { event in
+                    if case .delta = event { sawDelta.store(true, ordering: .relaxed) }
+                    yield(event)
+                }
+                return
+            } catch let error as ModelError where error.retryable && !sawDelta.load(ordering: .relaxed) && number < policy.maxAttempts && !Task.isCancelled {
+                guard let wait = policy.delay(beforeRetry: number, after: error, using: &generator) else { throw error }
+                number += 1
+                onRetry(number, error)
+                do {
+                    try await sleep(wait)
+                } catch {
+                    throw CancellationError()
+                }
+            }
         }
     }
 }

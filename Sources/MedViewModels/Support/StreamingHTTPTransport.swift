@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Logging
 import MedViewCore
 import NIOCore
+import Synchronization
 import NIOHTTP1
 
 /// Runs a provider's streaming model requests over AsyncHTTPClient; every HTTP model (Bedrock,
@@ -47,22 +48,23 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         case .success(let value): http = value
         case .failure(let error): return AsyncThrowingStream { $0.finish(throwing: error) }
         }
-        let logger = self.logger
-        let provider = self.provider
         return RetryingModelStream.make(
-            policy: retry,
-            sleep: sleep,
-            onRetry: { next, error in
-                // Through the process's MetricsSystem (docs/METRICS.md): a throttled attempt that
-                // is retried counts here; one that ends the call counts where the model is called.
-                Counter(label: "medview_model_retries_total", dimensions: [("provider", provider)]).increment()
-                if error.kind == .throttled {
-                    Counter(label: "medview_model_throttles_total", dimensions: [("provider", provider)]).increment()
-                }
-                logger.info("model.retry", metadata: ["model.provider": "\(provider)", "model.attempt": "\(next)", "model.error.detail": "\(error.detail)"])
-            },
+            policy: retry, sleep: sleep, onRetry: retried,
             attempt: { number, yield in try await self.run(http, attempt: number, yield: yield) }
         )
+    }
+
+    /// Counts and logs a retry: through the process's MetricsSystem (docs/METRICS.md), a throttled
+    /// attempt that is retried counts here; one that ends the call counts where the model is called.
+    private var retried: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void {
+        let (logger, provider) = (self.logger, self.provider)
+        return { next, error in
+            Counter(label: "medview_model_retries_total", dimensions: [("provider", provider)]).increment()
+            if error.kind == .throttled {
+                Counter(label: "medview_model_throttles_total", dimensions: [("provider", provider)]).increment()
+            }
+            logger.info("model.retry", metadata: ["model.provider": "\(provider)", "model.attempt": "\(next)", "model.error.detail": "\(error.detail)"])
+        }
     }
 
     /// The same transport (client, limits, retries, signer, error mapping) reading its bodies with
@@ -74,13 +76,20 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         )
     }
 
-    /// The whole text of the answer to `request` (``ChatModel/reply(_:)``), retried as a stream is.
+    /// The whole text of the answer to `request` (``ChatModel/reply(_:)``), retried as a stream
+    /// is, in the caller's task (no task or stream of its own: the safety triage asks one of these
+    /// for every message).
     func text(_ request: Result<StreamingHTTPRequest, ModelError>) async throws -> String {
-        var text = ""
-        for try await event in answer(request) {
-            if case .delta(let piece) = event { text += piece }
-        }
-        return text
+        let http = try request.get()
+        let text = Mutex("")
+        try await RetryingModelStream.run(
+            policy: retry, sleep: sleep, onRetry: retried,
+            yield: { event in
+                if case .delta(let piece) = event { text.withLock { $0 += piece } }
+            },
+            attempt: { number, yield in try await self.run(http, attempt: number, yield: yield) }
+        )
+        return text.withLock { $0 }
     }
 
     /// One attempt at `request`, without retries; cancelling the consumer cancels the request.
