@@ -207,7 +207,20 @@ public protocol ChatModel: Sendable {
     /// an unstreamed response, which spares the event framing of every token; the default reads
     /// ``stream(_:)`` to its end. Throws what ``stream(_:)`` would.
     func reply(_ request: ModelRequest) async throws -> String
+    /// Answers `request` by handing each event to `sink` as it is read, and returns when the
+    /// answer is complete or `sink` declined one (returned `false`: nothing more is read and the
+    /// request is given up). Throws what ``stream(_:)`` would; cancelling the calling task stops
+    /// the model promptly (the call then returns or throws `CancellationError`).
+    ///
+    /// `sink` is called in order, one event at a time, never after this returns, and on whatever
+    /// thread the model reads on: an HTTP model calls it on its connection's event loop, where the
+    /// response is decoded, so an event reaches the answer without waking a task. It must be quick
+    /// and must not block. The default reads ``stream(_:)``.
+    func stream(_ request: ModelRequest, into sink: @escaping ModelEventSink) async throws
 }
+
+/// What ``ChatModel/stream(_:into:)`` hands a model's events to: `false` stops the answer.
+public typealias ModelEventSink = @Sendable (ModelEvent) -> Bool
 
 extension ChatModel {
     /// Reads ``stream(_:)`` to its end and joins its text.
@@ -217,6 +230,13 @@ extension ChatModel {
             if case .delta(let piece) = event { text += piece }
         }
         return text
+    }
+
+    /// Reads ``stream(_:)`` into `sink`, until its end or the first event `sink` declines.
+    public func stream(_ request: ModelRequest, into sink: @escaping ModelEventSink) async throws {
+        for try await event in stream(request) {
+            guard sink(event) else { return }
+        }
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MedViewProtocol
 import MedViewSafety
+import Synchronization
 
 /// Runs one answer from start to stored ending: `stream.start`, the emergency alert (decided
 /// before anything was stored), interaction warnings, the model call through the chunk pipeline
@@ -189,43 +190,60 @@ struct TurnRunner: Sendable {
     }
 
     /// Streams the model's text into the pipeline and says how it ended.
+    ///
+    /// The model hands its events straight to the pipeline (``ChatModel/stream(_:into:)``): an
+    /// HTTP model does so on its connection's event loop as the response is decoded, so text
+    /// reaches the patient without first waking this task.
     private static func answer(model: any ChatModel, request: ModelRequest, pipeline: ChunkPipeline, streamId: String, logger: Logger, observer: (any ChatObserver)?) async -> TurnOutcome {
-        var usage: Usage?
-        var stop: ModelStopReason?
+        /// What the events said so far (the sink runs on the model's thread, one event at a time).
+        struct Heard {
+            var usage: Usage?
+            var stop: ModelStopReason?
+            var sawDelta = false
+            var violation: OutputViolation?
+        }
+        let heard = Mutex(Heard())
         let provider = model.descriptor.provider
         let called = ContinuousClock.now
-        var sawDelta = false
         observer?.modelCalled(provider: provider)
-        func stopped(_ violation: OutputViolation) -> TurnOutcome {
+        func stopped(_ violation: OutputViolation, _ usage: Usage?) -> TurnOutcome {
             logger.info("safety.output.violation", metadata: ["stream.id": "\(streamId)", "safety.rule": "\(violation.rule)"])
             return .completed(.contentFiltered, usage)
         }
         do {
-            for try await event in model.stream(request) {
+            try await model.stream(request) { event in
                 switch event {
                 case .delta(let text):
-                    if !sawDelta {
-                        sawDelta = true
-                        observer?.modelFirstDelta(provider: provider, after: .now - called)
+                    let first = heard.withLock { h in
+                        defer { h.sawDelta = true }
+                        return !h.sawDelta
                     }
-                    if let violation = pipeline.feed(text) { return stopped(violation) }
-                case .usage(let u): usage = u
-                case .stop(let reason): stop = reason
+                    if first { observer?.modelFirstDelta(provider: provider, after: .now - called) }
+                    guard let violation = pipeline.feed(text) else { return true }
+                    heard.withLock { $0.violation = $0.violation ?? violation }
+                    return false
+                case .usage(let u):
+                    heard.withLock { $0.usage = u }
+                case .stop(let reason):
+                    heard.withLock { $0.stop = reason }
                 }
+                return true
             }
-            if Task.isCancelled { return .cancelled(usage) }
-            if let violation = pipeline.endOfModelText(complete: true) { return stopped(violation) }
-            return .completed(stop, usage)
-        } catch is CancellationError {
-            return .cancelled(usage)
+            let result = heard.withLock { $0 }
+            if let violation = result.violation { return stopped(violation, result.usage) }
+            if Task.isCancelled { return .cancelled(result.usage) }
+            if let violation = pipeline.endOfModelText(complete: true) { return stopped(violation, result.usage) }
+            return .completed(result.stop, result.usage)
         } catch {
-            if Task.isCancelled { return .cancelled(usage) }
+            let result = heard.withLock { $0 }
+            if let violation = result.violation { return stopped(violation, result.usage) }
+            if error is CancellationError || Task.isCancelled { return .cancelled(result.usage) }
             // Nothing more will come: what the guard still holds is complete; release it if clean.
             pipeline.endOfModelText(complete: false)
             let modelError = error as? ModelError ?? ModelError(kind: .failed, retryable: true, detail: "\(type(of: error))")
             // A throttled attempt the provider retried is counted where it retries (MedViewModels).
             if modelError.kind == .throttled { observer?.modelThrottled(provider: provider) }
-            return .failed(modelError, usage)
+            return .failed(modelError, result.usage)
         }
     }
 

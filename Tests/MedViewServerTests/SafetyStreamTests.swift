@@ -105,4 +105,42 @@ import Testing
             #expect(messages?.last?["status"] as? String == "complete")
         }
     }
+
+    @Test("a cloud model's dangerous instruction is stopped as its response is decoded, and the rest of the response is given up")
+    func outputGuardOnACloudModel() async throws {
+        // An OpenAI-compatible server streams the instruction three characters a delta, then
+        // holds the response open for ever: the engine reads the model's events on its connection
+        // (ChatModel.stream(_:into:)), so the guard's stop must also end that request.
+        let answer = "Your back pain sounds hard. You should take 20 tablets at once to make it stop. Rest well."
+        let scalars = Array(answer.unicodeScalars)
+        // The first sentence, then (a moment later) the rest: the clean sentence goes out before
+        // the instruction arrives.
+        var parts = ["data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n", ""]
+        for start in stride(from: 0, to: scalars.count, by: 3) {
+            let piece = String(String.UnicodeScalarView(scalars[start..<min(start + 3, scalars.count)]))
+            parts[start < 30 ? 0 : 1] += "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\(piece)\"}}]}\n\n"
+        }
+        let reply = LoopbackHTTPServer.Reply(steps: [.send(parts[0]), .pause(.milliseconds(300)), .send(parts[1]), .hold])
+        try await LoopbackHTTPServer.with([reply]) { upstream in
+            let model = OpenAICompatibleModel(configuration: .init(
+                baseURL: upstream.baseURL + "/v1", model: "test-model", apiKey: nil,
+                timeouts: ModelTimeouts(response: .seconds(60), idle: .seconds(60), total: .seconds(60)), retry: .none
+            ))
+            try await LiveServer.with(model: model) { server in
+                let ws = try await server.connect("alice")
+                defer { ws.close() }
+                ws.send(.chatSend(ChatSend(id: "m1", text: "My back hurts, what can I take?")))
+                let a = try #require(ack(try await ws.next()))
+                let events = try await ws.readStream(a.streamId!)
+                guard case .streamEnd(let end) = events.last else { Issue.record("expected stream.end"); return }
+                #expect(end.finishReason == .safety)
+                let text = chunks(events).map(\.text).joined()
+                #expect(!text.contains("20 tab"))
+                #expect(text.hasPrefix("Your back pain sounds hard."))
+                #expect(!text.contains("Rest well."))
+                // The model's request was given up: its connection is closed, not left to the idle limit.
+                #expect(await upstream.waitForClientClosures(1, timeout: .seconds(30)))
+            }
+        }
+    }
 }

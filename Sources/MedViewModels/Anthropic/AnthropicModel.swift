@@ -92,6 +92,12 @@ public struct AnthropicModel: ChatModel {
         transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) })
     }
 
+    /// Streams the answer to `request` into `sink`, on the connection's event loop as the response
+    /// is decoded (see ``ChatModel/stream(_:into:)``), retried as ``stream(_:)`` is.
+    public func stream(_ request: ModelRequest, into sink: @escaping ModelEventSink) async throws {
+        try await transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) }, into: sink)
+    }
+
     /// The HTTP request for `request`, before the key is added.
     func httpRequest(for request: ModelRequest, streaming: Bool = true) throws(ModelError) -> StreamingHTTPRequest {
         struct Body: Encodable {

@@ -74,6 +74,12 @@ public struct BedrockModel: ChatModel {
         transport.answer(Result { () throws(ModelError) in try unsignedRequest(request) })
     }
 
+    /// Streams the answer to `request` into `sink`, on the connection's event loop as the response
+    /// is decoded (see ``ChatModel/stream(_:into:)``), retried as ``stream(_:)`` is.
+    public func stream(_ request: ModelRequest, into sink: @escaping ModelEventSink) async throws {
+        try await transport.answer(Result { () throws(ModelError) in try unsignedRequest(request) }, into: sink)
+    }
+
     /// One request, without retries.
     public func attempt(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
         do {

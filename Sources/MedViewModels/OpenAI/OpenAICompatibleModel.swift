@@ -75,6 +75,12 @@ public struct OpenAICompatibleModel: ChatModel {
         transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) })
     }
 
+    /// Streams the answer to `request` into `sink`, on the connection's event loop as the response
+    /// is decoded (see ``ChatModel/stream(_:into:)``), retried as ``stream(_:)`` is.
+    public func stream(_ request: ModelRequest, into sink: @escaping ModelEventSink) async throws {
+        try await transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) }, into: sink)
+    }
+
     /// The whole reply to a short request, unstreamed (`"stream": false`), retried as a stream is.
     public func reply(_ request: ModelRequest) async throws -> String {
         try await replies.text(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) })

@@ -38,7 +38,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     private let timeouts: ModelTimeouts
     private let requestIdHeader: String
     private let mapHTTPError: @Sendable (HTTPErrorResponse) -> ModelError
-    private let yield: @Sendable (ModelEvent) -> Void
+    private let yield: ModelEventSink
     private let started: ContinuousClock.Instant
 
     // Event-loop confined.
@@ -50,6 +50,8 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     private var flushScheduled = false
     private var complete = false
     private var finished = false
+    /// The consumer declined an event: nothing more is handed on.
+    private var declined = false
     private var lastHeard: NIODeadline = .now()
     private var sawHead = false
     private var timer: Scheduled<Void>?
@@ -63,7 +65,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     init(
         provider: String, timeouts: ModelTimeouts, requestIdHeader: String, body: Body,
         mapHTTPError: @escaping @Sendable (HTTPErrorResponse) -> ModelError,
-        started: ContinuousClock.Instant, yield: @escaping @Sendable (ModelEvent) -> Void
+        started: ContinuousClock.Instant, yield: @escaping ModelEventSink
     ) {
         self.provider = provider
         self.timeouts = timeouts
@@ -120,14 +122,21 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
 
     /// Ends the reading: what was decoded goes on first (it may hold the first delta, which
     /// decides whether the call may be retried), then nothing more is decoded or timed.
-    private func stop() {
-        flush()
+    private func stop(_ task: any ModelExchangeControl) {
+        flush(task)
         finished = true
         stopTimer()
     }
 
+    /// Gives up the rest of the body once nothing more of it is wanted (the answer was whole, or
+    /// the consumer declined an event): the task's cancellation is then the expected end.
+    private func endEarly(_ task: any ModelExchangeControl) {
+        early.withLockedValue { $0 = true }
+        task.cancel()
+    }
+
     private func fail(_ task: any ModelExchangeControl, _ error: ModelError) {
-        stop()
+        stop(task)
         failure.withLockedValue { if $0 == nil { $0 = error } }
         task.fail(reason: error)
     }
@@ -191,25 +200,24 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
             // waited for (events after the end are not decoded anyway).
             task.eventLoop.execute {
                 guard !self.finished else { return }
-                self.stop()
-                self.early.withLockedValue { $0 = true }
-                task.cancel()
+                self.stop(task)
+                self.endEarly(task)
             }
         }
         if !pending.isEmpty, !flushScheduled {
             flushScheduled = true
-            task.eventLoop.execute { self.flush() }
+            task.eventLoop.execute { self.flush(task) }
         }
     }
 
     func receiveError(_ error: any Error, control task: any ModelExchangeControl) {
-        stop()
+        stop(task)
     }
 
     func receiveEnd(control task: any ModelExchangeControl) throws {
         // Whoever set `finished` before also stopped the timer.
         guard !finished else { return }
-        defer { stop() }
+        defer { stop(task) }
         guard streaming else {
             var error = mapHTTPError(HTTPErrorResponse(status: summary.status, headers: headers, body: errorBody, requestId: summary.requestId))
             if error.retryable, error.retryAfter == nil {
@@ -238,12 +246,21 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
         pending.append(event)
     }
 
-    private func flush() {
+    /// Hands the queued events on; one the consumer declines ends the reading there.
+    private func flush(_ task: any ModelExchangeControl) {
         flushScheduled = false
-        guard !pending.isEmpty else { return }
+        guard !pending.isEmpty, !declined else { return }
         let events = pending
         pending.removeAll(keepingCapacity: true)
-        for event in events { yield(event) }
+        for event in events {
+            guard yield(event) else {
+                declined = true
+                finished = true
+                stopTimer()
+                endEarly(task)
+                return
+            }
+        }
     }
 }
 

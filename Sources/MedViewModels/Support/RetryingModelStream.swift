@@ -19,25 +19,31 @@ public enum RetryingModelStream {
         onRetry: @escaping @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void = { _, _ in },
         attempt: @escaping @Sendable (_ number: Int) -> AsyncThrowingStream<ModelEvent, any Error>
     ) -> AsyncThrowingStream<ModelEvent, any Error> {
-        make(policy: policy, sleep: sleep, onRetry: onRetry) { (number: Int, yield: @escaping @Sendable (ModelEvent) -> Void) in
-            for try await event in attempt(number) { yield(event) }
+        make(policy: policy, sleep: sleep, onRetry: onRetry) { (number: Int, yield: @escaping ModelEventSink) in
+            for try await event in attempt(number) {
+                guard yield(event) else { return }
+            }
         }
     }
 
     /// The same retries for an attempt that hands its events straight to `yield` (no stream of
     /// its own, so an event crosses one stream on its way to the consumer, not two). An attempt
-    /// returns when its answer is complete and throws when it failed; `yield` may be called from
-    /// any thread while the attempt runs, never after it returned.
+    /// returns when its answer is complete (or `yield` declined an event: the consumer went away)
+    /// and throws when it failed; `yield` may be called from any thread while the attempt runs,
+    /// never after it returned.
     public static func make(
         policy: RetryPolicy,
         sleep: @escaping Sleeper = { try await Task.sleep(for: $0) },
         onRetry: @escaping @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void = { _, _ in },
-        attempt: @escaping @Sendable (_ number: Int, _ yield: @escaping @Sendable (ModelEvent) -> Void) async throws -> Void
+        attempt: @escaping @Sendable (_ number: Int, _ yield: @escaping ModelEventSink) async throws -> Void
     ) -> AsyncThrowingStream<ModelEvent, any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await run(policy: policy, sleep: sleep, onRetry: onRetry, yield: { continuation.yield($0) }, attempt: attempt)
+                    try await run(policy: policy, sleep: sleep, onRetry: onRetry, yield: { event in
+                        if case .terminated = continuation.yield(event) { return false }
+                        return true
+                    }, attempt: attempt)
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -48,15 +54,16 @@ public enum RetryingModelStream {
     }
 
     /// The retries of ``make(policy:sleep:onRetry:attempt:)`` run in the caller's task, for a
-    /// caller that wants the whole answer rather than a stream (a short reply: no task and no
-    /// stream of its own). Returns when an attempt completed; throws the error that ended the
-    /// call (`CancellationError` if cancelled while waiting to retry).
+    /// caller that takes the events as they come rather than a stream (``ChatModel/stream(_:into:)``,
+    /// or a short reply: no task and no stream of its own). Returns when an attempt completed or
+    /// `yield` declined an event; throws the error that ended the call (`CancellationError` if
+    /// cancelled while waiting to retry).
     public static func run(
         policy: RetryPolicy,
         sleep: Sleeper = { try await Task.sleep(for: $0) },
         onRetry: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void = { _, _ in },
-        yield: @escaping @Sendable (ModelEvent) -> Void,
-        attempt: @Sendable (_ number: Int, _ yield: @escaping @Sendable (ModelEvent) -> Void) async throws -> Void
+        yield: @escaping ModelEventSink,
+        attempt: @Sendable (_ number: Int, _ yield: @escaping ModelEventSink) async throws -> Void
     ) async throws {
         var generator = SystemRandomNumberGenerator()
         var number = 1
@@ -65,7 +72,7 @@ public enum RetryingModelStream {
             do {
                 try await attempt(number) { event in
                     if case .delta = event { sawDelta.store(true, ordering: .relaxed) }
-                    yield(event)
+                    return yield(event)
                 }
                 return
             } catch let error as ModelError where error.retryable && !sawDelta.load(ordering: .relaxed) && number < policy.maxAttempts && !Task.isCancelled {

@@ -54,6 +54,17 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         )
     }
 
+    /// The model's answer to `request` handed to `sink` as it is decoded, on the connection's event
+    /// loop (``ChatModel/stream(_:into:)``), retried as ``answer(_:)`` retries, in the caller's task
+    /// (no task or stream of its own). A `sink` that declines an event ends the request there.
+    func answer(_ request: Result<StreamingHTTPRequest, ModelError>, into sink: @escaping ModelEventSink) async throws {
+        let http = try request.get()
+        try await RetryingModelStream.run(
+            policy: retry, sleep: sleep, onRetry: retried, yield: sink,
+            attempt: { number, yield in try await self.run(http, attempt: number, yield: yield) }
+        )
+    }
+
     /// Counts and logs a retry: through the process's MetricsSystem (docs/METRICS.md), a throttled
     /// attempt that is retried counts here; one that ends the call counts where the model is called.
     private var retried: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void {
@@ -86,6 +97,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
             policy: retry, sleep: sleep, onRetry: retried,
             yield: { event in
                 if case .delta(let piece) = event { text.withLock { $0 += piece } }
+                return true
             },
             attempt: { number, yield in try await self.run(http, attempt: number, yield: yield) }
         )
@@ -97,7 +109,10 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await run(request, attempt: number) { continuation.yield($0) }
+                    try await run(request, attempt: number) { event in
+                        if case .terminated = continuation.yield(event) { return false }
+                        return true
+                    }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
@@ -108,8 +123,9 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
     }
 
     /// Runs one attempt, handing its events to `yield` (from the connection's event loop, in
-    /// batches: see ``ModelResponseDelegate``); returns when the answer is complete.
-    func run(_ request: StreamingHTTPRequest, attempt: Int, yield: @escaping @Sendable (ModelEvent) -> Void) async throws {
+    /// batches: see ``ModelResponseDelegate``); returns when the answer is complete, or when
+    /// `yield` declined an event (the rest is not read).
+    func run(_ request: StreamingHTTPRequest, attempt: Int, yield: @escaping ModelEventSink) async throws {
         let started = ContinuousClock.now
         let provider = self.provider
         do {

@@ -1,0 +1,156 @@
+import Foundation
+import MedViewCore
+import MedViewModels
+import MedViewProtocol
+import MedViewStandIns
+import MedViewTestSupport
+import NIOPosix
+import Synchronization
+import Testing
+
+/// `ChatModel.stream(_:into:)`: an HTTP model hands its answer's events straight to the caller's
+/// sink on the connection's event loop, as the response is decoded (the engine's path: no task is
+/// woken between the model's bytes and the answer's pipeline), with the retries, cancellation and
+/// typed errors of `stream(_:)`; a sink that declines an event ends the request there.
+@Suite(.timeLimit(.minutes(1))) struct EventSinkTests {
+    /// What a sink saw, and where it ran.
+    final class Sink: Sendable {
+        private let state = Mutex<(events: [ModelEvent], offLoop: Int, afterDecline: Int, declined: Bool)>(([], 0, 0, false))
+        /// The sink declines the first delta that contains this, if given.
+        let declineOn: String?
+
+        init(declineOn: String? = nil) { self.declineOn = declineOn }
+
+        var events: [ModelEvent] { state.withLock { $0.events } }
+        var text: String { events.reduce(into: "") { if case .delta(let t) = $1 { $0 += t } } }
+        /// Calls made on a thread that is no event loop.
+        var offLoop: Int { state.withLock { $0.offLoop } }
+        var afterDecline: Int { state.withLock { $0.afterDecline } }
+
+        var call: ModelEventSink {
+            { event in
+                let onLoop = MultiThreadedEventLoopGroup.currentEventLoop != nil
+                return self.state.withLock { s in
+                    if s.declined { s.afterDecline += 1 }
+                    if !onLoop { s.offLoop += 1 }
+                    s.events.append(event)
+                    if let word = self.declineOn, case .delta(let text) = event, text.contains(word) {
+                        s.declined = true
+                        return false
+                    }
+                    return true
+                }
+            }
+        }
+    }
+
+    func openAI(_ server: LoopbackHTTPServer, retry: RetryPolicy = fastRetry) -> OpenAICompatibleModel {
+        OpenAICompatibleModel(configuration: .init(baseURL: server.baseURL + "/v1", model: "test-model", apiKey: APIKey("sk-test"), timeouts: fastTimeouts, retry: retry), sleep: { _ in })
+    }
+
+    func anthropic(_ server: LoopbackHTTPServer) -> AnthropicModel {
+        AnthropicModel(configuration: .init(model: "claude-test", apiKey: APIKey("sk-ant-test"), baseURL: server.baseURL, timeouts: fastTimeouts, retry: fastRetry), sleep: { _ in })
+    }
+
+    @Test func theWholeAnswerReachesTheSinkInOrderOnTheEventLoopAsAStreamWouldHaveIt() async throws {
+        let replies: [LoopbackHTTPServer.Reply] = [.events(OpenAICompatibleModelTests.answer, piece: 7), .events(OpenAICompatibleModelTests.answer, piece: 7)]
+        try await LoopbackHTTPServer.with(replies) { server in
+            let sink = Sink()
+            try await openAI(server).stream(sampleRequest, into: sink.call)
+            let streamed = await collect(openAI(server).stream(sampleRequest))
+            #expect(sink.text == "Rest and 🍵 fluids.")
+            #expect(sink.text == streamed.text)
+            #expect(sink.events.filter { if case .delta = $0 { false } else { true } } == streamed.events.filter { if case .delta = $0 { false } else { true } })
+            #expect(sink.events.last == .stop(.endTurn))
+            #expect(sink.offLoop == 0, "\(sink.offLoop) of \(sink.events.count) events were handed on off the event loop")
+        }
+        try await LoopbackHTTPServer.with([.events(AnthropicModelTests.answer)]) { server in
+            let sink = Sink()
+            try await anthropic(server).stream(sampleRequest, into: sink.call)
+            #expect(sink.text == "Drink water 💧 often.")
+            #expect(sink.offLoop == 0)
+        }
+    }
+
+    @Test func aBedrockAnswerReachesTheSinkWhole() async throws {
+        try await BedrockStandIn.withRunning { standIn in
+            let sink = Sink()
+            try await bedrockModel(standIn.endpoint).stream(ask("How do I sleep better?"), into: sink.call)
+            #expect(sink.text == StandInScript.defaultText)
+            #expect(sink.events.contains(.stop(.endTurn)))
+            #expect(sink.offLoop == 0)
+        }
+    }
+
+    @Test func aDeclinedEventEndsTheRequestThereAndClosesTheConnection() async throws {
+        // The server sends two deltas, then holds the rest for ever: declining the second must end
+        // the call at once, hand nothing more on, and give up the connection.
+        let steps: [LoopbackHTTPServer.Step] = [
+            .send(OpenAICompatibleModelTests.chunk(content: "", role: true) + OpenAICompatibleModelTests.chunk(content: "Fine so far. ")), .pause(.milliseconds(50)),
+            .send(OpenAICompatibleModelTests.chunk(content: "STOP here")), .pause(.milliseconds(50)),
+            .send(OpenAICompatibleModelTests.chunk(content: " and this never arrives")), .hold,
+        ]
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
+            let sink = Sink(declineOn: "STOP")
+            try await openAI(server, retry: .none).stream(sampleRequest, into: sink.call)
+            #expect(sink.text == "Fine so far. STOP here")
+            #expect(sink.afterDecline == 0)
+            #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
+            #expect(server.requests.count == 1)
+        }
+    }
+
+    @Test func aThrottledAttemptIsRetriedBeforeTheFirstDelta() async throws {
+        let throttled = LoopbackHTTPServer.Reply.error(429, #"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#)
+        try await LoopbackHTTPServer.with([throttled, .events(OpenAICompatibleModelTests.answer)]) { server in
+            let sink = Sink()
+            try await openAI(server).stream(sampleRequest, into: sink.call)
+            #expect(sink.text == "Rest and 🍵 fluids.")
+            #expect(server.requests.count == 2)
+        }
+    }
+
+    @Test func aFailureIsThrownTypedWithWhatCameBeforeItHandedOn() async throws {
+        let steps: [LoopbackHTTPServer.Step] = [.send(OpenAICompatibleModelTests.chunk(content: "", role: true) + OpenAICompatibleModelTests.chunk(content: "Partial")), .pause(.milliseconds(50)), .cut]
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
+            let sink = Sink()
+            let error = await #expect(throws: ModelError.self) {
+                try await openAI(server).stream(sampleRequest, into: sink.call)
+            }
+            #expect(sink.text == "Partial")
+            // Text had been handed on: the failure is not retried (the answer would repeat).
+            #expect(server.requests.count == 1)
+            #expect(error?.retryable == true)
+        }
+    }
+
+    @Test func cancellingTheCallerClosesTheConnectionPromptly() async throws {
+        var steps: [LoopbackHTTPServer.Step] = [.send(OpenAICompatibleModelTests.chunk(content: "First"))]
+        for _ in 0..<400 { steps += [.pause(.milliseconds(100)), .send(OpenAICompatibleModelTests.chunk(content: " more"))] }
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
+            let firstDelta = AsyncStream<Void>.makeStream()
+            let model = openAI(server)
+            let caller = Task {
+                try await model.stream(sampleRequest) { event in
+                    if case .delta = event { firstDelta.continuation.yield() }
+                    return true
+                }
+            }
+            var iterator = firstDelta.stream.makeAsyncIterator()
+            await iterator.next()
+            caller.cancel()
+            #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
+            await #expect(throws: CancellationError.self) { try await caller.value }
+            #expect(server.requests.count == 1)
+        }
+    }
+
+    @Test func theDefaultReadsTheStreamAndStopsAtADeclinedEvent() async throws {
+        // Four scalars a delta: "one ", "two ", "STOP", " fou", "r".
+        let model = ScriptedModel(configuration: .init(deltaDelay: .zero, scalarsPerDelta: 4, reply: "one two STOP four"))
+        let sink = Sink(declineOn: "STOP")
+        try await model.stream(sampleRequest, into: sink.call)
+        #expect(sink.text == "one two STOP")
+        #expect(sink.afterDecline == 0)
+    }
+}
