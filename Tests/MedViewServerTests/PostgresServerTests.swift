@@ -120,6 +120,39 @@ struct PostgresServerTests {
         }
     }
 
+    @Test("on PostgreSQL, a cancelled answer is stored as cancelled with the text that was sent")
+    func cancelOnPostgres() async throws {
+        // The answer runs in the task the cancel stops: its ending must still reach the database.
+        try await withDatabase { settings in
+            let directory = NSTemporaryDirectory() + "medview-pg-" + UUID().uuidString
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await LiveServer.with(dataDirectory: directory, configure: { $0.database = settings }) { server in
+                let ws = try await server.connect("alice")
+                defer { ws.close() }
+                ws.send(.chatSend(ChatSend(id: "m1", text: "[[repeat:100]][[delay:5]]")))
+                let a = try #require(ack(try await ws.next()))
+                let streamId = try #require(a.streamId)
+                var events: [ServerEvent] = []
+                var cancelled = false
+                while true {
+                    let e = try await ws.next()
+                    guard e.streamId == streamId, e.seq != nil else { continue }
+                    events.append(e)
+                    if !cancelled, chunks(events).count == 2 {
+                        ws.send(.streamCancel(StreamCancel(id: "c1", streamId: streamId)))
+                        cancelled = true
+                    }
+                    if e.isTerminal { break }
+                }
+                guard case .streamEnd(let end) = events.last else { Issue.record("expected stream.end, got \(String(describing: events.last))"); return }
+                #expect(end.finishReason == .cancelled)
+                let messages = json(try await server.request("/v1/conversations/\(a.conversationId!)/messages", user: "alice"))["messages"] as? [[String: Any]]
+                #expect(messages?.last?["status"] as? String == "cancelled")
+                #expect(messages?.last?["text"] as? String == chunks(events).map(\.text).joined())
+            }
+        }
+    }
+
     @Test("a database schema newer than this build stops the start with both versions")
     func refusesNewerSchema() async throws {
         try await withDatabase { settings in
