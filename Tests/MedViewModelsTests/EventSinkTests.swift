@@ -72,6 +72,23 @@ import Testing
         }
     }
 
+    @Test func theFirstTextIsHandedOnAloneBeforeTheRestOfItsReadIsDecoded() async throws {
+        // A fast model writes its whole answer at once: the patient's first words go on the moment
+        // they are decoded; the rest of the read follows joined, in a few batches, not a hundred.
+        let words = (0..<100).map { "word\($0) " }
+        let body = OpenAICompatibleModelTests.chunk(content: "", role: true) + words.map { OpenAICompatibleModelTests.chunk(content: $0) }.joined()
+            + OpenAICompatibleModelTests.chunk(content: nil, finish: "stop") + OpenAICompatibleModelTests.done
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: [.send(body)])]) { server in
+            let sink = Sink()
+            try await openAI(server).stream(sampleRequest, into: sink.call)
+            let deltas = sink.events.compactMap { if case .delta(let text) = $0 { text } else { nil } }
+            #expect(deltas.first == "word0 ")
+            #expect(sink.text == words.joined())
+            #expect(deltas.count < 20, "\(deltas.count) batches for one write")
+            #expect(sink.offLoop == 0)
+        }
+    }
+
     @Test func aBedrockAnswerReachesTheSinkWhole() async throws {
         try await BedrockStandIn.withRunning { standIn in
             let sink = Sink()

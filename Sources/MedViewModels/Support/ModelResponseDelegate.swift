@@ -14,6 +14,11 @@ import NIOHTTP1
 /// still gets every token passed on as soon as its read ends: a batch is closed by a task queued
 /// on the event loop, which runs as soon as the read that opened it has been handled.
 ///
+/// For the engine's sink (``ChatModel/stream(_:into:)``, which runs on this loop) the answer's
+/// first delta is handed on alone the moment it is decoded, before the rest of its read: the
+/// patient's first words need not wait for a whole answer to be decoded, and no task is woken
+/// for them. (A consumer across a stream would be woken twice for such a read, so it is not.)
+///
 /// The delegate also keeps the request's silence limits (``ModelTimeouts/response`` until the
 /// response head, then ``ModelTimeouts/idle`` between pieces) with a timer on the same loop.
 ///
@@ -40,6 +45,8 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     private let mapHTTPError: @Sendable (HTTPErrorResponse) -> ModelError
     private let yield: ModelEventSink
     private let started: ContinuousClock.Instant
+    /// Whether the first delta is handed on the moment it is decoded, not with the rest of its read.
+    private let handsFirstDeltaAtOnce: Bool
 
     // Event-loop confined.
     private var body: Body
@@ -50,6 +57,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     private var flushScheduled = false
     private var complete = false
     private var finished = false
+    private var handedFirstDelta = false
     /// The consumer declined an event: nothing more is handed on.
     private var declined = false
     private var lastHeard: NIODeadline = .now()
@@ -65,8 +73,9 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
     init(
         provider: String, timeouts: ModelTimeouts, requestIdHeader: String, body: Body,
         mapHTTPError: @escaping @Sendable (HTTPErrorResponse) -> ModelError,
-        started: ContinuousClock.Instant, yield: @escaping ModelEventSink
+        started: ContinuousClock.Instant, handsFirstDeltaAtOnce: Bool = false, yield: @escaping ModelEventSink
     ) {
+        self.handsFirstDeltaAtOnce = handsFirstDeltaAtOnce
         self.provider = provider
         self.timeouts = timeouts
         self.requestIdHeader = requestIdHeader
@@ -183,7 +192,15 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
         }
         guard !complete else { return }
         do {
-            try body.decode(buffer.readableBytesView) { add($0) }
+            try body.decode(buffer.readableBytesView) { event in
+                add(event)
+                // The answer's first text goes on as soon as it is decoded, before the rest of
+                // the read (a consumer on this loop: no task to wake for it).
+                if handsFirstDeltaAtOnce, !handedFirstDelta, summary.deltas > 0 {
+                    handedFirstDelta = true
+                    flush(task)
+                }
+            }
         } catch {
             fail(task, error)
             return
@@ -233,6 +250,7 @@ final class ModelResponseDelegate<Body: StreamBodyDecoder>: HTTPClientResponseDe
 
     /// Queues an event, joining a text delta to the text delta before it.
     private func add(_ event: ModelEvent) {
+        guard !declined else { return }
         if case .delta(let text) = event {
             summary.deltas += 1
             if summary.firstDelta == nil { summary.firstDelta = ContinuousClock.now - started }

@@ -61,7 +61,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         let http = try request.get()
         try await RetryingModelStream.run(
             policy: retry, sleep: sleep, onRetry: retried, yield: sink,
-            attempt: { number, yield in try await self.run(http, attempt: number, yield: yield) }
+            attempt: { number, yield in try await self.run(http, attempt: number, handFirstDeltaAtOnce: true, yield: yield) }
         )
     }
 
@@ -125,7 +125,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
     /// Runs one attempt, handing its events to `yield` (from the connection's event loop, in
     /// batches: see ``ModelResponseDelegate``); returns when the answer is complete, or when
     /// `yield` declined an event (the rest is not read).
-    func run(_ request: StreamingHTTPRequest, attempt: Int, yield: @escaping ModelEventSink) async throws {
+    func run(_ request: StreamingHTTPRequest, attempt: Int, handFirstDeltaAtOnce: Bool = false, yield: @escaping ModelEventSink) async throws {
         let started = ContinuousClock.now
         let provider = self.provider
         do {
@@ -133,7 +133,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
             try Task.checkCancellation()
             let delegate = ModelResponseDelegate(
                 provider: provider, timeouts: timeouts, requestIdHeader: requestIdHeader, body: makeBody(),
-                mapHTTPError: mapHTTPError, started: started, yield: yield
+                mapHTTPError: mapHTTPError, started: started, handsFirstDeltaAtOnce: handFirstDeltaAtOnce, yield: yield
             )
             let deadline = NIODeadline.now() + .nanoseconds(Int64(clamping: timeouts.total.nanoseconds))
             let invalidURL = ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
