@@ -44,20 +44,26 @@ import Testing
         }
     }
 
-    func openAI(_ server: LoopbackHTTPServer, retry: RetryPolicy = fastRetry) -> OpenAICompatibleModel {
-        OpenAICompatibleModel(configuration: .init(baseURL: server.baseURL + "/v1", model: "test-model", apiKey: APIKey("sk-test"), timeouts: fastTimeouts, retry: retry), sleep: { _ in })
+    /// Both HTTP clients a model may call through (`MEDVIEW_MODEL_HTTP_CLIENT`).
+    static let clients = ["lean", "asynchttpclient"]
+
+    func openAI(_ server: LoopbackHTTPServer, retry: RetryPolicy = fastRetry, client: String = "lean") throws -> OpenAICompatibleModel {
+        OpenAICompatibleModel(
+            configuration: .init(baseURL: server.baseURL + "/v1", model: "test-model", apiKey: APIKey("sk-test"), timeouts: fastTimeouts, retry: retry),
+            client: try #require(ModelHTTP.named(client)), sleep: { _ in }
+        )
     }
 
     func anthropic(_ server: LoopbackHTTPServer) -> AnthropicModel {
         AnthropicModel(configuration: .init(model: "claude-test", apiKey: APIKey("sk-ant-test"), baseURL: server.baseURL, timeouts: fastTimeouts, retry: fastRetry), sleep: { _ in })
     }
 
-    @Test func theWholeAnswerReachesTheSinkInOrderOnTheEventLoopAsAStreamWouldHaveIt() async throws {
+    @Test(arguments: clients) func theWholeAnswerReachesTheSinkInOrderOnTheEventLoopAsAStreamWouldHaveIt(_ client: String) async throws {
         let replies: [LoopbackHTTPServer.Reply] = [.events(OpenAICompatibleModelTests.answer, piece: 7), .events(OpenAICompatibleModelTests.answer, piece: 7)]
         try await LoopbackHTTPServer.with(replies) { server in
             let sink = Sink()
-            try await openAI(server).stream(sampleRequest, into: sink.call)
-            let streamed = await collect(openAI(server).stream(sampleRequest))
+            try await openAI(server, client: client).stream(sampleRequest, into: sink.call)
+            let streamed = await collect(try openAI(server, client: client).stream(sampleRequest))
             #expect(sink.text == "Rest and 🍵 fluids.")
             #expect(sink.text == streamed.text)
             #expect(sink.events.filter { if case .delta = $0 { false } else { true } } == streamed.events.filter { if case .delta = $0 { false } else { true } })
@@ -72,7 +78,7 @@ import Testing
         }
     }
 
-    @Test func theFirstTextIsHandedOnAloneBeforeTheRestOfItsReadIsDecoded() async throws {
+    @Test(arguments: clients) func theFirstTextIsHandedOnAloneBeforeTheRestOfItsReadIsDecoded(_ client: String) async throws {
         // A fast model writes its whole answer at once: the patient's first words go on the moment
         // they are decoded; the rest of the read follows joined, in a few batches, not a hundred.
         let words = (0..<100).map { "word\($0) " }
@@ -80,7 +86,7 @@ import Testing
             + OpenAICompatibleModelTests.chunk(content: nil, finish: "stop") + OpenAICompatibleModelTests.done
         try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: [.send(body)])]) { server in
             let sink = Sink()
-            try await openAI(server).stream(sampleRequest, into: sink.call)
+            try await openAI(server, client: client).stream(sampleRequest, into: sink.call)
             let deltas = sink.events.compactMap { if case .delta(let text) = $0 { text } else { nil } }
             #expect(deltas.first == "word0 ")
             #expect(sink.text == words.joined())
@@ -99,21 +105,35 @@ import Testing
         }
     }
 
-    @Test func aDeclinedEventEndsTheRequestThereAndClosesTheConnection() async throws {
-        // The server sends two deltas, then holds the rest for ever: declining the second must end
-        // the call at once, hand nothing more on, and give up the connection.
+    @Test(arguments: clients) func aDeclinedEventEndsTheRequestThereAndClosesTheConnection(_ client: String) async throws {
+        // The server sends a delta, then (in a later read) the one the sink declines, then holds the
+        // response open: declining must end the call at once (not at the silence limit) and give
+        // up the connection.
         let steps: [LoopbackHTTPServer.Step] = [
             .send(OpenAICompatibleModelTests.chunk(content: "", role: true) + OpenAICompatibleModelTests.chunk(content: "Fine so far. ")), .pause(.milliseconds(50)),
-            .send(OpenAICompatibleModelTests.chunk(content: "STOP here")), .pause(.milliseconds(50)),
-            .send(OpenAICompatibleModelTests.chunk(content: " and this never arrives")), .hold,
+            .send(OpenAICompatibleModelTests.chunk(content: "STOP here")), .hold,
         ]
         try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
             let sink = Sink(declineOn: "STOP")
-            try await openAI(server, retry: .none).stream(sampleRequest, into: sink.call)
+            try await openAI(server, retry: .none, client: client).stream(sampleRequest, into: sink.call)
             #expect(sink.text == "Fine so far. STOP here")
             #expect(sink.afterDecline == 0)
             #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
             #expect(server.requests.count == 1)
+        }
+    }
+
+    @Test(arguments: clients) func decliningTheFirstDeltaWhileItsReadIsDecodedEndsTheRequest(_ client: String) async throws {
+        // The first delta is handed on in the middle of decoding its read: declining it there
+        // must stop the decoding as well as the request.
+        let rest = (0..<50).map { OpenAICompatibleModelTests.chunk(content: "more\($0) ") }.joined()
+        let steps: [LoopbackHTTPServer.Step] = [.send(OpenAICompatibleModelTests.chunk(content: "", role: true) + OpenAICompatibleModelTests.chunk(content: "STOP at once. ") + rest), .hold]
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
+            let sink = Sink(declineOn: "STOP")
+            try await openAI(server, retry: .none, client: client).stream(sampleRequest, into: sink.call)
+            #expect(sink.text == "STOP at once. ")
+            #expect(sink.afterDecline == 0)
+            #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
         }
     }
 
@@ -146,7 +166,7 @@ import Testing
         for _ in 0..<400 { steps += [.pause(.milliseconds(100)), .send(OpenAICompatibleModelTests.chunk(content: " more"))] }
         try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
             let firstDelta = AsyncStream<Void>.makeStream()
-            let model = openAI(server)
+            let model = try openAI(server)
             let caller = Task {
                 try await model.stream(sampleRequest) { event in
                     if case .delta = event { firstDelta.continuation.yield() }
