@@ -131,19 +131,7 @@ struct PostgresServerTests {
                 defer { ws.close() }
                 ws.send(.chatSend(ChatSend(id: "m1", text: "[[repeat:100]][[delay:5]]")))
                 let a = try #require(ack(try await ws.next()))
-                let streamId = try #require(a.streamId)
-                var events: [ServerEvent] = []
-                var cancelled = false
-                while true {
-                    let e = try await ws.next()
-                    guard e.streamId == streamId, e.seq != nil else { continue }
-                    events.append(e)
-                    if !cancelled, chunks(events).count == 2 {
-                        ws.send(.streamCancel(StreamCancel(id: "c1", streamId: streamId)))
-                        cancelled = true
-                    }
-                    if e.isTerminal { break }
-                }
+                let events = try await ws.readStream(try #require(a.streamId), cancellingAfter: 2)
                 guard case .streamEnd(let end) = events.last else { Issue.record("expected stream.end, got \(String(describing: events.last))"); return }
                 #expect(end.finishReason == .cancelled)
                 let messages = json(try await server.request("/v1/conversations/\(a.conversationId!)/messages", user: "alice"))["messages"] as? [[String: Any]]

@@ -98,20 +98,7 @@ import MedViewTestSupport
             defer { ws.close() }
             ws.send(.chatSend(ChatSend(id: "m1", text: "[[repeat:100]][[delay:5]]")))
             let a = try #require(ack(try await ws.next()))
-            let streamId = try #require(a.streamId)
-            var events: [ServerEvent] = []
-            var cancelled = false
-            while true {
-                let e = try await ws.next()
-                if case .ack(let x) = e, x.id == "c1" { continue }
-                guard e.streamId == streamId, e.seq != nil else { continue }
-                events.append(e)
-                if !cancelled, chunks(events).count == 2 {
-                    ws.send(.streamCancel(StreamCancel(id: "c1", streamId: streamId)))
-                    cancelled = true
-                }
-                if e.isTerminal { break }
-            }
+            let events = try await ws.readStream(try #require(a.streamId), cancellingAfter: 2)
             guard case .streamEnd(let end) = events.last else { Issue.record("expected stream.end"); return }
             #expect(end.finishReason == .cancelled)
             try await Task.sleep(for: .milliseconds(100))

@@ -123,6 +123,23 @@ public final class WSTestClient: Sendable {
             if e.isTerminal { return events }
         }
     }
+
+    /// Reads events until the terminal event of `streamId` (inclusive), sending `stream.cancel`
+    /// (command id `cancelId`) once `chunkCount` chunks of it have arrived.
+    public func readStream(_ streamId: String, cancellingAfter chunkCount: Int, cancelId: String = "c1", timeout: Duration = .seconds(20)) async throws -> [ServerEvent] {
+        var events: [ServerEvent] = []
+        var cancelled = false
+        while true {
+            let e = try await next(timeout: timeout)
+            guard e.streamId == streamId, e.seq != nil else { continue }
+            events.append(e)
+            if !cancelled, chunks(events).count == chunkCount {
+                send(.streamCancel(StreamCancel(id: cancelId, streamId: streamId)))
+                cancelled = true
+            }
+            if e.isTerminal { return events }
+        }
+    }
 }
 
 public func chunks(_ events: [ServerEvent]) -> [StreamChunk] {
