@@ -1,10 +1,10 @@
-import CoreMetrics
 import AsyncHTTPClient
+import CoreMetrics
 import Logging
 import MedViewCore
 import NIOCore
-import Synchronization
 import NIOHTTP1
+import Synchronization
 
 /// Runs a provider's streaming model requests over AsyncHTTPClient; every HTTP model (Bedrock,
 /// Anthropic, OpenAI-compatible) is this transport with its own parts:
