@@ -220,7 +220,7 @@ struct TurnRunner: Sendable {
                     }
                     if first { observer?.modelFirstDelta(provider: provider, after: .now - called) }
                     guard let violation = pipeline.feed(text) else { return true }
-                    heard.withLock { $0.violation = $0.violation ?? violation }
+                    heard.withLock { $0.violation = violation }
                     return false
                 case .usage(let u):
                     heard.withLock { $0.usage = u }

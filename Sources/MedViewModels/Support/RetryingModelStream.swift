@@ -40,16 +40,21 @@ public enum RetryingModelStream {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await run(policy: policy, sleep: sleep, onRetry: onRetry, yield: { event in
-                        if case .terminated = continuation.yield(event) { return false }
-                        return true
-                    }, attempt: attempt)
+                    try await run(policy: policy, sleep: sleep, onRetry: onRetry, yield: sink(continuation), attempt: attempt)
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
                 }
             }
             continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// `continuation` as a sink: it declines once the stream's consumer has gone away.
+    static func sink(_ continuation: AsyncThrowingStream<ModelEvent, any Error>.Continuation) -> ModelEventSink {
+        { event in
+            if case .terminated = continuation.yield(event) { return false }
+            return true
         }
     }
 

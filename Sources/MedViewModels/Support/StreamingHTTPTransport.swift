@@ -87,20 +87,15 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         )
     }
 
-    /// The whole text of the answer to `request` (``ChatModel/reply(_:)``), retried as a stream
-    /// is, in the caller's task (no task or stream of its own: the safety triage asks one of these
-    /// for every message).
+    /// The whole text of the answer to `request` (``ChatModel/reply(_:)``): ``answer(_:into:)``
+    /// joined, retried as a stream is, in the caller's task (no task or stream of its own: the
+    /// safety triage asks one of these for every message).
     func text(_ request: Result<StreamingHTTPRequest, ModelError>) async throws -> String {
-        let http = try request.get()
         let text = Mutex("")
-        try await RetryingModelStream.run(
-            policy: retry, sleep: sleep, onRetry: retried,
-            yield: { event in
-                if case .delta(let piece) = event { text.withLock { $0 += piece } }
-                return true
-            },
-            attempt: { number, yield in try await self.run(http, attempt: number, yield: yield) }
-        )
+        try await answer(request) { event in
+            if case .delta(let piece) = event { text.withLock { $0 += piece } }
+            return true
+        }
         return text.withLock { $0 }
     }
 
@@ -109,10 +104,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    try await run(request, attempt: number) { event in
-                        if case .terminated = continuation.yield(event) { return false }
-                        return true
-                    }
+                    try await run(request, attempt: number, yield: RetryingModelStream.sink(continuation))
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
