@@ -205,7 +205,10 @@ public final class ChatService: Sendable {
         case .created:
             logger.debug("stream.created", metadata: ["stream.id": "\(streamId)", "conversation.id": "\(conversation)", "user.id": "\(userId)"])
             let job = TurnRunner.Job(entry: entry, turn: turn, started: started, emergency: emergency, context: context)
-            Task { await runner.run(job) }
+            // The model is called here, not from the answer's own task: one hand-off less before
+            // it (the `ack` goes out once the call has started).
+            let running = await runner.start(job)
+            Task { await runner.finish(running) }
             return SendResult(stream: entry.stream, conversationId: conversation, duplicate: false)
         }
     }

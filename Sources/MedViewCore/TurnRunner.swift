@@ -63,7 +63,18 @@ struct TurnRunner: Sendable {
         return Context(history: history, medications: medications, warnings: warnings, updatedMedications: updated)
     }
 
-    func run(_ job: Job) async {
+    /// An answer whose model call has started (``start(_:)``), to be seen through by ``finish(_:)``.
+    struct Started: Sendable {
+        var job: Job
+        var modelTask: Task<TurnOutcome, Never>
+        var triage: Task<Void, Never>?
+        var savingMedications: Task<Void, Never>?
+        var pipeline: ChunkPipeline
+    }
+
+    /// Publishes `stream.start`, the emergency alert and the interaction warnings, and starts the
+    /// model call (and the triage beside it); returns without waiting for either.
+    func start(_ job: Job) async -> Started {
         let stream = job.entry.stream
         let turn = job.turn
         stream.publish { seq in
@@ -122,11 +133,17 @@ struct TurnRunner: Sendable {
             observer?.safetyAlert(category: alert.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(alert.category)", "safety.severity": "\(alert.severity)", "safety.source": "triage"])
         }
-        var outcome = await modelTask.value
+        return Started(job: job, modelTask: modelTask, triage: triage, savingMedications: savingMedications, pipeline: pipeline)
+    }
+
+    /// Waits for the model call and the triage, then stores the ending and publishes it.
+    func finish(_ started: Started) async {
+        let (job, pipeline) = (started.job, started.pipeline)
+        var outcome = await started.modelTask.value
         if case .cancelled = outcome, !registry.isAcceptingNew || job.entry.isInterrupted { outcome = .interruptedByShutdown }
         // The triage has a fixed budget: an alert it still finds goes out before the answer ends.
-        await triage?.value
-        await savingMedications?.value
+        await started.triage?.value
+        await started.savingMedications?.value
         await end(job, outcome: outcome, text: pipeline.finish())
     }
 
