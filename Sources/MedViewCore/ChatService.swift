@@ -174,17 +174,19 @@ public final class ChatService: Sendable {
             ownerInstanceId: instanceId
         )
         let result: BeginTurnResult
+        let emergency: EmergencyAssessment?
+        let context: TurnRunner.Context
         // What the answer needs that does not depend on this turn's messages being stored is
-        // worked out while they are stored, on other threads: the emergency assessment (needs only
-        // the text), and the conversation's earlier messages with the medication check (the read
-        // leaves this turn's messages out). The model is still called only once they are stored.
-        let runner = self.runner
-        let safety = self.safety
-        let emergency = Task { safety.assessEmergency(text) }
+        // worked out while they are stored: the emergency assessment (needs only the text), and
+        // the conversation's earlier messages with the medication check (the read leaves this
+        // turn's messages out). The store is handed the turn first, so its write starts at once,
+        // and this task does the rest meanwhile. The model is still called only once the turn is
+        // stored.
         let isNewConversation = newConversation != nil
-        let context = Task { await runner.prepareContext(turn, isNewConversation: isNewConversation) }
         do {
-            result = try await store.beginTurn(turn, newConversation: newConversation)
+            (result, (emergency, context)) = try await store.beginTurn(turn, newConversation: newConversation) { [runner, safety] in
+                (safety.assessEmergency(text), await runner.prepareContext(turn, isNewConversation: isNewConversation))
+            }
         } catch StoreError.conversationNotFound {
             registry.abandon(entry)
             throw .conversationNotFound

@@ -31,6 +31,11 @@ public protocol ConversationStore: Sendable {
     /// round-trip to within a millisecond, so compare ids, not whole values).
     /// - Throws: ``StoreError/conversationNotFound`` if the conversation is not the user's.
     func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult
+    /// ``beginTurn(_:newConversation:)``, running `meanwhile` in the caller's task while the turn
+    /// is being written, and returning both results once both are done (when the write fails,
+    /// `meanwhile` may not have run). The default writes from a child task; a store with a writer
+    /// of its own hands it the turn first, so the write starts before `meanwhile` does.
+    func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T)
     /// Records the end of a turn: assistant text and status, and the stream's replay log (replacing
     /// the events appended while it streamed). Only a turn still `streaming` is finished: does
     /// nothing if the stream is not the user's, no longer exists (its conversation was erased
@@ -58,6 +63,14 @@ public protocol ConversationStore: Sendable {
     func checkHealth() async throws
     /// Closes connections; the store is unusable afterwards.
     func close() async throws
+}
+
+extension ConversationStore {
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+        async let written = beginTurn(turn, newConversation: newConversation)
+        let other = await meanwhile()
+        return (try await written, other)
+    }
 }
 
 /// Errors a store reports.

@@ -39,10 +39,10 @@ struct TurnRunner: Sendable {
         var turn: Turn
         var started: ContinuousClock.Instant
         /// The emergency assessment of the patient's text, made while the turn was being stored.
-        var emergency: Task<EmergencyAssessment?, Never>
+        var emergency: EmergencyAssessment?
         /// The conversation's context and the medication check, worked out while the turn was
         /// being stored (``prepareContext(_:isNewConversation:)``).
-        var context: Task<Context, Never>
+        var context: Context
     }
 
     /// What the answer starts from: the conversation's latest earlier messages, its medication
@@ -81,7 +81,7 @@ struct TurnRunner: Sendable {
             .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: model.descriptor))
         }
         var safetyNotes: [String] = []
-        let emergency = await job.emergency.value
+        let emergency = job.emergency
         if let emergency {
             // Emergency guidance goes out before the model is even called.
             stream.publish { seq in
@@ -92,7 +92,7 @@ struct TurnRunner: Sendable {
             observer?.safetyAlert(category: emergency.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
-        let context = await job.context.value
+        let context = job.context
         let (history, medications, warnings, updatedMedications) = (context.history, context.medications, context.warnings, context.updatedMedications)
         // The conversation's medication context is saved alongside the answer (it must be
         // stored before this turn's ending, so the next message finds it).

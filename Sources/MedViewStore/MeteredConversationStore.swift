@@ -79,6 +79,11 @@ public final class MeteredConversationStore: ConversationStore {
         try await timed(.beginTurn) { try await base.beginTurn(turn, newConversation: newConversation) }
     }
 
+    /// Timed until both the write and `meanwhile` are done (what the caller waits for).
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+        try await timed(.beginTurn) { try await base.beginTurn(turn, newConversation: newConversation, meanwhile: meanwhile) }
+    }
+
     public func finishTurn(_ completion: TurnCompletion) async throws {
         try await timed(.finishTurn) { try await base.finishTurn(completion) }
     }

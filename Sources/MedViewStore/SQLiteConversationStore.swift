@@ -128,6 +128,25 @@ public final class SQLiteConversationStore: ConversationStore {
         return result
     }
 
+    /// Hands the turn to the writer, then runs `meanwhile` while the writer commits it (when the
+    /// writer commits in the background; otherwise the turn is written first).
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+        if let newConversation, newConversation.id != turn.conversationId || newConversation.userId != turn.userId {
+            throw StoreError.conversationNotFound
+        }
+        guard let pending = try writer.queueBegin(turn, newConversation: newConversation) else {
+            let result = try await beginTurn(turn, newConversation: newConversation)
+            return (result, await meanwhile())
+        }
+        let other = await meanwhile()
+        let result = try await pending.value
+        let outcome = if case .created = result { "created" } else { "duplicate" }
+        logger.debug("store.turn.begun", metadata: [
+            "stream.id": "\(turn.streamId)", "conversation.id": "\(turn.conversationId)", "turn.outcome": "\(outcome)",
+        ])
+        return (result, other)
+    }
+
     /// Stores the assistant text and status and the replay log (replacing any earlier one), in
     /// one transaction. Does nothing if the stream is not the user's (for example, its
     /// conversation was deleted while it streamed).

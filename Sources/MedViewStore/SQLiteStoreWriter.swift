@@ -112,6 +112,23 @@ public final class SQLiteStoreWriter: Service, Sendable {
         return try await result.value
     }
 
+    /// Queues a new turn for the next group commit without waiting for it, when someone else
+    /// commits it (the writer runs as a service, or a commit is running); `nil` otherwise (the
+    /// caller would have to commit it: use ``begin(_:newConversation:)``).
+    /// - Throws: ``StoreError/unavailable(_:)`` if the writer is closed.
+    func queueBegin(_ turn: Turn, newConversation: Conversation?) throws -> PendingResult<BeginTurnResult>? {
+        let result = PendingResult<BeginTurnResult>()
+        let next = try state.withLock { state throws(StoreError) -> Next? in
+            guard !state.closing else { throw StoreError.unavailable("store is closed") }
+            guard state.committing || state.serviceRunning else { return nil }
+            state.begins.append(PendingBegin(turn: turn, newConversation: newConversation, result: result))
+            return state.committing ? .wait : .wakeService
+        }
+        guard let next else { return nil }
+        if case .wakeService = next { wake.yield() }
+        return result
+    }
+
     /// Queues a finished turn for the next group commit and returns once it is committed.
     /// - Throws: ``StoreError/unavailable(_:)`` if the writer is closed or the commit failed.
     func finish(_ completion: TurnCompletion) async throws {

@@ -24,6 +24,7 @@ enum ConversationStoreConformance {
         case durableReplayLog
         case healthAndClose
         case textIsStoredExactly
+        case beginTurnWithWorkMeanwhile
 
         var testDescription: String { rawValue }
 
@@ -44,6 +45,7 @@ enum ConversationStoreConformance {
             case .durableReplayLog: try await ConversationStoreConformance.durableReplayLog(makeStore)
             case .healthAndClose: try await ConversationStoreConformance.healthAndClose(makeStore)
             case .textIsStoredExactly: try await ConversationStoreConformance.textIsStoredExactly(makeStore)
+            case .beginTurnWithWorkMeanwhile: try await ConversationStoreConformance.beginTurnWithWorkMeanwhile(makeStore)
             }
         }
     }
@@ -202,6 +204,40 @@ enum ConversationStoreConformance {
             // The client message id was not consumed.
             let conversation = Sample.conversation(id: "c_missing", userId: alice)
             #expect(try await store.beginTurn(turn, newConversation: conversation) == .created)
+        }
+    }
+
+    /// `beginTurn(_:newConversation:meanwhile:)` (what the engine does beside the write): the
+    /// write does not wait for the work beside it (that work sees the turn stored, else it gives up
+    /// after 5 s), and the work's result comes back with a new turn, with a duplicate, not with a
+    /// missing conversation.
+    static func beginTurnWithWorkMeanwhile(_ makeStore: StoreFactory) async throws {
+        try await withStore(makeStore) { store throws in
+            let conversation = Sample.conversation(userId: alice)
+            let turn = Sample.turn(conversationId: conversation.id, userId: alice)
+            let (result, sawTurnStored) = try await store.beginTurn(turn, newConversation: conversation) { () async -> Bool in
+                let deadline = ContinuousClock.now + .seconds(5)
+                while ContinuousClock.now < deadline {
+                    if (try? await store.turn(streamId: turn.streamId, userId: alice)) != nil { return true }
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
+                return false
+            }
+            #expect(result == .created)
+            #expect(sawTurnStored)
+            #expect(try await store.messages(conversationId: conversation.id, userId: alice).count == 2)
+
+            let retry = Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: turn.clientMessageId, at: 50)
+            let (again, answer) = try await store.beginTurn(retry, newConversation: nil) { 42 }
+            #expect(try #require(again.duplicate).rounded == turn.rounded)
+            #expect(answer == 42)
+            #expect(try await store.turn(streamId: retry.streamId, userId: alice) == nil)
+
+            let stray = Sample.turn(conversationId: "c_missing", userId: alice)
+            await #expect(throws: StoreError.conversationNotFound) {
+                _ = try await store.beginTurn(stray, newConversation: nil) { 0 }
+            }
+            #expect(try await store.turn(streamId: stray.streamId, userId: alice) == nil)
         }
     }
 

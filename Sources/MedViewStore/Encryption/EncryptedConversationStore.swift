@@ -68,14 +68,19 @@ public final class EncryptedConversationStore: ConversationStore {
     // MARK: - Turns
 
     public func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult {
+        try await beginTurn(turn, newConversation: newConversation, meanwhile: {}).0
+    }
+
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
         if let newConversation, newConversation.id != turn.conversationId || newConversation.userId != turn.userId {
             throw StoreError.conversationNotFound
         }
         if newConversation == nil, try await ring.currentKey(userId: turn.userId, conversationId: turn.conversationId, create: false) == nil {
             // No key yet: only a conversation of this user (stored before encryption) may get one.
             guard try await base.conversation(id: turn.conversationId, userId: turn.userId) != nil else {
+                let other = await meanwhile()
                 if let duplicate = try await base.turn(clientMessageId: turn.clientMessageId, userId: turn.userId) {
-                    return .duplicate(try await opened(duplicate))
+                    return (.duplicate(try await opened(duplicate)), other)
                 }
                 throw StoreError.conversationNotFound
             }
@@ -92,18 +97,18 @@ public final class EncryptedConversationStore: ConversationStore {
         }
         sealedTurn.events = try turn.events.map { try seal($0, streamId: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, key: key, version: version) }
         let sealedConversation = try newConversation.map { try seal($0, key: key, version: version) }
-        let result = try await base.beginTurn(sealedTurn, newConversation: sealedConversation)
+        let (result, other) = try await base.beginTurn(sealedTurn, newConversation: sealedConversation, meanwhile: meanwhile)
         switch result {
         case .created:
             streamConversations.withLock { $0[turn.streamId] = turn.conversationId }
-            return .created
+            return (.created, other)
         case .duplicate(let stored):
             if let newConversation, stored.conversationId != newConversation.id,
                try await base.conversation(id: newConversation.id, userId: turn.userId) == nil {
                 // A retry proposed a conversation that was not created: its fresh key is not needed.
                 try await ring.erase(conversationId: newConversation.id, userId: turn.userId)
             }
-            return .duplicate(try await opened(stored))
+            return (.duplicate(try await opened(stored)), other)
         }
     }
 
