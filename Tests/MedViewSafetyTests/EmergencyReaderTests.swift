@@ -67,6 +67,32 @@ import Testing
         #expect(detector.features(of: "My chest feels tight") == detector.features(of: "My chest feels tight"))
     }
 
+    /// The detector hands the reader its features as rows of weights, each looked up once
+    /// (``EmergencyDetector/readerRows(of:)``); the reader must see exactly what it sees by
+    /// name, the features the training script gets (``EmergencyDetector/features(of:)``): the
+    /// same probabilities (up to the order of the sums) and the same verdict, over every message
+    /// of the bundled evaluation sets.
+    @Test func theReaderSeesTheSameFeaturesByRowAsByName() async throws {
+        let detector = try await onOwnThread { try EmergencyDetector() }
+        var messages: [String] = []
+        for set in ["emergency", "emergency_holdout", "emergency_blind", "fresh_a_emergency"] {
+            messages += try SafetyData.decodeLines(SafetyEvaluation.EmergencyCase.self, from: "eval/\(set).jsonl").map(\.text)
+        }
+        #expect(messages.count > 500)
+        var alerts = 0
+        for message in messages {
+            let (reader, rows) = try #require(detector.readerRows(of: message))
+            let names = detector.features(of: message)
+            #expect(rows == Set(names.compactMap { reader.row(of: $0) }).sorted(), "\(message)")
+            let byRow = reader.probabilities(rows: rows), byName = reader.probabilities(names)
+            #expect(zip(byRow, byName).allSatisfy { abs($0 - $1) < 1e-12 }, "\(message)")
+            #expect(reader.emergency(rows: rows) == reader.emergency(in: names), "\(message)")
+            if reader.emergency(rows: rows) != nil { alerts += 1 }
+        }
+        // The sets hold emergencies the reader catches, not only quiet messages.
+        #expect(alerts > 50)
+    }
+
     /// The bundled model loads with the bundled rules and catches emergencies told in words the
     /// rules were never written for (messages of the training sets: this checks the wiring,
     /// not how well it generalises — that is the unseen sets' job, docs/SAFETY.md).

@@ -41,7 +41,7 @@ struct ClinicalFindings: Sendable {
     private let index: [String: Int]
     private let composites: [(id: Int, parts: [Int], window: Int, sentence: Bool)]
     private let measures: [(id: Int, near: Int?, inside: Int?, low: Double, high: Double)]
-    private let rules: [(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int], unless: [Int])]
+    private let rules: [CompiledRule]
     /// The concept that marks fiction, exam questions and role play.
     private let fiction: Int?
     /// Findings that name a child or baby (`person_…`).
@@ -101,7 +101,7 @@ struct ClinicalFindings: Sendable {
             groups[name] = out
             return out
         }
-        var rules: [(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int], unless: [Int])] = []
+        var rules: [CompiledRule] = []
         for r in data.rules {
             var all: [Set<Int>] = []
             for a in r.all ?? [] { all.append(try expand(a)) }
@@ -111,7 +111,7 @@ struct ClinicalFindings: Sendable {
             for a in r.also ?? [] { also.formUnion(try expand(a)) }
             var unless: Set<Int> = []
             for a in r.overridesUnless ?? [] { unless.formUnion(try expand(a)) }
-            rules.append((r, all, any.sorted(), r.any == nil ? 0 : (r.minAny ?? 1), also.sorted(), unless.sorted()))
+            rules.append(CompiledRule(rule: r, all: all, any: any.sorted(), minAny: r.any == nil ? 0 : (r.minAny ?? 1), also: also.sorted(), unless: unless.sorted()))
         }
         var fillerConcepts: [String: [Int]] = [:]
         let fillers = Set(compiler.language.fillers)
@@ -245,7 +245,7 @@ struct ClinicalFindings: Sendable {
         guard !found.isEmpty else { return nil }
         // Most messages satisfy no rule even before context: stop there (the hot path).
         let raw = Set(found.map(\.id))
-        func satisfiable(_ r: (rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int], unless: [Int])) -> Bool {
+        func satisfiable(_ r: CompiledRule) -> Bool {
             r.all.allSatisfy { !$0.isDisjoint(with: raw) }
                 && (r.minAny == 0 || r.any.contains(where: raw.contains))
                 && (r.also.isEmpty || r.also.contains(where: raw.contains))
@@ -297,5 +297,30 @@ struct ClinicalFindings: Sendable {
             }
         }
         return nil
+    }
+}
+
+extension ClinicalFindings {
+    /// A red-flag rule with its groups expanded to finding ids. A class, so that picking the
+    /// rules a message can satisfy (every message with a finding does) copies a reference, not
+    /// the rule's strings and lists.
+    final class CompiledRule: Sendable {
+        let rule: FindingsData.Rule
+        /// Each entry: the findings of which one must be present.
+        let all: [Set<Int>]
+        let any: [Int]
+        let minAny: Int
+        let also: [Int]
+        /// Findings that cancel the rule's `overrides`.
+        let unless: [Int]
+
+        init(rule: FindingsData.Rule, all: [Set<Int>], any: [Int], minAny: Int, also: [Int], unless: [Int]) {
+            self.rule = rule
+            self.all = all
+            self.any = any
+            self.minAny = minAny
+            self.also = also
+            self.unless = unless
+        }
     }
 }

@@ -146,7 +146,7 @@ public struct EmergencyDetector: Sendable {
             return nil
         }
         if result == nil, let reader,
-           let category = reader.emergency(in: features(tokens: tokens, context: context, read: read)),
+           let category = reader.emergency(rows: readerRows(reader, tokens: tokens, context: context, read: read)),
            category == "suicide" || !isFiction(read, context) {
             return assessment(category: category, bystander: experiencer(tokens: tokens, context: context))
         }
@@ -176,42 +176,73 @@ public struct EmergencyDetector: Sendable {
 
     private func features(tokens: [Token], context: Context, read: [ClinicalFindings.Finding]) -> Set<String> {
         var out: Set<String> = []
+        forEachFeature(tokens: tokens, context: context, read: read) { out.insert($0) }
+        return out
+    }
+
+    /// The learned reader and its rows for the message's features, as ``assess(_:)`` reads them
+    /// (`nil` without a reader; tests compare it with ``features(of:)``).
+    func readerRows(of message: String) -> (reader: EmergencyReader, rows: [Int])? {
+        guard let reader else { return nil }
+        let tokens = normalizer.tokens(message)
+        let (context, _, read) = reading(tokens)
+        return (reader, readerRows(reader, tokens: tokens, context: context, read: read))
+    }
+
+    /// The rows of the reader's weights for the message's features (``features(of:)``), each once,
+    /// in ascending order: each feature is looked up by name once, without collecting the names.
+    func readerRows(_ reader: EmergencyReader, tokens: [Token], context: Context, read: [ClinicalFindings.Finding]) -> [Int] {
+        var rows: [Int] = []
+        forEachFeature(tokens: tokens, context: context, read: read) { feature in
+            if let row = reader.row(of: feature) { rows.append(row) }
+        }
+        rows.sort()
+        var kept = 0
+        for row in rows where kept == 0 || rows[kept - 1] != row {
+            rows[kept] = row
+            kept += 1
+        }
+        rows.removeLast(rows.count - kept)
+        return rows
+    }
+
+    /// Hands every feature of the message to `emit`, some more than once (``features(of:)``).
+    private func forEachFeature(tokens: [Token], context: Context, read: [ClinicalFindings.Finding], _ emit: (String) -> Void) {
         var previous: String?
         for t in tokens {
             guard t.isWordLike else { previous = nil; continue }
             let word = t.kind == .number ? PhraseMatcher.numberSymbol : t.text
-            out.insert("w:" + word)
+            emit("w:" + word)
             if t.kind == .word {
-                if let fixed = spelling.correct(word) { out.insert("w:" + fixed) }
+                if let fixed = spelling.correct(word) { emit("w:" + fixed) }
                 let letters = Array(("<" + word + ">").unicodeScalars)
                 if letters.count >= 5 {
                     for i in 0...(letters.count - 3) {
-                        out.insert(String(prefix: "c:", scalars: letters[i..<(i + 3)]))
+                        emit(String(prefix: "c:", scalars: letters[i..<(i + 3)]))
                     }
                 }
                 switch people.reference(word) {
-                case .firstPerson?: out.insert("p:self")
-                case .other?: out.insert("p:other")
+                case .firstPerson?: emit("p:self")
+                case .other?: emit("p:other")
                 default: break
                 }
             }
-            if let previous { out.insert("b:" + previous + " " + word) }
+            if let previous { emit("b:" + previous + " " + word) }
             previous = word
         }
         var current: [String: Int] = [:]
         for f in read {
             let name = findings.name(f.id)
             if context.isCurrent(f.match, allowJest: true) {
-                out.insert("f:" + name)
+                emit("f:" + name)
                 current[name, default: 0] += 1
             } else {
-                out.insert("g:" + name)
+                emit("g:" + name)
             }
         }
-        for (name, count) in current where count > 1 { out.insert("f2:" + name) }
-        out.insert("n:" + (current.isEmpty ? "0" : current.count == 1 ? "1" : "2+"))
-        for kind in context.cueKinds() { out.insert("k:" + kind.rawValue) }
-        return out
+        for (name, count) in current where count > 1 { emit("f2:" + name) }
+        emit("n:" + (current.isEmpty ? "0" : current.count == 1 ? "1" : "2+"))
+        for kind in context.cueKinds() { emit("k:" + kind.rawValue) }
     }
 
     /// Who a reader's alert is about: the person named last in the message, looking back from
@@ -325,7 +356,9 @@ public struct EmergencyDetector: Sendable {
         }
         guard !hits.isEmpty else { return nil }
 
-        // An absorbed signal still lists its category, but after every other one.
+        // An absorbed signal still lists its category, but after every other one. (The sort's
+        // closure captures the table, not the whole detector, which it would copy.)
+        let priority = self.priority
         func rank(_ h: Hit) -> (Int, Int, Int, Int) {
             let isAbsorbed = h.signal.map(absorbed.contains) ?? false
             return (isAbsorbed ? 1 : 0, h.severity == "emergency" ? 0 : 1, priority[h.category] ?? Int.max, h.match.first)

@@ -37,7 +37,10 @@ struct EmergencyReader: Sendable {
     private let classes: [String]
     private let bias: [Double]
     private let threshold: Double
-    private let weights: [String: [(Int, Double)]]
+    /// Each feature's row in ``rows``: a message's features are looked up once each, by name.
+    private let rowIndex: [String: Int]
+    /// Per feature with weights, its weights as pairs of class index and weight.
+    private let rows: [[(Int, Double)]]
 
     init(model: Model) throws(SafetyDataError) {
         guard model.schema == Self.schema else {
@@ -46,8 +49,10 @@ struct EmergencyReader: Sendable {
         guard model.classes.first == "none", model.bias.count == model.classes.count, model.classes.count > 1,
               model.threshold > 0, model.threshold < 1
         else { throw .invalidFile("reader.json", "classes must start with none and match the biases; threshold in (0, 1)") }
-        var weights: [String: [(Int, Double)]] = [:]
-        weights.reserveCapacity(model.weights.count)
+        var rowIndex: [String: Int] = [:]
+        var rows: [[(Int, Double)]] = []
+        rowIndex.reserveCapacity(model.weights.count)
+        rows.reserveCapacity(model.weights.count)
         for (feature, pairs) in model.weights {
             var row: [(Int, Double)] = []
             for p in pairs {
@@ -56,20 +61,32 @@ struct EmergencyReader: Sendable {
                 }
                 row.append((c, p[1]))
             }
-            weights[feature] = row
+            rowIndex[feature] = rows.count
+            rows.append(row)
         }
         self.classes = model.classes
         self.bias = model.bias
         self.threshold = model.threshold
-        self.weights = weights
+        self.rowIndex = rowIndex
+        self.rows = rows
+    }
+
+    /// The row of `feature`'s weights; `nil` for a feature the model gives no weight.
+    func row(of feature: String) -> Int? {
+        rowIndex[feature]
     }
 
     /// The class probabilities for a message's features, in ``Model/classes`` order.
     func probabilities(_ features: some Sequence<String>) -> [Double] {
+        probabilities(rows: features.lazy.compactMap { rowIndex[$0] })
+    }
+
+    /// The class probabilities for the features with these rows (``row(of:)``), in
+    /// ``Model/classes`` order.
+    func probabilities(rows features: some Sequence<Int>) -> [Double] {
         var logits = bias
         for f in features {
-            guard let row = weights[f] else { continue }
-            for (c, w) in row { logits[c] += w }
+            for (c, w) in rows[f] { logits[c] += w }
         }
         let top = logits.max() ?? 0
         let exps = logits.map { Foundation.exp($0 - top) }
@@ -79,7 +96,15 @@ struct EmergencyReader: Sendable {
 
     /// The emergency category the reader sees, or `nil` when "no emergency" is likely enough.
     func emergency(in features: some Sequence<String>) -> String? {
-        let p = probabilities(features)
+        emergency(probabilities: probabilities(features))
+    }
+
+    /// The emergency category the reader sees in the features with these rows (``row(of:)``).
+    func emergency(rows features: some Sequence<Int>) -> String? {
+        emergency(probabilities: probabilities(rows: features))
+    }
+
+    private func emergency(probabilities p: [Double]) -> String? {
         guard p[0] < threshold else { return nil }
         var best = 1
         for c in 2..<p.count where p[c] > p[best] { best = c }
