@@ -43,4 +43,20 @@ import Testing
         #expect(names("those halcyon days of summer").isEmpty)
         #expect(names("heart attack and my pcp").isEmpty)
     }
+
+    /// The resolver's letter test answers as `Character.isLetter` does, on ASCII words (its fast
+    /// path) and on any other (accents, other scripts, digits, apostrophes, emoji, combining marks).
+    @Test func itsLetterTestIsCharacterIsLetter() {
+        let words = [
+            "plavics", "Xarelto", "klor", "kon", "a", "", "abc1", "it's", "co-op", "café", "cafe\u{301}", "naïve",
+            "señor", "москва", "東京", "😀", "a😀", "l\u{200D}z", "ab cd", "x\n", "ǅemal", "ﬁne", "ß", "١٢٣", "ⅸ",
+        ]
+        for word in words {
+            #expect(DrugNameResolver.isLetters(word) == word.allSatisfy(\.isLetter), "\(word)")
+        }
+        for byte in UInt8.min...0x7F {
+            let c = Character(Unicode.Scalar(byte))
+            #expect(DrugNameResolver.isASCIILetter(byte) == (c.isLetter && c.isASCII), "\(byte)")
+        }
+    }
 }

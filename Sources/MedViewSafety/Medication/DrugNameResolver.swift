@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Reads medicine names that patients spell by ear: "Plavics", "symbalta", "xeralto", "orapp",
 /// "klor kon", "halcyon" (for Halcion).
 ///
@@ -44,6 +46,7 @@ struct DrugNameResolver: Sendable {
     /// Words of the checker's other vocabularies (cues, fillers, people): never half of a
     /// joined name ("attack and" is not Atacand).
     private let common: Set<String>
+    private let keys = KeyMemo()
 
     /// Words after which a word stands where a medicine does ("take", "on", "prescribed").
     static let medicationSlot: Set<String> = [
@@ -112,6 +115,35 @@ struct DrugNameResolver: Sendable {
 
     static func isVowel(_ c: Character) -> Bool { "aeiou".contains(c) }
 
+    /// Whether every character is a letter (`Character.isLetter`), without Unicode's property
+    /// tables for the usual all-ASCII word.
+    static func isLetters(_ word: String) -> Bool {
+        if word.utf8.allSatisfy({ $0 < 0x80 }) { return word.utf8.allSatisfy(isASCIILetter) }
+        return word.allSatisfy(\.isLetter)
+    }
+
+    static func isASCIILetter(_ byte: UInt8) -> Bool {
+        (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+    }
+
+    /// ``key(_:)`` of the words looked at, remembered (a bounded memo shared by copies of the
+    /// resolver): every message's longer words and word pairs are keyed, and patients reuse the
+    /// same everyday words.
+    final class KeyMemo: Sendable {
+        static let limit = 50_000
+        private let keys = Mutex<[String: String]>([:])
+
+        func key(_ word: String) -> String {
+            if let known = keys.withLock({ $0[word] }) { return known }
+            let key = DrugNameResolver.key(word)
+            keys.withLock {
+                if $0.count >= Self.limit { $0.removeAll(keepingCapacity: true) }
+                $0[word] = key
+            }
+            return key
+        }
+    }
+
     /// All vowels share one first-letter class ("amitriptyline", "emitriptyline").
     private static func initialClass(_ c: UInt8) -> UInt8 { isVowel(c) ? UInt8(ascii: "a") : c }
 
@@ -142,17 +174,17 @@ struct DrugNameResolver: Sendable {
             // Each half is a name's word or no word the checker knows otherwise, and not both
             // are name words (that is an exact name, or two names).
             func joinable(_ x: String) -> Bool {
-                x.count >= 3 && x.allSatisfy(\.isLetter) && !common.contains(x) && (vocabulary.contains(x) || !protected.contains(x))
+                x.count >= 3 && Self.isLetters(x) && !common.contains(x) && (vocabulary.contains(x) || !protected.contains(x))
             }
             if both.count >= 6, !(vocabulary.contains(w) && vocabulary.contains(u)),
                joinable(w), joinable(u),
-               let hit = unique(byKey[Self.key(both)] ?? []) {
+               let hit = unique(byKey[keys.key(both)] ?? []) {
                 return (names[hit].words, 2)
             }
         }
         // Short words collide by sound with too many real words ("alts", "cabs", "czar").
-        guard w.count >= 5, !vocabulary.contains(w), w.allSatisfy({ $0.isLetter && $0.isASCII }) else { return nil }
-        let k = Self.key(w)
+        guard w.count >= 5, !vocabulary.contains(w), w.utf8.allSatisfy(Self.isASCIILetter) else { return nil }
+        let k = keys.key(w)
         guard k.count >= 4 else { return nil }
         if protected.contains(w) {
             // A real word that sounds exactly like a name, where a medicine stands.
