@@ -121,10 +121,7 @@ public final class SQLiteConversationStore: ConversationStore {
             throw StoreError.conversationNotFound
         }
         let result = try await writer.begin(turn, newConversation: newConversation)
-        let outcome = if case .created = result { "created" } else { "duplicate" }
-        logger.debug("store.turn.begun", metadata: [
-            "stream.id": "\(turn.streamId)", "conversation.id": "\(turn.conversationId)", "turn.outcome": "\(outcome)",
-        ])
+        logBegun(turn, result)
         return result
     }
 
@@ -140,11 +137,15 @@ public final class SQLiteConversationStore: ConversationStore {
         }
         let other = await meanwhile()
         let result = try await pending.value
+        logBegun(turn, result)
+        return (result, other)
+    }
+
+    private func logBegun(_ turn: Turn, _ result: BeginTurnResult) {
         let outcome = if case .created = result { "created" } else { "duplicate" }
         logger.debug("store.turn.begun", metadata: [
             "stream.id": "\(turn.streamId)", "conversation.id": "\(turn.conversationId)", "turn.outcome": "\(outcome)",
         ])
-        return (result, other)
     }
 
     /// Stores the assistant text and status and the replay log (replacing any earlier one), in

@@ -191,7 +191,7 @@ public struct EmergencyDetector: Sendable {
 
     /// The rows of the reader's weights for the message's features (``features(of:)``), each once,
     /// in ascending order: each feature is looked up by name once, without collecting the names.
-    func readerRows(_ reader: EmergencyReader, tokens: [Token], context: Context, read: [ClinicalFindings.Finding]) -> [Int] {
+    private func readerRows(_ reader: EmergencyReader, tokens: [Token], context: Context, read: [ClinicalFindings.Finding]) -> [Int] {
         var rows: [Int] = []
         forEachFeature(tokens: tokens, context: context, read: read) { feature in
             if let row = reader.row(of: feature) { rows.append(row) }
