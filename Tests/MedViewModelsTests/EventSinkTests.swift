@@ -47,9 +47,9 @@ import Testing
     /// Both HTTP clients a model may call through (`MEDVIEW_MODEL_HTTP_CLIENT`).
     static let clients = ["lean", "asynchttpclient"]
 
-    func openAI(_ server: LoopbackHTTPServer, retry: RetryPolicy = fastRetry, client: String = "lean") throws -> OpenAICompatibleModel {
+    func openAI(_ server: LoopbackHTTPServer, retry: RetryPolicy = fastRetry, timeouts: ModelTimeouts = fastTimeouts, client: String = "lean") throws -> OpenAICompatibleModel {
         OpenAICompatibleModel(
-            configuration: .init(baseURL: server.baseURL + "/v1", model: "test-model", apiKey: APIKey("sk-test"), timeouts: fastTimeouts, retry: retry),
+            configuration: .init(baseURL: server.baseURL + "/v1", model: "test-model", apiKey: APIKey("sk-test"), timeouts: timeouts, retry: retry),
             client: try #require(ModelHTTP.named(client)), sleep: { _ in }
         )
     }
@@ -105,6 +105,12 @@ import Testing
         }
     }
 
+    /// For the declining tests: silence limits past the server's 30 s hold, so that only declining
+    /// can end the call before it (the tests check it ends well before). With 5 s limits, a CI run
+    /// whose other suites held Swift's threads for that long failed them: the loopback server
+    /// writes its reply from a task.
+    static let patientTimeouts = ModelTimeouts(response: .seconds(40), idle: .seconds(40), total: .seconds(50))
+
     @Test(arguments: clients) func aDeclinedEventEndsTheRequestThereAndClosesTheConnection(_ client: String) async throws {
         // The server sends a delta, then (in a later read) the one the sink declines, then holds the
         // response open: declining must end the call at once (not at the silence limit) and give
@@ -115,7 +121,10 @@ import Testing
         ]
         try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
             let sink = Sink(declineOn: "STOP")
-            try await openAI(server, retry: .none, client: client).stream(sampleRequest, into: sink.call)
+            let started = ContinuousClock.now
+            try await openAI(server, retry: .none, timeouts: Self.patientTimeouts, client: client).stream(sampleRequest, into: sink.call)
+            // Ended by declining, long before the server's hold or any silence limit.
+            #expect(ContinuousClock.now - started < .seconds(29))
             #expect(sink.text == "Fine so far. STOP here")
             #expect(sink.afterDecline == 0)
             #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
@@ -130,7 +139,9 @@ import Testing
         let steps: [LoopbackHTTPServer.Step] = [.send(OpenAICompatibleModelTests.chunk(content: "", role: true) + OpenAICompatibleModelTests.chunk(content: "STOP at once. ") + rest), .hold]
         try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
             let sink = Sink(declineOn: "STOP")
-            try await openAI(server, retry: .none, client: client).stream(sampleRequest, into: sink.call)
+            let started = ContinuousClock.now
+            try await openAI(server, retry: .none, timeouts: Self.patientTimeouts, client: client).stream(sampleRequest, into: sink.call)
+            #expect(ContinuousClock.now - started < .seconds(29))
             #expect(sink.text == "STOP at once. ")
             #expect(sink.afterDecline == 0)
             #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
