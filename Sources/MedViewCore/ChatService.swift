@@ -209,7 +209,7 @@ public final class ChatService: Sendable {
             let job = TurnRunner.Job(entry: entry, turn: turn, started: started, emergency: emergency, context: context)
             // The model is called here, not from the answer's own task: one hand-off less before
             // it (the `ack` goes out once the call has started).
-            let running = await runner.start(job)
+            let running = runner.start(job)
             Task { await runner.finish(running) }
             return SendResult(stream: entry.stream, conversationId: conversation, duplicate: false)
         }

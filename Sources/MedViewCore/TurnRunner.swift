@@ -74,7 +74,7 @@ struct TurnRunner: Sendable {
 
     /// Publishes `stream.start`, the emergency alert and the interaction warnings, and starts the
     /// model call (and the triage beside it); returns without waiting for either.
-    func start(_ job: Job) async -> Started {
+    func start(_ job: Job) -> Started {
         let stream = job.entry.stream
         let turn = job.turn
         stream.publish { seq in

@@ -118,13 +118,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
     /// - Throws: ``StoreError/unavailable(_:)`` if the writer is closed.
     func queueBegin(_ turn: Turn, newConversation: Conversation?) throws -> PendingResult<BeginTurnResult>? {
         let result = PendingResult<BeginTurnResult>()
-        let next = try state.withLock { state throws(StoreError) -> Next? in
-            guard !state.closing else { throw StoreError.unavailable("store is closed") }
-            guard state.committing || state.serviceRunning else { return nil }
-            state.begins.append(PendingBegin(turn: turn, newConversation: newConversation, result: result))
-            return state.committing ? .wait : .wakeService
-        }
-        guard let next else { return nil }
+        guard let next = try queue(callerMayCommit: false, { $0.begins.append(PendingBegin(turn: turn, newConversation: newConversation, result: result)) }) else { return nil }
         if case .wakeService = next { wake.yield() }
         return result
     }
@@ -149,18 +143,26 @@ public final class SQLiteStoreWriter: Service, Sendable {
 
     /// Queues a write with `enqueue` and makes sure someone commits it.
     private func submit(_ enqueue: (inout State) -> Void) async throws {
-        let next = try state.withLock { state throws(StoreError) -> Next in
+        guard let next = try queue(callerMayCommit: true, enqueue) else { return }
+        switch next {
+        case .wait: break
+        case .wakeService: wake.yield()
+        case .commit: await commitQueued()
+        }
+    }
+
+    /// Queues a write with `enqueue` and says who commits it: a running commit, the service, or
+    /// (when neither does and `callerMayCommit`) the caller, now marked as committing. `nil`, with
+    /// nothing queued, when only the caller could commit it and may not.
+    private func queue(callerMayCommit: Bool, _ enqueue: (inout State) -> Void) throws -> Next? {
+        try state.withLock { state throws(StoreError) -> Next? in
             guard !state.closing else { throw StoreError.unavailable("store is closed") }
+            guard state.committing || state.serviceRunning || callerMayCommit else { return nil }
             enqueue(&state)
             if state.committing { return .wait }
             if state.serviceRunning { return .wakeService }
             state.committing = true
             return .commit
-        }
-        switch next {
-        case .wait: break
-        case .wakeService: wake.yield()
-        case .commit: await commitQueued()
         }
     }
 

@@ -111,6 +111,23 @@ import Testing
     /// writes its reply from a task.
     static let patientTimeouts = ModelTimeouts(response: .seconds(40), idle: .seconds(40), total: .seconds(50))
 
+    /// Streams a reply of `steps` into a sink that declines the delta holding "STOP"; checks that
+    /// declining ended the call long before the server's hold or any silence limit, that nothing
+    /// reached the sink after it, and that the connection was given up (`more` checks the server
+    /// further); returns the text the sink took.
+    func declining(_ steps: [LoopbackHTTPServer.Step], client: String, _ more: (LoopbackHTTPServer) -> Void = { _ in }) async throws -> String {
+        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
+            let sink = Sink(declineOn: "STOP")
+            let started = ContinuousClock.now
+            try await openAI(server, retry: .none, timeouts: Self.patientTimeouts, client: client).stream(sampleRequest, into: sink.call)
+            #expect(ContinuousClock.now - started < .seconds(29))
+            #expect(sink.afterDecline == 0)
+            #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
+            more(server)
+            return sink.text
+        }
+    }
+
     @Test(arguments: clients) func aDeclinedEventEndsTheRequestThereAndClosesTheConnection(_ client: String) async throws {
         // The server sends a delta, then (in a later read) the one the sink declines, then holds the
         // response open: declining must end the call at once (not at the silence limit) and give
@@ -119,17 +136,8 @@ import Testing
             .send(OpenAICompatibleModelTests.chunk(content: "", role: true) + OpenAICompatibleModelTests.chunk(content: "Fine so far. ")), .pause(.milliseconds(50)),
             .send(OpenAICompatibleModelTests.chunk(content: "STOP here")), .hold,
         ]
-        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
-            let sink = Sink(declineOn: "STOP")
-            let started = ContinuousClock.now
-            try await openAI(server, retry: .none, timeouts: Self.patientTimeouts, client: client).stream(sampleRequest, into: sink.call)
-            // Ended by declining, long before the server's hold or any silence limit.
-            #expect(ContinuousClock.now - started < .seconds(29))
-            #expect(sink.text == "Fine so far. STOP here")
-            #expect(sink.afterDecline == 0)
-            #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
-            #expect(server.requests.count == 1)
-        }
+        let text = try await declining(steps, client: client) { server in #expect(server.requests.count == 1) }
+        #expect(text == "Fine so far. STOP here")
     }
 
     @Test(arguments: clients) func decliningTheFirstDeltaWhileItsReadIsDecodedEndsTheRequest(_ client: String) async throws {
@@ -137,15 +145,7 @@ import Testing
         // must stop the decoding as well as the request.
         let rest = (0..<50).map { OpenAICompatibleModelTests.chunk(content: "more\($0) ") }.joined()
         let steps: [LoopbackHTTPServer.Step] = [.send(OpenAICompatibleModelTests.chunk(content: "", role: true) + OpenAICompatibleModelTests.chunk(content: "STOP at once. ") + rest), .hold]
-        try await LoopbackHTTPServer.with([LoopbackHTTPServer.Reply(steps: steps)]) { server in
-            let sink = Sink(declineOn: "STOP")
-            let started = ContinuousClock.now
-            try await openAI(server, retry: .none, timeouts: Self.patientTimeouts, client: client).stream(sampleRequest, into: sink.call)
-            #expect(ContinuousClock.now - started < .seconds(29))
-            #expect(sink.text == "STOP at once. ")
-            #expect(sink.afterDecline == 0)
-            #expect(await server.waitForClientClosures(1, timeout: .seconds(30)))
-        }
+        #expect(try await declining(steps, client: client) == "STOP at once. ")
     }
 
     @Test func aThrottledAttemptIsRetriedBeforeTheFirstDelta() async throws {

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Reads medicine names that patients spell by ear: "Plavics", "symbalta", "xeralto", "orapp",
 /// "klor kon", "halcyon" (for Halcion).
 ///
@@ -46,7 +44,8 @@ struct DrugNameResolver: Sendable {
     /// Words of the checker's other vocabularies (cues, fillers, people): never half of a
     /// joined name ("attack and" is not Atacand).
     private let common: Set<String>
-    private let keys = KeyMemo()
+    /// ``key(_:)`` of the words looked at: every message's longer words and word pairs are keyed.
+    private let keys = BoundedMemo<String>()
 
     /// Words after which a word stands where a medicine does ("take", "on", "prescribed").
     static let medicationSlot: Set<String> = [
@@ -126,23 +125,6 @@ struct DrugNameResolver: Sendable {
         (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
     }
 
-    /// ``key(_:)`` of the words looked at, remembered (a bounded memo shared by copies of the
-    /// resolver): every message's longer words and word pairs are keyed, and patients reuse the
-    /// same everyday words.
-    final class KeyMemo: Sendable {
-        static let limit = 50_000
-        private let keys = Mutex<[String: String]>([:])
-
-        func key(_ word: String) -> String {
-            if let known = keys.withLock({ $0[word] }) { return known }
-            let key = DrugNameResolver.key(word)
-            keys.withLock {
-                if $0.count >= Self.limit { $0.removeAll(keepingCapacity: true) }
-                $0[word] = key
-            }
-            return key
-        }
-    }
 
     /// All vowels share one first-letter class ("amitriptyline", "emitriptyline").
     private static func initialClass(_ c: UInt8) -> UInt8 { isVowel(c) ? UInt8(ascii: "a") : c }
@@ -178,13 +160,13 @@ struct DrugNameResolver: Sendable {
             }
             if both.count >= 6, !(vocabulary.contains(w) && vocabulary.contains(u)),
                joinable(w), joinable(u),
-               let hit = unique(byKey[keys.key(both)] ?? []) {
+               let hit = unique(byKey[keys.answer(both, Self.key)] ?? []) {
                 return (names[hit].words, 2)
             }
         }
         // Short words collide by sound with too many real words ("alts", "cabs", "czar").
         guard w.count >= 5, !vocabulary.contains(w), w.utf8.allSatisfy(Self.isASCIILetter) else { return nil }
-        let k = keys.key(w)
+        let k = keys.answer(w, Self.key)
         guard k.count >= 4 else { return nil }
         if protected.contains(w) {
             // A real word that sounds exactly like a name, where a medicine stands.

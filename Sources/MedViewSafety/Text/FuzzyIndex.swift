@@ -1,5 +1,3 @@
-import Synchronization
-
 /// Misspelling tolerance for a fixed vocabulary of key terms, SymSpell style.
 ///
 /// Built once: every term maps each of its deletion variants (the term with up to `d` letters
@@ -24,23 +22,8 @@ struct FuzzyIndex: Sendable {
     private let termSet: Set<String>
     private let protected: Set<String>
     private let variants: [String: [Int32]]
-    private let memo = Memo()
-
-    /// Corrections already worked out, by query word; emptied when it holds ``limit`` words.
-    final class Memo: Sendable {
-        static let limit = 50_000
-        private let answers = Mutex<[String: String?]>([:])
-
-        func answer(_ word: String, _ work: (String) -> String?) -> String? {
-            if let known = answers.withLock({ $0[word] }) { return known }
-            let answer = work(word)
-            answers.withLock {
-                if $0.count >= Self.limit { $0.removeAll(keepingCapacity: true) }
-                $0[word] = answer
-            }
-            return answer
-        }
-    }
+    /// Corrections already worked out, by query word.
+    private let memo = BoundedMemo<String?>()
 
     init(terms: some Sequence<String>, protected: Set<String>) {
         let sorted = Array(Set(terms)).sorted()
