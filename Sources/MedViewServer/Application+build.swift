@@ -99,22 +99,6 @@ public struct MedViewEngine: Sendable {
     public let services: [any Service]
 }
 
-/// Loads the bundled safety data (``EmergencyDetector/shared``, ``MedicationChecker/shared``) on a
-/// thread of its own and returns once it is loaded. Not on Swift's few pool threads: a load takes
-/// seconds of CPU in a debug build, and every caller that reaches the data while it loads waits
-/// for it; here they wait suspended, so timers and sockets elsewhere in the process keep running.
-func loadBundledSafetyData() async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let thread = Thread {
-            _ = EmergencyDetector.shared
-            _ = MedicationChecker.shared
-            continuation.resume()
-        }
-        thread.name = "medview-safety-data"
-        thread.start()
-    }
-}
-
 /// Builds the engine from its configuration: opens the store and loads the model now (so a bad
 /// setting is refused before anything listens).
 public func buildEngine(configuration: ServerConfiguration, dependencies: AppDependencies = .init()) async throws -> MedViewEngine {
@@ -123,7 +107,7 @@ public func buildEngine(configuration: ServerConfiguration, dependencies: AppDep
     // The bundled safety data takes a few hundred milliseconds to load: load it while the model
     // and the store are opened (network and disk waits, on PostgreSQL a TLS handshake and the
     // migration check), so a cold start does not pay for it after them.
-    let safetyData: Task<Void, Never>? = dependencies.safety == nil ? Task { await loadBundledSafetyData() } : nil
+    let safetyData: Task<Void, Never>? = dependencies.safety == nil ? Task { await BundledSafetyData.load() } : nil
     let model: any ChatModel
     if let given = dependencies.model {
         model = given

@@ -5,7 +5,7 @@ import MedViewProtocol
 import MedViewTestSupport
 import Testing
 
-@Suite(.timeLimit(.minutes(1))) struct ChatServiceTests {
+@Suite(.timeLimit(.minutes(1)), .bundledSafetyData) struct ChatServiceTests {
     let store = InMemoryConversationStore()
 
     func service(_ model: any ChatModel, _ tweak: (inout ChatConfiguration) -> Void = { _ in }) -> ChatService {

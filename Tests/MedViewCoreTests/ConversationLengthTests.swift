@@ -39,7 +39,7 @@ final class HistoryCountingStore: ConversationStore {
     func close() async throws {}
 }
 
-@Suite(.timeLimit(.minutes(2))) struct ConversationLengthTests {
+@Suite(.timeLimit(.minutes(2)), .bundledSafetyData) struct ConversationLengthTests {
     @Test("a long conversation sends the model a bounded context, reads no full history, and still warns about a medicine named hundreds of messages ago")
     func longConversationIsFlat() async throws {
         let store = HistoryCountingStore()

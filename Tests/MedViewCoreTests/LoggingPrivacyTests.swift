@@ -39,7 +39,7 @@ struct LeakyFailingModel: ChatModel {
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct LoggingPrivacyTests {
+@Suite(.timeLimit(.minutes(1)), .bundledSafetyData) struct LoggingPrivacyTests {
     @Test("logs carry ids and codes, never the message text, and identifiers in provider errors are scrubbed")
     func noPHIInLogs() async throws {
         let logs = CapturedLogs()

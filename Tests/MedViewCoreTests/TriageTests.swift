@@ -6,7 +6,7 @@ import MedViewSafety
 import Synchronization
 import Testing
 
-@Suite(.timeLimit(.minutes(1))) struct TriageTests {
+@Suite(.timeLimit(.minutes(1)), .bundledSafetyData) struct TriageTests {
     func service(triage: ModelTriage) -> ChatService {
         ChatService(
             model: ScriptedModel(configuration: .init(deltaDelay: .milliseconds(2))),
