@@ -35,7 +35,13 @@ public protocol ConversationStore: Sendable {
     /// is being written, and returning both results once both are done (when the write fails,
     /// `meanwhile` may not have run). The default writes from a child task; a store with a writer
     /// of its own hands it the turn first, so the write starts before `meanwhile` does.
-    func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T)
+    ///
+    /// `whenStored` is called once the turn is durably stored, before this returns, and only when
+    /// it was (`created`: not for a duplicate or a failed write); a store with a writer of its own
+    /// calls it on the writer's thread as soon as the write is committed, without waiting for the
+    /// caller to resume (the engine sends the model's request from it). It must be quick and must
+    /// not block.
+    func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, whenStored: @escaping @Sendable () -> Void, meanwhile: () async -> T) async throws -> (BeginTurnResult, T)
     /// Records the end of a turn: assistant text and status, and the stream's replay log (replacing
     /// the events appended while it streamed). Only a turn still `streaming` is finished: does
     /// nothing if the stream is not the user's, no longer exists (its conversation was erased
@@ -66,10 +72,19 @@ public protocol ConversationStore: Sendable {
 }
 
 extension ConversationStore {
-    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
-        async let written = beginTurn(turn, newConversation: newConversation)
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, whenStored: @escaping @Sendable () -> Void, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+        async let written = { () async throws -> BeginTurnResult in
+            let result = try await beginTurn(turn, newConversation: newConversation)
+            if case .created = result { whenStored() }
+            return result
+        }()
         let other = await meanwhile()
         return (try await written, other)
+    }
+
+    /// ``beginTurn(_:newConversation:whenStored:meanwhile:)`` with no one to tell when the turn is stored.
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+        try await beginTurn(turn, newConversation: newConversation, whenStored: {}, meanwhile: meanwhile)
     }
 }
 
@@ -230,12 +245,33 @@ public protocol ChatModel: Sendable {
     /// response is decoded, so an event reaches the answer without waking a task. It must be quick
     /// and must not block. The default reads ``stream(_:)``.
     func stream(_ request: ModelRequest, into sink: @escaping ModelEventSink) async throws
+    /// Makes a call to `request` ready without sending it: the request built and signed, a
+    /// connection to the provider taken or being made, nothing of the request sent. The engine
+    /// does this while the patient's message is being stored, and sends the call the moment it is
+    /// stored (``PreparedModelCall/send()``). `nil` when the model has nothing to make ready
+    /// (then ``stream(_:into:)`` is called as usual); the default.
+    func prepare(_ request: ModelRequest) async -> (any PreparedModelCall)?
+}
+
+/// A model call made ready by ``ChatModel/prepare(_:)`` and not sent yet. Either ``send()`` and
+/// then ``answer(into:)``, or ``discard()``.
+public protocol PreparedModelCall: Sendable {
+    /// Sends the request, once (later calls do nothing); quick, from any thread.
+    func send()
+    /// Sends the request if not yet sent, and reads the answer into `sink` as
+    /// ``ChatModel/stream(_:into:)`` would, retries included.
+    func answer(into sink: @escaping ModelEventSink) async throws
+    /// Gives the call up without sending the request (its turn was not stored).
+    func discard()
 }
 
 /// What ``ChatModel/stream(_:into:)`` hands a model's events to: `false` stops the answer.
 public typealias ModelEventSink = @Sendable (ModelEvent) -> Bool
 
 extension ChatModel {
+    /// Nothing to make ready: the model is called through ``stream(_:into:)``.
+    public func prepare(_ request: ModelRequest) async -> (any PreparedModelCall)? { nil }
+
     /// Reads ``stream(_:)`` to its end and joins its text.
     public func reply(_ request: ModelRequest) async throws -> String {
         var text = ""

@@ -43,6 +43,13 @@ struct TurnRunner: Sendable {
         /// The conversation's context and the medication check, worked out while the turn was
         /// being stored (``prepareContext(_:isNewConversation:)``).
         var context: Context
+        /// The model's request (``modelRequest(for:emergency:context:)``).
+        var request: ModelRequest
+        /// The model call made ready while the turn was stored, and sent when it was
+        /// (``ModelCallGate``); `nil` when the model had nothing to make ready.
+        var call: (any PreparedModelCall)?
+        /// When `call` was sent.
+        var sentAt: ContinuousClock.Instant?
     }
 
     /// What the answer starts from: the conversation's latest earlier messages, its medication
@@ -63,6 +70,16 @@ struct TurnRunner: Sendable {
         return Context(history: history, medications: medications, warnings: warnings, updatedMedications: updated)
     }
 
+    /// The model's request for `turn`: the conversation's window and the new message, with the
+    /// safety notes (the emergency found, the interaction warnings) in the system prompt.
+    func modelRequest(for turn: Turn, emergency: EmergencyAssessment?, context: Context) -> ModelRequest {
+        var notes: [String] = []
+        if let emergency { notes.append(emergency.modelNote) }
+        if let note = SafetyFraming.note(for: context.warnings) { notes.append(note) }
+        let system = notes.isEmpty ? nil : safety.systemPrompt(notes: notes)
+        return contextBuilder.request(history: context.history, newText: turn.userMessage.text, system: system)
+    }
+
     /// An answer whose model call has started (``start(_:)``), to be seen through by ``finish(_:)``.
     struct Started: Sendable {
         var job: Job
@@ -80,20 +97,19 @@ struct TurnRunner: Sendable {
         stream.publish { seq in
             .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: model.descriptor))
         }
-        var safetyNotes: [String] = []
         let emergency = job.emergency
         if let emergency {
-            // Emergency guidance goes out before the model is even called.
+            // Emergency guidance goes out before any of the model's words: a request sent already
+            // (``ModelCallGate``) holds its answer until the pipeline below reads it.
             stream.publish { seq in
                 .safetyAlert(SafetyAlert(streamId: stream.id, seq: seq, category: emergency.category, severity: emergency.severity, guidance: emergency.guidance, actions: emergency.actions.map { SafetyAction(label: $0.label, href: $0.href) }))
             }
-            safetyNotes.append(emergency.modelNote)
             observer?.alertPublished(after: ContinuousClock.now - job.started)
             observer?.safetyAlert(category: emergency.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
         let context = job.context
-        let (history, medications, warnings, updatedMedications) = (context.history, context.medications, context.warnings, context.updatedMedications)
+        let (medications, warnings, updatedMedications) = (context.medications, context.warnings, context.updatedMedications)
         // The conversation's medication context is saved alongside the answer (it must be
         // stored before this turn's ending, so the next message finds it).
         let savingMedications: Task<Void, Never>? = updatedMedications == medications.context && medications.saved ? nil : Task { [store, logger] in
@@ -112,13 +128,12 @@ struct TurnRunner: Sendable {
             // The interaction id names the medicines (PHI next to a stream id): only the kind and severity are logged.
             logger.info("safety.warning", metadata: ["stream.id": "\(stream.id)", "safety.kind": "\(warning.kind)", "safety.severity": "\(warning.severity)"])
         }
-        if let note = SafetyFraming.note(for: warnings) { safetyNotes.append(note) }
 
-        let system = safetyNotes.isEmpty ? nil : safety.systemPrompt(notes: safetyNotes)
-        let request = contextBuilder.request(history: history, newText: turn.userMessage.text, system: system)
         let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started, timer: flushTimer)
-        pipeline.modelCalled(after: ContinuousClock.now - job.started)
-        let modelTask = Task { [observer] in await Self.answer(model: model, request: request, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
+        let called = job.sentAt ?? .now
+        pipeline.modelCalled(after: called - job.started)
+        let (request, call) = (job.request, job.call)
+        let modelTask = Task { [observer] in await Self.answer(model: model, request: request, call: call, called: called, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
         job.entry.attach(modelTask)
         // A model's second opinion runs alongside the answer (only when the detector found nothing);
         // an alert it finds is published as soon as it arrives. It starts just after the answer's
@@ -206,12 +221,13 @@ struct TurnRunner: Sendable {
         try? JSONDecoder().decode(MedicationContext.self, from: Data(json.utf8))
     }
 
-    /// Streams the model's text into the pipeline and says how it ended.
+    /// Streams the model's text into the pipeline and says how it ended: from `call` when the
+    /// model made one ready (sent at `called`), else from a call made now.
     ///
     /// The model hands its events straight to the pipeline (``ChatModel/stream(_:into:)``): an
     /// HTTP model does so on its connection's event loop as the response is decoded, so text
     /// reaches the patient without first waking this task.
-    private static func answer(model: any ChatModel, request: ModelRequest, pipeline: ChunkPipeline, streamId: String, logger: Logger, observer: (any ChatObserver)?) async -> TurnOutcome {
+    private static func answer(model: any ChatModel, request: ModelRequest, call: (any PreparedModelCall)?, called: ContinuousClock.Instant, pipeline: ChunkPipeline, streamId: String, logger: Logger, observer: (any ChatObserver)?) async -> TurnOutcome {
         /// What the events said so far (the sink runs on the model's thread, one event at a time).
         struct Heard {
             var usage: Usage?
@@ -221,30 +237,34 @@ struct TurnRunner: Sendable {
         }
         let heard = Mutex(Heard())
         let provider = model.descriptor.provider
-        let called = ContinuousClock.now
         observer?.modelCalled(provider: provider)
         func stopped(_ violation: OutputViolation, _ usage: Usage?) -> TurnOutcome {
             logger.info("safety.output.violation", metadata: ["stream.id": "\(streamId)", "safety.rule": "\(violation.rule)"])
             return .completed(.contentFiltered, usage)
         }
-        do {
-            try await model.stream(request) { event in
-                switch event {
-                case .delta(let text):
-                    let first = heard.withLock { h in
-                        defer { h.sawDelta = true }
-                        return !h.sawDelta
-                    }
-                    if first { observer?.modelFirstDelta(provider: provider, after: .now - called) }
-                    guard let violation = pipeline.feed(text) else { return true }
-                    heard.withLock { $0.violation = violation }
-                    return false
-                case .usage(let u):
-                    heard.withLock { $0.usage = u }
-                case .stop(let reason):
-                    heard.withLock { $0.stop = reason }
+        let sink: ModelEventSink = { event in
+            switch event {
+            case .delta(let text):
+                let first = heard.withLock { h in
+                    defer { h.sawDelta = true }
+                    return !h.sawDelta
                 }
-                return true
+                if first { observer?.modelFirstDelta(provider: provider, after: .now - called) }
+                guard let violation = pipeline.feed(text) else { return true }
+                heard.withLock { $0.violation = violation }
+                return false
+            case .usage(let u):
+                heard.withLock { $0.usage = u }
+            case .stop(let reason):
+                heard.withLock { $0.stop = reason }
+            }
+            return true
+        }
+        do {
+            if let call {
+                try await call.answer(into: sink)
+            } else {
+                try await model.stream(request, into: sink)
             }
             let result = heard.withLock { $0 }
             if let violation = result.violation { return stopped(violation, result.usage) }

@@ -80,8 +80,8 @@ public final class MeteredConversationStore: ConversationStore {
     }
 
     /// Timed until both the write and `meanwhile` are done (what the caller waits for).
-    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
-        try await timed(.beginTurn) { try await base.beginTurn(turn, newConversation: newConversation, meanwhile: meanwhile) }
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, whenStored: @escaping @Sendable () -> Void, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+        try await timed(.beginTurn) { try await base.beginTurn(turn, newConversation: newConversation, whenStored: whenStored, meanwhile: meanwhile) }
     }
 
     public func finishTurn(_ completion: TurnCompletion) async throws {

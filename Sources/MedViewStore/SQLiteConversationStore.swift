@@ -126,13 +126,15 @@ public final class SQLiteConversationStore: ConversationStore {
     }
 
     /// Hands the turn to the writer, then runs `meanwhile` while the writer commits it (when the
-    /// writer commits in the background; otherwise the turn is written first).
-    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+    /// writer commits in the background; otherwise the turn is written first). The writer calls
+    /// `whenStored` on its own thread right after the commit.
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, whenStored: @escaping @Sendable () -> Void, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
         if let newConversation, newConversation.id != turn.conversationId || newConversation.userId != turn.userId {
             throw StoreError.conversationNotFound
         }
-        guard let pending = try writer.queueBegin(turn, newConversation: newConversation) else {
+        guard let pending = try writer.queueBegin(turn, newConversation: newConversation, whenStored: whenStored) else {
             let result = try await beginTurn(turn, newConversation: newConversation)
+            if case .created = result { whenStored() }
             return (result, await meanwhile())
         }
         let other = await meanwhile()

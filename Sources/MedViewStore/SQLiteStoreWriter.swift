@@ -34,6 +34,15 @@ public final class SQLiteStoreWriter: Service, Sendable {
         var turn: Turn
         var newConversation: Conversation?
         var result: PendingResult<BeginTurnResult>
+        /// Called on the writer's thread once the turn is committed (not for a duplicate).
+        var whenStored: (@Sendable () -> Void)?
+
+        /// Tells whoever waits how the write went: `whenStored` first (when the turn was written),
+        /// then the caller.
+        func resolve(_ outcome: Result<BeginTurnResult, any Error>) {
+            if case .success(.created) = outcome { whenStored?() }
+            result.resolve(outcome)
+        }
     }
 
     /// A `finishTurn` waiting for the group commit.
@@ -116,9 +125,10 @@ public final class SQLiteStoreWriter: Service, Sendable {
     /// commits it (the writer runs as a service, or a commit is running); `nil` otherwise (the
     /// caller would have to commit it: use ``begin(_:newConversation:)``).
     /// - Throws: ``StoreError/unavailable(_:)`` if the writer is closed.
-    func queueBegin(_ turn: Turn, newConversation: Conversation?) throws -> PendingResult<BeginTurnResult>? {
+    /// `whenStored` is called on the writer's thread as soon as the turn is committed.
+    func queueBegin(_ turn: Turn, newConversation: Conversation?, whenStored: @escaping @Sendable () -> Void) throws -> PendingResult<BeginTurnResult>? {
         let result = PendingResult<BeginTurnResult>()
-        guard let next = try queue(callerMayCommit: false, { $0.begins.append(PendingBegin(turn: turn, newConversation: newConversation, result: result)) }) else { return nil }
+        guard let next = try queue(callerMayCommit: false, { $0.begins.append(PendingBegin(turn: turn, newConversation: newConversation, result: result, whenStored: whenStored)) }) else { return nil }
         if case .wakeService = next { wake.yield() }
         return result
     }
@@ -252,7 +262,7 @@ public final class SQLiteStoreWriter: Service, Sendable {
                 try await TurnSQL.beginMany(batch.map { ($0.turn, $0.newConversation) }, on: connection)
             }
             for (item, result) in zip(batch, results) {
-                item.result.resolve(result.mapError { $0 as any Error })
+                item.resolve(result.mapError { $0 as any Error })
             }
             logger.debug("store.writer.committed", metadata: ["store.operation": "beginTurn", "batch.size": "\(batch.count)"])
         } catch {
@@ -262,9 +272,9 @@ public final class SQLiteStoreWriter: Service, Sendable {
                     let result = try await connection.withWriter("beginTurn", inline: false) { connection in
                         try await TurnSQL.beginMany([(item.turn, item.newConversation)], on: connection)[0].get()
                     }
-                    item.result.resolve(.success(result))
+                    item.resolve(.success(result))
                 } catch {
-                    item.result.resolve(.failure(error))
+                    item.resolve(.failure(error))
                 }
             }
         }

@@ -8,18 +8,26 @@ import Synchronization
 import Testing
 
 /// A store whose writes of answer endings fail while `failing` is set (a full disk, as the engine
-/// sees it); it also records what the journal appends.
+/// sees it), and whose writes of new turns wait while `holdingBegins` is set (a slow disk); it
+/// also records what the journal appends and how many turns it stored.
 final class FlakyFinishStore: ConversationStore {
     let inner = InMemoryConversationStore()
     let failing = Mutex(false)
+    let holdingBegins = Mutex(false)
     let appends = Mutex<[StreamAppend]>([])
+    let turnsStored = Mutex(0)
 
     func createConversation(_ conversation: Conversation) async throws { try await inner.createConversation(conversation) }
     func conversation(id: String, userId: String) async throws -> Conversation? { try await inner.conversation(id: id, userId: userId) }
     func conversations(userId: String, limit: Int) async throws -> [Conversation] { try await inner.conversations(userId: userId, limit: limit) }
     func deleteConversation(id: String, userId: String) async throws -> Bool { try await inner.deleteConversation(id: id, userId: userId) }
     func messages(conversationId: String, userId: String) async throws -> [StoredMessage] { try await inner.messages(conversationId: conversationId, userId: userId) }
-    func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult { try await inner.beginTurn(turn, newConversation: newConversation) }
+    func beginTurn(_ turn: Turn, newConversation: Conversation?) async throws -> BeginTurnResult {
+        while holdingBegins.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(2)) }
+        let result = try await inner.beginTurn(turn, newConversation: newConversation)
+        if case .created = result { turnsStored.withLock { $0 += 1 } }
+        return result
+    }
     func finishTurn(_ completion: TurnCompletion) async throws {
         if failing.withLock({ $0 }) { throw StoreError.unavailable("finishTurn failed: disk full") }
         try await inner.finishTurn(completion)
@@ -37,6 +45,76 @@ final class FlakyFinishStore: ConversationStore {
     func orphanedTurns(notAliveSince date: Date, limit: Int) async throws -> [Turn] { try await inner.orphanedTurns(notAliveSince: date, limit: limit) }
     func checkHealth() async throws {}
     func close() async throws {}
+}
+
+/// The model's call is made ready while the patient's message is stored, and sent only once it is.
+@Suite(.timeLimit(.minutes(1)), .bundledSafetyData) struct ModelCallOrderTests {
+    static let answer = OpenAIAnswerSample.events
+
+    @Test("the provider gets a message's request only once the message is stored, and never the request of a message that was not stored")
+    func requestWaitsForTheStore() async throws {
+        let store = FlakyFinishStore()
+        // How many turns the store had stored when each request reached the provider.
+        let storedAtRequest = Mutex<[Int]>([])
+        try await LoopbackHTTPServer.with(respond: { _ in
+            storedAtRequest.withLock { $0.append(store.turnsStored.withLock { $0 }) }
+            return .events(Self.answer)
+        }) { server in
+            let client = ModelHTTP1Client()
+            defer { client.closeIdleConnections() }
+            let model = OpenAICompatibleModel(configuration: .init(baseURL: server.baseURL + "/v1", model: "m"), client: .lean(client))
+            let chat = ChatService(model: model, store: store, configuration: ChatConfiguration(), safety: NoSafetyPolicy(), logger: Logger(label: "test"))
+
+            store.holdingBegins.withLock { $0 = true }
+            let sending = Task { try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "How do I sleep better?") }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(server.requests.count == 0)
+            store.holdingBegins.withLock { $0 = false }
+            let result = try await sending.value
+            #expect(chunkText(await collect(result.stream)) == "Rest and fluids.")
+            #expect(storedAtRequest.withLock { $0 } == [1])
+
+            // Not the patient's conversation: nothing stored, the call made ready is dropped unsent.
+            await #expect(throws: ChatError.conversationNotFound) {
+                _ = try await chat.send(userId: "alice", conversationId: "c_someone_else", clientMessageId: "m2", text: "And tonight?")
+            }
+            // The same message again, once the engine has let its stream go: the store finds it
+            // stored, so it is re-attached and its new call is dropped unsent.
+            _ = chat.registry.removeConversation(id: result.conversationId, userId: "alice")
+            let again = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "m1", text: "How do I sleep better?")
+            #expect(again.duplicate)
+            #expect(server.requests.count == 1)
+        }
+    }
+
+    @Test("with the request sent as the message is stored, emergency guidance still comes before the model's first words")
+    func emergencyGuidanceComesFirst() async throws {
+        try await LoopbackHTTPServer.with(respond: { _ in .events(Self.answer) }) { server in
+            let client = ModelHTTP1Client()
+            defer { client.closeIdleConnections() }
+            let model = OpenAICompatibleModel(configuration: .init(baseURL: server.baseURL + "/v1", model: "m"), client: .lean(client))
+            let chat = ChatService(model: model, store: FlakyFinishStore(), configuration: ChatConfiguration(), safety: clinicalSafety, logger: Logger(label: "test"))
+            for id in 1...5 {
+                let result = try await chat.send(userId: "alice", conversationId: nil, clientMessageId: "e\(id)", text: "crushing chest pain spreading to my left arm and I'm sweating")
+                let events = await collect(result.stream)
+                guard events.count > 2, case .streamStart = events[0], case .safetyAlert = events[1] else {
+                    Issue.record("expected stream.start, then the alert: \(events.prefix(3))")
+                    return
+                }
+                #expect(chunkText(events) == "Rest and fluids.")
+            }
+        }
+    }
+}
+
+/// An OpenAI-compatible stream answering "Rest and fluids.".
+enum OpenAIAnswerSample {
+    static func chunk(_ content: String?, finish: String? = nil) -> String {
+        let delta = content.map { #"{"content":"\#($0)"}"# } ?? "{}"
+        let reason = finish.map { "\"\($0)\"" } ?? "null"
+        return #"data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":\#(delta),"finish_reason":\#(reason)}]}"# + "\n\n"
+    }
+    static let events = chunk("Rest ") + chunk("and fluids.") + chunk(nil, finish: "stop") + "data: [DONE]\n\n"
 }
 
 @Suite(.timeLimit(.minutes(1))) struct StoreFailureTests {

@@ -62,6 +62,53 @@ import X509
         }
     }
 
+    /// What the engine does while a patient's message is stored: the call is made ready (its
+    /// connection taken), and not a byte of it leaves until it is sent.
+    @Test("a prepared call takes its connection at once and writes nothing until sent; its answer, arrived before anyone reads it, is held for the reader in order")
+    func aPreparedCallWaitsToBeSent() async throws {
+        try await KeepAliveServer.with(.init(body: Self.answer)) { server in
+            let client = ModelHTTP1Client()
+            defer { client.closeIdleConnections() }
+            let model = model(server.baseURL, client)
+            let call = try #require(await model.prepare(sampleRequest))
+            #expect(await waitUntil { server.connections == 1 })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(server.requests == 0)
+
+            call.send()
+            #expect(await waitUntil { server.requests == 1 })
+            try await Task.sleep(for: .milliseconds(100))
+            let text = Mutex("")
+            try await call.answer { event in
+                if case .delta(let piece) = event { text.withLock { $0 += piece } }
+                return true
+            }
+            #expect(text.withLock { $0 } == "Sip water slowly.")
+            #expect(server.requests == 1)
+            #expect(client.idleConnections == 1)
+        }
+    }
+
+    /// A message that was not stored (a duplicate, a failed write) never reaches the provider.
+    @Test("a prepared call discarded unsent writes nothing and leaves its connection to the pool, where the next call finds it")
+    func aDiscardedCallLeavesItsConnectionUnused() async throws {
+        try await KeepAliveServer.with(.init(body: Self.answer)) { server in
+            let client = ModelHTTP1Client()
+            defer { client.closeIdleConnections() }
+            let model = model(server.baseURL, client)
+            // A fresh connection (being made as the call is discarded), then a pooled one.
+            for _ in 0..<2 {
+                let call = try #require(await model.prepare(sampleRequest))
+                call.discard()
+                #expect(await waitUntil { client.idleConnections == 1 })
+            }
+            #expect(server.requests == 0)
+            #expect(await collect(model.stream(sampleRequest)).text == "Sip water slowly.")
+            #expect(server.connections == 1)
+            #expect(server.requests == 1)
+        }
+    }
+
     @Test func connectionCloseIsHonoured() async throws {
         try await KeepAliveServer.with(.init(body: Self.answer, keepAlive: false)) { server in
             let client = ModelHTTP1Client()
@@ -378,4 +425,14 @@ final class KeepAliveServer: Sendable {
             }
         }
     }
+}
+
+/// Waits up to 5 s for `condition`.
+func waitUntil(_ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(5)
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return condition()
 }

@@ -3,6 +3,7 @@ import MedViewCore
 import MedViewModels
 import MedViewProtocol
 import MedViewTestSupport
+import Synchronization
 import Testing
 
 /// The OpenAI-compatible Chat Completions model against loopback stand-ins that answer the way
@@ -205,6 +206,23 @@ import Testing
             #expect(error.kind == .failed)
             #expect(!error.retryable)
             #expect(server.requests.count == 1)
+        }
+    }
+
+    /// A prepared call's first attempt is the held request; a retry is a new request.
+    @Test("a prepared call whose request the provider refuses with a retryable error is retried as a new request")
+    func aPreparedCallIsRetried() async throws {
+        let busy = LoopbackHTTPServer.Reply.error(503, #"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#)
+        try await LoopbackHTTPServer.with([busy, .events(Self.answer)]) { server in
+            let call = try #require(await model(server).prepare(sampleRequest))
+            call.send()
+            let text = Mutex("")
+            try await call.answer { event in
+                if case .delta(let piece) = event { text.withLock { $0 += piece } }
+                return true
+            }
+            #expect(text.withLock { $0 } == "Rest and 🍵 fluids.")
+            #expect(server.requests.count == 2)
         }
     }
 

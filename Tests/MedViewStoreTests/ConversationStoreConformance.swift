@@ -1,5 +1,6 @@
 import Foundation
 import MedViewCore
+import Synchronization
 import Testing
 
 /// The behaviour every ``ConversationStore`` must show, as reusable checks.
@@ -207,16 +208,24 @@ enum ConversationStoreConformance {
         }
     }
 
-    /// `beginTurn(_:newConversation:meanwhile:)` (what the engine does beside the write): the
-    /// write does not wait for the work beside it (that work sees the turn stored, else it gives up
-    /// after 30 s: generous, as a test process whose other suites hold Swift's threads can delay
-    /// the write for seconds), and the work's result comes back with a new turn, with a
-    /// duplicate, not with a missing conversation.
+    /// `beginTurn(_:newConversation:whenStored:meanwhile:)` (what the engine does beside the
+    /// write): the write does not wait for the work beside it (that work sees the turn stored,
+    /// else it gives up after 30 s: generous, as a test process whose other suites hold Swift's
+    /// threads can delay the write for seconds), and the work's result comes back with a new
+    /// turn, with a duplicate, not with a missing conversation. `whenStored` is called once for
+    /// the new turn, before `beginTurn` returns, and only once the turn is stored (a read begun
+    /// from it finds the turn: the engine sends the model's request from there); never for a
+    /// duplicate or a missing conversation.
     static func beginTurnWithWorkMeanwhile(_ makeStore: StoreFactory) async throws {
         try await withStore(makeStore) { store throws in
             let conversation = Sample.conversation(userId: alice)
             let turn = Sample.turn(conversationId: conversation.id, userId: alice)
-            let (result, sawTurnStored) = try await store.beginTurn(turn, newConversation: conversation) { () async -> Bool in
+            // The reads begun when the store said the turn was stored.
+            let told = Mutex<[Task<Bool, Never>]>([])
+            let whenStored: @Sendable () -> Void = {
+                told.withLock { $0.append(Task { (try? await store.turn(streamId: turn.streamId, userId: alice)) != nil }) }
+            }
+            let (result, sawTurnStored) = try await store.beginTurn(turn, newConversation: conversation, whenStored: whenStored) { () async -> Bool in
                 let deadline = ContinuousClock.now + .seconds(30)
                 while ContinuousClock.now < deadline {
                     if (try? await store.turn(streamId: turn.streamId, userId: alice)) != nil { return true }
@@ -227,18 +236,23 @@ enum ConversationStoreConformance {
             #expect(result == .created)
             #expect(sawTurnStored)
             #expect(try await store.messages(conversationId: conversation.id, userId: alice).count == 2)
+            let reads = told.withLock { $0 }
+            #expect(reads.count == 1)
+            for read in reads { #expect(await read.value) }
 
+            let notTold = Atomic(0)
             let retry = Sample.turn(conversationId: conversation.id, userId: alice, clientMessageId: turn.clientMessageId, at: 50)
-            let (again, answer) = try await store.beginTurn(retry, newConversation: nil) { 42 }
+            let (again, answer) = try await store.beginTurn(retry, newConversation: nil, whenStored: { notTold.add(1, ordering: .relaxed) }) { 42 }
             #expect(try #require(again.duplicate).rounded == turn.rounded)
             #expect(answer == 42)
             #expect(try await store.turn(streamId: retry.streamId, userId: alice) == nil)
 
             let stray = Sample.turn(conversationId: "c_missing", userId: alice)
             await #expect(throws: StoreError.conversationNotFound) {
-                _ = try await store.beginTurn(stray, newConversation: nil) { 0 }
+                _ = try await store.beginTurn(stray, newConversation: nil, whenStored: { notTold.add(1, ordering: .relaxed) }) { 0 }
             }
             #expect(try await store.turn(streamId: stray.streamId, userId: alice) == nil)
+            #expect(notTold.load(ordering: .relaxed) == 0)
         }
     }
 

@@ -98,6 +98,12 @@ public struct AnthropicModel: ChatModel {
         try await transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) }, into: sink)
     }
 
+    /// The call to `request` made ready and held: signed, its connection taken, nothing sent
+    /// (``ChatModel/prepare(_:)``).
+    public func prepare(_ request: ModelRequest) async -> (any PreparedModelCall)? {
+        await transport.prepare(Result { () throws(ModelError) in try httpRequest(for: request) })
+    }
+
     /// The HTTP request for `request`, before the key is added.
     func httpRequest(for request: ModelRequest, streaming: Bool = true) throws(ModelError) -> StreamingHTTPRequest {
         struct Body: Encodable {

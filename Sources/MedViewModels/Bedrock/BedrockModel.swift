@@ -80,6 +80,12 @@ public struct BedrockModel: ChatModel {
         try await transport.answer(Result { () throws(ModelError) in try unsignedRequest(request) }, into: sink)
     }
 
+    /// The call to `request` made ready and held: signed, its connection taken, nothing sent
+    /// (``ChatModel/prepare(_:)``).
+    public func prepare(_ request: ModelRequest) async -> (any PreparedModelCall)? {
+        await transport.prepare(Result { () throws(ModelError) in try unsignedRequest(request) })
+    }
+
     /// One request, without retries.
     public func attempt(_ request: ModelRequest) -> AsyncThrowingStream<ModelEvent, any Error> {
         do {

@@ -81,6 +81,12 @@ public struct OpenAICompatibleModel: ChatModel {
         try await transport.answer(Result { () throws(ModelError) in try httpRequest(for: request) }, into: sink)
     }
 
+    /// The call to `request` made ready and held: signed, its connection taken, nothing sent
+    /// (``ChatModel/prepare(_:)``).
+    public func prepare(_ request: ModelRequest) async -> (any PreparedModelCall)? {
+        await transport.prepare(Result { () throws(ModelError) in try httpRequest(for: request) })
+    }
+
     /// The whole reply to a short request, unstreamed (`"stream": false`), retried as a stream is.
     public func reply(_ request: ModelRequest) async throws -> String {
         try await replies.text(Result { () throws(ModelError) in try httpRequest(for: request, streaming: false) })

@@ -83,21 +83,25 @@ public final class ModelHTTP1Client: Sendable {
     /// Sends `request` and hands its response to `receiver` on the connection's event loop.
     /// The exchange's future succeeds when the response ended and `receiver` accepted its end.
     ///
+    /// A `held` request takes its connection (or starts making one) at once, but not a byte of it
+    /// is written until ``ModelExchange/release()``; cancelled before that, it leaves the
+    /// connection to the pool unused.
+    ///
     /// - Throws: ``ModelHTTPError/invalidURL`` when the URL is not an http(s) URL this client can call.
-    func execute(_ request: StreamingHTTPRequest, receiver: any ModelResponseReceiver, deadline: NIODeadline) throws(ModelHTTPError) -> ModelExchange {
+    func execute(_ request: StreamingHTTPRequest, receiver: any ModelResponseReceiver, deadline: NIODeadline, held: Bool = false) throws(ModelHTTPError) -> ModelExchange {
         guard let target = ModelURL(request.url) else { throw .invalidURL }
         let pooled = takeIdle(target.origin)
         let loop = pooled?.channel.eventLoop ?? group.next()
-        let exchange = ModelExchange(eventLoop: loop, receiver: receiver)
+        let exchange = ModelExchange(eventLoop: loop, receiver: receiver, held: held)
         let head = Self.head(for: request, target: target)
         let body = ByteBuffer(bytes: request.body)
         let fresh: @Sendable () -> Void = { [self] in
-            connect(target.origin, on: loop) { $0.handler.begin(exchange, head: head, body: body, reused: false, onStale: nil) } failed: { exchange.finish(.failure($0)) }
+            connect(target.origin, on: loop) { $0.handler.begin(exchange, head: head, body: body, onStale: nil) } failed: { exchange.finish(.failure($0)) }
         }
         let send: @Sendable () -> Void = {
             exchange.armDeadline(deadline)
             if let pooled {
-                pooled.handler.begin(exchange, head: head, body: body, reused: true) { _ in fresh() }
+                pooled.handler.begin(exchange, head: head, body: body) { _ in fresh() }
             } else {
                 fresh()
             }
@@ -313,11 +317,32 @@ final class ModelExchange: ModelExchangeControl, @unchecked Sendable {
     private var deadlineTimer: Scheduled<Void>?
     /// The connection's handler while the request runs on it.
     fileprivate var handler: ModelConnectionHandler?
+    /// Whether the request waits for ``release()`` before it is written.
+    private var held: Bool
+    /// What writes the request on its connection, while it is held.
+    private var write: (() -> Void)?
 
-    init(eventLoop: any EventLoop, receiver: any ModelResponseReceiver) {
+    init(eventLoop: any EventLoop, receiver: any ModelResponseReceiver, held: Bool = false) {
         self.eventLoop = eventLoop
         self.receiver = receiver
         self.promise = eventLoop.makePromise()
+        self.held = held
+    }
+
+    /// Writes a held request now, or as soon as its connection is there (once; from any thread).
+    func release() {
+        guard eventLoop.inEventLoop else { return eventLoop.execute { self.release() } }
+        guard held else { return }
+        held = false
+        let write = self.write
+        self.write = nil
+        write?()
+    }
+
+    /// Runs `write` (which writes the request on the connection it is ready on) now, or on
+    /// ``release()`` while the request is held; a later connection's `write` replaces this one.
+    fileprivate func whenReleased(_ write: @escaping () -> Void) {
+        if held { self.write = write } else { write() }
     }
 
     /// Succeeds when the response ended and was accepted; fails with the request's failure.
@@ -343,6 +368,7 @@ final class ModelExchange: ModelExchangeControl, @unchecked Sendable {
         guard !done else { return }
         done = true
         handler = nil
+        write = nil
         deadlineTimer?.cancel()
         deadlineTimer = nil
         if case .failure(let error) = result { receiver.receiveError(error, control: self) }
@@ -380,6 +406,8 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
     /// Called instead of failing the exchange when a reused connection turns out closed.
     private var onStale: (@Sendable (any Error) -> Void)?
     private var idleTimer: Scheduled<Void>?
+    /// Whether the current exchange's request was written (a held one is not until released).
+    private var wrote = false
 
     init(origin: ModelOrigin, client: ModelHTTP1Client) {
         self.origin = origin
@@ -389,13 +417,15 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    /// Starts `exchange` on this connection: head and body in one flush.
-    func begin(_ exchange: ModelExchange, head: HTTPRequestHead, body: ByteBuffer, reused: Bool, onStale: (@Sendable (any Error) -> Void)?) {
+    /// Starts `exchange` on this connection: head and body in one flush, at once or (a held
+    /// request) when the exchange is released.
+    func begin(_ exchange: ModelExchange, head: HTTPRequestHead, body: ByteBuffer, onStale: (@Sendable (any Error) -> Void)?) {
         idleTimer?.cancel()
         idleTimer = nil
         guard !exchange.isDone else {
-            // Failed (its deadline, a cancellation) while the connection was being made.
-            if reused, let context { client.release(self, channel: context.channel, origin: origin) } else { context?.close(promise: nil) }
+            // Failed (its deadline, a cancellation) while the connection was being made: nothing
+            // of it was written here, so the connection goes to the pool as it is.
+            if let context, context.channel.isActive { client.release(self, channel: context.channel, origin: origin) } else { context?.close(promise: nil) }
             return
         }
         guard let context, context.channel.isActive else {
@@ -406,12 +436,17 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
         self.onStale = onStale
         heard = false
         keepAlive = true
+        wrote = false
         exchange.handler = self
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        written.futureResult.whenFailure { [weak self] error in self?.connectionFailed(error) }
+        exchange.whenReleased { [self] in
+            guard let context = self.context, self.exchange === exchange else { return }
+            wrote = true
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            let written = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+            written.futureResult.whenFailure { [weak self] error in self?.connectionFailed(error) }
+        }
     }
 
     /// Closes the connection after `deadline` unless a request begins first.
@@ -424,9 +459,16 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
     }
 
     /// The exchange gave up mid-answer: the rest of its response cannot be told from the next's.
+    /// One given up before its request was written (held, never released) leaves the connection
+    /// as it found it, back in the pool.
     func abandon() {
         _ = detach()
-        context?.close(promise: nil)
+        guard let context else { return }
+        if !wrote, context.channel.isActive {
+            client.release(self, channel: context.channel, origin: origin)
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     /// Lets go of the current exchange, which reads this connection no more.

@@ -67,7 +67,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
 
     /// Counts and logs a retry: through the process's MetricsSystem (docs/METRICS.md), a throttled
     /// attempt that is retried counts here; one that ends the call counts where the model is called.
-    private var retried: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void {
+    var retried: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void {
         let (logger, provider) = (self.logger, self.provider)
         return { next, error in
             Counter(label: "medview_model_retries_total", dimensions: [("provider", provider)]).increment()
@@ -119,41 +119,89 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
     /// `yield` declined an event (the rest is not read).
     func run(_ request: StreamingHTTPRequest, attempt: Int, handFirstDeltaAtOnce: Bool = false, yield: @escaping ModelEventSink) async throws {
         let started = ContinuousClock.now
-        let provider = self.provider
-        do {
+        try await reporting(attempt: attempt, started: started) {
             let signed = try await signer.sign(request)
             try Task.checkCancellation()
-            let delegate = ModelResponseDelegate(
-                provider: provider, timeouts: timeouts, requestIdHeader: requestIdHeader, body: makeBody(),
-                mapHTTPError: mapHTTPError, started: started, handsFirstDeltaAtOnce: handFirstDeltaAtOnce, yield: yield
-            )
-            let deadline = NIODeadline.now() + .nanoseconds(Int64(clamping: timeouts.total.nanoseconds))
-            let invalidURL = ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
+            let delegate = makeDelegate(started: started, handFirstDeltaAtOnce: handFirstDeltaAtOnce, yield: yield)
             let control: any ModelExchangeControl
             let result: EventLoopFuture<Void>
             switch client.backend {
             case .lean(let lean):
-                guard let exchange = try? lean.execute(signed, receiver: delegate, deadline: deadline) else { throw invalidURL }
+                guard let exchange = try? lean.execute(signed, receiver: delegate, deadline: deadline()) else { throw invalidURL }
                 (control, result) = (exchange, exchange.futureResult)
             case .asyncHTTPClient(let http):
                 guard let clientRequest = try? HTTPClient.Request(url: signed.url, method: .POST, headers: signed.headers, body: .bytes(signed.body)) else {
                     throw invalidURL
                 }
-                let task = http.execute(request: clientRequest, delegate: delegate, eventLoop: .indifferent, deadline: deadline, logger: logger)
+                let task = http.execute(request: clientRequest, delegate: delegate, eventLoop: .indifferent, deadline: deadline(), logger: logger)
                 (control, result) = (task, task.futureResult)
             }
             delegate.arm(control)
-            do {
-                try await withTaskCancellationHandler {
-                    try await result.get()
-                } onCancel: {
-                    control.cancel()
-                }
-            } catch {
-                if let decided = delegate.decidedFailure { throw decided }
-                if !delegate.endedEarly { throw error }
+            return try await outcome(of: control, result: result, delegate: delegate)
+        }
+    }
+
+    /// A call to `request` made ready (``ChatModel/prepare(_:)``): signed, with its connection
+    /// taken (or being made) on the lean client and nothing written until it is sent. `nil` on
+    /// AsyncHTTPClient, and for a request that cannot be built, signed or sent (the call made the
+    /// usual way then fails as it should).
+    func prepare(_ request: Result<StreamingHTTPRequest, ModelError>) async -> (any PreparedModelCall)? {
+        guard case .lean(let lean) = client.backend, case .success(let http) = request else { return nil }
+        let started = ContinuousClock.now
+        guard let signed = try? await signer.sign(http) else { return nil }
+        let events = HeldEvents()
+        let delegate = makeDelegate(started: started, handFirstDeltaAtOnce: true) { events.yield($0) }
+        guard let exchange = try? lean.execute(signed, receiver: delegate, deadline: deadline(), held: true) else { return nil }
+        delegate.arm(exchange)
+        return PreparedHTTPCall(transport: self, request: http, exchange: exchange, delegate: delegate, events: events, started: started)
+    }
+
+    /// The first attempt of a prepared call: sends it (if not sent yet) and reads its answer into
+    /// `yield`, as ``run(_:attempt:handFirstDeltaAtOnce:yield:)`` does.
+    func run(_ call: PreparedHTTPCall<Body>, yield: @escaping ModelEventSink) async throws {
+        call.events.attach(yield)
+        call.send()
+        try await reporting(attempt: 1, started: call.started) {
+            try await outcome(of: call.exchange, result: call.exchange.futureResult, delegate: call.delegate)
+        }
+    }
+
+    private func makeDelegate(started: ContinuousClock.Instant, handFirstDeltaAtOnce: Bool, yield: @escaping ModelEventSink) -> ModelResponseDelegate<Body> {
+        ModelResponseDelegate(
+            provider: provider, timeouts: timeouts, requestIdHeader: requestIdHeader, body: makeBody(),
+            mapHTTPError: mapHTTPError, started: started, handsFirstDeltaAtOnce: handFirstDeltaAtOnce, yield: yield
+        )
+    }
+
+    private func deadline() -> NIODeadline {
+        .now() + .nanoseconds(Int64(clamping: timeouts.total.nanoseconds))
+    }
+
+    private var invalidURL: ModelError {
+        ModelError(kind: .invalidRequest, retryable: false, detail: "\(provider): the request URL is not valid")
+    }
+
+    /// Waits for the request's end (cancelling the task cancels it) and says what it came to.
+    private func outcome(of control: any ModelExchangeControl, result: EventLoopFuture<Void>, delegate: ModelResponseDelegate<Body>) async throws -> ModelResponseDelegate<Body>.Summary {
+        do {
+            try await withTaskCancellationHandler {
+                try await result.get()
+            } onCancel: {
+                control.cancel()
             }
-            let summary = delegate.finalSummary
+        } catch {
+            if let decided = delegate.decidedFailure { throw decided }
+            if !delegate.endedEarly { throw error }
+        }
+        return delegate.finalSummary
+    }
+
+    /// Runs an attempt's `body`, logging how it ended, and maps what it throws to a
+    /// ``ModelError`` (or `CancellationError`).
+    private func reporting(attempt: Int, started: ContinuousClock.Instant, _ body: () async throws -> ModelResponseDelegate<Body>.Summary) async throws {
+        let provider = self.provider
+        do {
+            let summary = try await body()
             logger.debug("model.response.complete", metadata: [
                 "model.provider": "\(provider)", "model.attempt": "\(attempt)", "model.request_id": "\(summary.requestId ?? "-")",
                 "http.response.status_code": "\(summary.status)",

@@ -71,7 +71,7 @@ public final class EncryptedConversationStore: ConversationStore {
         try await beginTurn(turn, newConversation: newConversation, meanwhile: {}).0
     }
 
-    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
+    public func beginTurn<T: Sendable>(_ turn: Turn, newConversation: Conversation?, whenStored: @escaping @Sendable () -> Void, meanwhile: () async -> T) async throws -> (BeginTurnResult, T) {
         if let newConversation, newConversation.id != turn.conversationId || newConversation.userId != turn.userId {
             throw StoreError.conversationNotFound
         }
@@ -97,7 +97,7 @@ public final class EncryptedConversationStore: ConversationStore {
         }
         sealedTurn.events = try turn.events.map { try seal($0, streamId: turn.streamId, userId: turn.userId, conversationId: turn.conversationId, key: key, version: version) }
         let sealedConversation = try newConversation.map { try seal($0, key: key, version: version) }
-        let (result, other) = try await base.beginTurn(sealedTurn, newConversation: sealedConversation, meanwhile: meanwhile)
+        let (result, other) = try await base.beginTurn(sealedTurn, newConversation: sealedConversation, whenStored: whenStored, meanwhile: meanwhile)
         switch result {
         case .created:
             streamConversations.withLock { $0[turn.streamId] = turn.conversationId }
