@@ -84,8 +84,9 @@ public final class ModelHTTP1Client: Sendable {
     /// The exchange's future succeeds when the response ended and `receiver` accepted its end.
     ///
     /// A `held` request takes its connection (or starts making one) at once, but not a byte of it
-    /// is written until ``ModelExchange/release()``; cancelled before that, it leaves the
-    /// connection to the pool unused.
+    /// is written until ``ModelExchange/release(first:)``; cancelled before that, it leaves the
+    /// connection to the pool unused. A held request on a kept connection does nothing on the
+    /// connection's event loop until it is released: the release is its one hop there.
     ///
     /// - Throws: ``ModelHTTPError/invalidURL`` when the URL is not an http(s) URL this client can call.
     func execute(_ request: StreamingHTTPRequest, receiver: any ModelResponseReceiver, deadline: NIODeadline, held: Bool = false) throws(ModelHTTPError) -> ModelExchange {
@@ -106,7 +107,13 @@ public final class ModelHTTP1Client: Sendable {
                 fresh()
             }
         }
-        if loop.inEventLoop { send() } else { loop.execute(send) }
+        if held, let pooled {
+            exchange.startWhenReleased(send) { [self] in release(pooled.handler, channel: pooled.channel, origin: target.origin) }
+        } else if loop.inEventLoop {
+            send()
+        } else {
+            loop.execute(send)
+        }
         return exchange
     }
 
@@ -317,10 +324,14 @@ final class ModelExchange: ModelExchangeControl, @unchecked Sendable {
     private var deadlineTimer: Scheduled<Void>?
     /// The connection's handler while the request runs on it.
     fileprivate var handler: ModelConnectionHandler?
-    /// Whether the request waits for ``release()`` before it is written.
+    /// Whether the request waits for ``release(first:)`` before it is written.
     private var held: Bool
     /// What writes the request on its connection, while it is held.
     private var write: (() -> Void)?
+    /// What starts a held request on the kept connection it took, and what gives that connection
+    /// back unused (set before the exchange is shared, then touched only on `eventLoop`).
+    private var start: (() -> Void)?
+    private var giveBack: (() -> Void)?
 
     init(eventLoop: any EventLoop, receiver: any ModelResponseReceiver, held: Bool = false) {
         self.eventLoop = eventLoop
@@ -329,14 +340,29 @@ final class ModelExchange: ModelExchangeControl, @unchecked Sendable {
         self.held = held
     }
 
-    /// Writes a held request now, or as soon as its connection is there (once; from any thread).
-    func release() {
-        guard eventLoop.inEventLoop else { return eventLoop.execute { self.release() } }
-        guard held else { return }
+    /// Writes a held request now, or as soon as its connection is there, after running `first`
+    /// on the event loop (once; from any thread).
+    func release(first: (@Sendable () -> Void)? = nil) {
+        guard eventLoop.inEventLoop else { return eventLoop.execute { self.release(first: first) } }
+        guard held, !done else { return }
         held = false
+        first?()
+        if let start {
+            self.start = nil
+            giveBack = nil
+            return start()
+        }
         let write = self.write
         self.write = nil
         write?()
+    }
+
+    /// Holds `start` (which begins the request on the kept connection it took) until the release;
+    /// `giveBack` returns that connection to the pool if the exchange ends unreleased. Called
+    /// before the exchange is shared.
+    fileprivate func startWhenReleased(_ start: @escaping () -> Void, giveBack: @escaping () -> Void) {
+        self.start = start
+        self.giveBack = giveBack
     }
 
     /// Runs `write` (which writes the request on the connection it is ready on) now, or on
@@ -369,6 +395,11 @@ final class ModelExchange: ModelExchangeControl, @unchecked Sendable {
         done = true
         handler = nil
         write = nil
+        start = nil
+        if let giveBack {
+            self.giveBack = nil
+            giveBack()
+        }
         deadlineTimer?.cancel()
         deadlineTimer = nil
         if case .failure(let error) = result { receiver.receiveError(error, control: self) }
@@ -452,6 +483,7 @@ private final class ModelConnectionHandler: ChannelInboundHandler, RemovableChan
     /// Closes the connection after `deadline` unless a request begins first.
     func idleUntil(_ deadline: NIODeadline, close: @escaping @Sendable () -> Void) {
         guard let context else { return }
+        idleTimer?.cancel()
         idleTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
             guard let self, self.exchange == nil else { return }
             close()

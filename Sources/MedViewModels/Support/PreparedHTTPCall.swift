@@ -17,8 +17,9 @@ struct PreparedHTTPCall<Body: StreamBodyDecoder>: PreparedModelCall {
     let events: HeldEvents
     let started: ContinuousClock.Instant
 
+    /// Sends the request; its silence limits start as it leaves.
     func send() {
-        exchange.release()
+        exchange.release { [delegate, exchange] in delegate.arm(exchange) }
     }
 
     func discard() {

@@ -152,7 +152,6 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         let events = HeldEvents()
         let delegate = makeDelegate(started: started, handFirstDeltaAtOnce: true) { events.yield($0) }
         guard let exchange = try? lean.execute(signed, receiver: delegate, deadline: deadline(), held: true) else { return nil }
-        delegate.arm(exchange)
         return PreparedHTTPCall(transport: self, request: http, exchange: exchange, delegate: delegate, events: events, started: started)
     }
 
