@@ -127,14 +127,6 @@ public final class ChatService: Sendable {
         )
     }
 
-    /// What is worked out for an answer while its turn is stored.
-    private struct Prepared: Sendable {
-        var emergency: EmergencyAssessment?
-        var context: TurnRunner.Context
-        var request: ModelRequest
-        var call: (any PreparedModelCall)?
-    }
-
     /// Sends a patient's message and starts (or re-attaches to) its answer.
     public func send(userId: String, conversationId: String?, clientMessageId: String, text: String) async throws(ChatError) -> SendResult {
         let started = ContinuousClock.now
@@ -182,25 +174,19 @@ public final class ChatService: Sendable {
             ownerInstanceId: instanceId
         )
         let result: BeginTurnResult
-        let prepared: Prepared
+        let prepared: TurnRunner.Prepared
         // What the answer needs that does not depend on this turn's messages being stored is
-        // worked out while they are stored: the emergency assessment (needs only the text), the
-        // conversation's earlier messages with the medication check (the read leaves this turn's
-        // messages out), and the model's request, with its call made ready (a connection taken,
-        // the request signed; nothing sent). The store is handed the turn first, so its write
-        // starts at once, and this task does the rest meanwhile. The request is sent only once the
-        // turn is stored: by the gate, from the store's writer the moment it commits (or from
-        // here, when the call is ready after that).
+        // worked out while they are stored (``TurnRunner/prepare(_:isNewConversation:gate:)``),
+        // the model call made ready included (a connection taken, the request signed; nothing
+        // sent). The store is handed the turn first, so its write starts at once, and this task
+        // does the rest meanwhile. The request is sent only once the turn is stored: by the gate,
+        // from the store's writer the moment it commits (or from here, when the call is ready
+        // after that).
         let isNewConversation = newConversation != nil
         let gate = ModelCallGate()
         do {
-            (result, prepared) = try await store.beginTurn(turn, newConversation: newConversation, whenStored: { gate.stored() }) { [runner, safety] in
-                let emergency = safety.assessEmergency(text)
-                let context = await runner.prepareContext(turn, isNewConversation: isNewConversation)
-                let request = runner.modelRequest(for: turn, emergency: emergency, context: context)
-                let call = await runner.model.prepare(request)
-                if let call { gate.ready(call) }
-                return Prepared(emergency: emergency, context: context, request: request, call: call)
+            (result, prepared) = try await store.beginTurn(turn, newConversation: newConversation, whenStored: { gate.stored() }) { [runner] in
+                await runner.prepare(turn, isNewConversation: isNewConversation, gate: gate)
             }
         } catch StoreError.conversationNotFound {
             gate.discard()
@@ -225,7 +211,7 @@ public final class ChatService: Sendable {
             return try await reattach(.stored(stored), userId: userId, digest: digest)
         case .created:
             logger.debug("stream.created", metadata: ["stream.id": "\(streamId)", "conversation.id": "\(conversation)", "user.id": "\(userId)"])
-            let job = TurnRunner.Job(entry: entry, turn: turn, started: started, emergency: prepared.emergency, context: prepared.context, request: prepared.request, call: prepared.call, sentAt: gate.sentAt)
+            let job = TurnRunner.Job(entry: entry, turn: turn, started: started, prepared: prepared, sentAt: gate.sentAt)
             // The model is called here (unless its request was sent already, as the turn was
             // stored), not from the answer's own task: one hand-off less before it (the `ack` goes
             // out once the call has started).

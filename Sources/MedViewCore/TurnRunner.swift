@@ -38,18 +38,23 @@ struct TurnRunner: Sendable {
         var entry: StreamRegistry.Entry
         var turn: Turn
         var started: ContinuousClock.Instant
-        /// The emergency assessment of the patient's text, made while the turn was being stored.
-        var emergency: EmergencyAssessment?
-        /// The conversation's context and the medication check, worked out while the turn was
-        /// being stored (``prepareContext(_:isNewConversation:)``).
-        var context: Context
-        /// The model's request (``modelRequest(for:emergency:context:)``).
-        var request: ModelRequest
-        /// The model call made ready while the turn was stored, and sent when it was
-        /// (``ModelCallGate``); `nil` when the model had nothing to make ready.
-        var call: (any PreparedModelCall)?
-        /// When `call` was sent.
+        /// What was worked out while the turn was being stored (``prepare(_:isNewConversation:gate:)``).
+        var prepared: Prepared
+        /// When the prepared call was sent (by the gate), if it was.
         var sentAt: ContinuousClock.Instant?
+    }
+
+    /// What is worked out for an answer while its turn is being stored.
+    struct Prepared: Sendable {
+        /// The emergency assessment of the patient's text.
+        var emergency: EmergencyAssessment?
+        /// The conversation's context and the medication check.
+        var context: Context
+        /// The model's request.
+        var request: ModelRequest
+        /// The model call made ready, sent by the gate once the turn is stored; `nil` when the
+        /// model had nothing to make ready.
+        var call: (any PreparedModelCall)?
     }
 
     /// What the answer starts from: the conversation's latest earlier messages, its medication
@@ -62,9 +67,23 @@ struct TurnRunner: Sendable {
         var updatedMedications: MedicationContext
     }
 
+    /// What the answer needs that does not depend on the turn's messages being stored, worked out
+    /// while they are: the emergency assessment (needs only the text), the conversation's earlier
+    /// messages with the medication check (the read leaves this turn's messages out), and the
+    /// model's request with its call made ready, handed to `gate` (which sends it once the turn
+    /// is stored).
+    func prepare(_ turn: Turn, isNewConversation: Bool, gate: ModelCallGate) async -> Prepared {
+        let emergency = safety.assessEmergency(turn.userMessage.text)
+        let context = await prepareContext(turn, isNewConversation: isNewConversation)
+        let request = modelRequest(for: turn, emergency: emergency, context: context)
+        let call = await model.prepare(request)
+        if let call { gate.ready(call) }
+        return Prepared(emergency: emergency, context: context, request: request, call: call)
+    }
+
     /// Reads the conversation's context (``loadContext(_:isNewConversation:)``) and checks the new
     /// message's medicines against it.
-    func prepareContext(_ turn: Turn, isNewConversation: Bool) async -> Context {
+    private func prepareContext(_ turn: Turn, isNewConversation: Bool) async -> Context {
         let (history, medications) = await loadContext(turn, isNewConversation: isNewConversation)
         let (warnings, updated) = safety.checkMedications(context: medications.context, text: turn.userMessage.text)
         return Context(history: history, medications: medications, warnings: warnings, updatedMedications: updated)
@@ -72,7 +91,7 @@ struct TurnRunner: Sendable {
 
     /// The model's request for `turn`: the conversation's window and the new message, with the
     /// safety notes (the emergency found, the interaction warnings) in the system prompt.
-    func modelRequest(for turn: Turn, emergency: EmergencyAssessment?, context: Context) -> ModelRequest {
+    private func modelRequest(for turn: Turn, emergency: EmergencyAssessment?, context: Context) -> ModelRequest {
         var notes: [String] = []
         if let emergency { notes.append(emergency.modelNote) }
         if let note = SafetyFraming.note(for: context.warnings) { notes.append(note) }
@@ -97,7 +116,7 @@ struct TurnRunner: Sendable {
         stream.publish { seq in
             .streamStart(StreamStart(streamId: stream.id, seq: seq, conversationId: turn.conversationId, userMessageId: turn.userMessage.id, messageId: turn.assistantMessage.id, model: model.descriptor))
         }
-        let emergency = job.emergency
+        let emergency = job.prepared.emergency
         if let emergency {
             // Emergency guidance goes out before any of the model's words: a request sent already
             // (``ModelCallGate``) holds its answer until the pipeline below reads it.
@@ -108,7 +127,7 @@ struct TurnRunner: Sendable {
             observer?.safetyAlert(category: emergency.category)
             logger.info("safety.alert", metadata: ["stream.id": "\(stream.id)", "safety.category": "\(emergency.category)", "safety.severity": "\(emergency.severity)"])
         }
-        let context = job.context
+        let context = job.prepared.context
         let (medications, warnings, updatedMedications) = (context.medications, context.warnings, context.updatedMedications)
         // The conversation's medication context is saved alongside the answer (it must be
         // stored before this turn's ending, so the next message finds it).
@@ -132,7 +151,7 @@ struct TurnRunner: Sendable {
         let pipeline = ChunkPipeline(stream: stream, configuration: chunking, outputGuard: safety.makeOutputGuard(), observer: observer, started: job.started, timer: flushTimer)
         let called = job.sentAt ?? .now
         pipeline.modelCalled(after: called - job.started)
-        let (request, call) = (job.request, job.call)
+        let (request, call) = (job.prepared.request, job.prepared.call)
         let modelTask = Task { [observer] in await Self.answer(model: model, request: request, call: call, called: called, pipeline: pipeline, streamId: stream.id, logger: logger, observer: observer) }
         job.entry.attach(modelTask)
         // A model's second opinion runs alongside the answer (only when the detector found nothing);

@@ -366,7 +366,7 @@ final class ModelExchange: ModelExchangeControl, @unchecked Sendable {
     }
 
     /// Runs `write` (which writes the request on the connection it is ready on) now, or on
-    /// ``release()`` while the request is held; a later connection's `write` replaces this one.
+    /// ``release(first:)`` while the request is held; a later connection's `write` replaces this one.
     fileprivate func whenReleased(_ write: @escaping () -> Void) {
         if held { self.write = write } else { write() }
     }

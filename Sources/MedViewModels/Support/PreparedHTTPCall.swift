@@ -6,8 +6,7 @@ import Synchronization
 /// a byte written until ``send()``.
 ///
 /// Its first attempt is the held request; a retry (a retryable failure before the first delta)
-/// is a new request, made as ``StreamingHTTPTransport/run(_:attempt:handFirstDeltaAtOnce:yield:)``
-/// makes one.
+/// is a new request (``StreamingHTTPTransport/answer(_:into:)``).
 struct PreparedHTTPCall<Body: StreamBodyDecoder>: PreparedModelCall {
     let transport: StreamingHTTPTransport<Body>
     /// The request, unsigned, for retries.
@@ -27,13 +26,7 @@ struct PreparedHTTPCall<Body: StreamBodyDecoder>: PreparedModelCall {
     }
 
     func answer(into sink: @escaping ModelEventSink) async throws {
-        try await RetryingModelStream.run(policy: transport.retry, sleep: transport.sleep, onRetry: transport.retried, yield: sink) { number, yield in
-            if number == 1 {
-                try await transport.run(self, yield: yield)
-            } else {
-                try await transport.run(request, attempt: number, handFirstDeltaAtOnce: true, yield: yield)
-            }
-        }
+        try await transport.answer(self, into: sink)
     }
 }
 

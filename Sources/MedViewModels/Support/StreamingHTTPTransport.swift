@@ -67,7 +67,7 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
 
     /// Counts and logs a retry: through the process's MetricsSystem (docs/METRICS.md), a throttled
     /// attempt that is retried counts here; one that ends the call counts where the model is called.
-    var retried: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void {
+    private var retried: @Sendable (_ nextAttempt: Int, _ error: ModelError) -> Void {
         let (logger, provider) = (self.logger, self.provider)
         return { next, error in
             Counter(label: "medview_model_retries_total", dimensions: [("provider", provider)]).increment()
@@ -155,9 +155,21 @@ struct StreamingHTTPTransport<Body: StreamBodyDecoder>: Sendable {
         return PreparedHTTPCall(transport: self, request: http, exchange: exchange, delegate: delegate, events: events, started: started)
     }
 
+    /// The answer to a prepared call, retried as ``answer(_:into:)`` retries: its first attempt is
+    /// the held request, a retry a new request.
+    func answer(_ call: PreparedHTTPCall<Body>, into sink: @escaping ModelEventSink) async throws {
+        try await RetryingModelStream.run(policy: retry, sleep: sleep, onRetry: retried, yield: sink) { number, yield in
+            if number == 1 {
+                try await run(call, yield: yield)
+            } else {
+                try await run(call.request, attempt: number, handFirstDeltaAtOnce: true, yield: yield)
+            }
+        }
+    }
+
     /// The first attempt of a prepared call: sends it (if not sent yet) and reads its answer into
     /// `yield`, as ``run(_:attempt:handFirstDeltaAtOnce:yield:)`` does.
-    func run(_ call: PreparedHTTPCall<Body>, yield: @escaping ModelEventSink) async throws {
+    private func run(_ call: PreparedHTTPCall<Body>, yield: @escaping ModelEventSink) async throws {
         call.events.attach(yield)
         call.send()
         try await reporting(attempt: 1, started: call.started) {
