@@ -148,21 +148,24 @@ public final class LoopbackHTTPServer: Sendable {
                 }
             }
         let server = LoopbackHTTPServer(respond: respond, channel: channel)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await server.acceptLoop() }
-            do {
-                let result = try await body(server)
-                group.cancelAll()
-                try? await channel.channel.close()
-                return result
-            } catch {
-                group.cancelAll()
-                try? await channel.channel.close()
-                throw error
-            }
+        // The accept loop is not cancelled: it ends when the server channel closes, after taking
+        // every connection accepted before that. (Cancelled, it would drop connections accepted
+        // as the test ended, say by a client whose connect was still under way, and NIO stops the
+        // process when such a connection is dropped unfinished.)
+        let accepting = Task { await server.acceptLoop() }
+        do {
+            let result = try await body(server)
+            try? await channel.channel.close()
+            await accepting.value
+            return result
+        } catch {
+            try? await channel.channel.close()
+            await accepting.value
+            throw error
         }
     }
 
+    /// Serves each connection until the server channel closes, then ends the ones still served.
     private func acceptLoop() async {
         await withDiscardingTaskGroup { group in
             do {
@@ -174,6 +177,7 @@ public final class LoopbackHTTPServer: Sendable {
             } catch {
                 // The server channel closed: the test is over.
             }
+            group.cancelAll()
         }
     }
 
