@@ -1,5 +1,6 @@
 import Testing
-import MedViewSafety
+import Foundation
+@testable import MedViewSafety
 
 @Suite struct EmergencyDetectorTests {
     let detector = EmergencyDetector.shared
@@ -122,6 +123,31 @@ import MedViewSafety
         let me = try #require(detector.assess("my face is drooping"))
         #expect(!me.isBystander)
         #expect(!me.guidance.contains("{"))
+    }
+
+    /// Every bystander text in the data (each category's and each variant's), worded for each
+    /// gender, reads as Foundation's replacement of the three placeholders gives it, and has no
+    /// placeholder left; text in braces that is not a placeholder is kept.
+    @Test func bystanderTextsAreWordedAsTheReplacementGivesThem() throws {
+        let data = try SafetyData.decode(EmergencyData.self, from: "emergency.json")
+        var templates: [String] = []
+        for c in data.categories {
+            templates.append(c.bystander)
+            for v in (c.variants ?? [:]).values { templates.append(v.bystander) }
+        }
+        templates += ["{them}{their}{themself}", "{ {them} }", "{unknown} and {them", "tail {", "no placeholder", "", "é {them} ü"]
+        var placeholders = 0
+        for template in templates {
+            for gender in [Gender.male, .female, .neutral] {
+                let replaced = template
+                    .replacingOccurrences(of: "{them}", with: gender.object)
+                    .replacingOccurrences(of: "{their}", with: gender.possessive)
+                    .replacingOccurrences(of: "{themself}", with: gender.reflexive)
+                #expect(EmergencyDetector.fill(template, gender) == replaced, "\(template) for \(gender)")
+                if replaced != template { placeholders += 1 }
+            }
+        }
+        #expect(placeholders > 3 * data.categories.count / 2)
     }
 
     @Test(arguments: [

@@ -81,6 +81,72 @@ import Testing
         #expect(checker.interaction("diltiazem", "simvastatin", doses: ["simvastatin": 10]) == nil)
     }
 
+    /// The rules a pair can match are looked up by key (``MedicationChecker/interaction(_:_:doses:)``);
+    /// every pair of names the checker knows, with and without each dose-limited medicine's
+    /// stated dose, gets what a scan of every rule in order gives.
+    @Test func aPairGetsTheRuleAScanOfEveryRuleGives() {
+        let entries = checker.entries
+        let rules = checker.interactions
+        var keysByName: [String: Set<String>] = [:]
+        for e in entries where keysByName[e.name] == nil { keysByName[e.name] = e.keys }
+        // For each name, the rules it is on side a of, and on side b of (one flag per rule).
+        var onA: [String: [Bool]] = [:]
+        var onB: [String: [Bool]] = [:]
+        for (name, keys) in keysByName {
+            onA[name] = rules.map { !Set($0.a).isDisjoint(with: keys) }
+            onB[name] = rules.map { !Set($0.b).isDisjoint(with: keys) }
+        }
+        func scanned(_ a: String, _ b: String, doses: [String: Double]) -> String? {
+            guard a != b, let aa = onA[a], let ab = onB[a], let ba = onA[b], let bb = onB[b] else { return nil }
+            var best: InteractionData.Interaction?
+            for r in rules.indices where (aa[r] && bb[r]) || (ba[r] && ab[r]) {
+                let i = rules[r]
+                if let ex = i.exceptions, ex.contains(a) || ex.contains(b) { continue }
+                if let limit = i.dose, limit.drug == a || limit.drug == b, let stated = doses[limit.drug], stated <= limit.maxMg { continue }
+                if best == nil || (best!.severity != "high" && i.severity == "high") { best = i }
+            }
+            return best?.id
+        }
+        // Every name with a key on some rule's side, and some without (they match nothing).
+        let ruleKeys = Set(rules.flatMap { $0.a + $0.b })
+        var names: [String] = []
+        var others = 0
+        for e in entries where keysByName[e.name] == e.keys && !names.contains(e.name) {
+            if !e.keys.isDisjoint(with: ruleKeys) {
+                names.append(e.name)
+            } else if others < 20 {
+                names.append(e.name)
+                others += 1
+            }
+        }
+        var doseCases: [[String: Double]] = [[:]]
+        for rule in rules {
+            guard let limit = rule.dose else { continue }
+            doseCases += [[limit.drug: limit.maxMg], [limit.drug: limit.maxMg + 1]]
+        }
+        var pairs = 0
+        var matched = 0
+        var mismatches: [String] = []
+        for a in names {
+            for b in names {
+                pairs += 1
+                let expected = scanned(a, b, doses: [:])
+                if expected != nil { matched += 1 }
+                if checker.interaction(a, b)?.id != expected { mismatches.append("\(a) + \(b)") }
+            }
+        }
+        for doses in doseCases.dropFirst() {
+            let drug = doses.keys.first!
+            for b in names where checker.interaction(drug, b, doses: doses)?.id != scanned(drug, b, doses: doses) {
+                mismatches.append("\(drug) \(doses[drug]!) mg + \(b)")
+            }
+        }
+        #expect(mismatches.count == 0, "the first: \(mismatches.prefix(10))")
+        #expect(names.count > 100 && others == 20)
+        // The data has pairs that interact and pairs that do not.
+        #expect(matched > 100 && matched < pairs)
+    }
+
     @Test func combinationProductsNameEachIngredient() {
         #expect(Set(checker.mentions(in: "I take Lotrel").map(\.name)) == ["amlodipine", "benazepril"])
         #expect(warned(["I take Lotrel", "my doctor added losartan"]) == [["benazepril", "losartan"]])

@@ -32,7 +32,8 @@ public struct MedicationChecker: Sendable {
         var keys: Set<String>
     }
 
-    private let entries: [Entry]
+    /// Every name's entry (internal for the tests' reference check of ``interaction(_:_:doses:)``).
+    let entries: [Entry]
     private let groups: [[Int]]
     /// Products named by a name and a number ("Tylenol #3" is acetaminophen with codeine, plain
     /// "Tylenol" acetaminophen): the group of the plain name → the number → the product's group.
@@ -48,7 +49,13 @@ public struct MedicationChecker: Sendable {
     private let people: PersonLexicon
     /// Animal words: a medicine given to a pet is not the writer's ("the vet gave our dog tramadol").
     private let animals: Set<String>
-    private let interactions: [InteractionData.Interaction]
+    /// The interaction rules, curated first, in the order the data lists them (the first of the
+    /// highest severity wins a pair).
+    let interactions: [InteractionData.Interaction]
+    /// Each rule's two sides as sets, in ``interactions`` order (made once, not for every pair).
+    private let ruleSides: [(a: Set<String>, b: Set<String>)]
+    /// The rules each interaction key (a generic name or `class:<id>`) is on a side of, ascending.
+    private let rulesByKey: [String: [Int]]
     /// Days a medicine keeps interacting after it is stopped (class `washout_<days>`: MAO
     /// inhibitors 14, fluoxetine 35, amiodarone 90), by generic name.
     private let washoutDays: [String: Double]
@@ -160,6 +167,12 @@ public struct MedicationChecker: Sendable {
         for (i, e) in entries.enumerated() where byName[e.name] == nil { byName[e.name] = i }
         self.entryByName = byName
         self.interactions = rules
+        self.ruleSides = rules.map { (Set($0.a), Set($0.b)) }
+        var rulesByKey: [String: [Int]] = [:]
+        for (r, rule) in rules.enumerated() {
+            for k in Set(rule.a + rule.b) { rulesByKey[k, default: []].append(r) }
+        }
+        self.rulesByKey = rulesByKey
         var washout: [String: Double] = [:]
         for e in entries {
             for k in e.keys where k.hasPrefix("class:washout_") {
@@ -293,12 +306,19 @@ public struct MedicationChecker: Sendable {
         guard a != b, let ia = entryByName[a], let ib = entryByName[b] else { return nil }
         let ka = entries[ia].keys
         let kb = entries[ib].keys
+        // Only a rule with one of `a`'s keys on a side can match, so only those are looked at,
+        // in the rules' own order (the choice of the best depends on it).
+        var candidates: [Int] = []
+        for k in ka { if let rules = rulesByKey[k] { candidates += rules } }
+        candidates.sort()
         var best: InteractionData.Interaction?
-        for i in interactions {
+        var previous = -1
+        for r in candidates where r != previous {
+            previous = r
+            let i = interactions[r]
             if let ex = i.exceptions, ex.contains(a) || ex.contains(b) { continue }
             if let limit = i.dose, limit.drug == a || limit.drug == b, let stated = doses[limit.drug], stated <= limit.maxMg { continue }
-            let sa = Set(i.a)
-            let sb = Set(i.b)
+            let (sa, sb) = ruleSides[r]
             let hit = (!sa.isDisjoint(with: ka) && !sb.isDisjoint(with: kb)) || (!sa.isDisjoint(with: kb) && !sb.isDisjoint(with: ka))
             guard hit else { continue }
             if best == nil || (best!.severity != "high" && i.severity == "high") { best = i }
