@@ -7,7 +7,8 @@
 #   Benchmarks/pairs.sh BIN_A BIN_B [PAIRS] [CLIENTS] [MESSAGES]
 #
 # PAIRS defaults to 3, CLIENTS to 1, MESSAGES to 1000 (each worker starts a new conversation every
-# 10 messages, as compare.sh's first table). With MEDVIEW_DATABASE_URL set, both builds use that
+# 10 messages, as compare.sh's first table). TEXT, if set, is every message's text (the default is
+# mvload's own, which names no medicine and no emergency). With MEDVIEW_DATABASE_URL set, both builds use that
 # PostgreSQL database (emptied before each run: its `public` schema is dropped and made again, so
 # point it at a throwaway database, as scripts/throwaway-postgres.sh gives). Per run it prints
 # streams/s, first chunk p50 and p99 as `mvload` sees them, and from the server's own process
@@ -55,10 +56,10 @@ run() {
   for _ in $(seq 1 150); do curl -fsS http://127.0.0.1:18935/healthz >/dev/null 2>&1 && break; sleep 0.2; done
   for u in $(seq 1 "$CLIENTS"); do "$bin" token --user "pair$u" --data-dir "$data" 2>/dev/null | tail -1; done > "$W/tokens"
   # A short warm-up (connections, compiled statements, the safety data), not measured.
-  "$S/bin/mvload" -url http://127.0.0.1:18935 -tokens "$W/tokens" -fresh 10 -c "$CLIENTS" -n $((CLIENTS * 20)) -max-time 60s >/dev/null
+  "$S/bin/mvload" -url http://127.0.0.1:18935 -tokens "$W/tokens" -fresh 10 -c "$CLIENTS" -n $((CLIENTS * 20)) ${TEXT:+-text "$TEXT"} -max-time 60s >/dev/null
   local t0 s0 t1 s1 p0 p1 w0 w1
   w0=$(wal_bytes); t0=$(ticks "$mv"); s0=$(switches "$mv"); p0=$(pg_ticks)
-  "$S/bin/mvload" -url http://127.0.0.1:18935 -tokens "$W/tokens" -fresh 10 -c "$CLIENTS" -n "$MESSAGES" -json -max-time 120s > "$W/out.json"
+  "$S/bin/mvload" -url http://127.0.0.1:18935 -tokens "$W/tokens" -fresh 10 -c "$CLIENTS" -n "$MESSAGES" ${TEXT:+-text "$TEXT"} -json -max-time 120s > "$W/out.json"
   t1=$(ticks "$mv"); s1=$(switches "$mv"); p1=$(pg_ticks); w1=$(wal_bytes)
   kill "$mv" 2>/dev/null || true; wait "$mv" 2>/dev/null || true
   rm -rf "$data"
