@@ -193,15 +193,10 @@ public struct VerifiedIdentity: Sendable, Equatable {
 public enum Identifier {
     /// A new id: the prefix, an underscore, then 26 base-32 characters (130 random bits).
     public static func make(_ prefix: String) -> String {
-        // 26 characters of 5 bits from three 64-bit draws (one system call each, not 26).
-        var generator = SystemRandomNumberGenerator()
-        let words = (generator.next() as UInt64, generator.next() as UInt64, generator.next() as UInt64)
+        // 26 characters of 5 bits, each from one random byte (one system call for all of them).
         var bytes = [UInt8](repeating: 0, count: 26)
-        for i in 0..<26 {
-            let word = i < 12 ? words.0 : (i < 24 ? words.1 : words.2)
-            let shift = UInt64((i % 12) * 5)
-            bytes[i] = alphabet[Int((word >> shift) & 31)]
-        }
+        bytes.withUnsafeMutableBytes { SystemRandom.fill($0) }
+        for i in 0..<26 { bytes[i] = alphabet[Int(bytes[i] & 31)] }
         return prefix + "_" + String(decoding: bytes, as: UTF8.self)
     }
 

@@ -191,6 +191,27 @@ struct EncryptionTests {
         }
     }
 
+    /// Sealing the same text under the same key and binding again and again gives a different
+    /// nonce every time (a repeated nonce under one key would expose the GCM authentication key),
+    /// and each envelope opens to the text.
+    @Test func everySealDrawsAFreshNonce() throws {
+        let key = SymmetricKey(size: .bits256)
+        let binding = FieldCipher.Binding(userId: "u_a", conversationId: "c_1", recordId: "r_1", field: .messageText)
+        var nonces: Set<Data> = []
+        var firstBytes: Set<UInt8> = []
+        for _ in 0..<5_000 {
+            let sealed = try FieldCipher.seal("chest pain", key: key, version: 1, binding: binding)
+            let combined = try #require(Data(base64Encoded: String(sealed.split(separator: ":")[2])))
+            let nonce = combined.prefix(12)
+            nonces.insert(nonce)
+            firstBytes.insert(nonce.first!)
+            #expect(try FieldCipher.open(sealed, key: key, binding: binding) == "chest pain")
+        }
+        #expect(nonces.count == 5_000)
+        // The nonce's bytes are random, not a counter: its first byte takes (nearly) every value.
+        #expect(firstBytes.count > 240)
+    }
+
     @Test func fieldCipherBindsUserConversationRecordAndField() throws {
         let key = SymmetricKey(size: .bits256)
         let binding = FieldCipher.Binding(userId: "u_a", conversationId: "c_1", recordId: "r_1", field: .messageText)

@@ -42,7 +42,7 @@ public enum FieldCipher {
     public static func seal(_ plaintext: String, key: SymmetricKey, version: Int, binding: Binding) throws -> String {
         if plaintext.isEmpty { return "" }
         do {
-            let box = try AES.GCM.seal(Data(plaintext.utf8), using: key, authenticating: aad(binding, version: version))
+            let box = try AES.GCM.seal(Data(plaintext.utf8), using: key, nonce: freshNonce(), authenticating: aad(binding, version: version))
             guard let combined = box.combined else { throw EncryptionError.malformedEnvelope }
             return prefix + String(version) + ":" + combined.base64EncodedString()
         } catch let error as EncryptionError {
@@ -50,6 +50,15 @@ public enum FieldCipher {
         } catch {
             throw EncryptionError.providerUnavailable("AES-GCM seal failed")
         }
+    }
+
+    /// A random 96-bit nonce, new for every seal, in one system call (``SystemRandom``; the
+    /// library's own drew it in two). Random nonces keep a data key well inside AES-GCM's limit:
+    /// a key seals one conversation's fields, far fewer than 2^32.
+    static func freshNonce() throws -> AES.GCM.Nonce {
+        var bytes = [UInt8](repeating: 0, count: 12)
+        bytes.withUnsafeMutableBytes { SystemRandom.fill($0) }
+        return try AES.GCM.Nonce(data: bytes)
     }
 
     /// The key version a stored value names.
