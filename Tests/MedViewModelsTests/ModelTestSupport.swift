@@ -52,8 +52,12 @@ let sampleRequest = ModelRequest(
     temperature: 0.25
 )
 
-/// Short timeouts and instant retries, so failure tests take milliseconds.
-let fastTimeouts = ModelTimeouts(response: .seconds(5), idle: .seconds(5), total: .seconds(30))
+/// Instant retries, so failure tests take milliseconds; the silence limits are only a net for a
+/// test that would otherwise hang (a test of a timeout sets its own). They are long enough for a
+/// loopback server to answer while the test process is starved: at 5 s, a stall of the whole
+/// process in the first seconds of a full run (every suite starting at once on two cores) timed
+/// out a loopback answer, which was then retried (a second request) or failed as unavailable.
+let fastTimeouts = ModelTimeouts(response: .seconds(30), idle: .seconds(30), total: .seconds(60))
 let fastRetry = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
 
 /// Starts `model` answering, cancels the consumer after its first delta, and checks that `server`
