@@ -81,6 +81,11 @@ final class DirectSQLite: @unchecked Sendable {
     /// Called (on the committing thread) after a commit that left the WAL past ``checkpointPages``.
     /// Set once, before the handle is used.
     var onLargeWAL: @Sendable () -> Void = {}
+    /// Called (on the committing thread) before this handle checkpoints a WAL that the
+    /// checkpoints asked for have not kept small (past four times ``checkpointPages``): the owner
+    /// waits there for its own checkpoint to end, which SQLite would otherwise find busy. Set
+    /// once, before the handle is used.
+    var beforeOwnCheckpoint: @Sendable () -> Void = {}
 
     /// Opens `path` for reading and writing, or for reading only; the file must exist (the
     /// SQLiteNIO connection created and migrated it).
@@ -166,6 +171,7 @@ final class DirectSQLite: @unchecked Sendable {
         if walPages > Self.checkpointPages * 4 {
             // The checkpoints asked for fell behind the writes: bound the WAL here.
             walPages = 0
+            beforeOwnCheckpoint()
             sqlite_nio_sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
         } else if walPages > Self.checkpointPages {
             walPages = 0

@@ -31,8 +31,9 @@ final class StoreConnection: Sendable {
     private let directReader: DirectSQLite?
     /// Reads running or waiting in ``withFastReader(_:_:)``.
     private let fastReads = Atomic<Int>(0)
-    /// A WAL checkpoint has been asked for and not yet run.
-    private let checkpointPending = Atomic<Bool>(false)
+    /// Checkpoints the WAL the direct writer fills, on a thread and handle of its own
+    /// (``WALCheckpointer``); closed by ``close()``.
+    let checkpointer: WALCheckpointer?
     private let logger: Logger
 
     /// Per-connection settings applied on open. `secure_delete` overwrites deleted content so an
@@ -45,13 +46,15 @@ final class StoreConnection: Sendable {
         "PRAGMA secure_delete=ON",
     ]
 
-    private init(connection: SQLiteConnection, reader: SQLiteConnection?, directWriter: DirectSQLite?, directReader: DirectSQLite?, logger: Logger) {
+    private init(connection: SQLiteConnection, reader: SQLiteConnection?, directWriter: DirectSQLite?, directReader: DirectSQLite?, checkpointer: WALCheckpointer?, logger: Logger) {
         self.connection = Mutex(connection)
         self.reader = Mutex(reader)
         self.directWriter = directWriter
         self.directReader = directReader
+        self.checkpointer = checkpointer
         self.logger = logger
         directWriter?.onLargeWAL = { [weak self] in self?.checkpointSoon() }
+        directWriter?.beforeOwnCheckpoint = { [weak checkpointer] in checkpointer?.waitUntilIdle() }
     }
 
     /// Opens (creating it, mode 0600, and its parent directory, mode 0700, if needed) the database at `path`, configures
@@ -129,7 +132,10 @@ final class StoreConnection: Sendable {
                 logger.info("store.direct.unavailable", metadata: ["error.type": "\(type(of: error))"])
             }
         }
-        return StoreConnection(connection: connection, reader: reader, directWriter: directWriter, directReader: directReader, logger: logger)
+        return StoreConnection(
+            connection: connection, reader: reader, directWriter: directWriter, directReader: directReader,
+            checkpointer: directWriter == nil ? nil : WALCheckpointer(path: path, logger: logger), logger: logger
+        )
     }
 
     /// Runs `body` with the connection while holding the lock.
@@ -210,20 +216,11 @@ final class StoreConnection: Sendable {
         await lock.withLock { directWriter?.observer = observer }
     }
 
-    /// Checkpoints the WAL soon, on the SQLiteNIO connection (a thread-pool thread), once: the
-    /// direct writer never checkpoints on its caller's thread.
+    /// Checkpoints the WAL soon, on the checkpointer's thread and handle (``WALCheckpointer``):
+    /// the direct writer never checkpoints on its caller's thread (until the WAL reaches four
+    /// times the size that asks for a checkpoint), and a checkpoint never holds `lock`.
     private func checkpointSoon() {
-        guard checkpointPending.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
-        Task {
-            defer { checkpointPending.store(false, ordering: .relaxed) }
-            do {
-                try await withConnection("checkpoint") { connection in
-                    _ = try await connection.query("PRAGMA wal_checkpoint(PASSIVE)", [])
-                }
-            } catch {
-                logger.info("store.checkpoint.failed", metadata: ["error.detail": "\(Self.storeError(error, operation: "checkpoint"))"])
-            }
-        }
+        checkpointer?.request()
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE ... COMMIT`, rolling back if anything throws.
@@ -260,6 +257,7 @@ final class StoreConnection: Sendable {
                 return connection
             }
             guard let open else { return }
+            checkpointer?.close()
             directWriter?.close()
             let reader = await readLock.withLock {
                 directReader?.close()

@@ -58,6 +58,54 @@ struct DirectSQLiteTests {
         }
     }
 
+    @Test("the WAL is checkpointed on a handle of its own, without the lock every write holds, and its thread ends when the store closes")
+    func walIsCheckpointedBesideTheWrites() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.path("store.sqlite")
+        let store = try await SQLiteConversationStore.open(path: path, logger: testLogger)
+        let checkpointer = try #require(store.connection.checkpointer)
+        #expect(checkpointer.completed.checkpoints == 0)
+        let conversation = Sample.conversation(userId: alice)
+        _ = try await store.beginTurn(Sample.turn(conversationId: conversation.id, userId: alice), newConversation: conversation)
+        // Messages of about 5 KB until the WAL asks for a checkpoint and the checkpointer has
+        // run one (the writer checkpoints itself only at four times that size, 16 MB).
+        let text = String(repeating: "Headache after the new tablets, worse in the morning. ", count: 100)
+        var index = 0
+        while checkpointer.completed.checkpoints == 0 && index < 1_000 {
+            index += 1
+            _ = try await store.beginTurn(Sample.turn(conversationId: conversation.id, userId: alice, text: text, at: Double(index + 2)), newConversation: nil)
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while checkpointer.completed.checkpoints == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(checkpointer.completed.checkpoints >= 1)
+        #expect(checkpointer.completed.failures == 0)
+        // A checkpoint runs while the store's lock is held, as it is for a write being committed:
+        // it does not wait for it (it used to, so new turns waited behind a checkpoint).
+        let before = checkpointer.completed.checkpoints
+        let ranMeanwhile = try await store.connection.withConnection("test") { _ in
+            checkpointer.request()
+            let deadline = ContinuousClock.now + .seconds(20)
+            while checkpointer.completed.checkpoints == before && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            return checkpointer.completed.checkpoints > before
+        }
+        #expect(ranMeanwhile)
+        // What was checkpointed is in the database file: a new handle reads every turn after the
+        // WAL is gone (the store's close checkpoints and removes it).
+        #expect(checkpointer.isRunning)
+        try await store.close()
+        #expect(!checkpointer.isRunning)
+        checkpointer.request() // after closing: ignored, no thread to wake
+        let stored = try await withSQLiteStore(at: path) { reopened in
+            try await reopened.messages(conversationId: conversation.id, userId: alice).count
+        }
+        #expect(stored == 2 * (index + 1))
+    }
+
     @Test("compiled statements are kept up to a bound, and a statement dropped from the cache still runs")
     func statementCacheIsBounded() throws {
         try withScratchDatabase { db in
