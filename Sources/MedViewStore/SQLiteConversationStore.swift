@@ -75,7 +75,7 @@ public final class SQLiteConversationStore: ConversationStore {
     /// After deleting, the write-ahead log is checkpointed and truncated so that the erased
     /// content does not remain in it either.
     public func deleteConversation(id: String, userId: String) async throws -> Bool {
-        let outcome = try await connection.withConnection("deleteConversation") { connection in
+        let outcome = try await connection.withConnectionAlone("deleteConversation") { connection in
             try await ConversationSQL.delete(id: id, userId: userId, on: connection)
         }
         if outcome == .deleted(walTruncated: false) {

@@ -223,6 +223,14 @@ final class StoreConnection: Sendable {
         checkpointer?.request()
     }
 
+    /// ``withConnection(_:_:)`` with no WAL checkpoint of the checkpointer running meanwhile
+    /// (``WALCheckpointer/pausing(_:)``): for an erasure, whose `TRUNCATE` checkpoint a running
+    /// one would make busy.
+    func withConnectionAlone<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
+        guard let checkpointer else { return try await withConnection(operation, body) }
+        return try await checkpointer.pausing { try await withConnection(operation, body) }
+    }
+
     /// Runs `body` inside `BEGIN IMMEDIATE ... COMMIT`, rolling back if anything throws.
     func transaction<T>(_ operation: String, _ body: (SQLiteConnection) async throws -> T) async throws -> T {
         try await withConnection(operation) { connection in

@@ -23,6 +23,8 @@ import Synchronization
 ///   the size that asks for one, the direct writer waits for a running checkpoint to end
 ///   (``waitUntilIdle(limit:)``) and checkpoints itself, writing nothing meanwhile, as every
 ///   checkpoint used to. So the WAL stays bounded.
+/// - An erasure's `TRUNCATE` checkpoint runs inside ``pausing(_:)``, so this one never makes it
+///   busy.
 /// - ``close()`` ends the thread and closes its handle; requests after it are ignored.
 final class WALCheckpointer: Sendable {
     private struct State {
@@ -33,6 +35,8 @@ final class WALCheckpointer: Sendable {
         var running = true
         /// A checkpoint is being run now.
         var checkpointing = false
+        /// Callers in ``pausing(_:)``: no checkpoint starts meanwhile.
+        var paused = 0
     }
 
     private let path: String
@@ -78,6 +82,25 @@ final class WALCheckpointer: Sendable {
         }
     }
 
+    /// Runs `body` with no checkpoint running here: one under way is waited for, and none starts
+    /// until `body` returns (one asked for meanwhile runs then). For the `TRUNCATE` checkpoint
+    /// after an erasure, which SQLite would refuse as busy while another checkpoint runs, leaving
+    /// the erased content in the WAL.
+    func pausing<T>(_ body: () async throws -> T) async throws -> T {
+        state.withLock { $0.paused += 1 }
+        defer {
+            let resume = state.withLock { state -> Bool in
+                state.paused -= 1
+                return state.paused == 0 && state.requested && !state.closed
+            }
+            if resume { wake.signal() }
+        }
+        while state.withLock({ $0.checkpointing }) {
+            try await Task.sleep(for: .microseconds(200))
+        }
+        return try await body()
+    }
+
     /// Ends the thread, after the checkpoint it is running if any, and closes its handle.
     /// Closing twice is harmless.
     func close() {
@@ -94,13 +117,16 @@ final class WALCheckpointer: Sendable {
         var db: DirectSQLite?
         while true {
             wake.wait()
-            let go = state.withLock { state -> Bool in
-                guard !state.closed else { return false }
+            let go = state.withLock { state -> Bool? in
+                guard !state.closed else { return nil }
+                // Paused: the request stays, and the pause's end wakes the thread for it.
+                guard state.paused == 0 else { return false }
                 state.requested = false
                 state.checkpointing = true
                 return true
             }
-            guard go else { break }
+            guard let go else { break }
+            guard go else { continue }
             do {
                 if db == nil { db = try DirectSQLite(path: path, readOnly: false) }
                 _ = try db?.query("PRAGMA wal_checkpoint(PASSIVE)")

@@ -106,6 +106,31 @@ struct DirectSQLiteTests {
         #expect(stored == 2 * (index + 1))
     }
 
+    @Test("no checkpoint starts during an erasure's own: one asked for meanwhile runs when it is done")
+    func aCheckpointWaitsForAnErasure() async throws {
+        try await withSQLiteStore { store in
+            let checkpointer = try #require(store.connection.checkpointer)
+            let conversation = Sample.conversation(userId: alice)
+            _ = try await store.beginTurn(Sample.turn(conversationId: conversation.id, userId: alice), newConversation: conversation)
+            let before = checkpointer.completed.checkpoints
+            try await store.connection.withConnectionAlone("test") { connection in
+                checkpointer.request()
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(checkpointer.completed.checkpoints == before)
+                // The erasure's checkpoint is not made busy by another.
+                let result = try await connection.query("PRAGMA wal_checkpoint(TRUNCATE)", [])
+                #expect(result.first?.column("busy")?.integer == 0)
+            }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while checkpointer.completed.checkpoints == before && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(checkpointer.completed.checkpoints == before + 1)
+            // Erasing a conversation still leaves an empty WAL behind it.
+            #expect(try await store.deleteConversation(id: conversation.id, userId: alice))
+        }
+    }
+
     @Test("compiled statements are kept up to a bound, and a statement dropped from the cache still runs")
     func statementCacheIsBounded() throws {
         try withScratchDatabase { db in

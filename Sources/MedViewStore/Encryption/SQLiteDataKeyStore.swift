@@ -75,7 +75,7 @@ public final class SQLiteDataKeyStore: DataKeyStore {
     }
 
     public func deleteKeys(conversationId: String, userId: String) async throws -> Int {
-        try await connection.withConnection("deleteDataKeys") { connection in
+        try await connection.withConnectionAlone("deleteDataKeys") { connection in
             let deleted = try await connection.query(
                 "DELETE FROM data_keys WHERE conversation_id = ? AND user_id = ? RETURNING version",
                 [.text(conversationId), .text(userId)]
