@@ -194,8 +194,7 @@ public enum Identifier {
     /// A new id: the prefix, an underscore, then 26 base-32 characters (130 random bits).
     public static func make(_ prefix: String) -> String {
         // 26 characters of 5 bits, each from one random byte (one system call for all of them).
-        var bytes = [UInt8](repeating: 0, count: 26)
-        bytes.withUnsafeMutableBytes { SystemRandom.fill($0) }
+        var bytes = SystemRandom.bytes(26)
         for i in 0..<26 { bytes[i] = alphabet[Int(bytes[i] & 31)] }
         return prefix + "_" + String(decoding: bytes, as: UTF8.self)
     }

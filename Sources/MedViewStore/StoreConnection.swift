@@ -53,7 +53,9 @@ final class StoreConnection: Sendable {
         self.directReader = directReader
         self.checkpointer = checkpointer
         self.logger = logger
-        directWriter?.onLargeWAL = { [weak self] in self?.checkpointSoon() }
+        // The direct writer never checkpoints on its caller's thread (until the WAL is four times
+        // the size that asks for a checkpoint), and a checkpoint never holds `lock`.
+        directWriter?.onLargeWAL = { [weak checkpointer] in checkpointer?.request() }
         directWriter?.beforeOwnCheckpoint = { [weak checkpointer] in checkpointer?.waitUntilIdle() }
     }
 
@@ -214,13 +216,6 @@ final class StoreConnection: Sendable {
     /// Sets (or clears) the direct writer's observer while holding the lock. For tests.
     func observeDirectWriter(_ observer: DirectSQLite.Observer?) async {
         await lock.withLock { directWriter?.observer = observer }
-    }
-
-    /// Checkpoints the WAL soon, on the checkpointer's thread and handle (``WALCheckpointer``):
-    /// the direct writer never checkpoints on its caller's thread (until the WAL reaches four
-    /// times the size that asks for a checkpoint), and a checkpoint never holds `lock`.
-    private func checkpointSoon() {
-        checkpointer?.request()
     }
 
     /// ``withConnection(_:_:)`` with no WAL checkpoint of the checkpointer running meanwhile

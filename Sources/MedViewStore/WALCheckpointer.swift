@@ -134,7 +134,9 @@ final class WALCheckpointer: Sendable {
             } catch {
                 // A busy database (another process writing) is tried again at the next request.
                 state.withLock { $0.failures += 1; $0.checkpointing = false }
-                logger.info("store.checkpoint.failed", metadata: ["error.type": "\(type(of: error))"])
+                // A direct handle's failure is SQLite's result code, never its message.
+                let detail = (error as? DirectSQLite.Failure).map { "\($0)" } ?? "\(type(of: error))"
+                logger.info("store.checkpoint.failed", metadata: ["error.detail": "\(detail)"])
             }
         }
         db?.close()

@@ -56,9 +56,7 @@ public enum FieldCipher {
     /// library's own drew it in two). Random nonces keep a data key well inside AES-GCM's limit:
     /// a key seals one conversation's fields, far fewer than 2^32.
     static func freshNonce() throws -> AES.GCM.Nonce {
-        var bytes = [UInt8](repeating: 0, count: 12)
-        bytes.withUnsafeMutableBytes { SystemRandom.fill($0) }
-        return try AES.GCM.Nonce(data: bytes)
+        try AES.GCM.Nonce(data: SystemRandom.bytes(12))
     }
 
     /// The key version a stored value names.
